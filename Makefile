@@ -1,0 +1,41 @@
+# ETL Monitor — the two commands of the README, plus helpers.
+#   make run    fresh machine → running platform (web + worker + beat) on SQLite and an embedded broker
+#   make test   fresh machine → full test suite (SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
+#   make bench  benchmarks in bench/ (figures go to docs/benchmarks.md)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8000
+
+.PHONY: run test bench lint venv clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	DEBUG=$${DEBUG:-true} $(PY) manage.py migrate --noinput
+	DEBUG=$${DEBUG:-true} $(PY) manage.py ensure_admin
+	DEBUG=$${DEBUG:-true} $(PY) manage.py load_demo
+	DEBUG=$${DEBUG:-true} $(PY) manage.py collectstatic --noinput --verbosity 0
+	@echo "ETL Monitor on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/, health: /healthz /readyz)"
+	DEBUG=$${DEBUG:-true} WEB_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/honcho -f deploy/Procfile.dev start
+
+test: venv
+	@$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
+
+bench: venv
+	$(PY) bench/run.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

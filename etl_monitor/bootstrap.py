@@ -1,0 +1,120 @@
+"""First-run setup used by ``make run``: the first admin and a small demo data set.
+
+Both are idempotent: running them again changes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from etl_monitor.roles import Role, roles_sync, system_user_get
+
+DEMO_MAKER = "demo-maker"
+DEMO_CHECKER = "demo-checker"
+
+
+@transaction.atomic
+def admin_ensure(*, username: str, password: str | None) -> tuple[bool, str | None]:
+    """Create the first superuser (Admin role) unless a superuser exists.
+
+    Returns (created, generated_password); the generated password is only
+    returned (to be printed once), never stored in clear anywhere.
+    """
+    User = get_user_model()
+    if User.objects.filter(is_superuser=True).exists():
+        return False, None
+    generated = None
+    if not password:
+        generated = password = secrets.token_urlsafe(16)
+    user = User.objects.create_superuser(username=username, email="", password=password)
+    roles_sync()
+    user.groups.add(Group.objects.get(name=Role.ADMIN))
+    return True, generated
+
+
+DEMO_TEAMS = [
+    {"slug": "data-platform", "name": "Data Platform", "email": "data-platform@example.com"},
+    {"slug": "finance-analytics", "name": "Finance Analytics", "email": "finance-analytics@example.com"},
+]
+
+DEMO_LOADERS = [
+    {
+        "loader_code": "SALES-DAILY",
+        "name": "Daily sales load",
+        "owner": "finance-analytics",
+        "tags": ["sales", "daily"],
+        "description": "Loads the previous day's sales from the shop database into the warehouse.",
+        "source_system": "shop-postgres",
+        "target": "dwh.sales_fact",
+        "schedule_cron": "30 2 * * *",
+        "schedule_timezone": "Europe/Berlin",
+        "grace_minutes": 20,
+        "max_duration_minutes": 45,
+        "expected_rows_min": 10000,
+        "expected_rows_max": 500000,
+        "freshness_sla_minutes": 1440,
+        "default_severity": "HIGH",
+        "connection_host": "shop-db.internal",
+        "connection_port": 5432,
+        "connection_database": "shop",
+        "connection_user": "etl_reader",
+    },
+    {
+        "loader_code": "INVENTORY-HOURLY",
+        "name": "Hourly inventory snapshot",
+        "owner": "data-platform",
+        "tags": ["inventory", "hourly"],
+        "source_system": "erp",
+        "target": "dwh.inventory_snapshot",
+        "schedule_cron": "5 * * * *",
+        "schedule_timezone": "UTC",
+        "grace_minutes": 10,
+        "max_duration_minutes": 15,
+        "expected_rows_min": 1000,
+        "expected_rows_max": 100000,
+        "default_severity": "MEDIUM",
+    },
+    {
+        "loader_code": "CRM-SYNC",
+        "name": "CRM contacts sync",
+        "owner": "data-platform",
+        "tags": ["crm"],
+        "source_system": "crm-api",
+        "target": "dwh.contacts",
+        "schedule_cron": "0 */4 * * *",
+        "default_severity": "LOW",
+    },
+]
+
+
+@transaction.atomic
+def demo_load() -> bool:
+    """Load teams and three loaders in typical states; False if the demo is already there.
+
+    SALES-DAILY: v1 ACTIVE and v2 PENDING_APPROVAL (a reviewer can try the flow);
+    INVENTORY-HOURLY: v1 ACTIVE; CRM-SYNC: a DRAFT only (onboarding in progress).
+    """
+    from loaders import services
+    from loaders.models import Loader
+
+    if Loader.objects.filter(loader_code__in=[d["loader_code"] for d in DEMO_LOADERS]).exists():
+        return False
+    roles_sync()
+    maker = system_user_get(DEMO_MAKER, Role.EDITOR)
+    checker = system_user_get(DEMO_CHECKER, Role.APPROVER)
+    for team in DEMO_TEAMS:
+        services.team_upsert(user=maker, slug=team["slug"], data={k: v for k, v in team.items() if k != "slug"})
+    for data in DEMO_LOADERS:
+        loader = services.loader_create(user=maker, data=data, reason="Demo data")
+        if data["loader_code"] == "CRM-SYNC":
+            continue
+        draft = services.loader_version_submit(user=maker, version=loader.open_version, comment="Demo data")
+        services.loader_version_approve(user=checker, version=draft, comment="Demo data")
+    sales = Loader.objects.get(loader_code="SALES-DAILY")
+    services.loader_edit(user=maker, loader=sales, data={"max_duration_minutes": 60}, reason="Month-end runs are longer")
+    services.loader_version_submit(user=maker, version=sales.open_version, comment="Month-end runs are longer")
+    return True

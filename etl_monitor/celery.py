@@ -1,0 +1,20 @@
+"""The Celery application; configuration comes from Django settings (``CELERY_*``)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "etl_monitor.settings")
+
+app = Celery("etl_monitor")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _install_beat_schedule(sender: Celery, **kwargs: object) -> None:
+    # Imported late: the schedule module imports task names only, but keeping
+    # it here makes the one place where periodic work is declared obvious.
+    from etl_monitor.schedule import BEAT_SCHEDULE
+
+    sender.conf.beat_schedule = BEAT_SCHEDULE

@@ -1,0 +1,27 @@
+"""Create the first admin user if none exists (used by ``make run``)."""
+
+import os
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from etl_monitor.bootstrap import admin_ensure
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the first superuser (Admin role) if no superuser exists. Username from "
+        "ETL_MONITOR_ADMIN_USER (default 'admin'); password from ETL_MONITOR_ADMIN_PASSWORD, "
+        "else generated and printed once."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        username = os.environ.get("ETL_MONITOR_ADMIN_USER") or "admin"
+        created, generated = admin_ensure(username=username, password=os.environ.get("ETL_MONITOR_ADMIN_PASSWORD"))
+        if not created:
+            self.stdout.write("An admin user already exists; nothing to do.")
+        elif generated:
+            self.stdout.write(self.style.WARNING(f"Created admin user '{username}' with password: {generated}"))
+            self.stdout.write("This password is shown only once; change it after logging in.")
+        else:
+            self.stdout.write(self.style.SUCCESS(f"Created admin user '{username}' (password from ETL_MONITOR_ADMIN_PASSWORD)."))

@@ -1,0 +1,18 @@
+"""Every periodic task of the platform, declared in one place.
+
+django-celery-beat's DatabaseScheduler copies these entries into its tables at
+start-up, so admins see (and may pause) them under "Periodic tasks". Each entry
+says why it exists; later capabilities add their ticks here.
+"""
+
+from datetime import timedelta
+
+BEAT_SCHEDULE: dict[str, dict] = {
+    # Proves the worker and the scheduler are alive end to end; /readyz reports
+    # the age of the last beat so an operator sees a stuck scheduler at once.
+    "platform-heartbeat": {
+        "task": "etl_monitor.tasks.platform_heartbeat",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 25},
+    },
+}

@@ -1,0 +1,520 @@
+"""The loader registry in the Django admin, the main UI for business users.
+
+Every write goes through ``loaders.services`` (so four-eyes and validation are
+the same as in the API); the admin only decides which buttons to show, using
+``loader_version_allowed_actions`` — the same checks the services enforce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+from simple_history.admin import SimpleHistoryAdmin
+
+from etl_monitor.errors import InvalidInput, ServiceError
+from loaders import selectors, services
+from loaders.models import Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
+
+MASK = "••••••"
+
+STATE_COLOURS = {
+    VersionState.DRAFT: "#6c757d",
+    VersionState.PENDING_APPROVAL: "#b8860b",
+    VersionState.ACTIVE: "#2e7d32",
+    VersionState.SUPERSEDED: "#9e9e9e",
+    VersionState.REJECTED: "#c62828",
+}
+
+
+def state_badge(state: str) -> str:
+    label = VersionState(state).label
+    return format_html(
+        '<span style="color:#fff;background:{};padding:1px 6px;border-radius:3px;white-space:nowrap">{}</span>',
+        STATE_COLOURS[VersionState(state)],
+        label,
+    )
+
+
+def version_url(version: LoaderVersion) -> str:
+    return reverse("admin:loaders_loaderversion_change", args=[version.pk])
+
+
+class SecretMaskingHistoryAdmin(SimpleHistoryAdmin):
+    """History pages that say a secret changed, never what it was or became."""
+
+    secret_fields: tuple[str, ...] = ()
+
+    def set_history_delta_changes(self, request: HttpRequest, historical_records: Any, **kwargs: Any) -> None:
+        super().set_history_delta_changes(request, historical_records, **kwargs)
+        for record in historical_records:
+            for change in getattr(record, "history_delta_changes", None) or []:
+                if change.get("field") in self._secret_labels():
+                    change["old"] = MASK if change.get("old") else "(not set)"
+                    change["new"] = MASK + " (changed)" if change.get("new") else "(cleared)"
+
+    def _secret_labels(self) -> set[str]:
+        labels = set(self.secret_fields)
+        labels.update(str(self.model._meta.get_field(f).verbose_name) for f in self.secret_fields)
+        return labels
+
+
+# --- teams and tags ----------------------------------------------------------------
+
+
+@admin.register(Team)
+class TeamAdmin(SimpleHistoryAdmin):
+    list_display = ("name", "slug", "email", "loader_count")
+    search_fields = ("name", "slug", "email")
+    prepopulated_fields = {"slug": ("name",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return super().get_queryset(request).annotate(loader_count=Count("loaders"))
+
+    @admin.display(description="loaders", ordering="loader_count")
+    def loader_count(self, obj: Team) -> int:
+        return obj.loader_count
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ("name",)
+    search_fields = ("name",)
+
+
+# --- loaders -----------------------------------------------------------------------
+
+
+class PendingFilter(admin.SimpleListFilter):
+    title = "approval"
+    parameter_name = "approval"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("pending", "Pending approval"), ("none", "Nothing pending")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "pending":
+            return queryset.filter(has_pending=True)
+        if self.value() == "none":
+            return queryset.filter(has_pending=False)
+        return queryset
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    title = "monitoring"
+    parameter_name = "monitoring"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Has an active version"), ("onboarding", "No active version yet")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "active":
+            return queryset.filter(has_active=True)
+        if self.value() == "onboarding":
+            return queryset.filter(has_active=False)
+        return queryset
+
+
+class LoaderForm(forms.ModelForm):
+    class Meta:
+        model = Loader
+        fields = ("loader_code", "name", "owner", "tags", "is_paused")
+
+
+class LoaderVersionInline(admin.TabularInline):
+    model = LoaderVersion
+    fields = ("version_link", "state_display", "schedule_cron", "created_by", "submitted_by", "decided_by", "decided_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = "versions (newest first)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LoaderVersion]:
+        return super().get_queryset(request).select_related("created_by", "submitted_by", "decided_by", "loader")
+
+    @admin.display(description="version")
+    def version_link(self, obj: LoaderVersion) -> str:
+        return format_html('<a href="{}">v{}</a>', version_url(obj), obj.number)
+
+    @admin.display(description="state")
+    def state_display(self, obj: LoaderVersion) -> str:
+        return state_badge(obj.state)
+
+
+class ServiceErrorMessagesMixin:
+    """Turn a refusal raised by a service during save into a message, not a 500."""
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().changeform_view(request, object_id, *args, **kwargs)
+        except ServiceError as exc:
+            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+@admin.register(Loader)
+class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
+    form = LoaderForm
+    list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "is_paused")
+    list_display_links = ("loader_code", "name")
+    list_filter = (PendingFilter, ActiveFilter, "is_paused", "owner", "tags")
+    search_fields = ("loader_code", "name", "owner__name", "tags__name")
+    list_per_page = 50
+    inlines = (LoaderVersionInline,)
+    autocomplete_fields = ("owner", "tags")
+    change_form_template = "admin/loaders/loader/change_form.html"
+    history_list_display = ("loader_code", "name", "owner", "is_paused")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Loader]:
+        return selectors.loader_list()
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        queryset, _ = super().get_search_results(request, queryset, search_term)
+        # Searching tags joins a many-to-many; distinct() keeps one row per loader.
+        return queryset.distinct() if search_term else queryset, False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Loader | None = None) -> tuple[str, ...]:
+        fields: tuple[str, ...] = ("first_activated_at", "created_by", "created_at")
+        if obj is not None and obj.code_locked:
+            fields = ("loader_code", *fields)
+        return fields
+
+    def get_fields(self, request: HttpRequest, obj: Loader | None = None) -> list[str]:
+        fields = ["loader_code", "name", "owner", "tags", "is_paused"]
+        return fields if obj is None else [*fields, "first_activated_at", "created_by", "created_at"]
+
+    @admin.display(description="tags")
+    def tag_list(self, obj: Loader) -> str:
+        return ", ".join(tag.name for tag in obj.tags.all())
+
+    @admin.display(description="active version", ordering="has_active")
+    def active_display(self, obj: Loader) -> str:
+        active = obj.active_version
+        if active is None:
+            return format_html('<span style="color:#b8860b">{}</span>', "none yet")
+        return format_html('<a href="{}">v{}</a>', version_url(active), active.number)
+
+    @admin.display(description="pending approval", boolean=True, ordering="has_pending")
+    def pending_display(self, obj: Loader) -> bool:
+        return obj.has_pending_approval
+
+    def save_model(self, request: HttpRequest, obj: Loader, form: forms.ModelForm, change: bool) -> None:
+        data = {k: v for k, v in form.cleaned_data.items() if k in services.LOADER_FIELDS}
+        data["tags"] = list(data.get("tags") or [])
+        if change:
+            changed = {k: v for k, v in data.items() if k in form.changed_data}
+            services.loader_update(user=request.user, loader=obj, data=changed)
+        else:
+            created = services.loader_create(user=request.user, data=data)
+            obj.pk = created.pk
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        # Tags were saved by the service; versions are read-only here.
+        return None
+
+    def response_add(self, request: HttpRequest, obj: Loader, post_url_continue: str | None = None) -> HttpResponse:
+        draft = Loader.objects.get(pk=obj.pk).open_version
+        messages.success(
+            request,
+            f"Loader {obj.loader_code} created with draft v1. Fill in its monitoring contract and submit it for approval.",
+        )
+        return HttpResponseRedirect(version_url(draft))
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "<int:pk>/start-draft/",
+                self.admin_site.admin_view(require_POST(self.start_draft_view)),
+                name="loaders_loader_start_draft",
+            ),
+            *super().get_urls(),
+        ]
+
+    def start_draft_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        loader = get_object_or_404(Loader, pk=pk)
+        try:
+            draft = services.loader_draft_start(user=request.user, loader=loader)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:loaders_loader_change", args=[pk]))
+        return HttpResponseRedirect(version_url(draft))
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        extra_context = extra_context or {}
+        loader = Loader.objects.filter(pk=object_id).first()
+        if loader is not None:
+            open_version = loader.open_version
+            extra_context.update(
+                active_version=loader.active_version,
+                open_version=open_version,
+                open_version_url=version_url(open_version) if open_version else None,
+                can_start_draft=request.user.has_perm("loaders.change_loaderversion") and open_version is None,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+# --- versions ----------------------------------------------------------------------
+
+
+class LoaderVersionForm(forms.ModelForm):
+    connection_password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown. Leave empty to keep the current value.",
+    )
+    clear_connection_password = forms.BooleanField(required=False, label="Clear the stored password")
+
+    class Meta:
+        model = LoaderVersion
+        fields = LoaderVersion.CONTRACT_FIELDS
+
+    def contract_changes(self) -> dict[str, Any]:
+        data = {f: self.cleaned_data[f] for f in self.changed_data if f in LoaderVersion.CONTRACT_FIELDS}
+        data.pop("connection_password", None)
+        if self.cleaned_data.get("clear_connection_password"):
+            data["connection_password"] = ""
+        elif self.cleaned_data.get("connection_password"):
+            data["connection_password"] = self.cleaned_data["connection_password"]
+        return data
+
+
+class AwaitingMyApprovalFilter(admin.SimpleListFilter):
+    title = "for me"
+    parameter_name = "for_me"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("approve", "Waiting for my approval")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "approve":
+            ids = selectors.versions_awaiting_approval(user=request.user).values("pk")
+            return queryset.filter(pk__in=ids)
+        return queryset
+
+
+@admin.register(LoaderVersion)
+class LoaderVersionAdmin(ServiceErrorMessagesMixin, SecretMaskingHistoryAdmin):
+    form = LoaderVersionForm
+    secret_fields = LoaderVersion.SECRET_FIELDS
+    list_display = ("__str__", "state_display", "owner", "created_by", "submitted_by", "submitted_at", "decided_by")
+    list_filter = (AwaitingMyApprovalFilter, "state", "loader__owner")
+    search_fields = ("loader__loader_code", "loader__name")
+    list_select_related = ("loader", "loader__owner", "created_by", "submitted_by", "decided_by")
+    change_form_template = "admin/loaders/loaderversion/change_form.html"
+    history_list_display = ("state",)
+    meta_fields = (
+        "loader_link",
+        "number",
+        "state_display",
+        "based_on",
+        "created_by",
+        "created_at",
+        "submitted_by",
+        "submitted_at",
+        "decided_by",
+        "decided_at",
+        "decision_comment",
+    )
+    fieldsets_spec = (
+        ("What it loads", ("description", "source_system", "target")),
+        ("Schedule", ("schedule_cron", "schedule_timezone", "grace_minutes")),
+        (
+            "Expectations",
+            ("max_duration_minutes", "expected_rows_min", "expected_rows_max", "freshness_sla_minutes"),
+        ),
+        ("Alerting", ("default_severity", "notification_hint")),
+        (
+            "Connection",
+            ("connection_host", "connection_port", "connection_database", "connection_user", "connection_password"),
+        ),
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # drafts start from the loader page ("Edit draft")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # versions are the audit trail
+
+    def has_change_permission(self, request: HttpRequest, obj: LoaderVersion | None = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.state == VersionState.DRAFT)
+
+    def get_fieldsets(self, request: HttpRequest, obj: LoaderVersion | None = None) -> list:
+        editable = obj is not None and self.has_change_permission(request, obj)
+        sets = [("Version", {"fields": self.meta_fields})]
+        for title, fields in self.fieldsets_spec:
+            if not editable:
+                fields = tuple("connection_password_status" if f == "connection_password" else f for f in fields)
+            elif "connection_password" in fields:
+                fields = (*fields, "connection_password_status", "clear_connection_password")
+            sets.append((title, {"fields": fields}))
+        return sets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: LoaderVersion | None = None) -> tuple[str, ...]:
+        readonly = (*self.meta_fields, "connection_password_status")
+        if obj is not None and not self.has_change_permission(request, obj):
+            contract = tuple(f for f in LoaderVersion.CONTRACT_FIELDS if f not in LoaderVersion.SECRET_FIELDS)
+            readonly = (*readonly, *contract)
+        return readonly
+
+    @admin.display(description="loader")
+    def loader_link(self, obj: LoaderVersion) -> str:
+        url = reverse("admin:loaders_loader_change", args=[obj.loader_id])
+        return format_html('<a href="{}">{} — {}</a>', url, obj.loader.loader_code, obj.loader.name)
+
+    @admin.display(description="state", ordering="state")
+    def state_display(self, obj: LoaderVersion) -> str:
+        return state_badge(obj.state)
+
+    @admin.display(description="owner", ordering="loader__owner__name")
+    def owner(self, obj: LoaderVersion) -> str:
+        return obj.loader.owner.name
+
+    @admin.display(description="stored password")
+    def connection_password_status(self, obj: LoaderVersion) -> str:
+        return f"{MASK} (set)" if obj.connection_password else "not set"
+
+    def save_model(self, request: HttpRequest, obj: LoaderVersion, form: LoaderVersionForm, change: bool) -> None:
+        services.loader_version_update(user=request.user, version=obj, data=form.contract_changes())
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "<int:pk>/do/<str:action>/",
+                self.admin_site.admin_view(self.transition_view),
+                name="loaders_loaderversion_transition",
+            ),
+            *super().get_urls(),
+        ]
+
+    def transition_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
+        version = get_object_or_404(LoaderVersion.objects.select_related("loader"), pk=pk)
+        back = HttpResponseRedirect(version_url(version))
+        if action not in (services.ACTION_SUBMIT, services.ACTION_WITHDRAW, services.ACTION_APPROVE, services.ACTION_REJECT):
+            messages.error(request, f"Unknown action {action!r}.")
+            return back
+        if action == services.ACTION_REJECT and (request.method != "POST" or not request.POST.get("reason", "").strip()):
+            return self._reject_form(request, version, submitted=request.method == "POST")
+        if request.method != "POST":
+            return back
+        comment = request.POST.get("comment", "").strip()
+        run = {
+            services.ACTION_SUBMIT: lambda: services.loader_version_submit(user=request.user, version=version, comment=comment),
+            services.ACTION_WITHDRAW: lambda: services.loader_version_withdraw(user=request.user, version=version, comment=comment),
+            services.ACTION_APPROVE: lambda: services.loader_version_approve(user=request.user, version=version, comment=comment),
+            services.ACTION_REJECT: lambda: services.loader_version_reject(
+                user=request.user, version=version, reason=request.POST.get("reason", "")
+            ),
+        }[action]
+        try:
+            run()
+        except ServiceError as exc:
+            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
+            return back
+        done = {
+            services.ACTION_SUBMIT: "submitted for approval",
+            services.ACTION_WITHDRAW: "withdrawn; it is a draft again",
+            services.ACTION_APPROVE: "approved; it is now the active version",
+            services.ACTION_REJECT: "rejected",
+        }[action]
+        messages.success(request, f"{version.loader.loader_code} v{version.number} {done}.")
+        return back
+
+    def _reject_form(self, request: HttpRequest, version: LoaderVersion, submitted: bool) -> HttpResponse:
+        if submitted:
+            messages.error(request, "A reason is required to reject a version.")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "version": version,
+            "title": f"Reject {version.loader.loader_code} v{version.number}",
+            "allowed": services.loader_version_allowed_actions(user=request.user, version=version),
+        }
+        return TemplateResponse(request, "admin/loaders/loaderversion/reject.html", context)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        extra_context = extra_context or {}
+        version = LoaderVersion.objects.select_related("loader").filter(pk=object_id).first()
+        if version is not None:
+            extra_context["allowed_actions"] = services.loader_version_allowed_actions(user=request.user, version=version)
+            extra_context["comparison"] = version_comparison(version)
+            if version.state == VersionState.PENDING_APPROVAL and services.ACTION_APPROVE not in extra_context["allowed_actions"]:
+                try:
+                    services.loader_version_action_check(user=request.user, version=version, action=services.ACTION_APPROVE)
+                except ServiceError as exc:
+                    extra_context["approve_refusal"] = exc.message
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def version_comparison(version: LoaderVersion) -> dict[str, Any] | None:
+    """Field-by-field differences between a draft/pending version and the ACTIVE one (secrets masked)."""
+    if version.state not in (VersionState.DRAFT, VersionState.PENDING_APPROVAL):
+        return None
+    active = LoaderVersion.objects.filter(loader_id=version.loader_id, state=VersionState.ACTIVE).first()
+    if active is None:
+        return {"against": None, "rows": []}
+    rows = []
+    for field in LoaderVersion.CONTRACT_FIELDS:
+        old, new = getattr(active, field), getattr(version, field)
+        if old == new:
+            continue
+        label = str(LoaderVersion._meta.get_field(field).verbose_name)
+        if field in LoaderVersion.SECRET_FIELDS:
+            old, new = (MASK if old else "(not set)"), (f"{MASK} (changed)" if new else "(cleared)")
+        rows.append((label, "—" if old in ("", None) else old, "—" if new in ("", None) else new))
+    return {"against": active, "rows": rows}
+
+
+@admin.register(PendingApproval)
+class PendingApprovalAdmin(admin.ModelAdmin):
+    """"Waiting for my approval": pending versions the current user may decide on."""
+
+    list_display = ("review_link", "loader_name", "owner", "submitted_by", "submitted_at")
+    list_display_links = None
+    search_fields = ("loader__loader_code", "loader__name")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.versions_awaiting_approval(user=request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("loaders.approve_loaderversion")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("loaders.approve_loaderversion")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="version")
+    def review_link(self, obj: LoaderVersion) -> str:
+        return format_html('<a href="{}">Review {} v{}</a>', version_url(obj), obj.loader.loader_code, obj.number)
+
+    @admin.display(description="name")
+    def loader_name(self, obj: LoaderVersion) -> str:
+        return obj.loader.name
+
+    @admin.display(description="owner")
+    def owner(self, obj: LoaderVersion) -> str:
+        return obj.loader.owner.name
+

@@ -1,0 +1,171 @@
+"""Loader endpoints: thin — parse input, call one service, format the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from etl_monitor.errors import StateConflict
+from etl_monitor.permissions import RoleViewPermission
+from loaders import selectors, services
+from loaders.api.serializers import (
+    LoaderDetailSerializer,
+    LoaderListSerializer,
+    LoaderWriteSerializer,
+    RejectSerializer,
+    VersionActionSerializer,
+    VersionSerializer,
+)
+from loaders.models import Loader, LoaderVersion, VersionState
+
+STATE_FILTERS = {
+    "pending": {"has_pending": True},
+    "active": {"has_active": True},
+    "no_active": {"has_active": False},
+}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List loaders",
+        parameters=[
+            OpenApiParameter("search", str, description="Substring of code, name or owner name."),
+            OpenApiParameter("owner", str, description="Team slug."),
+            OpenApiParameter("tag", str, description="Tag name."),
+            OpenApiParameter("state", str, enum=list(STATE_FILTERS), description="pending | active | no_active"),
+            OpenApiParameter("paused", bool),
+        ],
+    ),
+    retrieve=extend_schema(summary="A loader with its ACTIVE and open (draft/pending) version"),
+    create=extend_schema(
+        summary="Create a loader (its first version is a DRAFT)",
+        request=LoaderWriteSerializer,
+        responses={201: LoaderDetailSerializer},
+    ),
+    partial_update=extend_schema(
+        summary="Edit a loader: identity fields at once, contract fields in the draft",
+        request=LoaderWriteSerializer,
+        responses={200: LoaderDetailSerializer},
+    ),
+)
+class LoaderViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    lookup_field = "loader_code"
+    lookup_value_regex = r"[A-Z0-9][A-Z0-9_-]*"
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    queryset = Loader.objects.none()  # model for permission checks; real reads use the selector
+
+    def get_queryset(self) -> QuerySet[Loader]:
+        params = self.request.query_params
+        queryset = selectors.loader_list(search=params.get("search", "").strip())
+        if owner := params.get("owner"):
+            queryset = queryset.filter(owner__slug=owner)
+        if tag := params.get("tag"):
+            queryset = queryset.filter(tags__name=tag)
+        if state := params.get("state"):
+            queryset = queryset.filter(**STATE_FILTERS.get(state, {"pk__in": []}))
+        if (paused := params.get("paused")) is not None:
+            queryset = queryset.filter(is_paused=paused.lower() in ("1", "true", "yes"))
+        return queryset.order_by("loader_code")
+
+    def get_serializer_class(self) -> type:
+        if self.action == "list":
+            return LoaderListSerializer
+        if self.action in ("create", "partial_update"):
+            return LoaderWriteSerializer
+        return LoaderDetailSerializer
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("submit", "withdraw", "approve", "reject", "versions"):
+            return [RoleViewPermission()]
+        return super().get_permissions()
+
+    def _detail(self, loader_code: str, status_code: int = status.HTTP_200_OK) -> Response:
+        loader = get_object_or_404(selectors.loader_list(), loader_code=loader_code)
+        return Response(LoaderDetailSerializer(loader, context=self.get_serializer_context()).data, status=status_code)
+
+    def create(self, request: Request) -> Response:
+        serializer = LoaderWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        loader = services.loader_create(user=request.user, data=serializer.validated_data)
+        return self._detail(loader.loader_code, status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, loader_code: str) -> Response:
+        loader = self.get_object()
+        serializer = LoaderWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        reason = request.query_params.get("reason", "")
+        loader = services.loader_edit(user=request.user, loader=loader, data=serializer.validated_data, reason=reason)
+        return self._detail(loader.loader_code)
+
+    @extend_schema(summary="Version history, newest first", responses=VersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, loader_code: str) -> Response:
+        loader = self.get_object()
+        page = self.paginate_queryset(selectors.loader_versions(loader=loader))
+        return self.get_paginated_response(VersionSerializer(page, many=True).data)
+
+    def _target_version(self, loader: Loader, number: int | None, wanted: VersionState) -> LoaderVersion:
+        versions = loader.versions.all()
+        if number is not None:
+            version = versions.filter(number=number).first()
+            if version is None:
+                raise StateConflict(f"{loader.loader_code} has no version {number}.")
+            return version
+        version = versions.filter(state=wanted).first()
+        if version is None:
+            # Let the service explain (e.g. "already approved by …") using the newest version.
+            version = versions.order_by("-number").first()
+        if version is None:
+            raise StateConflict(f"{loader.loader_code} has no versions.")
+        return version
+
+    def _transition(self, request: Request, loader_code: str, serializer_class: type, wanted: VersionState, run: Any) -> Response:
+        loader = self.get_object()
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = self._target_version(loader, serializer.validated_data.get("version"), wanted)
+        run(version, serializer.validated_data)
+        return self._detail(loader.loader_code)
+
+    @extend_schema(summary="Submit the draft for approval", request=VersionActionSerializer, responses=LoaderDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def submit(self, request: Request, loader_code: str) -> Response:
+        return self._transition(
+            request, loader_code, VersionActionSerializer, VersionState.DRAFT,
+            lambda v, d: services.loader_version_submit(user=request.user, version=v, comment=d.get("comment", "")),
+        )
+
+    @extend_schema(summary="Withdraw the pending version back to draft", request=VersionActionSerializer, responses=LoaderDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request: Request, loader_code: str) -> Response:
+        return self._transition(
+            request, loader_code, VersionActionSerializer, VersionState.PENDING_APPROVAL,
+            lambda v, d: services.loader_version_withdraw(user=request.user, version=v, comment=d.get("comment", "")),
+        )
+
+    @extend_schema(summary="Approve the pending version (four-eyes)", request=VersionActionSerializer, responses=LoaderDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, loader_code: str) -> Response:
+        return self._transition(
+            request, loader_code, VersionActionSerializer, VersionState.PENDING_APPROVAL,
+            lambda v, d: services.loader_version_approve(user=request.user, version=v, comment=d.get("comment", "")),
+        )
+
+    @extend_schema(summary="Reject the pending version with a reason", request=RejectSerializer, responses=LoaderDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, loader_code: str) -> Response:
+        return self._transition(
+            request, loader_code, RejectSerializer, VersionState.PENDING_APPROVAL,
+            lambda v, d: services.loader_version_reject(user=request.user, version=v, reason=d["reason"]),
+        )

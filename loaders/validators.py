@@ -1,0 +1,49 @@
+"""Field validators shared by the model, the API, the admin and (later) the Excel import."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from functools import lru_cache
+
+from croniter import croniter
+from django.core.exceptions import ValidationError
+
+LOADER_CODE_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9_-]{0,62}[A-Z0-9])?$")
+
+
+def validate_loader_code(value: str) -> None:
+    if not LOADER_CODE_RE.match(value or ""):
+        raise ValidationError(
+            "Loader code must be 1-64 upper-case letters, digits, '-' or '_', "
+            "starting and ending with a letter or digit (e.g. SALES-DAILY); got %(value)r.",
+            code="invalid_loader_code",
+            params={"value": value},
+        )
+
+
+def validate_cron_expression(value: str) -> None:
+    if not value:
+        return
+    fields = value.split()
+    if len(fields) != 5 or not croniter.is_valid(value):
+        raise ValidationError(
+            "%(value)r is not a valid five-field cron expression (minute hour day-of-month month day-of-week), "
+            "e.g. '30 2 * * *'.",
+            code="invalid_cron",
+            params={"value": value},
+        )
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_timezone_name(value: str) -> None:
+    if value not in _timezones():
+        raise ValidationError(
+            "%(value)r is not a known IANA time zone (e.g. UTC, Europe/Berlin, America/New_York).",
+            code="invalid_timezone",
+            params={"value": value},
+        )
