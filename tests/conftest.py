@@ -1,0 +1,170 @@
+"""Fixtures shared by every test: users per role, teams, loaders in each state, service gates."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.test.utils import override_settings
+
+from etl_monitor.roles import Role, roles_sync
+from loaders import services
+from loaders.models import Loader, LoaderVersion, Team
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _eager_celery() -> Iterator[None]:
+    # Tasks run inline unless a test starts a real worker (those use their own process).
+    from etl_monitor.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def _service_unavailable(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) but is not configured/reachable.")
+    pytest.skip(f"{what} not configured (set DATABASE_URL/REDIS_URL to run this test).")
+
+
+@pytest.fixture
+def require_postgres() -> None:
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        _service_unavailable("PostgreSQL (DATABASE_URL)")
+
+
+@pytest.fixture
+def require_redis() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        _service_unavailable("Redis (REDIS_URL)")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at REDIS_URL is not reachable: {exc}")
+        pytest.skip(f"Redis not reachable: {exc}")
+    return url
+
+
+@pytest.fixture
+def make_user(db: Any) -> Callable[..., User]:
+    roles_sync()
+    counter = {"n": 0}
+
+    def make(*roles: str, username: str | None = None, staff: bool = True, **extra: Any) -> User:
+        counter["n"] += 1
+        name = username or f"{'-'.join(r.lower() for r in roles) or 'norole'}-{counter['n']}"
+        user = User.objects.create_user(username=name, password="pw-for-tests-123", is_staff=staff, **extra)
+        user.groups.set(Group.objects.filter(name__in=roles))
+        return User.objects.get(pk=user.pk)  # fresh: no stale permission cache
+
+    return make
+
+
+@pytest.fixture
+def viewer(make_user: Callable[..., User]) -> User:
+    return make_user(Role.VIEWER, username="vera-viewer")
+
+
+@pytest.fixture
+def editor(make_user: Callable[..., User]) -> User:
+    return make_user(Role.EDITOR, username="eddie-editor")
+
+
+@pytest.fixture
+def editor2(make_user: Callable[..., User]) -> User:
+    return make_user(Role.EDITOR, username="erin-editor")
+
+
+@pytest.fixture
+def approver(make_user: Callable[..., User]) -> User:
+    return make_user(Role.APPROVER, username="abby-approver")
+
+
+@pytest.fixture
+def approver2(make_user: Callable[..., User]) -> User:
+    return make_user(Role.APPROVER, username="alan-approver")
+
+
+@pytest.fixture
+def operator(make_user: Callable[..., User]) -> User:
+    return make_user(Role.OPERATOR, username="otto-operator")
+
+
+@pytest.fixture
+def admin_user(make_user: Callable[..., User]) -> User:
+    return make_user(Role.ADMIN, username="ada-admin")
+
+
+@pytest.fixture
+def maker_checker(make_user: Callable[..., User]) -> User:
+    """One person holding both the Editor and the Approver role."""
+    return make_user(Role.EDITOR, Role.APPROVER, username="mia-maker-checker")
+
+
+@pytest.fixture
+def team(db: Any) -> Team:
+    return Team.objects.create(slug="data-platform", name="Data Platform", email="dp@example.com")
+
+
+CONTRACT = {
+    "description": "Nightly sales",
+    "source_system": "shop",
+    "target": "dwh.sales",
+    "schedule_cron": "30 2 * * *",
+    "schedule_timezone": "Europe/Berlin",
+    "grace_minutes": 20,
+    "max_duration_minutes": 45,
+    "expected_rows_min": 100,
+    "expected_rows_max": 1000,
+    "default_severity": "HIGH",
+}
+
+
+@pytest.fixture
+def new_loader(editor: User, team: Team) -> Callable[..., Loader]:
+    """Create a loader with a DRAFT v1 as ``editor``."""
+
+    def make(code: str = "SALES-DAILY", **data: Any) -> Loader:
+        payload = {"loader_code": code, "name": f"{code} loader", "owner": team.slug, **CONTRACT, **data}
+        return services.loader_create(user=editor, data=payload)
+
+    return make
+
+
+@pytest.fixture
+def active_loader(new_loader: Callable[..., Loader], editor: User, approver: User) -> Loader:
+    """SALES-DAILY with v1 ACTIVE (made by ``editor``, approved by ``approver``)."""
+    loader = new_loader()
+    version = services.loader_version_submit(user=editor, version=loader.open_version)
+    services.loader_version_approve(user=approver, version=version)
+    return Loader.objects.get(pk=loader.pk)
+
+
+@pytest.fixture
+def pending_loader(active_loader: Loader, editor: User) -> Loader:
+    """SALES-DAILY with v1 ACTIVE and v2 PENDING_APPROVAL (max duration 60)."""
+    services.loader_edit(user=editor, loader=active_loader, data={"max_duration_minutes": 60})
+    draft = Loader.objects.get(pk=active_loader.pk).open_version
+    services.loader_version_submit(user=editor, version=draft)
+    return Loader.objects.get(pk=active_loader.pk)
+
+
+def version(loader: Loader, number: int) -> LoaderVersion:
+    return LoaderVersion.objects.get(loader=loader, number=number)
