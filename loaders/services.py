@@ -326,7 +326,7 @@ def loader_version_update(
 ) -> LoaderVersion:
     """Change contract fields of a DRAFT. A no-op change writes nothing (keeps config idempotent)."""
     _split_input(data, CONTRACT_FIELDS)
-    version = LoaderVersion.objects.select_for_update().select_related("loader").get(pk=version.pk)
+    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader").get(pk=version.pk)
     loader_version_action_check(user=user, version=version, action=ACTION_EDIT)
     changed = _version_apply(version, data)
     if not changed:
@@ -377,7 +377,7 @@ def loader_edit(*, user: AbstractBaseUser, loader: Loader, data: Mapping[str, An
 @transaction.atomic
 def loader_version_submit(*, user: AbstractBaseUser, version: LoaderVersion, comment: str = "") -> LoaderVersion:
     """DRAFT → PENDING_APPROVAL. From now on the version is frozen until decided or withdrawn."""
-    version = LoaderVersion.objects.select_for_update().select_related("loader").get(pk=version.pk)
+    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader").get(pk=version.pk)
     loader_version_action_check(user=user, version=version, action=ACTION_SUBMIT)
     version.submit()
     version.submitted_by = user
@@ -389,7 +389,7 @@ def loader_version_submit(*, user: AbstractBaseUser, version: LoaderVersion, com
 @transaction.atomic
 def loader_version_withdraw(*, user: AbstractBaseUser, version: LoaderVersion, comment: str = "") -> LoaderVersion:
     """PENDING_APPROVAL → DRAFT, so the maker can keep editing."""
-    version = LoaderVersion.objects.select_for_update().select_related("loader").get(pk=version.pk)
+    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader").get(pk=version.pk)
     loader_version_action_check(user=user, version=version, action=ACTION_WITHDRAW)
     version.withdraw()
     version.submitted_by = None
@@ -408,7 +408,7 @@ def loader_version_approve(*, user: AbstractBaseUser, version: LoaderVersion, co
     """
     _require_perm(user, "loaders.approve_loaderversion", "approve loader versions")
     loader = Loader.objects.select_for_update().get(pk=version.loader_id)
-    version = LoaderVersion.objects.select_for_update().select_related("loader", "decided_by").get(pk=version.pk)
+    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader", "decided_by").get(pk=version.pk)
     if version.state == VersionState.ACTIVE and version.decided_by is not None:
         raise StateConflict(
             f"Version {version.number} of {loader.loader_code} was already approved by "
@@ -438,7 +438,7 @@ def loader_version_reject(*, user: AbstractBaseUser, version: LoaderVersion, rea
     reason = (reason or "").strip()
     _require_perm(user, "loaders.approve_loaderversion", "reject loader versions")
     Loader.objects.select_for_update().get(pk=version.loader_id)
-    version = LoaderVersion.objects.select_for_update().select_related("loader").get(pk=version.pk)
+    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader").get(pk=version.pk)
     loader_version_action_check(user=user, version=version, action=ACTION_REJECT)
     if not reason:
         raise InvalidInput({"reason": ["A reason is required to reject a version."]})
