@@ -7,6 +7,7 @@ the same as in the API); the admin only decides which buttons to show, using
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django import forms
@@ -17,8 +18,10 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from etl_monitor.errors import InvalidInput, ServiceError
 from loaders import selectors, services
@@ -48,23 +51,31 @@ def version_url(version: LoaderVersion) -> str:
     return reverse("admin:loaders_loaderversion_change", args=[version.pk])
 
 
+class SecretMaskingContextHelper(HistoricalRecordContextHelper):
+    """Formats history diffs; secret fields say only that they changed."""
+
+    secret_fields: tuple[str, ...] = ()
+
+    def format_delta_change(self, change: Any) -> Any:
+        if change.field not in self.secret_fields:
+            return super().format_delta_change(change)
+        return dataclasses.replace(
+            change,
+            field=capfirst(self.model._meta.get_field(change.field).verbose_name),
+            old=MASK if change.old else "(not set)",
+            new=f"{MASK} (changed)" if change.new else "(cleared)",
+        )
+
+
 class SecretMaskingHistoryAdmin(SimpleHistoryAdmin):
     """History pages that say a secret changed, never what it was or became."""
 
     secret_fields: tuple[str, ...] = ()
 
-    def set_history_delta_changes(self, request: HttpRequest, historical_records: Any, **kwargs: Any) -> None:
-        super().set_history_delta_changes(request, historical_records, **kwargs)
-        for record in historical_records:
-            for change in getattr(record, "history_delta_changes", None) or []:
-                if change.get("field") in self._secret_labels():
-                    change["old"] = MASK if change.get("old") else "(not set)"
-                    change["new"] = MASK + " (changed)" if change.get("new") else "(cleared)"
-
-    def _secret_labels(self) -> set[str]:
-        labels = set(self.secret_fields)
-        labels.update(str(self.model._meta.get_field(f).verbose_name) for f in self.secret_fields)
-        return labels
+    def get_historical_record_context_helper(self, request: HttpRequest, historical_record: Any) -> Any:
+        helper = SecretMaskingContextHelper(self.model, historical_record)
+        helper.secret_fields = self.secret_fields
+        return helper
 
 
 # --- teams and tags ----------------------------------------------------------------
