@@ -140,33 +140,6 @@ class LoaderForm(forms.ModelForm):
         fields = ("loader_code", "name", "owner", "tags", "is_paused")
 
 
-class LoaderVersionInline(admin.TabularInline):
-    model = LoaderVersion
-    fields = ("version_link", "state_display", "schedule_cron", "created_by", "submitted_by", "decided_by", "decided_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    verbose_name_plural = "versions (newest first)"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[LoaderVersion]:
-        return super().get_queryset(request).select_related("created_by", "submitted_by", "decided_by", "loader")
-
-    @admin.display(description="version")
-    def version_link(self, obj: LoaderVersion) -> str:
-        return format_html('<a href="{}">v{}</a>', version_url(obj), obj.number)
-
-    @admin.display(description="state")
-    def state_display(self, obj: LoaderVersion) -> str:
-        return state_badge(obj.state)
-
-
 class ServiceErrorMessagesMixin:
     """Turn a refusal raised by a service during save into a message, not a 500."""
 
@@ -186,7 +159,6 @@ class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
     list_filter = (PendingFilter, ActiveFilter, "is_paused", "owner", "tags")
     search_fields = ("loader_code", "name", "owner__name", "tags__name")
     list_per_page = 50
-    inlines = (LoaderVersionInline,)
     autocomplete_fields = ("owner", "tags")
     change_form_template = "admin/loaders/loader/change_form.html"
     history_list_display = ("loader_code", "name", "owner", "is_paused")
@@ -275,6 +247,7 @@ class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
                 open_version=open_version,
                 open_version_url=version_url(open_version) if open_version else None,
                 can_start_draft=request.user.has_perm("loaders.change_loaderversion") and open_version is None,
+                versions=[(v, version_url(v), state_badge(v.state)) for v in selectors.loader_versions(loader=loader)],
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
