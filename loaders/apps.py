@@ -9,6 +9,7 @@ class LoadersConfig(AppConfig):
 
     def ready(self) -> None:
         from etl_monitor.config import config_section_register
-        from loaders.config import LoadersSection
+        from loaders.config import LoadersSection, TeamsSection
 
+        config_section_register(TeamsSection())
         config_section_register(LoadersSection())
