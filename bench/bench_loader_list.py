@@ -356,6 +356,13 @@ def main() -> list[str]:
             checks.append(f"| {group}: queries constant across {what} | {'PASS' if constant else 'FAIL'} ({figures}) |")
             if not constant:
                 missed.append(f"{group}: query count changes across {what}: {figures}")
+        every = {q for s in members for q in s.query_counts}
+        checks.append(
+            f"| {group}: queries identical on every list page (pages, searches, filter) | "
+            f"{'PASS' if len(every) == 1 else 'FAIL'} ({', '.join(str(q) for q in sorted(every))} queries) |"
+        )
+        if len(every) != 1:
+            missed.append(f"{group}: query counts differ between list pages: {sorted(every)}")
         slowest = max(members, key=lambda s: s.median)
         ok = slowest.median < TARGET_MS
         checks.append(

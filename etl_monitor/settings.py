@@ -14,7 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("ETL_MONITOR_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(os.environ.get("ETL_MONITOR_VAR_DIR", BASE_DIR / "var")).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 env = environ.Env()
@@ -28,9 +28,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if 
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 if not DEBUG:
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 40:
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set to a long random value when DEBUG is off "
+            "SECRET_KEY must be set to a long random value (50+ characters) when DEBUG is off "
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
         )
     if not ALLOWED_HOSTS:
