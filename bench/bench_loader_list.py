@@ -8,7 +8,7 @@ version PENDING_APPROVAL, on PostgreSQL,
 
 Method
 ------
-Seed 10,000 loaders with ``bulk_create`` (20 teams, 30 tags, 1–3 tags per loader,
+Seed 10,000 loaders with ``bulk_create`` (20 teams, 30 tags, 1-3 tags per loader,
 v1 ACTIVE + v2 PENDING_APPROVAL each, most versions with an encrypted
 connection password). Then request each scenario in-process with
 ``django.test.Client`` (session of a superuser for the admin, of a "Viewer" for
@@ -88,7 +88,10 @@ def seed(rng: random.Random) -> dict[str, Any]:
     )
 
     teams = Team.objects.bulk_create(
-        [Team(slug=f"team-{n:02d}", name=f"Team {chr(65 + n)} Data", email=f"team{n}@example.com") for n in range(N_TEAMS)]
+        [
+            Team(slug=f"team-{n:02d}", name=f"Team {chr(65 + n)} Data", email=f"team{n}@example.com")
+            for n in range(N_TEAMS)
+        ]
     )
     tags = Tag.objects.bulk_create([Tag(name=f"tag-{name}") for name in _tag_names()])
 
@@ -107,7 +110,6 @@ def seed(rng: random.Random) -> dict[str, Any]:
             )
         )
     loaders = Loader.objects.bulk_create(loaders, batch_size=2000)
-    # auto_now_add/auto_now already set created_at/updated_at = now; spread them out like real data.
     Through = Loader.tags.through
     links = []
     for loader in loaders:
@@ -239,7 +241,7 @@ class Scenario:
     @property
     def queries(self) -> str:
         lo, hi = min(self.query_counts), max(self.query_counts)
-        return str(lo) if lo == hi else f"{lo}–{hi}"
+        return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def _count_rows(group: str, response: Any) -> int:
@@ -258,7 +260,12 @@ def _shape(sql: str) -> str:
 
 
 def _query_table(scenario: Scenario, limit: int = 220) -> list[str]:
-    lines = [f"Queries of `{scenario.label}` (`{scenario.url}`), last timed request:", "", "| # | ms | SQL |", "|---|---|---|"]
+    lines = [
+        f"Queries of `{scenario.label}` (`{scenario.url}`), last timed request:",
+        "",
+        "| # | ms | SQL |",
+        "|---|---|---|",
+    ]
     for n, q in enumerate(scenario.last_queries, 1):
         sql = q["sql"].replace("|", "\\|").replace("\n", " ")
         sql = sql if len(sql) <= limit else sql[:limit] + " …"
@@ -266,8 +273,27 @@ def _query_table(scenario: Scenario, limit: int = 220) -> list[str]:
     repeated = [(s, c) for s, c in Counter(_shape(q["sql"]) for q in scenario.last_queries).items() if c > 1]
     if repeated:
         lines += ["", "Repeated query shapes (possible N+1):"]
-        lines += [f"- ×{c}: `{s[:limit]}`" for s, c in repeated]
+        lines += [f"- {c} times: `{s[:limit]}`" for s, c in repeated]
     return lines
+
+
+def _slowest_plan(scenario: Scenario) -> list[str]:
+    """EXPLAIN ANALYZE of the slowest query of a scenario (for the results file)."""
+    slowest = max(scenario.last_queries, key=lambda q: float(q["time"]))
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE) " + slowest["sql"])
+        plan = [row[0] for row in cursor.fetchall()]
+    return [
+        "",
+        f"Slowest query of `{scenario.label}`, EXPLAIN ANALYZE:",
+        "",
+        "```sql",
+        slowest["sql"],
+        "```",
+        "```",
+        *plan,
+        "```",
+    ]
 
 
 def main() -> list[str]:
@@ -336,7 +362,8 @@ def main() -> list[str]:
         f"{connection.pg_version // 10000}; {WARMUPS} warm-ups, {ROUNDS} interleaved rounds; "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}; Python {sys.version.split()[0]}",
         "",
-        "| scenario | rows | SQL queries | SQL ms (median) | server ms median | server ms p95 | × /healthz | × ORM 50 rows |",
+        "| scenario | rows | SQL queries | SQL ms (median) | server ms median | server ms p95 "
+        "| x /healthz | x ORM 50 rows |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in scenarios:
@@ -352,7 +379,9 @@ def main() -> list[str]:
             same = [s for s in members if s.rows_kind == kind]
             counts = {s.label: set(s.query_counts) for s in same}
             constant = len(set().union(*counts.values())) == 1
-            figures = ", ".join(f"{s.rows} rows → {s.queries}" if kind == "rows" else f"{s.label}: {s.queries}" for s in same)
+            figures = ", ".join(
+                f"{s.rows} rows → {s.queries}" if kind == "rows" else f"{s.label}: {s.queries}" for s in same
+            )
             checks.append(f"| {group}: queries constant across {what} | {'PASS' if constant else 'FAIL'} ({figures}) |")
             if not constant:
                 missed.append(f"{group}: query count changes across {what}: {figures}")
@@ -364,16 +393,19 @@ def main() -> list[str]:
         if len(every) != 1:
             missed.append(f"{group}: query counts differ between list pages: {sorted(every)}")
         slowest = max(members, key=lambda s: s.median)
-        ok = slowest.median < TARGET_MS
+        too_slow = [s for s in members if s.median >= TARGET_MS]
+        over = "; ".join(f"{s.label} {s.median:.1f} ms" for s in too_slow)
         checks.append(
-            f"| {group}: median server time < {TARGET_MS:.0f} ms on every list page | {'PASS' if ok else 'FAIL'} "
-            f"(slowest: {slowest.label}, median {slowest.median:.1f} ms, p95 {slowest.p95:.1f} ms) |"
+            f"| {group}: median server time < {TARGET_MS:.0f} ms on every list page | "
+            + (f"FAIL (over: {over})" if too_slow else "PASS")
+            + f" (slowest: {slowest.label}, median {slowest.median:.1f} ms, p95 {slowest.p95:.1f} ms) |"
         )
-        if not ok:
-            missed.append(f"{group}: {slowest.label} median {slowest.median:.1f} ms ≥ {TARGET_MS:.0f} ms")
+        missed += [f"{group}: {s.label} median {s.median:.1f} ms >= {TARGET_MS:.0f} ms" for s in too_slow]
         over_p95 = [s.label for s in members if s.p95 >= TARGET_MS]
         if over_p95:
-            checks.append(f"| {group}: p95 < {TARGET_MS:.0f} ms (informative, not a target) | over: {', '.join(over_p95)} |")
+            checks.append(
+                f"| {group}: p95 < {TARGET_MS:.0f} ms (informative, not a target) | over: {', '.join(over_p95)} |"
+            )
 
     timing = [
         "",
@@ -385,15 +417,17 @@ def main() -> list[str]:
 
     by_label = {s.label: s for s in scenarios}
     detail = ["", "## Queries per page", ""]
-    detail += _query_table(by_label["admin page 1"]) + [""] + _query_table(by_label["API page 1"])
+    detail += [*_query_table(by_label["admin page 1"]), "", *_query_table(by_label["API page 1"])]
+    plans: list[str] = []
     if missed:
         # Name the slow or growing view with its queries, so the report says where the time goes.
         for s in scenarios:
             if s.group in ("admin", "api") and (s.median >= TARGET_MS or any(s.label in m for m in missed)):
-                detail += [""] + _query_table(s)
+                detail += ["", *_query_table(s)]
+                plans += _slowest_plan(s)
         print("\n".join(detail[2:]))
 
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text("# Loader list benchmark\n\n" + "\n".join(report + detail) + "\n")
+    RESULTS_FILE.write_text("# Loader list benchmark\n\n" + "\n".join(report + detail + plans) + "\n")
     print(f"\nwritten to {RESULTS_FILE.relative_to(RESULTS_FILE.parents[2])}")
     return missed
