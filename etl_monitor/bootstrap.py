@@ -115,6 +115,8 @@ def demo_load() -> bool:
         draft = services.loader_version_submit(user=maker, version=loader.open_version, comment="Demo data")
         services.loader_version_approve(user=checker, version=draft, comment="Demo data")
     sales = Loader.objects.get(loader_code="SALES-DAILY")
-    services.loader_edit(user=maker, loader=sales, data={"max_duration_minutes": 60}, reason="Month-end runs are longer")
+    services.loader_edit(
+        user=maker, loader=sales, data={"max_duration_minutes": 60}, reason="Month-end runs are longer"
+    )
     services.loader_version_submit(user=maker, version=sales.open_version, comment="Month-end runs are longer")
     return True

@@ -127,12 +127,17 @@ def config_parse(text: str) -> tuple[dict[str, Any], LineMap]:
     if data is None:
         raise ConfigInvalid([ConfigError(path="(file)", line=None, message="The file is empty.")])
     if not isinstance(data, dict):
-        raise ConfigInvalid([ConfigError(path="(file)", line=1, message="The top level must be a mapping of sections.")])
+        raise ConfigInvalid(
+            [ConfigError(path="(file)", line=1, message="The top level must be a mapping of sections.")]
+        )
     unknown = [key for key in data if key not in _SECTIONS]
     if unknown:
         known = ", ".join(sorted(_SECTIONS))
         raise ConfigInvalid(
-            [ConfigError(path=str(k), line=lines.line(str(k)), message=f"Unknown section (known: {known}).") for k in unknown]
+            [
+                ConfigError(path=str(k), line=lines.line(str(k)), message=f"Unknown section (known: {known}).")
+                for k in unknown
+            ]
         )
     return data, lines
 

@@ -74,7 +74,9 @@ def roles_sync(apps: Any = global_apps, using: str = DEFAULT_DB_ALIAS) -> None:
         group.permissions.set([by_name[name] for name in sorted(wanted)])
 
 
-def roles_sync_after_migrate(sender: Any, using: str = DEFAULT_DB_ALIAS, apps: Any = global_apps, **kwargs: Any) -> None:
+def roles_sync_after_migrate(
+    sender: Any, using: str = DEFAULT_DB_ALIAS, apps: Any = global_apps, **kwargs: Any
+) -> None:
     roles_sync(apps=apps, using=using)
 
 

@@ -214,7 +214,8 @@ class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
         draft = Loader.objects.get(pk=obj.pk).open_version
         messages.success(
             request,
-            f"Loader {obj.loader_code} created with draft v1. Fill in its monitoring contract and submit it for approval.",
+            f"Loader {obj.loader_code} created with draft v1. "
+            "Fill in its monitoring contract and submit it for approval.",
         )
         return HttpResponseRedirect(version_url(draft))
 
@@ -389,18 +390,31 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, SecretMaskingHistoryAdmin):
     def transition_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
         version = get_object_or_404(LoaderVersion.objects.select_related("loader"), pk=pk)
         back = HttpResponseRedirect(version_url(version))
-        if action not in (services.ACTION_SUBMIT, services.ACTION_WITHDRAW, services.ACTION_APPROVE, services.ACTION_REJECT):
+        if action not in (
+            services.ACTION_SUBMIT,
+            services.ACTION_WITHDRAW,
+            services.ACTION_APPROVE,
+            services.ACTION_REJECT,
+        ):
             messages.error(request, f"Unknown action {action!r}.")
             return back
-        if action == services.ACTION_REJECT and (request.method != "POST" or not request.POST.get("reason", "").strip()):
+        if action == services.ACTION_REJECT and (
+            request.method != "POST" or not request.POST.get("reason", "").strip()
+        ):
             return self._reject_form(request, version, submitted=request.method == "POST")
         if request.method != "POST":
             return back
         comment = request.POST.get("comment", "").strip()
         run = {
-            services.ACTION_SUBMIT: lambda: services.loader_version_submit(user=request.user, version=version, comment=comment),
-            services.ACTION_WITHDRAW: lambda: services.loader_version_withdraw(user=request.user, version=version, comment=comment),
-            services.ACTION_APPROVE: lambda: services.loader_version_approve(user=request.user, version=version, comment=comment),
+            services.ACTION_SUBMIT: lambda: services.loader_version_submit(
+                user=request.user, version=version, comment=comment
+            ),
+            services.ACTION_WITHDRAW: lambda: services.loader_version_withdraw(
+                user=request.user, version=version, comment=comment
+            ),
+            services.ACTION_APPROVE: lambda: services.loader_version_approve(
+                user=request.user, version=version, comment=comment
+            ),
             services.ACTION_REJECT: lambda: services.loader_version_reject(
                 user=request.user, version=version, reason=request.POST.get("reason", "")
             ),
@@ -435,11 +449,18 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, SecretMaskingHistoryAdmin):
         extra_context = extra_context or {}
         version = LoaderVersion.objects.select_related("loader").filter(pk=object_id).first()
         if version is not None:
-            extra_context["allowed_actions"] = services.loader_version_allowed_actions(user=request.user, version=version)
+            extra_context["allowed_actions"] = services.loader_version_allowed_actions(
+                user=request.user, version=version
+            )
             extra_context["comparison"] = version_comparison(version)
-            if version.state == VersionState.PENDING_APPROVAL and services.ACTION_APPROVE not in extra_context["allowed_actions"]:
+            if (
+                version.state == VersionState.PENDING_APPROVAL
+                and services.ACTION_APPROVE not in extra_context["allowed_actions"]
+            ):
                 try:
-                    services.loader_version_action_check(user=request.user, version=version, action=services.ACTION_APPROVE)
+                    services.loader_version_action_check(
+                        user=request.user, version=version, action=services.ACTION_APPROVE
+                    )
                 except ServiceError as exc:
                     extra_context["approve_refusal"] = exc.message
         return super().change_view(request, object_id, form_url, extra_context)
@@ -466,7 +487,7 @@ def version_comparison(version: LoaderVersion) -> dict[str, Any] | None:
 
 @admin.register(PendingApproval)
 class PendingApprovalAdmin(admin.ModelAdmin):
-    """"Waiting for my approval": pending versions the current user may decide on."""
+    """ "Waiting for my approval": pending versions the current user may decide on."""
 
     list_display = ("review_link", "loader_name", "owner", "submitted_by", "submitted_at")
     list_display_links = None
@@ -501,4 +522,3 @@ class PendingApprovalAdmin(admin.ModelAdmin):
     @admin.display(description="owner")
     def owner(self, obj: LoaderVersion) -> str:
         return obj.loader.owner.name
-

@@ -241,9 +241,7 @@ def loader_update(*, user: AbstractBaseUser, loader: Loader, data: Mapping[str, 
         code = (data["loader_code"] or "").strip()
         if code != loader.loader_code:
             if loader.code_locked:
-                raise InvalidInput(
-                    {"loader_code": ["The loader code cannot change once a version has been active."]}
-                )
+                raise InvalidInput({"loader_code": ["The loader code cannot change once a version has been active."]})
             loader.loader_code = code
             changed.append("loader_code")
     if "name" in data and (data["name"] or "").strip() != loader.name:
@@ -306,9 +304,10 @@ def loader_draft_start(
             )
         return open_version
     if base is None:
-        base = versions.filter(state=VersionState.ACTIVE).first() or versions.filter(
-            state=VersionState.REJECTED
-        ).order_by("-number").first()
+        base = (
+            versions.filter(state=VersionState.ACTIVE).first()
+            or versions.filter(state=VersionState.REJECTED).order_by("-number").first()
+        )
     elif base.loader_id != loader.pk or base.state not in (VersionState.ACTIVE, VersionState.REJECTED):
         raise StateConflict("A new draft can only start from this loader's active or a rejected version.")
     number = (versions.aggregate(n=Max("number"))["n"] or 0) + 1
@@ -408,7 +407,9 @@ def loader_version_approve(*, user: AbstractBaseUser, version: LoaderVersion, co
     """
     _require_perm(user, "loaders.approve_loaderversion", "approve loader versions")
     loader = Loader.objects.select_for_update().get(pk=version.loader_id)
-    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader", "decided_by").get(pk=version.pk)
+    version = (
+        LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader", "decided_by").get(pk=version.pk)
+    )
     if version.state == VersionState.ACTIVE and version.decided_by is not None:
         raise StateConflict(
             f"Version {version.number} of {loader.loader_code} was already approved by "
@@ -482,7 +483,9 @@ def loader_changed_fields(*, loader: Loader, data: Mapping[str, Any]) -> list[st
 
 
 @transaction.atomic
-def team_upsert(*, user: AbstractBaseUser, slug: str, data: Mapping[str, Any], reason: str = "") -> tuple[Team, list[str]]:
+def team_upsert(
+    *, user: AbstractBaseUser, slug: str, data: Mapping[str, Any], reason: str = ""
+) -> tuple[Team, list[str]]:
     """Create or update a team by slug; returns the team and the fields that changed."""
     _split_input(data, ("name", "email"))
     team = Team.objects.select_for_update().filter(slug=slug).first()

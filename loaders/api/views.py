@@ -130,7 +130,9 @@ class LoaderViewSet(
             raise StateConflict(f"{loader.loader_code} has no versions.")
         return version
 
-    def _transition(self, request: Request, loader_code: str, serializer_class: type, wanted: VersionState, run: Any) -> Response:
+    def _transition(
+        self, request: Request, loader_code: str, serializer_class: type, wanted: VersionState, run: Any
+    ) -> Response:
         loader = self.get_object()
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -138,34 +140,58 @@ class LoaderViewSet(
         run(version, serializer.validated_data)
         return self._detail(loader.loader_code)
 
-    @extend_schema(summary="Submit the draft for approval", request=VersionActionSerializer, responses=LoaderDetailSerializer)
+    @extend_schema(
+        summary="Submit the draft for approval", request=VersionActionSerializer, responses=LoaderDetailSerializer
+    )
     @action(detail=True, methods=["post"])
     def submit(self, request: Request, loader_code: str) -> Response:
         return self._transition(
-            request, loader_code, VersionActionSerializer, VersionState.DRAFT,
+            request,
+            loader_code,
+            VersionActionSerializer,
+            VersionState.DRAFT,
             lambda v, d: services.loader_version_submit(user=request.user, version=v, comment=d.get("comment", "")),
         )
 
-    @extend_schema(summary="Withdraw the pending version back to draft", request=VersionActionSerializer, responses=LoaderDetailSerializer)
+    @extend_schema(
+        summary="Withdraw the pending version back to draft",
+        request=VersionActionSerializer,
+        responses=LoaderDetailSerializer,
+    )
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, loader_code: str) -> Response:
         return self._transition(
-            request, loader_code, VersionActionSerializer, VersionState.PENDING_APPROVAL,
+            request,
+            loader_code,
+            VersionActionSerializer,
+            VersionState.PENDING_APPROVAL,
             lambda v, d: services.loader_version_withdraw(user=request.user, version=v, comment=d.get("comment", "")),
         )
 
-    @extend_schema(summary="Approve the pending version (four-eyes)", request=VersionActionSerializer, responses=LoaderDetailSerializer)
+    @extend_schema(
+        summary="Approve the pending version (four-eyes)",
+        request=VersionActionSerializer,
+        responses=LoaderDetailSerializer,
+    )
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, loader_code: str) -> Response:
         return self._transition(
-            request, loader_code, VersionActionSerializer, VersionState.PENDING_APPROVAL,
+            request,
+            loader_code,
+            VersionActionSerializer,
+            VersionState.PENDING_APPROVAL,
             lambda v, d: services.loader_version_approve(user=request.user, version=v, comment=d.get("comment", "")),
         )
 
-    @extend_schema(summary="Reject the pending version with a reason", request=RejectSerializer, responses=LoaderDetailSerializer)
+    @extend_schema(
+        summary="Reject the pending version with a reason", request=RejectSerializer, responses=LoaderDetailSerializer
+    )
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, loader_code: str) -> Response:
         return self._transition(
-            request, loader_code, RejectSerializer, VersionState.PENDING_APPROVAL,
+            request,
+            loader_code,
+            RejectSerializer,
+            VersionState.PENDING_APPROVAL,
             lambda v, d: services.loader_version_reject(user=request.user, version=v, reason=d["reason"]),
         )

@@ -46,10 +46,14 @@ def test_an_editor_edits_the_draft_and_the_password_is_kept_unless_replaced(clie
     assert response.status_code == 302, response.content.decode()[:2000]
     draft.refresh_from_db()
     assert (draft.grace_minutes, draft.connection_password) == (42, "keep-me-123")
-    client.post(f"/admin/loaders/loaderversion/{draft.pk}/change/", _version_form(draft, connection_password="new-pass"))
+    client.post(
+        f"/admin/loaders/loaderversion/{draft.pk}/change/", _version_form(draft, connection_password="new-pass")
+    )
     draft.refresh_from_db()
     assert draft.connection_password == "new-pass"
-    client.post(f"/admin/loaders/loaderversion/{draft.pk}/change/", _version_form(draft, clear_connection_password="on"))
+    client.post(
+        f"/admin/loaders/loaderversion/{draft.pk}/change/", _version_form(draft, clear_connection_password="on")
+    )
     draft.refresh_from_db()
     assert draft.connection_password == ""
 
@@ -57,7 +61,9 @@ def test_an_editor_edits_the_draft_and_the_password_is_kept_unless_replaced(clie
 def test_the_draft_form_names_a_bad_cron(client, editor, new_loader):
     draft = new_loader().open_version
     client.force_login(editor)
-    response = client.post(f"/admin/loaders/loaderversion/{draft.pk}/change/", _version_form(draft, schedule_cron="61 * * * *"))
+    response = client.post(
+        f"/admin/loaders/loaderversion/{draft.pk}/change/", _version_form(draft, schedule_cron="61 * * * *")
+    )
     assert response.status_code == 200
     assert "not a valid five-field cron expression" in response.content.decode()
     assert version(draft.loader, 1).schedule_cron == CONTRACT["schedule_cron"]

@@ -56,7 +56,13 @@ def test_it_names_every_bad_field(editor, team):
 def test_it_reports_business_validation_per_field(editor, team):
     response = api(editor).post(
         "/api/v1/loaders/",
-        {"loader_code": "sales daily", "name": "Sales", "owner": "nobody", "expected_rows_min": 10, "expected_rows_max": 5},
+        {
+            "loader_code": "sales daily",
+            "name": "Sales",
+            "owner": "nobody",
+            "expected_rows_min": 10,
+            "expected_rows_max": 5,
+        },
         format="json",
     )
     assert response.status_code == 400
@@ -77,7 +83,9 @@ def test_it_rejects_unknown_fields(editor, team):
 
 def test_it_refuses_a_duplicate_code(editor, team, new_loader):
     new_loader("DUP")
-    response = api(editor).post("/api/v1/loaders/", {"loader_code": "DUP", "name": "x", "owner": team.slug}, format="json")
+    response = api(editor).post(
+        "/api/v1/loaders/", {"loader_code": "DUP", "name": "x", "owner": team.slug}, format="json"
+    )
     assert response.status_code == 400
     assert "already exists" in response.json()["loader_code"][0]
 

@@ -66,7 +66,9 @@ def test_the_api_refuses_self_approval_with_403_and_says_why(team, maker_checker
 
 
 def test_the_admin_refuses_self_approval_with_a_message(client, team, maker_checker):
-    loader = services.loader_create(user=maker_checker, data={"loader_code": "ADM-SELF", "name": "s", "owner": team.slug})
+    loader = services.loader_create(
+        user=maker_checker, data={"loader_code": "ADM-SELF", "name": "s", "owner": team.slug}
+    )
     pending = services.loader_version_submit(user=maker_checker, version=loader.open_version)
     client.force_login(maker_checker)
     page = client.get(f"/admin/loaders/loaderversion/{pending.pk}/change/")

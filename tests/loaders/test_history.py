@@ -10,7 +10,9 @@ from tests.conftest import version
 def test_every_step_is_recorded_with_user_and_reason(pending_loader, editor, approver):
     services.loader_version_approve(user=approver, version=version(pending_loader, 2), comment="ok for month end")
     v2 = version(pending_loader, 2)
-    records = list(v2.history.order_by("history_date").values_list("state", "history_user__username", "history_change_reason"))
+    records = list(
+        v2.history.order_by("history_date").values_list("state", "history_user__username", "history_change_reason")
+    )
     assert records[0][:2] == ("DRAFT", "eddie-editor")
     assert records[0][2] == "Draft started from v1"
     assert ("DRAFT", "eddie-editor", "Changed max_duration_minutes") in records
@@ -48,7 +50,9 @@ def test_history_pages_show_diffs_and_mask_secrets(client, admin_user, new_loade
     marker = "HIST-SECRET-55120"
     loader = new_loader(connection_password="first-" + marker)
     draft = loader.open_version
-    services.loader_version_update(user=editor, version=draft, data={"connection_password": marker, "grace_minutes": 33})
+    services.loader_version_update(
+        user=editor, version=draft, data={"connection_password": marker, "grace_minutes": 33}
+    )
     client.force_login(admin_user)
     page = client.get(f"/admin/loaders/loaderversion/{draft.pk}/history/")
     html = page.content.decode()

@@ -35,9 +35,7 @@ def test_ensure_admin_uses_the_given_password(db, monkeypatch):
 
 def test_demo_data_loads_once(db):
     call_command("load_demo", stdout=StringIO())
-    states = {
-        loader.loader_code: sorted(v.state for v in loader.versions.all()) for loader in Loader.objects.all()
-    }
+    states = {loader.loader_code: sorted(v.state for v in loader.versions.all()) for loader in Loader.objects.all()}
     assert states == {
         "SALES-DAILY": sorted([VersionState.ACTIVE, VersionState.PENDING_APPROVAL]),
         "INVENTORY-HOURLY": [VersionState.ACTIVE],

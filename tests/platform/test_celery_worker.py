@@ -119,7 +119,14 @@ def test_beat_and_worker_run_the_scheduled_heartbeat(tmp_path, not_eager):
         )
     cache.delete(HEARTBEAT_CACHE_KEY)
     with celery_process(
-        "worker", "--beat", "--concurrency", "1", "--without-gossip", "--without-mingle",
-        "--schedule", str(tmp_path / "beat-schedule"), env=env,
+        "worker",
+        "--beat",
+        "--concurrency",
+        "1",
+        "--without-gossip",
+        "--without-mingle",
+        "--schedule",
+        str(tmp_path / "beat-schedule"),
+        env=env,
     ) as proc:
         wait_for_heartbeat(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), proc, timeout=90)

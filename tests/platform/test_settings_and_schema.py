@@ -59,7 +59,11 @@ def test_the_openapi_schema_validates(db):
     out = StringIO()
     call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
     schema = out.getvalue()
-    for path in ("/api/v1/loaders/{loader_code}/approve/", "/api/v1/auth/token/", "/api/v1/loaders/{loader_code}/versions/"):
+    for path in (
+        "/api/v1/loaders/{loader_code}/approve/",
+        "/api/v1/auth/token/",
+        "/api/v1/loaders/{loader_code}/versions/",
+    ):
         assert path in schema
 
 

@@ -24,4 +24,6 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"Created admin user '{username}' with password: {generated}"))
             self.stdout.write("This password is shown only once; change it after logging in.")
         else:
-            self.stdout.write(self.style.SUCCESS(f"Created admin user '{username}' (password from ETL_MONITOR_ADMIN_PASSWORD)."))
+            self.stdout.write(
+                self.style.SUCCESS(f"Created admin user '{username}' (password from ETL_MONITOR_ADMIN_PASSWORD).")
+            )
