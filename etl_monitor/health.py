@@ -65,7 +65,10 @@ def readiness_report() -> tuple[bool, dict[str, Any]]:
             logger.warning("readiness check %s failed: %s", name, type(exc).__name__)
         else:
             checks[name] = "ok"
-    last = heartbeat_last()
+    try:
+        last = heartbeat_last()
+    except Exception:  # noqa: BLE001 - the cache is informational here; its outage must not hide the report
+        last = None
     report: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
     report["worker_heartbeat"] = last.isoformat() if last else None
     return ready, report

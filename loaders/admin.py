@@ -155,9 +155,9 @@ class ServiceErrorMessagesMixin:
 class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
     form = LoaderForm
     list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "is_paused")
-    list_display_links = ("loader_code", "name")
     list_filter = (PendingFilter, ActiveFilter, "is_paused", "owner", "tags")
-    search_fields = ("loader_code", "name", "owner__name", "tags__name")
+    search_fields = ("loader_code",)  # the real search is selectors.loader_search
+    search_help_text = "Code, name or owner contains the text, or a tag is exactly the text."
     list_per_page = 50
     autocomplete_fields = ("owner", "tags")
     change_form_template = "admin/loaders/loader/change_form.html"
@@ -167,9 +167,7 @@ class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
         return selectors.loader_list()
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        queryset, _ = super().get_search_results(request, queryset, search_term)
-        # Searching tags joins a many-to-many; distinct() keeps one row per loader.
-        return queryset.distinct() if search_term else queryset, False
+        return selectors.loader_search(queryset, search_term.strip()), False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Loader | None = None) -> tuple[str, ...]:
         fields: tuple[str, ...] = ("first_activated_at", "created_by", "created_at")
@@ -240,7 +238,7 @@ class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         extra_context = extra_context or {}
-        loader = Loader.objects.filter(pk=object_id).first()
+        loader = selectors.loader_detail_list().filter(pk=object_id).first()
         if loader is not None:
             open_version = loader.open_version
             extra_context.update(

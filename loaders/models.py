@@ -99,15 +99,20 @@ class Loader(models.Model):
     def __str__(self) -> str:
         return self.loader_code
 
+    def refresh_from_db(self, *args: object, **kwargs: object) -> None:
+        self.__dict__.pop("current_versions", None)
+        super().refresh_from_db(*args, **kwargs)
+
     @property
     def code_locked(self) -> bool:
         return self.first_activated_at is not None
 
     def _current_versions(self) -> list[LoaderVersion]:
         cached = getattr(self, "current_versions", None)
-        if cached is not None:
-            return cached
-        return list(self.versions.filter(state__in=[VersionState.ACTIVE, *OPEN_STATES]))
+        if cached is None:
+            # Cached on the instance: services that change versions drop it (loader_edit).
+            cached = self.current_versions = list(self.versions.filter(state__in=[VersionState.ACTIVE, *OPEN_STATES]))
+        return cached
 
     @property
     def active_version(self) -> LoaderVersion | None:
@@ -218,6 +223,7 @@ class LoaderVersion(FSMModelMixin, models.Model):
         permissions = [
             ("submit_loaderversion", "Can submit a loader version for approval"),
             ("approve_loaderversion", "Can approve or reject a loader version"),
+            ("withdraw_any_loaderversion", "Can withdraw a version someone else submitted"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["loader", "number"], name="loaderversion_unique_number"),

@@ -5,38 +5,63 @@ from __future__ import annotations
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from loaders.models import OPEN_STATES, Loader, LoaderVersion, VersionState
+from loaders.models import OPEN_STATES, Loader, LoaderVersion, Tag, VersionState
+
+
+def _flags(queryset: QuerySet[Loader]) -> QuerySet[Loader]:
+    # alias(), not annotate(): computed only when a filter or ordering uses them,
+    # so a plain page never scans the versions table for them.
+    return queryset.alias(
+        has_pending=Exists(LoaderVersion.objects.filter(loader=OuterRef("pk"), state=VersionState.PENDING_APPROVAL)),
+        has_active=Exists(LoaderVersion.objects.filter(loader=OuterRef("pk"), state=VersionState.ACTIVE)),
+    )
+
+
+def loader_search(queryset: QuerySet[Loader], search: str) -> QuerySet[Loader]:
+    """Substring match on code, name, owner name, or exact tag name — no join fan-out, no DISTINCT."""
+    if not search:
+        return queryset
+    return queryset.filter(
+        Q(loader_code__icontains=search)
+        | Q(name__icontains=search)
+        | Q(owner__name__icontains=search)
+        | Exists(Tag.objects.filter(loaders=OuterRef("pk"), name=search.lower()))
+    )
 
 
 def loader_list(*, search: str = "") -> QuerySet[Loader]:
-    """Loaders with owner, tags and their ACTIVE + open versions, prefetched.
+    """Loaders for list pages: owner, tags and a lean copy of the ACTIVE + open versions.
 
-    Whatever the page size, a page costs: the loaders, their tags, their current
-    versions (three queries) plus the count. ``has_pending`` and ``has_active``
-    are annotations so lists can filter and sort on them in SQL.
+    Whatever the page size, a page costs the same queries: the loaders, their
+    tags, their current versions, plus the count. ``has_pending`` / ``has_active``
+    are available to filter and order on in SQL.
     """
-    current = LoaderVersion.objects.filter(state__in=[VersionState.ACTIVE, *OPEN_STATES]).select_related(
-        "created_by", "submitted_by", "decided_by"
+    current = (
+        LoaderVersion.objects.filter(state__in=[VersionState.ACTIVE, *OPEN_STATES])
+        .only("id", "loader_id", "number", "state", "created_at", "submitted_at", "decided_at")
+        .order_by("-number")
     )
-    queryset = (
-        Loader.objects.select_related("owner")
-        .prefetch_related("tags", Prefetch("versions", queryset=current, to_attr="current_versions"))
-        .annotate(
-            has_pending=Exists(
-                LoaderVersion.objects.filter(loader=OuterRef("pk"), state=VersionState.PENDING_APPROVAL)
-            ),
-            has_active=Exists(LoaderVersion.objects.filter(loader=OuterRef("pk"), state=VersionState.ACTIVE)),
-        )
+    queryset = Loader.objects.select_related("owner").prefetch_related(
+        "tags", Prefetch("versions", queryset=current, to_attr="current_versions")
     )
-    if search:
-        queryset = queryset.filter(
-            Q(loader_code__icontains=search) | Q(name__icontains=search) | Q(owner__name__icontains=search)
-        )
-    return queryset
+    return loader_search(_flags(queryset), search)
+
+
+def loader_detail_list() -> QuerySet[Loader]:
+    """Like loader_list, with full versions (users, every contract field) for detail pages."""
+    current = (
+        LoaderVersion.objects.filter(state__in=[VersionState.ACTIVE, *OPEN_STATES])
+        .select_related("created_by", "submitted_by", "decided_by", "based_on")
+        .order_by("-number")
+    )
+    queryset = Loader.objects.select_related("owner").prefetch_related(
+        "tags", Prefetch("versions", queryset=current, to_attr="current_versions")
+    )
+    return _flags(queryset)
 
 
 def loader_get(*, loader_code: str) -> Loader:
-    return loader_list().get(loader_code=loader_code)
+    return loader_detail_list().get(loader_code=loader_code)
 
 
 def loader_versions(*, loader: Loader) -> QuerySet[LoaderVersion]:

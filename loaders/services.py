@@ -81,6 +81,12 @@ def loader_version_action_check(*, user: AbstractBaseUser, version: LoaderVersio
         )
     if action == ACTION_APPROVE:
         _four_eyes_check(user, version)
+    if (
+        action == ACTION_WITHDRAW
+        and user.pk != version.submitted_by_id
+        and not user.has_perm("loaders.withdraw_any_loaderversion")
+    ):
+        raise PermissionRefused("Only the person who submitted this version (or an admin) can withdraw it.")
     if action == ACTION_REJECT and user.pk == version.submitted_by_id:
         raise PermissionRefused("You submitted this version; withdraw it instead of rejecting it.")
 
@@ -304,10 +310,12 @@ def loader_draft_start(
             )
         return open_version
     if base is None:
-        base = (
-            versions.filter(state=VersionState.ACTIVE).first()
-            or versions.filter(state=VersionState.REJECTED).order_by("-number").first()
-        )
+        # After a rejection the maker revises the rejected content; otherwise edit what is live.
+        newest = versions.order_by("-number").first()
+        if newest is not None and newest.state == VersionState.REJECTED:
+            base = newest
+        else:
+            base = versions.filter(state=VersionState.ACTIVE).first()
     elif base.loader_id != loader.pk or base.state not in (VersionState.ACTIVE, VersionState.REJECTED):
         raise StateConflict("A new draft can only start from this loader's active or a rejected version.")
     number = (versions.aggregate(n=Max("number"))["n"] or 0) + 1

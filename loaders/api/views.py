@@ -61,7 +61,7 @@ class LoaderViewSet(
     viewsets.GenericViewSet,
 ):
     lookup_field = "loader_code"
-    lookup_value_regex = r"[A-Z0-9][A-Z0-9_-]*"
+    lookup_value_regex = r"[^/]+"  # any code reaches the view, so unknown ones get a JSON 404
     http_method_names = ["get", "post", "patch", "head", "options"]
     queryset = Loader.objects.none()  # model for permission checks; real reads use the selector
 
@@ -78,6 +78,13 @@ class LoaderViewSet(
             queryset = queryset.filter(is_paused=paused.lower() in ("1", "true", "yes"))
         return queryset.order_by("loader_code")
 
+    def get_object(self) -> Loader:
+        if self.action == "retrieve":
+            loader = get_object_or_404(selectors.loader_detail_list(), loader_code=self.kwargs["loader_code"])
+            self.check_object_permissions(self.request, loader)
+            return loader
+        return super().get_object()
+
     def get_serializer_class(self) -> type:
         if self.action == "list":
             return LoaderListSerializer
@@ -91,7 +98,7 @@ class LoaderViewSet(
         return super().get_permissions()
 
     def _detail(self, loader_code: str, status_code: int = status.HTTP_200_OK) -> Response:
-        loader = get_object_or_404(selectors.loader_list(), loader_code=loader_code)
+        loader = get_object_or_404(selectors.loader_detail_list(), loader_code=loader_code)
         return Response(LoaderDetailSerializer(loader, context=self.get_serializer_context()).data, status=status_code)
 
     def create(self, request: Request) -> Response:

@@ -222,3 +222,9 @@ def test_token_auth_round_trip(make_user):
 @pytest.mark.parametrize("path", ["/api/v1/loaders/NOPE/", "/api/v1/loaders/NOPE/versions/"])
 def test_unknown_loader_is_404(viewer, path):
     assert api(viewer).get(path).status_code == 404
+
+
+def test_a_lower_case_code_gets_a_json_404(viewer):
+    response = api(viewer).get("/api/v1/loaders/sales-daily/")
+    assert response.status_code == 404
+    assert response.json()["detail"]

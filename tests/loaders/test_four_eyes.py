@@ -46,7 +46,7 @@ def test_the_submitter_withdraws_instead_of_rejecting(new_loader, maker_checker,
 
 def test_allowed_actions_match_the_rules(pending_loader, editor, approver, viewer):
     v2 = version(pending_loader, 2)
-    assert services.loader_version_allowed_actions(user=editor, version=v2) == ["withdraw"]
+    assert services.loader_version_allowed_actions(user=editor, version=v2) == ["withdraw"]  # the submitter
     assert services.loader_version_allowed_actions(user=approver, version=v2) == ["approve", "reject"]
     assert services.loader_version_allowed_actions(user=viewer, version=v2) == []
 

@@ -191,3 +191,15 @@ def test_an_inactive_user_can_do_nothing(new_loader, make_user):
     ghost = make_user(Role.ADMIN, username="ghost", is_active=False)
     with pytest.raises(PermissionRefused):
         services.loader_create(user=ghost, data={"loader_code": "X1", "name": "x", "owner": "data-platform"})
+
+
+def test_after_a_rejection_the_next_draft_revises_the_rejected_content(pending_loader, editor, approver):
+    services.loader_version_reject(user=approver, version=version(pending_loader, 2), reason="make it 50")
+    v3 = services.loader_draft_start(user=editor, loader=pending_loader)
+    assert (v3.based_on.number, v3.max_duration_minutes) == (2, 60)
+
+
+def test_only_the_submitter_or_an_admin_withdraws(pending_loader, editor2, admin_user):
+    with pytest.raises(PermissionRefused, match="Only the person who submitted"):
+        services.loader_version_withdraw(user=editor2, version=version(pending_loader, 2))
+    assert services.loader_version_withdraw(user=admin_user, version=version(pending_loader, 2)).state == "DRAFT"
