@@ -121,6 +121,17 @@ def _save(instance: models.Model, *, user: AbstractBaseUser | None, reason: str,
     instance.save(**kwargs)
 
 
+def _version_lock(version: LoaderVersion) -> LoaderVersion:
+    """Re-read ``version`` under a row lock (only its own row: PostgreSQL refuses outer-join locks)."""
+    return (
+        LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader", "decided_by").get(pk=version.pk)
+    )
+
+
+def _reason(text: str, comment: str) -> str:
+    return f"{text}: {comment}" if comment else text
+
+
 def _raise_validation(errors: dict[str, list[str]]) -> None:
     if errors:
         raise InvalidInput(errors)
@@ -333,7 +344,7 @@ def loader_version_update(
 ) -> LoaderVersion:
     """Change contract fields of a DRAFT. A no-op change writes nothing (keeps config idempotent)."""
     _split_input(data, CONTRACT_FIELDS)
-    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader").get(pk=version.pk)
+    version = _version_lock(version)
     loader_version_action_check(user=user, version=version, action=ACTION_EDIT)
     changed = _version_apply(version, data)
     if not changed:
@@ -384,24 +395,24 @@ def loader_edit(*, user: AbstractBaseUser, loader: Loader, data: Mapping[str, An
 @transaction.atomic
 def loader_version_submit(*, user: AbstractBaseUser, version: LoaderVersion, comment: str = "") -> LoaderVersion:
     """DRAFT → PENDING_APPROVAL. From now on the version is frozen until decided or withdrawn."""
-    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader").get(pk=version.pk)
+    version = _version_lock(version)
     loader_version_action_check(user=user, version=version, action=ACTION_SUBMIT)
     version.submit()
     version.submitted_by = user
     version.submitted_at = timezone.now()
-    _save(version, user=user, reason=f"Submitted for approval{': ' + comment if comment else ''}")
+    _save(version, user=user, reason=_reason("Submitted for approval", comment))
     return version
 
 
 @transaction.atomic
 def loader_version_withdraw(*, user: AbstractBaseUser, version: LoaderVersion, comment: str = "") -> LoaderVersion:
     """PENDING_APPROVAL → DRAFT, so the maker can keep editing."""
-    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader").get(pk=version.pk)
+    version = _version_lock(version)
     loader_version_action_check(user=user, version=version, action=ACTION_WITHDRAW)
     version.withdraw()
     version.submitted_by = None
     version.submitted_at = None
-    _save(version, user=user, reason=f"Withdrawn from approval{': ' + comment if comment else ''}")
+    _save(version, user=user, reason=_reason("Withdrawn from approval", comment))
     return version
 
 
@@ -415,9 +426,7 @@ def loader_version_approve(*, user: AbstractBaseUser, version: LoaderVersion, co
     """
     _require_perm(user, "loaders.approve_loaderversion", "approve loader versions")
     loader = Loader.objects.select_for_update().get(pk=version.loader_id)
-    version = (
-        LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader", "decided_by").get(pk=version.pk)
-    )
+    version = _version_lock(version)
     if version.state == VersionState.ACTIVE and version.decided_by is not None:
         raise StateConflict(
             f"Version {version.number} of {loader.loader_code} was already approved by "
@@ -434,7 +443,7 @@ def loader_version_approve(*, user: AbstractBaseUser, version: LoaderVersion, co
     version.decided_by = user
     version.decided_at = now
     version.decision_comment = comment
-    _save(version, user=user, reason=f"Approved{': ' + comment if comment else ''}")
+    _save(version, user=user, reason=_reason("Approved", comment))
     if loader.first_activated_at is None:
         loader.first_activated_at = now
         _save(loader, user=user, reason=f"First version approved (v{version.number}); loader code locked")
@@ -447,7 +456,7 @@ def loader_version_reject(*, user: AbstractBaseUser, version: LoaderVersion, rea
     reason = (reason or "").strip()
     _require_perm(user, "loaders.approve_loaderversion", "reject loader versions")
     Loader.objects.select_for_update().get(pk=version.loader_id)
-    version = LoaderVersion.objects.select_for_update(of=("self",)).select_related("loader").get(pk=version.pk)
+    version = _version_lock(version)
     loader_version_action_check(user=user, version=version, action=ACTION_REJECT)
     if not reason:
         raise InvalidInput({"reason": ["A reason is required to reject a version."]})
