@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
         try:
             module = importlib.import_module(name)
             missed = module.main() or []
-        except Exception:  # a crashing benchmark is a failed benchmark, the others still run
+        except Exception:  # noqa: BLE001 - a crashing benchmark is a failed benchmark, the others still run
             traceback.print_exc()
             missed = [f"{name}: crashed"]
         failures.extend(missed)

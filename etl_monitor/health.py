@@ -58,7 +58,7 @@ def readiness_report() -> tuple[bool, dict[str, Any]]:
     for name, check in READINESS_CHECKS.items():
         try:
             check()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", named below
             ready = False
             # The exception class is enough to act on; messages may carry URLs with credentials.
             checks[name] = f"unavailable ({type(exc).__name__})"
