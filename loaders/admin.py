@@ -8,6 +8,7 @@ the same as in the API); the admin only decides which buttons to show, using
 from __future__ import annotations
 
 import dataclasses
+from contextvars import ContextVar
 from typing import Any
 
 from django import forms
@@ -24,10 +25,9 @@ from simple_history.admin import SimpleHistoryAdmin
 from simple_history.template_utils import HistoricalRecordContextHelper
 
 from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import selectors, services
 from loaders.models import Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
-
-MASK = "••••••"
 
 STATE_COLOURS = {
     VersionState.DRAFT: "#6c757d",
@@ -51,30 +51,58 @@ def version_url(version: LoaderVersion) -> str:
     return reverse("admin:loaders_loaderversion_change", args=[version.pk])
 
 
-class SecretMaskingContextHelper(HistoricalRecordContextHelper):
-    """Formats history diffs; secret fields say only that they changed."""
+class ProtectedHistoryContextHelper(HistoricalRecordContextHelper):
+    """Formats history diffs under the viewer's field policy: HIDDEN fields are
+    left out, MASKED ones (secrets included) say only that they changed."""
 
-    secret_fields: tuple[str, ...] = ()
+    policy: FieldPolicy
+
+    def context_for_delta_changes(self, delta: Any) -> list[dict[str, Any]]:
+        changes = [c for c in delta.changes if c.field not in self.policy.hidden]
+        return super().context_for_delta_changes(dataclasses.replace(delta, changes=changes))
 
     def format_delta_change(self, change: Any) -> Any:
-        if change.field not in self.secret_fields:
+        if change.field not in self.policy.masked:
             return super().format_delta_change(change)
         return dataclasses.replace(
             change,
             field=capfirst(self.model._meta.get_field(change.field).verbose_name),
-            old=MASK if change.old else "(not set)",
-            new=f"{MASK} (changed)" if change.new else "(cleared)",
+            old=MASK if change.old not in (None, "") else "(not set)",
+            new=f"{MASK} (changed)" if change.new not in (None, "") else "(cleared)",
         )
 
 
-class SecretMaskingHistoryAdmin(SimpleHistoryAdmin):
-    """History pages that say a secret changed, never what it was or became."""
+_admin_user: ContextVar[Any] = ContextVar("admin_user")
 
-    secret_fields: tuple[str, ...] = ()
+
+class ProtectedFieldsAdminMixin:
+    """Admin pages under field protection: ``masked__<field>`` names display a
+    field the way the current user may see it (usable in fieldsets and lists)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("masked__"):
+            raise AttributeError(name)
+        field_name = name[len("masked__") :]
+        model = self.model
+
+        def display(obj: Any) -> Any:
+            value = getattr(obj, field_name)
+            if hasattr(value, "all"):  # many-to-many
+                value = ", ".join(str(v) for v in value.all())
+            # No user known (should not happen) means the strictest policy, not none.
+            return policy_for(_admin_user.get(None), model).display(field_name, value)
+
+        display.short_description = model._meta.get_field(field_name).verbose_name
+        return display
+
+    def _policy(self, request: HttpRequest) -> FieldPolicy:
+        # ModelAdmin instances are shared between threads; the user travels in a context variable.
+        _admin_user.set(request.user)
+        return policy_for(request.user, self.model)
 
     def get_historical_record_context_helper(self, request: HttpRequest, historical_record: Any) -> Any:
-        helper = SecretMaskingContextHelper(self.model, historical_record)
-        helper.secret_fields = self.secret_fields
+        helper = ProtectedHistoryContextHelper(self.model, historical_record)
+        helper.policy = self._policy(request)
         return helper
 
 
@@ -152,7 +180,7 @@ class ServiceErrorMessagesMixin:
 
 
 @admin.register(Loader)
-class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
+class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHistoryAdmin):
     form = LoaderForm
     list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "is_paused")
     list_filter = (PendingFilter, ActiveFilter, "is_paused", "owner", "tags")
@@ -161,10 +189,26 @@ class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
     list_per_page = 50
     autocomplete_fields = ("owner", "tags")
     change_form_template = "admin/loaders/loader/change_form.html"
-    history_list_display = ("loader_code", "name", "owner", "is_paused")
+    history_list_display = ("loader_code",)
+    protected_columns = {"name": "name", "owner": "owner", "tag_list": "tags", "is_paused": "is_paused"}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Loader]:
         return selectors.loader_list()
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        policy = self._policy(request)
+        columns = []
+        for column in self.list_display:
+            field = self.protected_columns.get(column)
+            if field in policy.hidden:
+                continue
+            columns.append("masked__" + field if field in policy.masked else column)
+        return columns
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        policy = self._policy(request)
+        hidden = policy.hidden | policy.masked
+        return [f for f in self.list_filter if not (isinstance(f, str) and f in hidden)]
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         return selectors.loader_search(queryset, search_term.strip()), False
@@ -173,10 +217,18 @@ class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
         fields: tuple[str, ...] = ("first_activated_at", "created_by", "created_at")
         if obj is not None and obj.code_locked:
             fields = ("loader_code", *fields)
+        if obj is not None:
+            policy = self._policy(request)
+            fields = (*fields, *sorted(policy.locked), *("masked__" + f for f in sorted(policy.masked)))
         return fields
 
     def get_fields(self, request: HttpRequest, obj: Loader | None = None) -> list[str]:
-        fields = ["loader_code", "name", "owner", "tags", "is_paused"]
+        policy = self._policy(request)
+        fields = []
+        for name in ("loader_code", "name", "owner", "tags", "is_paused"):
+            if name in policy.hidden and (obj is not None or name in ("tags", "is_paused")):
+                continue
+            fields.append("masked__" + name if obj is not None and name in policy.masked else name)
         return fields if obj is None else [*fields, "first_activated_at", "created_by", "created_at"]
 
     @admin.display(description="tags")
@@ -255,20 +307,50 @@ class LoaderAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
 
 
 class LoaderVersionForm(forms.ModelForm):
+    """The draft's contract. Secrets and MASKED fields are write-only: an empty
+    input keeps the stored value; the clear box removes a stored secret."""
+
     connection_password = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Stored encrypted and never shown. Leave empty to keep the current value.",
     )
     clear_connection_password = forms.BooleanField(required=False, label="Clear the stored password")
+    masked_fields: tuple[str, ...] = ()  # set per request by LoaderVersionAdmin.get_form
 
     class Meta:
         model = LoaderVersion
         fields = LoaderVersion.CONTRACT_FIELDS
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.masked_fields:
+            if name in self.fields:
+                self.fields[name].widget = forms.PasswordInput(render_value=False)
+                self.fields[name].required = False
+                self.fields[name].help_text = "Masked for your role. Leave empty to keep the current value."
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for name in self.masked_fields:
+            if name in cleaned and cleaned[name] in (None, ""):
+                cleaned[name] = getattr(self.instance, name)  # empty = keep; validates as before
+        return cleaned
+
+    def _post_clean(self) -> None:
+        for name in self.masked_fields:
+            if name in self.cleaned_data and self.cleaned_data[name] in (None, ""):
+                self.cleaned_data[name] = self.initial.get(name)
+        super()._post_clean()
+
     def contract_changes(self) -> dict[str, Any]:
-        data = {f: self.cleaned_data[f] for f in self.changed_data if f in LoaderVersion.CONTRACT_FIELDS}
-        data.pop("connection_password", None)
+        data = {
+            f: self.cleaned_data[f]
+            for f in LoaderVersion.CONTRACT_FIELDS
+            if f in self.cleaned_data
+            and f not in LoaderVersion.SECRET_FIELDS
+            and self.cleaned_data[f] != self.initial.get(f)
+        }
         if self.cleaned_data.get("clear_connection_password"):
             data["connection_password"] = ""
         elif self.cleaned_data.get("connection_password"):
@@ -291,9 +373,8 @@ class AwaitingMyApprovalFilter(admin.SimpleListFilter):
 
 
 @admin.register(LoaderVersion)
-class LoaderVersionAdmin(ServiceErrorMessagesMixin, SecretMaskingHistoryAdmin):
+class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHistoryAdmin):
     form = LoaderVersionForm
-    secret_fields = LoaderVersion.SECRET_FIELDS
     list_display = ("__str__", "state_display", "owner", "created_by", "submitted_by", "submitted_at", "decided_by")
     list_filter = (AwaitingMyApprovalFilter, "state", "loader__owner")
     search_fields = ("loader__loader_code", "loader__name")
@@ -337,23 +418,39 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, SecretMaskingHistoryAdmin):
         allowed = super().has_change_permission(request, obj)
         return allowed and (obj is None or obj.state == VersionState.DRAFT)
 
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        policy = self._policy(request)
+        masked = tuple(sorted(policy.masked - policy.secrets))
+        return type(form.__name__, (form,), {"masked_fields": masked})
+
     def get_fieldsets(self, request: HttpRequest, obj: LoaderVersion | None = None) -> list:
         editable = obj is not None and self.has_change_permission(request, obj)
+        policy = self._policy(request)
         sets = [("Version", {"fields": self.meta_fields})]
         for title, fields in self.fieldsets_spec:
-            if not editable:
-                fields = tuple("connection_password_status" if f == "connection_password" else f for f in fields)
-            elif "connection_password" in fields:
-                fields = (*fields, "connection_password_status", "clear_connection_password")
-            sets.append((title, {"fields": fields}))
+            shown: list[str] = []
+            for name in fields:
+                if name in policy.hidden:
+                    continue
+                if name in policy.secrets:
+                    shown += [name, "masked__" + name, "clear_" + name] if editable else ["masked__" + name]
+                elif name in policy.masked and not editable:
+                    shown.append("masked__" + name)
+                else:
+                    shown.append(name)
+            if shown:
+                sets.append((title, {"fields": tuple(shown)}))
         return sets
 
     def get_readonly_fields(self, request: HttpRequest, obj: LoaderVersion | None = None) -> tuple[str, ...]:
-        readonly = (*self.meta_fields, "connection_password_status")
+        policy = self._policy(request)
+        masked = tuple("masked__" + f for f in sorted(policy.masked))
+        readonly = (*self.meta_fields, *masked)
         if obj is not None and not self.has_change_permission(request, obj):
-            contract = tuple(f for f in LoaderVersion.CONTRACT_FIELDS if f not in LoaderVersion.SECRET_FIELDS)
-            readonly = (*readonly, *contract)
-        return readonly
+            contract = tuple(f for f in LoaderVersion.CONTRACT_FIELDS if f not in policy.masked)
+            return (*readonly, *contract)
+        return (*readonly, *sorted(policy.locked))
 
     @admin.display(description="loader")
     def loader_link(self, obj: LoaderVersion) -> str:
@@ -367,10 +464,6 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, SecretMaskingHistoryAdmin):
     @admin.display(description="owner", ordering="loader__owner__name")
     def owner(self, obj: LoaderVersion) -> str:
         return obj.loader.owner.name
-
-    @admin.display(description="stored password")
-    def connection_password_status(self, obj: LoaderVersion) -> str:
-        return f"{MASK} (set)" if obj.connection_password else "not set"
 
     def save_model(self, request: HttpRequest, obj: LoaderVersion, form: LoaderVersionForm, change: bool) -> None:
         services.loader_version_update(user=request.user, version=obj, data=form.contract_changes())

@@ -21,6 +21,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from etl_monitor.protection import policy_for
 from loaders.models import OPEN_STATES, Loader, LoaderVersion, Tag, Team, VersionState
 
 LOADER_FIELDS = ("loader_code", "name", "owner", "tags", "is_paused")
@@ -232,7 +233,11 @@ def loader_create(*, user: AbstractBaseUser, data: Mapping[str, Any], reason: st
     except ValidationError as exc:
         _collect(exc, errors)
     version = LoaderVersion(loader=loader, number=1, created_by=user)
-    _version_apply(version, data)
+    changed_contract = _version_apply(version, data)
+    # Protection on create: a value other than the default counts as a write
+    # (name and owner are required to exist at all, so they are not checked here).
+    policy_for(user, LoaderVersion).check_write(changed_contract)
+    policy_for(user, Loader).check_write([f for f in ("tags", "is_paused") if data.get(f) not in (None, False, [], ())])
     _version_validate(version, errors)
     _raise_validation(errors)
     tags = _tags_resolve(data.get("tags") or [], user)
@@ -281,6 +286,7 @@ def loader_update(*, user: AbstractBaseUser, loader: Loader, data: Mapping[str, 
             tags = None
     if not changed:
         return loader
+    policy_for(user, Loader).check_write(changed)
     errors: dict[str, list[str]] = {}
     try:
         loader.full_clean()
@@ -349,6 +355,7 @@ def loader_version_update(
     changed = _version_apply(version, data)
     if not changed:
         return version
+    policy_for(user, LoaderVersion).check_write(changed)
     errors: dict[str, list[str]] = {}
     _version_validate(version, errors)
     _raise_validation(errors)

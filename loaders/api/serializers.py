@@ -8,11 +8,25 @@ from typing import Any
 
 from rest_framework import serializers
 
+from etl_monitor.protection import policy_for
 from loaders.models import Loader, LoaderVersion
 from loaders.services import CONTRACT_FIELDS, LOADER_FIELDS
 
 
-class VersionSerializer(serializers.ModelSerializer):
+class ProtectedFieldsMixin:
+    """Applies field protection (etl_monitor.protection) to every representation."""
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        policy = policy_for(getattr(request, "user", None), self.Meta.model)
+        redacted = policy.redact(data)
+        if "connection_password_set" in data and "connection_password" in policy.hidden:
+            redacted.pop("connection_password_set", None)
+        return redacted
+
+
+class VersionSerializer(ProtectedFieldsMixin, serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -49,7 +63,7 @@ class VersionSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class LoaderListSerializer(serializers.ModelSerializer):
+class LoaderListSerializer(ProtectedFieldsMixin, serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     tags = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     code_locked = serializers.BooleanField(read_only=True)

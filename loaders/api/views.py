@@ -120,7 +120,9 @@ class LoaderViewSet(
     def versions(self, request: Request, loader_code: str) -> Response:
         loader = self.get_object()
         page = self.paginate_queryset(selectors.loader_versions(loader=loader))
-        return self.get_paginated_response(VersionSerializer(page, many=True).data)
+        return self.get_paginated_response(
+            VersionSerializer(page, many=True, context=self.get_serializer_context()).data
+        )
 
     def _target_version(self, loader: Loader, number: int | None, wanted: VersionState) -> LoaderVersion:
         versions = loader.versions.all()

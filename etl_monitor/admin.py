@@ -1,0 +1,55 @@
+"""Admin for platform settings: field protection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
+
+from etl_monitor.models import FieldProtection
+from etl_monitor.protection import protectable_fields, protectable_models, secret_fields
+
+
+class FieldProtectionForm(forms.ModelForm):
+    model_label = forms.ChoiceField(label="Model", choices=())
+    field_name = forms.ChoiceField(label="Field", choices=())
+
+    class Meta:
+        model = FieldProtection
+        fields = ("model_label", "field_name", "level", "exempt_groups", "note")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model_label"].choices = [(m, m) for m in protectable_models()]
+        choices = []
+        for label in protectable_models():
+            for name in protectable_fields(label) or ():
+                suffix = " (secret: always masked)" if name in secret_fields(label) else ""
+                choices.append((name, f"{label}.{name}{suffix}"))
+        self.fields["field_name"].choices = sorted(set(choices), key=lambda c: c[1])
+
+
+@admin.register(FieldProtection)
+class FieldProtectionAdmin(SimpleHistoryAdmin):
+    """Admins choose, per field, HIDDEN / MASKED / LOCKED and the roles exempt from it."""
+
+    form = FieldProtectionForm
+    list_display = ("model_label", "field_name", "level", "exempt_roles", "is_builtin", "note")
+    list_filter = ("model_label", "level", "is_builtin")
+    filter_horizontal = ("exempt_groups",)
+
+    @admin.display(description="exempt roles")
+    def exempt_roles(self, obj: FieldProtection) -> str:
+        return ", ".join(g.name for g in obj.exempt_groups.all()) or "—"
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("exempt_groups")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: FieldProtection | None = None) -> tuple[str, ...]:
+        return ("model_label", "field_name") if obj is not None and obj.is_builtin else ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: FieldProtection | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and not (obj is not None and obj.is_builtin)

@@ -1,0 +1,182 @@
+"""Field-level protection, enforced in this one place for every path.
+
+A model opts in with ``protection_register`` (its protectable and its secret
+fields). Each path asks for the *policy* of a user on a model and applies it:
+
+- reads (admin forms and lists, history, API, export, import preview) call
+  ``policy.redact`` / ``policy.display``: HIDDEN fields disappear, MASKED ones
+  show ``••••••`` (and, for secrets, whether a value is set);
+- writes (the services behind admin, API, import and apply_config) call
+  ``policy.check_write`` with the fields they change: HIDDEN and LOCKED fields
+  are refused with a message naming the field;
+- outbound payloads (email, Slack, Jira, webhooks) call ``outbound_redact``,
+  which applies every protection with no exemption.
+
+Secrets (encrypted at rest) are MASKED for everyone, exempt roles included:
+the UI can replace a secret, never reveal it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import models
+
+from etl_monitor.errors import InvalidInput
+
+MASK = "••••••"
+SECRET_NAME_RE = re.compile(r"(password|passwd|secret|token|api_?key|private_?key)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Protectable:
+    label: str
+    fields: tuple[str, ...]
+    secrets: tuple[str, ...]
+
+
+_REGISTRY: dict[str, Protectable] = {}
+
+
+def protection_register(model: type[models.Model], *, fields: Iterable[str], secret_fields: Iterable[str] = ()) -> None:
+    """Let admins protect ``fields`` of ``model``; ``secret_fields`` (plus any field named like a
+    password, token or key) are always masked."""
+    fields = tuple(fields)
+    secrets = tuple(dict.fromkeys([*secret_fields, *(f for f in fields if SECRET_NAME_RE.search(f))]))
+    _REGISTRY[model._meta.label_lower] = Protectable(model._meta.label_lower, fields, secrets)
+
+
+def protectable_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def protectable_fields(label: str) -> tuple[str, ...] | None:
+    entry = _REGISTRY.get(label)
+    return entry.fields if entry else None
+
+
+def secret_fields(label: str) -> tuple[str, ...]:
+    entry = _REGISTRY.get(label)
+    return entry.secrets if entry else ()
+
+
+@dataclass
+class FieldPolicy:
+    """What one user may see and change of one model's fields."""
+
+    label: str
+    levels: dict[str, str] = field(default_factory=dict)
+    secrets: frozenset[str] = frozenset()
+
+    def level(self, name: str) -> str | None:
+        return self.levels.get(name)
+
+    @property
+    def hidden(self) -> set[str]:
+        return {f for f, level in self.levels.items() if level == "HIDDEN"}
+
+    @property
+    def masked(self) -> set[str]:
+        return {f for f, level in self.levels.items() if level == "MASKED"}
+
+    @property
+    def locked(self) -> set[str]:
+        return {f for f, level in self.levels.items() if level == "LOCKED"}
+
+    def display(self, name: str, value: Any) -> Any:
+        """The value as this user may see it (callers drop HIDDEN fields themselves)."""
+        level = self.levels.get(name)
+        if level in ("MASKED", "HIDDEN"):
+            if name in self.secrets:
+                return f"{MASK} (set)" if value not in (None, "") else "(not set)"
+            return MASK if value not in (None, "") else value
+        return value
+
+    def redact(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``data`` with HIDDEN keys removed and MASKED values masked."""
+        return {k: self.display(k, v) for k, v in data.items() if self.levels.get(k) != "HIDDEN"}
+
+    def check_write(self, changed: Iterable[str]) -> None:
+        """Refuse changes to HIDDEN or LOCKED fields, naming each one."""
+        errors: dict[str, list[str]] = {}
+        for name in changed:
+            level = self.levels.get(name)
+            if level == "LOCKED":
+                errors[name] = ["This field is locked for your role; ask an administrator to change it."]
+            elif level == "HIDDEN" and name not in self.secrets:
+                errors[name] = ["This field is hidden from your role and cannot be changed by you."]
+        if errors:
+            raise InvalidInput(errors)
+
+
+def _rules(label: str) -> list[Any]:
+    from etl_monitor.models import FieldProtection
+
+    return list(FieldProtection.objects.filter(model_label=label).prefetch_related("exempt_groups"))
+
+
+def policy_for(user: Any, model: type[models.Model] | str) -> FieldPolicy:
+    """The protection policy of ``user`` (None = the system, no exemptions) on ``model``.
+
+    Cached on the user object for the duration of a request, so a list page
+    costs the same few queries whatever its length.
+    """
+    label = model if isinstance(model, str) else model._meta.label_lower
+    cache = getattr(user, "_field_policies", None) if user is not None else None
+    if cache is not None and label in cache:
+        return cache[label]
+    secrets = frozenset(secret_fields(label))
+    levels: dict[str, str] = dict.fromkeys(secrets, "MASKED")
+    group_ids: set[int] | None = None
+    for rule in _rules(label):
+        if rule.field_name in secrets:
+            levels[rule.field_name] = "HIDDEN" if rule.level == "HIDDEN" else "MASKED"
+            continue
+        if user is not None and getattr(user, "is_superuser", False):
+            continue
+        if user is not None:
+            if group_ids is None:
+                group_ids = set(user.groups.values_list("id", flat=True)) if user.is_authenticated else set()
+            if group_ids & {g.pk for g in rule.exempt_groups.all()}:
+                continue
+        levels[rule.field_name] = rule.level
+    policy = FieldPolicy(label=label, levels=levels, secrets=secrets)
+    if user is not None:
+        if cache is None:
+            cache = {}
+            try:
+                user._field_policies = cache
+            except AttributeError:
+                return policy
+        cache[label] = policy
+    return policy
+
+
+def outbound_redact(model: type[models.Model] | str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply every protection, with no exemption, to data leaving the system
+    (notification payloads, tickets, webhooks)."""
+    return policy_for(None, model).redact(data)
+
+
+SCRUB_PATTERNS = (
+    # key=value / key: value pairs whose key names a secret
+    re.compile(
+        r"(?i)\b([\w-]*(?:password|passwd|secret|token|api_?key)[\w-]*)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+    ),
+    # credentials in URLs: scheme://user:password@host
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)"),
+    # Fernet tokens (our ciphertext) and Authorization headers
+    re.compile(r"(fernet:)?(gAAAAA[0-9A-Za-z_\-=]{20,})"),
+    re.compile(r"(?i)(authorization\s*[:=]\s*(?:token|bearer|basic)\s+)(\S+)"),
+)
+
+
+def scrub(text: str) -> str:
+    """Remove anything that looks like a secret from a log line or message."""
+    text = SCRUB_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = SCRUB_PATTERNS[1].sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", text)
+    text = SCRUB_PATTERNS[2].sub(MASK, text)
+    return SCRUB_PATTERNS[3].sub(lambda m: f"{m.group(1)}{MASK}", text)
