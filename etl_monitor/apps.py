@@ -14,3 +14,12 @@ class EtlMonitorConfig(AppConfig):
         # Permissions of every app exist only after migrate; syncing the role
         # groups then keeps them complete as later apps add models.
         post_migrate.connect(roles.roles_sync_after_migrate, sender=self)
+
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+
+        from etl_monitor.models import FieldProtection
+        from etl_monitor.protection import protection_rules_changed
+
+        post_save.connect(protection_rules_changed, sender=FieldProtection)
+        post_delete.connect(protection_rules_changed, sender=FieldProtection)
+        m2m_changed.connect(protection_rules_changed, sender=FieldProtection.exempt_groups.through)

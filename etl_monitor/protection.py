@@ -126,6 +126,8 @@ def policy_for(user: Any, model: type[models.Model] | str) -> FieldPolicy:
     """
     label = model if isinstance(model, str) else model._meta.label_lower
     cache = getattr(user, "_field_policies", None) if user is not None else None
+    if cache is not None and cache.get("generation") != _generation:
+        cache.clear()  # a rule changed in this process since the policy was cached
     if cache is not None and label in cache:
         return cache[label]
     secrets = frozenset(secret_fields(label))
@@ -146,13 +148,23 @@ def policy_for(user: Any, model: type[models.Model] | str) -> FieldPolicy:
     policy = FieldPolicy(label=label, levels=levels, secrets=secrets)
     if user is not None:
         if cache is None:
-            cache = {}
+            cache = {"generation": _generation}
             try:
                 user._field_policies = cache
             except AttributeError:
                 return policy
+        cache["generation"] = _generation
         cache[label] = policy
     return policy
+
+
+_generation = 0
+
+
+def protection_rules_changed(**kwargs: Any) -> None:
+    """Signal receiver: drop policies cached on user objects of this process."""
+    global _generation
+    _generation += 1
 
 
 def outbound_redact(model: type[models.Model] | str, data: Mapping[str, Any]) -> dict[str, Any]:
