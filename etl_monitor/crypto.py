@@ -45,6 +45,18 @@ def secret_decrypt(stored: str) -> str:
         raise ValueError("Stored secret cannot be decrypted with the configured FIELD_ENCRYPTION_KEY.") from exc
 
 
+def secret_encrypt_bytes(data: bytes) -> bytes:
+    """Encrypt a stored file (an uploaded spreadsheet may hold secrets)."""
+    return fernet().encrypt(data)
+
+
+def secret_decrypt_bytes(token: bytes) -> bytes:
+    try:
+        return fernet().decrypt(token)
+    except InvalidToken as exc:
+        raise ValueError("Stored file cannot be decrypted with the configured FIELD_ENCRYPTION_KEY.") from exc
+
+
 class EncryptedTextField(models.TextField):
     """A text column that only ever holds ciphertext; Python code sees plaintext.
 

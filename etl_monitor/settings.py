@@ -216,6 +216,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": [],
     "EXCEPTION_HANDLER": "etl_monitor.api.exception_handler",
+    # ?format= is ours (export xlsx|csv), not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_RATES": {"auth-token": env.str("AUTH_TOKEN_THROTTLE", default="10/min")},
 }
 SPECTACULAR_SETTINGS = {
@@ -232,6 +234,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# --- Loader import ---------------------------------------------------------------
+LOADER_IMPORT_MAX_BYTES = env.int("LOADER_IMPORT_MAX_BYTES", default=10 * 1024 * 1024)
+LOADER_IMPORT_MAX_ROWS = env.int("LOADER_IMPORT_MAX_ROWS", default=50_000)
+# Files up to this many rows run inside the request; larger ones run as a background task with progress.
+LOADER_IMPORT_SYNC_ROWS = env.int("LOADER_IMPORT_SYNC_ROWS", default=2_000)
+LOADER_IMPORT_REPORT_ROWS = env.int("LOADER_IMPORT_REPORT_ROWS", default=1_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = LOADER_IMPORT_MAX_BYTES + 1024 * 1024
 
 # --- Branding -----------------------------------------------------------------
 ETL_MONITOR_SITE_TITLE = env.str("ETL_MONITOR_SITE_TITLE", default="ETL Monitor")

@@ -9,6 +9,8 @@ bare state changes; who may trigger them (roles, four-eyes) is decided in
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -276,6 +278,41 @@ class LoaderVersion(FSMModelMixin, models.Model):
     @transition(field=state, source=VersionState.ACTIVE, target=VersionState.SUPERSEDED)
     def supersede(self) -> None:
         pass
+
+
+class ImportJob(models.Model):
+    """One uploaded loader spreadsheet: a preview (dry run) or a real import.
+
+    The file is stored encrypted (it may hold connection secrets) and dropped
+    once a real import has run; large files run in the background with progress.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        DONE = "DONE", "Done"
+        FAILED = "FAILED", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    filename = models.CharField(max_length=255)
+    content = models.BinaryField(editable=False)
+    dry_run = models.BooleanField(default=True)
+    submit = models.BooleanField(default=False, help_text="Submit the drafts for approval in the same step.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    report = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "loader import"
+
+    def __str__(self) -> str:
+        kind = "preview" if self.dry_run else "import"
+        return f"{kind} of {self.filename} ({self.get_status_display().lower()})"
 
 
 class PendingApproval(LoaderVersion):

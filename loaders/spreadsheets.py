@@ -199,6 +199,7 @@ def _xlsx_package_check(*, content: bytes, extension: str, max_bytes: int) -> No
     except SpreadsheetError:
         raise
     except Exception as error:
+        # A broken ZIP raises zlib, EOF, OS, Runtime... errors alike; all mean "damaged" to the uploader.
         logger.info("Refused an uploaded ZIP package: %r", error)
         raise SpreadsheetError(DAMAGED_MESSAGE) from error
 
@@ -239,6 +240,7 @@ def _xlsx_rows(content: bytes) -> RawRows:
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except Exception as error:
+        # openpyxl raises Key/Value/Type/XML errors for broken packages; all mean "damaged" to the uploader.
         logger.info("openpyxl could not open an uploaded workbook: %r", error)
         raise SpreadsheetError(DAMAGED_MESSAGE) from error
     try:
@@ -248,9 +250,9 @@ def _xlsx_rows(content: bytes) -> RawRows:
         # Some programs write a wrong <dimension>; read-only mode would cut rows off at it.
         worksheet.reset_dimensions()
         # Rows missing from the XML come back as empty tuples, so counting gives Excel's row number.
-        for number, values in enumerate(worksheet.iter_rows(min_row=1, min_col=1, values_only=True), start=1):
-            yield number, values
+        yield from enumerate(worksheet.iter_rows(min_row=1, min_col=1, values_only=True), start=1)
     except Exception as error:
+        # A broken sheet only shows up while its rows stream in.
         logger.info("openpyxl could not read an uploaded worksheet: %r", error)
         raise SpreadsheetError(DAMAGED_MESSAGE) from error
     finally:

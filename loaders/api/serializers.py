@@ -9,7 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from etl_monitor.protection import policy_for
-from loaders.models import Loader, LoaderVersion
+from loaders.models import ImportJob, Loader, LoaderVersion
 from loaders.services import CONTRACT_FIELDS, LOADER_FIELDS
 
 
@@ -138,3 +138,38 @@ class VersionActionSerializer(serializers.Serializer):
 
 class RejectSerializer(VersionActionSerializer):
     reason = serializers.CharField(max_length=2000, help_text="Why the version is rejected (required).")
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="An .xlsx or .csv file (see GET /api/v1/loaders/import/template/).")
+    dry_run = serializers.BooleanField(default=True, help_text="true (default): only preview; false: write.")
+    submit = serializers.BooleanField(default=False, help_text="Submit the resulting drafts for approval.")
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportJob
+        fields = (
+            "id",
+            "filename",
+            "dry_run",
+            "submit",
+            "status",
+            "rows_total",
+            "progress",
+            "created_by",
+            "created_at",
+            "finished_at",
+            "error",
+            "report",
+        )
+        read_only_fields = fields
+
+    def get_progress(self, job: ImportJob) -> dict[str, int]:
+        from loaders.importing import import_job_progress
+
+        done, total = import_job_progress(job)
+        return {"rows_done": done, "rows_total": total}

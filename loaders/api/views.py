@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from etl_monitor.errors import StateConflict
 from etl_monitor.permissions import RoleViewPermission
-from loaders import selectors, services
+from loaders import importing, selectors, services
 from loaders.api.serializers import (
+    ImportJobSerializer,
+    ImportRequestSerializer,
     LoaderDetailSerializer,
     LoaderListSerializer,
     LoaderWriteSerializer,
@@ -23,7 +30,21 @@ from loaders.api.serializers import (
     VersionActionSerializer,
     VersionSerializer,
 )
-from loaders.models import Loader, LoaderVersion, VersionState
+from loaders.models import ImportJob, Loader, LoaderVersion, VersionState
+from loaders.spreadsheets import SpreadsheetError
+
+CONTENT_TYPES = {
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8",
+}
+
+
+def _file_response(content: bytes, file_format: str, stem: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=CONTENT_TYPES[file_format])
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="{stem}-{stamp}.{file_format}"'
+    return response
+
 
 STATE_FILTERS = {
     "pending": {"has_pending": True},
@@ -93,7 +114,17 @@ class LoaderViewSet(
         return LoaderDetailSerializer
 
     def get_permissions(self) -> list[Any]:
-        if self.action in ("submit", "withdraw", "approve", "reject", "versions"):
+        if self.action in (
+            "submit",
+            "withdraw",
+            "approve",
+            "reject",
+            "versions",
+            "import_",
+            "import_status",
+            "import_template",
+            "export",
+        ):
             return [RoleViewPermission()]
         return super().get_permissions()
 
@@ -114,6 +145,73 @@ class LoaderViewSet(
         reason = request.query_params.get("reason", "")
         loader = services.loader_edit(user=request.user, loader=loader, data=serializer.validated_data, reason=reason)
         return self._detail(loader.loader_code)
+
+    # --- bulk import / export -------------------------------------------------------
+
+    @extend_schema(
+        summary="Import loaders from xlsx/csv (dry run by default)",
+        request={"multipart/form-data": ImportRequestSerializer},
+        responses={
+            200: ImportJobSerializer,
+            201: ImportJobSerializer,
+            202: ImportJobSerializer,
+            400: ImportJobSerializer,
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
+    def import_(self, request: Request) -> Response:
+        params = ImportRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        upload = params.validated_data["file"]
+        if upload.size > settings.LOADER_IMPORT_MAX_BYTES:
+            raise ValidationError(
+                {"file": [f"The file is larger than {settings.LOADER_IMPORT_MAX_BYTES // 1048576} MB."]}
+            )
+        try:
+            job = importing.import_job_create(
+                user=request.user,
+                content=upload.read(),
+                filename=upload.name or "upload",
+                dry_run=params.validated_data["dry_run"],
+                submit=params.validated_data["submit"],
+            )
+        except SpreadsheetError as exc:
+            raise ValidationError({"file": [exc.message]})
+        body = ImportJobSerializer(job, context=self.get_serializer_context()).data
+        if job.status == ImportJob.Status.QUEUED:
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+        if job.status == ImportJob.Status.FAILED or not (job.report or {}).get("ok"):
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(body, status=status.HTTP_200_OK if job.dry_run else status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Status, progress and report of an import", responses=ImportJobSerializer)
+    @action(detail=False, methods=["get"], url_path=r"import/(?P<job_id>[0-9a-f-]{36})")
+    def import_status(self, request: Request, job_id: str) -> Response:
+        job = get_object_or_404(ImportJob, pk=job_id)
+        if job.created_by_id != request.user.pk and not request.user.has_perm("loaders.delete_importjob"):
+            raise NotFound()
+        return Response(ImportJobSerializer(job, context=self.get_serializer_context()).data)
+
+    @extend_schema(summary="The import template (xlsx with an example row and a notes sheet)", responses={200: bytes})
+    @action(detail=False, methods=["get"], url_path="import/template")
+    def import_template(self, request: Request) -> HttpResponse:
+        return _file_response(importing.loaders_template(), "xlsx", "loader-import-template")
+
+    @extend_schema(
+        summary="Export loaders (same filters as the list)",
+        parameters=[OpenApiParameter("format", str, enum=["xlsx", "csv"], description="Default xlsx.")],
+        responses={200: bytes},
+    )
+    @action(detail=False, methods=["get"])
+    def export(self, request: Request) -> HttpResponse:
+        file_format = request.query_params.get("format", "xlsx")
+        if file_format not in ("xlsx", "csv"):
+            raise ValidationError({"format": ["Choose xlsx or csv."]})
+        loaders = self.get_queryset()
+        content = importing.loaders_export(
+            user=request.user, loaders=loaders.iterator(chunk_size=2000), file_format=file_format
+        )
+        return _file_response(content, file_format, "loaders")
 
     @extend_schema(summary="Version history, newest first", responses=VersionSerializer(many=True))
     @action(detail=True, methods=["get"])
