@@ -12,7 +12,9 @@ from contextvars import ContextVar
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -24,10 +26,12 @@ from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.template_utils import HistoricalRecordContextHelper
 
+from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
-from loaders import selectors, services
-from loaders.models import Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
+from loaders import importing, selectors, services
+from loaders.models import ImportJob, Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
+from loaders.spreadsheets import SpreadsheetError
 
 STATE_COLOURS = {
     VersionState.DRAFT: "#6c757d",
@@ -162,6 +166,15 @@ class ActiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(help_text="An .xlsx or .csv file with one loader per row (see the template).")
+    submit = forms.BooleanField(
+        required=False,
+        label="Submit the resulting drafts for approval",
+        help_text="Approval still needs another person: you cannot approve what you imported.",
+    )
+
+
 class LoaderForm(forms.ModelForm):
     class Meta:
         model = Loader
@@ -269,8 +282,96 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHi
         )
         return HttpResponseRedirect(version_url(draft))
 
+    actions = ("export_xlsx", "export_csv")
+    change_list_template = "admin/loaders/loader/change_list.html"
+
+    @admin.action(description="Export selected loaders (xlsx)", permissions=["view"])
+    def export_xlsx(self, request: HttpRequest, queryset: QuerySet[Loader]) -> HttpResponse:
+        return self._export(request, queryset, "xlsx")
+
+    @admin.action(description="Export selected loaders (csv)", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Loader]) -> HttpResponse:
+        return self._export(request, queryset, "csv")
+
+    def _export(self, request: HttpRequest, queryset: QuerySet[Loader], file_format: str) -> HttpResponse:
+        loaders = selectors.loader_list().filter(pk__in=queryset.values("pk")).order_by("loader_code")
+        content = importing.loaders_export(user=request.user, loaders=loaders, file_format=file_format)
+        return file_response(content, file_format, "loaders")
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("loaders.add_loader"):
+            raise PermissionDenied
+        form = ImportUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                job = importing.import_job_create(
+                    user=request.user,
+                    content=upload.read(),
+                    filename=upload.name,
+                    dry_run=True,
+                    submit=form.cleaned_data["submit"],
+                )
+            except SpreadsheetError as exc:
+                form.add_error("file", exc.message)
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                return HttpResponseRedirect(reverse("admin:loaders_loader_import_job", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import loaders from a spreadsheet",
+            "form": form,
+            "max_mb": settings.LOADER_IMPORT_MAX_BYTES // (1024 * 1024),
+            "max_rows": settings.LOADER_IMPORT_MAX_ROWS,
+        }
+        return TemplateResponse(request, "admin/loaders/loader/import.html", context)
+
+    def import_job_view(self, request: HttpRequest, job_id: str) -> HttpResponse:
+        job = get_object_or_404(ImportJob, pk=job_id, created_by=request.user)
+        if request.method == "POST":
+            try:
+                confirmed = importing.import_job_confirm(user=request.user, preview=job)
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+                return HttpResponseRedirect(request.path)
+            return HttpResponseRedirect(reverse("admin:loaders_loader_import_job", args=[confirmed.pk]))
+        done, total = importing.import_job_progress(job)
+        report = job.report or {}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{'Preview' if job.dry_run else 'Import'} of {job.filename}",
+            "job": job,
+            "report": report,
+            "running": job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING),
+            "done": done,
+            "total": total,
+            "percent": int(100 * done / total) if total else 0,
+            "can_confirm": job.dry_run
+            and job.status == ImportJob.Status.DONE
+            and report.get("ok")
+            and bool(job.content),
+        }
+        return TemplateResponse(request, "admin/loaders/loader/import_job.html", context)
+
+    def import_template_view(self, request: HttpRequest) -> HttpResponse:
+        return file_response(importing.loaders_template(), "xlsx", "loader-import-template")
+
     def get_urls(self) -> list:
         return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="loaders_loader_import"),
+            path(
+                "import/template/",
+                self.admin_site.admin_view(self.import_template_view),
+                name="loaders_loader_import_template",
+            ),
+            path(
+                "import/<uuid:job_id>/",
+                self.admin_site.admin_view(self.import_job_view),
+                name="loaders_loader_import_job",
+            ),
             path(
                 "<int:pk>/start-draft/",
                 self.admin_site.admin_view(require_POST(self.start_draft_view)),

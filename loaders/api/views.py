@@ -8,7 +8,6 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -17,6 +16,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from etl_monitor.downloads import file_response
 from etl_monitor.errors import StateConflict
 from etl_monitor.permissions import RoleViewPermission
 from loaders import importing, selectors, services
@@ -32,19 +32,6 @@ from loaders.api.serializers import (
 )
 from loaders.models import ImportJob, Loader, LoaderVersion, VersionState
 from loaders.spreadsheets import SpreadsheetError
-
-CONTENT_TYPES = {
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "csv": "text/csv; charset=utf-8",
-}
-
-
-def _file_response(content: bytes, file_format: str, stem: str) -> HttpResponse:
-    response = HttpResponse(content, content_type=CONTENT_TYPES[file_format])
-    stamp = timezone.now().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="{stem}-{stamp}.{file_format}"'
-    return response
-
 
 STATE_FILTERS = {
     "pending": {"has_pending": True},
@@ -195,7 +182,7 @@ class LoaderViewSet(
     @extend_schema(summary="The import template (xlsx with an example row and a notes sheet)", responses={200: bytes})
     @action(detail=False, methods=["get"], url_path="import/template")
     def import_template(self, request: Request) -> HttpResponse:
-        return _file_response(importing.loaders_template(), "xlsx", "loader-import-template")
+        return file_response(importing.loaders_template(), "xlsx", "loader-import-template")
 
     @extend_schema(
         summary="Export loaders (same filters as the list)",
@@ -211,7 +198,7 @@ class LoaderViewSet(
         content = importing.loaders_export(
             user=request.user, loaders=loaders.iterator(chunk_size=2000), file_format=file_format
         )
-        return _file_response(content, file_format, "loaders")
+        return file_response(content, file_format, "loaders")
 
     @extend_schema(summary="Version history, newest first", responses=VersionSerializer(many=True))
     @action(detail=True, methods=["get"])

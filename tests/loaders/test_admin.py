@@ -166,3 +166,66 @@ def test_the_changelist_shows_status_and_filters(client, viewer, pending_loader,
 def test_the_admin_is_branded(client, viewer, settings):
     client.force_login(viewer)
     assert "ETL Monitor" in client.get("/admin/").content.decode()
+
+
+def test_the_admin_import_previews_then_confirms(client, editor, team):
+    from io import BytesIO
+
+    from loaders.spreadsheets import spreadsheet_write
+
+    client.force_login(editor)
+    assert "Import from spreadsheet" in client.get("/admin/loaders/loader/").content.decode()
+    content = spreadsheet_write(
+        headers=["loader_code", "name", "owner", "schedule_cron"],
+        rows=[["IMP-ONE", "One", team.slug, "0 1 * * *"], ["IMP-TWO", "Two", team.slug, ""]],
+        file_format="xlsx",
+    )
+    upload = BytesIO(content)
+    upload.name = "two.xlsx"
+    preview = client.post("/admin/loaders/loader/import/", {"file": upload, "submit": "on"}, follow=True)
+    html = preview.content.decode()
+    assert "<strong>2</strong> new" in html
+    assert "Confirm import and submit for approval" in html
+    assert not Loader.objects.exists()
+    done = client.post(preview.redirect_chain[-1][0], follow=True).content.decode()
+    assert "submitted for approval" in done
+    assert Loader.objects.get(loader_code="IMP-ONE").open_version.state == VersionState.PENDING_APPROVAL
+
+
+def test_the_admin_import_shows_bad_rows_and_offers_no_confirm(client, editor, team):
+    from io import BytesIO
+
+    from loaders.spreadsheets import spreadsheet_write
+
+    client.force_login(editor)
+    content = spreadsheet_write(
+        headers=["loader_code", "name", "owner"], rows=[["ok-not", "x", team.slug]], file_format="csv"
+    )
+    upload = BytesIO(content)
+    upload.name = "bad.csv"
+    html = client.post("/admin/loaders/loader/import/", {"file": upload}, follow=True).content.decode()
+    assert "nothing was written" in html
+    assert "Confirm import" not in html
+
+
+def test_the_admin_import_refuses_a_non_spreadsheet(client, editor):
+    from io import BytesIO
+
+    client.force_login(editor)
+    upload = BytesIO(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    upload.name = "cat.xlsx"
+    html = client.post("/admin/loaders/loader/import/", {"file": upload}).content.decode()
+    assert "not" in html and "spreadsheet" in html
+
+
+def test_the_admin_export_action(client, viewer, active_loader):
+    client.force_login(viewer)
+    response = client.post("/admin/loaders/loader/", {"action": "export_csv", "_selected_action": [active_loader.pk]})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "SALES-DAILY" in response.content.decode("utf-8-sig")
+
+
+def test_viewers_cannot_open_the_import_page(client, viewer):
+    client.force_login(viewer)
+    assert client.get("/admin/loaders/loader/import/").status_code == 403
