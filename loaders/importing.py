@@ -17,8 +17,10 @@ Nothing ever becomes ACTIVE here: approval stays a second person's decision.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +36,7 @@ from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError, St
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import selectors, services
 from loaders.models import ImportJob, Loader, LoaderVersion, Tag, Team, VersionState
-from loaders.spreadsheets import Sheet, SpreadsheetError, spreadsheet_read, spreadsheet_write
+from loaders.spreadsheets import Sheet, SheetRow, spreadsheet_read, spreadsheet_write
 from loaders.validators import validate_loader_code
 
 # Column → help text, in spreadsheet order. The column names are the API's field names.
@@ -339,14 +341,19 @@ def loaders_import(
     return report
 
 
+@lru_cache(maxsize=1)
+def _contract_defaults() -> dict[str, Any]:
+    probe = LoaderVersion()
+    return {f: getattr(probe, f) for f in LoaderVersion.CONTRACT_FIELDS}
+
+
 def _plan_row(result: RowResult, loader: Loader | None, data: dict[str, Any], policies: dict[str, FieldPolicy]) -> list:
     """Decide new / changed / unchanged for a valid row; return protection or state errors."""
     errors: list[tuple[str, str]] = []
     if loader is None:
         if "name" not in data or "owner" not in data:
             return [("loader_code", "A new loader needs name and owner.")]
-        probe = LoaderVersion()
-        defaults = {f: getattr(probe, f) for f in LoaderVersion.CONTRACT_FIELDS}
+        defaults = _contract_defaults()
         written = [f for f in LoaderVersion.CONTRACT_FIELDS if f in data and data[f] != defaults[f]]
         result.status = "new"
         result.changes = [(f, None, _display(policies["version"], f, data[f])) for f in written]
@@ -547,6 +554,34 @@ def import_job_progress(job: ImportJob) -> tuple[int, int]:
     return (job.rows_total if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED) else done), job.rows_total
 
 
+def _sheet_dump(sheet: Sheet) -> bytes:
+    """The checked rows, stored (encrypted) between preview and confirm: confirming
+    does not parse the spreadsheet a second time."""
+    rows = [[row.number, {k: _jsonable(v) for k, v in row.values.items()}] for row in sheet.rows]
+    payload = {
+        "headers": sheet.headers,
+        "original_headers": sheet.original_headers,
+        "file_format": sheet.file_format,
+        "rows": rows,
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime | dt.date | dt.time) else value
+
+
+def _sheet_load(data: bytes) -> Sheet:
+    payload = json.loads(data)
+    rows = [SheetRow(number=number, values=values) for number, values in payload["rows"]]
+    return Sheet(
+        headers=payload["headers"],
+        original_headers=payload["original_headers"],
+        rows=rows,
+        file_format=payload["file_format"],
+    )
+
+
 def import_job_create(
     *, user: AbstractBaseUser, content: bytes, filename: str, dry_run: bool, submit: bool
 ) -> ImportJob:
@@ -564,7 +599,7 @@ def import_job_create(
     job = ImportJob.objects.create(
         created_by=user,
         filename=filename[:255],
-        content=secret_encrypt_bytes(content),
+        content=secret_encrypt_bytes(_sheet_dump(sheet)),
         dry_run=dry_run,
         submit=submit,
         rows_total=len(sheet.rows),
@@ -587,9 +622,23 @@ def import_job_confirm(*, user: AbstractBaseUser, preview: ImportJob) -> ImportJ
         raise StateConflict("This import cannot be confirmed (it is not a finished preview, or was already used).")
     if not (preview.report or {}).get("ok"):
         raise StateConflict("The preview found errors; fix the file and upload it again.")
-    content = secret_decrypt_bytes(bytes(preview.content))
-    job = import_job_create(user=user, content=content, filename=preview.filename, dry_run=False, submit=preview.submit)
+    sheet = _sheet_load(secret_decrypt_bytes(bytes(preview.content)))
+    job = ImportJob.objects.create(
+        created_by=user,
+        filename=preview.filename,
+        content=bytes(preview.content),
+        dry_run=False,
+        submit=preview.submit,
+        rows_total=len(sheet.rows),
+    )
     ImportJob.objects.filter(pk=preview.pk).update(content=b"")
+    if len(sheet.rows) <= settings.LOADER_IMPORT_SYNC_ROWS:
+        import_job_run(job_id=job.pk, sheet=sheet)
+        job.refresh_from_db()
+    else:
+        from loaders.tasks import loader_import_run
+
+        transaction.on_commit(lambda: loader_import_run.delay(str(job.pk)))
     return job
 
 
@@ -603,12 +652,7 @@ def import_job_run(*, job_id: Any, sheet: Sheet | None = None) -> None:
         job.save(update_fields=["status"])
     try:
         if sheet is None:
-            sheet = spreadsheet_read(
-                content=secret_decrypt_bytes(bytes(job.content)),
-                filename=job.filename,
-                max_bytes=settings.LOADER_IMPORT_MAX_BYTES,
-                max_rows=settings.LOADER_IMPORT_MAX_ROWS,
-            )
+            sheet = _sheet_load(secret_decrypt_bytes(bytes(job.content)))
         report = loaders_import(
             user=job.created_by,
             sheet=sheet,
@@ -617,7 +661,7 @@ def import_job_run(*, job_id: Any, sheet: Sheet | None = None) -> None:
             source=job.filename,
             progress=lambda done, total: cache.set(_progress_key(job.pk), done, timeout=3600),
         )
-    except (ServiceError, SpreadsheetError) as exc:
+    except ServiceError as exc:
         job.status, job.error = ImportJob.Status.FAILED, getattr(exc, "message", str(exc))
     else:
         job.status, job.report = ImportJob.Status.DONE, report.as_dict(max_rows=settings.LOADER_IMPORT_REPORT_ROWS)

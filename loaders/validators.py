@@ -22,11 +22,16 @@ def validate_loader_code(value: str) -> None:
         )
 
 
+@lru_cache(maxsize=8192)
+def _cron_is_valid(value: str) -> bool:
+    # Schedules repeat a lot (imports of thousands of loaders); croniter's parse is the costly part.
+    return len(value.split()) == 5 and croniter.is_valid(value)
+
+
 def validate_cron_expression(value: str) -> None:
     if not value:
         return
-    fields = value.split()
-    if len(fields) != 5 or not croniter.is_valid(value):
+    if not _cron_is_valid(value):
         raise ValidationError(
             "%(value)r is not a valid five-field cron expression (minute hour day-of-month month day-of-week), "
             "e.g. '30 2 * * *'.",
