@@ -195,7 +195,7 @@ class ServiceErrorMessagesMixin:
 @admin.register(Loader)
 class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHistoryAdmin):
     form = LoaderForm
-    list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "is_paused")
+    list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "paused_display")
     list_filter = (PendingFilter, ActiveFilter, "is_paused", "owner", "tags")
     search_fields = ("loader_code",)  # the real search is selectors.loader_search
     search_help_text = "Code, name or owner contains the text, or a tag is exactly the text."
@@ -203,7 +203,7 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHi
     autocomplete_fields = ("owner", "tags")
     change_form_template = "admin/loaders/loader/change_form.html"
     history_list_display = ("loader_code",)
-    protected_columns = {"name": "name", "owner": "owner", "tag_list": "tags", "is_paused": "is_paused"}
+    protected_columns = {"name": "name", "owner": "owner", "tag_list": "tags", "paused_display": "is_paused"}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Loader]:
         return selectors.loader_list()
@@ -255,9 +255,23 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHi
             return format_html('<span style="color:#b8860b">{}</span>', "none yet")
         return format_html('<a href="{}">v{}</a>', version_url(active), active.number)
 
-    @admin.display(description="pending approval", boolean=True, ordering="has_pending")
-    def pending_display(self, obj: Loader) -> bool:
-        return obj.has_pending_approval
+    @admin.display(description="pending approval", ordering="has_pending")
+    def pending_display(self, obj: Loader) -> str:
+        open_version = obj.open_version
+        if open_version is None:
+            return "—"
+        if open_version.state == VersionState.PENDING_APPROVAL:
+            return format_html(
+                '<a href="{}">v{} {}</a>',
+                version_url(open_version),
+                open_version.number,
+                state_badge(open_version.state),
+            )
+        return format_html('<a href="{}">draft v{}</a>', version_url(open_version), open_version.number)
+
+    @admin.display(description="paused", ordering="is_paused")
+    def paused_display(self, obj: Loader) -> str:
+        return "paused" if obj.is_paused else ""
 
     def save_model(self, request: HttpRequest, obj: Loader, form: forms.ModelForm, change: bool) -> None:
         data = {k: v for k, v in form.cleaned_data.items() if k in services.LOADER_FIELDS}
