@@ -67,6 +67,34 @@ def fetch_all(client, loader: Loader) -> dict[str, str]:
         response = client.get(url)
         assert response.status_code in (200, 403), (url, response.status_code)
         found[url] = response.content.decode()
+    found.update(exports_and_preview(client, loader))
+    return found
+
+
+def exports_and_preview(client, loader: Loader) -> dict[str, str]:
+    """The export in both formats (read back as text) and an import preview of that export."""
+    import io
+
+    import openpyxl
+
+    found = {}
+    csv_export = client.get("/api/v1/loaders/export/?format=csv")
+    found["export.csv"] = csv_export.content.decode("utf-8-sig")
+    xlsx_export = client.get("/api/v1/loaders/export/?format=xlsx")
+    if xlsx_export.status_code == 200:
+        book = openpyxl.load_workbook(io.BytesIO(xlsx_export.content))
+        found["export.xlsx"] = str([list(row) for row in book.active.values])
+    admin_export = client.post("/admin/loaders/loader/", {"action": "export_csv", "_selected_action": [loader.pk]})
+    found["admin export"] = admin_export.content.decode("utf-8-sig", errors="replace")
+    if xlsx_export.status_code == 200:
+        upload = io.BytesIO(xlsx_export.content)
+        upload.name = "roundtrip.xlsx"
+        preview = client.post("/admin/loaders/loader/import/", {"file": upload}, follow=True)
+        found["admin import preview"] = preview.content.decode()
+        upload.seek(0)
+        found["api import preview"] = client.post(
+            "/api/v1/loaders/import/", {"file": upload, "dry_run": "true"}
+        ).content.decode()
     return found
 
 
@@ -227,3 +255,22 @@ def test_creating_with_a_locked_field_other_than_its_default_is_refused(editor, 
         user=editor, data={"loader_code": "NEW", "name": "n", "owner": team.slug, "default_severity": "MEDIUM"}
     )
     assert created.open_version.default_severity == "MEDIUM"
+
+
+def test_an_import_preview_never_shows_a_secret_or_hidden_value(client, editor, guarded):
+    import io
+
+    from loaders.spreadsheets import spreadsheet_write
+
+    protect("connection_host", "HIDDEN", Role.ADMIN)
+    content = spreadsheet_write(
+        headers=["loader_code", "name", "owner", "connection_host", "connection_password"],
+        rows=[["SALES-DAILY", "SALES-DAILY loader", "data-platform", "NEW-" + HOST, "NEW-" + SECRET]],
+        file_format="xlsx",
+    )
+    client.force_login(editor)
+    upload = io.BytesIO(content)
+    upload.name = "changes.xlsx"
+    html = client.post("/admin/loaders/loader/import/", {"file": upload}, follow=True).content.decode()
+    assert SECRET not in html and HOST not in html
+    assert "hidden from your role" in html  # changing a HIDDEN field is refused, without echoing it
