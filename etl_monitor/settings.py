@@ -243,6 +243,15 @@ LOADER_IMPORT_SYNC_ROWS = env.int("LOADER_IMPORT_SYNC_ROWS", default=2_000)
 LOADER_IMPORT_REPORT_ROWS = env.int("LOADER_IMPORT_REPORT_ROWS", default=1_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOADER_IMPORT_MAX_BYTES + 1024 * 1024
 
+# --- Signal ingestion -------------------------------------------------------------
+SIGNAL_BATCH_MAX = env.int("SIGNAL_BATCH_MAX", default=5_000)
+SIGNAL_MAX_BODY_BYTES = env.int("SIGNAL_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+SIGNAL_FUTURE_TOLERANCE_SECONDS = env.int("SIGNAL_FUTURE_TOLERANCE_SECONDS", default=300)
+SIGNAL_INGEST_RATE = env.str("SIGNAL_INGEST_RATE", default="3000/min")  # per ingest token (or user)
+SIGNAL_RETENTION_DAYS = env.int("SIGNAL_RETENTION_DAYS", default=30)
+PING_BODY_MAX_BYTES = env.int("PING_BODY_MAX_BYTES", default=10_000)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token for /metrics; unset = loopback only
+
 # --- Branding -----------------------------------------------------------------
 ETL_MONITOR_SITE_TITLE = env.str("ETL_MONITOR_SITE_TITLE", default="ETL Monitor")
 ETL_MONITOR_SITE_HEADER = env.str("ETL_MONITOR_SITE_HEADER", default="ETL Monitor")

@@ -7,6 +7,8 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.throttling import ScopedRateThrottle
 
 from etl_monitor import health
+from signals_app.api.views import ping
+from signals_app.views import metrics_view
 
 admin.site.site_title = settings.ETL_MONITOR_SITE_TITLE
 admin.site.site_header = settings.ETL_MONITOR_SITE_HEADER
@@ -22,6 +24,7 @@ class TokenView(ObtainAuthToken):
 
 api_v1 = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
+    path("", include("signals_app.api.urls")),
     path("", include("loaders.api.urls")),
 ]
 
@@ -32,6 +35,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     path("api/redoc/", login_required(SpectacularRedocView.as_view(url_name="schema")), name="api-redoc"),
+    path("ping/<str:key>/<str:loader_code>", ping, name="ping"),
+    path("ping/<str:key>/<str:loader_code>/<str:action>", ping, name="ping-action"),
+    path("metrics", metrics_view, name="metrics"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]

@@ -15,7 +15,9 @@ helper reads the *active* sheet instead of the first one (the template's notes
 sheet could be active), loads every row before we could stop at the row limit,
 and loses the row numbers users need in error messages. CSV is parsed with the
 csv module for the same reason (physical line numbers of multi-line cells).
-Writing goes through import_export's ``XLSX`` and ``CSV`` format classes.
+Writing goes through import_export's ``XLSX`` and ``CSV`` format classes; keep the
+setting IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT off, because ``cell_neutralise``
+already does that job and the setting turns every cell, numbers included, into text.
 """
 
 from __future__ import annotations
@@ -99,10 +101,11 @@ def spreadsheet_read(*, content: bytes, filename: str, max_bytes: int, max_rows:
     """Read an uploaded .xlsx or .csv into a ``Sheet``, or refuse it with a ``SpreadsheetError``.
 
     The type is decided from the bytes, not the name, because people rename files;
-    the name only breaks ties (a .xlsm name is refused even when the package holds no
-    macros, a .csv name means "report encoding problems rather than 'not a
-    spreadsheet'"). Only the first worksheet is read, so a template's notes sheet is
-    ignored. Reading stops as soon as ``max_rows`` is exceeded.
+    the name only breaks ties: a .xlsm name is refused even when the package holds no
+    macros, and a .csv/.txt name turns bytes that are not UTF-8 into an encoding
+    problem reported by line instead of "not a spreadsheet". Only the first worksheet
+    is read, so a template's notes sheet is ignored. Reading stops as soon as
+    ``max_rows`` is exceeded.
     """
     if len(content) > max_bytes:
         raise SpreadsheetError(
@@ -184,7 +187,11 @@ def _megabytes_up(size: int) -> str:
 
 
 def _xlsx_package_check(*, content: bytes, extension: str, max_bytes: int) -> None:
-    """Refuse zip bombs, macro workbooks and non-workbook ZIPs using the ZIP directory only."""
+    """Refuse zip bombs, macro workbooks and non-workbook ZIPs before openpyxl unpacks anything.
+
+    Only the ZIP directory is consulted, plus [Content_Types].xml once the bomb check
+    has bounded its size.
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as package:
             members = package.infolist()

@@ -1,0 +1,55 @@
+"""Prometheus metrics of ingestion, correct with several web worker processes.
+
+gunicorn runs several processes; each counts what it received. With
+``PROMETHEUS_MULTIPROC_DIR`` set (deploy/gunicorn.conf.py sets it), prometheus_client
+keeps each process's values in a memory-mapped file there and ``/metrics``
+adds them up, so a scrape sees the total whichever worker answers. Without
+it (tests, ``runserver``), the process's own registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter as Tally
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+SIGNALS_RECEIVED = Counter(
+    "signals_received",
+    "Signals stored, by loader and validation status.",
+    ["loader_code", "validation_status"],
+)
+LOADER_EXECUTION_SECONDS = Histogram(
+    "loader_execution_seconds",
+    "Duration of finished loader runs.",
+    ["loader_code"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400),
+)
+RUNS_FINISHED = Counter("loader_runs_finished", "Finished loader runs, by status.", ["loader_code", "status"])
+
+
+def signals_received(rows: Iterable[Any]) -> None:
+    tally = Tally((row.loader.loader_code, row.validation_status) for row in rows)
+    for (code, status), count in tally.items():
+        SIGNALS_RECEIVED.labels(loader_code=code, validation_status=status).inc(count)
+
+
+def run_finished(run: Any) -> None:
+    code = run.loader.loader_code
+    RUNS_FINISHED.labels(loader_code=code, status=run.status).inc()
+    if run.duration_seconds is not None:
+        LOADER_EXECUTION_SECONDS.labels(loader_code=code).observe(run.duration_seconds)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics text of all processes (multiprocess mode) or of this one."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,631 @@
+"""Writes of runs, signals and ingest tokens — the one path every ingest entry point uses.
+
+ETL jobs authenticate with an ingest token scoped to one loader (or a user with
+the right permission uses their own API token). Signals are validated item by
+item without DRF serializers (a batch of 5,000 must stay fast), all-or-nothing,
+and written with COPY on PostgreSQL when no item carries an idempotency key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from loaders.models import Loader, VersionState
+from signals_app import metrics
+from signals_app.models import IngestToken, MetricSource, MetricType, Run, RunStatus, Signal, ValidationStatus
+
+TOKEN_PREFIX = {IngestToken.Kind.API: "etlm_", IngestToken.Kind.PING: ""}
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # don't write the token row on every request
+ERROR_TEXT_MAX = 4_000
+LOG_EXCERPT_MAX = 10_000
+
+
+def _token_hash(raw: str) -> str:
+    # Tokens are 256-bit random values: a fast hash is enough (no dictionary to guess from).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+# --- writers: who is sending ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Writer:
+    """The sender of runs and signals: an ingest token (one loader) or a user."""
+
+    token: IngestToken | None = None
+    user: AbstractBaseUser | None = None
+
+    @property
+    def label(self) -> str:
+        if self.token is not None:
+            return f"token {self.token.prefix}…"
+        return f"user {self.user.get_username()}" if self.user else "unknown"
+
+    def check(self, loader: Loader) -> None:
+        if self.token is not None:
+            if self.token.kind != IngestToken.Kind.API:
+                raise PermissionRefused("A ping key can only be used with the ping URLs.")
+            if self.token.loader_id != loader.pk:
+                raise PermissionRefused(f"This token may not write for loader {loader.loader_code}.")
+            return
+        if not (self.user and self.user.is_active and self.user.has_perm("signals_app.add_signal")):
+            raise PermissionRefused("Your role does not allow you to send runs or signals.")
+
+
+# --- tokens ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def ingest_token_create(
+    *, user: AbstractBaseUser, loader: Loader, name: str, kind: str = IngestToken.Kind.API
+) -> tuple[IngestToken, str]:
+    """Create a token for ``loader``; returns it with the plaintext, which is never stored or shown again."""
+    if not user.has_perm("signals_app.add_ingesttoken"):
+        raise PermissionRefused("Your role does not allow you to create ingest tokens.")
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput({"name": ["Give the token a name saying what uses it."]})
+    if kind not in IngestToken.Kind.values:
+        raise InvalidInput({"kind": [f"Choose one of {', '.join(IngestToken.Kind.values)}."]})
+    raw = TOKEN_PREFIX[kind] + secrets.token_urlsafe(32 if kind == IngestToken.Kind.API else 18)
+    token = IngestToken.objects.create(
+        loader=loader, kind=kind, name=name[:100], prefix=raw[:12], token_hash=_token_hash(raw), created_by=user
+    )
+    return token, raw
+
+
+@transaction.atomic
+def ingest_token_revoke(*, user: AbstractBaseUser, token: IngestToken) -> IngestToken:
+    if not user.has_perm("signals_app.change_ingesttoken"):
+        raise PermissionRefused("Your role does not allow you to revoke ingest tokens.")
+    token = IngestToken.objects.select_for_update().get(pk=token.pk)
+    if token.revoked_at is None:
+        token.revoked_at, token.revoked_by = timezone.now(), user
+        token.save(update_fields=["revoked_at", "revoked_by"])
+    return token
+
+
+def ingest_token_authenticate(raw: str, *, kind: str | None = None) -> IngestToken | None:
+    """The active token matching ``raw`` (of ``kind`` if given), or None. Records its last use."""
+    if not raw or len(raw) > 200:
+        return None
+    token = IngestToken.objects.select_related("loader").filter(token_hash=_token_hash(raw)).first()
+    if token is None or token.revoked_at is not None or (kind and token.kind != kind):
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+# --- validation helpers -------------------------------------------------------------------
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.by_item: dict[str, dict[str, list[str]]] = {}
+
+    def add(self, index: int | None, field: str, message: str) -> None:
+        key = "item" if index is None else str(index)
+        self.by_item.setdefault(key, {}).setdefault(field, []).append(message)
+
+    def raise_if_any(self, single: bool) -> None:
+        if not self.by_item:
+            return
+        if single:
+            raise InvalidInput(next(iter(self.by_item.values())))
+        raise InvalidInput(self.by_item)
+
+
+def _timestamp(value: Any, field: str, errors: _Errors, index: int | None, now: dt.datetime) -> dt.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        errors.add(index, field, "Must be an ISO 8601 timestamp string, e.g. 2026-11-28T02:30:00Z.")
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        errors.add(index, field, f"{value!r} is not an ISO 8601 timestamp, e.g. 2026-11-28T02:30:00Z.")
+        return None
+    if parsed.tzinfo is None:
+        errors.add(index, field, "Must include a time zone (e.g. Z or +01:00).")
+        return None
+    tolerance = dt.timedelta(seconds=settings.SIGNAL_FUTURE_TOLERANCE_SECONDS)
+    if parsed > now + tolerance:
+        errors.add(index, field, f"Is more than {tolerance.seconds} s in the future; check the sender's clock.")
+        return None
+    return parsed
+
+
+def _text(value: Any, field: str, max_length: int, errors: _Errors, index: int | None, required: bool = False) -> str:
+    if value is None or value == "":
+        if required:
+            errors.add(index, field, "Required.")
+        return ""
+    if not isinstance(value, str):
+        errors.add(index, field, "Must be a string.")
+        return ""
+    if len(value) > max_length:
+        errors.add(index, field, f"At most {max_length} characters.")
+        return ""
+    return value
+
+
+def _choice(value: Any, field: str, choices: type, default: str | None, errors: _Errors, index: int | None) -> str:
+    if value is None and default is not None:
+        return default
+    if value not in choices.values:
+        errors.add(index, field, f"Must be one of {', '.join(choices.values)}.")
+        return default or ""
+    return value
+
+
+def _count(value: Any, field: str, errors: _Errors, index: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        errors.add(index, field, "Must be a whole number ≥ 0.")
+        return None
+    return value
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+SIGNAL_FIELDS = {
+    "loader_code",
+    "signal_key",
+    "signal_value",
+    "validation_status",
+    "metric_type",
+    "metric_source",
+    "captured_at",
+    "correlation_id",
+    "run_id",
+    "attributes",
+    "idempotency_key",
+}
+
+
+def _signal_row(
+    item: Any,
+    index: int | None,
+    loaders: Mapping[str, Loader],
+    runs: Mapping[str, Run],
+    errors: _Errors,
+    now: dt.datetime,
+) -> Signal | None:
+    if not isinstance(item, dict):
+        errors.add(index, "non_field_errors", "Each signal must be a JSON object.")
+        return None
+    for name in sorted(set(item) - SIGNAL_FIELDS):
+        errors.add(index, name, "Unknown field.")
+    code = _text(item.get("loader_code"), "loader_code", 64, errors, index, required=True)
+    loader = loaders.get(code)
+    if code and loader is None:
+        errors.add(index, "loader_code", f"Unknown loader {code!r}.")
+    key = _text(item.get("signal_key"), "signal_key", 200, errors, index, required=True)
+    raw_value = item.get("signal_value")
+    number: float | None = None
+    if isinstance(raw_value, bool):
+        text, number = ("true" if raw_value else "false"), float(raw_value)
+    elif isinstance(raw_value, int | float):
+        if isinstance(raw_value, float) and not math.isfinite(raw_value):
+            errors.add(index, "signal_value", "Must be a finite number.")
+        text, number = repr(raw_value) if isinstance(raw_value, float) else str(raw_value), float(raw_value)
+    elif raw_value is None:
+        text = ""
+    elif isinstance(raw_value, str):
+        text = raw_value
+        if len(text) > 500:
+            errors.add(index, "signal_value", "At most 500 characters.")
+        try:
+            parsed = float(text)
+            number = parsed if math.isfinite(parsed) else None
+        except ValueError:
+            number = None
+    else:
+        errors.add(index, "signal_value", "Must be a number, a string, a boolean or null.")
+        text = ""
+    status = _choice(item.get("validation_status"), "validation_status", ValidationStatus, None, errors, index)
+    metric_type = _choice(item.get("metric_type"), "metric_type", MetricType, MetricType.CUSTOM, errors, index)
+    source = _choice(item.get("metric_source"), "metric_source", MetricSource, MetricSource.ETL, errors, index)
+    captured = _timestamp(item.get("captured_at"), "captured_at", errors, index, now) or now
+    correlation = _text(item.get("correlation_id"), "correlation_id", 100, errors, index)
+    idem = _text(item.get("idempotency_key"), "idempotency_key", 200, errors, index) or None
+    attributes = item.get("attributes")
+    if attributes is not None and (
+        not isinstance(attributes, dict) or len(attributes) > 50 or len(str(attributes)) > 4000
+    ):
+        errors.add(index, "attributes", "Must be a JSON object of at most 50 keys and about 4 KB.")
+        attributes = None
+    run = None
+    run_id = item.get("run_id")
+    if run_id is not None:
+        run = runs.get(str(run_id))
+        if run is None:
+            errors.add(index, "run_id", f"Unknown run {run_id!r}.")
+        elif loader is not None and run.loader_id != loader.pk:
+            errors.add(index, "run_id", "This run belongs to another loader.")
+    if loader is None:
+        return None
+    return Signal(
+        loader=loader,
+        signal_key=key,
+        signal_value=text,
+        value_number=number,
+        validation_status=status,
+        metric_type=metric_type,
+        metric_source=source,
+        captured_at=captured,
+        received_at=now,
+        correlation_id=correlation,
+        run=run,
+        attributes=attributes,
+        idempotency_key=idem,
+        loader_paused=loader.is_paused,
+        no_active_version=not getattr(loader, "has_active", True),
+    )
+
+
+def _loaders_by_code(codes: Iterable[str]) -> dict[str, Loader]:
+    from django.db.models import Exists, OuterRef
+
+    from loaders.models import LoaderVersion
+
+    active = LoaderVersion.objects.filter(loader=OuterRef("pk"), state=VersionState.ACTIVE)
+    queryset = Loader.objects.filter(loader_code__in=set(codes)).annotate(has_active=Exists(active))
+    return {loader.loader_code: loader for loader in queryset}
+
+
+def signals_ingest(*, writer: Writer, payload: Any) -> dict[str, Any]:
+    """Validate and store one signal (a JSON object) or a batch (a JSON list), all or nothing.
+
+    Returns ``{"accepted": n}``: how many of the request's signals are stored —
+    the same answer when a batch whose items carry idempotency keys is retried.
+    """
+    single = isinstance(payload, dict)
+    items = [payload] if single else payload
+    if not isinstance(items, list):
+        raise InvalidInput({"non_field_errors": ["Send one signal (an object) or a list of signals."]})
+    if not items:
+        raise InvalidInput({"non_field_errors": ["The list is empty."]})
+    if len(items) > settings.SIGNAL_BATCH_MAX:
+        raise InvalidInput(
+            {"non_field_errors": [f"At most {settings.SIGNAL_BATCH_MAX} signals per request; got {len(items)}."]}
+        )
+    now = timezone.now()
+    codes = [i.get("loader_code") for i in items if isinstance(i, dict) and isinstance(i.get("loader_code"), str)]
+    loaders = _loaders_by_code(codes)
+    run_ids = [str(i["run_id"]) for i in items if isinstance(i, dict) and i.get("run_id") is not None]
+    runs = {str(r.run_id): r for r in Run.objects.filter(run_id__in=_uuids(run_ids))} if run_ids else {}
+    errors = _Errors()
+    rows: list[Signal] = []
+    for index, item in enumerate(items):
+        row = _signal_row(item, None if single else index, loaders, runs, errors, now)
+        if row is not None:
+            rows.append(row)
+    errors.raise_if_any(single)
+    for loader in {row.loader_id: row.loader for row in rows}.values():
+        writer.check(loader)
+    keys_in_batch = [r.idempotency_key for r in rows if r.idempotency_key]
+    if len(keys_in_batch) != len(set(keys_in_batch)):
+        raise InvalidInput({"idempotency_key": ["The same idempotency_key appears twice in this request."]})
+    stored = _signals_write(rows)
+    metrics.signals_received(rows[i] for i in stored)
+    return {"accepted": len(rows)}
+
+
+def _uuids(values: Iterable[str]) -> list[uuid.UUID]:
+    out = []
+    for value in values:
+        try:
+            out.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    return out
+
+
+SIGNAL_COLUMNS = (
+    "loader_id",
+    "signal_key",
+    "signal_value",
+    "value_number",
+    "validation_status",
+    "metric_type",
+    "metric_source",
+    "captured_at",
+    "received_at",
+    "correlation_id",
+    "run_id",
+    "attributes",
+    "idempotency_key",
+    "loader_paused",
+    "no_active_version",
+)
+
+
+def _signals_write(rows: list[Signal]) -> list[int]:
+    """Insert ``rows``; return the indexes of the rows that were new (not idempotent replays)."""
+    if not rows:
+        return []
+    keyed = any(r.idempotency_key for r in rows)
+    if connection.vendor == "postgresql" and not keyed:
+        _signals_copy(rows)
+        return list(range(len(rows)))
+    with transaction.atomic():
+        existing: set[tuple[int, str]] = set()
+        if keyed:
+            pairs = {(r.loader_id, r.idempotency_key) for r in rows if r.idempotency_key}
+            loader_ids = {p[0] for p in pairs}
+            existing = set(
+                Signal.objects.filter(loader_id__in=loader_ids, idempotency_key__in=[p[1] for p in pairs]).values_list(
+                    "loader_id", "idempotency_key"
+                )
+            )
+        new_indexes = [i for i, r in enumerate(rows) if (r.loader_id, r.idempotency_key) not in existing]
+        Signal.objects.bulk_create([rows[i] for i in new_indexes], batch_size=1000, ignore_conflicts=keyed)
+    return new_indexes
+
+
+def _signals_copy(rows: list[Signal]) -> None:
+    """COPY the rows in (PostgreSQL): several times faster than INSERT for large batches."""
+    import json
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        sql = f"COPY {Signal._meta.db_table} ({', '.join(SIGNAL_COLUMNS)}) FROM STDIN"
+        with cursor.cursor.copy(sql) as copy:
+            for r in rows:
+                copy.write_row(
+                    (
+                        r.loader_id,
+                        r.signal_key,
+                        r.signal_value,
+                        r.value_number,
+                        r.validation_status,
+                        r.metric_type,
+                        r.metric_source,
+                        r.captured_at,
+                        r.received_at,
+                        r.correlation_id,
+                        r.run_id,
+                        json.dumps(r.attributes) if r.attributes is not None else None,
+                        r.idempotency_key,
+                        r.loader_paused,
+                        r.no_active_version,
+                    )
+                )
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def _bounded(text: Any, limit: int) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[: limit - 20] + "\n…(truncated)"
+
+
+@transaction.atomic
+def run_start(*, writer: Writer, data: Mapping[str, Any]) -> tuple[Run, bool]:
+    """Start a run (``data``: loader_code, optional run_id, started_at, correlation_id).
+
+    Starting a run_id that already exists returns it unchanged (a retried start),
+    so the second value says whether it was created now.
+    """
+    errors = _Errors()
+    allowed = {"loader_code", "run_id", "started_at", "correlation_id"}
+    for name in sorted(set(data) - allowed):
+        errors.add(None, name, "Unknown field.")
+    code = _text(data.get("loader_code"), "loader_code", 64, errors, None, required=True)
+    loader = _loaders_by_code([code]).get(code) if code else None
+    if code and loader is None:
+        errors.add(None, "loader_code", f"Unknown loader {code!r}.")
+    run_uuid = None
+    if data.get("run_id") is not None:
+        try:
+            run_uuid = uuid.UUID(str(data["run_id"]))
+        except ValueError:
+            errors.add(None, "run_id", "Must be a UUID.")
+    now = timezone.now()
+    started = _timestamp(data.get("started_at"), "started_at", errors, None, now) or now
+    correlation = _text(data.get("correlation_id"), "correlation_id", 100, errors, None)
+    errors.raise_if_any(single=True)
+    writer.check(loader)
+    if run_uuid is not None:
+        existing = Run.objects.filter(run_id=run_uuid).first()
+        if existing is not None:
+            if existing.loader_id != loader.pk:
+                raise StateConflict("This run_id belongs to another loader.")
+            return existing, False
+    active = loader.versions.filter(state=VersionState.ACTIVE).first()
+    run = Run.objects.create(
+        run_id=run_uuid or uuid.uuid4(),
+        loader=loader,
+        loader_version=active,
+        started_at=started,
+        correlation_id=correlation,
+        loader_paused=loader.is_paused,
+        no_active_version=active is None,
+    )
+    return run, True
+
+
+FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT)
+
+
+@transaction.atomic
+def run_finish(*, writer: Writer, run: Run, data: Mapping[str, Any]) -> Run:
+    """Finish a RUNNING run and record its standard signals (duration, row counts, status).
+
+    Finishing an already finished run with the same status is accepted and
+    changes nothing (a retried request); another status is a conflict.
+    """
+    errors = _Errors()
+    allowed = {
+        "status",
+        "finished_at",
+        "rows_read",
+        "rows_written",
+        "rows_rejected",
+        "error_text",
+        "correlation_id",
+        "exit_status",
+        "log_excerpt",
+    }
+    for name in sorted(set(data) - allowed):
+        errors.add(None, name, "Unknown field.")
+    status = data.get("status")
+    if status not in FINAL_STATUSES:
+        errors.add(None, "status", f"Must be one of {', '.join(FINAL_STATUSES)}.")
+    now = timezone.now()
+    finished = _timestamp(data.get("finished_at"), "finished_at", errors, None, now) or now
+    counts = {f: _count(data.get(f), f, errors, None) for f in ("rows_read", "rows_written", "rows_rejected")}
+    exit_status = data.get("exit_status")
+    if exit_status is not None and (
+        isinstance(exit_status, bool) or not isinstance(exit_status, int) or not 0 <= exit_status <= 255
+    ):
+        errors.add(None, "exit_status", "Must be a whole number from 0 to 255.")
+    errors.raise_if_any(single=True)
+    run = Run.objects.select_for_update().select_related("loader").get(pk=run.pk)
+    writer.check(run.loader)
+    if run.status != RunStatus.RUNNING:
+        if run.status == status:
+            return run
+        raise StateConflict(f"This run already finished as {run.status}.")
+    if finished < run.started_at:
+        raise InvalidInput({"finished_at": ["Is before the run started."]})
+    run.status = status
+    run.finished_at = finished
+    run.duration_seconds = (finished - run.started_at).total_seconds()
+    for name, value in counts.items():
+        setattr(run, name, value)
+    run.error_text = _bounded(data.get("error_text"), ERROR_TEXT_MAX)
+    run.log_excerpt = _bounded(data.get("log_excerpt"), LOG_EXCERPT_MAX)
+    run.exit_status = exit_status
+    if data.get("correlation_id"):
+        run.correlation_id = str(data["correlation_id"])[:100]
+    run.save()
+    _run_signals(run)
+    return run
+
+
+def _run_signals(run: Run) -> None:
+    """The standard signals of a finished run, so rules see runs and signals alike."""
+    ok = run.status == RunStatus.SUCCEEDED
+    status = ValidationStatus.SUCCESS if ok else ValidationStatus.FAILED
+    base = {
+        "loader": run.loader,
+        "validation_status": status,
+        "metric_source": MetricSource.ETL,
+        "captured_at": run.finished_at,
+        "received_at": timezone.now(),
+        "correlation_id": run.correlation_id,
+        "run": run,
+        "loader_paused": run.loader_paused,
+        "no_active_version": run.no_active_version,
+    }
+    rows = [
+        Signal(
+            signal_key="run_status",
+            signal_value=run.status,
+            metric_type=MetricType.RUN_STATUS,
+            **base,
+            idempotency_key=f"run:{run.run_id}:status",
+        ),
+        Signal(
+            signal_key="run_duration_seconds",
+            signal_value=f"{run.duration_seconds:.3f}",
+            value_number=run.duration_seconds,
+            metric_type=MetricType.DURATION_SECONDS,
+            **base,
+            idempotency_key=f"run:{run.run_id}:duration",
+        ),
+    ]
+    for name in ("rows_read", "rows_written", "rows_rejected"):
+        value = getattr(run, name)
+        if value is not None:
+            rows.append(
+                Signal(
+                    signal_key=name,
+                    signal_value=str(value),
+                    value_number=float(value),
+                    metric_type=MetricType.ROW_COUNT,
+                    **base,
+                    idempotency_key=f"run:{run.run_id}:{name}",
+                )
+            )
+    _signals_write(rows)
+    metrics.signals_received(rows)
+    metrics.run_finished(run)
+
+
+# --- pings --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str = "") -> Run:
+    """A cron-style ping: ``start`` opens a run; ``success``/``fail``/an exit status closes
+    the loader's latest open ping run (or records a run that starts and ends now)."""
+    loader = token.loader
+    if loader.loader_code != loader_code:
+        raise PermissionRefused(f"This ping key may not ping loader {loader_code}.")
+    if token.kind != IngestToken.Kind.PING:
+        raise PermissionRefused("Only ping keys can use the ping URLs.")
+    now = timezone.now()
+    if action == "start":
+        active = loader.versions.filter(state=VersionState.ACTIVE).first()
+        return Run.objects.create(
+            loader=loader,
+            loader_version=active,
+            started_at=now,
+            source="PING",
+            log_excerpt=body,
+            loader_paused=loader.is_paused,
+            no_active_version=active is None,
+        )
+    if action == "success":
+        exit_status = 0
+    elif action == "fail":
+        exit_status = None
+    elif action.isdigit() and 0 <= int(action) <= 255:
+        exit_status = int(action)
+    else:
+        raise InvalidInput({"action": ["Use start, fail, or an exit status from 0 to 255."]})
+    failed = action == "fail" or (exit_status or 0) != 0
+    run = (
+        Run.objects.select_for_update()
+        .filter(loader=loader, source="PING", status=RunStatus.RUNNING)
+        .order_by("-started_at")
+        .first()
+    )
+    if run is None:
+        active = loader.versions.filter(state=VersionState.ACTIVE).first()
+        run = Run.objects.create(
+            loader=loader,
+            loader_version=active,
+            started_at=now,
+            source="PING",
+            loader_paused=loader.is_paused,
+            no_active_version=active is None,
+        )
+    data: dict[str, Any] = {"status": RunStatus.FAILED if failed else RunStatus.SUCCEEDED, "log_excerpt": body}
+    if exit_status is not None:
+        data["exit_status"] = exit_status
+    if failed and body:
+        data["error_text"] = body
+    ping_writer = Writer(token=IngestToken(loader_id=loader.pk, kind=IngestToken.Kind.API, prefix=token.prefix))
+    return run_finish(writer=ping_writer, run=run, data=data)

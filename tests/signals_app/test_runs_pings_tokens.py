@@ -1,0 +1,150 @@
+"""Runs (start/finish, standard signals), cron pings, token management, /metrics."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.test import Client
+from rest_framework.test import APIClient
+
+from signals_app.models import IngestToken, Run, RunStatus, Signal
+
+
+def send(client, method: str, url: str, payload) -> object:
+    return getattr(client, method)(url, json.dumps(payload), content_type="application/json")
+
+
+def test_a_run_starts_and_finishes_with_its_standard_signals(job, active_loader):
+    run_id = str(uuid.uuid4())
+    started = send(
+        job,
+        "post",
+        "/api/v1/runs/",
+        {"loader_code": "SALES-DAILY", "run_id": run_id, "started_at": "2026-11-28T02:30:00Z", "correlation_id": "c-9"},
+    )
+    assert started.status_code == 201, started.content
+    assert started.json()["loader_version"] == 1
+    again = send(job, "post", "/api/v1/runs/", {"loader_code": "SALES-DAILY", "run_id": run_id})
+    assert again.status_code == 200  # a retried start changes nothing
+    finished = send(
+        job,
+        "patch",
+        f"/api/v1/runs/{run_id}/",
+        {
+            "status": "SUCCEEDED",
+            "finished_at": "2026-11-28T02:40:30Z",
+            "rows_read": 500,
+            "rows_written": 480,
+            "rows_rejected": 20,
+        },
+    )
+    assert finished.status_code == 200, finished.content
+    assert finished.json()["duration_seconds"] == 630.0
+    signals = {s.signal_key: s for s in Signal.objects.filter(run__run_id=run_id)}
+    assert set(signals) == {"run_status", "run_duration_seconds", "rows_read", "rows_written", "rows_rejected"}
+    assert signals["rows_written"].value_number == 480 and signals["run_status"].validation_status == "SUCCESS"
+    retry = send(job, "patch", f"/api/v1/runs/{run_id}/", {"status": "SUCCEEDED"})
+    assert retry.status_code == 200
+    assert Signal.objects.filter(run__run_id=run_id).count() == 5
+    conflict = send(job, "patch", f"/api/v1/runs/{run_id}/", {"status": "FAILED"})
+    assert conflict.status_code == 409
+
+
+def test_overlapping_runs_are_normal(job):
+    a = send(job, "post", "/api/v1/runs/", {"loader_code": "SALES-DAILY"}).json()["run_id"]
+    b = send(job, "post", "/api/v1/runs/", {"loader_code": "SALES-DAILY"}).json()["run_id"]
+    assert a != b and Run.objects.filter(status=RunStatus.RUNNING).count() == 2
+
+
+def test_a_failed_run_keeps_a_bounded_error(job):
+    run_id = send(job, "post", "/api/v1/runs/", {"loader_code": "SALES-DAILY"}).json()["run_id"]
+    response = send(job, "patch", f"/api/v1/runs/{run_id}/", {"status": "FAILED", "error_text": "x" * 10_000})
+    assert response.status_code == 200
+    run = Run.objects.get()
+    assert len(run.error_text) <= 4000 and run.error_text.endswith("(truncated)")
+    assert Signal.objects.get(signal_key="run_status").validation_status == "FAILED"
+
+
+def test_run_validation_names_the_field(job):
+    response = send(job, "post", "/api/v1/runs/", {"loader_code": "SALES-DAILY", "run_id": "not-a-uuid"})
+    assert response.status_code == 400 and "run_id" in response.json()
+    run_id = send(job, "post", "/api/v1/runs/", {"loader_code": "SALES-DAILY"}).json()["run_id"]
+    response = send(job, "patch", f"/api/v1/runs/{run_id}/", {"status": "DONE", "rows_read": -1})
+    assert set(response.json()) == {"status", "rows_read"}
+
+
+def test_a_token_cannot_touch_another_loaders_run(job, new_loader, token_for):
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(new_loader('OTHER'))}")
+    run_id = send(job, "post", "/api/v1/runs/", {"loader_code": "SALES-DAILY"}).json()["run_id"]
+    assert send(other, "patch", f"/api/v1/runs/{run_id}/", {"status": "FAILED"}).status_code == 404
+    assert other.get(f"/api/v1/runs/{run_id}/").status_code == 404
+
+
+def test_cron_pings_start_succeed_fail_and_keep_the_body(active_loader, token_for):
+    key = token_for(active_loader, IngestToken.Kind.PING)
+    client = Client()
+    assert client.get(f"/ping/{key}/SALES-DAILY/start").status_code == 200
+    response = client.post(f"/ping/{key}/SALES-DAILY", data=b"loaded 1200 rows", content_type="text/plain")
+    assert response.status_code == 200
+    run = Run.objects.get()
+    assert (run.status, run.exit_status, run.log_excerpt, run.source) == ("SUCCEEDED", 0, "loaded 1200 rows", "PING")
+    client.post(f"/ping/{key}/SALES-DAILY/3", data=b"disk full", content_type="text/plain")
+    failed = Run.objects.exclude(pk=run.pk).get()
+    assert (failed.status, failed.exit_status, failed.error_text) == ("FAILED", 3, "disk full")
+    assert client.get(f"/ping/{key}/SALES-DAILY/fail").status_code == 200
+    assert client.get(f"/ping/{key}/SALES-DAILY/999").status_code == 400
+
+
+def test_a_ping_key_can_do_nothing_else(active_loader, token_for, new_loader):
+    key = token_for(active_loader, IngestToken.Kind.PING)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    response = send(api, "post", "/api/v1/signals/", {"loader_code": "SALES-DAILY"})
+    assert response.status_code == 401
+    new_loader("OTHER")
+    assert Client().get(f"/ping/{key}/OTHER").status_code == 403
+    assert Client().get("/ping/wrong-key/SALES-DAILY").status_code == 404
+    api_token = token_for(active_loader)
+    assert Client().get(f"/ping/{api_token}/SALES-DAILY").status_code == 404  # API tokens don't ping
+
+
+def test_tokens_api_shows_the_plaintext_once(active_loader, editor, viewer):
+    client = APIClient()
+    client.force_authenticate(editor)
+    created = client.post("/api/v1/loaders/SALES-DAILY/tokens/", {"name": "airflow"}, format="json")
+    assert created.status_code == 201
+    raw = created.json()["token"]
+    listed = client.get("/api/v1/loaders/SALES-DAILY/tokens/").json()
+    assert raw not in json.dumps(listed) and listed[0]["prefix"] == raw[:12]
+    token_id = listed[0]["id"]
+    client.force_authenticate(viewer)
+    assert client.post("/api/v1/loaders/SALES-DAILY/tokens/", {"name": "x"}, format="json").status_code == 403
+    assert client.delete(f"/api/v1/loaders/SALES-DAILY/tokens/{token_id}/").status_code == 403
+    client.force_authenticate(editor)
+    assert client.delete(f"/api/v1/loaders/SALES-DAILY/tokens/{token_id}/").status_code == 204
+    assert IngestToken.objects.get().revoked_at is not None
+
+
+def test_metrics_count_signals_and_runs(job, client):
+    before = client.get("/metrics").content.decode()
+    send(
+        job,
+        "post",
+        "/api/v1/signals/",
+        [{"loader_code": "SALES-DAILY", "signal_key": "x", "validation_status": "FAILED"}] * 3,
+    )
+    text = client.get("/metrics").content.decode()
+    line = 'signals_received_total{loader_code="SALES-DAILY",validation_status="FAILED"}'
+    count = lambda t: float(next((ln.split()[-1] for ln in t.splitlines() if ln.startswith(line)), 0))  # noqa: E731
+    assert count(text) - count(before) == 3
+    assert "loader_execution_seconds" in text
+
+
+def test_metrics_need_the_token_when_one_is_set(client, settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
