@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
@@ -72,3 +73,17 @@ class IngestRateThrottle(SimpleRateThrottle):
         else:
             ident = self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class IngestTokenScheme(OpenApiAuthenticationExtension):
+    """Documents ingest tokens in the OpenAPI schema as an HTTP bearer scheme."""
+
+    target_class = "signals_app.api.auth.IngestTokenAuthentication"
+    name = "ingestToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An ingest token of the loader (POST /api/v1/loaders/{code}/tokens/).",
+        }
