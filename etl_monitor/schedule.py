@@ -15,4 +15,10 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
     },
+    # Previews never confirmed keep their checked rows (encrypted; they may hold
+    # secrets) only for a day.
+    "loader-import-cleanup": {
+        "task": "loaders.tasks.loader_import_cleanup",
+        "schedule": timedelta(hours=1),
+    },
 }

@@ -79,6 +79,12 @@ class ProtectedHistoryContextHelper(HistoricalRecordContextHelper):
 _admin_user: ContextVar[Any] = ContextVar("admin_user")
 
 
+def _loader_field_protected(request: HttpRequest, field: str) -> bool:
+    """Whether a Loader field is HIDDEN or MASKED for this user (then neither shown, filtered nor searched)."""
+    policy = policy_for(request.user, Loader)
+    return field in policy.hidden or field in policy.masked
+
+
 class ProtectedFieldsAdminMixin:
     """Admin pages under field protection: ``masked__<field>`` names display a
     field the way the current user may see it (usable in fieldsets and lists)."""
@@ -224,7 +230,9 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHi
         return [f for f in self.list_filter if not (isinstance(f, str) and f in hidden)]
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        return selectors.loader_search(queryset, search_term.strip()), False
+        policy = self._policy(request)
+        protected = policy.hidden | policy.masked
+        return selectors.loader_search(queryset, search_term.strip(), exclude=protected), False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Loader | None = None) -> tuple[str, ...]:
         fields: tuple[str, ...] = ("first_activated_at", "created_by", "created_at")
@@ -406,6 +414,7 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHi
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         extra_context = extra_context or {}
         loader = selectors.loader_detail_list().filter(pk=object_id).first()
+        version_policy = policy_for(request.user, LoaderVersion)
         if loader is not None:
             open_version = loader.open_version
             extra_context.update(
@@ -413,7 +422,10 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHi
                 open_version=open_version,
                 open_version_url=version_url(open_version) if open_version else None,
                 can_start_draft=request.user.has_perm("loaders.change_loaderversion") and open_version is None,
-                versions=[(v, version_url(v), state_badge(v.state)) for v in selectors.loader_versions(loader=loader)],
+                versions=[
+                    (v, version_url(v), state_badge(v.state), _schedule_display(v, version_policy))
+                    for v in selectors.loader_versions(loader=loader)
+                ],
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -493,6 +505,18 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, S
     list_display = ("__str__", "state_display", "owner", "created_by", "submitted_by", "submitted_at", "decided_by")
     list_filter = (AwaitingMyApprovalFilter, "state", "loader__owner")
     search_fields = ("loader__loader_code", "loader__name")
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        return [c for c in self.list_display if not (c == "owner" and _loader_field_protected(request, "owner"))]
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        hide = _loader_field_protected(request, "owner")
+        return [f for f in self.list_filter if not (hide and f == "loader__owner")]
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        hide = _loader_field_protected(request, "name")
+        return [f for f in self.search_fields if not (hide and f == "loader__name")]
+
     list_select_related = ("loader", "loader__owner", "created_by", "submitted_by", "decided_by")
     change_form_template = "admin/loaders/loaderversion/change_form.html"
     history_list_display = ("state",)
@@ -658,7 +682,7 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, S
             extra_context["allowed_actions"] = services.loader_version_allowed_actions(
                 user=request.user, version=version
             )
-            extra_context["comparison"] = version_comparison(version)
+            extra_context["comparison"] = version_comparison(version, self._policy(request))
             if (
                 version.state == VersionState.PENDING_APPROVAL
                 and services.ACTION_APPROVE not in extra_context["allowed_actions"]
@@ -672,8 +696,19 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, S
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-def version_comparison(version: LoaderVersion) -> dict[str, Any] | None:
-    """Field-by-field differences between a draft/pending version and the ACTIVE one (secrets masked)."""
+def _schedule_display(version: LoaderVersion, policy: FieldPolicy) -> str:
+    parts = []
+    for name in ("schedule_cron", "schedule_timezone"):
+        if name in policy.hidden:
+            continue
+        value = getattr(version, name) or ("on demand" if name == "schedule_cron" else "")
+        parts.append(str(policy.display(name, value)))
+    return " ".join(parts) or MASK
+
+
+def version_comparison(version: LoaderVersion, policy: FieldPolicy) -> dict[str, Any] | None:
+    """Field-by-field differences between a draft/pending version and the ACTIVE one, under the
+    viewer's field policy (HIDDEN fields say only that they changed, MASKED ones are masked)."""
     if version.state not in (VersionState.DRAFT, VersionState.PENDING_APPROVAL):
         return None
     active = LoaderVersion.objects.filter(loader_id=version.loader_id, state=VersionState.ACTIVE).first()
@@ -685,8 +720,11 @@ def version_comparison(version: LoaderVersion) -> dict[str, Any] | None:
         if old == new:
             continue
         label = str(LoaderVersion._meta.get_field(field).verbose_name)
-        if field in LoaderVersion.SECRET_FIELDS:
-            old, new = (MASK if old else "(not set)"), (f"{MASK} (changed)" if new else "(cleared)")
+        if field in policy.masked or field in policy.hidden:
+            old, new = (
+                (MASK if old not in ("", None) else "(not set)"),
+                (f"{MASK} (changed)" if new not in ("", None) else "(cleared)"),
+            )
         rows.append((label, "—" if old in ("", None) else old, "—" if new in ("", None) else new))
     return {"against": active, "rows": rows}
 
@@ -698,6 +736,18 @@ class PendingApprovalAdmin(admin.ModelAdmin):
     list_display = ("review_link", "loader_name", "owner", "submitted_by", "submitted_at")
     list_display_links = None
     search_fields = ("loader__loader_code", "loader__name")
+    protected_columns = {"loader_name": "name", "owner": "owner"}
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        return [
+            c
+            for c in self.list_display
+            if c not in self.protected_columns or not _loader_field_protected(request, self.protected_columns[c])
+        ]
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        hide = _loader_field_protected(request, "name")
+        return [f for f in self.search_fields if not (hide and f == "loader__name")]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.versions_awaiting_approval(user=request.user)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -38,6 +39,8 @@ from loaders import selectors, services
 from loaders.models import ImportJob, Loader, LoaderVersion, Tag, Team, VersionState
 from loaders.spreadsheets import Sheet, SheetRow, spreadsheet_read, spreadsheet_write
 from loaders.validators import validate_loader_code
+
+logger = logging.getLogger(__name__)
 
 # Column → help text, in spreadsheet order. The column names are the API's field names.
 COLUMNS: dict[str, str] = {
@@ -192,6 +195,8 @@ class _RowParser:
         errors: list[tuple[str, str]] = []
         for column in self.headers:
             raw = values.get(column)
+            if column != "loader_code" and _is_mask(raw):
+                continue  # a masked value (from an export) means "unchanged", whatever the column
             try:
                 if column == "loader_code":
                     code = _to_text(raw)
@@ -223,8 +228,6 @@ class _RowParser:
                     text = _to_text(raw)
                     if text and not _is_mask(text):
                         data[column] = text  # empty or the export's mask: keep the stored secret
-                elif _is_mask(raw):
-                    continue  # a masked value from an export means "unchanged"
                 else:
                     data[column] = _contract_value(column, raw)
             except ValidationError as exc:
@@ -304,6 +307,8 @@ def loaders_import(
     teams = {team.slug: team for team in Team.objects.all()}
     parser = _RowParser(headers=sheet.headers, teams=teams)
     policies = {"version": policy_for(user, LoaderVersion), "loader": policy_for(user, Loader)}
+    may_add_tags = user.has_perm("loaders.add_tag")
+    known_tags = set(Tag.objects.values_list("name", flat=True)) if not may_add_tags else set()
     seen: dict[str, int] = {}
     plans: list[tuple[RowResult, dict[str, Any]]] = []
     total = len(sheet.rows)
@@ -316,6 +321,9 @@ def loaders_import(
         elif code:
             seen[code] = row.number
         loader = existing.get(code)
+        unknown_tags = [] if may_add_tags else sorted(set(data.get("tags", [])) - known_tags)
+        if unknown_tags:
+            errors.append(("tags", f"Unknown tag(s) {', '.join(unknown_tags)}; your role cannot create tags."))
         if not errors:
             errors += _plan_row(result, loader, data, policies)
         result.errors = errors
@@ -461,10 +469,12 @@ def _apply(
             continue
         loader = existing[result.loader_code]
         edit = {k: v for k, v in data.items() if k != "loader_code"}
+        contract_changed = any(name in LoaderVersion.CONTRACT_FIELDS for name, _old, _new in result.changes)
         try:
             loader = services.loader_edit(user=user, loader=loader, data=edit, reason=reason)
             draft = Loader.objects.get(pk=loader.pk).open_version
-            if submit and draft is not None and draft.state == VersionState.DRAFT:
+            # Submit only a draft this import changed, never someone's draft it merely passed by.
+            if submit and contract_changed and draft is not None and draft.state == VersionState.DRAFT:
                 services.loader_version_submit(user=user, version=draft, comment=reason)
                 report.submitted += 1
         except ServiceError as exc:
@@ -500,7 +510,7 @@ def export_columns(user: AbstractBaseUser) -> list[str]:
 
 
 def loaders_export(*, user: AbstractBaseUser, loaders: Iterable[Loader], file_format: str) -> bytes:
-    """Export loaders with their current contract (the ACTIVE version, else the open one),
+    """Export loaders with their current contract (the open draft/pending version, else the ACTIVE one),
     protected values masked for ``user`` and formula-like cells neutralised."""
     if not user.has_perm("loaders.view_loader"):
         raise PermissionRefused("Your role does not allow you to export loaders.")
@@ -509,7 +519,8 @@ def loaders_export(*, user: AbstractBaseUser, loaders: Iterable[Loader], file_fo
 
     def rows() -> Iterable[list[Any]]:
         for loader in loaders:
-            version = loader.active_version or loader.open_version
+            # What an edit (and so a re-import) compares with: the open version, else the ACTIVE one.
+            version = loader.open_version or loader.active_version
             values: dict[str, Any] = {
                 "loader_code": loader.loader_code,
                 "name": loader_policy.display("name", loader.name),
@@ -622,7 +633,10 @@ def import_job_confirm(*, user: AbstractBaseUser, preview: ImportJob) -> ImportJ
         raise StateConflict("This import cannot be confirmed (it is not a finished preview, or was already used).")
     if not (preview.report or {}).get("ok"):
         raise StateConflict("The preview found errors; fix the file and upload it again.")
-    sheet = _sheet_load(secret_decrypt_bytes(bytes(preview.content)))
+    try:
+        sheet = _sheet_load(secret_decrypt_bytes(bytes(preview.content)))
+    except ValueError:
+        raise StateConflict("This preview can no longer be read (the encryption key changed); upload the file again.")
     job = ImportJob.objects.create(
         created_by=user,
         filename=preview.filename,
@@ -640,6 +654,12 @@ def import_job_confirm(*, user: AbstractBaseUser, preview: ImportJob) -> ImportJ
 
         transaction.on_commit(lambda: loader_import_run.delay(str(job.pk)))
     return job
+
+
+def import_jobs_cleanup(*, older_than: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """Drop the stored rows of previews never confirmed (they may hold secrets); keep the reports."""
+    cutoff = timezone.now() - older_than
+    return ImportJob.objects.filter(created_at__lt=cutoff).exclude(content=b"").update(content=b"")
 
 
 def import_job_run(*, job_id: Any, sheet: Sheet | None = None) -> None:
@@ -662,7 +682,10 @@ def import_job_run(*, job_id: Any, sheet: Sheet | None = None) -> None:
             progress=lambda done, total: cache.set(_progress_key(job.pk), done, timeout=3600),
         )
     except ServiceError as exc:
-        job.status, job.error = ImportJob.Status.FAILED, getattr(exc, "message", str(exc))
+        job.status, job.error = ImportJob.Status.FAILED, exc.message
+    except Exception:
+        logger.exception("loader import %s failed", job.pk)
+        job.status, job.error = ImportJob.Status.FAILED, "The import failed unexpectedly; nothing was written."
     else:
         job.status, job.report = ImportJob.Status.DONE, report.as_dict(max_rows=settings.LOADER_IMPORT_REPORT_ROWS)
     job.finished_at = timezone.now()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
@@ -17,19 +19,26 @@ def _flags(queryset: QuerySet[Loader]) -> QuerySet[Loader]:
     )
 
 
-def loader_search(queryset: QuerySet[Loader], search: str) -> QuerySet[Loader]:
-    """Substring match on code, name, owner name, or exact tag name — no join fan-out, no DISTINCT."""
+def loader_search(queryset: QuerySet[Loader], search: str, exclude: Iterable[str] = ()) -> QuerySet[Loader]:
+    """Substring match on code, name, owner name, or exact tag name — no join fan-out, no DISTINCT.
+
+    ``exclude`` names Loader fields the searcher may not see (field protection):
+    they are not searched, so results cannot reveal them.
+    """
     if not search:
         return queryset
-    return queryset.filter(
-        Q(loader_code__icontains=search)
-        | Q(name__icontains=search)
-        | Q(owner__name__icontains=search)
-        | Exists(Tag.objects.filter(loaders=OuterRef("pk"), name=search.lower()))
-    )
+    exclude = set(exclude)
+    condition = Q(loader_code__icontains=search)
+    if "name" not in exclude:
+        condition |= Q(name__icontains=search)
+    if "owner" not in exclude:
+        condition |= Q(owner__name__icontains=search)
+    if "tags" not in exclude:
+        condition |= Exists(Tag.objects.filter(loaders=OuterRef("pk"), name=search.lower()))
+    return queryset.filter(condition)
 
 
-def loader_list(*, search: str = "") -> QuerySet[Loader]:
+def loader_list(*, search: str = "", exclude: Iterable[str] = ()) -> QuerySet[Loader]:
     """Loaders for list pages: owner, tags and a lean copy of the ACTIVE + open versions.
 
     Whatever the page size, a page costs the same queries: the loaders, their
@@ -44,7 +53,7 @@ def loader_list(*, search: str = "") -> QuerySet[Loader]:
     queryset = Loader.objects.select_related("owner").prefetch_related(
         "tags", Prefetch("versions", queryset=current, to_attr="current_versions")
     )
-    return loader_search(_flags(queryset), search)
+    return loader_search(_flags(queryset), search, exclude)
 
 
 def loader_detail_list() -> QuerySet[Loader]:

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import StateConflict
 from etl_monitor.permissions import RoleViewPermission
+from etl_monitor.protection import policy_for
 from loaders import importing, selectors, services
 from loaders.api.serializers import (
     ImportJobSerializer,
@@ -75,14 +76,19 @@ class LoaderViewSet(
 
     def get_queryset(self) -> QuerySet[Loader]:
         params = self.request.query_params
-        queryset = selectors.loader_list(search=params.get("search", "").strip())
-        if owner := params.get("owner"):
-            queryset = queryset.filter(owner__slug=owner)
-        if tag := params.get("tag"):
-            queryset = queryset.filter(tags__name=tag)
+        policy = policy_for(self.request.user, Loader)
+        protected = policy.hidden | policy.masked  # never filter or search on what the user may not see
+        queryset = selectors.loader_list(search=params.get("search", "").strip(), exclude=protected)
+        for param, field, lookup in (("owner", "owner", "owner__slug"), ("tag", "tags", "tags__name")):
+            if value := params.get(param):
+                if field in protected:
+                    raise ValidationError({param: ["This filter is not available to your role."]})
+                queryset = queryset.filter(**{lookup: value})
         if state := params.get("state"):
             queryset = queryset.filter(**STATE_FILTERS.get(state, {"pk__in": []}))
         if (paused := params.get("paused")) is not None:
+            if "is_paused" in protected:
+                raise ValidationError({"paused": ["This filter is not available to your role."]})
             queryset = queryset.filter(is_paused=paused.lower() in ("1", "true", "yes"))
         return queryset.order_by("loader_code")
 
@@ -178,6 +184,22 @@ class LoaderViewSet(
         if job.created_by_id != request.user.pk and not request.user.has_perm("loaders.delete_importjob"):
             raise NotFound()
         return Response(ImportJobSerializer(job, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Confirm a preview: import the rows it checked (only its uploader)",
+        request=None,
+        responses={201: ImportJobSerializer, 202: ImportJobSerializer, 400: ImportJobSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path=r"import/(?P<job_id>[0-9a-f-]{36})/confirm")
+    def import_confirm(self, request: Request, job_id: str) -> Response:
+        preview = get_object_or_404(ImportJob, pk=job_id, created_by=request.user)
+        job = importing.import_job_confirm(user=request.user, preview=preview)
+        body = ImportJobSerializer(job, context=self.get_serializer_context()).data
+        if job.status == ImportJob.Status.QUEUED:
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+        if job.status == ImportJob.Status.FAILED or not (job.report or {}).get("ok"):
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="The import template (xlsx with an example row and a notes sheet)", responses={200: bytes})
     @action(detail=False, methods=["get"], url_path="import/template")

@@ -274,3 +274,47 @@ def test_an_import_preview_never_shows_a_secret_or_hidden_value(client, editor, 
     html = client.post("/admin/loaders/loader/import/", {"file": upload}, follow=True).content.decode()
     assert SECRET not in html and HOST not in html
     assert "hidden from your role" in html  # changing a HIDDEN field is refused, without echoing it
+
+
+def test_the_version_comparison_and_schedules_follow_the_policy(client, editor, active_loader, approver):
+    services.loader_edit(
+        user=editor, loader=active_loader, data={"connection_host": HOST, "schedule_cron": "7 7 * * *"}
+    )
+    protect("connection_host", "HIDDEN", Role.ADMIN)
+    protect("schedule_cron", "MASKED", Role.ADMIN)
+    client.force_login(approver)
+    draft = Loader.objects.get(pk=active_loader.pk).open_version
+    version_page = client.get(f"/admin/loaders/loaderversion/{draft.pk}/change/").content.decode()
+    loader_page = client.get(f"/admin/loaders/loader/{active_loader.pk}/change/").content.decode()
+    for html in (version_page, loader_page):
+        assert HOST not in html and "7 7 * * *" not in html
+    assert "•••••• (changed)" in version_page
+
+
+def test_search_and_filters_cannot_probe_protected_loader_fields(make_user, active_loader):
+    protect("name", "HIDDEN", Role.ADMIN, model="loaders.loader")
+    protect("owner", "MASKED", Role.ADMIN, model="loaders.loader")
+    client = APIClient()
+    client.force_authenticate(make_user(Role.VIEWER))
+    assert client.get("/api/v1/loaders/?search=SALES-DAILY loader").json()["count"] == 0
+    assert client.get("/api/v1/loaders/?search=sales-daily").json()["count"] == 1  # the code is never protected
+    assert client.get("/api/v1/loaders/?owner=data-platform").status_code == 400
+    body = client.get("/api/v1/loaders/SALES-DAILY/").json()
+    assert "name" not in body and body["owner"] == MASK
+    client.force_authenticate(make_user(Role.ADMIN))
+    assert client.get("/api/v1/loaders/?search=SALES-DAILY loader").json()["count"] == 1
+
+
+def test_masked_identity_values_in_a_reimport_mean_unchanged(make_user, active_loader):
+    from loaders import importing
+    from loaders.spreadsheets import spreadsheet_read
+
+    protect("name", "MASKED", model="loaders.loader")
+    editor = make_user(Role.EDITOR)
+    client = APIClient()
+    client.force_authenticate(editor)
+    content = client.get("/api/v1/loaders/export/?format=xlsx").content
+    sheet = spreadsheet_read(content=content, filename="x.xlsx", max_bytes=10**7, max_rows=100)
+    report = importing.loaders_import(user=editor, sheet=sheet, dry_run=False)
+    assert report.ok and report.unchanged == 1
+    assert Loader.objects.get().name == "SALES-DAILY loader"

@@ -298,3 +298,84 @@ def test_an_export_reimports_as_unchanged(editor, active_loader):
     report = run(editor, content, dry_run=True)
     assert report.ok, report.as_dict()
     assert (report.unchanged, report.changed) == (1, 0)
+
+
+def test_an_export_with_a_draft_reimports_as_unchanged(editor, active_loader):
+    services.loader_edit(user=editor, loader=active_loader, data={"grace_minutes": 3})
+    content = api(editor).get("/api/v1/loaders/export/?format=xlsx").content
+    report = run(editor, content, dry_run=True)
+    assert report.ok and report.unchanged == 1
+
+
+def test_the_api_confirms_a_preview_without_reading_the_file_again(editor, team, editor2):
+    preview = upload(api(editor), xlsx(good_rows(2)), dry_run=True).json()
+    assert api(editor2).post(f"/api/v1/loaders/import/{preview['id']}/confirm/").status_code == 404
+    confirmed = api(editor).post(f"/api/v1/loaders/import/{preview['id']}/confirm/")
+    assert confirmed.status_code == 201, confirmed.json()
+    assert confirmed.json()["report"]["new"] == 2 and Loader.objects.count() == 2
+    again = api(editor).post(f"/api/v1/loaders/import/{preview['id']}/confirm/")
+    assert again.status_code == 409  # a preview is used once
+
+
+def test_a_job_that_cannot_run_ends_failed_not_stuck(editor, team):
+    job = ImportJob.objects.create(created_by=editor, filename="x.xlsx", content=b"not-encrypted", dry_run=False)
+    importing.import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED and "unexpectedly" in job.error
+    assert bytes(job.content) == b""
+
+
+def test_old_unconfirmed_previews_lose_their_rows(editor, team):
+    import datetime as dt
+
+    preview = upload(api(editor), xlsx(good_rows(1)), dry_run=True).json()
+    ImportJob.objects.filter(pk=preview["id"]).update(created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    assert importing.import_jobs_cleanup() == 1
+    job = ImportJob.objects.get(pk=preview["id"])
+    assert bytes(job.content) == b"" and job.report["new"] == 1
+
+
+def test_submit_never_submits_a_draft_the_import_did_not_change(editor, editor2, active_loader):
+    services.loader_edit(user=editor2, loader=active_loader, data={"grace_minutes": 3})  # someone's draft
+    rows = [["SALES-DAILY", "Renamed", "data-platform", "", "30 2 * * *", "Europe/Berlin", 100, 1000, ""]]
+    headers = HEADERS
+    content = xlsx(rows, headers)
+    sheet = spreadsheet_read(content=content, filename="x.xlsx", max_bytes=10**7, max_rows=10)
+    # the row changes the name (identity) and restates the draft's contract, so nothing to submit
+    report = importing.loaders_import(user=editor, sheet=sheet, dry_run=False, submit=True)
+    assert report.ok and report.submitted == 0
+    assert Loader.objects.get().open_version.state == VersionState.DRAFT
+
+
+def test_a_role_without_tag_rights_cannot_create_tags_by_import(make_user, team):
+    from django.contrib.auth.models import Permission
+
+    user = make_user()
+    user.user_permissions.set(
+        Permission.objects.filter(codename__in=["add_loader", "change_loaderversion", "view_loader"])
+    )
+    user = type(user).objects.get(pk=user.pk)
+    report = run(user, xlsx(good_rows(1)), dry_run=True)
+    assert "your role cannot create tags" in report.rows[0].errors[0][1]
+
+
+def test_rotate_field_keys_reencrypts_current_and_history_rows(settings, editor, team):
+    from io import StringIO
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+    from django.db import connection
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEY = [old]
+    run(editor, xlsx(good_rows(1)), dry_run=False)
+    settings.FIELD_ENCRYPTION_KEY = [new, old]
+    out = StringIO()
+    call_command("rotate_field_keys", stdout=out)
+    assert "re-encrypted" in out.getvalue()
+    settings.FIELD_ENCRYPTION_KEY = [new]  # the old key is gone
+    assert LoaderVersion.objects.get().connection_password == "pw-0"
+    assert LoaderVersion.history.get().connection_password == "pw-0"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT connection_password FROM loaders_historicalloaderversion")
+        assert cursor.fetchone()[0].startswith("fernet:")
