@@ -417,8 +417,10 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHi
         version_policy = policy_for(request.user, LoaderVersion)
         if loader is not None:
             open_version = loader.open_version
+            active = loader.active_version
             extra_context.update(
-                active_version=loader.active_version,
+                active_version=active,
+                active_schedule=_schedule_display(active, version_policy) if active else "",
                 open_version=open_version,
                 open_version_url=version_url(open_version) if open_version else None,
                 can_start_draft=request.user.has_perm("loaders.change_loaderversion") and open_version is None,

@@ -288,6 +288,7 @@ def test_the_version_comparison_and_schedules_follow_the_policy(client, editor, 
     loader_page = client.get(f"/admin/loaders/loader/{active_loader.pk}/change/").content.decode()
     for html in (version_page, loader_page):
         assert HOST not in html and "7 7 * * *" not in html
+    assert "30 2 * * *" not in loader_page  # the active schedule in the banner is masked too
     assert "•••••• (changed)" in version_page
 
 
