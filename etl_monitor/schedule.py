@@ -15,6 +15,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
     },
+    # Signals: partitions for the coming days (PostgreSQL) and the retention limit
+    # (SIGNAL_RETENTION_DAYS). Hourly rather than daily so a missed run costs little;
+    # both steps are idempotent and cheap when there is nothing to do.
+    "signals-maintenance": {
+        "task": "signals_app.tasks.signals_maintenance",
+        "schedule": timedelta(hours=1),
+    },
     # Previews never confirmed keep their checked rows (encrypted; they may hold
     # secrets) only for a day.
     "loader-import-cleanup": {

@@ -138,7 +138,7 @@ class Signal(models.Model):
     correlation_id = models.CharField(max_length=100, blank=True)
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="signals")
     attributes = models.JSONField(null=True, blank=True)
-    # NULL (not "") for "no key", so the partial unique constraint ignores unkeyed signals.
+    # NULL (not "") for "no key"; uniqueness is kept by SignalKey.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     loader_paused = models.BooleanField(default=False)
     no_active_version = models.BooleanField(default=False)
@@ -151,13 +151,25 @@ class Signal(models.Model):
             models.Index(fields=["captured_at"], name="signal_captured"),
             models.Index(fields=["correlation_id"], name="signal_correlation", condition=~Q(correlation_id="")),
         ]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["loader", "idempotency_key"],
-                condition=Q(idempotency_key__isnull=False),
-                name="signal_unique_idempotency_key",
-            )
-        ]
 
     def __str__(self) -> str:
         return f"{self.loader_id}:{self.signal_key}={self.signal_value} ({self.validation_status})"
+
+
+class SignalKey(models.Model):
+    """Idempotency keys of stored signals, one per (loader, key).
+
+    Kept apart from the signals table because that table is partitioned by time
+    on PostgreSQL, where a unique index must include the partition column; this
+    small table makes "the same key is stored once" hold whatever the timestamps.
+    """
+
+    loader = models.ForeignKey(Loader, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["loader", "key"], name="signalkey_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.loader_id}:{self.key}"

@@ -25,7 +25,16 @@ from django.utils import timezone
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
 from loaders.models import Loader, VersionState
 from signals_app import metrics
-from signals_app.models import IngestToken, MetricSource, MetricType, Run, RunStatus, Signal, ValidationStatus
+from signals_app.models import (
+    IngestToken,
+    MetricSource,
+    MetricType,
+    Run,
+    RunStatus,
+    Signal,
+    SignalKey,
+    ValidationStatus,
+)
 
 TOKEN_PREFIX = {IngestToken.Kind.API: "etlm_", IngestToken.Kind.PING: ""}
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # don't write the token row on every request
@@ -360,33 +369,58 @@ SIGNAL_COLUMNS = (
 
 
 def _signals_write(rows: list[Signal]) -> list[int]:
-    """Insert ``rows``; return the indexes of the rows that were new (not idempotent replays)."""
+    """Insert ``rows``; return the indexes of the rows that were new (not idempotent replays).
+
+    Keyed rows first claim their (loader, key) in SignalKey; only rows whose claim
+    succeeded are stored, so a retry — even one racing the original — stores nothing twice.
+    """
     if not rows:
         return []
-    keyed = any(r.idempotency_key for r in rows)
-    if connection.vendor == "postgresql" and not keyed:
-        _signals_copy(rows)
-        return list(range(len(rows)))
     with transaction.atomic():
-        existing: set[tuple[int, str]] = set()
-        if keyed:
-            pairs = {(r.loader_id, r.idempotency_key) for r in rows if r.idempotency_key}
-            loader_ids = {p[0] for p in pairs}
-            existing = set(
-                Signal.objects.filter(loader_id__in=loader_ids, idempotency_key__in=[p[1] for p in pairs]).values_list(
-                    "loader_id", "idempotency_key"
-                )
-            )
-        new_indexes = [i for i, r in enumerate(rows) if (r.loader_id, r.idempotency_key) not in existing]
-        Signal.objects.bulk_create([rows[i] for i in new_indexes], batch_size=1000, ignore_conflicts=keyed)
+        new_indexes = list(range(len(rows)))
+        if any(r.idempotency_key for r in rows):
+            claimed = _keys_claim([(r.loader_id, r.idempotency_key) for r in rows if r.idempotency_key], rows[0])
+            new_indexes = [
+                i for i, r in enumerate(rows) if not r.idempotency_key or (r.loader_id, r.idempotency_key) in claimed
+            ]
+        fresh = [rows[i] for i in new_indexes]
+        if connection.vendor == "postgresql":
+            _signals_copy(fresh)
+        else:
+            Signal.objects.bulk_create(fresh, batch_size=1000)
     return new_indexes
+
+
+def _keys_claim(pairs: list[tuple[int, str]], sample: Signal) -> set[tuple[int, str]]:
+    """Insert the idempotency keys; return the ones that were not there before."""
+    now = sample.received_at
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {SignalKey._meta.db_table} (loader_id, key, created_at) "  # noqa: S608 - model's table
+                "SELECT l, k, %s FROM unnest(%s::bigint[], %s::text[]) AS t(l, k) "
+                "ON CONFLICT DO NOTHING RETURNING loader_id, key",
+                [now, [p[0] for p in pairs], [p[1] for p in pairs]],
+            )
+            return {(row[0], row[1]) for row in cursor.fetchall()}
+    loader_ids = {p[0] for p in pairs}
+    existing = set(
+        SignalKey.objects.filter(loader_id__in=loader_ids, key__in=[p[1] for p in pairs]).values_list(
+            "loader_id", "key"
+        )
+    )
+    fresh = [p for p in pairs if p not in existing]
+    SignalKey.objects.bulk_create([SignalKey(loader_id=p[0], key=p[1], created_at=now) for p in fresh])
+    return set(fresh)
 
 
 def _signals_copy(rows: list[Signal]) -> None:
     """COPY the rows in (PostgreSQL): several times faster than INSERT for large batches."""
     import json
 
-    with transaction.atomic(), connection.cursor() as cursor:
+    if not rows:
+        return
+    with connection.cursor() as cursor:
         sql = f"COPY {Signal._meta.db_table} ({', '.join(SIGNAL_COLUMNS)}) FROM STDIN"
         with cursor.cursor.copy(sql) as copy:
             for r in rows:
