@@ -1,9 +1,9 @@
 """Encryption at rest for secret fields (Fernet / MultiFernet).
 
 ``FIELD_ENCRYPTION_KEY`` lists keys newest first: the first encrypts, all decrypt,
-so a key is rotated by prepending a new one and running ``rotate_field_keys``
-(later issue) or simply re-saving. In DEBUG without a key, one is derived from
-SECRET_KEY so a fresh machine works; production refuses to start without a key.
+so a key is rotated by prepending a new one and running ``manage.py rotate_field_keys``.
+In DEBUG without a key, one is derived from SECRET_KEY so a fresh machine works;
+production refuses to start without a key.
 """
 
 from __future__ import annotations

@@ -596,7 +596,12 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, S
     @admin.display(description="loader")
     def loader_link(self, obj: LoaderVersion) -> str:
         url = reverse("admin:loaders_loader_change", args=[obj.loader_id])
-        return format_html('<a href="{}">{} — {}</a>', url, obj.loader.loader_code, obj.loader.name)
+        policy = policy_for(_admin_user.get(None), Loader)
+        if "name" in policy.hidden:
+            return format_html('<a href="{}">{}</a>', url, obj.loader.loader_code)
+        return format_html(
+            '<a href="{}">{} — {}</a>', url, obj.loader.loader_code, policy.display("name", obj.loader.name)
+        )
 
     @admin.display(description="state", ordering="state")
     def state_display(self, obj: LoaderVersion) -> str:

@@ -519,8 +519,8 @@ def loaders_export(*, user: AbstractBaseUser, loaders: Iterable[Loader], file_fo
 
     def rows() -> Iterable[list[Any]]:
         for loader in loaders:
-            # What an edit (and so a re-import) compares with: the open version, else the ACTIVE one.
-            version = loader.open_version or loader.active_version
+            # What an edit (and so a re-import) compares with.
+            version = loader.edit_basis
             values: dict[str, Any] = {
                 "loader_code": loader.loader_code,
                 "name": loader_policy.display("name", loader.name),
@@ -659,36 +659,42 @@ def import_job_confirm(*, user: AbstractBaseUser, preview: ImportJob) -> ImportJ
 def import_jobs_cleanup(*, older_than: dt.timedelta = dt.timedelta(days=1)) -> int:
     """Drop the stored rows of previews never confirmed (they may hold secrets); keep the reports."""
     cutoff = timezone.now() - older_than
-    return ImportJob.objects.filter(created_at__lt=cutoff).exclude(content=b"").update(content=b"")
+    finished_previews = ImportJob.objects.filter(dry_run=True, status=ImportJob.Status.DONE, created_at__lt=cutoff)
+    return finished_previews.exclude(content=b"").update(content=b"")
 
 
 def import_job_run(*, job_id: Any, sheet: Sheet | None = None) -> None:
-    """Run a stored job (the Celery task calls this). Idempotent: a finished job is left alone."""
+    """Run a stored job (the Celery task calls this). Safe to deliver twice or to retry.
+
+    The job row stays locked for the whole run, so a duplicate delivery waits and
+    then finds the job finished; a worker killed mid-run rolls everything back,
+    the job stays QUEUED, and the redelivered task runs it again.
+    """
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().select_related("created_by").get(pk=job_id)
-        if job.status != ImportJob.Status.QUEUED:
+        if job.status not in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING):
             return
-        job.status = ImportJob.Status.RUNNING
-        job.save(update_fields=["status"])
-    try:
-        if sheet is None:
-            sheet = _sheet_load(secret_decrypt_bytes(bytes(job.content)))
-        report = loaders_import(
-            user=job.created_by,
-            sheet=sheet,
-            dry_run=job.dry_run,
-            submit=job.submit,
-            source=job.filename,
-            progress=lambda done, total: cache.set(_progress_key(job.pk), done, timeout=3600),
-        )
-    except ServiceError as exc:
-        job.status, job.error = ImportJob.Status.FAILED, exc.message
-    except Exception:
-        logger.exception("loader import %s failed", job.pk)
-        job.status, job.error = ImportJob.Status.FAILED, "The import failed unexpectedly; nothing was written."
-    else:
-        job.status, job.report = ImportJob.Status.DONE, report.as_dict(max_rows=settings.LOADER_IMPORT_REPORT_ROWS)
-    job.finished_at = timezone.now()
-    if not job.dry_run:
-        job.content = b""  # the file may hold secrets: keep it no longer than needed
-    job.save(update_fields=["status", "error", "report", "finished_at", "content"])
+        try:
+            with transaction.atomic():  # a failure rolls back to here, and the job can still be marked
+                if sheet is None:
+                    sheet = _sheet_load(secret_decrypt_bytes(bytes(job.content)))
+                report = loaders_import(
+                    user=job.created_by,
+                    sheet=sheet,
+                    dry_run=job.dry_run,
+                    submit=job.submit,
+                    source=job.filename,
+                    progress=lambda done, total: cache.set(_progress_key(job.pk), done, timeout=3600),
+                )
+        except ServiceError as exc:
+            job.status, job.error = ImportJob.Status.FAILED, exc.message
+        except Exception:
+            logger.exception("loader import %s failed", job.pk)
+            job.status, job.error = ImportJob.Status.FAILED, "The import failed unexpectedly; nothing was written."
+        else:
+            job.status = ImportJob.Status.DONE
+            job.report = report.as_dict(max_rows=settings.LOADER_IMPORT_REPORT_ROWS)
+        job.finished_at = timezone.now()
+        if not job.dry_run:
+            job.content = b""  # the rows may hold secrets: keep them no longer than needed
+        job.save(update_fields=["status", "error", "report", "finished_at", "content"])

@@ -126,6 +126,15 @@ class Loader(models.Model):
         return next((v for v in self._current_versions() if v.state in OPEN_STATES), None)
 
     @property
+    def edit_basis(self) -> LoaderVersion | None:
+        """What an edit changes: the open version, else the ACTIVE one, else the newest
+        (a REJECTED first version: a new draft would start from it)."""
+        basis = self.open_version or self.active_version
+        if basis is None:
+            basis = self.versions.order_by("-number").first()
+        return basis
+
+    @property
     def has_pending_approval(self) -> bool:
         open_version = self.open_version
         return open_version is not None and open_version.state == VersionState.PENDING_APPROVAL

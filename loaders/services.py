@@ -499,7 +499,7 @@ def loader_changed_fields(*, loader: Loader, data: Mapping[str, Any]) -> list[st
             current, value = getattr(loader, field), (value or "").strip()
         if current != value:
             changed.append(field)
-    basis = loader.open_version or loader.active_version
+    basis = loader.edit_basis
     if basis is None:
         return changed + [f for f in CONTRACT_FIELDS if f in data]
     probe = LoaderVersion(**{f: getattr(basis, f) for f in CONTRACT_FIELDS})

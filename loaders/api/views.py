@@ -157,9 +157,8 @@ class LoaderViewSet(
         params.is_valid(raise_exception=True)
         upload = params.validated_data["file"]
         if upload.size > settings.LOADER_IMPORT_MAX_BYTES:
-            raise ValidationError(
-                {"file": [f"The file is larger than {settings.LOADER_IMPORT_MAX_BYTES // 1048576} MB."]}
-            )
+            limit, size = settings.LOADER_IMPORT_MAX_BYTES / 1048576, upload.size / 1048576
+            raise ValidationError({"file": [f"The file is {size:.1f} MB; the limit is {limit:.1f} MB."]})
         try:
             job = importing.import_job_create(
                 user=request.user,

@@ -133,3 +133,10 @@ class IngestTokenCreatedSerializer(IngestTokenSerializer):
     class Meta(IngestTokenSerializer.Meta):
         fields = (*IngestTokenSerializer.Meta.fields, "token")
         read_only_fields = fields
+
+
+class WhoAmISerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="ingest_token or user")
+    name = serializers.CharField()
+    loader_code = serializers.CharField(required=False)
+    roles = serializers.ListField(child=serializers.CharField(), required=False)

@@ -34,6 +34,7 @@ from signals_app.api.serializers import (
     RunStartSerializer,
     SignalInSerializer,
     SignalSerializer,
+    WhoAmISerializer,
 )
 from signals_app.models import IngestToken, Run, Signal
 
@@ -286,3 +287,20 @@ def ping(request: HttpRequest, key: str, loader_code: str, action: str = "succes
         code = 403 if exc.code == "permission_denied" else 400
         return HttpResponse(exc.message + "\n", status=code, content_type="text/plain")
     return HttpResponse(f"OK {run.run_id} {run.status}\n", content_type="text/plain")
+
+
+class WhoAmIView(viewsets.ViewSet):
+    """Who the credentials belong to — lets a job check its token (and is the cheapest authenticated call)."""
+
+    authentication_classes = INGEST_AUTH
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(summary="Who am I (check a token)", responses=WhoAmISerializer)
+    def list(self, request: Request) -> Response:
+        if isinstance(request.auth, IngestToken):
+            body = {"kind": "ingest_token", "name": request.auth.name, "loader_code": request.auth.loader.loader_code}
+        else:
+            from etl_monitor.roles import user_roles
+
+            body = {"kind": "user", "name": request.user.get_username(), "roles": user_roles(request.user)}
+        return Response(body)

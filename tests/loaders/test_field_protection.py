@@ -319,3 +319,10 @@ def test_masked_identity_values_in_a_reimport_mean_unchanged(make_user, active_l
     report = importing.loaders_import(user=editor, sheet=sheet, dry_run=False)
     assert report.ok and report.unchanged == 1
     assert Loader.objects.get().name == "SALES-DAILY loader"
+
+
+def test_a_hidden_name_is_not_on_version_pages(client, viewer, active_loader):
+    protect("name", "HIDDEN", Role.ADMIN, model="loaders.loader")
+    client.force_login(viewer)
+    html = client.get(f"/admin/loaders/loaderversion/{active_loader.versions.get().pk}/change/").content.decode()
+    assert "SALES-DAILY loader" not in html and "SALES-DAILY" in html

@@ -379,3 +379,33 @@ def test_rotate_field_keys_reencrypts_current_and_history_rows(settings, editor,
     with connection.cursor() as cursor:
         cursor.execute("SELECT connection_password FROM loaders_historicalloaderversion")
         assert cursor.fetchone()[0].startswith("fernet:")
+
+
+def test_a_loader_with_only_a_rejected_version_exports_and_reimports_unchanged(editor, approver, new_loader):
+    loader = new_loader("REJECTED-ONLY")
+    services.loader_version_submit(user=editor, version=loader.open_version)
+    services.loader_version_reject(user=approver, version=Loader.objects.get(pk=loader.pk).open_version, reason="no")
+    content = api(editor).get("/api/v1/loaders/export/?format=xlsx").content
+    report = run(editor, content, dry_run=True)
+    assert report.ok and report.unchanged == 1
+
+
+def test_a_queued_real_import_is_not_cleaned_up(editor, team, settings, django_capture_on_commit_callbacks):
+    import datetime as dt
+
+    settings.LOADER_IMPORT_SYNC_ROWS = 0
+    response = upload(api(editor), xlsx(good_rows(1)), dry_run=False)  # queued, on_commit not run
+    ImportJob.objects.filter(pk=response.json()["id"]).update(created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    assert importing.import_jobs_cleanup() == 0
+    importing.import_job_run(job_id=response.json()["id"])
+    assert ImportJob.objects.get(pk=response.json()["id"]).status == ImportJob.Status.DONE
+    assert Loader.objects.count() == 1
+
+
+def test_a_delivered_twice_import_runs_once(editor, team, settings):
+    settings.LOADER_IMPORT_SYNC_ROWS = 0
+    response = upload(api(editor), xlsx(good_rows(2)), dry_run=False)
+    importing.import_job_run(job_id=response.json()["id"])
+    importing.import_job_run(job_id=response.json()["id"])
+    assert Loader.objects.count() == 2
+    assert ImportJob.objects.get(pk=response.json()["id"]).status == ImportJob.Status.DONE

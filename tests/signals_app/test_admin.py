@@ -8,7 +8,8 @@ from signals_app.models import IngestToken, Run, Signal
 def test_a_token_created_in_the_admin_is_shown_once(client, editor, active_loader):
     client.force_login(editor)
     response = client.post(
-        "/admin/signals_app/ingesttoken/add/", {"loader": active_loader.pk, "kind": "API", "name": "airflow"},
+        "/admin/signals_app/ingesttoken/add/",
+        {"loader": active_loader.pk, "kind": "API", "name": "airflow"},
         follow=True,
     )
     token = IngestToken.objects.get()
@@ -30,8 +31,13 @@ def test_tokens_are_revoked_not_deleted(client, editor, active_loader, token_for
 
 def test_viewers_see_runs_and_signals_but_cannot_create_tokens(client, viewer, active_loader):
     Run.objects.create(loader=active_loader, started_at="2026-11-28T01:00:00Z")
-    Signal.objects.create(loader=active_loader, signal_key="rows", validation_status="FAILED",
-                          captured_at="2026-11-28T01:00:00Z", received_at="2026-11-28T01:00:00Z")
+    Signal.objects.create(
+        loader=active_loader,
+        signal_key="rows",
+        validation_status="FAILED",
+        captured_at="2026-11-28T01:00:00Z",
+        received_at="2026-11-28T01:00:00Z",
+    )
     client.force_login(viewer)
     assert "SALES-DAILY" in client.get("/admin/signals_app/run/").content.decode()
     assert "rows" in client.get("/admin/signals_app/signal/?validation_status__exact=FAILED").content.decode()

@@ -148,3 +148,15 @@ def test_metrics_need_the_token_when_one_is_set(client, settings):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+
+
+def test_whoami_tells_a_job_which_loader_its_token_is_for(job, editor):
+    assert job.get("/api/v1/whoami/").json() == {
+        "kind": "ingest_token",
+        "name": "etl job",
+        "loader_code": "SALES-DAILY",
+    }
+    client = APIClient()
+    client.force_authenticate(editor)
+    assert client.get("/api/v1/whoami/").json()["roles"] == ["Editor"]
+    assert APIClient().get("/api/v1/whoami/").status_code == 401

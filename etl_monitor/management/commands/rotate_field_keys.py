@@ -19,7 +19,7 @@ class Command(BaseCommand):
         total = 0
         for model in apps.get_models():
             fields = [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
-            if not fields:
+            if not fields or model._meta.proxy:
                 continue
             pk = model._meta.pk.name
             with transaction.atomic():
