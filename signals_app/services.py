@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import math
 import secrets
 import uuid
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
 from loaders.models import Loader, VersionState
+from loaders.validators import LOADER_CODE_RE
 from signals_app import metrics
 from signals_app.models import (
     IngestToken,
@@ -169,6 +171,9 @@ def _text(value: Any, field: str, max_length: int, errors: _Errors, index: int |
     if not isinstance(value, str):
         errors.add(index, field, "Must be a string.")
         return ""
+    if "\x00" in value:
+        errors.add(index, field, "Must not contain NUL characters.")
+        return ""
     if len(value) > max_length:
         errors.add(index, field, f"At most {max_length} characters.")
         return ""
@@ -240,6 +245,8 @@ def _signal_row(
         text = ""
     elif isinstance(raw_value, str):
         text = raw_value
+        if "\x00" in text:
+            errors.add(index, "signal_value", "Must not contain NUL characters.")
         if len(text) > 500:
             errors.add(index, "signal_value", "At most 500 characters.")
         try:
@@ -257,11 +264,14 @@ def _signal_row(
     correlation = _text(item.get("correlation_id"), "correlation_id", 100, errors, index)
     idem = _text(item.get("idempotency_key"), "idempotency_key", 200, errors, index) or None
     attributes = item.get("attributes")
-    if attributes is not None and (
-        not isinstance(attributes, dict) or len(attributes) > 50 or len(str(attributes)) > 4000
-    ):
-        errors.add(index, "attributes", "Must be a JSON object of at most 50 keys and about 4 KB.")
-        attributes = None
+    if attributes is not None:
+        encoded = json.dumps(attributes) if isinstance(attributes, dict) else ""
+        if not isinstance(attributes, dict) or len(attributes) > 50 or len(encoded) > 4000:
+            errors.add(index, "attributes", "Must be a JSON object of at most 50 keys and about 4 KB.")
+            attributes = None
+        elif "\\u0000" in encoded:  # PostgreSQL's jsonb cannot hold NUL
+            errors.add(index, "attributes", "Must not contain NUL characters.")
+            attributes = None
     run = None
     run_id = item.get("run_id")
     if run_id is not None:
@@ -297,7 +307,8 @@ def _loaders_by_code(codes: Iterable[str]) -> dict[str, Loader]:
     from loaders.models import LoaderVersion
 
     active = LoaderVersion.objects.filter(loader=OuterRef("pk"), state=VersionState.ACTIVE)
-    queryset = Loader.objects.filter(loader_code__in=set(codes)).annotate(has_active=Exists(active))
+    valid = {code for code in codes if LOADER_CODE_RE.match(code)}  # anything else cannot exist
+    queryset = Loader.objects.filter(loader_code__in=valid).annotate(has_active=Exists(active))
     return {loader.loader_code: loader for loader in queryset}
 
 
@@ -416,7 +427,6 @@ def _keys_claim(pairs: list[tuple[int, str]], sample: Signal) -> set[tuple[int, 
 
 def _signals_copy(rows: list[Signal]) -> None:
     """COPY the rows in (PostgreSQL): several times faster than INSERT for large batches."""
-    import json
 
     if not rows:
         return
@@ -449,7 +459,8 @@ def _signals_copy(rows: list[Signal]) -> None:
 
 
 def _bounded(text: Any, limit: int) -> str:
-    text = "" if text is None else str(text)
+    # Free text from jobs (errors, logs) is kept, minus what PostgreSQL cannot store.
+    text = "" if text is None else str(text).replace("\x00", "\ufffd")
     return text if len(text) <= limit else text[: limit - 20] + "\n…(truncated)"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +34,14 @@ from loaders.api.serializers import (
 )
 from loaders.models import ImportJob, Loader, LoaderVersion, VersionState
 from loaders.spreadsheets import SpreadsheetError
+
+
+def _job_uuid(job_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(job_id)
+    except ValueError:
+        raise NotFound("No import with this id.")
+
 
 STATE_FILTERS = {
     "pending": {"has_pending": True},
@@ -179,7 +188,7 @@ class LoaderViewSet(
     @extend_schema(summary="Status, progress and report of an import", responses=ImportJobSerializer)
     @action(detail=False, methods=["get"], url_path=r"import/(?P<job_id>[0-9a-f-]{36})")
     def import_status(self, request: Request, job_id: str) -> Response:
-        job = get_object_or_404(ImportJob, pk=job_id)
+        job = get_object_or_404(ImportJob, pk=_job_uuid(job_id))
         if job.created_by_id != request.user.pk and not request.user.has_perm("loaders.delete_importjob"):
             raise NotFound()
         return Response(ImportJobSerializer(job, context=self.get_serializer_context()).data)
@@ -191,7 +200,7 @@ class LoaderViewSet(
     )
     @action(detail=False, methods=["post"], url_path=r"import/(?P<job_id>[0-9a-f-]{36})/confirm")
     def import_confirm(self, request: Request, job_id: str) -> Response:
-        preview = get_object_or_404(ImportJob, pk=job_id, created_by=request.user)
+        preview = get_object_or_404(ImportJob, pk=_job_uuid(job_id), created_by=request.user)
         job = importing.import_job_confirm(user=request.user, preview=preview)
         body = ImportJobSerializer(job, context=self.get_serializer_context()).data
         if job.status == ImportJob.Status.QUEUED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -106,6 +107,10 @@ class SignalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self) -> QuerySet[Signal]:
         params = self.request.query_params
+        if any("\x00" in value for value in params.values()):
+            raise exceptions.ValidationError(
+                {"non_field_errors": ["Query parameters must not contain NUL characters."]}
+            )
         queryset = Signal.objects.select_related("loader", "run")
         filters = {
             "loader": "loader__loader_code",
@@ -118,12 +123,20 @@ class SignalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         }
         for param, lookup in filters.items():
             if value := params.get(param):
+                if param == "run_id":
+                    try:
+                        value = uuid.UUID(value)
+                    except ValueError:
+                        raise exceptions.ValidationError({param: ["Must be a UUID."]})
                 queryset = queryset.filter(**{lookup: value})
         for param, lookup in (("from", "captured_at__gte"), ("to", "captured_at__lt")):
             if value := params.get(param):
-                moment = parse_datetime(value)
-                if moment is None:
-                    raise exceptions.ValidationError({param: ["Use an ISO 8601 timestamp."]})
+                try:
+                    moment = parse_datetime(value)
+                except ValueError:
+                    moment = None
+                if moment is None or moment.tzinfo is None:
+                    raise exceptions.ValidationError({param: ["Use an ISO 8601 timestamp with a time zone."]})
                 queryset = queryset.filter(**{lookup: moment})
         return queryset
 
@@ -190,8 +203,15 @@ class RunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_throttles(self) -> list[Any]:
         return [IngestRateThrottle()] if self.request.method in ("POST", "PATCH") else []
 
+    def _run(self, run_id: str) -> Run:
+        try:
+            run_uuid = uuid.UUID(run_id)
+        except ValueError:
+            raise exceptions.NotFound("No run with this id (run ids are UUIDs).")
+        return get_object_or_404(self.get_queryset(), run_id=run_uuid)
+
     def get_object(self) -> Run:
-        run = get_object_or_404(self.get_queryset(), run_id=self.kwargs["run_id"])
+        run = self._run(self.kwargs["run_id"])
         if isinstance(self.request.auth, IngestToken):
             if self.request.auth.loader_id != run.loader_id:
                 raise exceptions.NotFound()
@@ -210,7 +230,7 @@ class RunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         summary="Finish a run (its standard signals are recorded)", request=RunFinishSerializer, responses=RunSerializer
     )
     def partial_update(self, request: Request, run_id: str) -> Response:
-        run = get_object_or_404(Run.objects.select_related("loader"), run_id=run_id)
+        run = self._run(run_id)
         if isinstance(request.auth, IngestToken) and request.auth.loader_id != run.loader_id:
             raise exceptions.NotFound()
         run = services.run_finish(writer=writer_of(request), run=run, data=_mapping(json_body(request)))
