@@ -31,8 +31,9 @@ LOADER_EXECUTION_SECONDS = Histogram(
 RUNS_FINISHED = Counter("loader_runs_finished", "Finished loader runs, by status.", ["loader_code", "status"])
 
 
-def signals_received(rows: Iterable[Any]) -> None:
-    tally = Tally((row.loader.loader_code, row.validation_status) for row in rows)
+def signals_received(pairs: Iterable[tuple[str, str]]) -> None:
+    """Count stored signals given as (loader_code, validation_status) pairs."""
+    tally = Tally(pairs)
     for (code, status), count in tally.items():
         SIGNALS_RECEIVED.labels(loader_code=code, validation_status=status).inc(count)
 
