@@ -160,3 +160,10 @@ def test_whoami_tells_a_job_which_loader_its_token_is_for(job, editor):
     client.force_authenticate(editor)
     assert client.get("/api/v1/whoami/").json()["roles"] == ["Editor"]
     assert APIClient().get("/api/v1/whoami/").status_code == 401
+
+
+def test_metrics_include_http_request_counts(client, job):
+    job.get("/api/v1/whoami/")
+    text = client.get("/metrics").content.decode()
+    assert 'django_http_requests_total{method="GET",status="200",view="v1:whoami-list"}' in text
+    assert "django_http_request_duration_seconds_bucket" in text
