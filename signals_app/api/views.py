@@ -220,14 +220,37 @@ class RunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         return run
 
     @extend_schema(
-        summary="Start a run", request=RunStartSerializer, responses={201: RunSerializer, 200: RunSerializer}
+        summary="Start a run (a retried start with the same run_id answers 200 and changes nothing)",
+        request=RunStartSerializer,
+        responses={201: RunSerializer, 200: RunSerializer},
+        examples=[
+            OpenApiExample(
+                "Start",
+                value={
+                    "loader_code": "SALES-DAILY",
+                    "run_id": "7d1f0c2e-5b8a-4c1e-9a4b-2f6d8e0c1a3b",
+                    "correlation_id": "airflow-sales-2026-11-28",
+                },
+                request_only=True,
+            )
+        ],
     )
     def create(self, request: Request) -> Response:
         run, created = services.run_start(writer=writer_of(request), data=_mapping(json_body(request)))
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
-        summary="Finish a run (its standard signals are recorded)", request=RunFinishSerializer, responses=RunSerializer
+        summary="Finish a run (its standard signals are recorded)",
+        request=RunFinishSerializer,
+        responses=RunSerializer,
+        examples=[
+            OpenApiExample(
+                "Succeeded",
+                value={"status": "SUCCEEDED", "rows_read": 500, "rows_written": 480, "rows_rejected": 20},
+                request_only=True,
+            ),
+            OpenApiExample("Failed", value={"status": "FAILED", "error_text": "Connection reset"}, request_only=True),
+        ],
     )
     def partial_update(self, request: Request, run_id: str) -> Response:
         run = self._run(run_id)
