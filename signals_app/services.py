@@ -41,6 +41,7 @@ from signals_app.models import (
 TOKEN_PREFIX = {IngestToken.Kind.API: "etlm_", IngestToken.Kind.PING: ""}
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # don't write the token row on every request
 ERROR_TEXT_MAX = 4_000
+MAX_COUNT = 2**63 - 1  # a PostgreSQL bigint
 LOG_EXCERPT_MAX = 10_000
 
 
@@ -169,7 +170,9 @@ def _timestamp(value: Any, field: str, errors: _Errors, index: int | None, now: 
         return None
     tolerance = dt.timedelta(seconds=settings.SIGNAL_FUTURE_TOLERANCE_SECONDS)
     if parsed > now + tolerance:
-        errors.add(index, field, f"Is more than {tolerance.seconds} s in the future; check the sender's clock.")
+        errors.add(
+            index, field, f"Is more than {int(tolerance.total_seconds())} s in the future; check the sender's clock."
+        )
         return None
     return parsed
 
@@ -209,8 +212,8 @@ def _choice(value: Any, field: str, choices: type, default: str | None, errors: 
 def _count(value: Any, field: str, errors: _Errors, index: int | None) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        errors.add(index, field, "Must be a whole number ≥ 0.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        errors.add(index, field, f"Must be a whole number from 0 to {MAX_COUNT}.")
         return None
     return value
 
@@ -259,7 +262,13 @@ def _signal_row(
     elif isinstance(raw_value, int | float):
         if isinstance(raw_value, float) and not math.isfinite(raw_value):
             errors.add(index, "signal_value", "Must be a finite number.")
-        text, number = repr(raw_value) if isinstance(raw_value, float) else str(raw_value), float(raw_value)
+        text = repr(raw_value) if isinstance(raw_value, float) else str(raw_value)
+        try:
+            number = float(raw_value)
+        except OverflowError:
+            errors.add(index, "signal_value", "Number too large; send it as a string.")
+        if len(text) > 500:
+            errors.add(index, "signal_value", "At most 500 characters.")
     elif raw_value is None:
         text = ""
     elif isinstance(raw_value, str):
@@ -294,7 +303,7 @@ def _signal_row(
     run = None
     run_id = item.get("run_id")
     if run_id is not None:
-        run = runs.get(str(run_id))
+        run = runs.get(_uuid_key(run_id))
         if run is None:
             errors.add(index, "run_id", f"Unknown run {run_id!r}.")
         elif loader is not None and run.loader_id != loader.pk:
@@ -372,6 +381,14 @@ def signals_ingest(*, writer: Writer, payload: Any) -> dict[str, Any]:
     stored = _signals_write(rows)
     metrics.signals_received((by_id[rows[i][0]].loader_code, rows[i][STATUS]) for i in stored)
     return {"accepted": len(rows)}
+
+
+def _uuid_key(value: Any) -> str:
+    """The canonical text of a UUID (any case, with or without dashes), or the value as given."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
 
 
 def _uuids(values: Iterable[str]) -> list[uuid.UUID]:
@@ -565,6 +582,7 @@ def run_finish(*, writer: Writer, run: Run, data: Mapping[str, Any]) -> Run:
     now = timezone.now()
     finished = _timestamp(data.get("finished_at"), "finished_at", errors, None, now) or now
     counts = {f: _count(data.get(f), f, errors, None) for f in ("rows_read", "rows_written", "rows_rejected")}
+    correlation = _text(data.get("correlation_id"), "correlation_id", 100, errors, None)
     exit_status = data.get("exit_status")
     if exit_status is not None and (
         isinstance(exit_status, bool) or not isinstance(exit_status, int) or not 0 <= exit_status <= 255
@@ -587,8 +605,8 @@ def run_finish(*, writer: Writer, run: Run, data: Mapping[str, Any]) -> Run:
     run.error_text = _bounded(data.get("error_text"), ERROR_TEXT_MAX)
     run.log_excerpt = _bounded(data.get("log_excerpt"), LOG_EXCERPT_MAX)
     run.exit_status = exit_status
-    if data.get("correlation_id"):
-        run.correlation_id = str(data["correlation_id"])[:100]
+    if correlation:
+        run.correlation_id = correlation
     run.save()
     _run_signals(run)
     return run
@@ -651,7 +669,7 @@ def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str 
             loader_version=active,
             started_at=now,
             source="PING",
-            log_excerpt=body,
+            log_excerpt=_bounded(body, LOG_EXCERPT_MAX),
             loader_paused=loader.is_paused,
             no_active_version=active is None,
         )

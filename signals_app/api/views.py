@@ -319,6 +319,8 @@ def ping(request: HttpRequest, key: str, loader_code: str, action: str = "succes
     token = services.ingest_token_authenticate(key, kind=IngestToken.Kind.PING)
     if token is None:
         return HttpResponse("Unknown or revoked ping key.\n", status=404, content_type="text/plain")
+    if request.method == "HEAD":
+        return HttpResponse(content_type="text/plain")  # link checkers and monitors: answer, record nothing
     limit = settings.PING_BODY_MAX_BYTES
     body = request.read(limit + 1) if request.method == "POST" else b""
     excerpt = body[:limit].decode("utf-8", errors="replace")
@@ -328,7 +330,7 @@ def ping(request: HttpRequest, key: str, loader_code: str, action: str = "succes
         run = services.ping_record(token=token, loader_code=loader_code, action=action, body=excerpt)
     except ServiceError as exc:
         code = 403 if exc.code == "permission_denied" else 400
-        return HttpResponse(exc.message + "\n", status=code, content_type="text/plain")
+        return HttpResponse(f"{exc}\n", status=code, content_type="text/plain")
     return HttpResponse(f"OK {run.run_id} {run.status}\n", content_type="text/plain")
 
 

@@ -168,3 +168,18 @@ def test_reading_signals_with_filters_and_cursor_pages(job, viewer):
     second = client.get(page["next"]).json()
     assert len(second["results"]) == 1 and second["results"][0]["validation_status"] == "FAILED"
     assert job.get("/api/v1/signals/").status_code == 403  # ingest tokens write, they don't read
+
+
+def test_huge_integers_and_upper_case_run_ids(job):
+    response = post(job, signal(signal_value=10**400))
+    assert response.status_code == 400 and "signal_value" in response.json()
+    run_id = job.post(
+        "/api/v1/runs/", json.dumps({"loader_code": "SALES-DAILY"}), content_type="application/json"
+    ).json()["run_id"]
+    assert post(job, signal(run_id=run_id.upper())).status_code == 201
+
+
+def test_the_future_tolerance_message_counts_whole_days(job, settings):
+    settings.SIGNAL_FUTURE_TOLERANCE_SECONDS = 2 * 86400
+    response = post(job, signal(captured_at=(timezone.now() + dt.timedelta(days=3)).isoformat()))
+    assert "172800 s in the future" in response.json()["captured_at"][0]

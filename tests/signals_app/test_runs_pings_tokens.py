@@ -167,3 +167,33 @@ def test_metrics_include_http_request_counts(client, job):
     text = client.get("/metrics").content.decode()
     assert 'django_http_requests_total{method="GET",status="200",view="v1:whoami-list"}' in text
     assert "django_http_request_duration_seconds_bucket" in text
+
+
+def test_run_finish_validates_the_correlation_id_and_huge_counts(job):
+    run_id = send(job, "post", "/api/v1/runs/", {"loader_code": "SALES-DAILY"}).json()["run_id"]
+    response = send(
+        job, "patch", f"/api/v1/runs/{run_id}/", {"status": "SUCCEEDED", "correlation_id": "a\x00b", "rows_read": 2**70}
+    )
+    assert response.status_code == 400
+    assert set(response.json()) == {"correlation_id", "rows_read"}
+
+
+def test_a_ping_start_body_with_nul_bytes_is_kept_safely(active_loader, token_for):
+    key = token_for(active_loader, IngestToken.Kind.PING)
+    response = Client().post(f"/ping/{key}/SALES-DAILY/start", data=b"a\x00b" * 5000, content_type="text/plain")
+    assert response.status_code == 200
+    run = Run.objects.get()
+    assert "\x00" not in run.log_excerpt and len(run.log_excerpt) <= 10_000
+
+
+def test_a_bad_ping_action_says_what_to_use(active_loader, token_for):
+    key = token_for(active_loader, IngestToken.Kind.PING)
+    response = Client().get(f"/ping/{key}/SALES-DAILY/later")
+    assert response.status_code == 400
+    assert "Use start, fail, or an exit status from 0 to 255." in response.content.decode()
+
+
+def test_a_head_request_records_no_ping(active_loader, token_for):
+    key = token_for(active_loader, IngestToken.Kind.PING)
+    assert Client().head(f"/ping/{key}/SALES-DAILY").status_code == 200
+    assert not Run.objects.exists()
