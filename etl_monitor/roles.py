@@ -46,7 +46,13 @@ ROLE_GRANTS: dict[str, set[str]] = {
         "signals_app.change_run",
     },
     Role.APPROVER: {"loaders.approve_loaderversion"},
-    Role.OPERATOR: set(),
+    Role.OPERATOR: {
+        "incidents.change_incident",
+        "incidents.add_incidentevent",
+        "incidents.add_silence",
+        "incidents.change_silence",
+        "incidents.delete_silence",
+    },
 }
 
 

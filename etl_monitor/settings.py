@@ -256,6 +256,13 @@ SIGNAL_RETENTION_DAYS = env.int("SIGNAL_RETENTION_DAYS", default=30)
 PING_BODY_MAX_BYTES = env.int("PING_BODY_MAX_BYTES", default=10_000)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token for /metrics; unset = loopback only
 
+# --- Incidents ------------------------------------------------------------------------
+# A breach within this time after an incident resolved reopens it instead of opening a new one.
+INCIDENT_REOPEN_SECONDS = env.int("INCIDENT_REOPEN_SECONDS", default=3600)
+# This many open/resolve changes within the window mark an incident flapping (kept open, no spam).
+INCIDENT_FLAP_THRESHOLD = env.int("INCIDENT_FLAP_THRESHOLD", default=4)
+INCIDENT_FLAP_WINDOW_SECONDS = env.int("INCIDENT_FLAP_WINDOW_SECONDS", default=3600)
+
 # --- Branding -----------------------------------------------------------------
 ETL_MONITOR_SITE_TITLE = env.str("ETL_MONITOR_SITE_TITLE", default="ETL Monitor")
 ETL_MONITOR_SITE_HEADER = env.str("ETL_MONITOR_SITE_HEADER", default="ETL Monitor")

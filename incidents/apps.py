@@ -6,3 +6,7 @@ class IncidentsConfig(AppConfig):
 
     name = "incidents"
     verbose_name = "Incidents"
+
+    def ready(self) -> None:
+        # Built-in kinds register themselves on import.
+        from incidents.kinds import etl  # noqa: F401

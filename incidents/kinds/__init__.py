@@ -1,0 +1,121 @@
+"""The registry of detection rule kinds.
+
+A kind is a small class with one interface: validate its parameters, and
+evaluate a rule over its scope at a moment into *measurements per subject*.
+Adding a kind means adding one module that calls ``kind_register`` (and its
+tests). Kinds that call an external source raise ``SourceUnavailable``; the
+engine reports that as its own incident and goes on with the other rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from etl_monitor.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from incidents.models import DetectionRule
+    from loaders.models import Loader
+
+
+class SourceUnavailable(Exception):
+    """An external source (Prometheus, Elasticsearch…) could not be queried; names the source."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass
+class Measurement:
+    """What a kind measured for one subject (a loader, or a series of an external source)."""
+
+    subject: str
+    value: float | None
+    loader_id: int | None = None
+    breached: bool | None = None  # kinds that decide themselves (missed_run) set it; else operator/threshold decide
+    details: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True)
+class Param:
+    type: type
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+
+class RuleKind:
+    """Base class: subclasses set ``name``, ``rule_type``, ``params`` and implement ``evaluate``."""
+
+    name: ClassVar[str]
+    rule_type: ClassVar[str] = "TRANSACTION"
+    description: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    default_operator: ClassVar[str] = "GT"
+    default_threshold: ClassVar[float | None] = None
+
+    def validate_params(self, raw: Any) -> dict[str, Any]:
+        """Normalised parameters, or InvalidInput naming ``params.<name>``."""
+        if raw in (None, ""):
+            raw = {}
+        if not isinstance(raw, dict):
+            raise InvalidInput({"params": ["Must be an object of parameters."]})
+        errors: dict[str, list[str]] = {}
+        clean: dict[str, Any] = {}
+        for name in sorted(set(raw) - set(self.params)):
+            errors[f"params.{name}"] = [
+                f"Unknown parameter for {self.name} (known: {', '.join(self.params) or 'none'})."
+            ]
+        for name, spec in self.params.items():
+            value = raw.get(name, spec.default)
+            if value is None:
+                if spec.required:
+                    errors[f"params.{name}"] = ["Required."]
+                continue
+            if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
+                errors[f"params.{name}"] = [f"Must be a {spec.type.__name__}."]
+                continue
+            if spec.choices is not None and value not in spec.choices:
+                errors[f"params.{name}"] = [f"Must be one of {', '.join(map(str, spec.choices))}."]
+                continue
+            clean[name] = value
+        clean = self.check(clean, errors)
+        if errors:
+            raise InvalidInput(errors)
+        return clean
+
+    def check(self, params: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+        """Cross-parameter checks; add to ``errors``. Override when needed."""
+        return params
+
+    def evaluate(self, rule: DetectionRule, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        raise NotImplementedError
+
+
+_KINDS: dict[str, RuleKind] = {}
+
+
+def kind_register(kind: type[RuleKind]) -> type[RuleKind]:
+    _KINDS[kind.name] = kind()
+    return kind
+
+
+def kind_get(name: str) -> RuleKind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise InvalidInput({"kind": [f"Unknown kind {name!r} (known: {', '.join(sorted(_KINDS))})."]}) from None
+
+
+def kinds_all() -> dict[str, RuleKind]:
+    return dict(sorted(_KINDS.items()))

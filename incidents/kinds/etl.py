@@ -1,0 +1,314 @@
+"""Built-in rule kinds over ETL Monitor's own data (runs and signals).
+
+Every query is bounded by the rule's window on an indexed time column, so a
+rule's cost follows the window, not the size of the signals table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+from croniter import croniter
+from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
+
+from incidents.kinds import Measurement, Param, RuleKind, kind_register
+from loaders.models import Loader, LoaderVersion, VersionState
+from signals_app.models import Run, RunStatus, Signal, ValidationStatus
+
+
+def _window(rule: Any, now: dt.datetime) -> dt.datetime:
+    return now - dt.timedelta(seconds=rule.window_seconds)
+
+
+def _active_versions(loaders: QuerySet[Loader]) -> dict[int, LoaderVersion]:
+    versions = LoaderVersion.objects.filter(loader__in=loaders, state=VersionState.ACTIVE)
+    return {v.loader_id: v for v in versions}
+
+
+@kind_register
+class SignalFailureRate(RuleKind):
+    """FAILED share of signals in the window, in percent, per loader or over all loaders
+    (the roadmap's rule 1: more than 5% in 5 minutes → HIGH)."""
+
+    name = "signal_failure_rate"
+    description = "Percentage of FAILED signals in the window."
+    default_threshold = 5.0
+    params = {
+        "per": Param(str, default="loader", choices=("loader", "overall"), help="Per loader, or one overall rate."),
+        "min_signals": Param(int, default=1, help="Ignore subjects with fewer signals in the window."),
+    }
+
+    def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now)
+        minimum = rule.params.get("min_signals", 1)
+        if rule.params.get("per", "loader") == "overall":
+            totals = signals.aggregate(total=Count("id"), failed=Count("id", filter=Q(validation_status="FAILED")))
+            if totals["total"] < minimum:
+                return []
+            rate = 100.0 * totals["failed"] / totals["total"]
+            return [Measurement("all loaders", rate, details=totals)]
+        rows = (
+            signals.values("loader_id", "loader__loader_code")
+            .annotate(total=Count("id"), failed=Count("id", filter=Q(validation_status=ValidationStatus.FAILED)))
+            .filter(total__gte=minimum)
+        )
+        return [
+            Measurement(
+                r["loader__loader_code"],
+                100.0 * r["failed"] / r["total"],
+                loader_id=r["loader_id"],
+                details={"failed": r["failed"], "total": r["total"]},
+            )
+            for r in rows
+        ]
+
+
+@kind_register
+class RunFailed(RuleKind):
+    """Runs that finished FAILED (or TIMED_OUT) and FAILED signals sent directly, per loader, in the window."""
+
+    name = "run_failed"
+    description = "Failed runs and FAILED signals in the window."
+    default_threshold = 0.0
+
+    def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        since = _window(rule, now)
+        runs = (
+            Run.objects.filter(loader__in=loaders, finished_at__gte=since, finished_at__lte=now)
+            .filter(status__in=[RunStatus.FAILED, RunStatus.TIMED_OUT])
+            .values("loader_id", "loader__loader_code")
+            .annotate(count=Count("id"), last_error=Max("error_text"), correlation=Max("correlation_id"))
+        )
+        # Signals of runs are already counted as runs; here only the ones jobs sent themselves.
+        signals = (
+            Signal.objects.filter(loader__in=loaders, captured_at__gte=since, captured_at__lte=now, run__isnull=True)
+            .filter(validation_status=ValidationStatus.FAILED)
+            .values("loader_id", "loader__loader_code")
+            .annotate(count=Count("id"), correlation=Max("correlation_id"))
+        )
+        found: dict[int, Measurement] = {}
+        for r in runs:
+            found[r["loader_id"]] = Measurement(
+                r["loader__loader_code"],
+                float(r["count"]),
+                loader_id=r["loader_id"],
+                details={"failed_runs": r["count"], "error": (r["last_error"] or "")[:500]},
+                correlation_id=r["correlation"] or "",
+            )
+        for r in signals:
+            m = found.setdefault(r["loader_id"], Measurement(r["loader__loader_code"], 0.0, loader_id=r["loader_id"]))
+            m.value = (m.value or 0) + r["count"]
+            m.details["failed_signals"] = r["count"]
+            m.correlation_id = m.correlation_id or r["correlation"] or ""
+        return list(found.values())
+
+
+@kind_register
+class RunDuration(RuleKind):
+    """A run longer than allowed (also while still running), or suspiciously fast.
+
+    ``mode=max``: the threshold in seconds, or the ACTIVE version's maximum duration
+    when the rule has no threshold. ``mode=min``: runs that finished in less than the
+    threshold seconds."""
+
+    name = "run_duration"
+    description = "Run duration above a maximum (also while running) or below a minimum."
+    params = {"mode": Param(str, default="max", choices=("max", "min"))}
+
+    def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        since = _window(rule, now)
+        versions = _active_versions(loaders)
+        mode = rule.params.get("mode", "max")
+        runs = Run.objects.filter(loader__in=loaders).select_related("loader")
+        if mode == "max":
+            runs = runs.filter(Q(status=RunStatus.RUNNING) | Q(finished_at__gte=since))
+        else:
+            runs = runs.filter(finished_at__gte=since, status=RunStatus.SUCCEEDED)
+        worst: dict[int, Measurement] = {}
+        for run in runs.only(
+            "loader_id", "loader__loader_code", "status", "started_at", "duration_seconds", "correlation_id", "run_id"
+        ):
+            seconds = (
+                run.duration_seconds if run.duration_seconds is not None else (now - run.started_at).total_seconds()
+            )
+            if mode == "max":
+                limit = rule.threshold
+                if limit is None:
+                    version = versions.get(run.loader_id)
+                    if version is None or not version.max_duration_minutes:
+                        continue
+                    limit = version.max_duration_minutes * 60.0
+                breached = seconds > limit
+            else:
+                if rule.threshold is None:
+                    continue
+                limit, breached = rule.threshold, seconds < rule.threshold
+            current = worst.get(run.loader_id)
+            if (
+                current is None
+                or (breached and not current.breached)
+                or (
+                    breached == current.breached
+                    and (seconds > current.value if mode == "max" else seconds < current.value)
+                )
+            ):
+                worst[run.loader_id] = Measurement(
+                    run.loader.loader_code,
+                    seconds,
+                    loader_id=run.loader_id,
+                    breached=breached,
+                    details={"limit_seconds": limit, "run_id": str(run.run_id), "running": run.status == "RUNNING"},
+                    correlation_id=run.correlation_id,
+                )
+        return list(worst.values())
+
+
+@kind_register
+class VolumeOutOfRange(RuleKind):
+    """Rows written by the latest run finished in the window, outside the ACTIVE version's expected range."""
+
+    name = "volume_out_of_range"
+    description = "Rows written outside the expected range of the active version."
+
+    def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        versions = _active_versions(loaders)
+        runs = (
+            Run.objects.filter(loader__in=loaders, finished_at__gte=_window(rule, now), rows_written__isnull=False)
+            .order_by("loader_id", "-finished_at")
+            .select_related("loader")
+        )
+        latest: dict[int, Run] = {}
+        for run in runs:
+            latest.setdefault(run.loader_id, run)
+        found = []
+        for loader_id, run in latest.items():
+            version = versions.get(loader_id)
+            if version is None or (version.expected_rows_min is None and version.expected_rows_max is None):
+                continue
+            low, high = version.expected_rows_min, version.expected_rows_max
+            rows = run.rows_written
+            breached = (low is not None and rows < low) or (high is not None and rows > high)
+            found.append(
+                Measurement(
+                    run.loader.loader_code,
+                    float(rows),
+                    loader_id=loader_id,
+                    breached=breached,
+                    details={"expected_min": low, "expected_max": high, "run_id": str(run.run_id)},
+                    correlation_id=run.correlation_id,
+                )
+            )
+        return found
+
+
+AGGREGATES = {"avg": Avg, "max": Max, "min": Min, "sum": Sum, "count": Count}
+
+
+@kind_register
+class MetricThreshold(RuleKind):
+    """Any signal key or metric type, aggregated per loader over the window, against the threshold."""
+
+    name = "metric_threshold"
+    description = "A signal key or metric type aggregated (avg, max, min, sum, count, last) over the window."
+    params = {
+        "signal_key": Param(str, help="Signals with this key."),
+        "metric_type": Param(str, help="Or: signals of this metric type."),
+        "aggregation": Param(str, default="avg", choices=("avg", "max", "min", "sum", "count", "last")),
+    }
+
+    def check(self, params: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+        if not params.get("signal_key") and not params.get("metric_type"):
+            errors["params.signal_key"] = ["Give signal_key or metric_type."]
+        return params
+
+    def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now)
+        if key := rule.params.get("signal_key"):
+            signals = signals.filter(signal_key=key)
+        if metric_type := rule.params.get("metric_type"):
+            signals = signals.filter(metric_type=metric_type)
+        aggregation = rule.params.get("aggregation", "avg")
+        if aggregation == "last":
+            rows = signals.filter(value_number__isnull=False).order_by("loader_id", "-captured_at")
+            found: dict[int, Measurement] = {}
+            for s in rows.select_related("loader").only(
+                "loader_id", "loader__loader_code", "value_number", "correlation_id", "captured_at"
+            ):
+                found.setdefault(
+                    s.loader_id,
+                    Measurement(
+                        s.loader.loader_code, s.value_number, loader_id=s.loader_id, correlation_id=s.correlation_id
+                    ),
+                )
+            return list(found.values())
+        column = "id" if aggregation == "count" else "value_number"
+        rows = signals.values("loader_id", "loader__loader_code").annotate(value=AGGREGATES[aggregation](column))
+        return [
+            Measurement(
+                r["loader__loader_code"],
+                float(r["value"]) if r["value"] is not None else None,
+                loader_id=r["loader_id"],
+                details={"aggregation": aggregation},
+            )
+            for r in rows
+        ]
+
+
+@kind_register
+class MissedRun(RuleKind):
+    """A loader's ACTIVE schedule (cron in its time zone, plus grace) expected a run that did not start.
+
+    The latest scheduled time at or before ``now - grace`` is computed in the
+    loader's time zone (croniter on aware datetimes, so daylight-saving changes
+    move the UTC time as they should); a run started since that time, less a
+    small tolerance for early starts, satisfies it."""
+
+    name = "missed_run"
+    description = "A scheduled run did not start within its grace period."
+    params = {"early_tolerance_seconds": Param(int, default=300)}
+
+    def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        versions = _active_versions(loaders)
+        expected: dict[int, tuple[dt.datetime, LoaderVersion]] = {}
+        for loader_id, version in versions.items():
+            if not version.schedule_cron:
+                continue
+            zone = zoneinfo.ZoneInfo(version.schedule_timezone or "UTC")
+            deadline = now - dt.timedelta(minutes=version.grace_minutes)
+            previous = croniter(version.schedule_cron, deadline.astimezone(zone)).get_prev(dt.datetime)
+            if version.decided_at is not None and previous.astimezone(dt.UTC) < version.decided_at:
+                continue  # scheduled before this version was approved: not its run to miss
+            expected[loader_id] = (previous.astimezone(dt.UTC), version)
+        if not expected:
+            return []
+        tolerance = dt.timedelta(seconds=rule.params.get("early_tolerance_seconds", 300))
+        earliest = min(t for t, _v in expected.values()) - tolerance
+        last_start = dict(
+            Run.objects.filter(loader_id__in=expected, started_at__gte=earliest)
+            .values("loader_id")
+            .annotate(last=Max("started_at"))
+            .values_list("loader_id", "last")
+        )
+        codes = dict(Loader.objects.filter(pk__in=expected).values_list("pk", "loader_code"))
+        found = []
+        for loader_id, (due, version) in expected.items():
+            started = last_start.get(loader_id)
+            ok = started is not None and started >= due - tolerance
+            late = (now - due).total_seconds() / 60.0
+            found.append(
+                Measurement(
+                    codes[loader_id],
+                    0.0 if ok else late,
+                    loader_id=loader_id,
+                    breached=not ok,
+                    details={
+                        "expected_at": due.isoformat(),
+                        "schedule": version.schedule_cron,
+                        "timezone": version.schedule_timezone,
+                        "grace_minutes": version.grace_minutes,
+                    },
+                )
+            )
+        return found

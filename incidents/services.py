@@ -1,0 +1,414 @@
+"""Incident detection and the incident lifecycle.
+
+Evaluation: a rule's kind measures each subject; a breach held for
+``open_after`` evaluations fires the incident of fingerprint (rule, subject) —
+opened, fired again, or reopened within ``INCIDENT_REOPEN_SECONDS`` of its
+resolution; a condition clear for ``resolve_after_seconds`` resolves it by
+itself. Too many open/resolve cycles in ``INCIDENT_FLAP_WINDOW_SECONDS`` mark the
+incident flapping and keep it open instead. Every step writes an
+IncidentEvent (the timeline) and, once committed, sends ``incident_event`` —
+the one hook notifications and Jira subscribe to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from dateutil.rrule import rrulestr
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.dispatch import Signal as DjangoSignal
+from django.utils import timezone
+
+from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from incidents.kinds import Measurement, SourceUnavailable, kind_get
+from incidents.models import (
+    ACTIVE_STATUSES,
+    DetectionRule,
+    EventKind,
+    Incident,
+    IncidentEvent,
+    IncidentStatus,
+    Operator,
+    RuleSubjectState,
+    Scope,
+    Silence,
+)
+from loaders.models import Loader
+
+logger = logging.getLogger(__name__)
+
+# Sent after commit with ``event`` (an IncidentEvent) for every timeline entry.
+incident_event = DjangoSignal()
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+def _event(
+    incident: Incident, kind: str, *, at: dt.datetime, actor: Any = None, message: str = "", data: Any = None
+) -> IncidentEvent:
+    event = IncidentEvent.objects.create(
+        incident=incident,
+        kind=kind,
+        at=at,
+        actor=actor if getattr(actor, "pk", None) else None,
+        message=message,
+        data=data or {},
+    )
+    transaction.on_commit(lambda: incident_event.send(sender=Incident, event=event))
+    return event
+
+
+# --- comparisons and templates ------------------------------------------------------------
+
+
+def compare(value: float | None, operator: str, threshold: float | None) -> bool:
+    """Whether ``value`` breaches ``operator threshold`` (EXISTS: any value at all)."""
+    if operator == Operator.EXISTS:
+        return value is not None
+    if value is None or threshold is None:
+        return False
+    return {
+        Operator.GT: value > threshold,
+        Operator.GTE: value >= threshold,
+        Operator.LT: value < threshold,
+        Operator.LTE: value <= threshold,
+        Operator.EQ: value == threshold,
+        Operator.NEQ: value != threshold,
+    }[operator]
+
+
+class _SafeFormat(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render(template: str, rule: DetectionRule, m: Measurement) -> str:
+    value = (
+        "—"
+        if m.value is None
+        else (f"{m.value:.2f}".rstrip("0").rstrip(".") if isinstance(m.value, float) else m.value)
+    )
+    values = _SafeFormat(
+        subject=m.subject,
+        value=value,
+        threshold=rule.threshold,
+        window=rule.window_seconds,
+        rule=rule.name,
+        **{k: v for k, v in m.details.items() if isinstance(k, str)},
+    )
+    return template.format_map(values) if template else ""
+
+
+def fingerprint_of(rule: DetectionRule, subject: str) -> str:
+    return hashlib.sha256(f"rule:{rule.pk}:{subject}".encode()).hexdigest()
+
+
+# --- scope and silences -------------------------------------------------------------------------
+
+
+def rule_scope(rule: DetectionRule) -> QuerySet[Loader]:
+    """The loaders a rule watches: not paused, narrowed by the rule's scope."""
+    loaders = Loader.objects.filter(is_paused=False)
+    if rule.scope == Scope.LOADERS:
+        loaders = loaders.filter(pk__in=rule.scope_loaders.values("pk"))
+    elif rule.scope == Scope.TAG:
+        loaders = loaders.filter(tags=rule.scope_tag_id)
+    elif rule.scope == Scope.OWNER:
+        loaders = loaders.filter(owner_id=rule.scope_owner_id)
+    return loaders
+
+
+def silence_is_active(silence: Silence, at: dt.datetime) -> bool:
+    """Whether ``at`` falls in one of the silence's windows (recurrences in its time zone, DST-aware)."""
+    if not silence.recurrence:
+        return silence.starts_at <= at < silence.ends_at
+    import zoneinfo
+
+    zone = zoneinfo.ZoneInfo(silence.timezone or "UTC")
+    start_local = silence.starts_at.astimezone(zone).replace(tzinfo=None)
+    length = silence.ends_at - silence.starts_at
+    rule = rrulestr(silence.recurrence, dtstart=start_local)
+    local_at = at.astimezone(zone).replace(tzinfo=None)
+    # The latest occurrence starting at or before ``at`` (wall-clock time in the zone).
+    occurrence = rule.before(local_at, inc=True)
+    if occurrence is None:
+        return False
+    start = occurrence.replace(tzinfo=zone)
+    if silence.until is not None and start > silence.until:
+        return False
+    return start <= at < start + length
+
+
+def silence_matching(incident: Incident, at: dt.datetime) -> Silence | None:
+    loader = incident.loader
+    candidates = Silence.objects.filter(Q(until__isnull=True) | Q(until__gte=at - dt.timedelta(days=1)))
+    candidates = candidates.filter(Q(loader__isnull=True) | Q(loader=loader))
+    candidates = candidates.filter(Q(rule__isnull=True) | Q(rule_id=incident.rule_id))
+    candidates = candidates.filter(Q(severity="") | Q(severity=incident.severity))
+    tag_ids = set(loader.tags.values_list("pk", flat=True)) if loader else set()
+    for silence in candidates.filter(starts_at__lte=at):
+        if silence.tag_id is not None and silence.tag_id not in tag_ids:
+            continue
+        if silence.owner_id is not None and (loader is None or loader.owner_id != silence.owner_id):
+            continue
+        if silence_is_active(silence, at):
+            return silence
+    return None
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    rule: str
+    subject: str
+    value: float | None
+    breached: bool
+    action: str  # opened | refired | reopened | resolved | pending | clear | suppressed-opened | error
+    incident_id: int | None = None
+    note: str = ""
+
+
+@dataclass
+class EvaluationReport:
+    rule: str
+    decisions: list[Decision] = field(default_factory=list)
+    error: str = ""
+
+
+def rule_evaluate(*, rule: DetectionRule, now: dt.datetime | None = None) -> EvaluationReport:
+    """Evaluate one rule now and act on each subject; return every decision made (for detect_once)."""
+    now = now or timezone.now()
+    report = EvaluationReport(rule=rule.name)
+    kind = kind_get(rule.kind)
+    try:
+        measurements = kind.evaluate(rule, rule_scope(rule), now)
+    except SourceUnavailable as exc:
+        report.error = str(exc)
+        m = Measurement(subject=f"source:{exc.source}", value=None, breached=True, details={"error": exc.reason})
+        with transaction.atomic():
+            incident, action = _fire(rule, m, now, title=f"Data source unreachable: {exc.source}")
+        report.decisions.append(Decision(rule.name, m.subject, None, True, action, incident.pk, exc.reason))
+        measurements = []
+    seen = set()
+    for m in measurements:
+        seen.add(m.subject)
+        breached = m.breached if m.breached is not None else compare(m.value, rule.operator, rule.threshold)
+        with transaction.atomic():
+            report.decisions.append(_decide(rule, m, breached, now))
+    # Subjects that fired before but produced no measurement now are clear (no data, no breach).
+    for state in RuleSubjectState.objects.filter(rule=rule).exclude(subject__in=seen):
+        if state.subject.startswith("source:") and report.error:
+            continue
+        with transaction.atomic():
+            decision = _decide(rule, Measurement(subject=state.subject, value=None), False, now)
+        if decision.action != "clear" or state.consecutive_breaches:
+            report.decisions.append(decision)
+    DetectionRule.objects.filter(pk=rule.pk).update(
+        last_evaluated_at=now, next_due_at=now + dt.timedelta(seconds=rule.interval_seconds), last_error=report.error
+    )
+    return report
+
+
+def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetime) -> Decision:
+    state, _ = RuleSubjectState.objects.select_for_update().get_or_create(rule=rule, subject=m.subject)
+    active = Incident.objects.filter(fingerprint=fingerprint_of(rule, m.subject), status__in=ACTIVE_STATUSES).first()
+    if breached:
+        state.consecutive_breaches += 1
+        state.clear_since = None
+        state.save(update_fields=["consecutive_breaches", "clear_since"])
+        if state.consecutive_breaches < rule.open_after and active is None:
+            return Decision(
+                rule.name,
+                m.subject,
+                m.value,
+                True,
+                "pending",
+                note=f"breach {state.consecutive_breaches} of {rule.open_after} needed",
+            )
+        incident, action = _fire(rule, m, now)
+        return Decision(rule.name, m.subject, m.value, True, action, incident.pk)
+    state.consecutive_breaches = 0
+    state.clear_since = state.clear_since or now
+    state.save(update_fields=["consecutive_breaches", "clear_since"])
+    if active is None:
+        return Decision(rule.name, m.subject, m.value, False, "clear")
+    if (now - state.clear_since).total_seconds() < rule.resolve_after_seconds:
+        return Decision(rule.name, m.subject, m.value, False, "pending", active.pk, "waiting to stay clear")
+    if active.flapping:
+        return Decision(rule.name, m.subject, m.value, False, "flapping", active.pk, "kept open while flapping")
+    incident = Incident.objects.select_for_update().get(pk=active.pk)
+    incident.resolve()
+    incident.resolved_at = now
+    incident.save()
+    _event(incident, EventKind.RESOLVED, at=now, message="Resolved automatically: the condition is clear.")
+    _record_transition(state, now)
+    return Decision(rule.name, m.subject, m.value, False, "resolved", incident.pk)
+
+
+def _record_transition(state: RuleSubjectState, now: dt.datetime) -> int:
+    window = dt.timedelta(seconds=settings.INCIDENT_FLAP_WINDOW_SECONDS)
+    recent = [t for t in state.transitions if dt.datetime.fromisoformat(t) > now - window]
+    recent.append(now.isoformat())
+    state.transitions = recent[-50:]
+    state.save(update_fields=["transitions"])
+    return len(recent)
+
+
+def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = "") -> tuple[Incident, str]:
+    """Open, fire again, or reopen the incident of (rule, subject)."""
+    fingerprint = fingerprint_of(rule, m.subject)
+    snapshot = {"value": m.value, "threshold": rule.threshold, "operator": rule.operator, **m.details}
+    active = Incident.objects.select_for_update().filter(fingerprint=fingerprint, status__in=ACTIVE_STATUSES).first()
+    if active is not None:
+        active.occurrences += 1
+        active.last_seen = now
+        active.metrics = snapshot
+        active.save(update_fields=["occurrences", "last_seen", "metrics", "updated_at"])
+        _event(active, EventKind.REFIRED, at=now, data={"value": m.value, "occurrences": active.occurrences})
+        return active, "refired"
+    state = RuleSubjectState.objects.filter(rule=rule, subject=m.subject).first()
+    reopen_after = now - dt.timedelta(seconds=settings.INCIDENT_REOPEN_SECONDS)
+    recent = (
+        Incident.objects.select_for_update()
+        .filter(fingerprint=fingerprint, status=IncidentStatus.RESOLVED, resolved_at__gte=reopen_after)
+        .order_by("-resolved_at")
+        .first()
+    )
+    if recent is not None:
+        recent.reopen()
+        recent.occurrences += 1
+        recent.last_seen = now
+        recent.metrics = snapshot
+        recent.resolved_at = recent.resolved_by = None
+        flips = _record_transition(state, now) if state else 0
+        if flips >= settings.INCIDENT_FLAP_THRESHOLD and not recent.flapping:
+            recent.flapping = True
+            _event(recent, EventKind.FLAPPING, at=now, message=f"{flips} open/resolve changes within the flap window.")
+        recent.save()
+        _event(recent, EventKind.REOPENED, at=now, data={"value": m.value})
+        return recent, "reopened"
+    message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
+    incident = Incident(
+        title=(title or message)[:300],
+        description=message,
+        severity=rule.severity,
+        category=rule.rule_type,
+        rule=rule,
+        loader_id=m.loader_id,
+        subject=m.subject[:300],
+        fingerprint=fingerprint,
+        first_seen=now,
+        last_seen=now,
+        metrics=snapshot,
+        suggestion=render(rule.suggestion, rule, m),
+        correlation_id=m.correlation_id[:100],
+    )
+    try:
+        with transaction.atomic():
+            incident.save()
+    except IntegrityError:
+        # Another evaluation opened it a moment ago (the partial unique index): fire that one again.
+        return _fire(rule, m, now, title)
+    if state:
+        _record_transition(state, now)
+    _event(incident, EventKind.OPENED, at=now, message=message, data={"value": m.value})
+    silence = silence_matching(incident, now)
+    if silence is not None:
+        incident.suppressed = True
+        incident.save(update_fields=["suppressed"])
+        _event(incident, EventKind.SUPPRESSED, at=now, message=f"Silenced by {silence}", data={"silence": silence.pk})
+        return incident, "opened (suppressed)"
+    return incident, "opened"
+
+
+def rules_due(now: dt.datetime | None = None) -> QuerySet[DetectionRule]:
+    now = now or timezone.now()
+    return DetectionRule.objects.filter(enabled=True).filter(Q(next_due_at__isnull=True) | Q(next_due_at__lte=now))
+
+
+def rule_evaluate_claimed(*, rule_id: int, now: dt.datetime | None = None) -> EvaluationReport | None:
+    """Evaluate a rule unless another worker holds it (row lock, SKIP LOCKED): never twice at once."""
+    with transaction.atomic():
+        rule = DetectionRule.objects.select_for_update(skip_locked=True).filter(pk=rule_id, enabled=True).first()
+        if rule is None:
+            return None
+        return rule_evaluate(rule=rule, now=now)
+
+
+# --- lifecycle by people --------------------------------------------------------------------------
+
+
+def _require(user: AbstractBaseUser, perm: str, doing: str) -> None:
+    if not (user and user.is_active and user.has_perm(perm)):
+        raise PermissionRefused(f"Your role does not allow you to {doing}.")
+
+
+def _locked(incident: Incident) -> Incident:
+    return Incident.objects.select_for_update().get(pk=incident.pk)
+
+
+@transaction.atomic
+def incident_acknowledge(*, user: AbstractBaseUser, incident: Incident, comment: str = "") -> Incident:
+    """OPEN → ACKNOWLEDGED: someone is on it (stops escalation in the notification feature)."""
+    _require(user, "incidents.change_incident", "acknowledge incidents")
+    incident = _locked(incident)
+    if incident.status != IncidentStatus.OPEN:
+        raise StateConflict(
+            f"Incident #{incident.pk} is {incident.get_status_display().lower()}; only an open one can be acknowledged."
+        )
+    now = timezone.now()
+    incident.acknowledge()
+    incident.acknowledged_at, incident.acknowledged_by = now, user
+    incident.save()
+    _event(incident, EventKind.ACKNOWLEDGED, at=now, actor=user, message=comment)
+    return incident
+
+
+@transaction.atomic
+def incident_resolve(*, user: AbstractBaseUser, incident: Incident, comment: str = "") -> Incident:
+    _require(user, "incidents.change_incident", "resolve incidents")
+    incident = _locked(incident)
+    if incident.status not in ACTIVE_STATUSES:
+        raise StateConflict(
+            f"Incident #{incident.pk} is {incident.get_status_display().lower()}; it cannot be resolved."
+        )
+    now = timezone.now()
+    incident.resolve()
+    incident.resolved_at, incident.resolved_by = now, user
+    incident.save()
+    _event(incident, EventKind.RESOLVED, at=now, actor=user, message=comment or "Resolved by hand.")
+    return incident
+
+
+@transaction.atomic
+def incident_close(*, user: AbstractBaseUser, incident: Incident, comment: str = "") -> Incident:
+    """Close for good (a later breach opens a new incident instead of reopening this one)."""
+    _require(user, "incidents.change_incident", "close incidents")
+    incident = _locked(incident)
+    if incident.status == IncidentStatus.CLOSED:
+        raise StateConflict(f"Incident #{incident.pk} is already closed.")
+    now = timezone.now()
+    incident.close()
+    incident.closed_at = now
+    incident.save()
+    _event(incident, EventKind.CLOSED, at=now, actor=user, message=comment)
+    return incident
+
+
+@transaction.atomic
+def incident_comment(*, user: AbstractBaseUser, incident: Incident, text: str) -> IncidentEvent:
+    _require(user, "incidents.add_incidentevent", "comment on incidents")
+    text = (text or "").strip()
+    if not text:
+        raise InvalidInput({"text": ["Write a comment."]})
+    return _event(incident, EventKind.COMMENTED, at=timezone.now(), actor=user, message=text[:5000])
