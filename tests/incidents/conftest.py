@@ -7,7 +7,7 @@ import pytest
 from incidents.models import DetectionRule
 from signals_app.models import Run, Signal
 
-NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)  # in the past: people act "now", after it
 
 
 @pytest.fixture
