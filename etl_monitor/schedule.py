@@ -15,6 +15,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
     },
+    # Detection: every 15 s, enqueue the rules whose own interval has elapsed; each
+    # evaluation is its own task, claimed with SKIP LOCKED so it never runs twice at once.
+    "detection-tick": {
+        "task": "incidents.tasks.detection_tick",
+        "schedule": timedelta(seconds=15),
+        "options": {"expires": 14},
+    },
     # Signals: partitions for the coming days (PostgreSQL) and the retention limit
     # (SIGNAL_RETENTION_DAYS). Hourly rather than daily so a missed run costs little;
     # both steps are idempotent and cheap when there is nothing to do.

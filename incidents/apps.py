@@ -10,3 +10,12 @@ class IncidentsConfig(AppConfig):
     def ready(self) -> None:
         # Built-in kinds register themselves on import.
         from incidents.kinds import etl  # noqa: F401
+        from signals_app.services import failure_ingested
+
+        failure_ingested.connect(_on_failure, dispatch_uid="incidents-fast-path")
+
+
+def _on_failure(sender: object, loader_id: int, **kwargs: object) -> None:
+    from incidents.services import failure_reported
+
+    failure_reported(loader_id)

@@ -336,6 +336,23 @@ def rules_due(now: dt.datetime | None = None) -> QuerySet[DetectionRule]:
     return DetectionRule.objects.filter(enabled=True).filter(Q(next_due_at__isnull=True) | Q(next_due_at__lte=now))
 
 
+FAST_PATH_KINDS = ("run_failed", "signal_failure_rate", "metric_threshold")
+
+
+def rules_for_loader(loader_id: int) -> list[int]:
+    """Enabled transaction rules whose scope includes the loader and whose kind reacts to a failure."""
+    rules = DetectionRule.objects.filter(enabled=True, rule_type="TRANSACTION", kind__in=FAST_PATH_KINDS)
+    return [rule.pk for rule in rules if rule_scope(rule).filter(pk=loader_id).exists()]
+
+
+def failure_reported(loader_id: int) -> None:
+    """Called by ingestion inside its transaction: once committed, evaluate the loader's rules
+    right away instead of at the next tick (a failure becomes an incident in seconds)."""
+    from incidents.tasks import rules_evaluate_for_loader
+
+    transaction.on_commit(lambda: rules_evaluate_for_loader.delay(loader_id))
+
+
 def rule_evaluate_claimed(*, rule_id: int, now: dt.datetime | None = None) -> EvaluationReport | None:
     """Evaluate a rule unless another worker holds it (row lock, SKIP LOCKED): never twice at once."""
     with transaction.atomic():

@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
+from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
@@ -37,6 +38,10 @@ from signals_app.models import (
     SignalKey,
     ValidationStatus,
 )
+
+# Sent when a FAILED signal or a failed run was stored (inside the ingest transaction);
+# detection subscribes to evaluate the loader's rules right after commit.
+failure_ingested = DjangoSignal()
 
 TOKEN_PREFIX = {IngestToken.Kind.API: "etlm_", IngestToken.Kind.PING: ""}
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # don't write the token row on every request
@@ -380,6 +385,8 @@ def signals_ingest(*, writer: Writer, payload: Any) -> dict[str, Any]:
         raise InvalidInput({"idempotency_key": ["The same idempotency_key appears twice in this request."]})
     stored = _signals_write(rows)
     metrics.signals_received((by_id[rows[i][0]].loader_code, rows[i][STATUS]) for i in stored)
+    for loader_id in {rows[i][0] for i in stored if rows[i][STATUS] == ValidationStatus.FAILED}:
+        failure_ingested.send(sender=Signal, loader_id=loader_id)
     return {"accepted": len(rows)}
 
 
@@ -609,6 +616,8 @@ def run_finish(*, writer: Writer, run: Run, data: Mapping[str, Any]) -> Run:
         run.correlation_id = correlation
     run.save()
     _run_signals(run)
+    if run.status != RunStatus.SUCCEEDED:
+        failure_ingested.send(sender=Run, loader_id=run.loader_id)
     return run
 
 
