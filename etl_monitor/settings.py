@@ -159,6 +159,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6's default, opted into now
 
 # --- I18N -----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -237,6 +238,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per choice set, so clients get readable enum types.
+    "ENUM_NAME_OVERRIDES": {
+        "SeverityEnum": "loaders.models.Severity",
+        "RuleTypeEnum": "incidents.models.RuleType",
+        "IncidentStatusEnum": "incidents.models.IncidentStatus",
+        "VersionStateEnum": "loaders.models.VersionState",
+        "RunStatusEnum": "signals_app.models.RunStatus",
+        "IngestTokenKindEnum": "signals_app.models.IngestToken.Kind",
+        "EventKindEnum": "incidents.models.EventKind",
+        "ImportJobStatusEnum": "loaders.models.ImportJob.Status",
+    },
 }
 
 # --- Loader import ---------------------------------------------------------------

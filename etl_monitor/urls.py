@@ -25,6 +25,7 @@ class TokenView(ObtainAuthToken):
 api_v1 = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
     path("", include("signals_app.api.urls")),
+    path("", include("incidents.api.urls")),
     path("", include("loaders.api.urls")),
 ]
 

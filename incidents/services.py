@@ -429,3 +429,184 @@ def incident_comment(*, user: AbstractBaseUser, incident: Incident, text: str) -
     if not text:
         raise InvalidInput({"text": ["Write a comment."]})
     return _event(incident, EventKind.COMMENTED, at=timezone.now(), actor=user, message=text[:5000])
+
+
+# --- rules and silences: writes shared by admin, API and apply_config ------------------------------
+
+RULE_FIELDS = (
+    "name",
+    "rule_type",
+    "kind",
+    "params",
+    "operator",
+    "threshold",
+    "window_seconds",
+    "severity",
+    "message",
+    "suggestion",
+    "runbook_url",
+    "scope",
+    "scope_loaders",
+    "scope_tag",
+    "scope_owner",
+    "interval_seconds",
+    "open_after",
+    "resolve_after_seconds",
+    "enabled",
+)
+SELF_DECIDING_KINDS = ("missed_run", "volume_out_of_range", "run_duration")
+
+
+def _template_errors(text: str) -> str | None:
+    import string
+
+    try:
+        list(string.Formatter().parse(text or ""))
+    except ValueError as exc:
+        return f"Not a valid template ({exc}); use {{subject}}, {{value}}, {{threshold}}, {{window}}."
+    return None
+
+
+def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tuple[DetectionRule, list | None]:
+    """Apply ``data`` to (a copy of) a rule without saving; raise InvalidInput naming every bad field.
+
+    Returns the rule and its scope loaders (None = unchanged). The admin form calls it to show
+    errors next to the fields; ``rule_save`` calls it before saving.
+    """
+    from django.core.exceptions import ValidationError
+
+    from loaders.models import Tag, Team
+
+    unknown = sorted(set(data) - set(RULE_FIELDS))
+    if unknown:
+        raise InvalidInput({name: ["Unknown field."] for name in unknown})
+    rule = rule or DetectionRule()
+    errors: dict[str, list[str]] = {}
+    loaders = None
+    for name, value in data.items():
+        if name == "scope_loaders":
+            codes = [v.loader_code if isinstance(v, Loader) else str(v) for v in (value or [])]
+            found = {loader.loader_code: loader for loader in Loader.objects.filter(loader_code__in=codes)}
+            missing = [c for c in codes if c not in found]
+            if missing:
+                errors["scope_loaders"] = [f"Unknown loader(s): {', '.join(missing)}."]
+            loaders = list(found.values())
+        elif name == "scope_tag":
+            tag = value if isinstance(value, Tag) or value is None else Tag.objects.filter(name=value).first()
+            if value is not None and tag is None:
+                errors["scope_tag"] = [f"Unknown tag {value!r}."]
+            rule.scope_tag = tag
+        elif name == "scope_owner":
+            team = value if isinstance(value, Team) or value is None else Team.objects.filter(slug=value).first()
+            if value is not None and team is None:
+                errors["scope_owner"] = [f"Unknown team {value!r}."]
+            rule.scope_owner = team
+        else:
+            setattr(rule, name, value)
+    try:
+        kind = kind_get(rule.kind)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+        kind = None
+    if kind is not None:
+        try:
+            rule.params = kind.validate_params(rule.params)
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+        if rule.threshold is None and rule.operator != "EXISTS" and kind.name not in SELF_DECIDING_KINDS:
+            if kind.default_threshold is None:
+                errors.setdefault("threshold", []).append(f"{kind.name} needs a threshold.")
+            else:
+                rule.threshold = kind.default_threshold
+    if rule.scope == "TAG" and rule.scope_tag is None:
+        errors.setdefault("scope_tag", []).append("A tag scope needs a tag.")
+    if rule.scope == "OWNER" and rule.scope_owner is None:
+        errors.setdefault("scope_owner", []).append("A team scope needs a team.")
+    if rule.scope == "LOADERS" and loaders is not None and not loaders:
+        errors.setdefault("scope_loaders", []).append("A loader scope needs at least one loader.")
+    for name in ("message", "suggestion"):
+        if problem := _template_errors(getattr(rule, name)):
+            errors.setdefault(name, []).append(problem)
+    if rule.interval_seconds is not None and rule.interval_seconds < 10:
+        errors.setdefault("interval_seconds", []).append("At least 10 seconds.")
+    try:
+        rule.full_clean(exclude=["scope_loaders", "params", "kind", *errors])
+    except ValidationError as exc:
+        for field_name, messages in exc.message_dict.items():
+            errors.setdefault(field_name, []).extend(messages)
+    if errors:
+        raise InvalidInput(errors)
+    return rule, loaders
+
+
+@transaction.atomic
+def rule_save(*, user: AbstractBaseUser, data: dict[str, Any], rule: DetectionRule | None = None) -> DetectionRule:
+    """Create or change a detection rule after validating its kind, parameters, scope and templates.
+
+    ``scope_loaders`` are loader codes, ``scope_tag`` a tag name, ``scope_owner`` a team slug
+    (or the objects themselves). Only roles holding the rule permissions (Admin) may do it.
+    """
+    perm = "incidents.change_detectionrule" if rule else "incidents.add_detectionrule"
+    _require(user, perm, "manage detection rules")
+    rule, loaders = rule_check(data=data, rule=rule)
+    rule._history_user = user
+    rule.next_due_at = None  # evaluate soon with the new definition
+    rule.save()
+    if loaders is not None:
+        rule.scope_loaders.set(loaders)
+    return rule
+
+
+@transaction.atomic
+def silence_save(*, user: AbstractBaseUser, data: dict[str, Any], silence: Silence | None = None) -> Silence:
+    """Create or change a silence: a time range, optionally recurring (RFC 5545 RRULE), and matchers."""
+    from django.core.exceptions import ValidationError
+
+    from loaders.validators import validate_timezone_name
+
+    perm = "incidents.change_silence" if silence else "incidents.add_silence"
+    _require(user, perm, "manage silences")
+    silence = silence or Silence(created_by=user)
+    allowed = {
+        "loader",
+        "tag",
+        "owner",
+        "rule",
+        "severity",
+        "starts_at",
+        "ends_at",
+        "recurrence",
+        "timezone",
+        "until",
+        "comment",
+    }
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InvalidInput({name: ["Unknown field."] for name in unknown})
+    for name, value in data.items():
+        setattr(silence, name, value)
+    errors: dict[str, list[str]] = {}
+    if silence.starts_at and silence.ends_at and silence.ends_at <= silence.starts_at:
+        errors["ends_at"] = ["Must be after the start."]
+    try:
+        validate_timezone_name(silence.timezone or "UTC")
+    except ValidationError as exc:
+        errors["timezone"] = exc.messages
+    if silence.recurrence:
+        try:
+            rrulestr(silence.recurrence, dtstart=silence.starts_at.replace(tzinfo=None))
+        except (ValueError, TypeError, AttributeError) as exc:
+            errors["recurrence"] = [f"Not a valid RRULE ({exc}), e.g. FREQ=WEEKLY;BYDAY=SU."]
+    matchers = [silence.loader_id, silence.tag_id, silence.owner_id, silence.rule_id, silence.severity]
+    if not any(matchers) and not (silence.comment or "").strip():
+        errors["comment"] = ["A silence of everything needs a comment saying why."]
+    try:
+        silence.full_clean(exclude=list(errors))
+    except ValidationError as exc:
+        for field_name, messages in exc.message_dict.items():
+            errors.setdefault(field_name, []).extend(messages)
+    if errors:
+        raise InvalidInput(errors)
+    silence._history_user = user
+    silence.save()
+    return silence

@@ -28,6 +28,7 @@ SCOPES = {
     # scope: (paths, which credentials, operations that must be covered)
     "ingest": (r"^/api/v1/(signals|runs|whoami)/", "ingest", {"POST /api/v1/signals/", "PATCH /api/v1/runs/{run_id}/"}),
     "registry": (r"^/api/v1/(loaders|auth)/", "user", {"PATCH /api/v1/loaders/{loader_code}/"}),
+    "incidents": (r"^/api/v1/(rules|silences|incidents)/", "user", {"POST /api/v1/rules/", "POST /api/v1/silences/"}),
 }
 
 

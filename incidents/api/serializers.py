@@ -1,0 +1,148 @@
+"""Shapes of the incidents API (rules, silences, incidents). Writes go through incidents.services."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
+from loaders.models import Loader, Tag, Team
+
+
+class RuleSerializer(serializers.ModelSerializer):
+    scope_loaders = serializers.SlugRelatedField(
+        slug_field="loader_code", many=True, queryset=Loader.objects.all(), required=False
+    )
+    scope_tag = serializers.SlugRelatedField(
+        slug_field="name", queryset=Tag.objects.all(), required=False, allow_null=True
+    )
+    scope_owner = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Team.objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = DetectionRule
+        fields = (
+            "id",
+            "name",
+            "rule_type",
+            "kind",
+            "params",
+            "operator",
+            "threshold",
+            "window_seconds",
+            "severity",
+            "message",
+            "suggestion",
+            "runbook_url",
+            "scope",
+            "scope_loaders",
+            "scope_tag",
+            "scope_owner",
+            "interval_seconds",
+            "open_after",
+            "resolve_after_seconds",
+            "enabled",
+            "last_evaluated_at",
+            "next_due_at",
+            "last_error",
+        )
+        read_only_fields = ("id", "last_evaluated_at", "next_due_at", "last_error")
+        extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service with a clear message
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = IncidentEvent
+        fields = ("id", "kind", "at", "actor", "message", "data")
+        read_only_fields = fields
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    loader_code = serializers.CharField(source="loader.loader_code", read_only=True, allow_null=True, default=None)
+    rule = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Incident
+        fields = (
+            "id",
+            "title",
+            "description",
+            "severity",
+            "category",
+            "status",
+            "rule",
+            "loader_code",
+            "subject",
+            "fingerprint",
+            "occurrences",
+            "first_seen",
+            "last_seen",
+            "acknowledged_at",
+            "acknowledged_by",
+            "resolved_at",
+            "resolved_by",
+            "closed_at",
+            "metrics",
+            "suggestion",
+            "impact",
+            "correlation_id",
+            "suppressed",
+            "flapping",
+            "external_key",
+            "external_url",
+        )
+        read_only_fields = fields
+
+
+class IncidentDetailSerializer(IncidentSerializer):
+    events = EventSerializer(many=True, read_only=True)
+
+    class Meta(IncidentSerializer.Meta):
+        fields = (*IncidentSerializer.Meta.fields, "events")
+        read_only_fields = fields
+
+
+class IncidentActionSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+
+
+class CommentSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=5000)
+
+
+class SilenceSerializer(serializers.ModelSerializer):
+    loader = serializers.SlugRelatedField(
+        slug_field="loader_code", queryset=Loader.objects.all(), required=False, allow_null=True
+    )
+    tag = serializers.SlugRelatedField(slug_field="name", queryset=Tag.objects.all(), required=False, allow_null=True)
+    owner = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Team.objects.all(), required=False, allow_null=True
+    )
+    rule = serializers.SlugRelatedField(
+        slug_field="name", queryset=DetectionRule.objects.all(), required=False, allow_null=True
+    )
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Silence
+        fields = (
+            "id",
+            "loader",
+            "tag",
+            "owner",
+            "rule",
+            "severity",
+            "starts_at",
+            "ends_at",
+            "recurrence",
+            "timezone",
+            "until",
+            "comment",
+            "created_by",
+            "created_at",
+        )
+        read_only_fields = ("id", "created_by", "created_at")

@@ -1,0 +1,158 @@
+"""Rules, silences and incidents over the API: thin views around incidents.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from etl_monitor.permissions import RoleViewPermission
+from incidents import services
+from incidents.api.serializers import (
+    CommentSerializer,
+    EventSerializer,
+    IncidentActionSerializer,
+    IncidentDetailSerializer,
+    IncidentSerializer,
+    RuleSerializer,
+    SilenceSerializer,
+)
+from incidents.kinds import kinds_all
+from incidents.models import DetectionRule, EventKind, Incident, Silence
+
+
+class RuleViewSet(viewsets.ModelViewSet):
+    """Detection rules (Admin edits; every role reads)."""
+
+    queryset = DetectionRule.objects.prefetch_related("scope_loaders").select_related("scope_tag", "scope_owner")
+    serializer_class = RuleSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer: RuleSerializer) -> None:
+        serializer.instance = services.rule_save(user=self.request.user, data=dict(serializer.validated_data))
+
+    def perform_update(self, serializer: RuleSerializer) -> None:
+        serializer.instance = services.rule_save(
+            user=self.request.user, data=dict(serializer.validated_data), rule=serializer.instance
+        )
+
+    @extend_schema(summary="The registered rule kinds and their parameters", responses={200: dict})
+    @action(detail=False, methods=["get"], permission_classes=[RoleViewPermission])
+    def kinds(self, request: Request) -> Response:
+        return Response(
+            {
+                name: {
+                    "rule_type": kind.rule_type,
+                    "description": (kind.__doc__ or kind.description).strip(),
+                    "default_threshold": kind.default_threshold,
+                    "params": {
+                        p: {
+                            "type": spec.type.__name__,
+                            "required": spec.required,
+                            "default": spec.default,
+                            "choices": spec.choices,
+                            "help": spec.help,
+                        }
+                        for p, spec in kind.params.items()
+                    },
+                }
+                for name, kind in kinds_all().items()
+            }
+        )
+
+
+class SilenceViewSet(viewsets.ModelViewSet):
+    """Silences / maintenance windows (Operators and Admins manage them)."""
+
+    queryset = Silence.objects.select_related("loader", "tag", "owner", "rule", "created_by")
+    serializer_class = SilenceSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer: SilenceSerializer) -> None:
+        serializer.instance = services.silence_save(user=self.request.user, data=dict(serializer.validated_data))
+
+    def perform_update(self, serializer: SilenceSerializer) -> None:
+        serializer.instance = services.silence_save(
+            user=self.request.user, data=dict(serializer.validated_data), silence=serializer.instance
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("status", str),
+            OpenApiParameter("severity", str),
+            OpenApiParameter("loader", str),
+            OpenApiParameter("rule", str),
+            OpenApiParameter("suppressed", bool),
+        ]
+    )
+)
+class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Incidents: read with filters; acknowledge, resolve, close, comment."""
+
+    queryset = Incident.objects.none()
+    serializer_class = IncidentSerializer
+
+    def get_queryset(self) -> QuerySet[Incident]:
+        queryset = Incident.objects.select_related("loader", "rule", "acknowledged_by", "resolved_by")
+        params = self.request.query_params
+        for param, lookup in (
+            ("status", "status"),
+            ("severity", "severity"),
+            ("loader", "loader__loader_code"),
+            ("rule", "rule__name"),
+        ):
+            if value := params.get(param):
+                queryset = queryset.filter(**{lookup: value})
+        if (suppressed := params.get("suppressed")) is not None:
+            queryset = queryset.filter(suppressed=suppressed.lower() in ("1", "true", "yes"))
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related("events__actor")
+        return queryset
+
+    def get_serializer_class(self) -> type:
+        return IncidentDetailSerializer if self.action == "retrieve" else IncidentSerializer
+
+    def get_permissions(self) -> list[Any]:
+        if self.action in ("acknowledge", "resolve", "close", "comments"):
+            return [RoleViewPermission()]  # the service checks the Operator permissions and says why
+        return super().get_permissions()
+
+    def _act(self, request: Request, run: Any) -> Response:
+        params = IncidentActionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        incident = run(self.get_object(), params.validated_data.get("comment", ""))
+        return Response(IncidentDetailSerializer(Incident.objects.get(pk=incident.pk)).data)
+
+    @extend_schema(request=IncidentActionSerializer, responses=IncidentDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str) -> Response:
+        return self._act(request, lambda i, c: services.incident_acknowledge(user=request.user, incident=i, comment=c))
+
+    @extend_schema(request=IncidentActionSerializer, responses=IncidentDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request: Request, pk: str) -> Response:
+        return self._act(request, lambda i, c: services.incident_resolve(user=request.user, incident=i, comment=c))
+
+    @extend_schema(request=IncidentActionSerializer, responses=IncidentDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def close(self, request: Request, pk: str) -> Response:
+        return self._act(request, lambda i, c: services.incident_close(user=request.user, incident=i, comment=c))
+
+    @extend_schema(methods=["GET"], responses=EventSerializer(many=True))
+    @extend_schema(methods=["POST"], request=CommentSerializer, responses={201: EventSerializer})
+    @action(detail=True, methods=["get", "post"])
+    def comments(self, request: Request, pk: str) -> Response:
+        incident = self.get_object()
+        if request.method == "GET":
+            return Response(EventSerializer(incident.events.filter(kind=EventKind.COMMENTED), many=True).data)
+        params = CommentSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        event = services.incident_comment(user=request.user, incident=incident, text=params.validated_data["text"])
+        return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)
