@@ -24,6 +24,7 @@ SEVERITY_COLOURS = {"CRITICAL": "#b71c1c", "HIGH": "#e65100", "MEDIUM": "#f9a825
 
 class RuleForm(forms.ModelForm):
     kind = forms.ChoiceField(choices=())
+    runbook_url = forms.URLField(required=False, assume_scheme="https")
 
     class Meta:
         model = DetectionRule

@@ -9,8 +9,12 @@ class IncidentsConfig(AppConfig):
 
     def ready(self) -> None:
         # Built-in kinds register themselves on import.
+        from etl_monitor.config import config_section_register
+        from incidents.config import DetectionRulesSection
         from incidents.kinds import etl  # noqa: F401
         from signals_app.services import failure_ingested
+
+        config_section_register(DetectionRulesSection())
 
         failure_ingested.connect(_on_failure, dispatch_uid="incidents-fast-path")
 
