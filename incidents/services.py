@@ -199,6 +199,15 @@ def rule_evaluate(*, rule: DetectionRule, now: dt.datetime | None = None) -> Eva
             incident, action = _fire(rule, m, now, title=f"Data source unreachable: {exc.source}")
         report.decisions.append(Decision(rule.name, m.subject, None, True, action, incident.pk, exc.reason))
         measurements = []
+    except Exception as exc:
+        # A broken rule must not stop the cycle: record it on the rule and go on with the others.
+        logger.exception("detection rule %s failed", rule.name)
+        report.error = f"evaluation failed: {type(exc).__name__}"
+        DetectionRule.objects.filter(pk=rule.pk).update(
+            last_evaluated_at=now, next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
+            last_error=report.error,
+        )
+        return report
     seen = set()
     for m in measurements:
         seen.add(m.subject)

@@ -1,0 +1,69 @@
+"""A kind whose external source is down yields one 'data source unreachable' incident; the cycle goes on."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from incidents import kinds
+from incidents.kinds import Measurement, RuleKind, SourceUnavailable
+from incidents.models import Incident
+from incidents.services import rule_evaluate
+from incidents.tasks import detection_tick
+from tests.incidents.conftest import NOW, add_signals
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when this returns: connections are refused
+
+
+class HttpProbe(RuleKind):
+    """Test kind: asks a (real) HTTP endpoint for a number, as the Prometheus kinds will."""
+
+    name = "test_http_probe"
+    rule_type = "INFRASTRUCTURE"
+    default_threshold = 1.0
+    url = ""
+
+    def evaluate(self, rule, loaders, now):
+        try:
+            with urllib.request.urlopen(self.url, timeout=1) as response:  # noqa: S310 - loopback
+                return [Measurement("probe", float(response.read()))]
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SourceUnavailable("probe", type(exc).__name__) from exc
+
+
+@pytest.fixture
+def probe_kind():
+    HttpProbe.url = f"http://127.0.0.1:{closed_port()}/value"
+    kinds.kind_register(HttpProbe)
+    yield
+    kinds._KINDS.pop(HttpProbe.name, None)
+
+
+def test_an_unreachable_source_is_reported_once_and_the_cycle_completes(probe_kind, rule_factory, active_loader):
+    probe = rule_factory("test_http_probe", rule_type="INFRASTRUCTURE", threshold=1.0)
+    add_signals(active_loader, failed=5, ok=0)
+    failing = rule_factory("signal_failure_rate", threshold=5.0)
+    for _ in range(2):
+        report = rule_evaluate(rule=probe, now=NOW)
+        assert "probe: URLError" in report.error
+    incident = Incident.objects.get(rule=probe)
+    assert incident.title == "Data source unreachable: probe" and incident.occurrences == 2
+    probe.refresh_from_db()
+    assert probe.last_error.startswith("probe:")
+    assert rule_evaluate(rule=failing, now=NOW).decisions[0].action == "opened"
+
+
+def test_a_crashing_rule_does_not_stop_the_tick(rule_factory, active_loader):
+    broken = rule_factory("metric_threshold", threshold=1.0, params={"signal_key": "x", "aggregation": "nope"})
+    report = rule_evaluate(rule=broken, now=NOW)
+    assert report.error.startswith("evaluation failed")
+    broken.refresh_from_db()
+    assert broken.last_error.startswith("evaluation failed") and broken.next_due_at is not None
+    assert detection_tick() >= 1  # the other rules are still enqueued and evaluated
