@@ -204,7 +204,8 @@ def rule_evaluate(*, rule: DetectionRule, now: dt.datetime | None = None) -> Eva
         logger.exception("detection rule %s failed", rule.name)
         report.error = f"evaluation failed: {type(exc).__name__}"
         DetectionRule.objects.filter(pk=rule.pk).update(
-            last_evaluated_at=now, next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
+            last_evaluated_at=now,
+            next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
             last_error=report.error,
         )
         return report
