@@ -185,13 +185,23 @@ class EvaluationReport:
     error: str = ""
 
 
-def rule_evaluate(*, rule: DetectionRule, now: dt.datetime | None = None) -> EvaluationReport:
-    """Evaluate one rule now and act on each subject; return every decision made (for detect_once)."""
+def rule_evaluate(
+    *, rule: DetectionRule, now: dt.datetime | None = None, loader_id: int | None = None
+) -> EvaluationReport:
+    """Evaluate one rule now and act on each subject; return every decision made (for detect_once).
+
+    ``loader_id`` narrows the evaluation to one loader (the event-driven fast path).
+    Subjects that are clear and have nothing pending cost no write, so a cycle over
+    thousands of quiet loaders stays a handful of queries per rule.
+    """
     now = now or timezone.now()
     report = EvaluationReport(rule=rule.name)
     kind = kind_get(rule.kind)
+    scope = rule_scope(rule)
+    if loader_id is not None:
+        scope = scope.filter(pk=loader_id)
     try:
-        measurements = kind.evaluate(rule, rule_scope(rule), now)
+        measurements = kind.evaluate(rule, scope, now)
     except SourceUnavailable as exc:
         report.error = str(exc)
         m = Measurement(subject=f"source:{exc.source}", value=None, breached=True, details={"error": exc.reason})
@@ -209,20 +219,32 @@ def rule_evaluate(*, rule: DetectionRule, now: dt.datetime | None = None) -> Eva
             last_error=report.error,
         )
         return report
+    states = {s.subject: s for s in RuleSubjectState.objects.filter(rule=rule)}
+    active = set(Incident.objects.filter(rule=rule, status__in=ACTIVE_STATUSES).values_list("subject", flat=True))
+
+    def settled(subject: str) -> bool:
+        state = states.get(subject)
+        quiet = state is None or (state.consecutive_breaches == 0 and state.clear_since is not None)
+        return quiet and subject not in active
+
     seen = set()
     for m in measurements:
         seen.add(m.subject)
         breached = m.breached if m.breached is not None else compare(m.value, rule.operator, rule.threshold)
+        if not breached and settled(m.subject):
+            report.decisions.append(Decision(rule.name, m.subject, m.value, False, "clear"))
+            continue
         with transaction.atomic():
             report.decisions.append(_decide(rule, m, breached, now))
     # Subjects that fired before but produced no measurement now are clear (no data, no breach).
-    for state in RuleSubjectState.objects.filter(rule=rule).exclude(subject__in=seen):
-        if state.subject.startswith("source:") and report.error:
+    codes = set(scope.values_list("loader_code", flat=True)) if loader_id is not None else None
+    for subject in set(states) - seen:
+        if (subject.startswith("source:") and report.error) or settled(subject):
             continue
+        if codes is not None and subject not in codes:
+            continue  # the fast path only speaks for its own loader
         with transaction.atomic():
-            decision = _decide(rule, Measurement(subject=state.subject, value=None), False, now)
-        if decision.action != "clear" or state.consecutive_breaches:
-            report.decisions.append(decision)
+            report.decisions.append(_decide(rule, Measurement(subject=subject, value=None), False, now))
     DetectionRule.objects.filter(pk=rule.pk).update(
         last_evaluated_at=now, next_due_at=now + dt.timedelta(seconds=rule.interval_seconds), last_error=report.error
     )
@@ -363,13 +385,15 @@ def failure_reported(loader_id: int) -> None:
     transaction.on_commit(lambda: rules_evaluate_for_loader.delay(loader_id))
 
 
-def rule_evaluate_claimed(*, rule_id: int, now: dt.datetime | None = None) -> EvaluationReport | None:
+def rule_evaluate_claimed(
+    *, rule_id: int, now: dt.datetime | None = None, loader_id: int | None = None
+) -> EvaluationReport | None:
     """Evaluate a rule unless another worker holds it (row lock, SKIP LOCKED): never twice at once."""
     with transaction.atomic():
         rule = DetectionRule.objects.select_for_update(skip_locked=True).filter(pk=rule_id, enabled=True).first()
         if rule is None:
             return None
-        return rule_evaluate(rule=rule, now=now)
+        return rule_evaluate(rule=rule, now=now, loader_id=loader_id)
 
 
 # --- lifecycle by people --------------------------------------------------------------------------

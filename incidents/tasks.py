@@ -21,9 +21,18 @@ def rule_evaluate_task(rule_id: int) -> None:
 
 
 @shared_task(name="incidents.tasks.rules_evaluate_for_loader", ignore_result=True, acks_late=True)
-def rules_evaluate_for_loader(loader_id: int) -> None:
-    """The fast path: a FAILED run or signal just arrived; evaluate the transaction rules that watch it."""
+def rules_evaluate_for_loader(loader_id: int, rule_ids: list[int] | None = None, attempt: int = 0) -> None:
+    """The fast path: a FAILED run or signal just arrived; evaluate the transaction rules that watch it.
+
+    A rule another worker is evaluating right now is tried again a second later (a few
+    times), so the failure is not left waiting for that rule's next interval.
+    """
     from incidents.services import rules_for_loader
 
-    for rule_id in rules_for_loader(loader_id):
-        rule_evaluate_claimed(rule_id=rule_id)
+    busy = [
+        rule_id
+        for rule_id in (rule_ids if rule_ids is not None else rules_for_loader(loader_id))
+        if rule_evaluate_claimed(rule_id=rule_id, loader_id=loader_id) is None
+    ]
+    if busy and attempt < 5:
+        rules_evaluate_for_loader.apply_async((loader_id, busy, attempt + 1), countdown=1)

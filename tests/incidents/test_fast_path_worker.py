@@ -23,25 +23,47 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
-def test_a_failed_run_opens_an_incident_through_a_real_worker(require_postgres, require_redis, active_loader, editor,
-                                                              monkeypatch):
+def test_a_failed_run_opens_an_incident_through_a_real_worker(
+    require_postgres, require_redis, active_loader, editor, monkeypatch
+):
     monkeypatch.setitem(app.conf, "task_always_eager", False)
     db = settings.DATABASES["default"]
-    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+    }
     worker = subprocess.Popen(
-        [str(Path(sys.executable).with_name("celery")), "--app", "etl_monitor", "worker", "--concurrency", "1",
-         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(Path(sys.executable).with_name("celery")),
+            "--app",
+            "etl_monitor",
+            "worker",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _token, raw = ingest.ingest_token_create(user=editor, loader=active_loader, name="job")
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-        run_id = client.post("/api/v1/runs/", json.dumps({"loader_code": "SALES-DAILY"}),
-                             content_type="application/json").json()["run_id"]
+        run_id = client.post(
+            "/api/v1/runs/", json.dumps({"loader_code": "SALES-DAILY"}), content_type="application/json"
+        ).json()["run_id"]
         sent = time.monotonic()
-        response = client.patch(f"/api/v1/runs/{run_id}/", json.dumps({"status": "FAILED", "error_text": "boom"}),
-                                content_type="application/json")
+        response = client.patch(
+            f"/api/v1/runs/{run_id}/",
+            json.dumps({"status": "FAILED", "error_text": "boom"}),
+            content_type="application/json",
+        )
         assert response.status_code == 200
         deadline = sent + 60  # generous for a cold worker; the benchmark measures the real latency
         while time.monotonic() < deadline and not Incident.objects.filter(rule__name="Run failed").exists():
