@@ -1,8 +1,8 @@
 """Declarative configuration (``manage.py apply_config FILE.yaml``).
 
 A YAML file's top-level keys are *sections*; each section is a small class
-registered here by the app that owns it (loaders registers ``teams`` and
-``loaders``; later issues add ``detection_rules``, ``notification_rules`` and
+registered here by the app that owns it (loaders: ``teams`` and ``loaders``;
+incidents: ``detection_rules``; later features add ``notification_rules`` and
 ``data_sources``). Applying is all-or-nothing in one transaction, every change
 goes through the owning app's services (so four-eyes and validation hold), and
 ``--dry-run`` runs exactly the same code and rolls back.

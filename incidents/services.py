@@ -62,8 +62,15 @@ def _event(
         message=message,
         data=data or {},
     )
-    transaction.on_commit(lambda: incident_event.send(sender=Incident, event=event))
+    transaction.on_commit(lambda: _publish(event))
     return event
+
+
+def _publish(event: IncidentEvent) -> None:
+    # A failing subscriber (notifications, Jira) must not break detection or the other subscribers.
+    for receiver, result in incident_event.send_robust(sender=Incident, event=event):
+        if isinstance(result, Exception):
+            logger.error("incident_event receiver %s failed: %s", getattr(receiver, "__name__", receiver), result)
 
 
 # --- comparisons and templates ------------------------------------------------------------
@@ -90,21 +97,31 @@ class _SafeFormat(dict):
         return "{" + key + "}"
 
 
+def _number(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
 def render(template: str, rule: DetectionRule, m: Measurement) -> str:
-    value = (
-        "—"
-        if m.value is None
-        else (f"{m.value:.2f}".rstrip("0").rstrip(".") if isinstance(m.value, float) else m.value)
-    )
+    """Fill a message template; a template that cannot be filled is shown as written, never an error."""
+    if not template:
+        return ""
+    details = {k: v for k, v in m.details.items() if isinstance(k, str)}
     values = _SafeFormat(
+        details,
         subject=m.subject,
-        value=value,
-        threshold=rule.threshold,
+        value=_number(m.value),
+        threshold=_number(rule.threshold),
         window=rule.window_seconds,
         rule=rule.name,
-        **{k: v for k, v in m.details.items() if isinstance(k, str)},
     )
-    return template.format_map(values) if template else ""
+    try:
+        return template.format_map(values)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError):
+        return template
 
 
 def fingerprint_of(rule: DetectionRule, subject: str) -> str:
@@ -173,7 +190,7 @@ class Decision:
     subject: str
     value: float | None
     breached: bool
-    action: str  # opened | refired | reopened | resolved | pending | clear | suppressed-opened | error
+    action: str  # opened | opened (suppressed) | refired | reopened | resolved | pending | clear | flapping
     incident_id: int | None = None
     note: str = ""
 
@@ -196,7 +213,11 @@ def rule_evaluate(
     """
     now = now or timezone.now()
     report = EvaluationReport(rule=rule.name)
-    kind = kind_get(rule.kind)
+    try:
+        kind = kind_get(rule.kind)
+    except InvalidInput:
+        report.error = f"kind {rule.kind!r} is not available in this installation"
+        return report
     scope = rule_scope(rule)
     if loader_id is not None:
         scope = scope.filter(pk=loader_id)
@@ -204,15 +225,19 @@ def rule_evaluate(
         measurements = kind.evaluate(rule, scope, now)
     except SourceUnavailable as exc:
         report.error = str(exc)
+        report.error = f"source unavailable: {exc}"
         m = Measurement(subject=f"source:{exc.source}", value=None, breached=True, details={"error": exc.reason})
         with transaction.atomic():
+            state, _ = RuleSubjectState.objects.select_for_update().get_or_create(rule=rule, subject=m.subject)
+            state.consecutive_breaches, state.clear_since = state.consecutive_breaches + 1, None
+            state.save(update_fields=["consecutive_breaches", "clear_since"])
             incident, action = _fire(rule, m, now, title=f"Data source unreachable: {exc.source}")
         report.decisions.append(Decision(rule.name, m.subject, None, True, action, incident.pk, exc.reason))
         measurements = []
     except Exception as exc:
         # A broken rule must not stop the cycle: record it on the rule and go on with the others.
         logger.exception("detection rule %s failed", rule.name)
-        report.error = f"evaluation failed: {type(exc).__name__}"
+        report.error = f"evaluation failed: {type(exc).__name__}: {str(exc)[:200]}"
         DetectionRule.objects.filter(pk=rule.pk).update(
             last_evaluated_at=now,
             next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
@@ -245,9 +270,12 @@ def rule_evaluate(
             continue  # the fast path only speaks for its own loader
         with transaction.atomic():
             report.decisions.append(_decide(rule, Measurement(subject=subject, value=None), False, now))
-    DetectionRule.objects.filter(pk=rule.pk).update(
-        last_evaluated_at=now, next_due_at=now + dt.timedelta(seconds=rule.interval_seconds), last_error=report.error
-    )
+    if loader_id is None:  # a fast-path evaluation of one loader does not replace the rule's full cycle
+        DetectionRule.objects.filter(pk=rule.pk).update(
+            last_evaluated_at=now,
+            next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
+            last_error=report.error,
+        )
     return report
 
 
@@ -326,8 +354,13 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
         if flips >= settings.INCIDENT_FLAP_THRESHOLD and not recent.flapping:
             recent.flapping = True
             _event(recent, EventKind.FLAPPING, at=now, message=f"{flips} open/resolve changes within the flap window.")
+        silence = silence_matching(recent, now)
+        recent.suppressed = silence is not None
         recent.save()
         _event(recent, EventKind.REOPENED, at=now, data={"value": m.value})
+        if silence is not None:
+            _event(recent, EventKind.SUPPRESSED, at=now, message=f"Silenced by {silence}", data={"silence": silence.pk})
+            return recent, "reopened (suppressed)"
         return recent, "reopened"
     message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
     incident = Incident(
@@ -436,6 +469,7 @@ def incident_resolve(*, user: AbstractBaseUser, incident: Incident, comment: str
     now = timezone.now()
     incident.resolve()
     incident.resolved_at, incident.resolved_by = now, user
+    incident.flapping = False  # a person decided: the next breach starts a fresh count
     incident.save()
     _event(incident, EventKind.RESOLVED, at=now, actor=user, message=comment or "Resolved by hand.")
     return incident
@@ -556,8 +590,10 @@ def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tu
         errors.setdefault("scope_tag", []).append("A tag scope needs a tag.")
     if rule.scope == "OWNER" and rule.scope_owner is None:
         errors.setdefault("scope_owner", []).append("A team scope needs a team.")
-    if rule.scope == "LOADERS" and loaders is not None and not loaders:
+    if rule.scope == "LOADERS" and not (loaders if loaders is not None else (rule.pk and rule.scope_loaders.exists())):
         errors.setdefault("scope_loaders", []).append("A loader scope needs at least one loader.")
+    if rule.kind == "run_duration" and (rule.params or {}).get("mode") == "min" and rule.threshold is None:
+        errors.setdefault("threshold", []).append("run_duration with mode min needs a threshold (seconds).")
     for name in ("message", "suggestion"):
         if problem := _template_errors(getattr(rule, name)):
             errors.setdefault(name, []).append(problem)

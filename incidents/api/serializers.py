@@ -8,7 +8,17 @@ from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
 from loaders.models import Loader, Tag, Team
 
 
-class RuleSerializer(serializers.ModelSerializer):
+class RejectUnknownFieldsMixin:
+    """Unknown fields are an error, not silently ignored (a typo would otherwise look accepted)."""
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().validate(attrs)
+
+
+class RuleSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     scope_loaders = serializers.SlugRelatedField(
         slug_field="loader_code", many=True, queryset=Loader.objects.all(), required=False
     )
@@ -114,7 +124,7 @@ class CommentSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=5000)
 
 
-class SilenceSerializer(serializers.ModelSerializer):
+class SilenceSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     loader = serializers.SlugRelatedField(
         slug_field="loader_code", queryset=Loader.objects.all(), required=False, allow_null=True
     )

@@ -75,12 +75,14 @@ class RunFailed(RuleKind):
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         since = _window(rule, now)
-        runs = (
-            Run.objects.filter(loader__in=loaders, finished_at__gte=since, finished_at__lte=now)
-            .filter(status__in=[RunStatus.FAILED, RunStatus.TIMED_OUT])
-            .values("loader_id", "loader__loader_code")
-            .annotate(count=Count("id"), last_error=Max("error_text"), correlation=Max("correlation_id"))
+        failed = Run.objects.filter(loader__in=loaders, finished_at__gte=since, finished_at__lte=now).filter(
+            status__in=[RunStatus.FAILED, RunStatus.TIMED_OUT]
         )
+        runs = failed.values("loader_id", "loader__loader_code").annotate(count=Count("id"))
+        # The latest failed run of each loader gives the error and correlation id shown on the incident.
+        latest = {}
+        for run in failed.order_by("loader_id", "-finished_at").only("loader_id", "error_text", "correlation_id"):
+            latest.setdefault(run.loader_id, run)
         # Signals of runs are already counted as runs; here only the ones jobs sent themselves.
         signals = (
             Signal.objects.filter(loader__in=loaders, captured_at__gte=since, captured_at__lte=now, run__isnull=True)
@@ -90,12 +92,13 @@ class RunFailed(RuleKind):
         )
         found: dict[int, Measurement] = {}
         for r in runs:
+            last = latest.get(r["loader_id"])
             found[r["loader_id"]] = Measurement(
                 r["loader__loader_code"],
                 float(r["count"]),
                 loader_id=r["loader_id"],
-                details={"failed_runs": r["count"], "error": (r["last_error"] or "")[:500]},
-                correlation_id=r["correlation"] or "",
+                details={"failed_runs": r["count"], "error": (last.error_text if last else "")[:500]},
+                correlation_id=last.correlation_id if last else "",
             )
         for r in signals:
             m = found.setdefault(r["loader_id"], Measurement(r["loader__loader_code"], 0.0, loader_id=r["loader_id"]))
@@ -278,9 +281,12 @@ class MissedRun(RuleKind):
             zone = zoneinfo.ZoneInfo(version.schedule_timezone or "UTC")
             deadline = now - dt.timedelta(minutes=version.grace_minutes)
             previous = croniter(version.schedule_cron, deadline.astimezone(zone)).get_prev(dt.datetime)
-            if version.decided_at is not None and previous.astimezone(dt.UTC) < version.decided_at:
+            # On the night clocks go back, a local time exists twice: a run at either one counts.
+            wall = previous.replace(tzinfo=None)
+            due = min(wall.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1))
+            if version.decided_at is not None and due < version.decided_at:
                 continue  # scheduled before this version was approved: not its run to miss
-            expected[loader_id] = (previous.astimezone(dt.UTC), version)
+            expected[loader_id] = (due, version)
         if not expected:
             return []
         tolerance = dt.timedelta(seconds=rule.params.get("early_tolerance_seconds", 300))

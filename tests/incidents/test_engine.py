@@ -38,7 +38,7 @@ def test_a_breach_opens_one_incident_and_refires_it(failing):
     rule_evaluate(rule=failing, now=NOW + MIN)
     incident = Incident.objects.get()
     assert (incident.status, incident.occurrences, incident.severity) == ("OPEN", 2, "HIGH")
-    assert incident.title == "SALES-DAILY: 50% of signals failed (threshold 5.0%)"
+    assert incident.title == "SALES-DAILY: 50% of signals failed (threshold 5%)"
     assert incident.suggestion == "Check the SALES-DAILY job logs."
     assert incident.metrics["failed"] == 5 and incident.loader.loader_code == "SALES-DAILY"
     assert events(incident) == [EventKind.OPENED, EventKind.REFIRED]

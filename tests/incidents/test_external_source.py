@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import urllib.error
 import urllib.request
@@ -56,7 +57,7 @@ def test_an_unreachable_source_is_reported_once_and_the_cycle_completes(probe_ki
     incident = Incident.objects.get(rule=probe)
     assert incident.title == "Data source unreachable: probe" and incident.occurrences == 2
     probe.refresh_from_db()
-    assert probe.last_error.startswith("probe:")
+    assert probe.last_error == "source unavailable: probe: URLError"
     assert rule_evaluate(rule=failing, now=NOW).decisions[0].action == "opened"
 
 
@@ -67,3 +68,19 @@ def test_a_crashing_rule_does_not_stop_the_tick(rule_factory, active_loader):
     broken.refresh_from_db()
     assert broken.last_error.startswith("evaluation failed") and broken.next_due_at is not None
     assert detection_tick() >= 1  # the other rules are still enqueued and evaluated
+
+
+def test_the_unreachable_incident_resolves_when_the_source_is_back(probe_kind, rule_factory, db):
+    probe = rule_factory("test_http_probe", rule_type="INFRASTRUCTURE", threshold=1.0)
+    rule_evaluate(rule=probe, now=NOW)
+    HttpProbe.url = "data:text/plain,0"  # the source answers again (value 0: no breach, no measurement kept)
+    rule_evaluate(rule=probe, now=NOW + dt.timedelta(minutes=1))
+    assert Incident.objects.get(rule=probe).status == "RESOLVED"
+
+
+def test_a_rule_of_a_kind_not_installed_is_reported_not_crashing(rule_factory, db):
+    from incidents.models import DetectionRule
+
+    rule = DetectionRule.objects.get(name="Circuit breaker open")
+    report = rule_evaluate(rule=rule, now=NOW)
+    assert report.error == "kind 'promql_threshold' is not available in this installation"

@@ -15,7 +15,7 @@ CONFIG_USER = "config-as-code"
 
 class Command(BaseCommand):
     help = (
-        "Apply a declarative YAML configuration (teams, loaders, and later rules, routing, data sources). "
+        "Apply a declarative YAML configuration (teams, loaders, detection rules; later routing, data sources). "
         "All or nothing, idempotent, recorded in history. Loaders become DRAFTs that still need approval."
     )
 

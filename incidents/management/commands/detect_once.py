@@ -33,11 +33,11 @@ class Command(BaseCommand):
             report = rule_evaluate(rule=detection_rule)
             self.stdout.write(self.style.MIGRATE_HEADING(f"{detection_rule.name} [{detection_rule.kind}]"))
             if report.error:
-                self.stdout.write(self.style.ERROR(f"  source unavailable: {report.error}"))
-            if not report.decisions:
+                self.stdout.write(self.style.ERROR(f"  {report.error}"))
+            elif not report.decisions:
                 self.stdout.write("  nothing measured (no data in the window, or no loader in scope)")
             for d in report.decisions:
-                value = "—" if d.value is None else f"{d.value:g}"
+                value = "—" if d.value is None else f"{d.value:,.2f}".rstrip("0").rstrip(".")
                 line = f"  {d.subject}: value {value} → {'BREACH' if d.breached else 'ok'} → {d.action}"
                 if d.incident_id:
                     line += f" (incident #{d.incident_id})"
