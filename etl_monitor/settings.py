@@ -273,6 +273,8 @@ INCIDENT_REOPEN_SECONDS = env.int("INCIDENT_REOPEN_SECONDS", default=3600)
 # This many open/resolve changes within the window mark an incident flapping (kept open, no spam).
 INCIDENT_FLAP_THRESHOLD = env.int("INCIDENT_FLAP_THRESHOLD", default=4)
 INCIDENT_FLAP_WINDOW_SECONDS = env.int("INCIDENT_FLAP_WINDOW_SECONDS", default=3600)
+# While a condition lasts, its "fired again" timeline entry is written at most this often.
+INCIDENT_REFIRE_EVENT_SECONDS = env.int("INCIDENT_REFIRE_EVENT_SECONDS", default=300)
 
 # --- Branding -----------------------------------------------------------------
 ETL_MONITOR_SITE_TITLE = env.str("ETL_MONITOR_SITE_TITLE", default="ETL Monitor")

@@ -21,7 +21,7 @@ from typing import Any
 from dateutil.rrule import rrulestr
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
@@ -245,7 +245,12 @@ def rule_evaluate(
         )
         return report
     states = {s.subject: s for s in RuleSubjectState.objects.filter(rule=rule)}
-    active = set(Incident.objects.filter(rule=rule, status__in=ACTIVE_STATUSES).values_list("subject", flat=True))
+    # Every incident a rule opened has a subject state, so a rule without states has none open.
+    active = (
+        set(Incident.objects.filter(rule=rule, status__in=ACTIVE_STATUSES).values_list("subject", flat=True))
+        if states
+        else set()
+    )
 
     def settled(subject: str) -> bool:
         state = states.get(subject)
@@ -271,21 +276,29 @@ def rule_evaluate(
         with transaction.atomic():
             report.decisions.append(_decide(rule, Measurement(subject=subject, value=None), False, now))
     if loader_id is None:  # a fast-path evaluation of one loader does not replace the rule's full cycle
-        DetectionRule.objects.filter(pk=rule.pk).update(
-            last_evaluated_at=now,
-            next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
-            last_error=report.error,
-        )
+        _rule_mark_evaluated(rule, now, report.error)
     return report
+
+
+def _rule_mark_evaluated(rule: DetectionRule, now: dt.datetime, error: str) -> None:
+    # One plain UPDATE per rule and cycle (this runs for every rule every interval).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {DetectionRule._meta.db_table} SET last_evaluated_at = %s, next_due_at = %s, last_error = %s "  # noqa: S608
+            "WHERE id = %s",
+            [now, now + dt.timedelta(seconds=rule.interval_seconds), error, rule.pk],
+        )
 
 
 def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetime) -> Decision:
     state, _ = RuleSubjectState.objects.select_for_update().get_or_create(rule=rule, subject=m.subject)
     active = Incident.objects.filter(fingerprint=fingerprint_of(rule, m.subject), status__in=ACTIVE_STATUSES).first()
     if breached:
-        state.consecutive_breaches += 1
-        state.clear_since = None
-        state.save(update_fields=["consecutive_breaches", "clear_since"])
+        # The counter only matters up to open_after: an ongoing breach then costs no state write.
+        if state.consecutive_breaches < rule.open_after or state.clear_since is not None:
+            state.consecutive_breaches = min(state.consecutive_breaches + 1, rule.open_after)
+            state.clear_since = None
+            state.save(update_fields=["consecutive_breaches", "clear_since"])
         if state.consecutive_breaches < rule.open_after and active is None:
             return Decision(
                 rule.name,
@@ -330,11 +343,22 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
     snapshot = {"value": m.value, "threshold": rule.threshold, "operator": rule.operator, **m.details}
     active = Incident.objects.select_for_update().filter(fingerprint=fingerprint, status__in=ACTIVE_STATUSES).first()
     if active is not None:
+        previous_seen = active.last_seen
         active.occurrences += 1
         active.last_seen = now
         active.metrics = snapshot
         active.save(update_fields=["occurrences", "last_seen", "metrics", "updated_at"])
-        _event(active, EventKind.REFIRED, at=now, data={"value": m.value, "occurrences": active.occurrences})
+        # The timeline gets a REFIRED entry at most every INCIDENT_REFIRE_EVENT_SECONDS while a
+        # condition lasts (occurrences and last_seen still move every time).
+        last_event = (
+            active.events.filter(kind__in=[EventKind.REFIRED, EventKind.OPENED, EventKind.REOPENED])
+            .order_by("-at")
+            .values_list("at", flat=True)
+            .first()
+            or previous_seen
+        )
+        if (now - last_event).total_seconds() >= settings.INCIDENT_REFIRE_EVENT_SECONDS:
+            _event(active, EventKind.REFIRED, at=now, data={"value": m.value, "occurrences": active.occurrences})
         return active, "refired"
     state = RuleSubjectState.objects.filter(rule=rule, subject=m.subject).first()
     reopen_after = now - dt.timedelta(seconds=settings.INCIDENT_REOPEN_SECONDS)

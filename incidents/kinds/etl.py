@@ -22,8 +22,22 @@ def _window(rule: Any, now: dt.datetime) -> dt.datetime:
     return now - dt.timedelta(seconds=rule.window_seconds)
 
 
-def _active_versions(loaders: QuerySet[Loader]) -> dict[int, LoaderVersion]:
-    versions = LoaderVersion.objects.filter(loader__in=loaders, state=VersionState.ACTIVE)
+CONTRACT_COLUMNS = (
+    "loader_id",
+    "number",
+    "schedule_cron",
+    "schedule_timezone",
+    "grace_minutes",
+    "max_duration_minutes",
+    "expected_rows_min",
+    "expected_rows_max",
+    "decided_at",
+)
+
+
+def _active_versions(loaders: QuerySet[Loader] | list[int]) -> dict[int, LoaderVersion]:
+    """The ACTIVE contract of the given loaders (only the columns detection reads)."""
+    versions = LoaderVersion.objects.filter(loader__in=loaders, state=VersionState.ACTIVE).only(*CONTRACT_COLUMNS)
     return {v.loader_id: v for v in versions}
 
 
@@ -78,11 +92,12 @@ class RunFailed(RuleKind):
         failed = Run.objects.filter(loader__in=loaders, finished_at__gte=since, finished_at__lte=now).filter(
             status__in=[RunStatus.FAILED, RunStatus.TIMED_OUT]
         )
-        runs = failed.values("loader_id", "loader__loader_code").annotate(count=Count("id"))
+        runs = list(failed.values("loader_id", "loader__loader_code").annotate(count=Count("id")))
         # The latest failed run of each loader gives the error and correlation id shown on the incident.
         latest = {}
-        for run in failed.order_by("loader_id", "-finished_at").only("loader_id", "error_text", "correlation_id"):
-            latest.setdefault(run.loader_id, run)
+        if runs:
+            for run in failed.order_by("loader_id", "-finished_at").only("loader_id", "error_text", "correlation_id"):
+                latest.setdefault(run.loader_id, run)
         # Signals of runs are already counted as runs; here only the ones jobs sent themselves.
         signals = (
             Signal.objects.filter(loader__in=loaders, captured_at__gte=since, captured_at__lte=now, run__isnull=True)
@@ -122,7 +137,6 @@ class RunDuration(RuleKind):
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         since = _window(rule, now)
-        versions = _active_versions(loaders)
         mode = rule.params.get("mode", "max")
         runs = Run.objects.filter(loader__in=loaders).select_related("loader")
         if mode == "max":
@@ -130,9 +144,19 @@ class RunDuration(RuleKind):
         else:
             runs = runs.filter(finished_at__gte=since, status=RunStatus.SUCCEEDED)
         worst: dict[int, Measurement] = {}
-        for run in runs.only(
-            "loader_id", "loader__loader_code", "status", "started_at", "duration_seconds", "correlation_id", "run_id"
-        ):
+        runs = list(
+            runs.only(
+                "loader_id",
+                "loader__loader_code",
+                "status",
+                "started_at",
+                "duration_seconds",
+                "correlation_id",
+                "run_id",
+            )
+        )
+        versions = _active_versions([run.loader_id for run in runs]) if runs else {}
+        for run in runs:
             seconds = (
                 run.duration_seconds if run.duration_seconds is not None else (now - run.started_at).total_seconds()
             )
@@ -176,7 +200,6 @@ class VolumeOutOfRange(RuleKind):
     description = "Rows written outside the expected range of the active version."
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        versions = _active_versions(loaders)
         runs = (
             Run.objects.filter(loader__in=loaders, finished_at__gte=_window(rule, now), rows_written__isnull=False)
             .order_by("loader_id", "-finished_at")
@@ -185,6 +208,7 @@ class VolumeOutOfRange(RuleKind):
         latest: dict[int, Run] = {}
         for run in runs:
             latest.setdefault(run.loader_id, run)
+        versions = _active_versions(list(latest)) if latest else {}
         found = []
         for loader_id, run in latest.items():
             version = versions.get(loader_id)

@@ -32,7 +32,8 @@ def events(incident) -> list[str]:
     return list(incident.events.values_list("kind", flat=True))
 
 
-def test_a_breach_opens_one_incident_and_refires_it(failing):
+def test_a_breach_opens_one_incident_and_refires_it(failing, settings):
+    settings.INCIDENT_REFIRE_EVENT_SECONDS = 120
     first = rule_evaluate(rule=failing, now=NOW)
     assert [d.action for d in first.decisions] == ["opened"]
     rule_evaluate(rule=failing, now=NOW + MIN)
@@ -41,7 +42,9 @@ def test_a_breach_opens_one_incident_and_refires_it(failing):
     assert incident.title == "SALES-DAILY: 50% of signals failed (threshold 5%)"
     assert incident.suggestion == "Check the SALES-DAILY job logs."
     assert incident.metrics["failed"] == 5 and incident.loader.loader_code == "SALES-DAILY"
-    assert events(incident) == [EventKind.OPENED, EventKind.REFIRED]
+    assert events(incident) == [EventKind.OPENED]  # a minute later: counted, not yet a timeline entry
+    rule_evaluate(rule=failing, now=NOW + 3 * MIN)
+    assert events(Incident.objects.get()) == [EventKind.OPENED, EventKind.REFIRED]
 
 
 def test_hysteresis_needs_n_breaches_before_opening(failing):
