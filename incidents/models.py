@@ -126,6 +126,9 @@ class Incident(FSMModelMixin, models.Model):
     correlation_id = models.CharField(max_length=100, blank=True)
     suppressed = models.BooleanField(default=False, help_text="A silence matched: recorded, nobody notified.")
     flapping = models.BooleanField(default=False)
+    timeline_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the last opened / fired-again entry was written."
+    )
     external_key = models.CharField(max_length=50, blank=True, help_text="Ticket key (Jira), when one exists.")
     external_url = models.URLField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

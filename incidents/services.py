@@ -22,7 +22,7 @@ from dateutil.rrule import rrulestr
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
@@ -247,9 +247,14 @@ def rule_evaluate(
     states = {s.subject: s for s in RuleSubjectState.objects.filter(rule=rule)}
     # Every incident a rule opened has a subject state, so a rule without states has none open.
     active = (
-        set(Incident.objects.filter(rule=rule, status__in=ACTIVE_STATUSES).values_list("subject", flat=True))
+        {
+            subject: (pk, timeline_at)
+            for subject, pk, timeline_at in Incident.objects.filter(rule=rule, status__in=ACTIVE_STATUSES).values_list(
+                "subject", "pk", "timeline_at"
+            )
+        }
         if states
-        else set()
+        else {}
     )
 
     def settled(subject: str) -> bool:
@@ -264,6 +269,15 @@ def rule_evaluate(
         if not breached and settled(m.subject):
             report.decisions.append(Decision(rule.name, m.subject, m.value, False, "clear"))
             continue
+        state = states.get(m.subject)
+        ongoing = state is not None and state.consecutive_breaches >= rule.open_after and state.clear_since is None
+        if breached and ongoing and m.subject in active:
+            # An ongoing breach of an open incident: one UPDATE (the rule row lock, held by the
+            # claiming task, keeps other evaluations of this rule away).
+            incident_id, timeline_at = active[m.subject]
+            if _refire_quick(rule, m, now, incident_id, timeline_at):
+                report.decisions.append(Decision(rule.name, m.subject, m.value, True, "refired", incident_id))
+                continue
         with transaction.atomic():
             report.decisions.append(_decide(rule, m, breached, now))
     # Subjects that fired before but produced no measurement now are clear (no data, no breach).
@@ -328,6 +342,29 @@ def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetim
     return Decision(rule.name, m.subject, m.value, False, "resolved", incident.pk)
 
 
+def _snapshot(rule: DetectionRule, m: Measurement) -> dict[str, Any]:
+    return {"value": m.value, "threshold": rule.threshold, "operator": rule.operator, **m.details}
+
+
+def _refire_quick(
+    rule: DetectionRule, m: Measurement, now: dt.datetime, incident_id: int, timeline_at: dt.datetime | None
+) -> bool:
+    """Count one more occurrence of an open incident; a timeline entry at most every
+    INCIDENT_REFIRE_EVENT_SECONDS. False if the incident was closed meanwhile (take the slow path)."""
+    interval = dt.timedelta(seconds=settings.INCIDENT_REFIRE_EVENT_SECONDS)
+    write_event = timeline_at is None or now - timeline_at >= interval
+    changes: dict[str, Any] = {"occurrences": F("occurrences") + 1, "last_seen": now, "metrics": _snapshot(rule, m)}
+    if write_event:
+        changes["timeline_at"] = now
+    if not write_event:  # a single UPDATE is atomic by itself: no BEGIN/COMMIT round trips
+        return bool(Incident.objects.filter(pk=incident_id, status__in=ACTIVE_STATUSES).update(**changes))
+    with transaction.atomic():
+        updated = Incident.objects.filter(pk=incident_id, status__in=ACTIVE_STATUSES).update(**changes)
+        if updated:
+            _event(Incident(pk=incident_id), EventKind.REFIRED, at=now, data={"value": m.value})
+    return bool(updated)
+
+
 def _record_transition(state: RuleSubjectState, now: dt.datetime) -> int:
     window = dt.timedelta(seconds=settings.INCIDENT_FLAP_WINDOW_SECONDS)
     recent = [t for t in state.transitions if dt.datetime.fromisoformat(t) > now - window]
@@ -340,24 +377,20 @@ def _record_transition(state: RuleSubjectState, now: dt.datetime) -> int:
 def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = "") -> tuple[Incident, str]:
     """Open, fire again, or reopen the incident of (rule, subject)."""
     fingerprint = fingerprint_of(rule, m.subject)
-    snapshot = {"value": m.value, "threshold": rule.threshold, "operator": rule.operator, **m.details}
+    snapshot = _snapshot(rule, m)
     active = Incident.objects.select_for_update().filter(fingerprint=fingerprint, status__in=ACTIVE_STATUSES).first()
     if active is not None:
-        previous_seen = active.last_seen
         active.occurrences += 1
         active.last_seen = now
         active.metrics = snapshot
-        active.save(update_fields=["occurrences", "last_seen", "metrics", "updated_at"])
         # The timeline gets a REFIRED entry at most every INCIDENT_REFIRE_EVENT_SECONDS while a
         # condition lasts (occurrences and last_seen still move every time).
-        last_event = (
-            active.events.filter(kind__in=[EventKind.REFIRED, EventKind.OPENED, EventKind.REOPENED])
-            .order_by("-at")
-            .values_list("at", flat=True)
-            .first()
-            or previous_seen
-        )
-        if (now - last_event).total_seconds() >= settings.INCIDENT_REFIRE_EVENT_SECONDS:
+        last_entry = active.timeline_at or active.first_seen
+        write_event = (now - last_entry).total_seconds() >= settings.INCIDENT_REFIRE_EVENT_SECONDS
+        if write_event:
+            active.timeline_at = now
+        active.save(update_fields=["occurrences", "last_seen", "metrics", "timeline_at", "updated_at"])
+        if write_event:
             _event(active, EventKind.REFIRED, at=now, data={"value": m.value, "occurrences": active.occurrences})
         return active, "refired"
     state = RuleSubjectState.objects.filter(rule=rule, subject=m.subject).first()
@@ -370,6 +403,7 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
     )
     if recent is not None:
         recent.reopen()
+        recent.timeline_at = now
         recent.occurrences += 1
         recent.last_seen = now
         recent.metrics = snapshot
@@ -398,6 +432,7 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
         fingerprint=fingerprint,
         first_seen=now,
         last_seen=now,
+        timeline_at=now,
         metrics=snapshot,
         suggestion=render(rule.suggestion, rule, m),
         correlation_id=m.correlation_id[:100],
