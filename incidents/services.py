@@ -22,7 +22,7 @@ from dateutil.rrule import rrulestr
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
@@ -244,18 +244,18 @@ def rule_evaluate(
             last_error=report.error,
         )
         return report
-    states = {s.subject: s for s in RuleSubjectState.objects.filter(rule=rule)}
-    # Every incident a rule opened has a subject state, so a rule without states has none open.
-    active = (
-        {
-            subject: (pk, timeline_at)
-            for subject, pk, timeline_at in Incident.objects.filter(rule=rule, status__in=ACTIVE_STATUSES).values_list(
-                "subject", "pk", "timeline_at"
-            )
-        }
-        if states
-        else {}
-    )
+    # One query: each subject's state with its open incident (every incident a rule opens has a state).
+    open_incidents = Incident.objects.filter(
+        rule=OuterRef("rule"), subject=OuterRef("subject"), status__in=ACTIVE_STATUSES
+    ).order_by()
+    states = {
+        s.subject: s
+        for s in RuleSubjectState.objects.filter(rule=rule).annotate(
+            open_pk=Subquery(open_incidents.values("pk")[:1]),
+            open_timeline_at=Subquery(open_incidents.values("timeline_at")[:1]),
+        )
+    }
+    active = {subject: (s.open_pk, s.open_timeline_at) for subject, s in states.items() if s.open_pk is not None}
 
     def settled(subject: str) -> bool:
         state = states.get(subject)
