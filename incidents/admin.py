@@ -86,19 +86,7 @@ class DetectionRuleAdmin(SimpleHistoryAdmin):
 class SilenceForm(forms.ModelForm):
     class Meta:
         model = Silence
-        fields = (
-            "loader",
-            "tag",
-            "owner",
-            "rule",
-            "severity",
-            "starts_at",
-            "ends_at",
-            "recurrence",
-            "timezone",
-            "until",
-            "comment",
-        )
+        fields = services.SILENCE_FIELDS
 
 
 @admin.register(Silence)

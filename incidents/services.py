@@ -582,6 +582,19 @@ RULE_FIELDS = (
     "enabled",
 )
 SELF_DECIDING_KINDS = ("missed_run", "volume_out_of_range", "run_duration")
+SILENCE_FIELDS = (
+    "loader",
+    "tag",
+    "owner",
+    "rule",
+    "severity",
+    "starts_at",
+    "ends_at",
+    "recurrence",
+    "timezone",
+    "until",
+    "comment",
+)
 
 
 def _template_errors(text: str) -> str | None:
@@ -696,19 +709,7 @@ def silence_save(*, user: AbstractBaseUser, data: dict[str, Any], silence: Silen
     perm = "incidents.change_silence" if silence else "incidents.add_silence"
     _require(user, perm, "manage silences")
     silence = silence or Silence(created_by=user)
-    allowed = {
-        "loader",
-        "tag",
-        "owner",
-        "rule",
-        "severity",
-        "starts_at",
-        "ends_at",
-        "recurrence",
-        "timezone",
-        "until",
-        "comment",
-    }
+    allowed = set(SILENCE_FIELDS)
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InvalidInput({name: ["Unknown field."] for name in unknown})

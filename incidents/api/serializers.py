@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
+from incidents.services import RULE_FIELDS, SILENCE_FIELDS
 from loaders.models import Loader, Tag, Team
 
 
@@ -31,31 +32,7 @@ class RuleSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
 
     class Meta:
         model = DetectionRule
-        fields = (
-            "id",
-            "name",
-            "rule_type",
-            "kind",
-            "params",
-            "operator",
-            "threshold",
-            "window_seconds",
-            "severity",
-            "message",
-            "suggestion",
-            "runbook_url",
-            "scope",
-            "scope_loaders",
-            "scope_tag",
-            "scope_owner",
-            "interval_seconds",
-            "open_after",
-            "resolve_after_seconds",
-            "enabled",
-            "last_evaluated_at",
-            "next_due_at",
-            "last_error",
-        )
+        fields = ("id", *RULE_FIELDS, "last_evaluated_at", "next_due_at", "last_error")
         read_only_fields = ("id", "last_evaluated_at", "next_due_at", "last_error")
         extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service with a clear message
 
@@ -139,20 +116,5 @@ class SilenceSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Silence
-        fields = (
-            "id",
-            "loader",
-            "tag",
-            "owner",
-            "rule",
-            "severity",
-            "starts_at",
-            "ends_at",
-            "recurrence",
-            "timezone",
-            "until",
-            "comment",
-            "created_by",
-            "created_at",
-        )
+        fields = ("id", *SILENCE_FIELDS, "created_by", "created_at")
         read_only_fields = ("id", "created_by", "created_at")
