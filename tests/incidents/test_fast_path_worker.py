@@ -27,6 +27,15 @@ def test_a_failed_run_opens_an_incident_through_a_real_worker(
     require_postgres, require_redis, active_loader, editor, monkeypatch
 ):
     monkeypatch.setitem(app.conf, "task_always_eager", False)
+    from tests.platform.test_celery_worker import purge_broker
+
+    purge_broker()
+    from incidents.models import DetectionRule
+
+    # Its own rule: an earlier transactional test may have flushed the seeded ones.
+    DetectionRule.objects.update_or_create(
+        name="Run failed", defaults={"kind": "run_failed", "threshold": 0.0, "window_seconds": 900, "enabled": True}
+    )
     db = settings.DATABASES["default"]
     env = {
         **os.environ,

@@ -6,6 +6,7 @@ Without REDIS_URL the broker is the embedded filesystem transport that
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -28,8 +29,16 @@ ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 
+def purge_broker() -> None:
+    """Start from an empty queue: a broker shared with earlier tests (or runs) may hold their tasks.
+    A queue that does not exist yet has nothing to purge."""
+    with app.connection_for_write() as conn, contextlib.suppress(Exception):
+        conn.default_channel.queue_purge(app.conf.task_default_queue)
+
+
 @contextmanager
 def celery_process(*args: str, env: dict[str, str] | None = None):
+    purge_broker()
     proc = subprocess.Popen(
         [CELERY, "--app", "etl_monitor", *args, "--loglevel", "INFO"],
         cwd=ROOT,

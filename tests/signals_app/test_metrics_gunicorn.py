@@ -53,6 +53,9 @@ def test_metrics_are_correct_with_two_gunicorn_workers(require_postgres, active_
         "ETL_MONITOR_VAR_DIR": str(tmp_path / "var"),
         "WEB_CONCURRENCY": "2",
         "WEB_THREADS": "1",
+        # No worker runs here: the detection fast path runs inside the request instead of
+        # leaving tasks in the shared broker for later tests.
+        "CELERY_TASK_ALWAYS_EAGER": "true",
     }
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     proc = subprocess.Popen(
