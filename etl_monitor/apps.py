@@ -9,7 +9,7 @@ class EtlMonitorConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
-        from etl_monitor import roles
+        from etl_monitor import checks, roles  # noqa: F401 - checks registers the deploy check
 
         # Permissions of every app exist only after migrate; syncing the role
         # groups then keeps them complete as later apps add models.

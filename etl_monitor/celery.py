@@ -3,12 +3,22 @@
 import os
 
 from celery import Celery
+from celery.signals import beat_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "etl_monitor.settings")
 
 app = Celery("etl_monitor")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_insecure_settings(**kwargs: object) -> None:
+    # A worker or scheduler never runs on development defaults with DEBUG off.
+    from etl_monitor.checks import settings_refuse_insecure
+
+    settings_refuse_insecure()
 
 
 @app.on_after_finalize.connect

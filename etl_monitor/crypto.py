@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
 TOKEN_PREFIX = "fernet:"  # noqa: S105 - a format marker, not a secret
@@ -28,6 +29,9 @@ def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
 
 
 def fernet() -> MultiFernet:
+    if not settings.FIELD_ENCRYPTION_KEY and not settings.DEBUG:
+        # Never encrypt or decrypt real secrets with a key derived from a development default.
+        raise ImproperlyConfigured(settings.FIELD_KEY_MISSING)
     return _fernet(tuple(settings.FIELD_ENCRYPTION_KEY), settings.SECRET_KEY)
 
 

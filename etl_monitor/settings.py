@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ETL_MONITOR_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -27,14 +26,18 @@ SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# Insecure defaults are collected, not raised here: the web server, the worker and the
+# scheduler refuse to start with any of them (etl_monitor.checks.settings_refuse_insecure),
+# and `check --deploy` reports them, while offline commands (makemigrations…) still run.
+INSECURE_SETTINGS: list[str] = []
 if not DEBUG:
     if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-        raise ImproperlyConfigured(
+        INSECURE_SETTINGS.append(
             "SECRET_KEY must be set to a long random value (50+ characters) when DEBUG is off "
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
         )
     if not ALLOWED_HOSTS:
-        raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off.")
+        INSECURE_SETTINGS.append("ALLOWED_HOSTS must be set when DEBUG is off.")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -202,11 +205,12 @@ if not SECURE_HSTS_PRELOAD:
 # --- Field encryption -------------------------------------------------------
 # Comma-separated Fernet keys, newest first; older keys still decrypt (rotation).
 FIELD_ENCRYPTION_KEY = env.list("FIELD_ENCRYPTION_KEY", default=[])
+FIELD_KEY_MISSING = (
+    "FIELD_ENCRYPTION_KEY must be set when DEBUG is off (generate one with: "
+    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')."
+)
 if not DEBUG and not FIELD_ENCRYPTION_KEY:
-    raise ImproperlyConfigured(
-        "FIELD_ENCRYPTION_KEY must be set when DEBUG is off (generate one with: "
-        "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')."
-    )
+    INSECURE_SETTINGS.append(FIELD_KEY_MISSING)
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {

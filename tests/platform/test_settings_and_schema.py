@@ -50,9 +50,45 @@ def test_check_deploy_is_clean_with_production_settings():
 def test_production_refuses_insecure_defaults(override, message):
     env = {**PRODUCTION_ENV, **override}
     env = {k: v for k, v in env.items() if v != ""}
-    result = manage("check", **env)
+    result = manage("check", "--deploy", **env)
     assert result.returncode != 0
     assert message in result.stderr
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")}
+    server = subprocess.run(  # the web application itself refuses to load
+        [sys.executable, "-c", "import etl_monitor.wsgi"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert server.returncode != 0 and message in server.stderr
+
+
+def test_offline_commands_run_without_any_configuration():
+    base = {
+        k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "FIELD_ENCRYPTION_KEY")
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
+
+
+def test_secrets_are_never_handled_with_a_derived_key_outside_debug(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from etl_monitor.crypto import secret_encrypt
+
+    settings.DEBUG, settings.FIELD_ENCRYPTION_KEY = False, []
+    with pytest.raises(ImproperlyConfigured, match="FIELD_ENCRYPTION_KEY must be set"):
+        secret_encrypt("x")
 
 
 def test_the_openapi_schema_validates(db):
