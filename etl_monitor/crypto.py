@@ -29,7 +29,7 @@ def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
 
 
 def fernet() -> MultiFernet:
-    if not settings.FIELD_ENCRYPTION_KEY and not settings.DEBUG:
+    if not settings.FIELD_ENCRYPTION_KEY and not settings.FIELD_KEY_DERIVED_ALLOWED:
         # Never encrypt or decrypt real secrets with a key derived from a development default.
         raise ImproperlyConfigured(settings.FIELD_KEY_MISSING)
     return _fernet(tuple(settings.FIELD_ENCRYPTION_KEY), settings.SECRET_KEY)

@@ -209,6 +209,9 @@ FIELD_KEY_MISSING = (
     "FIELD_ENCRYPTION_KEY must be set when DEBUG is off (generate one with: "
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')."
 )
+# Development only: without a key, one is derived from SECRET_KEY (fixed at start-up, so the
+# test runner switching DEBUG off at run time does not change it).
+FIELD_KEY_DERIVED_ALLOWED = DEBUG
 if not DEBUG and not FIELD_ENCRYPTION_KEY:
     INSECURE_SETTINGS.append(FIELD_KEY_MISSING)
 

@@ -86,7 +86,7 @@ def test_secrets_are_never_handled_with_a_derived_key_outside_debug(settings):
 
     from etl_monitor.crypto import secret_encrypt
 
-    settings.DEBUG, settings.FIELD_ENCRYPTION_KEY = False, []
+    settings.FIELD_KEY_DERIVED_ALLOWED, settings.FIELD_ENCRYPTION_KEY = False, []
     with pytest.raises(ImproperlyConfigured, match="FIELD_ENCRYPTION_KEY must be set"):
         secret_encrypt("x")
 
