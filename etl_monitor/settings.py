@@ -282,6 +282,10 @@ INCIDENT_FLAP_THRESHOLD = env.int("INCIDENT_FLAP_THRESHOLD", default=4)
 INCIDENT_FLAP_WINDOW_SECONDS = env.int("INCIDENT_FLAP_WINDOW_SECONDS", default=3600)
 # While a condition lasts, its "fired again" timeline entry is written at most this often.
 INCIDENT_REFIRE_EVENT_SECONDS = env.int("INCIDENT_REFIRE_EVENT_SECONDS", default=300)
+# Rules evaluated together by one task (they share their reads and writes; 1 = a task per rule).
+DETECTION_BATCH_SIZE = env.int("DETECTION_BATCH_SIZE", default=50)
+# A detection task not started within this time is dropped (the tick or the cycle enqueues it again).
+DETECTION_TASK_EXPIRES_SECONDS = env.int("DETECTION_TASK_EXPIRES_SECONDS", default=120)
 
 # --- Branding -----------------------------------------------------------------
 ETL_MONITOR_SITE_TITLE = env.str("ETL_MONITOR_SITE_TITLE", default="ETL Monitor")

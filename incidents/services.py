@@ -21,8 +21,8 @@ from typing import Any
 from dateutil.rrule import rrulestr
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, JSONField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
@@ -184,6 +184,10 @@ def silence_matching(incident: Incident, at: dt.datetime) -> Silence | None:
 # --- evaluation ----------------------------------------------------------------------------------
 
 
+class KindMissing(LookupError):
+    """A rule names a kind this installation does not have (e.g. an external kind not installed)."""
+
+
 @dataclass
 class Decision:
     rule: str
@@ -198,6 +202,7 @@ class Decision:
 @dataclass
 class EvaluationReport:
     rule: str
+    rule_id: int | None = None
     decisions: list[Decision] = field(default_factory=list)
     error: str = ""
 
@@ -208,54 +213,133 @@ def rule_evaluate(
     """Evaluate one rule now and act on each subject; return every decision made (for detect_once).
 
     ``loader_id`` narrows the evaluation to one loader (the event-driven fast path).
-    Subjects that are clear and have nothing pending cost no write, so a cycle over
-    thousands of quiet loaders stays a handful of queries per rule.
+    """
+    return rules_evaluate(rules=[rule], now=now, loader_id=loader_id)[0]
+
+
+def rules_evaluate(
+    *, rules: list[DetectionRule], now: dt.datetime | None = None, loader_id: int | None = None
+) -> list[EvaluationReport]:
+    """Evaluate a batch of rules at one moment; one report per rule, in the order given.
+
+    The batch shares its reads and writes: each kind measures all of its rules at once
+    (rules with the same window and scope share one query), the subject states and open
+    incidents of every rule are read in one query, ongoing breaches are counted in one
+    UPDATE, and the rules' timestamps are written in one UPDATE per interval. Subjects that
+    are clear and have nothing pending cost no write, so a cycle over thousands of quiet
+    loaders stays a handful of queries. A rule that fails is reported on its own and does
+    not stop the others.
     """
     now = now or timezone.now()
-    report = EvaluationReport(rule=rule.name)
-    try:
-        kind = kind_get(rule.kind)
-    except InvalidInput:
-        report.error = f"kind {rule.kind!r} is not available in this installation"
-        return report
-    scope = rule_scope(rule)
-    if loader_id is not None:
-        scope = scope.filter(pk=loader_id)
-    try:
-        measurements = kind.evaluate(rule, scope, now)
-    except SourceUnavailable as exc:
-        report.error = str(exc)
-        report.error = f"source unavailable: {exc}"
-        m = Measurement(subject=f"source:{exc.source}", value=None, breached=True, details={"error": exc.reason})
-        with transaction.atomic():
-            state, _ = RuleSubjectState.objects.select_for_update().get_or_create(rule=rule, subject=m.subject)
-            state.consecutive_breaches, state.clear_since = state.consecutive_breaches + 1, None
-            state.save(update_fields=["consecutive_breaches", "clear_since"])
-            incident, action = _fire(rule, m, now, title=f"Data source unreachable: {exc.source}")
-        report.decisions.append(Decision(rule.name, m.subject, None, True, action, incident.pk, exc.reason))
-        measurements = []
-    except Exception as exc:
-        # A broken rule must not stop the cycle: record it on the rule and go on with the others.
-        logger.exception("detection rule %s failed", rule.name)
-        report.error = f"evaluation failed: {type(exc).__name__}: {str(exc)[:200]}"
-        DetectionRule.objects.filter(pk=rule.pk).update(
-            last_evaluated_at=now,
-            next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
-            last_error=report.error,
-        )
-        return report
-    # One query: each subject's state with its open incident (every incident a rule opens has a state).
+    reports = [EvaluationReport(rule=rule.name, rule_id=rule.pk) for rule in rules]
+    results = _measure(rules, now, loader_id)
+    states = _states_read([rule.pk for rule in rules if isinstance(results.get(rule.pk), list)])
+    refires: list[_Refire] = []
+    errors: dict[int, str] = {}
+    for rule, report in zip(rules, reports, strict=True):
+        result = results[rule.pk]
+        if isinstance(result, SourceUnavailable):
+            _source_unavailable(rule, result, now, report)
+            result = []
+        elif isinstance(result, KindMissing):
+            report.error = errors[rule.pk] = str(result)
+            continue
+        elif isinstance(result, BaseException):
+            # A broken rule must not stop the cycle: record it on the rule and go on with the others.
+            logger.error("detection rule %s failed", rule.name, exc_info=result)
+            report.error = f"evaluation failed: {type(result).__name__}: {str(result)[:200]}"
+            errors[rule.pk] = report.error
+            continue
+        _rule_decide(rule, result, states.get(rule.pk, {}), now, loader_id, report, refires)
+        errors[rule.pk] = report.error
+    _refires_apply(refires, now)
+    if loader_id is None:  # a fast-path evaluation of one loader does not replace the rule's full cycle
+        _rules_mark_evaluated([rule for rule in rules if rule.pk in errors], now, errors)
+    return reports
+
+
+def _measure(
+    rules: list[DetectionRule], now: dt.datetime, loader_id: int | None
+) -> dict[int, list[Measurement] | BaseException]:
+    """Each rule's measurements (or the exception its kind raised), kind by kind."""
+
+    def scope_of(rule: DetectionRule) -> QuerySet[Loader]:
+        scope = rule_scope(rule)
+        return scope.filter(pk=loader_id) if loader_id is not None else scope
+
+    results: dict[int, list[Measurement] | BaseException] = {}
+    by_kind: dict[str, list[DetectionRule]] = {}
+    for rule in rules:
+        by_kind.setdefault(rule.kind, []).append(rule)
+    for name, group in by_kind.items():
+        try:
+            kind = kind_get(name)
+        except InvalidInput:
+            results.update(
+                {rule.pk: KindMissing(f"kind {name!r} is not available in this installation") for rule in group}
+            )
+            continue
+        try:
+            results.update(kind.evaluate_many(group, scope_of, now))
+        except Exception as exc:  # noqa: BLE001 — a kind's own failure is reported per rule
+            results.update({rule.pk: exc for rule in group if rule.pk not in results})
+    return results
+
+
+def _states_read(rule_ids: list[int]) -> dict[int, dict[str, RuleSubjectState]]:
+    """The subject states of the rules, each with its open incident (one query; every incident a
+    rule opens has a state)."""
+    if not rule_ids:
+        return {}
     open_incidents = Incident.objects.filter(
         rule=OuterRef("rule"), subject=OuterRef("subject"), status__in=ACTIVE_STATUSES
     ).order_by()
-    states = {
-        s.subject: s
-        for s in RuleSubjectState.objects.filter(rule=rule).annotate(
-            open_pk=Subquery(open_incidents.values("pk")[:1]),
-            open_timeline_at=Subquery(open_incidents.values("timeline_at")[:1]),
-        )
-    }
+    states: dict[int, dict[str, RuleSubjectState]] = {}
+    rows = RuleSubjectState.objects.filter(rule_id__in=rule_ids).annotate(
+        open_pk=Subquery(open_incidents.values("pk")[:1]),
+        open_timeline_at=Subquery(open_incidents.values("timeline_at")[:1]),
+    )
+    for state in rows:
+        states.setdefault(state.rule_id, {})[state.subject] = state
+    return states
+
+
+def _source_unavailable(
+    rule: DetectionRule, exc: SourceUnavailable, now: dt.datetime, report: EvaluationReport
+) -> None:
+    """An unreachable source is itself an incident of the rule (one per source, deduplicated)."""
+    report.error = f"source unavailable: {exc}"
+    m = Measurement(subject=f"source:{exc.source}", value=None, breached=True, details={"error": exc.reason})
+    with transaction.atomic():
+        state, _ = RuleSubjectState.objects.select_for_update().get_or_create(rule=rule, subject=m.subject)
+        state.consecutive_breaches, state.clear_since = state.consecutive_breaches + 1, None
+        state.save(update_fields=["consecutive_breaches", "clear_since"])
+        incident, action = _fire(rule, m, now, title=f"Data source unreachable: {exc.source}")
+    report.decisions.append(Decision(rule.name, m.subject, None, True, action, incident.pk, exc.reason))
+
+
+@dataclass
+class _Refire:
+    rule: DetectionRule
+    m: Measurement
+    incident_id: int
+    report: EvaluationReport
+    index: int  # of its decision in the report (replaced if the incident was closed meanwhile)
+
+
+def _rule_decide(
+    rule: DetectionRule,
+    measurements: list[Measurement],
+    states: dict[str, RuleSubjectState],
+    now: dt.datetime,
+    loader_id: int | None,
+    report: EvaluationReport,
+    refires: list[_Refire],
+) -> None:
+    """Act on one rule's measurements: clear subjects cost nothing, ongoing breaches of an open
+    incident are queued for the batch's one UPDATE, the rest decide under a row lock."""
     active = {subject: (s.open_pk, s.open_timeline_at) for subject, s in states.items() if s.open_pk is not None}
+    refire_interval = dt.timedelta(seconds=settings.INCIDENT_REFIRE_EVENT_SECONDS)
 
     def settled(subject: str) -> bool:
         state = states.get(subject)
@@ -272,16 +356,20 @@ def rule_evaluate(
         state = states.get(m.subject)
         ongoing = state is not None and state.consecutive_breaches >= rule.open_after and state.clear_since is None
         if breached and ongoing and m.subject in active:
-            # An ongoing breach of an open incident: one UPDATE (the rule row lock, held by the
-            # claiming task, keeps other evaluations of this rule away).
+            # An ongoing breach of an open incident: counted in the batch's one UPDATE (the rule
+            # row lock, held by the claiming task, keeps other evaluations of this rule away); a
+            # timeline entry at most every INCIDENT_REFIRE_EVENT_SECONDS.
             incident_id, timeline_at = active[m.subject]
-            if _refire_quick(rule, m, now, incident_id, timeline_at):
+            if timeline_at is not None and now - timeline_at < refire_interval:
+                refires.append(_Refire(rule, m, incident_id, report, len(report.decisions)))
                 report.decisions.append(Decision(rule.name, m.subject, m.value, True, "refired", incident_id))
                 continue
         with transaction.atomic():
             report.decisions.append(_decide(rule, m, breached, now))
     # Subjects that fired before but produced no measurement now are clear (no data, no breach).
-    codes = set(scope.values_list("loader_code", flat=True)) if loader_id is not None else None
+    codes = None
+    if loader_id is not None:
+        codes = set(Loader.objects.filter(pk=loader_id).values_list("loader_code", flat=True))
     for subject in set(states) - seen:
         if (subject.startswith("source:") and report.error) or settled(subject):
             continue
@@ -289,18 +377,46 @@ def rule_evaluate(
             continue  # the fast path only speaks for its own loader
         with transaction.atomic():
             report.decisions.append(_decide(rule, Measurement(subject=subject, value=None), False, now))
-    if loader_id is None:  # a fast-path evaluation of one loader does not replace the rule's full cycle
-        _rule_mark_evaluated(rule, now, report.error)
-    return report
 
 
-def _rule_mark_evaluated(rule: DetectionRule, now: dt.datetime, error: str) -> None:
-    # One plain UPDATE per rule and cycle (this runs for every rule every interval).
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {DetectionRule._meta.db_table} SET last_evaluated_at = %s, next_due_at = %s, last_error = %s "  # noqa: S608
-            "WHERE id = %s",
-            [now, now + dt.timedelta(seconds=rule.interval_seconds), error, rule.pk],
+def _refires_apply(refires: list[_Refire], now: dt.datetime) -> None:
+    """Count one more occurrence of each open incident in one UPDATE; an incident closed meanwhile
+    (by a person, between the read and now) takes the full decision path instead."""
+    if not refires:
+        return
+    ids = [r.incident_id for r in refires]
+    snapshots = Case(
+        *(When(pk=r.incident_id, then=Value(_snapshot(r.rule, r.m), output_field=JSONField())) for r in refires),
+        output_field=JSONField(),
+    )
+    with transaction.atomic():
+        updated = Incident.objects.filter(pk__in=ids, status__in=ACTIVE_STATUSES).update(
+            occurrences=F("occurrences") + 1, last_seen=now, metrics=snapshots
+        )
+        if updated == len(set(ids)):
+            return
+        still_active = set(Incident.objects.filter(pk__in=ids, status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
+    for r in refires:
+        if r.incident_id not in still_active:
+            with transaction.atomic():
+                r.report.decisions[r.index] = _decide(r.rule, r.m, True, now)
+
+
+def _rules_mark_evaluated(rules: list[DetectionRule], now: dt.datetime, errors: dict[int, str]) -> None:
+    """Write the rules' timestamps: one UPDATE per distinct interval (plus one per failed rule)."""
+    by_interval: dict[int, list[int]] = {}
+    for rule in rules:
+        if errors.get(rule.pk):
+            DetectionRule.objects.filter(pk=rule.pk).update(
+                last_evaluated_at=now,
+                next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
+                last_error=errors[rule.pk],
+            )
+        else:
+            by_interval.setdefault(rule.interval_seconds, []).append(rule.pk)
+    for interval, ids in by_interval.items():
+        DetectionRule.objects.filter(pk__in=ids).update(
+            last_evaluated_at=now, next_due_at=now + dt.timedelta(seconds=interval), last_error=""
         )
 
 
@@ -344,25 +460,6 @@ def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetim
 
 def _snapshot(rule: DetectionRule, m: Measurement) -> dict[str, Any]:
     return {"value": m.value, "threshold": rule.threshold, "operator": rule.operator, **m.details}
-
-
-def _refire_quick(
-    rule: DetectionRule, m: Measurement, now: dt.datetime, incident_id: int, timeline_at: dt.datetime | None
-) -> bool:
-    """Count one more occurrence of an open incident; a timeline entry at most every
-    INCIDENT_REFIRE_EVENT_SECONDS. False if the incident was closed meanwhile (take the slow path)."""
-    interval = dt.timedelta(seconds=settings.INCIDENT_REFIRE_EVENT_SECONDS)
-    write_event = timeline_at is None or now - timeline_at >= interval
-    changes: dict[str, Any] = {"occurrences": F("occurrences") + 1, "last_seen": now, "metrics": _snapshot(rule, m)}
-    if write_event:
-        changes["timeline_at"] = now
-    if not write_event:  # a single UPDATE is atomic by itself: no BEGIN/COMMIT round trips
-        return bool(Incident.objects.filter(pk=incident_id, status__in=ACTIVE_STATUSES).update(**changes))
-    with transaction.atomic():
-        updated = Incident.objects.filter(pk=incident_id, status__in=ACTIVE_STATUSES).update(**changes)
-        if updated:
-            _event(Incident(pk=incident_id), EventKind.REFIRED, at=now, data={"value": m.value})
-    return bool(updated)
 
 
 def _record_transition(state: RuleSubjectState, now: dt.datetime) -> int:
@@ -474,18 +571,34 @@ def failure_reported(loader_id: int) -> None:
     right away instead of at the next tick (a failure becomes an incident in seconds)."""
     from incidents.tasks import rules_evaluate_for_loader
 
-    transaction.on_commit(lambda: rules_evaluate_for_loader.delay(loader_id))
+    transaction.on_commit(
+        lambda: rules_evaluate_for_loader.apply_async((loader_id,), expires=settings.DETECTION_TASK_EXPIRES_SECONDS)
+    )
 
 
 def rule_evaluate_claimed(
     *, rule_id: int, now: dt.datetime | None = None, loader_id: int | None = None
 ) -> EvaluationReport | None:
     """Evaluate a rule unless another worker holds it (row lock, SKIP LOCKED): never twice at once."""
+    reports = rules_evaluate_claimed(rule_ids=[rule_id], now=now, loader_id=loader_id)
+    return reports[0] if reports else None
+
+
+def rules_evaluate_claimed(
+    *, rule_ids: list[int], now: dt.datetime | None = None, loader_id: int | None = None
+) -> list[EvaluationReport]:
+    """Evaluate the enabled rules of ``rule_ids`` that no other worker holds (row locks taken with
+    SKIP LOCKED, so a rule is never evaluated twice at once and a busy one is skipped, not
+    waited for). Returns the reports of the rules evaluated; the caller sees which were skipped."""
     with transaction.atomic():
-        rule = DetectionRule.objects.select_for_update(skip_locked=True).filter(pk=rule_id, enabled=True).first()
-        if rule is None:
-            return None
-        return rule_evaluate(rule=rule, now=now, loader_id=loader_id)
+        rules = list(
+            DetectionRule.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=rule_ids, enabled=True)
+            .order_by("pk")
+        )
+        if not rules:
+            return []
+        return rules_evaluate(rules=rules, now=now, loader_id=loader_id)
 
 
 # --- lifecycle by people --------------------------------------------------------------------------

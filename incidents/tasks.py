@@ -1,22 +1,35 @@
 """Detection tasks: thin wrappers around incidents.services, safe to run twice."""
 
 from celery import shared_task
+from django.conf import settings
 
-from incidents.services import rule_evaluate_claimed, rules_due
+from incidents.services import rule_evaluate_claimed, rules_due, rules_evaluate_claimed
 
 
 @shared_task(name="incidents.tasks.detection_tick", ignore_result=True)
 def detection_tick() -> int:
-    """Enqueue one evaluation task per rule whose interval has elapsed."""
-    due = list(rules_due().values_list("pk", flat=True))
-    for rule_id in due:
-        rule_evaluate_task.delay(rule_id)
+    """Enqueue the rules whose interval has elapsed, in batches of DETECTION_BATCH_SIZE.
+
+    A batch shares its reads and writes (see ``rules_evaluate``); several batches run on
+    several workers at once. A task not started before the next ticks expires: the rule is
+    still due then and is enqueued again, so a stopped worker leaves no backlog behind.
+    """
+    due = list(rules_due().order_by("pk").values_list("pk", flat=True))
+    size = max(1, settings.DETECTION_BATCH_SIZE)
+    for start in range(0, len(due), size):
+        rules_evaluate_task.apply_async((due[start : start + size],), expires=settings.DETECTION_TASK_EXPIRES_SECONDS)
     return len(due)
+
+
+@shared_task(name="incidents.tasks.rules_evaluate", ignore_result=True, acks_late=True)
+def rules_evaluate_task(rule_ids: list[int]) -> None:
+    """Evaluate a batch of rules; a rule another worker holds is skipped (SELECT … FOR UPDATE SKIP LOCKED)."""
+    rules_evaluate_claimed(rule_ids=rule_ids)
 
 
 @shared_task(name="incidents.tasks.rule_evaluate", ignore_result=True, acks_late=True)
 def rule_evaluate_task(rule_id: int) -> None:
-    """Evaluate one rule; skipped when another worker holds it (SELECT … FOR UPDATE SKIP LOCKED)."""
+    """Evaluate one rule (kept for messages queued by earlier versions, and for one-off use)."""
     rule_evaluate_claimed(rule_id=rule_id)
 
 
@@ -29,10 +42,12 @@ def rules_evaluate_for_loader(loader_id: int, rule_ids: list[int] | None = None,
     """
     from incidents.services import rules_for_loader
 
-    busy = [
-        rule_id
-        for rule_id in (rule_ids if rule_ids is not None else rules_for_loader(loader_id))
-        if rule_evaluate_claimed(rule_id=rule_id, loader_id=loader_id) is None
-    ]
+    wanted = rule_ids if rule_ids is not None else rules_for_loader(loader_id)
+    if not wanted:
+        return
+    done = {report.rule_id for report in rules_evaluate_claimed(rule_ids=wanted, loader_id=loader_id)}
+    busy = [rule_id for rule_id in wanted if rule_id not in done]
     if busy and attempt < 5:
-        rules_evaluate_for_loader.apply_async((loader_id, busy, attempt + 1), countdown=1)
+        rules_evaluate_for_loader.apply_async(
+            (loader_id, busy, attempt + 1), countdown=1, expires=settings.DETECTION_TASK_EXPIRES_SECONDS
+        )

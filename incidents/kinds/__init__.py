@@ -10,6 +10,7 @@ engine reports that as its own incident and goes on with the other rules.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -100,6 +101,54 @@ class RuleKind:
 
     def evaluate(self, rule: DetectionRule, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         raise NotImplementedError
+
+    def share_key(self, rule: DetectionRule) -> Hashable | None:
+        """What a rule's measurements depend on besides its scope, when rules with equal keys
+        measure the same (then one evaluation serves them all); None: never shared.
+
+        Kinds whose measurements carry ``breached`` decided against the threshold include the
+        threshold here. Measurements are shared objects: the engine only reads them.
+        """
+        return None
+
+    def evaluate_many(
+        self, rules: list[DetectionRule], scope_of: Callable[[DetectionRule], QuerySet[Loader]], now: dt.datetime
+    ) -> dict[int, list[Measurement] | BaseException]:
+        """Measure several rules of this kind at one moment: rule id → measurements, or the
+        exception that rule's evaluation raised (the engine reports it and goes on).
+
+        By default each rule is evaluated on its own, except that rules with the same
+        ``share_key`` and scope share one evaluation. Kinds that can answer several rules
+        with one query override this.
+        """
+        results: dict[int, list[Measurement] | BaseException] = {}
+        shared: dict[Hashable, list[Measurement] | BaseException] = {}
+        for rule in rules:
+            key = self.share_key(rule)
+            if key is not None:
+                key = (key, scope_key(rule))
+                if key in shared:
+                    results[rule.pk] = shared[key]
+                    continue
+            try:
+                result: list[Measurement] | BaseException = self.evaluate(rule, scope_of(rule), now)
+            except Exception as exc:  # noqa: BLE001 — reported per rule by the engine
+                result = exc
+            results[rule.pk] = result
+            if key is not None:
+                shared[key] = result
+        return results
+
+
+def scope_key(rule: DetectionRule) -> Hashable:
+    """Rules with equal scope keys watch the same loaders (a loader list is never compared: own key)."""
+    if rule.scope == "LOADERS":
+        return ("LOADERS", rule.pk)
+    if rule.scope == "TAG":
+        return ("TAG", rule.scope_tag_id)
+    if rule.scope == "OWNER":
+        return ("OWNER", rule.scope_owner_id)
+    return ("ALL",)
 
 
 _KINDS: dict[str, RuleKind] = {}

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Callable
 from typing import Any
 
 from croniter import croniter
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
 
-from incidents.kinds import Measurement, Param, RuleKind, kind_register
+from incidents.kinds import Measurement, Param, RuleKind, kind_register, scope_key
 from loaders.models import Loader, LoaderVersion, VersionState
 from signals_app.models import Run, RunStatus, Signal, ValidationStatus
 
@@ -54,6 +55,9 @@ class SignalFailureRate(RuleKind):
         "min_signals": Param(int, default=1, help="Ignore subjects with fewer signals in the window."),
     }
 
+    def share_key(self, rule: Any) -> Any:
+        return (rule.window_seconds, rule.params.get("per", "loader"), rule.params.get("min_signals", 1))
+
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now)
         minimum = rule.params.get("min_signals", 1)
@@ -86,6 +90,9 @@ class RunFailed(RuleKind):
     name = "run_failed"
     description = "Failed runs and FAILED signals in the window."
     default_threshold = 0.0
+
+    def share_key(self, rule: Any) -> Any:
+        return rule.window_seconds
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         since = _window(rule, now)
@@ -134,6 +141,9 @@ class RunDuration(RuleKind):
     name = "run_duration"
     description = "Run duration above a maximum (also while running) or below a minimum."
     params = {"mode": Param(str, default="max", choices=("max", "min"))}
+
+    def share_key(self, rule: Any) -> Any:
+        return (rule.window_seconds, rule.params.get("mode", "max"), rule.threshold)
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         since = _window(rule, now)
@@ -199,6 +209,9 @@ class VolumeOutOfRange(RuleKind):
     name = "volume_out_of_range"
     description = "Rows written outside the expected range of the active version."
 
+    def share_key(self, rule: Any) -> Any:
+        return rule.window_seconds
+
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         runs = (
             Run.objects.filter(loader__in=loaders, finished_at__gte=_window(rule, now), rows_written__isnull=False)
@@ -250,6 +263,65 @@ class MetricThreshold(RuleKind):
             errors["params.signal_key"] = ["Give signal_key or metric_type."]
         return params
 
+    def share_key(self, rule: Any) -> Any:
+        p = rule.params
+        return (rule.window_seconds, p.get("signal_key"), p.get("metric_type"), p.get("aggregation", "avg"))
+
+    def evaluate_many(
+        self, rules: list[Any], scope_of: Callable[[Any], QuerySet[Loader]], now: dt.datetime
+    ) -> dict[int, list[Measurement] | BaseException]:
+        """Rules by signal key over the same window and scope share one query: every aggregation
+        of every key they name, grouped by loader and key."""
+        groups: dict[Any, list[Any]] = {}
+        others = []
+        for rule in rules:
+            aggregation = rule.params.get("aggregation", "avg")
+            if rule.params.get("signal_key") and aggregation in AGGREGATES:
+                key = (rule.window_seconds, rule.params.get("metric_type"), scope_key(rule))
+                groups.setdefault(key, []).append(rule)
+            else:
+                others.append(rule)
+        results = super().evaluate_many(others, scope_of, now) if others else {}
+        for (window, metric_type, _scope), group in groups.items():
+            try:
+                rows = self._aggregate_keys(group[0], scope_of(group[0]), now, window, metric_type, group)
+            except Exception as exc:  # noqa: BLE001 — reported per rule by the engine
+                results.update({rule.pk: exc for rule in group})
+                continue
+            for rule in group:
+                aggregation = rule.params.get("aggregation", "avg")
+                results[rule.pk] = [
+                    Measurement(
+                        r["loader__loader_code"],
+                        float(r[aggregation]) if r[aggregation] is not None else None,
+                        loader_id=r["loader_id"],
+                        details={"aggregation": aggregation},
+                    )
+                    for r in rows.get(rule.params["signal_key"], ())
+                ]
+        return results
+
+    def _aggregate_keys(
+        self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime, window: int, metric_type: Any, group: list[Any]
+    ) -> dict[str, list[dict[str, Any]]]:
+        keys = sorted({r.params["signal_key"] for r in group})
+        since = now - dt.timedelta(seconds=window)
+        signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=since, captured_at__lte=now)
+        signals = signals.filter(signal_key__in=keys)
+        if metric_type:
+            signals = signals.filter(metric_type=metric_type)
+        rows = signals.values("loader_id", "loader__loader_code", "signal_key").annotate(
+            avg=Avg("value_number"),
+            max=Max("value_number"),
+            min=Min("value_number"),
+            sum=Sum("value_number"),
+            count=Count("id"),
+        )
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_key.setdefault(row["signal_key"], []).append(row)
+        return by_key
+
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now)
         if key := rule.params.get("signal_key"):
@@ -295,6 +367,9 @@ class MissedRun(RuleKind):
     name = "missed_run"
     description = "A scheduled run did not start within its grace period."
     params = {"early_tolerance_seconds": Param(int, default=300)}
+
+    def share_key(self, rule: Any) -> Any:
+        return rule.params.get("early_tolerance_seconds", 300)
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         versions = _active_versions(loaders)
