@@ -52,6 +52,7 @@ ROLE_GRANTS: dict[str, set[str]] = {
         "incidents.add_silence",
         "incidents.change_silence",
         "incidents.delete_silence",
+        "integrations.change_delivery",  # retry a delivery that gave up
     },
 }
 

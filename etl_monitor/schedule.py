@@ -15,8 +15,8 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
     },
-    # Detection: every 15 s, enqueue the rules whose own interval has elapsed; each
-    # evaluation is its own task, claimed with SKIP LOCKED so it never runs twice at once.
+    # Detection: every 15 s, enqueue the rules whose own interval has elapsed, in batches
+    # (DETECTION_BATCH_SIZE); each rule is claimed with SKIP LOCKED so it never runs twice at once.
     "detection-tick": {
         "task": "incidents.tasks.detection_tick",
         "schedule": timedelta(seconds=15),
@@ -34,5 +34,18 @@ BEAT_SCHEDULE: dict[str, dict] = {
     "loader-import-cleanup": {
         "task": "loaders.tasks.loader_import_cleanup",
         "schedule": timedelta(hours=1),
+    },
+    # Notifications: the outbox sweep resumes deliveries whose worker died mid-send and
+    # sends due ones whose task was lost; escalation notifies the next tier of incidents
+    # nobody acknowledged within their rule's escalation timeout.
+    "notifications-recover": {
+        "task": "integrations.tasks.deliveries_recover",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 25},
+    },
+    "notifications-escalate": {
+        "task": "integrations.tasks.escalations_run",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 25},
     },
 }

@@ -86,6 +86,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "integrations.context_processors.channel_health",
             ],
         },
     },
@@ -286,6 +287,23 @@ INCIDENT_REFIRE_EVENT_SECONDS = env.int("INCIDENT_REFIRE_EVENT_SECONDS", default
 DETECTION_BATCH_SIZE = env.int("DETECTION_BATCH_SIZE", default=50)
 # A detection task not started within this time is dropped (the tick or the cycle enqueues it again).
 DETECTION_TASK_EXPIRES_SECONDS = env.int("DETECTION_TASK_EXPIRES_SECONDS", default=120)
+
+# --- Notifications -------------------------------------------------------------
+NOTIFICATIONS_ENABLED = env.bool("NOTIFICATIONS_ENABLED", default=True)
+# Where people open the app: links in emails and Slack buttons point here.
+ETL_MONITOR_BASE_URL = env.str("ETL_MONITOR_BASE_URL", default="http://127.0.0.1:8000")
+GRAFANA_URL = env.str("GRAFANA_URL", default="")
+KIBANA_URL = env.str("KIBANA_URL", default="")
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
+SLACK_API_BASE_URL = env.str("SLACK_API_BASE_URL", default="https://slack.com/api/")
+NOTIFY_HTTP_TIMEOUT = env.float("NOTIFY_HTTP_TIMEOUT", default=10.0)  # Slack and webhooks, per request
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=8)  # then GAVE_UP (an admin may retry)
+NOTIFY_BACKOFF_BASE_SECONDS = env.float("NOTIFY_BACKOFF_BASE_SECONDS", default=5.0)
+NOTIFY_BACKOFF_MAX_SECONDS = env.float("NOTIFY_BACKOFF_MAX_SECONDS", default=900.0)
+# A delivery SENDING for longer than this is taken back by the sweep (its worker died).
+NOTIFY_LEASE_SECONDS = env.int("NOTIFY_LEASE_SECONDS", default=120)
+# A due delivery this late was not picked up by its task: the sweep enqueues it again.
+NOTIFY_SWEEP_GRACE_SECONDS = env.int("NOTIFY_SWEEP_GRACE_SECONDS", default=30)
 
 # --- Branding -----------------------------------------------------------------
 ETL_MONITOR_SITE_TITLE = env.str("ETL_MONITOR_SITE_TITLE", default="ETL Monitor")

@@ -177,6 +177,10 @@ class EventKind(models.TextChoices):
     CLOSED = "CLOSED", "Closed"
     SUPPRESSED = "SUPPRESSED", "Suppressed by a silence"
     FLAPPING = "FLAPPING", "Marked flapping"
+    ESCALATED = "ESCALATED", "Escalated"
+    NOTIFIED = "NOTIFIED", "Notified"
+    NOT_NOTIFIED = "NOT_NOTIFIED", "Not notified"
+    NOTIFY_FAILED = "NOTIFY_FAILED", "Notification failed"
 
 
 class IncidentEvent(models.Model):

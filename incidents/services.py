@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 # Sent after commit with ``event`` (an IncidentEvent) for every timeline entry.
 incident_event = DjangoSignal()
+# Sent inside the transaction that records ``event``: receivers write their own rows (the
+# notification outbox) atomically with it. A receiver that raises rolls the event back with it.
+incident_event_recorded = DjangoSignal()
 
 
 # --- events ------------------------------------------------------------------------------
@@ -62,8 +65,22 @@ def _event(
         message=message,
         data=data or {},
     )
-    transaction.on_commit(lambda: _publish(event))
+    transaction.on_commit(lambda: _publish(event))  # before the receivers' own entries are published
+    incident_event_recorded.send(sender=Incident, event=event)
     return event
+
+
+def event_record(
+    incident: Incident,
+    kind: str,
+    *,
+    at: dt.datetime | None = None,
+    actor: Any = None,
+    message: str = "",
+    data: Any = None,
+) -> IncidentEvent:
+    """Add an entry to an incident's timeline (for integrations: notified, escalated…)."""
+    return _event(incident, kind, at=at or timezone.now(), actor=actor, message=message, data=data)
 
 
 def _publish(event: IncidentEvent) -> None:
@@ -542,11 +559,14 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
         return _fire(rule, m, now, title)
     if state:
         _record_transition(state, now)
-    _event(incident, EventKind.OPENED, at=now, message=message, data={"value": m.value})
+    # Whether a silence matches is known before the "opened" entry, so its subscribers
+    # (notifications) see a suppressed incident as suppressed.
     silence = silence_matching(incident, now)
     if silence is not None:
         incident.suppressed = True
         incident.save(update_fields=["suppressed"])
+    _event(incident, EventKind.OPENED, at=now, message=message, data={"value": m.value})
+    if silence is not None:
         _event(incident, EventKind.SUPPRESSED, at=now, message=f"Silenced by {silence}", data={"silence": silence.pk})
         return incident, "opened (suppressed)"
     return incident, "opened"

@@ -6,3 +6,12 @@ class IntegrationsConfig(AppConfig):
 
     name = "integrations"
     verbose_name = "Integrations"
+
+    def ready(self) -> None:
+        from etl_monitor.protection import protection_register
+        from incidents.services import incident_event_recorded
+        from integrations import notify
+        from integrations.models import Channel
+
+        incident_event_recorded.connect(notify.on_incident_event, dispatch_uid="integrations.notify")
+        protection_register(Channel, fields=(), secret_fields=("secret",))

@@ -1,1 +1,200 @@
-"""Models arrive with their issue; the app exists so the layout and migrations are stable."""
+"""Notification channels, routing rules and the delivery outbox.
+
+A *channel* is a configured transport (email, a Slack bot, a Slack incoming
+webhook, a generic webhook). A *notification rule* routes the incidents of one
+severity (optionally narrowed to a team or a tag) to channels, recipients and a
+Slack channel, with escalation tiers. Every message is a *delivery*: persisted
+in the transaction that recorded the incident event, then sent by Celery with
+retries — the outbox that loses nothing and sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from etl_monitor.crypto import EncryptedTextField
+from incidents.models import Incident, IncidentEvent
+from loaders.models import Severity, Tag, Team
+
+
+class ChannelKind(models.TextChoices):
+    EMAIL = "EMAIL", "Email (Django's EMAIL_* settings)"
+    SLACK = "SLACK", "Slack bot (chat.postMessage / chat.update)"
+    SLACK_WEBHOOK = "SLACK_WEBHOOK", "Slack incoming webhook"
+    WEBHOOK = "WEBHOOK", "Generic webhook (signed JSON)"
+
+
+class Channel(models.Model):
+    """A configured transport; notification rules name channels by ``name``."""
+
+    name = models.SlugField(max_length=50, unique=True, help_text="How notification rules refer to it: email, slack…")
+    kind = models.CharField(max_length=20, choices=ChannelKind.choices)
+    enabled = models.BooleanField(default=True)
+    url = models.URLField(blank=True, help_text="Generic webhook: where to POST.")
+    secret = EncryptedTextField(
+        blank=True,
+        help_text=(
+            "Slack bot: a bot token (xoxb-…; empty = SLACK_BOT_TOKEN). Slack incoming webhook: its URL. "
+            "Generic webhook: the HMAC signing secret (optional). Stored encrypted, never shown again."
+        ),
+    )
+    healthy = models.BooleanField(default=True, editable=False)
+    unhealthy_reason = models.TextField(blank=True, editable=False)
+    unhealthy_since = models.DateTimeField(null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["secret", "healthy", "unhealthy_since", "last_success_at"])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class NotificationRule(models.Model):
+    """Who hears about incidents of one severity, and who next when nobody acknowledges.
+
+    Tier 0 is the rule's own channels, recipients and Slack channel; ``escalation_tiers``
+    lists the next ones (each ``{"channels": [...], "recipients": [...], "slack_channel": "..."}``).
+    An incident still unacknowledged ``escalation_timeout`` seconds after a tier was notified
+    goes to the next tier; after the last one, the last tier is repeated ``escalation_repeat``
+    times. A rule for a team or a tag wins over the plain severity rule.
+    """
+
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="Only this team's loaders."
+    )
+    tag = models.ForeignKey(
+        Tag, null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="Only loaders with this tag."
+    )
+    channels = models.JSONField(default=list, blank=True, help_text='Channel names, e.g. ["email", "slack"].')
+    recipients = models.JSONField(default=list, blank=True, help_text="Email addresses.")
+    slack_channel = models.CharField(max_length=100, blank=True, help_text="e.g. #alerts-critical")
+    escalation_timeout = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds without acknowledgement before the next tier; empty = no escalation."
+    )
+    escalation_tiers = models.JSONField(default=list, blank=True)
+    escalation_repeat = models.PositiveSmallIntegerField(
+        default=1, help_text="How many times the last tier is notified again after the tiers run out."
+    )
+    repeat_interval = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="While an incident keeps firing, a reminder at most this often (seconds); empty = never.",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["severity", "team", "tag"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["severity"], condition=Q(team__isnull=True, tag__isnull=True), name="notifrule_one_default"
+            ),
+            models.UniqueConstraint(
+                fields=["severity", "team"], condition=Q(tag__isnull=True), name="notifrule_one_per_team"
+            ),
+            models.UniqueConstraint(
+                fields=["severity", "tag"], condition=Q(team__isnull=True), name="notifrule_one_per_tag"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        narrowed = f" · team {self.team}" if self.team_id else (f" · tag {self.tag}" if self.tag_id else "")
+        return f"{self.severity}{narrowed}"
+
+    def tiers(self) -> list[dict]:
+        first = {"channels": self.channels, "recipients": self.recipients, "slack_channel": self.slack_channel}
+        return [first, *(self.escalation_tiers or [])]
+
+
+class IncidentNotification(models.Model):
+    """Per incident: which rule routed it, how far it escalated, when the next step is due."""
+
+    incident = models.OneToOneField(Incident, on_delete=models.CASCADE, related_name="notification")
+    rule = models.ForeignKey(NotificationRule, null=True, on_delete=models.SET_NULL, related_name="+")
+    tier = models.PositiveSmallIntegerField(default=0)
+    escalations = models.PositiveSmallIntegerField(default=0)
+    next_escalation_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_reminder_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"incident {self.incident_id} tier {self.tier}"
+
+
+class Purpose(models.TextChoices):
+    OPENED = "OPENED", "Opened"
+    REOPENED = "REOPENED", "Reopened"
+    ESCALATED = "ESCALATED", "Escalated"
+    REMINDER = "REMINDER", "Still firing"
+    ACKNOWLEDGED = "ACKNOWLEDGED", "Acknowledged"
+    RESOLVED = "RESOLVED", "Resolved"
+    CLOSED = "CLOSED", "Closed"
+    TEST = "TEST", "Test"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    SENDING = "SENDING", "Sending"
+    SENT = "SENT", "Sent"
+    FAILED = "FAILED", "Failed (will retry)"
+    GAVE_UP = "GAVE_UP", "Gave up"
+
+
+class Delivery(models.Model):
+    """One message to one target over one channel, with its sending state (the outbox row)."""
+
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(IncidentEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    target = models.CharField(max_length=500, help_text="Email address, Slack channel, or the webhook.")
+    tier = models.PositiveSmallIntegerField(default=0)
+    key = models.CharField(max_length=200, unique=True, help_text="Idempotency key: one delivery per key.")
+    root = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="followups",
+        help_text="The first message of this incident on this channel and target (Slack updates and threads).",
+    )
+    payload = models.JSONField(default=dict, help_text="What is sent (rendered when the delivery was created).")
+    payload_digest = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    attempt_started_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="A SENDING delivery past this is recovered.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    external_id = models.CharField(max_length=200, blank=True, help_text="Slack message ts, email Message-ID…")
+    possible_duplicate = models.BooleanField(
+        default=False, help_text="Sent again after an attempt whose outcome was unknown (the receiver may have both)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_status_next")]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} → {self.channel} {self.target}"
+
+    @property
+    def key_digest(self) -> str:
+        """The idempotency key as receivers see it (Slack metadata, webhook header, Message-ID)."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[:32]

@@ -10,6 +10,12 @@ from signals_app.models import Run, Signal
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)  # in the past: people act "now", after it
 
 
+@pytest.fixture(autouse=True)
+def _detection_only(settings):
+    """These tests read detection's own timeline; tests/integrations cover it with notifications."""
+    settings.NOTIFICATIONS_ENABLED = False
+
+
 @pytest.fixture
 def rule_factory(db):
     def make(kind: str, **fields) -> DetectionRule:

@@ -189,3 +189,30 @@ def test_a_claimed_batch_skips_only_the_rule_another_worker_holds(require_postgr
         release.set()
         thread.join(timeout=10)
     assert [r.rule_id for r in reports] == [free.pk]
+
+
+def test_a_cycle_over_many_open_incidents_costs_a_few_queries(
+    active_loader, rule_factory, django_assert_max_num_queries
+):
+    from loaders.models import Loader, LoaderVersion, VersionState
+
+    _only_our_rules()
+    clones = Loader.objects.bulk_create(
+        [Loader(loader_code=f"L-{i:02d}", name=f"L {i}", owner=active_loader.owner) for i in range(20)]
+    )
+    LoaderVersion.objects.bulk_create(
+        [LoaderVersion(loader=loader, number=1, state=VersionState.ACTIVE) for loader in clones]
+    )
+    for loader in [active_loader, *clones]:
+        add_signals(loader, failed=5, ok=5, key="lag", value=99.0)
+    rules = [
+        rule_factory("signal_failure_rate", threshold=5.0),
+        rule_factory("signal_failure_rate", threshold=10.0, window_seconds=900),
+        rule_factory("metric_threshold", threshold=10.0, params={"signal_key": "lag", "aggregation": "max"}),
+    ]
+    rules_evaluate(rules=rules, now=NOW)
+    assert Incident.objects.filter(status="OPEN").count() == 3 * 21
+    with django_assert_max_num_queries(8):
+        reports = rules_evaluate(rules=rules, now=NOW + dt.timedelta(seconds=10))
+    assert {d.action for r in reports for d in r.decisions} == {"refired"}
+    assert set(Incident.objects.values_list("occurrences", flat=True)) == {2}

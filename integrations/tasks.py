@@ -1,0 +1,23 @@
+"""Notification tasks: thin wrappers around integrations.notify, safe to run twice."""
+
+from celery import shared_task
+
+from integrations import notify
+
+
+@shared_task(name="integrations.tasks.delivery_send", ignore_result=True, acks_late=True)
+def delivery_send_task(delivery_id: int) -> None:
+    """Send one delivery (skipped when it is not due or another worker is sending it)."""
+    notify.delivery_send(delivery_id)
+
+
+@shared_task(name="integrations.tasks.deliveries_recover", ignore_result=True)
+def deliveries_recover_task() -> None:
+    """The outbox sweep: deliveries whose worker died mid-send, and due ones whose task was lost."""
+    notify.deliveries_recover()
+
+
+@shared_task(name="integrations.tasks.escalations_run", ignore_result=True)
+def escalations_run_task() -> None:
+    """Notify the next tier of incidents nobody acknowledged in time."""
+    notify.escalations_run()
