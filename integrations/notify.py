@@ -121,6 +121,10 @@ def _links(incident: Incident) -> dict[str, str]:
     return links
 
 
+def _when(moment: dt.datetime | None) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
+
+
 def incident_context(incident: Incident) -> dict[str, Any]:
     """What every message says about an incident; protected loader fields never leave."""
     loader = incident.loader
@@ -141,8 +145,8 @@ def incident_context(incident: Incident) -> dict[str, Any]:
         "category": incident.category,
         "service": service,
         "owner": owner,
-        "detected_at": incident.first_seen.isoformat() if incident.first_seen else "",
-        "last_seen": incident.last_seen.isoformat() if incident.last_seen else "",
+        "detected_at": _when(incident.first_seen),
+        "last_seen": _when(incident.last_seen),
         "occurrences": incident.occurrences,
         "description": scrub(incident.description),
         "impact": incident.impact,
