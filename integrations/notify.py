@@ -447,7 +447,12 @@ def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:
     Slack thread (and a reminder email / webhook event)."""
     if incident.suppressed or incident.status != IncidentStatus.OPEN:
         return
-    state = IncidentNotification.objects.select_for_update().filter(incident=incident).select_related("rule").first()
+    state = (
+        IncidentNotification.objects.select_for_update(of=("self",))
+        .filter(incident=incident)
+        .select_related("rule")
+        .first()
+    )
     if state is None or state.rule is None or not state.rule.repeat_interval:
         return
     if state.last_reminder_at and (now - state.last_reminder_at).total_seconds() < state.rule.repeat_interval:
@@ -482,7 +487,7 @@ def escalations_run(now: dt.datetime | None = None) -> int:
     for pk in list(due[:500]):
         with transaction.atomic():
             state = (
-                IncidentNotification.objects.select_for_update(skip_locked=True)
+                IncidentNotification.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("rule", "incident")
                 .filter(pk=pk, next_escalation_at__lte=now)
                 .first()
@@ -539,7 +544,7 @@ def delivery_send(delivery_id: int, now: dt.datetime | None = None) -> Delivery 
     now = now or timezone.now()
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update(skip_locked=True)
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("channel", "root")
             .filter(
                 pk=delivery_id, status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED], next_attempt_at__lte=now
@@ -686,7 +691,7 @@ def deliveries_recover(now: dt.datetime | None = None) -> dict[str, int]:
     ):
         with transaction.atomic():
             delivery = (
-                Delivery.objects.select_for_update(skip_locked=True)
+                Delivery.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("channel", "root")
                 .filter(pk=pk, status=DeliveryStatus.SENDING, lease_until__lt=now)
                 .first()
