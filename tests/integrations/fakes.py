@@ -154,7 +154,7 @@ def serve(fake: FakeSlack | WebhookReceiver) -> Callable[[], None]:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length).decode() if length else ""
             parsed = urlparse(self.path)

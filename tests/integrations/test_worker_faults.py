@@ -49,7 +49,7 @@ class Inbox:
         inbox = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802 — aiosmtpd's hook name
+            async def handle_DATA(self, server, session, envelope):
                 inbox.messages.append(message_from_bytes(envelope.content))
                 return "250 OK"
 
@@ -102,8 +102,10 @@ def worker(slack: FakeSlack, smtp_port: int) -> Iterator[subprocess.Popen]:
     }
     purge_broker()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("celery")), "--app", "etl_monitor", "worker", "--concurrency", "1"]
-        + ["--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+        [
+            *(str(Path(sys.executable).with_name("celery")), "--app", "etl_monitor", "worker", "--concurrency", "1"),
+            *("--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
