@@ -139,7 +139,7 @@ def incident_context(incident: Incident) -> dict[str, Any]:
     metrics = {k: v for k, v in (incident.metrics or {}).items() if isinstance(v, (int, float, str)) and k != "error"}
     return {
         "id": incident.pk,
-        "title": incident.title,
+        "title": scrub(incident.title),
         "severity": incident.severity,
         "status": incident.status,
         "category": incident.category,
@@ -149,8 +149,8 @@ def incident_context(incident: Incident) -> dict[str, Any]:
         "last_seen": _when(incident.last_seen),
         "occurrences": incident.occurrences,
         "description": scrub(incident.description),
-        "impact": incident.impact,
-        "suggestion": incident.suggestion,
+        "impact": scrub(incident.impact),
+        "suggestion": scrub(incident.suggestion),
         "metrics": metrics,
         "correlation_id": incident.correlation_id,
         "links": _links(incident),
@@ -291,6 +291,7 @@ def _deliver(
     tier: int = 0,
     root: Delivery | None = None,
     key: str,
+    enqueue: bool = True,
 ) -> Delivery:
     update = root is not None and transport_for(channel).can_update and purpose in FOLLOW_UP.values()
     payload = render_payload(channel, purpose, incident, event, update=update)
@@ -309,7 +310,7 @@ def _deliver(
             "next_attempt_at": timezone.now(),
         },
     )
-    if created:
+    if created and enqueue:
         transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
 
@@ -386,7 +387,7 @@ def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
             _route(event)
     except Exception as exc:
         logger.exception("routing notifications for incident %s failed", event.incident_id)
-        _note(event.incident, EventKind.NOTIFY_FAILED, f"Routing failed: {type(exc).__name__}: {exc}"[:500])
+        _note(event.incident, EventKind.NOTIFY_FAILED, scrub(f"Routing failed: {type(exc).__name__}: {exc}")[:500])
 
 
 def _route(event: IncidentEvent) -> None:
@@ -482,6 +483,8 @@ def escalations_run(now: dt.datetime | None = None) -> int:
     from incidents.services import event_record
 
     now = now or timezone.now()
+    if not settings.NOTIFICATIONS_ENABLED:
+        return 0
     done = 0
     due = IncidentNotification.objects.filter(next_escalation_at__lte=now).values_list("pk", flat=True)
     for pk in list(due[:500]):
@@ -499,6 +502,7 @@ def escalations_run(now: dt.datetime | None = None) -> int:
                 incident.status != IncidentStatus.OPEN
                 or incident.suppressed
                 or rule is None
+                or not rule.enabled
                 or not rule.escalation_timeout
             ):
                 state.next_escalation_at = None
@@ -534,7 +538,7 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter, never sooner than the receiver's Retry-After."""
     ceiling = min(settings.NOTIFY_BACKOFF_MAX_SECONDS, settings.NOTIFY_BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
     wait = random.uniform(ceiling / 2, ceiling)
-    return max(wait, retry_after or 0)
+    return max(wait, min(retry_after or 0, settings.NOTIFY_BACKOFF_MAX_SECONDS))
 
 
 def delivery_send(delivery_id: int, now: dt.datetime | None = None) -> Delivery | None:
@@ -701,17 +705,23 @@ def deliveries_recover(now: dt.datetime | None = None) -> dict[str, int]:
             transport = transport_for(delivery.channel)
             try:
                 found = transport.find(delivery)
+                looked = transport.can_find
             except (Transient, Permanent) as exc:
-                delivery.lease_until = now + dt.timedelta(seconds=settings.NOTIFY_LEASE_SECONDS)
-                delivery.last_error = f"recovery lookup failed: {exc}"[:1000]
-                delivery.save(update_fields=["lease_until", "last_error", "updated_at"])
-                continue
+                # The lookup itself fails: try again later, but not for ever — after a few
+                # leases, resend and flag the possible second copy rather than stay stuck.
+                started = delivery.attempt_started_at or delivery.created_at
+                if (now - started).total_seconds() < 5 * settings.NOTIFY_LEASE_SECONDS:
+                    delivery.lease_until = now + dt.timedelta(seconds=settings.NOTIFY_LEASE_SECONDS)
+                    delivery.last_error = scrub(f"recovery lookup failed: {exc}")[:1000]
+                    delivery.save(update_fields=["lease_until", "last_error", "updated_at"])
+                    continue
+                found, looked = None, False
             if found:
                 counts["found_sent"] += 1
             else:
                 # Unknown outcome. Where the transport could look (Slack) the message is not
                 # there; elsewhere it may have arrived: resend with the same id and say so.
-                delivery.possible_duplicate = delivery.possible_duplicate or not transport.can_find
+                delivery.possible_duplicate = delivery.possible_duplicate or not looked
                 delivery.status = DeliveryStatus.PENDING
                 delivery.next_attempt_at = now
                 delivery.last_error = "the sending worker stopped before recording the outcome"
@@ -781,6 +791,7 @@ def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
         target=target,
         purpose=Purpose.TEST,
         key=f"test:{channel.pk}:{timezone.now().timestamp()}",
+        enqueue=False,  # sent right here, so the answer says how it went
     )
     return delivery_send(delivery.pk) or delivery
 
