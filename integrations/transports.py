@@ -65,7 +65,9 @@ def transport_for(channel: Channel) -> Transport:
 
 def message_id(delivery: Delivery) -> str:
     """Stable per delivery, so a resend after an unknown outcome carries the same Message-ID."""
-    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "etl-monitor.local"
+    from email.utils import parseaddr
+
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "etl-monitor.local"
     return f"<delivery-{delivery.pk}.{delivery.key_digest}@{domain}>"
 
 
@@ -181,21 +183,21 @@ class SlackTransport(Transport):
         payload = delivery.payload
         client = self.client(delivery.channel)
         root = delivery.root
+        # Every post carries the delivery's key, so that find() can tell whether it arrived.
+        metadata = {
+            "event_type": METADATA_EVENT,
+            "event_payload": {"delivery": delivery.pk, "key": delivery.key_digest},
+        }
         try:
             if root is not None and payload.get("update") and root.external_id:
                 channel_id, ts = root.external_id.split(":", 1)
                 client.chat_update(channel=channel_id, ts=ts, text=payload["text"], blocks=payload["blocks"])
                 if payload.get("thread_text"):
-                    client.chat_postMessage(channel=channel_id, thread_ts=ts, text=payload["thread_text"])
+                    client.chat_postMessage(
+                        channel=channel_id, thread_ts=ts, text=payload["thread_text"], metadata=metadata
+                    )
                 return f"{channel_id}:{ts}"
-            kwargs: dict[str, Any] = {
-                "channel": delivery.target,
-                "text": payload["text"],
-                "metadata": {
-                    "event_type": METADATA_EVENT,
-                    "event_payload": {"delivery": delivery.pk, "key": delivery.key_digest},
-                },
-            }
+            kwargs: dict[str, Any] = {"channel": delivery.target, "text": payload["text"], "metadata": metadata}
             if root is not None and root.external_id:
                 channel_id, ts = root.external_id.split(":", 1)
                 kwargs.update(channel=channel_id, thread_ts=ts, text=payload.get("thread_text") or payload["text"])
@@ -209,29 +211,38 @@ class SlackTransport(Transport):
         return f"{response['channel']}:{response['ts']}"
 
     def find(self, delivery: Delivery) -> str | None:
-        """A post whose outcome was unknown: look for our metadata in the channel's recent history."""
-        if delivery.payload.get("update") and delivery.root and delivery.root.external_id:
-            return None  # an update is idempotent: simply do it again
+        """A post whose outcome was unknown: look for our metadata where the post would be — the
+        channel's recent history, or the first message's thread (history lists no thread replies)."""
+        root = delivery.root if delivery.root is not None and delivery.root.external_id else None
+        update = root is not None and delivery.payload.get("update")
+        if update and not delivery.payload.get("thread_text"):
+            return None  # a bare update is idempotent: simply do it again
         client = self.client(delivery.channel)
-        channel = delivery.target
-        if delivery.root is not None and delivery.root.external_id:
-            channel = delivery.root.external_id.split(":", 1)[0]
-        oldest = (delivery.attempt_started_at or delivery.created_at).timestamp() - 5
+        oldest = f"{(delivery.attempt_started_at or delivery.created_at).timestamp() - 5:.6f}"
         try:
-            if not channel.startswith(("C", "G", "D")) or channel.startswith("#"):
-                channel = self._channel_id(client, channel)
-            history = client.conversations_history(
-                channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True, limit=200
-            )
+            if root is not None:
+                channel, thread_ts = root.external_id.split(":", 1)
+                found = client.conversations_replies(
+                    channel=channel, ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200
+                )
+            else:
+                channel = delivery.target
+                if not channel.startswith(("C", "G", "D")) or channel.startswith("#"):
+                    channel = self._channel_id(client, channel)
+                found = client.conversations_history(
+                    channel=channel, oldest=oldest, include_all_metadata=True, limit=200
+                )
         except Exception as exc:
             raise _slack_error(exc) from exc
-        for message in history.get("messages", []):
+        for message in found.get("messages", []):
             meta = message.get("metadata") or {}
             if (
                 meta.get("event_type") == METADATA_EVENT
                 and meta.get("event_payload", {}).get("key") == delivery.key_digest
             ):
-                return f"{channel}:{message['ts']}"
+                # An update's thread reply is posted after the update: both went out. Like send(),
+                # name the updated message.
+                return f"{channel}:{thread_ts if update else message['ts']}"
         return None
 
     def _channel_id(self, client: Any, name: str) -> str:

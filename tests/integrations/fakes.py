@@ -48,6 +48,7 @@ class FakeSlack:
         self.messages: list[dict[str, Any]] = []  # stored, as conversations.history returns them
         self.calls: list[Received] = []
         self.script: list[tuple[str, Any]] = []
+        self.stored_at: dict[str, float] = {}  # ts → when the message was stored
         self.server: ThreadingHTTPServer | None = None
         self._seq = 0
 
@@ -55,6 +56,10 @@ class FakeSlack:
     def posts(self) -> list[dict[str, Any]]:
         with self.lock:
             return [m for m in self.messages if "thread_ts" not in m]
+
+    def received_at(self, ts: str) -> float:
+        with self.lock:
+            return self.stored_at[ts]
 
     def calls_to(self, method: str) -> list[Received]:
         with self.lock:
@@ -95,6 +100,7 @@ class FakeSlack:
                     if body.get(key):
                         message[key] = json.loads(body[key]) if isinstance(body[key], str) else body[key]
                 self.messages.append(message)
+                self.stored_at[ts] = time.time()
             if step is not None and step[0] == "hang":
                 step[1].wait(timeout=60)
             return 200, {"ok": True, "channel": channel, "ts": ts, "message": message}, {}
