@@ -26,6 +26,7 @@ api_v1 = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
     path("", include("signals_app.api.urls")),
     path("", include("incidents.api.urls")),
+    path("", include("integrations.api.urls")),
     path("", include("loaders.api.urls")),
 ]
 

@@ -18,6 +18,7 @@ from etl_monitor.errors import InvalidInput, ServiceError
 from incidents import services
 from incidents.kinds import kinds_all
 from incidents.models import DetectionRule, Incident, IncidentStatus, Silence
+from integrations.models import Delivery
 
 SEVERITY_COLOURS = {"CRITICAL": "#b71c1c", "HIGH": "#e65100", "MEDIUM": "#f9a825", "LOW": "#607d8b"}
 
@@ -121,6 +122,28 @@ class SilenceAdmin(SimpleHistoryAdmin):
             return HttpResponseRedirect(request.get_full_path())
 
 
+class DeliveryInline(admin.TabularInline):
+    """The messages sent (or still being sent) about the incident, read-only."""
+
+    model = Delivery
+    fields = ("channel", "purpose", "target", "status", "attempts", "last_error", "sent_at")
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "notifications"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).select_related("channel")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
     list_display = (
@@ -142,6 +165,7 @@ class IncidentAdmin(admin.ModelAdmin):
     date_hierarchy = "last_seen"
     change_form_template = "admin/incidents/incident/change_form.html"
     actions = ("acknowledge", "resolve", "close")
+    inlines = (DeliveryInline,)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # incidents come from detection

@@ -8,10 +8,14 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations"
 
     def ready(self) -> None:
+        from etl_monitor.config import config_section_register
         from etl_monitor.protection import protection_register
         from incidents.services import incident_event_recorded
         from integrations import notify
+        from integrations.config import ChannelsSection, NotificationRulesSection
         from integrations.models import Channel
 
         incident_event_recorded.connect(notify.on_incident_event, dispatch_uid="integrations.notify")
         protection_register(Channel, fields=(), secret_fields=("secret",))
+        config_section_register(ChannelsSection())
+        config_section_register(NotificationRulesSection())

@@ -1,0 +1,358 @@
+"""Notification channels, routing rules and the delivery outbox in the admin.
+
+Writes go through the services (``notify.channel_save``, ``routing.notification_rule_save``,
+``notify.channel_test``, ``notify.delivery_retry``), so the admin validates, checks roles and
+keeps history exactly like the API and ``apply_config``. A channel's secret is write-only:
+the form never renders it, and an empty input keeps the stored one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+from simple_history.admin import SimpleHistoryAdmin
+
+from etl_monitor.errors import InvalidInput, ServiceError
+from integrations import notify, routing
+from integrations.models import Channel, ChannelKind, Delivery, DeliveryStatus, NotificationRule
+from loaders.admin import ServiceErrorMessagesMixin
+
+CHANNEL_FIELDS = ("name", "kind", "enabled", "url", "secret")
+
+
+def _add_service_errors(form: forms.Form, exc: InvalidInput) -> None:
+    """Put a service's errors next to the fields they name (``escalation_tiers[1].channels`` → the
+    ``escalation_tiers`` field, with the full name in the message)."""
+    for name, problems in exc.errors.items():
+        field = re.split(r"[.\[]", name, maxsplit=1)[0]
+        text = "; ".join(problems)
+        if field in form.fields:
+            form.add_error(field, text if field == name else f"{name}: {text}")
+        else:
+            form.add_error(None, f"{name}: {text}")
+
+
+# --- channels ---------------------------------------------------------------------------
+
+
+class ChannelForm(forms.ModelForm):
+    url = forms.URLField(required=False, assume_scheme="https", help_text="Generic webhook: where to POST.")
+    secret = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=(
+            "Slack bot: a bot token (xoxb-…; none = SLACK_BOT_TOKEN). Slack incoming webhook: its URL. "
+            "Generic webhook: the signing secret (optional). Stored encrypted and never shown: "
+            "leave empty to keep the stored secret."
+        ),
+    )
+    user: Any = None  # set per request by ChannelAdmin.get_form
+
+    class Meta:
+        model = Channel
+        fields = CHANNEL_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial.pop("secret", None)  # the stored secret never reaches the page, not even hidden
+
+    def channel_data(self) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in CHANNEL_FIELDS if name in self.cleaned_data}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        # channel_save is the only validation there is: run it and roll it back, so its errors
+        # appear on the fields; ChannelAdmin.save_model then runs it for real.
+        stored = Channel.objects.get(pk=self.instance.pk) if self.instance.pk else None
+        try:
+            with transaction.atomic():
+                notify.channel_save(user=self.user, data=self.channel_data(), channel=stored)
+                transaction.set_rollback(True)
+        except InvalidInput as exc:
+            _add_service_errors(self, exc)
+        except ServiceError as exc:
+            self.add_error(None, exc.message)
+        return cleaned
+
+
+@admin.register(Channel)
+class ChannelAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
+    form = ChannelForm
+    list_display = ("name", "kind", "enabled", "healthy", "unhealthy_reason", "last_success_at")
+    list_filter = ("kind", "enabled", "healthy")
+    search_fields = ("name",)
+    readonly_fields = ("secret_status", "healthy", "unhealthy_reason", "unhealthy_since", "last_success_at", "test")
+    actions = ("send_test",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> list:
+        sets: list = [(None, {"fields": ("name", "kind", "enabled", "url", "secret", "secret_status")})]
+        if obj is not None:
+            sets.append(("Health", {"fields": ("healthy", "unhealthy_reason", "unhealthy_since", "last_success_at")}))
+            if self.has_change_permission(request, obj):
+                sets.append(("Test", {"fields": ("test",)}))
+        return sets
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"user": request.user})
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one at a time, through channel_delete's checks
+        return actions
+
+    @admin.display(description="stored secret")
+    def secret_status(self, obj: Channel) -> str:
+        return "set (hidden)" if obj.pk and obj.secret else "not set"
+
+    @admin.display(description="send a test notification")
+    def test(self, obj: Channel) -> str:
+        placeholder = {
+            ChannelKind.EMAIL: "an email address (default: yours)",
+            ChannelKind.SLACK: routing.channel_test_target(obj) or "a Slack channel, e.g. #alerts-test",
+        }.get(obj.kind, "")
+        target = (
+            format_html('<input type="text" name="_test_target" placeholder="{}" style="width:20em"> ', placeholder)
+            if placeholder
+            else ""
+        )
+        return format_html(
+            '{}<button type="submit" class="button" formaction="{}" formnovalidate>Send a test notification</button>'
+            '<p class="help">Sends now, with the saved settings (save your changes first).</p>',
+            target,
+            reverse("admin:integrations_channel_test", args=[obj.pk]),
+        )
+
+    def save_model(self, request: HttpRequest, obj: Channel, form: ChannelForm, change: bool) -> None:
+        stored = Channel.objects.get(pk=obj.pk) if change else None
+        obj.pk = notify.channel_save(user=request.user, data=form.channel_data(), channel=stored).pk
+
+    def delete_model(self, request: HttpRequest, obj: Channel) -> None:
+        routing.channel_delete(user=request.user, channel=obj)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:integrations_channel_change", args=[object_id]))
+
+    def _send_test(self, request: HttpRequest, channel: Channel, target: str = "") -> None:
+        target = target or routing.channel_test_target(channel)
+        if channel.kind == ChannelKind.SLACK and not target:
+            messages.error(
+                request,
+                f"{channel.name}: a test needs a Slack channel to post to, and no notification rule routes this "
+                "channel to one yet. Type one in the test box on the channel's page.",
+            )
+            return
+        try:
+            delivery = notify.channel_test(user=request.user, channel=channel, target=target)
+        except InvalidInput as exc:
+            problems = "; ".join(m for msgs in exc.errors.values() for m in msgs)
+            messages.error(request, f"Test of {channel.name} not sent: {problems}")
+            return
+        except ServiceError as exc:
+            messages.error(request, f"Test of {channel.name} not sent: {exc.message}")
+            return
+        if delivery.status == DeliveryStatus.SENT:
+            messages.success(request, f"{channel.name}: test notification sent to {delivery.target}.")
+        elif delivery.status == DeliveryStatus.GAVE_UP:
+            messages.error(request, f"{channel.name}: the test notification failed: {delivery.last_error}")
+        elif delivery.status == DeliveryStatus.FAILED:
+            messages.warning(
+                request, f"{channel.name}: the test notification failed for now ({delivery.last_error}); it will retry."
+            )
+        else:
+            messages.info(request, f"{channel.name}: the test notification is queued (delivery #{delivery.pk}).")
+
+    @admin.action(description="Send a test notification", permissions=["change"])
+    def send_test(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset:
+            self._send_test(request, channel)
+
+    def test_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        channel = get_object_or_404(Channel, pk=pk)
+        self._send_test(request, channel, request.POST.get("_test_target", "").strip())
+        return HttpResponseRedirect(reverse("admin:integrations_channel_change", args=[pk]))
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "<int:pk>/test/",
+                self.admin_site.admin_view(require_POST(self.test_view)),
+                name="integrations_channel_test",
+            ),
+            *super().get_urls(),
+        ]
+
+
+# --- notification rules --------------------------------------------------------------------
+
+
+class NotificationRuleForm(forms.ModelForm):
+    channels = forms.MultipleChoiceField(
+        choices=(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Where the first notification goes.",
+    )
+    recipients = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Email addresses, one per line (or separated by commas).",
+    )
+    escalation_tiers = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=(
+            "Who next when nobody acknowledges within the escalation timeout, in order, e.g. "
+            '[{"channels": ["email"], "recipients": ["cto@company.com"]}]. '
+            "Keys: channels, recipients, slack_channel."
+        ),
+    )
+
+    class Meta:
+        model = NotificationRule
+        fields = routing.RULE_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = {c.name: f"{c.name} — {c.get_kind_display()}" for c in Channel.objects.all()}
+        for stored in self.instance.channels or []:
+            names.setdefault(stored, f"{stored} (no such channel)")
+        self.fields["channels"].choices = list(names.items())
+        if not self.is_bound:
+            self.initial["recipients"] = "\n".join(self.instance.recipients or [])
+            self.initial["escalation_tiers"] = self.instance.escalation_tiers or []
+
+    def clean_recipients(self) -> list[str]:
+        return [r for r in re.split(r"[\s,;]+", self.cleaned_data.get("recipients") or "") if r]
+
+    def clean_escalation_tiers(self) -> Any:
+        value = self.cleaned_data.get("escalation_tiers")
+        return [] if value in (None, "") else value
+
+    def rule_data(self) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in routing.RULE_FIELDS if name in self.cleaned_data}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        probe = NotificationRule.objects.get(pk=self.instance.pk) if self.instance.pk else None
+        try:
+            routing.notification_rule_check(data=self.rule_data(), rule=probe)
+        except InvalidInput as exc:
+            # A field Django already refused is not reported twice.
+            _add_service_errors(self, InvalidInput({k: v for k, v in exc.errors.items() if k not in self.errors}))
+        return cleaned
+
+
+@admin.register(NotificationRule)
+class NotificationRuleAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
+    form = NotificationRuleForm
+    list_display = (
+        "severity",
+        "team",
+        "tag",
+        "channel_list",
+        "slack_channel",
+        "escalation_timeout",
+        "enabled",
+    )
+    list_filter = ("severity", "enabled", "team", "tag")
+    list_select_related = ("team", "tag")
+    autocomplete_fields = ("team", "tag")
+    fieldsets = (
+        ("Which incidents", {"fields": ("severity", "team", "tag", "enabled")}),
+        ("Who is told first", {"fields": ("channels", "recipients", "slack_channel")}),
+        (
+            "Escalation and reminders",
+            {"fields": ("escalation_timeout", "escalation_tiers", "escalation_repeat", "repeat_interval")},
+        ),
+    )
+
+    @admin.display(description="channels")
+    def channel_list(self, obj: NotificationRule) -> str:
+        return ", ".join(obj.channels or []) or "—"
+
+    def save_model(self, request: HttpRequest, obj: NotificationRule, form: NotificationRuleForm, change: bool) -> None:
+        stored = NotificationRule.objects.get(pk=obj.pk) if change else None
+        obj.pk = routing.notification_rule_save(user=request.user, data=form.rule_data(), rule=stored).pk
+
+    def delete_model(self, request: HttpRequest, obj: NotificationRule) -> None:
+        routing.notification_rule_delete(user=request.user, rule=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[NotificationRule]) -> None:
+        for rule in queryset:
+            routing.notification_rule_delete(user=request.user, rule=rule)
+
+
+# --- deliveries (the outbox) ----------------------------------------------------------------
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    """Read-only: deliveries are written by notify; people only retry the ones that failed."""
+
+    list_display = (
+        "id",
+        "incident_link",
+        "channel",
+        "purpose",
+        "target",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "sent_at",
+        "possible_duplicate",
+    )
+    list_filter = ("status", "channel", "purpose")
+    search_fields = ("target", "=incident__id")
+    search_help_text = "Target contains the text, or the incident number is exactly it."
+    list_select_related = ("incident", "channel")
+    actions = ("retry",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the outbox is the record of what was sent; retry is the only action
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("integrations.change_delivery")
+
+    @admin.display(description="incident", ordering="incident_id")
+    def incident_link(self, obj: Delivery) -> str:
+        if obj.incident_id is None:
+            return "—"
+        url = reverse("admin:incidents_incident_change", args=[obj.incident_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.incident_id)
+
+    @admin.action(description="Retry selected deliveries", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        done = 0
+        for delivery in queryset:
+            try:
+                notify.delivery_retry(user=request.user, delivery=delivery)
+                done += 1
+            except ServiceError as exc:
+                messages.warning(request, f"#{delivery.pk}: {exc.message}")
+        if done:
+            messages.success(request, f"{done} delivery(ies) will be sent again.")

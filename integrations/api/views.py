@@ -1,0 +1,137 @@
+"""Notification rules, channels and deliveries over the API: thin views around the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from etl_monitor.permissions import RoleViewPermission
+from integrations import notify, routing
+from integrations.api.serializers import (
+    ChannelSerializer,
+    ChannelTestSerializer,
+    DeliveryDetailSerializer,
+    DeliverySerializer,
+    NotificationRuleSerializer,
+)
+from integrations.models import Channel, Delivery, NotificationRule
+
+MAX_ID = 2**63 - 1  # beyond any primary key, and beyond what the database can compare
+
+
+@extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("severity", str)]))
+class NotificationRuleViewSet(viewsets.ModelViewSet):
+    """Who hears about incidents of each severity (Admin edits; every role reads)."""
+
+    queryset = NotificationRule.objects.none()
+    serializer_class = NotificationRuleSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[NotificationRule]:
+        queryset = NotificationRule.objects.select_related("team", "tag")
+        if severity := self.request.query_params.get("severity"):
+            queryset = queryset.filter(severity=severity)
+        return queryset
+
+    def perform_create(self, serializer: NotificationRuleSerializer) -> None:
+        serializer.instance = routing.notification_rule_save(
+            user=self.request.user, data=dict(serializer.validated_data)
+        )
+
+    def perform_update(self, serializer: NotificationRuleSerializer) -> None:
+        serializer.instance = routing.notification_rule_save(
+            user=self.request.user, data=dict(serializer.validated_data), rule=serializer.instance
+        )
+
+    def perform_destroy(self, instance: NotificationRule) -> None:
+        routing.notification_rule_delete(user=self.request.user, rule=instance)
+
+
+class ChannelViewSet(viewsets.ModelViewSet):
+    """Notification channels (Admin manages them). The secret is write-only: responses say only
+    ``has_secret``."""
+
+    queryset = Channel.objects.all()
+    serializer_class = ChannelSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"[^/]+"  # any name reaches the view, so unknown ones get a JSON 404
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_permissions(self) -> list[Any]:
+        if self.action == "test":
+            return [RoleViewPermission()]  # the service checks the rest and says why
+        return super().get_permissions()
+
+    def perform_create(self, serializer: ChannelSerializer) -> None:
+        serializer.instance = notify.channel_save(user=self.request.user, data=dict(serializer.validated_data))
+
+    def perform_update(self, serializer: ChannelSerializer) -> None:
+        serializer.instance = notify.channel_save(
+            user=self.request.user, data=dict(serializer.validated_data), channel=serializer.instance
+        )
+
+    def perform_destroy(self, instance: Channel) -> None:
+        routing.channel_delete(user=self.request.user, channel=instance)
+
+    @extend_schema(
+        summary="Send a test notification now and return its delivery (status, last_error)",
+        request=ChannelTestSerializer,
+        responses=DeliverySerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, name: str) -> Response:
+        params = ChannelTestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        channel = self.get_object()
+        target = params.validated_data.get("target", "").strip() or routing.channel_test_target(channel)
+        delivery = notify.channel_test(user=request.user, channel=channel, target=target)
+        return Response(DeliverySerializer(delivery).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("incident", int),
+            OpenApiParameter("status", str),
+            OpenApiParameter("channel", str, description="Channel name."),
+        ]
+    )
+)
+class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The delivery outbox: every message, its state and its last error; retry the failed ones."""
+
+    queryset = Delivery.objects.none()
+    serializer_class = DeliverySerializer
+
+    def get_queryset(self) -> QuerySet[Delivery]:
+        queryset = Delivery.objects.select_related("channel")
+        params = self.request.query_params
+        for param, lookup in (("status", "status"), ("channel", "channel__name")):
+            if value := params.get(param):
+                queryset = queryset.filter(**{lookup: value})
+        if incident := params.get("incident"):
+            if not (incident.isdigit() and int(incident) <= MAX_ID):
+                raise ValidationError({"incident": ["Must be an incident number."]})
+            queryset = queryset.filter(incident_id=int(incident))
+        return queryset
+
+    def get_serializer_class(self) -> type:
+        return DeliveryDetailSerializer if self.action in ("retrieve", "retry") else DeliverySerializer
+
+    def get_permissions(self) -> list[Any]:
+        if self.action == "retry":
+            return [RoleViewPermission()]  # the service checks the Operator permission and says why
+        return super().get_permissions()
+
+    @extend_schema(summary="Send a failed delivery again", request=None, responses=DeliveryDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        delivery = notify.delivery_retry(user=request.user, delivery=self.get_object())
+        return Response(DeliveryDetailSerializer(delivery).data)

@@ -1,0 +1,198 @@
+"""``channels`` and ``notification_rules`` sections of ``apply_config`` (see etl_monitor.config).
+
+Channels go through ``notify.channel_save`` and rules through ``routing.notification_rule_save``,
+the same services as the admin and the API; both need the Admin role (``--as``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from etl_monitor.config import ConfigContext
+from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.protection import SECRET_NAME_RE
+from integrations import notify, routing
+from integrations.models import Channel, NotificationRule
+from loaders.config import _items, _report  # the list-of-items shape and error report the sections share
+from loaders.models import Severity
+
+
+class ChannelsSection:
+    """``channels: [{name, kind, url, enabled}]`` — the non-secret settings of notification channels.
+
+    ``name`` identifies the channel (rules refer to it); ``kind`` is EMAIL, SLACK,
+    SLACK_WEBHOOK or WEBHOOK; ``url`` is where a generic webhook posts. Secrets (a Slack bot
+    token, an incoming-webhook URL, a signing secret) are refused here: files end up in Git.
+    Set them in the admin or through the API; a Slack incoming webhook, which needs its URL
+    to exist, is therefore created there. Channels not in the file are left alone. Applied
+    before ``notification_rules`` so a rule may name a channel created in the same file.
+    """
+
+    key = "channels"
+    order = 35
+    allowed = ("name", "kind", "url", "enabled")
+
+    def apply(self, value: Any, ctx: ConfigContext) -> None:
+        for path, item in _items(value, self.key, ctx, "name"):
+            refused = False
+            for field in (str(k) for k in item if k not in self.allowed):
+                refused = True
+                if SECRET_NAME_RE.search(field):
+                    ctx.error(
+                        f"{path}.{field}",
+                        "Secrets are not accepted from configuration files; set it in the admin or through the API.",
+                    )
+                else:
+                    ctx.error(f"{path}.{field}", f"Unknown field (allowed: {', '.join(self.allowed)}).")
+            if not refused:
+                self._apply_one(path, item, ctx)
+
+    def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
+        name = item["name"]
+        existing = Channel.objects.filter(name=name).first()
+        data = {k: ("" if k == "url" and v is None else v) for k, v in item.items()}
+        changed = [k for k in ("kind", "url", "enabled") if k in data and getattr(existing, k, None) != data[k]]
+        if existing is not None and not changed:
+            # Saving would also mark an unhealthy channel healthy: only a real change may do that.
+            ctx.change(self.key, name, "unchanged")
+            return
+        try:
+            with transaction.atomic():
+                notify.channel_save(user=ctx.user, data=data, channel=existing)
+        except InvalidInput as exc:
+            if "secret" in exc.errors:
+                ctx.error(
+                    f"{path}.kind",
+                    "This kind needs a secret (a Slack incoming webhook needs its URL), which files may not "
+                    "carry: create the channel in the admin; the file may then manage it.",
+                )
+                exc.errors.pop("secret")
+            _report(ctx, path, exc)
+            return
+        except ServiceError as exc:
+            _report(ctx, path, exc)
+            return
+        ctx.change(self.key, name, "created" if existing is None else "changed", [] if existing is None else changed)
+
+
+RULE_KEYS = tuple(f for f in routing.RULE_FIELDS if f not in ("severity", "team", "tag"))
+
+
+class NotificationRulesSection:
+    """``notification_rules``: per severity, who is told and who next (the roadmap's shape).
+
+    ::
+
+        notification_rules:
+          CRITICAL:
+            channels: [email, slack]
+            recipients: [oncall-team@company.com]
+            slack_channel: "#alerts-critical"
+            escalation_timeout: 300           # seconds; null = no escalation
+            escalation_tiers:                 # optional: who next, in order
+              - {channels: [email], recipients: [cto@company.com]}
+            escalation_repeat: 1              # optional: times the last tier is told again
+            repeat_interval: 3600             # optional: reminder while it keeps firing
+            enabled: true                     # optional
+            overrides:                        # optional: other routing for a team or a tag
+              - team: finance                 # a team slug …
+                channels: [email]
+                recipients: [finance-oncall@company.com]
+              - tag: payments                 # … or a tag name (one of the two)
+                channels: [slack]
+                slack_channel: "#payments-alerts"
+
+    Each severity key is that severity's default rule. Each ``overrides`` entry is a rule of
+    its own for one team or one tag, used instead of the default for that team's or tag's
+    loaders (a team's rule wins over a tag's). An override inherits nothing from the default:
+    what it says is what routes. Keys left out of an existing rule keep their stored values;
+    rules not in the file are left alone (set ``enabled: false`` to stop one). Channels must
+    exist (or be listed under ``channels`` in the same file). Errors name the key path, e.g.
+    ``notification_rules.CRITICAL.recipients``.
+    """
+
+    key = "notification_rules"
+    order = 40
+
+    def apply(self, value: Any, ctx: ConfigContext) -> None:
+        if not isinstance(value, dict):
+            ctx.error(self.key, "Must be a mapping of severity to its rule, e.g. CRITICAL: {channels: [email]}.")
+            return
+        for severity, spec in value.items():
+            path = f"{self.key}.{severity}"
+            if severity not in Severity.values:
+                ctx.error(path, f"Unknown severity (one of {', '.join(Severity.values)}).")
+                continue
+            if not isinstance(spec, dict):
+                ctx.error(path, "Must be a mapping with channels, recipients, slack_channel, escalation_timeout…")
+                continue
+            data = {k: v for k, v in spec.items() if k != "overrides"}
+            if self._unknown(path, data, ctx):
+                continue
+            self._upsert(path, severity, data, ctx)
+            self._overrides(path, severity, spec.get("overrides"), ctx)
+
+    def _unknown(self, path: str, data: dict[str, Any], ctx: ConfigContext, narrowing: str = "") -> bool:
+        unknown = [str(k) for k in data if k not in RULE_KEYS and k != narrowing]
+        for name in unknown:
+            hint = " (a team or a tag goes in an overrides entry)" if name in ("team", "tag") else ""
+            ctx.error(f"{path}.{name}", f"Unknown field{hint}.")
+        return bool(unknown)
+
+    def _overrides(self, path: str, severity: str, overrides: Any, ctx: ConfigContext) -> None:
+        if overrides is None:
+            return
+        if not isinstance(overrides, list):
+            ctx.error(f"{path}.overrides", "Must be a list of rules, each with a team or a tag.")
+            return
+        seen: dict[str, int] = {}
+        for index, item in enumerate(overrides):
+            item_path = f"{path}.overrides[{index}]"
+            if not isinstance(item, dict):
+                ctx.error(item_path, "Must be a mapping with a team or a tag and the rule's keys.")
+                continue
+            narrowing = [k for k in ("team", "tag") if k in item]
+            if len(narrowing) != 1 or not isinstance(item[narrowing[0]], str) or not item[narrowing[0]]:
+                ctx.error(item_path, "Give exactly one of team (a team slug) or tag (a tag name).")
+                continue
+            who = f"{narrowing[0]} {item[narrowing[0]]}"
+            if who in seen:
+                ctx.error(f"{item_path}.{narrowing[0]}", f"Duplicate override (also at overrides[{seen[who]}]).")
+                continue
+            seen[who] = index
+            if not self._unknown(item_path, item, ctx, narrowing=narrowing[0]):
+                self._upsert(item_path, severity, dict(item), ctx)
+
+    def _upsert(self, path: str, severity: str, data: dict[str, Any], ctx: ConfigContext) -> None:
+        team, tag = data.get("team"), data.get("tag")
+        existing = NotificationRule.objects.filter(
+            severity=severity,
+            **({"team__slug": team} if team else {"team__isnull": True}),
+            **({"tag__name": tag} if tag else {"tag__isnull": True}),
+        ).first()
+        label = severity + (f" team {team}" if team else f" tag {tag}" if tag else "")
+        try:
+            with transaction.atomic():
+                before = _snapshot(existing)
+                rule = routing.notification_rule_save(user=ctx.user, data={**data, "severity": severity}, rule=existing)
+                after = _snapshot(rule)
+                if existing is not None and before == after:
+                    transaction.set_rollback(True)  # nothing changed: no history row
+        except ServiceError as exc:
+            _report(ctx, path, exc)
+            return
+        if existing is None:
+            ctx.change(self.key, label, "created")
+        else:
+            changed = sorted(k for k in after if before.get(k) != after.get(k))
+            ctx.change(self.key, label, "changed" if changed else "unchanged", changed)
+
+
+def _snapshot(rule: NotificationRule | None) -> dict[str, Any]:
+    if rule is None:
+        return {}
+    values = {f: getattr(rule, f) for f in routing.RULE_FIELDS if f not in ("team", "tag")}
+    values["team"], values["tag"] = rule.team_id, rule.tag_id
+    return values

@@ -1,0 +1,244 @@
+"""Notification routing as people edit it: notification rules, and the channel checks routing needs.
+
+The admin, the API and ``apply_config`` all write rules through ``notification_rule_save``,
+so a rule that names an unknown channel, a malformed address or a badly shaped
+escalation tier is refused the same way everywhere (with the field that is wrong).
+Sending lives in ``integrations.notify``; this module only decides who *may* be told.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from integrations.models import Channel, ChannelKind, Delivery, NotificationRule
+from loaders.models import Severity, Tag, Team
+
+RULE_FIELDS = (
+    "severity",
+    "team",
+    "tag",
+    "channels",
+    "recipients",
+    "slack_channel",
+    "escalation_timeout",
+    "escalation_tiers",
+    "escalation_repeat",
+    "repeat_interval",
+    "enabled",
+)
+TIER_KEYS = ("channels", "recipients", "slack_channel")
+
+
+def _require(user: AbstractBaseUser | None, perm: str, doing: str) -> None:
+    if not (user and user.is_active and user.has_perm(perm)):
+        raise PermissionRefused(f"Your role does not allow you to {doing}.")
+
+
+def _names(value: Any, field: str, errors: dict[str, list[str]], what: str) -> list[str]:
+    """A list of non-empty strings (None = empty), stripped and without repeats."""
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        errors.setdefault(field, []).append(f"Must be a list of {what}.")
+        return []
+    if not all(isinstance(v, str) for v in value):
+        errors.setdefault(field, []).append(f"Must be a list of {what} (text).")
+        return []
+    return list(dict.fromkeys(v.strip() for v in value if v.strip()))
+
+
+def _check_target(
+    spec: dict[str, Any], prefix: str, channels: dict[str, Channel], errors: dict[str, list[str]]
+) -> None:
+    """One tier (the rule itself or an escalation tier): channels exist, addresses are addresses,
+    and every channel named has somewhere to send to — otherwise nobody would be told."""
+    names = _names(spec.get("channels"), f"{prefix}channels", errors, "channel names")
+    recipients = _names(spec.get("recipients"), f"{prefix}recipients", errors, "email addresses")
+    slack_channel = spec.get("slack_channel") or ""
+    if not isinstance(slack_channel, str):
+        errors.setdefault(f"{prefix}slack_channel", []).append("Must be text, e.g. #alerts-critical.")
+        slack_channel = ""
+    spec.update(channels=names, recipients=recipients, slack_channel=slack_channel.strip())
+    if f"{prefix}channels" in errors:
+        return
+    if not names:
+        errors.setdefault(f"{prefix}channels", []).append("Name at least one channel.")
+    unknown = [n for n in names if n not in channels]
+    if unknown:
+        known = ", ".join(sorted(channels)) or "none yet"
+        errors.setdefault(f"{prefix}channels", []).append(f"Unknown channel(s): {', '.join(unknown)} (known: {known}).")
+    bad = []
+    for address in recipients:
+        try:
+            validate_email(address)
+        except ValidationError:
+            bad.append(address)
+    if bad:
+        errors.setdefault(f"{prefix}recipients", []).append(f"Not valid email address(es): {', '.join(bad)}.")
+    kinds = {channels[n].kind: n for n in names if n in channels}
+    if ChannelKind.EMAIL in kinds and not recipients and f"{prefix}recipients" not in errors:
+        errors.setdefault(f"{prefix}recipients", []).append(
+            f"Channel {kinds[ChannelKind.EMAIL]} sends email: give at least one recipient."
+        )
+    if ChannelKind.SLACK in kinds and not spec["slack_channel"]:
+        errors.setdefault(f"{prefix}slack_channel", []).append(
+            f"Channel {kinds[ChannelKind.SLACK]} posts to Slack: name the Slack channel, e.g. #alerts-critical."
+        )
+
+
+def _check_tiers(value: Any, channels: dict[str, Channel], errors: dict[str, list[str]]) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors["escalation_tiers"] = ['Must be a list of tiers, each {"channels": [...], "recipients": [...]}.']
+        return []
+    tiers = []
+    for index, tier in enumerate(value):
+        prefix = f"escalation_tiers[{index}]"
+        if not isinstance(tier, dict):
+            errors.setdefault(prefix, []).append("Must be a mapping with channels, recipients, slack_channel.")
+            continue
+        unknown = sorted(str(k) for k in tier if k not in TIER_KEYS)
+        if unknown:
+            errors.setdefault(prefix, []).append(
+                f"Unknown key(s): {', '.join(unknown)} (allowed: {', '.join(TIER_KEYS)})."
+            )
+            continue
+        spec = {key: tier.get(key) for key in TIER_KEYS}
+        _check_target(spec, f"{prefix}.", channels, errors)
+        tiers.append(spec)
+    return tiers
+
+
+def _narrowing(rule: NotificationRule) -> str:
+    if rule.team_id:
+        return f"team {rule.team.slug}"
+    if rule.tag_id:
+        return f"tag {rule.tag.name}"
+    return "no team or tag"
+
+
+def notification_rule_check(*, data: dict[str, Any], rule: NotificationRule | None = None) -> NotificationRule:
+    """Apply ``data`` to a rule without saving it; raise InvalidInput naming every bad field.
+
+    ``team`` is a team slug, ``tag`` a tag name (or the objects). Tier errors are named
+    ``escalation_tiers[i].channels`` and so on. The admin form calls this to show errors next
+    to the fields; ``notification_rule_save`` calls it before saving.
+    """
+    unknown = sorted(str(k) for k in set(data) - set(RULE_FIELDS))
+    if unknown:
+        raise InvalidInput({name: ["Unknown field."] for name in unknown})
+    rule = rule or NotificationRule()
+    errors: dict[str, list[str]] = {}
+    for name, value in data.items():
+        if name == "team":
+            team = value if isinstance(value, Team) or value is None else Team.objects.filter(slug=value).first()
+            if value is not None and team is None:
+                errors["team"] = [f"Unknown team {value!r}."]
+            rule.team = team
+        elif name == "tag":
+            tag = value if isinstance(value, Tag) or value is None else Tag.objects.filter(name=value).first()
+            if value is not None and tag is None:
+                errors["tag"] = [f"Unknown tag {value!r}."]
+            rule.tag = tag
+        elif name not in ("channels", "recipients", "slack_channel", "escalation_tiers"):
+            setattr(rule, name, value)
+    channels = {c.name: c for c in Channel.objects.all()}
+    first = {key: data.get(key, getattr(rule, key)) for key in TIER_KEYS}
+    _check_target(first, "", channels, errors)
+    rule.channels, rule.recipients, rule.slack_channel = first["channels"], first["recipients"], first["slack_channel"]
+    rule.escalation_tiers = _check_tiers(data.get("escalation_tiers", rule.escalation_tiers), channels, errors)
+    if rule.team_id and rule.tag_id:
+        errors.setdefault("tag", []).append("A rule narrows to a team or to a tag, not both.")
+    try:
+        rule.full_clean(
+            exclude=["team", "tag", "channels", "recipients", "escalation_tiers", *errors],
+            validate_constraints=False,  # answered below with a message a person understands
+        )
+    except ValidationError as exc:
+        for field_name, messages in exc.message_dict.items():
+            errors.setdefault(field_name, []).extend(messages)
+    if "severity" not in errors and "team" not in errors and "tag" not in errors:
+        twin = NotificationRule.objects.filter(severity=rule.severity, team=rule.team, tag=rule.tag)
+        if rule.pk:
+            twin = twin.exclude(pk=rule.pk)
+        if twin.exists():
+            field = "team" if rule.team_id else "tag" if rule.tag_id else "severity"
+            errors[field] = [f"There is already a notification rule for {rule.severity} with {_narrowing(rule)}."]
+    if errors:
+        raise InvalidInput(errors)
+    return rule
+
+
+@transaction.atomic
+def notification_rule_save(
+    *, user: AbstractBaseUser, data: dict[str, Any], rule: NotificationRule | None = None
+) -> NotificationRule:
+    """Create or change a notification rule: who hears about incidents of one severity (for one
+    team or tag, or all), and who next when nobody acknowledges in time.
+
+    Only roles holding the notification rule permissions (Admin) may do it. Every channel
+    named must exist, every recipient must be an email address, each channel must have a
+    target (recipients for email, a Slack channel for the Slack bot), and escalation tiers
+    may hold only ``channels``, ``recipients`` and ``slack_channel``.
+    """
+    perm = "integrations.change_notificationrule" if rule else "integrations.add_notificationrule"
+    _require(user, perm, "manage notification rules")
+    rule = notification_rule_check(data=data, rule=rule)
+    rule._history_user = user
+    rule.save()
+    return rule
+
+
+@transaction.atomic
+def notification_rule_delete(*, user: AbstractBaseUser, rule: NotificationRule) -> None:
+    """Delete a rule (recorded in its history). Incidents it routed stop escalating."""
+    _require(user, "integrations.delete_notificationrule", "delete notification rules")
+    rule._history_user = user
+    rule.delete()
+
+
+def channel_rules(channel: Channel) -> list[NotificationRule]:
+    """The notification rules that name this channel, in any tier."""
+    rules = NotificationRule.objects.select_related("team", "tag")
+    return [rule for rule in rules if any(channel.name in (tier.get("channels") or []) for tier in rule.tiers())]
+
+
+@transaction.atomic
+def channel_delete(*, user: AbstractBaseUser, channel: Channel) -> None:
+    """Delete a channel nobody routes to and that never sent anything.
+
+    A channel named by a rule would make that rule notify nobody; a channel with deliveries
+    would take its outbox records (who was told, when) with it. Disable it instead."""
+    _require(user, "integrations.delete_channel", "delete notification channels")
+    if rules := channel_rules(channel):
+        named = ", ".join(str(rule) for rule in rules)
+        raise StateConflict(
+            f"Channel {channel.name} is used by the notification rule(s) {named}; remove it there first."
+        )
+    if sent := Delivery.objects.filter(channel=channel).count():
+        raise StateConflict(
+            f"Channel {channel.name} has {sent} deliveries, the record of who was told; disable it instead."
+        )
+    channel._history_user = user
+    channel.delete()
+
+
+def channel_test_target(channel: Channel) -> str:
+    """Where a test message goes when nobody says: for the Slack bot, the Slack channel of the
+    least severe rule that routes to it (a test should not page the critical channel when a
+    quieter one exists). Empty for other kinds: ``notify.channel_test`` picks their target."""
+    if channel.kind != ChannelKind.SLACK:
+        return ""
+    rank = {severity: index for index, severity in enumerate(Severity.values)}
+    for rule in sorted(channel_rules(channel), key=lambda r: (not r.enabled, -rank.get(r.severity, 0), r.pk)):
+        for tier in rule.tiers():
+            if channel.name in (tier.get("channels") or []) and tier.get("slack_channel"):
+                return tier["slack_channel"]
+    return ""
