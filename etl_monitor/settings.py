@@ -297,6 +297,10 @@ KIBANA_URL = env.str("KIBANA_URL", default="")
 SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
 SLACK_API_BASE_URL = env.str("SLACK_API_BASE_URL", default="https://slack.com/api/")
 NOTIFY_HTTP_TIMEOUT = env.float("NOTIFY_HTTP_TIMEOUT", default=10.0)  # Slack and webhooks, per request
+# Deliveries sent by one task (they share their bookkeeping), and HTTP sends in parallel per task.
+NOTIFY_BATCH_SIZE = env.int("NOTIFY_BATCH_SIZE", default=50)
+NOTIFY_SEND_THREADS = env.int("NOTIFY_SEND_THREADS", default=8)
+NOTIFY_SMTP_CONNECTIONS = env.int("NOTIFY_SMTP_CONNECTIONS", default=4)  # per task, for a batch of emails
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=8)  # then GAVE_UP (an admin may retry)
 NOTIFY_BACKOFF_BASE_SECONDS = env.float("NOTIFY_BACKOFF_BASE_SECONDS", default=5.0)
 NOTIFY_BACKOFF_MAX_SECONDS = env.float("NOTIFY_BACKOFF_MAX_SECONDS", default=900.0)

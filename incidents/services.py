@@ -70,6 +70,21 @@ def _event(
     return event
 
 
+def events_record_bulk(entries: list[tuple[int, str, str, dict[str, Any]]], *, at: dt.datetime) -> list[IncidentEvent]:
+    """Add many timeline entries in one insert: (incident id, kind, message, data) each.
+    The same hooks run as for one entry (recorded now, published after commit)."""
+    events = IncidentEvent.objects.bulk_create(
+        [
+            IncidentEvent(incident_id=pk, kind=kind, at=at, message=message, data=data)
+            for pk, kind, message, data in entries
+        ]
+    )
+    transaction.on_commit(lambda: [_publish(event) for event in events])
+    for event in events:
+        incident_event_recorded.send(sender=Incident, event=event)
+    return events
+
+
 def event_record(
     incident: Incident,
     kind: str,

@@ -17,13 +17,14 @@ import hashlib
 import json
 import logging
 import random
+import threading
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -311,8 +312,45 @@ def _deliver(
         },
     )
     if created and enqueue:
-        transaction.on_commit(lambda: _enqueue(delivery.pk))
+        _enqueue_after_commit(delivery.pk)
     return delivery
+
+
+_after_commit = threading.local()
+
+
+def _enqueue_after_commit(delivery_id: int) -> None:
+    """Queue the delivery's send once the transaction commits — in batches: every delivery
+    created by one transaction (a detection batch may open hundreds of incidents) goes out in
+    tasks of NOTIFY_BATCH_SIZE."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        _enqueue_batch([delivery_id])
+        return
+    # One flush per transaction; a new one when the last ran or was rolled back with a savepoint.
+    flush = getattr(_after_commit, "flush", None)
+    if flush is None or not any(func is flush for _sids, func, _robust in connection.run_on_commit):
+        ids: list[int] = []
+
+        def flush() -> None:
+            if getattr(_after_commit, "flush", None) is flush:
+                _after_commit.flush = None
+            size = max(1, settings.NOTIFY_BATCH_SIZE)
+            for start in range(0, len(ids), size):
+                _enqueue_batch(ids[start : start + size])
+
+        _after_commit.flush, _after_commit.ids = flush, ids
+        transaction.on_commit(flush)
+    _after_commit.ids.append(delivery_id)
+
+
+def _enqueue_batch(delivery_ids: list[int]) -> None:
+    from integrations.tasks import deliveries_send_task
+
+    try:
+        deliveries_send_task.apply_async((delivery_ids,))
+    except Exception:  # noqa: BLE001 — the broker is down: deliveries_recover sends them later
+        logger.warning("could not enqueue %d deliveries; the recovery sweep will send them", len(delivery_ids))
 
 
 def _enqueue(delivery_id: int, countdown: float = 0) -> None:
@@ -545,73 +583,145 @@ def delivery_send(delivery_id: int, now: dt.datetime | None = None) -> Delivery 
     """Send one delivery if it is due and nobody else is sending it; record the outcome.
 
     Returns the delivery (its new state), or None when there was nothing to do."""
+    done = deliveries_send([delivery_id], now=now)
+    return done[0] if done else None
+
+
+def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> list[Delivery]:
+    """Send the due deliveries among ``delivery_ids`` that nobody else is sending; record each outcome.
+
+    A batch shares its bookkeeping: one claim (SELECT … FOR UPDATE SKIP LOCKED, one UPDATE to
+    SENDING), the messages sent in parallel (email over one SMTP connection), and one UPDATE plus
+    one insert of timeline entries for those sent. Failures are recorded one by one."""
     now = now or timezone.now()
+    ready: list[Delivery] = []
+    waiting: list[Delivery] = []
     with transaction.atomic():
-        delivery = (
+        due = (
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("channel", "root")
-            .filter(
-                pk=delivery_id, status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED], next_attempt_at__lte=now
+            .filter(pk__in=delivery_ids, status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED])
+            .filter(next_attempt_at__lte=now)
+            .order_by("pk")
+        )
+        for delivery in due:
+            root = delivery.root
+            if root is not None and root.status != DeliveryStatus.SENT:
+                if root.status != DeliveryStatus.GAVE_UP:
+                    waiting.append(delivery)  # the first message is not out yet: wait for it
+                    continue
+                delivery.root = None  # the first message never arrived: this one stands alone
+                delivery.payload = {**delivery.payload, "update": False}
+                delivery.save(update_fields=["root", "payload", "updated_at"])
+            ready.append(delivery)
+        if waiting:
+            # No attempt used; tried again in a few seconds.
+            Delivery.objects.filter(pk__in=[d.pk for d in waiting]).update(
+                next_attempt_at=now + dt.timedelta(seconds=5), updated_at=now
             )
-            .first()
+            ids = [d.pk for d in waiting]
+            transaction.on_commit(lambda: [_enqueue(pk, countdown=5) for pk in ids])
+        lease = now + dt.timedelta(seconds=settings.NOTIFY_LEASE_SECONDS)
+        Delivery.objects.filter(pk__in=[d.pk for d in ready]).update(
+            status=DeliveryStatus.SENDING,
+            attempts=F("attempts") + 1,
+            attempt_started_at=now,
+            lease_until=lease,
+            updated_at=now,
         )
-        if delivery is None:
-            return None
-        root = delivery.root
-        if root is not None and root.status != DeliveryStatus.SENT:
-            if root.status != DeliveryStatus.GAVE_UP:
-                # The first message is not out yet: a follow-up waits for it (no attempt used).
-                delivery.next_attempt_at = now + dt.timedelta(seconds=5)
-                delivery.save(update_fields=["next_attempt_at", "updated_at"])
-                transaction.on_commit(lambda: _enqueue(delivery_id, countdown=5))
-                return delivery
-            delivery.root = None  # the first message never arrived: this one stands alone
-            delivery.payload = {**delivery.payload, "update": False}
-        delivery.status = DeliveryStatus.SENDING
-        delivery.attempts += 1
-        delivery.attempt_started_at = now
-        delivery.lease_until = now + dt.timedelta(seconds=settings.NOTIFY_LEASE_SECONDS)
-        delivery.save(
-            update_fields=["status", "attempts", "attempt_started_at", "lease_until", "root", "payload", "updated_at"]
-        )
-    return _attempt(delivery)
+        for delivery in ready:
+            delivery.status, delivery.attempts = DeliveryStatus.SENDING, delivery.attempts + 1
+            delivery.attempt_started_at, delivery.lease_until = now, lease
+    outcomes = _transmit(ready)
+    sent = [(d, outcome) for d, outcome in zip(ready, outcomes, strict=True) if isinstance(outcome, str)]
+    _sent_many(sent)
+    for delivery, outcome in zip(ready, outcomes, strict=True):
+        if isinstance(outcome, Transient):
+            _failed(delivery, outcome.reason, retry_after=outcome.retry_after)
+        elif isinstance(outcome, Permanent):
+            _gave_up(delivery, outcome.reason, permanent=True)
+        elif isinstance(outcome, Exception):
+            _failed(delivery, f"{type(outcome).__name__}: {outcome}"[:300])
+    return ready + waiting
 
 
-def _attempt(delivery: Delivery) -> Delivery:
-    try:
-        external_id = transport_for(delivery.channel).send(delivery)
-    except Transient as exc:
-        return _failed(delivery, exc.reason, retry_after=exc.retry_after)
-    except Permanent as exc:
-        return _gave_up(delivery, exc.reason, permanent=True)
-    except Exception as exc:
-        logger.exception("delivery %s failed unexpectedly", delivery.pk)
-        return _failed(delivery, f"{type(exc).__name__}: {exc}"[:300])
-    return _sent(delivery, external_id)
+def _transmit(deliveries: list[Delivery]) -> list[str | Exception]:
+    """Send every delivery; each gets its external id or the exception that stopped it. Messages
+    of one channel go together (email: one SMTP connection); HTTP channels in parallel threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    outcomes: dict[int, str | Exception] = {}
+    by_channel: dict[int, list[Delivery]] = {}
+    for delivery in deliveries:
+        by_channel.setdefault(delivery.channel_id, []).append(delivery)
+
+    def run(group: list[Delivery]) -> None:
+        outcomes.update(transport_for(group[0].channel).send_many(group))
+
+    groups = list(by_channel.values())
+    if len(deliveries) == 1:
+        run(groups[0])
+    elif groups:
+        # Within a group a transport may parallelise itself (HTTP); groups run side by side.
+        with ThreadPoolExecutor(max_workers=min(len(groups), 4)) as pool:
+            for future in [pool.submit(run, group) for group in groups]:
+                future.result()
+    for delivery in deliveries:
+        outcome = outcomes.get(delivery.pk)
+        if isinstance(outcome, Exception) and not isinstance(outcome, (Transient, Permanent)):
+            logger.error("delivery %s failed unexpectedly", delivery.pk, exc_info=outcome)
+    return [outcomes.get(d.pk, RuntimeError("not sent")) for d in deliveries]
 
 
 def _sent(delivery: Delivery, external_id: str) -> Delivery:
-    now = timezone.now()
-    with transaction.atomic():
-        Delivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.SENT,
-            sent_at=now,
-            external_id=external_id[:200],
-            last_error="",
-            lease_until=None,
-            updated_at=now,
-        )
-        Channel.objects.filter(pk=delivery.channel_id).update(last_success_at=now)
-        if delivery.incident_id:
-            _note(
-                delivery.incident,
-                EventKind.NOTIFIED,
-                f"{delivery.get_purpose_display()} sent via {delivery.channel} to {delivery.target}"
-                + (" (possibly a second copy)" if delivery.possible_duplicate else ""),
-                {"delivery": delivery.pk, "channel": delivery.channel.name, "attempts": delivery.attempts},
-            )
-    delivery.status, delivery.sent_at, delivery.external_id = DeliveryStatus.SENT, now, external_id
+    _sent_many([(delivery, external_id)])
     return delivery
+
+
+def _sent_many(sent: list[tuple[Delivery, str]]) -> None:
+    """Record deliveries as SENT: one UPDATE, one timeline insert, one channel timestamp each channel."""
+    from incidents.services import events_record_bulk
+
+    if not sent:
+        return
+    now = timezone.now()
+    for delivery, external_id in sent:
+        delivery.status, delivery.sent_at, delivery.external_id = DeliveryStatus.SENT, now, external_id[:200]
+        delivery.last_error, delivery.lease_until, delivery.updated_at = "", None, now
+    with transaction.atomic():
+        _mark_sent([(d.pk, d.external_id) for d, _ in sent], now)
+        Channel.objects.filter(pk__in={d.channel_id for d, _ in sent}).update(last_success_at=now)
+        events_record_bulk(
+            [
+                (
+                    d.incident_id,
+                    EventKind.NOTIFIED,
+                    f"{d.get_purpose_display()} sent via {d.channel} to {d.target}"
+                    + (" (possibly a second copy)" if d.possible_duplicate else ""),
+                    {"delivery": d.pk, "channel": d.channel.name, "attempts": d.attempts},
+                )
+                for d, _ in sent
+                if d.incident_id
+            ],
+            at=now,
+        )
+
+
+def _mark_sent(rows: list[tuple[int, str]], now: dt.datetime) -> None:
+    """One UPDATE for the batch; only the external id differs from row to row (a derived table
+    of (id, external id) pairs — portable to SQLite ≥ 3.33, where Django's bulk_update would build
+    one CASE per column and cost more than the sending)."""
+    table = Delivery._meta.db_table
+    pairs = " UNION ALL ".join(["SELECT %s AS id, %s AS ext"] * len(rows))
+    params: list[Any] = [DeliveryStatus.SENT, now, now]
+    for pk, external_id in rows:
+        params += [pk, external_id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, sent_at = %s, updated_at = %s, last_error = '', "  # noqa: S608
+            f"lease_until = NULL, external_id = v.ext FROM ({pairs}) AS v WHERE {table}.id = v.id",
+            params,
+        )
 
 
 def _failed(delivery: Delivery, reason: str, retry_after: float | None = None) -> Delivery:

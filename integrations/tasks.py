@@ -11,6 +11,12 @@ def delivery_send_task(delivery_id: int) -> None:
     notify.delivery_send(delivery_id)
 
 
+@shared_task(name="integrations.tasks.deliveries_send", ignore_result=True, acks_late=True)
+def deliveries_send_task(delivery_ids: list[int]) -> None:
+    """Send a batch of deliveries created together (those not due or taken by another worker are skipped)."""
+    notify.deliveries_send(delivery_ids)
+
+
 @shared_task(name="integrations.tasks.deliveries_recover", ignore_result=True)
 def deliveries_recover_task() -> None:
     """The outbox sweep: deliveries whose worker died mid-send, and due ones whose task was lost."""

@@ -185,7 +185,10 @@ def serve(fake: FakeSlack | WebhookReceiver) -> Callable[[], None]:
 
         do_GET = do_POST  # noqa: N815
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # the default (5) drops connections under parallel senders
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     fake.server = server
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,0 +1,253 @@
+"""Notifications: 1,000 incidents opened at once, delivered by two real workers to a local Slack
+Web API and a local SMTP server.
+
+Issue (notifications): all deliveries complete, zero duplicates; report deliveries per second
+and the p95 time from incident open (its commit) to message received — target ≤ 2 s with two
+workers.
+
+Method
+------
+1,000 loaders each get failing signals; one HIGH rule (roadmap routing: email to
+platform-team@… and Slack #alerts-high) is evaluated once, which opens the 1,000 incidents in
+one transaction and, with them, their 2,000 deliveries. Two Celery worker processes on Redis
+send them to servers running in this process: a threaded fake of Slack's Web API
+(tests/integrations/fakes.py) and aiosmtpd. Each received message is matched to its delivery
+(Slack metadata key, email Message-ID) and timed against the commit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from email import message_from_bytes
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from incidents.models import DetectionRule, Incident
+from incidents.services import rules_evaluate_claimed
+from integrations.models import Channel, Delivery, NotificationRule
+from loaders.models import Loader, LoaderVersion, Team, VersionState
+from signals_app.models import Signal
+from signals_app.retention import signals_partitions_ensure
+from tests.integrations.fakes import FakeSlack, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+N_INCIDENTS = 1_000
+WORKERS = 2
+MAX_P95_S = 2.0
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+class Inbox:
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.received: dict[str, float] = {}
+        self.count = 0
+        inbox = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 — aiosmtpd's hook
+                message = message_from_bytes(envelope.content)
+                inbox.received.setdefault(message["Message-ID"], time.time())
+                inbox.count += 1
+                return "250 OK"
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+
+def _seed() -> DetectionRule:
+    team = Team.objects.create(slug="bench-notify", name="Bench notifications")
+    now = timezone.now()
+    loaders = Loader.objects.bulk_create(
+        [
+            Loader(loader_code=f"NTF-{i:04d}", name=f"Loader {i}", owner=team, first_activated_at=now)
+            for i in range(N_INCIDENTS)
+        ]
+    )
+    LoaderVersion.objects.bulk_create(
+        [LoaderVersion(loader=loader, number=1, state=VersionState.ACTIVE) for loader in loaders]
+    )
+    Signal.objects.bulk_create(
+        [
+            Signal(loader=loader, signal_key="check", validation_status=status, captured_at=now, received_at=now)
+            for loader in loaders
+            for status in ("FAILED", "SUCCESS")
+        ],
+        batch_size=5000,
+    )
+    DetectionRule.objects.update(enabled=False)
+    Channel.objects.update_or_create(name="email", defaults={"kind": "EMAIL", "enabled": True})
+    Channel.objects.update_or_create(name="slack", defaults={"kind": "SLACK", "enabled": True})
+    NotificationRule.objects.filter(severity="HIGH", team=None, tag=None).update(
+        channels=["email", "slack"], recipients=["platform-team@company.com"], slack_channel="#alerts-high"
+    )
+    return DetectionRule.objects.create(
+        name="bench notifications", kind="signal_failure_rate", threshold=5.0, severity="HIGH"
+    )
+
+
+def _workers(slack: FakeSlack, smtp_port: int) -> list[subprocess.Popen]:
+    tmp = Path(tempfile.mkdtemp(prefix="etl-bench-notify-"))
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-x9Kq2LmN8rTt4YbW6cQe1HfJ0gUa7oSd5iRn_MvXy-Zp2B",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "FIELD_ENCRYPTION_KEY": "p8lqoXkq0HbA2n8v9Bv3u5ZyGgVFr0M4f7F0nB3nYxM=",
+        "SECURE_SSL_REDIRECT": "false",
+        "REDIS_URL": REDIS_URL,
+        "SLACK_BOT_TOKEN": "xoxb-bench",
+        "SLACK_API_BASE_URL": slack.url,
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp_port),
+        "ETL_MONITOR_VAR_DIR": str(tmp / "var"),
+        "LOG_LEVEL": "WARNING",
+    }
+    celery = str(Path(sys.executable).with_name("celery"))
+    return [
+        subprocess.Popen(
+            [
+                *(
+                    celery,
+                    "--app",
+                    "etl_monitor",
+                    "worker",
+                    "--concurrency",
+                    os.environ.get("BENCH_NOTIFY_CONCURRENCY", "1"),
+                    "--hostname",
+                    f"notify{i}@%h",
+                ),
+                *("--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for i in range(WORKERS)
+    ]
+
+
+def _cpu(workers: list[subprocess.Popen]) -> dict[str, float]:
+    """CPU seconds used so far by the workers (with their pool processes), this process
+    (the receivers) and PostgreSQL — where the machine's two cores go."""
+    import resource
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def tree(pid: int) -> list[int]:
+        out = subprocess.run(["pgrep", "-s", str(os.getpgid(pid))], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def cpu_of(pids: list[int]) -> float:
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+    pg = subprocess.run(["pgrep", "-f", "postgres"], capture_output=True, text=True).stdout.split()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "workers": cpu_of([p for w in workers for p in tree(w.pid)]),
+        "receivers and this process": usage.ru_utime + usage.ru_stime,
+        "postgresql": cpu_of([int(p) for p in pg]),
+    }
+
+
+def main() -> list[str]:
+    from etl_monitor.celery import app
+    from etl_monitor.roles import roles_sync
+
+    roles_sync()
+    signals_partitions_ensure(days_before=1, days_ahead=2)
+    rule = _seed()
+    slack = FakeSlack()
+    stop_slack = serve(slack)
+    inbox = Inbox()
+    inbox.controller.start()
+    settings.SLACK_BOT_TOKEN, settings.SLACK_API_BASE_URL = "xoxb-bench", slack.url
+    app.conf.broker_url = REDIS_URL  # this process enqueues (on commit) to the workers' broker
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(app.conf.task_default_queue)
+    app.conf.task_always_eager = False
+    workers = _workers(slack, inbox.port)
+    missed: list[str] = []
+    try:
+        time.sleep(4)  # the workers connect to the broker
+        opened_at = time.time()
+        # As the tick's task does: one claimed batch, one commit for 1,000 incidents and 2,000 deliveries.
+        rules_evaluate_claimed(rule_ids=[rule.pk], now=timezone.now())
+        committed = time.time()
+        cpu_before = _cpu(workers)
+        total = Delivery.objects.count()
+        deadline = committed + 300
+        while Delivery.objects.exclude(status="SENT").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        done = time.time()
+        cpu_after = _cpu(workers)
+        incidents = Incident.objects.filter(rule=rule).count()
+        sent = dict(Delivery.objects.filter(status="SENT").values_list("key", "external_id"))
+        latencies = [slack.received_at(m["ts"]) - committed for m in slack.posts()]
+        latencies += [at - committed for at in inbox.received.values()]
+        slack_posts, emails = len(slack.posts()), inbox.count
+        duplicates = (slack_posts + emails) - total
+        last = max([*inbox.received.values(), *(slack.received_at(m["ts"]) for m in slack.posts())])
+        rate = total / (last - committed)
+        p50 = statistics.median(latencies)
+        p95 = sorted(latencies)[int(len(latencies) * 0.95) - 1]
+    finally:
+        for proc in workers:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in workers:
+            proc.wait(timeout=30)
+        inbox.controller.stop()
+        stop_slack()
+    print(
+        f"Notifications, PostgreSQL + Redis, {WORKERS} workers; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+    )
+    print("| incidents | deliveries | SENT | Slack posts | emails | duplicates | deliveries/s | p50 | p95 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {incidents:,} | {total:,} | {len(sent):,} | {slack_posts:,} | {emails:,} | {duplicates} | {rate:,.0f} "
+        f"| {p50:.2f} s | {p95:.2f} s |"
+    )
+    print(
+        f"\nopening the incidents (one transaction, routing included): {committed - opened_at:.2f} s; "
+        f"all sent {done - committed:.1f} s after the commit (target p95 ≤ {MAX_P95_S} s)",
+        flush=True,
+    )
+    spent = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    print("CPU seconds from the commit to the last delivery: " + ", ".join(f"{k} {v:.1f}" for k, v in spent.items()))
+    if len(sent) != total:
+        missed.append(f"notifications: {total - len(sent)} deliveries not sent")
+    if duplicates:
+        missed.append(f"notifications: {duplicates} duplicate messages")
+    if p95 > MAX_P95_S:
+        missed.append(f"notifications: p95 open → received {p95:.2f} s (target ≤ {MAX_P95_S} s)")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE integrations_delivery, integrations_incidentnotification, incidents_incident, "
+            "incidents_incidentevent, incidents_rulesubjectstate, signals_app_signal CASCADE"
+        )
+    rule.delete()
+    Loader.objects.filter(loader_code__startswith="NTF-").delete()
+    Team.objects.filter(slug="bench-notify").delete()
+    return missed
