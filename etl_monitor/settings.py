@@ -298,7 +298,7 @@ SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
 SLACK_API_BASE_URL = env.str("SLACK_API_BASE_URL", default="https://slack.com/api/")
 NOTIFY_HTTP_TIMEOUT = env.float("NOTIFY_HTTP_TIMEOUT", default=10.0)  # Slack and webhooks, per request
 # Deliveries sent by one task (they share their bookkeeping), and HTTP sends in parallel per task.
-NOTIFY_BATCH_SIZE = env.int("NOTIFY_BATCH_SIZE", default=50)
+NOTIFY_BATCH_SIZE = env.int("NOTIFY_BATCH_SIZE", default=100)
 NOTIFY_SEND_THREADS = env.int("NOTIFY_SEND_THREADS", default=8)
 NOTIFY_SMTP_CONNECTIONS = env.int("NOTIFY_SMTP_CONNECTIONS", default=4)  # per task, for a batch of emails
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=8)  # then GAVE_UP (an admin may retry)

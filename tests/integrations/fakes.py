@@ -199,3 +199,50 @@ def serve(fake: FakeSlack | WebhookReceiver) -> Callable[[], None]:
         server.server_close()
 
     return stop
+
+
+class Inbox:
+    """An SMTP server (aiosmtpd) that keeps the time each message arrived, by Message-ID."""
+
+    def __init__(self, port: int = 0) -> None:
+        import socket
+        from email import message_from_bytes
+
+        from aiosmtpd.controller import Controller
+
+        if not port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        self.port = port
+        self.received: dict[str, float] = {}
+        self.count = 0
+        inbox = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                message = message_from_bytes(envelope.content)
+                inbox.received.setdefault(message["Message-ID"], time.time())
+                inbox.count += 1
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+
+
+def receiver_process(kind: str, pipe: Any) -> None:
+    """Run one receiver in its own process (its own interpreter lock, as a remote server would
+    be): send its address, serve until told to stop, then send what it received."""
+    if kind == "slack":
+        slack = FakeSlack()
+        stop = serve(slack)
+        pipe.send(slack.url)
+        pipe.recv()
+        stop()
+        pipe.send([(m["ts"], slack.stored_at[m["ts"]], m.get("metadata")) for m in slack.posts()])
+    else:
+        inbox = Inbox()
+        inbox.controller.start()
+        pipe.send(inbox.port)
+        pipe.recv()
+        inbox.controller.stop()
+        pipe.send((inbox.received, inbox.count))
