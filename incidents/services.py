@@ -202,10 +202,13 @@ def silence_matching(incident: Incident, at: dt.datetime) -> Silence | None:
     candidates = candidates.filter(Q(loader__isnull=True) | Q(loader=loader))
     candidates = candidates.filter(Q(rule__isnull=True) | Q(rule_id=incident.rule_id))
     candidates = candidates.filter(Q(severity="") | Q(severity=incident.severity))
-    tag_ids = set(loader.tags.values_list("pk", flat=True)) if loader else set()
+    tag_ids: set[int] | None = None  # read only when a silence matches on a tag
     for silence in candidates.filter(starts_at__lte=at):
-        if silence.tag_id is not None and silence.tag_id not in tag_ids:
-            continue
+        if silence.tag_id is not None:
+            if tag_ids is None:
+                tag_ids = set(loader.tags.values_list("pk", flat=True)) if loader else set()
+            if silence.tag_id not in tag_ids:
+                continue
         if silence.owner_id is not None and (loader is None or loader.owner_id != silence.owner_id):
             continue
         if silence_is_active(silence, at):

@@ -294,26 +294,46 @@ def _deliver(
     key: str,
     enqueue: bool = True,
 ) -> Delivery:
-    update = root is not None and transport_for(channel).can_update and purpose in FOLLOW_UP.values()
-    payload = render_payload(channel, purpose, incident, event, update=update)
-    delivery, created = Delivery.objects.get_or_create(
-        key=key,
-        defaults={
-            "incident": incident,
-            "event": event,
-            "channel": channel,
-            "purpose": purpose,
-            "target": target,
-            "tier": tier,
-            "root": root,
-            "payload": payload,
-            "payload_digest": _digest(payload),
-            "next_attempt_at": timezone.now(),
-        },
+    fields = _delivery_new(
+        incident=incident, event=event, channel=channel, target=target, purpose=purpose, tier=tier, root=root, key=key
     )
+    defaults = {f.attname: getattr(fields, f.attname) for f in Delivery._meta.concrete_fields if f.attname != "id"}
+    delivery, created = Delivery.objects.get_or_create(key=key, defaults=defaults)
     if created and enqueue:
         _enqueue_after_commit(delivery.pk)
     return delivery
+
+
+def _delivery_new(
+    *,
+    incident: Incident | None,
+    event: IncidentEvent | None,
+    channel: Channel,
+    target: str,
+    purpose: str,
+    tier: int,
+    root: Delivery | None,
+    key: str,
+) -> Delivery:
+    """An unsaved delivery with its payload rendered."""
+    update = root is not None and transport_for(channel).can_update and purpose in FOLLOW_UP.values()
+    payload = render_payload(channel, purpose, incident, event, update=update)
+    now = timezone.now()
+    return Delivery(
+        incident=incident,
+        event=event,
+        channel=channel,
+        purpose=purpose,
+        target=target,
+        tier=tier,
+        root=root,
+        key=key,
+        payload=payload,
+        payload_digest=_digest(payload),
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 _after_commit = threading.local()
@@ -375,8 +395,9 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
     tiers = rule.tiers()
     spec = tiers[min(tier, len(tiers) - 1)]
     channels = {c.name: c for c in Channel.objects.filter(name__in=spec.get("channels") or [])}
-    roots = _roots(incident)
+    roots = _roots(incident) if purpose == Purpose.ESCALATED else {}
     made, skipped = 0, []
+    fresh: list[Delivery] = []
     for name in spec.get("channels") or []:
         channel = channels.get(name)
         if channel is None:
@@ -390,18 +411,23 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
             skipped.append(f"{name}: no recipients / Slack channel in tier {tier}")
         for target in targets:
             # An escalation to people already told goes in the first message's thread.
-            root = roots.get((channel.pk, target)) if purpose == Purpose.ESCALATED else None
-            _deliver(
-                incident=incident,
-                event=event,
-                channel=channel,
-                target=target,
-                purpose=purpose,
-                tier=tier,
-                root=root,
-                key=f"{incident.pk}:{event.pk}:{channel.pk}:{target}",
+            root = roots.get((channel.pk, target))
+            fresh.append(
+                _delivery_new(
+                    incident=incident,
+                    event=event,
+                    channel=channel,
+                    target=target,
+                    purpose=purpose,
+                    tier=tier,
+                    root=root,
+                    key=f"{incident.pk}:{event.pk}:{channel.pk}:{target}",
+                )
             )
             made += 1
+    # A new event's deliveries are new (their keys name the event): one insert for them all.
+    for delivery in Delivery.objects.bulk_create(fresh):
+        _enqueue_after_commit(delivery.pk)
     if skipped:
         _note(
             incident, EventKind.NOT_NOTIFIED, "Some channels were skipped: " + "; ".join(skipped), {"skipped": skipped}
@@ -440,12 +466,12 @@ def _route(event: IncidentEvent) -> None:
         if rule is None:
             _note(incident, EventKind.NOT_NOTIFIED, f"Nobody notified: no notification rule for {incident.severity}.")
             return
-        state, _ = IncidentNotification.objects.select_for_update().get_or_create(incident=incident)
-        state.rule, state.tier, state.escalations, state.last_reminder_at = rule, 0, 0, now
-        state.next_escalation_at = (
-            now + dt.timedelta(seconds=rule.escalation_timeout) if rule.escalation_timeout else None
-        )
-        state.save()
+        due = now + dt.timedelta(seconds=rule.escalation_timeout) if rule.escalation_timeout else None
+        fields = {"rule": rule, "tier": 0, "escalations": 0, "last_reminder_at": now, "next_escalation_at": due}
+        if event.kind == EventKind.OPENED:  # a new incident: nothing to read first
+            IncidentNotification.objects.create(incident=incident, **fields)
+        else:
+            IncidentNotification.objects.update_or_create(incident=incident, defaults=fields)
         _notify_tier(incident, event, rule, 0, FIRST[event.kind])
     elif event.kind == EventKind.ESCALATED:
         state = IncidentNotification.objects.filter(incident=incident).select_related("rule").first()
