@@ -255,6 +255,9 @@ SPECTACULAR_SETTINGS = {
         "IngestTokenKindEnum": "signals_app.models.IngestToken.Kind",
         "EventKindEnum": "incidents.models.EventKind",
         "ImportJobStatusEnum": "loaders.models.ImportJob.Status",
+        "DeliveryStatusEnum": "integrations.models.DeliveryStatus",
+        "DeliveryPurposeEnum": "integrations.models.Purpose",
+        "ChannelKindEnum": "integrations.models.ChannelKind",
     },
 }
 

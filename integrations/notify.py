@@ -932,6 +932,7 @@ def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
     return delivery_send(delivery.pk) or delivery
 
 
+@transaction.atomic
 def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = None) -> Channel:
     """Create or change a channel; an empty secret keeps the stored one; saving makes it healthy again."""
     from django.core.exceptions import ValidationError
@@ -946,6 +947,7 @@ def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = N
     if unknown:
         raise InvalidInput({name: ["Unknown field."] for name in unknown})
     channel = channel or Channel()
+    old_name = channel.name if channel.pk else None
     for name, value in data.items():
         if name == "secret" and not value:
             continue
@@ -967,4 +969,20 @@ def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = N
     channel.healthy, channel.unhealthy_reason, channel.unhealthy_since = True, "", None
     channel._history_user = user
     channel.save()
+    if old_name and old_name != channel.name:
+        _rules_rename_channel(user, old_name, channel.name)
     return channel
+
+
+def _rules_rename_channel(user: Any, old: str, new: str) -> None:
+    """A renamed channel stays routed: the rules (and their tiers) that named it name it anew."""
+
+    def renamed(names: list[str]) -> list[str]:
+        return [new if name == old else name for name in names or []]
+
+    for rule in NotificationRule.objects.select_for_update():
+        tiers = [{**tier, "channels": renamed(tier.get("channels"))} for tier in rule.escalation_tiers or []]
+        if old in (rule.channels or []) or tiers != (rule.escalation_tiers or []):
+            rule.channels, rule.escalation_tiers = renamed(rule.channels), tiers
+            rule._history_user = user
+            rule.save(update_fields=["channels", "escalation_tiers", "updated_at"])

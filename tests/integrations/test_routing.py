@@ -233,3 +233,18 @@ def test_a_team_can_be_routed_without_touching_the_defaults(fire, active_loader)
     NotificationRule.objects.create(severity="CRITICAL", team=other, channels=["email"], recipients=["o@example.com"])
     incident = fire("CRITICAL")
     assert ("email", "o@example.com", "OPENED") not in sent(incident)
+
+
+def test_renaming_a_channel_keeps_the_rules_that_route_to_it(db, admin_user):
+    from integrations.models import Channel
+    from integrations.notify import channel_save
+
+    NotificationRule.objects.filter(severity="CRITICAL").update(
+        escalation_tiers=[{"channels": ["slack", "email"], "recipients": ["boss@example.com"]}]
+    )
+    channel_save(user=admin_user, data={"name": "slack-main"}, channel=Channel.objects.get(name="slack"))
+    critical = NotificationRule.objects.get(severity="CRITICAL", team=None, tag=None)
+    assert critical.channels == ["email", "slack-main"]
+    assert critical.escalation_tiers[0]["channels"] == ["slack-main", "email"]
+    assert NotificationRule.objects.get(severity="LOW", team=None, tag=None).channels == ["slack-main"]
+    assert critical.history.first().history_user == admin_user

@@ -29,6 +29,11 @@ SCOPES = {
     "ingest": (r"^/api/v1/(signals|runs|whoami)/", "ingest", {"POST /api/v1/signals/", "PATCH /api/v1/runs/{run_id}/"}),
     "registry": (r"^/api/v1/(loaders|auth)/", "user", {"PATCH /api/v1/loaders/{loader_code}/"}),
     "incidents": (r"^/api/v1/(rules|silences|incidents)/", "user", {"POST /api/v1/rules/", "POST /api/v1/silences/"}),
+    "notifications": (
+        r"^/api/v1/(notification-rules|channels|deliveries)/",
+        "user",
+        {"POST /api/v1/notification-rules/", "POST /api/v1/channels/", "POST /api/v1/deliveries/{id}/retry/"},
+    ),
 }
 
 

@@ -1,0 +1,74 @@
+"""Outbox guarantees that need no worker: the admin banner for a broken channel, two senders
+racing for the same deliveries, and enqueueing in batches after the commit."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from incidents.models import DetectionRule
+from incidents.services import rule_evaluate
+from integrations.models import Channel, Delivery, NotificationRule
+from integrations.notify import channel_mark_unhealthy, deliveries_send
+from tests.incidents.conftest import add_signals
+from tests.integrations.fakes import FakeSlack, serve
+
+
+def test_an_unhealthy_channel_shows_a_banner_on_every_admin_page(admin_client, db):
+    slack = Channel.objects.get(name="slack")
+    assert "channel-health" not in admin_client.get("/admin/").content.decode()
+    channel_mark_unhealthy(slack, "Slack: invalid_auth")
+    for page in ("/admin/", "/admin/incidents/incident/", "/admin/loaders/loader/"):
+        html = admin_client.get(page).content.decode()
+        assert 'id="channel-health"' in html and "Slack: invalid_auth" in html, page
+
+
+def test_the_banner_is_not_shown_once_the_channel_is_saved_again(admin_client, admin_user, db):
+    from integrations.notify import channel_save
+
+    slack = Channel.objects.get(name="slack")
+    channel_mark_unhealthy(slack, "Slack: invalid_auth")
+    channel_save(user=admin_user, data={"enabled": True}, channel=slack)
+    assert "channel-health" not in admin_client.get("/admin/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_senders_racing_for_the_same_deliveries_send_each_once(require_postgres, active_loader, settings):
+    slack = FakeSlack()
+    stop = serve(slack)
+    settings.SLACK_BOT_TOKEN, settings.SLACK_API_BASE_URL = "xoxb-test", slack.url
+    Channel.objects.update_or_create(name="slack", defaults={"kind": "SLACK", "enabled": True})
+    NotificationRule.objects.update_or_create(
+        severity="MEDIUM", team=None, tag=None, defaults={"channels": ["slack"], "slack_channel": "#alerts-medium"}
+    )
+    DetectionRule.objects.update(enabled=False)
+    rule = DetectionRule.objects.create(name="race", kind="signal_failure_rate", threshold=5.0, severity="MEDIUM")
+    now = timezone.now()
+    add_signals(active_loader, failed=5, ok=5, at=now)
+    rule_evaluate(rule=rule, now=now)
+    # Tasks run inline in tests, so it went out already: start again from a pending delivery.
+    Delivery.objects.update(status="PENDING", attempts=0, external_id="", sent_at=None)
+    slack.messages.clear()
+    ids = list(Delivery.objects.values_list("pk", flat=True))
+    barrier = threading.Barrier(2)
+    results: list[int] = []
+
+    def sender() -> None:
+        barrier.wait()
+        results.append(len([d for d in deliveries_send(ids) if d.status == "SENT"]))
+        connections.close_all()
+
+    try:
+        threads = [threading.Thread(target=sender) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        stop()
+    assert sorted(results) == [0, 1]  # one sender took it, the other skipped it (SKIP LOCKED)
+    assert len(slack.posts()) == 1
+    assert Delivery.objects.get().status == "SENT" and Delivery.objects.get().attempts == 1
