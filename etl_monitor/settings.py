@@ -312,6 +312,15 @@ NOTIFY_LEASE_SECONDS = env.int("NOTIFY_LEASE_SECONDS", default=120)
 # A due delivery this late was not picked up by its task: the sweep enqueues it again.
 NOTIFY_SWEEP_GRACE_SECONDS = env.int("NOTIFY_SWEEP_GRACE_SECONDS", default=30)
 
+# --- Jira (off until JIRA_ENABLED) ------------------------------------------------------
+JIRA_ENABLED = env.bool("JIRA_ENABLED", default=False)
+JIRA_BASE_URL = env.str("JIRA_BASE_URL", default="")
+JIRA_USERNAME = env.str("JIRA_USERNAME", default="")
+JIRA_API_TOKEN = env.str("JIRA_API_TOKEN", default="")
+JIRA_PROJECT = env.str("JIRA_PROJECT", default="")
+JIRA_WEBHOOK_SECRET = env.str("JIRA_WEBHOOK_SECRET", default="")
+JIRA_TIMEOUT = env.float("JIRA_TIMEOUT", default=10.0)  # seconds per Jira request
+
 # --- Branding -----------------------------------------------------------------
 ETL_MONITOR_SITE_TITLE = env.str("ETL_MONITOR_SITE_TITLE", default="ETL Monitor")
 ETL_MONITOR_SITE_HEADER = env.str("ETL_MONITOR_SITE_HEADER", default="ETL Monitor")

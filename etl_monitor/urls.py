@@ -39,6 +39,7 @@ urlpatterns = [
     path("api/redoc/", login_required(SpectacularRedocView.as_view(url_name="schema")), name="api-redoc"),
     path("ping/<str:key>/<str:loader_code>", ping, name="ping"),
     path("ping/<str:key>/<str:loader_code>/<str:action>", ping, name="ping-action"),
+    path("integrations/", include("integrations.urls")),
     path("metrics", metrics_view, name="metrics"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -669,7 +669,9 @@ def incident_acknowledge(*, user: AbstractBaseUser, incident: Incident, comment:
 
 
 @transaction.atomic
-def incident_resolve(*, user: AbstractBaseUser, incident: Incident, comment: str = "") -> Incident:
+def incident_resolve(*, user: AbstractBaseUser, incident: Incident, comment: str = "", source: str = "") -> Incident:
+    """→ RESOLVED by a person. ``source`` names where it was done when not here (e.g. "jira"):
+    integrations do not echo such a change back to where it came from."""
     _require(user, "incidents.change_incident", "resolve incidents")
     incident = _locked(incident)
     if incident.status not in ACTIVE_STATUSES:
@@ -681,7 +683,14 @@ def incident_resolve(*, user: AbstractBaseUser, incident: Incident, comment: str
     incident.resolved_at, incident.resolved_by = now, user
     incident.flapping = False  # a person decided: the next breach starts a fresh count
     incident.save()
-    _event(incident, EventKind.RESOLVED, at=now, actor=user, message=comment or "Resolved by hand.")
+    _event(
+        incident,
+        EventKind.RESOLVED,
+        at=now,
+        actor=user,
+        message=comment or "Resolved by hand.",
+        data={"source": source} if source else None,
+    )
     return incident
 
 
@@ -701,12 +710,13 @@ def incident_close(*, user: AbstractBaseUser, incident: Incident, comment: str =
 
 
 @transaction.atomic
-def incident_comment(*, user: AbstractBaseUser, incident: Incident, text: str) -> IncidentEvent:
+def incident_comment(*, user: AbstractBaseUser, incident: Incident, text: str, source: str = "") -> IncidentEvent:
     _require(user, "incidents.add_incidentevent", "comment on incidents")
     text = (text or "").strip()
     if not text:
         raise InvalidInput({"text": ["Write a comment."]})
-    return _event(incident, EventKind.COMMENTED, at=timezone.now(), actor=user, message=text[:5000])
+    data = {"source": source} if source else None
+    return _event(incident, EventKind.COMMENTED, at=timezone.now(), actor=user, message=text[:5000], data=data)
 
 
 # --- rules and silences: writes shared by admin, API and apply_config ------------------------------

@@ -26,6 +26,7 @@ class ChannelKind(models.TextChoices):
     SLACK = "SLACK", "Slack bot (chat.postMessage / chat.update)"
     SLACK_WEBHOOK = "SLACK_WEBHOOK", "Slack incoming webhook"
     WEBHOOK = "WEBHOOK", "Generic webhook (signed JSON)"
+    JIRA = "JIRA", "Jira (tickets, JIRA_* settings)"
 
 
 class Channel(models.Model):
@@ -141,6 +142,7 @@ class Purpose(models.TextChoices):
     ACKNOWLEDGED = "ACKNOWLEDGED", "Acknowledged"
     RESOLVED = "RESOLVED", "Resolved"
     CLOSED = "CLOSED", "Closed"
+    COMMENTED = "COMMENTED", "Comment"
     TEST = "TEST", "Test"
 
 
@@ -198,3 +200,66 @@ class Delivery(models.Model):
     def key_digest(self) -> str:
         """The idempotency key as receivers see it (Slack metadata, webhook header, Message-ID)."""
         return hashlib.sha256(self.key.encode()).hexdigest()[:32]
+
+
+def _default_jira_severities() -> list[str]:
+    return ["CRITICAL", "HIGH"]
+
+
+def _default_jira_priorities() -> dict[str, str]:
+    return {"CRITICAL": "Highest", "HIGH": "High", "MEDIUM": "Medium", "LOW": "Low"}
+
+
+def _default_jira_labels() -> list[str]:
+    return ["auto-detected", "etl-monitoring"]
+
+
+class JiraSettings(models.Model):
+    """How incidents become Jira tickets (one row). The connection itself (URL, user, token,
+    project, webhook secret) comes from the JIRA_* environment variables."""
+
+    severities = models.JSONField(default=_default_jira_severities, help_text="Severities that get a ticket.")
+    issue_type = models.CharField(max_length=100, default="Incident")
+    priorities = models.JSONField(default=_default_jira_priorities, help_text="Severity → Jira priority name.")
+    labels = models.JSONField(default=_default_jira_labels, help_text="Labels on every ticket (plus the category).")
+    correlation_field = models.CharField(
+        max_length=100, blank=True, help_text="Custom field id holding the correlation id, e.g. customfield_10050."
+    )
+    done_transition = models.CharField(
+        max_length=100, default="Done", help_text="Transition to done: its id, or its name (looked up per ticket)."
+    )
+    reopen_transition = models.CharField(max_length=100, default="Reopen", help_text="Transition back: id or name.")
+    reopen_window_seconds = models.PositiveIntegerField(
+        default=7 * 86400,
+        help_text="An incident reopened within this time of its resolution reopens its ticket; later, a new "
+        "ticket linked to the old one is created.",
+    )
+    refire_comment_seconds = models.PositiveIntegerField(
+        default=3600, help_text="While an incident keeps firing, a comment on its ticket at most this often."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = verbose_name_plural = "Jira settings"
+
+    def __str__(self) -> str:
+        return "Jira settings"
+
+    @classmethod
+    def current(cls) -> JiraSettings:
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class JiraWebhookReceipt(models.Model):
+    """A Jira webhook delivery already applied (Jira retries; a repeat changes nothing)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    event = models.CharField(max_length=100)
+    issue_key = models.CharField(max_length=50)
+    outcome = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.issue_key}"

@@ -88,6 +88,10 @@ def channel_configured(channel: Channel) -> str:
         return "no incoming-webhook URL"
     if channel.kind == ChannelKind.WEBHOOK and not channel.url:
         return "no URL"
+    if channel.kind == ChannelKind.JIRA:
+        from integrations.jira import jira_configured
+
+        return jira_configured()
     return ""
 
 
@@ -99,6 +103,8 @@ def _targets(channel: Channel, tier: dict[str, Any]) -> list[str]:
         return [tier["slack_channel"]] if tier.get("slack_channel") else []
     if channel.kind == ChannelKind.SLACK_WEBHOOK:
         return ["incoming-webhook"]
+    if channel.kind == ChannelKind.JIRA:
+        return []  # tickets follow the Jira settings, not notification rules
     return [channel.url]
 
 
@@ -232,6 +238,10 @@ def render_payload(
     channel: Channel, purpose: str, incident: Incident | None, event: IncidentEvent | None, *, update: bool
 ) -> dict[str, Any]:
     """The message for one channel kind, rendered once when the delivery is created."""
+    if channel.kind == ChannelKind.JIRA:
+        from integrations.jira import jira_payload
+
+        return jira_payload(purpose, incident, event)
     if incident is None:  # a test notification
         text = "ETL Monitor test notification: this channel works."
         ctx = {"title": "Test notification", "severity": "LOW"}
@@ -386,7 +396,8 @@ def _roots(incident: Incident) -> dict[tuple[int, str], Delivery]:
     """The first message of the incident per channel and target (what follow-ups update or answer)."""
     roots: dict[tuple[int, str], Delivery] = {}
     firsts = (Purpose.OPENED, Purpose.REOPENED, Purpose.ESCALATED)
-    for d in Delivery.objects.filter(incident=incident, purpose__in=firsts, root__isnull=True).order_by("pk"):
+    deliveries = Delivery.objects.filter(incident=incident, purpose__in=firsts, root__isnull=True)
+    for d in deliveries.exclude(channel__kind=ChannelKind.JIRA).order_by("pk"):
         roots.setdefault((d.channel_id, d.target), d)
     return roots
 
@@ -402,6 +413,9 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
         channel = channels.get(name)
         if channel is None:
             skipped.append(f"{name}: no such channel")
+            continue
+        if channel.kind == ChannelKind.JIRA:
+            skipped.append(f"{name}: Jira tickets follow the Jira settings, not notification rules")
             continue
         if problem := channel_configured(channel):
             skipped.append(f"{name}: {problem}")
@@ -444,11 +458,15 @@ def _note(incident: Incident, kind: str, message: str, data: dict[str, Any] | No
 def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
     """Route one timeline entry (inside its transaction). Never raises into detection: a routing
     bug is logged and written on the timeline instead."""
-    if event.kind in OWN_KINDS or not settings.NOTIFICATIONS_ENABLED:
+    if event.kind in OWN_KINDS:
         return
+    from integrations.jira import jira_route
+
     try:
         with transaction.atomic():
-            _route(event)
+            if settings.NOTIFICATIONS_ENABLED:
+                _route(event)
+            jira_route(event)  # Jira has its own switch (JIRA_ENABLED)
     except Exception as exc:
         logger.exception("routing notifications for incident %s failed", event.incident_id)
         _note(event.incident, EventKind.NOTIFY_FAILED, scrub(f"Routing failed: {type(exc).__name__}: {exc}")[:500])
@@ -717,6 +735,8 @@ def _sent_many(sent: list[tuple[Delivery, str]]) -> None:
     with transaction.atomic():
         _mark_sent([(d.pk, d.external_id) for d, _ in sent], now)
         Channel.objects.filter(pk__in={d.channel_id for d, _ in sent}).update(last_success_at=now)
+        for delivery, external_id in sent:
+            transport_for(delivery.channel).recorded(delivery, external_id)
         events_record_bulk(
             [
                 (

@@ -149,7 +149,8 @@ def notification_rule_check(*, data: dict[str, Any], rule: NotificationRule | No
             rule.tag = tag
         elif name not in ("channels", "recipients", "slack_channel", "escalation_tiers"):
             setattr(rule, name, value)
-    channels = {c.name: c for c in Channel.objects.all()}
+    # The Jira channel is not for routing: tickets follow the Jira settings.
+    channels = {c.name: c for c in Channel.objects.exclude(kind=ChannelKind.JIRA)}
     first = {key: data.get(key, getattr(rule, key)) for key in TIER_KEYS}
     _check_target(first, "", channels, errors)
     rule.channels, rule.recipients, rule.slack_channel = first["channels"], first["recipients"], first["slack_channel"]

@@ -62,6 +62,9 @@ class Transport:
     def find(self, delivery: Delivery) -> str | None:
         return None
 
+    def recorded(self, delivery: Delivery, external_id: str) -> None:
+        """Called in the transaction that records the delivery SENT (Jira stores the ticket key)."""
+
 
 def _outcome(send: Any, delivery: Delivery) -> str | Exception:
     try:

@@ -1,0 +1,493 @@
+"""Jira: a ticket per incident that warrants one, kept in step both ways.
+
+Out: incident timeline entries become deliveries of the ``jira`` channel (the same outbox
+as notifications: retries with backoff, Retry-After, permanent errors mark the channel
+unhealthy). Opening creates the ticket; acknowledgement, comments, re-fires (at most every
+``refire_comment_seconds``) and resolution become comments; resolve/close transition it to
+done; a reopen within ``reopen_window_seconds`` reopens it, later a new ticket linked to the
+old one is created. A create whose outcome is unknown (timeout) is looked up by its unique
+label before it is tried again, so a retry never makes a second ticket.
+
+In: ``/integrations/jira/webhook/`` (see ``webhook_apply``): a ticket moved to done resolves
+the incident, comments appear on the timeline, and our own comments echoed back are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from incidents.models import ACTIVE_STATUSES, EventKind, Incident, IncidentEvent
+from integrations.models import (
+    Channel,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    JiraSettings,
+    JiraWebhookReceipt,
+    Purpose,
+)
+from integrations.transports import Permanent, Transient, Transport, transport_register
+
+logger = logging.getLogger(__name__)
+
+MARKER = "[ETL Monitor]"  # starts every comment we write: an echo of it is recognised and ignored
+ROUTED = {
+    EventKind.OPENED: Purpose.OPENED,
+    EventKind.REOPENED: Purpose.REOPENED,
+    EventKind.ACKNOWLEDGED: Purpose.ACKNOWLEDGED,
+    EventKind.COMMENTED: Purpose.COMMENTED,
+    EventKind.REFIRED: Purpose.REMINDER,
+    EventKind.RESOLVED: Purpose.RESOLVED,
+    EventKind.CLOSED: Purpose.CLOSED,
+}
+
+
+def jira_configured() -> str:
+    """Why Jira cannot be used (empty = it can)."""
+    if not settings.JIRA_ENABLED:
+        return "JIRA_ENABLED is off"
+    missing = [
+        name
+        for name in ("JIRA_BASE_URL", "JIRA_USERNAME", "JIRA_API_TOKEN", "JIRA_PROJECT")
+        if not getattr(settings, name)
+    ]
+    return f"not set: {', '.join(missing)}" if missing else ""
+
+
+def incident_label(incident_id: int) -> str:
+    return f"etlm-incident-{incident_id}"
+
+
+def creation_label(delivery: Delivery) -> str:
+    """Unique to one creation attempt series: what a retry looks the ticket up by."""
+    return f"etlm-{delivery.key_digest[:20]}"
+
+
+def browse_url(key: str) -> str:
+    return f"{settings.JIRA_BASE_URL.rstrip('/')}/browse/{key}"
+
+
+# --- routing (inside the incident event's transaction) ----------------------------------------
+
+
+def jira_route(event: IncidentEvent) -> None:
+    """Turn a timeline entry into a Jira delivery when the incident warrants a ticket."""
+    from integrations.notify import _deliver
+
+    purpose = ROUTED.get(event.kind)
+    if purpose is None or jira_configured() or (event.data or {}).get("source") == "jira":
+        return  # not for Jira, Jira off, or it came from Jira (no echo)
+    channel = Channel.objects.filter(kind=ChannelKind.JIRA, enabled=True).first()
+    if channel is None:
+        return
+    incident = event.incident
+    conf = JiraSettings.current()
+    if incident.severity not in conf.severities:
+        return
+    target = settings.JIRA_PROJECT
+    ticket = (
+        Delivery.objects.filter(incident=incident, channel=channel, payload__action="create")
+        .exclude(status=DeliveryStatus.GAVE_UP)
+        .order_by("-pk")
+        .first()
+    )
+    root: Delivery | None = ticket
+    extra: dict[str, Any] = {}
+    if purpose in (Purpose.OPENED, Purpose.REOPENED) and incident.suppressed:
+        return  # a silenced incident gets no ticket (the timeline says it was suppressed)
+    if purpose == Purpose.OPENED or ticket is None:
+        if purpose not in (Purpose.OPENED, Purpose.REOPENED):
+            return  # no ticket to follow (the incident was opened before Jira was on)
+        purpose, root = Purpose.OPENED, None
+    elif purpose == Purpose.REOPENED:
+        resolved = (
+            incident.events.filter(kind=EventKind.RESOLVED, at__lte=event.at)
+            .order_by("-at")
+            .values_list("at", flat=True)
+        ).first()
+        if resolved is None or (event.at - resolved).total_seconds() > conf.reopen_window_seconds:
+            purpose, root = Purpose.OPENED, None  # too late to reopen: a new ticket, linked to the old one
+            extra["link_to"] = incident.external_key
+    elif purpose == Purpose.REMINDER:
+        last = (
+            Delivery.objects.filter(incident=incident, channel=channel, purpose=Purpose.REMINDER)
+            .order_by("-pk")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if last is not None and (event.at - last).total_seconds() < conf.refire_comment_seconds:
+            return
+    delivery = _deliver(
+        incident=incident,
+        event=event,
+        channel=channel,
+        target=target,
+        purpose=purpose,
+        root=root,
+        key=f"{incident.pk}:{event.pk}:{channel.pk}:{target}",
+    )
+    if extra:
+        delivery.payload = {**delivery.payload, **extra}
+        delivery.save(update_fields=["payload"])
+
+
+def _wiki(text: str) -> str:
+    return (text or "").replace("{", "\\{").replace("}", "\\}")
+
+
+def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent | None) -> dict[str, Any]:
+    """What a Jira delivery does, rendered when it is created (config included, so the worker
+    needs no other read)."""
+    from integrations.notify import HEADLINES, incident_context
+
+    conf = JiraSettings.current()
+    transitions = {"done": conf.done_transition, "reopen": conf.reopen_transition}
+    if incident is None:
+        return {"action": "check", "transitions": transitions, "issue_type": conf.issue_type}
+    ctx = incident_context(incident)
+    who = event.actor.get_username() if event is not None and event.actor_id else ""
+    if purpose == Purpose.OPENED:
+        return {
+            "action": "create",
+            "fields": _ticket_fields(incident, ctx, conf),
+            "incident": incident.pk,
+        }
+    if purpose == Purpose.REOPENED:
+        return {"action": "reopen", "transitions": transitions, "comment": f"{MARKER} Reopened: the condition is back."}
+    if purpose == Purpose.ACKNOWLEDGED:
+        return {"action": "comment", "comment": f"{MARKER} Acknowledged{' by ' + who if who else ''}."}
+    if purpose == Purpose.COMMENTED:
+        return {
+            "action": "comment",
+            "comment": f"{MARKER} {who or 'Someone'} commented: {event.message if event else ''}",
+        }
+    if purpose == Purpose.REMINDER:
+        return {
+            "action": "comment",
+            "comment": f"{MARKER} Still firing: {ctx['occurrences']} occurrences, last seen {ctx['last_seen']}.",
+        }
+    if purpose in (Purpose.RESOLVED, Purpose.CLOSED):
+        done = "Resolved" if purpose == Purpose.RESOLVED else "Closed"
+        how = f" by {who}" if who else (" automatically: the condition is clear" if purpose == Purpose.RESOLVED else "")
+        return {"action": "done", "transitions": transitions, "comment": f"{MARKER} {done}{how}."}
+    return {"action": "comment", "comment": f"{MARKER} {HEADLINES.get(purpose, '')}{ctx['title']}"}
+
+
+def _ticket_fields(incident: Incident, ctx: dict[str, Any], conf: JiraSettings) -> dict[str, Any]:
+    """The roadmap's ticket layout, in Jira's wiki markup (REST API v2)."""
+    links = ctx["links"]
+    lines = [
+        f"*Severity:* {ctx['severity']}",
+        f"*Detected at:* {ctx['detected_at']}",
+        f"*Affected service:* {_wiki(ctx['service'])}",
+        f"*Category:* {ctx['category']}",
+        "",
+        "h3. Description",
+        _wiki(ctx["description"]) or "—",
+    ]
+    if ctx["impact"]:
+        lines += ["", "h3. Impact", _wiki(ctx["impact"])]
+    if ctx["suggestion"]:
+        lines += ["", "h3. Suggested resolution", _wiki(ctx["suggestion"])]
+    if ctx["correlation_id"]:
+        lines += ["", f"*Correlation id:* {{{{{ctx['correlation_id']}}}}}"]
+    link_parts = [f"[Incident in ETL Monitor|{links['incident']}]"]
+    if links.get("dashboard"):
+        link_parts.append(f"[Dashboard|{links['dashboard']}]")
+    if links.get("logs"):
+        link_parts.append(f"[Logs|{links['logs']}]")
+    lines += ["", "h3. Links", " · ".join(link_parts)]
+    if ctx["metrics"]:
+        lines += ["", "h3. Related metrics", "||Metric||Value||"]
+        lines += [f"|{_wiki(str(k))}|{_wiki(str(v))}|" for k, v in ctx["metrics"].items()]
+    labels = [*conf.labels, ctx["category"].lower(), incident_label(incident.pk)]
+    fields: dict[str, Any] = {
+        "project": {"key": settings.JIRA_PROJECT},
+        "summary": f"[{ctx['severity']}] {ctx['title']}"[:250].replace("\n", " "),
+        "description": "\n".join(lines)[:30000],
+        "issuetype": {"name": conf.issue_type},
+        "labels": sorted({label.replace(" ", "-") for label in labels if label}),
+    }
+    if priority := conf.priorities.get(ctx["severity"]):
+        fields["priority"] = {"name": priority}
+    if conf.correlation_field and ctx["correlation_id"]:
+        fields[conf.correlation_field] = ctx["correlation_id"]
+    return fields
+
+
+# --- the transport (in the worker) --------------------------------------------------------------
+
+_client_lock = threading.Lock()
+_client: tuple[tuple[str, ...], Any] | None = None
+
+
+def jira_client() -> Any:
+    """One client per process and configuration (building one asks Jira for its server info)."""
+    global _client
+    from jira import JIRA
+
+    config = (settings.JIRA_BASE_URL, settings.JIRA_USERNAME, settings.JIRA_API_TOKEN, str(settings.JIRA_TIMEOUT))
+    with _client_lock:
+        if _client is None or _client[0] != config:
+            client = JIRA(
+                server=settings.JIRA_BASE_URL,
+                basic_auth=(settings.JIRA_USERNAME, settings.JIRA_API_TOKEN),
+                max_retries=0,  # the outbox retries, knowing what was sent
+                timeout=settings.JIRA_TIMEOUT,
+            )
+            _client = (config, client)
+        return _client[1]
+
+
+def _error(exc: Exception, *, doing: str) -> Exception:
+    """Classify a failure: 429/5xx/timeouts are transient; credentials, project, fields are not."""
+    from jira.exceptions import JIRAError
+    from requests import RequestException
+
+    if isinstance(exc, JIRAError):
+        status = exc.status_code or 0
+        text = (exc.text or "").strip()[:300]
+        if status == 429:
+            headers = getattr(exc.response, "headers", None) or {}
+            retry_after = headers.get("Retry-After")
+            seconds = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
+            return Transient(f"Jira rate limit while {doing}", retry_after=seconds)
+        if status >= 500 or status in (0, 408):
+            return Transient(f"Jira {status or 'unreachable'} while {doing}: {text}")
+        if status in (401, 403):
+            return Permanent(
+                f"Jira refused the credentials ({status}) while {doing}: check JIRA_USERNAME/JIRA_API_TOKEN"
+            )
+        return Permanent(f"Jira {status} while {doing}: {text}")
+    if isinstance(exc, RequestException | OSError):
+        return Transient(f"Jira unreachable while {doing}: {type(exc).__name__}")
+    return exc
+
+
+@transport_register
+class JiraTransport(Transport):
+    kind = ChannelKind.JIRA
+
+    def send_many(self, deliveries: list[Delivery]) -> dict[int, str | Exception]:
+        """One after another (Jira rate-limits per user); after a 429 the rest of the batch waits
+        the same Retry-After instead of adding to the limit."""
+        outcomes: dict[int, str | Exception] = {}
+        limited: Transient | None = None
+        for delivery in deliveries:
+            if limited is not None:
+                outcomes[delivery.pk] = Transient(limited.reason, retry_after=limited.retry_after)
+                continue
+            try:
+                outcomes[delivery.pk] = self.send(delivery)
+            except Exception as exc:  # noqa: BLE001 — recorded per delivery
+                outcomes[delivery.pk] = exc
+                if isinstance(exc, Transient) and "rate limit" in exc.reason:
+                    limited = exc
+        return outcomes
+
+    def send(self, delivery: Delivery) -> str:
+        if problem := jira_configured():
+            raise Permanent(f"Jira is not configured: {problem}")
+        payload = delivery.payload
+        action = payload.get("action")
+        try:
+            client = jira_client()
+        except Exception as exc:
+            raise _error(exc, doing="connecting") from exc
+        if action == "check":
+            problems = [f"{name}: {detail}" for name, ok, detail in connection_check(client, payload) if not ok]
+            if problems:
+                raise Permanent("; ".join(problems))
+            return "check:ok"
+        if action == "create":
+            return self._create(client, delivery)
+        key = delivery.root.external_id if delivery.root else ""
+        if not key:
+            raise Permanent("no ticket to update (its creation failed)")
+        try:
+            if action == "reopen":
+                self._transition(client, key, payload["transitions"]["reopen"], want_done=False)
+            comment = client.add_comment(key, payload["comment"])
+            if action == "done":
+                self._transition(client, key, payload["transitions"]["done"], want_done=True)
+        except (Transient, Permanent):
+            raise
+        except Exception as exc:
+            raise _error(exc, doing=f"updating {key}") from exc
+        return f"{key}#comment-{getattr(comment, 'id', '')}"
+
+    def _create(self, client: Any, delivery: Delivery) -> str:
+        label = creation_label(delivery)
+        fields = {**delivery.payload["fields"], "labels": [*delivery.payload["fields"]["labels"], label]}
+        try:
+            if delivery.attempts > 1:
+                # An earlier attempt may have created it (a timeout after Jira stored it): look first.
+                found = client.search_issues(f'labels = "{label}"', maxResults=1, fields="key")
+                if found:
+                    return found[0].key
+            issue = client.create_issue(fields=fields, prefetch=False)
+        except Exception as exc:
+            raise _error(exc, doing="creating the ticket") from exc
+        if link_to := delivery.payload.get("link_to"):
+            try:
+                client.create_issue_link("Relates", issue.key, link_to)
+            except Exception:  # noqa: BLE001 — the ticket exists; a missing link is not worth a retry
+                logger.warning("could not link Jira ticket %s to %s", issue.key, link_to)
+        return issue.key
+
+    def _transition(self, client: Any, key: str, wanted: str, *, want_done: bool) -> None:
+        available = client.transitions(key)
+        match = next((t for t in available if wanted in (t["id"], t["name"])), None)
+        if match is None:
+            issue = client.issue(key, fields="status")
+            category = issue.fields.status.statusCategory.key
+            if (category == "done") == want_done:
+                return  # already there (e.g. someone moved it in Jira)
+            names = ", ".join(f"{t['name']} ({t['id']})" for t in available) or "none"
+            raise Permanent(f"{key}: no transition {wanted!r} available (available: {names})")
+        client.transition_issue(key, match["id"])
+
+    def recorded(self, delivery: Delivery, external_id: str) -> None:
+        if delivery.payload.get("action") == "create" and delivery.incident_id:
+            Incident.objects.filter(pk=delivery.incident_id).update(
+                external_key=external_id[:50], external_url=browse_url(external_id)
+            )
+
+
+def connection_check(client: Any = None, payload: dict[str, Any] | None = None) -> list[tuple[str, bool, str]]:
+    """Every check of the "test connection" action: (what, passed, detail — what is wrong if not)."""
+    conf = JiraSettings.current()
+    issue_type = payload["issue_type"] if payload else conf.issue_type
+    done = payload["transitions"]["done"] if payload else conf.done_transition
+    if problem := jira_configured():
+        return [("configuration", False, problem)]
+    results: list[tuple[str, bool, str]] = [
+        ("configuration", True, f"{settings.JIRA_BASE_URL}, project {settings.JIRA_PROJECT}")
+    ]
+    try:
+        client = client or jira_client()
+        info = client.server_info()
+        results.append(("server", True, f"{info.get('serverTitle', 'Jira')} {info.get('version', '')}".strip()))
+        me = client.myself()
+        results.append(("credentials", True, f"signed in as {me.get('displayName') or me.get('emailAddress')}"))
+    except Exception as exc:  # noqa: BLE001
+        return [*results, ("server and credentials", False, str(_error(exc, doing="signing in")))]
+    try:
+        project = client.project(settings.JIRA_PROJECT)
+    except Exception as exc:  # noqa: BLE001
+        return [*results, ("project", False, f"{settings.JIRA_PROJECT}: {_error(exc, doing='reading the project')}")]
+    results.append(("project", True, f"{project.key} — {project.name}"))
+    types = [t.name for t in getattr(project, "issueTypes", [])]
+    ok = issue_type in types
+    results.append(
+        ("issue type", ok, issue_type if ok else f"{issue_type!r} is not an issue type of {project.key}: {types}")
+    )
+    if conf.correlation_field:
+        ok = conf.correlation_field in {f["id"] for f in client.fields()}
+        detail = conf.correlation_field if ok else f"no field {conf.correlation_field} in this Jira"
+        results.append(("correlation field", ok, detail))
+    try:
+        sample = client.search_issues(f'project = {settings.JIRA_PROJECT} AND labels = "etl-monitoring"', maxResults=1)
+    except Exception as exc:  # noqa: BLE001
+        return [*results, ("search", False, str(_error(exc, doing="searching")))]
+    if not sample:
+        results.append(("transitions", True, "no ticket yet to check them on; they are looked up per ticket by name"))
+        return results
+    available = client.transitions(sample[0].key)
+    names = {t["name"] for t in available} | {t["id"] for t in available}
+    category = client.issue(sample[0].key, fields="status").fields.status.statusCategory.key
+    ok = done in names or category == "done"
+    detail = (
+        f"{done!r} on {sample[0].key}" if ok else f"{done!r} is not a transition of {sample[0].key}: {sorted(names)}"
+    )
+    results.append(("done transition", ok, detail))
+    return results
+
+
+# --- the webhook (in) ------------------------------------------------------------------------
+
+
+def signature_valid(raw: bytes, *, header_signature: str, given_secret: str) -> bool:
+    """Jira Cloud signs with ``X-Hub-Signature: sha256=<HMAC of the body>`` when the webhook has a
+    secret; Jira Data Center users may instead put the secret in the URL (``?secret=``). Both are
+    compared in constant time."""
+    secret = settings.JIRA_WEBHOOK_SECRET
+    if not secret:
+        return False
+    if header_signature:
+        expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(header_signature.strip(), expected)
+    return bool(given_secret) and hmac.compare_digest(given_secret.encode(), secret.encode())
+
+
+def webhook_apply(payload: dict[str, Any], *, delivery_id: str, raw: bytes) -> dict[str, str]:
+    """Apply one Jira webhook delivery; a repeat (same identifier) changes nothing."""
+    from etl_monitor.roles import Role, system_user_get
+
+    event = str(payload.get("webhookEvent") or "")
+    issue = payload.get("issue") or {}
+    key = str(issue.get("key") or "")
+    receipt_key = delivery_id or hashlib.sha256(raw).hexdigest()
+    try:
+        with transaction.atomic():
+            receipt = JiraWebhookReceipt.objects.create(key=receipt_key[:200], event=event[:100], issue_key=key[:50])
+    except IntegrityError:
+        return {"status": "duplicate"}
+    incident = Incident.objects.filter(external_key=key).order_by("-pk").first() if key else None
+    if incident is None:
+        outcome = {"status": "ignored", "reason": f"no incident has ticket {key or '(none)'}"}
+    else:
+        outcome = _webhook_change(event, payload, incident, system_user_get("jira", Role.OPERATOR))
+    JiraWebhookReceipt.objects.filter(pk=receipt.pk).update(outcome=outcome.get("reason", outcome["status"])[:300])
+    return outcome
+
+
+def _is_ours(author: dict[str, Any], body: str) -> bool:
+    who = {str(author.get(k) or "") for k in ("emailAddress", "name", "accountId")}
+    return body.lstrip().startswith(MARKER) or (bool(settings.JIRA_USERNAME) and settings.JIRA_USERNAME in who)
+
+
+def _webhook_change(event: str, payload: dict[str, Any], incident: Incident, jira_user: Any) -> dict[str, str]:
+    """What one Jira event changes on the incident (as the ``jira`` system user, marked source=jira)."""
+    from incidents.services import incident_comment, incident_resolve
+
+    actor = (payload.get("user") or {}).get("displayName") or "someone"
+    if event == "comment_created":
+        comment = payload.get("comment") or {}
+        body = str(comment.get("body") or "")
+        author = comment.get("author") or {}
+        if _is_ours(author, body):
+            return {"status": "ignored", "reason": "our own comment echoed back"}
+        name = author.get("displayName") or actor
+        incident_comment(user=jira_user, incident=incident, text=f"{name} in Jira: {body}", source="jira")
+        return {"status": "applied", "reason": "comment added to the timeline"}
+    if event == "jira:issue_updated":
+        items = (payload.get("changelog") or {}).get("items") or []
+        status = ((payload.get("issue") or {}).get("fields") or {}).get("status") or {}
+        category = (status.get("statusCategory") or {}).get("key")
+        changed = {item.get("field"): item for item in items}
+        if "status" in changed and category == "done" and incident.status in ACTIVE_STATUSES:
+            incident_resolve(
+                user=jira_user,
+                incident=incident,
+                comment=f"Resolved in Jira by {actor} ({changed['status'].get('toString') or status.get('name')}).",
+                source="jira",
+            )
+            return {"status": "applied", "reason": "incident resolved"}
+        if "assignee" in changed:
+            text = f"Assigned in Jira to {changed['assignee'].get('toString') or 'nobody'} by {actor}."
+            incident_comment(user=jira_user, incident=incident, text=text, source="jira")
+            return {"status": "applied", "reason": "assignment noted"}
+        if "status" in changed:
+            text = f"Status in Jira: {changed['status'].get('toString')} (by {actor})."
+            incident_comment(user=jira_user, incident=incident, text=text, source="jira")
+            return {"status": "applied", "reason": "status noted"}
+        return {"status": "ignored", "reason": "no change of interest"}
+    return {"status": "ignored", "reason": f"event {event or '(none)'} not handled"}

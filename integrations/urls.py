@@ -1,0 +1,7 @@
+from django.urls import path
+
+from integrations import views
+
+urlpatterns = [
+    path("jira/webhook/", views.jira_webhook, name="jira-webhook"),
+]
