@@ -12,7 +12,9 @@ import re
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -24,8 +26,17 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from etl_monitor.errors import InvalidInput, ServiceError
 from integrations import notify, routing
-from integrations.models import Channel, ChannelKind, Delivery, DeliveryStatus, NotificationRule
+from integrations.models import (
+    Channel,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    JiraSettings,
+    JiraWebhookReceipt,
+    NotificationRule,
+)
 from loaders.admin import ServiceErrorMessagesMixin
+from loaders.models import Severity
 
 CHANNEL_FIELDS = ("name", "kind", "enabled", "url", "secret")
 
@@ -356,3 +367,123 @@ class DeliveryAdmin(admin.ModelAdmin):
                 messages.warning(request, f"#{delivery.pk}: {exc.message}")
         if done:
             messages.success(request, f"{done} delivery(ies) will be sent again.")
+
+
+# --- Jira ----------------------------------------------------------------------------------
+
+
+class JiraSettingsForm(forms.ModelForm):
+    class Meta:
+        model = JiraSettings
+        fields = (
+            "severities",
+            "issue_type",
+            "priorities",
+            "labels",
+            "correlation_field",
+            "done_transition",
+            "reopen_transition",
+            "reopen_window_seconds",
+            "refire_comment_seconds",
+        )
+
+    def clean_severities(self) -> list[str]:
+        value = self.cleaned_data["severities"]
+        if not isinstance(value, list) or not set(value) <= set(Severity.values):
+            raise forms.ValidationError(f"A list of severities among {', '.join(Severity.values)}.")
+        return value
+
+    def clean_priorities(self) -> dict[str, str]:
+        value = self.cleaned_data["priorities"]
+        if not isinstance(value, dict) or not set(value) <= set(Severity.values):
+            raise forms.ValidationError('An object from severity to Jira priority, e.g. {"CRITICAL": "Highest"}.')
+        if not all(isinstance(v, str) and v for v in value.values()):
+            raise forms.ValidationError("Every priority is a Jira priority name.")
+        return value
+
+    def clean_labels(self) -> list[str]:
+        value = self.cleaned_data["labels"]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v and " " not in v for v in value):
+            raise forms.ValidationError("A list of labels without spaces (Jira labels cannot contain spaces).")
+        return value
+
+
+@admin.register(JiraSettings)
+class JiraSettingsAdmin(SimpleHistoryAdmin):
+    """One row: how incidents become tickets. The connection comes from JIRA_* settings."""
+
+    form = JiraSettingsForm
+    readonly_fields = ("connection", "test")
+    fieldsets = (
+        ("Connection (environment)", {"fields": ("connection", "test")}),
+        ("Tickets", {"fields": ("severities", "issue_type", "priorities", "labels", "correlation_field")}),
+        (
+            "Lifecycle",
+            {"fields": ("done_transition", "reopen_transition", "reopen_window_seconds", "refire_comment_seconds")},
+        ),
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        return HttpResponseRedirect(reverse("admin:integrations_jirasettings_change", args=[JiraSettings.current().pk]))
+
+    @admin.display(description="connection")
+    def connection(self, obj: JiraSettings) -> str:
+        from integrations.jira import jira_configured
+
+        problem = jira_configured()
+        return format_html(
+            "{}<br>URL {} · user {} · project {} · API token {} · webhook secret {}",
+            "Off: " + problem if problem else "On",
+            settings.JIRA_BASE_URL or "—",
+            settings.JIRA_USERNAME or "—",
+            settings.JIRA_PROJECT or "—",
+            "set" if settings.JIRA_API_TOKEN else "not set",
+            "set" if settings.JIRA_WEBHOOK_SECRET else "not set",
+        )
+
+    @admin.display(description="test")
+    def test(self, obj: JiraSettings) -> str:
+        return format_html(
+            '<button type="submit" class="button" formaction="{}" formnovalidate>Test connection</button>'
+            '<p class="help">Checks the server, the credentials, the project, the issue type, the correlation '
+            "field and the done transition, and says what is wrong.</p>",
+            reverse("admin:integrations_jirasettings_test"),
+        )
+
+    def test_view(self, request: HttpRequest) -> HttpResponse:
+        from integrations.jira import connection_check
+
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        for name, ok, detail in connection_check():
+            (messages.success if ok else messages.error)(request, f"{name}: {detail}")
+        return HttpResponseRedirect(reverse("admin:integrations_jirasettings_change", args=[JiraSettings.current().pk]))
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "test/", self.admin_site.admin_view(require_POST(self.test_view)), name="integrations_jirasettings_test"
+            ),
+            *super().get_urls(),
+        ]
+
+
+@admin.register(JiraWebhookReceipt)
+class JiraWebhookReceiptAdmin(admin.ModelAdmin):
+    """What Jira sent us and what it changed (read-only)."""
+
+    list_display = ("received_at", "event", "issue_key", "outcome")
+    list_filter = ("event",)
+    search_fields = ("issue_key",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -936,6 +936,7 @@ def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
             ChannelKind.SLACK: "",
             ChannelKind.SLACK_WEBHOOK: "incoming-webhook",
             ChannelKind.WEBHOOK: channel.url,
+            ChannelKind.JIRA: settings.JIRA_PROJECT or "jira",
         }[channel.kind]
     if not target:
         field = "target"
