@@ -1001,7 +1001,7 @@ def _rules_rename_channel(user: Any, old: str, new: str) -> None:
     def renamed(names: list[str]) -> list[str]:
         return [new if name == old else name for name in names or []]
 
-    for rule in NotificationRule.objects.select_for_update():
+    for rule in NotificationRule.objects.select_for_update(of=("self",)).order_by("pk"):
         tiers = [{**tier, "channels": renamed(tier.get("channels"))} for tier in rule.escalation_tiers or []]
         if old in (rule.channels or []) or tiers != (rule.escalation_tiers or []):
             rule.channels, rule.escalation_tiers = renamed(rule.channels), tiers
