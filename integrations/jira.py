@@ -33,7 +33,7 @@ from integrations.models import (
     JiraWebhookReceipt,
     Purpose,
 )
-from integrations.transports import Permanent, Transient, Transport, transport_register
+from integrations.transports import Deferred, Permanent, Transient, Transport, transport_register
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ class JiraTransport(Transport):
         limited: Transient | None = None
         for delivery in deliveries:
             if limited is not None:
-                outcomes[delivery.pk] = Transient(limited.reason, retry_after=limited.retry_after)
+                outcomes[delivery.pk] = Deferred(limited.reason, retry_after=limited.retry_after)
                 continue
             try:
                 outcomes[delivery.pk] = self.send(delivery)

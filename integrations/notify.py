@@ -39,7 +39,7 @@ from integrations.models import (
     NotificationRule,
     Purpose,
 )
-from integrations.transports import Permanent, Transient, transport_for
+from integrations.transports import Deferred, Permanent, Transient, transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -680,7 +680,9 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
     sent = [(d, outcome) for d, outcome in zip(ready, outcomes, strict=True) if isinstance(outcome, str)]
     _sent_many(sent)
     for delivery, outcome in zip(ready, outcomes, strict=True):
-        if isinstance(outcome, Transient):
+        if isinstance(outcome, Deferred):
+            _defer(delivery, outcome)
+        elif isinstance(outcome, Transient):
             _failed(delivery, outcome.reason, retry_after=outcome.retry_after)
         elif isinstance(outcome, Permanent):
             _gave_up(delivery, outcome.reason, permanent=True)
@@ -768,6 +770,22 @@ def _mark_sent(rows: list[tuple[int, str]], now: dt.datetime) -> None:
             f"lease_until = NULL, external_id = v.ext FROM ({pairs}) AS v WHERE {table}.id = v.id",
             params,
         )
+
+
+def _defer(delivery: Delivery, outcome: Deferred) -> None:
+    """Back to PENDING without using an attempt (it was never tried)."""
+    now = timezone.now()
+    wait = backoff_seconds(1, outcome.retry_after)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=DeliveryStatus.PENDING,
+        attempts=F("attempts") - 1,
+        next_attempt_at=now + dt.timedelta(seconds=wait),
+        lease_until=None,
+        last_error=scrub(f"deferred: {outcome.reason}")[:1000],
+        updated_at=now,
+    )
+    delivery.status, delivery.attempts = DeliveryStatus.PENDING, delivery.attempts - 1
+    _enqueue(delivery.pk, countdown=wait)
 
 
 def _failed(delivery: Delivery, reason: str, retry_after: float | None = None) -> Delivery:

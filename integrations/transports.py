@@ -33,6 +33,10 @@ class Transient(Exception):
         self.retry_after = retry_after
 
 
+class Deferred(Transient):
+    """Not tried at all (the receiver asked us to slow down): try later without using an attempt."""
+
+
 class Permanent(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -1059,3 +1059,19 @@ def serve(fake: FakeJira) -> Callable[[], None]:
         server.server_close()
 
     return stop
+
+
+def jira_process(pipe: Any, p429: float, p_timeout: float, timeout_delay: float, retry_after: int) -> None:
+    """Run a FakeJira in its own process (as a remote Jira is) for the benchmark: send its URL,
+    serve until told to stop, then send the label counts and the request tally."""
+    fake = FakeJira(timeout_delay=timeout_delay)
+    fake.rates(p429=p429, p_timeout=p_timeout, seed=7, retry_after=retry_after)
+    stop = serve(fake)
+    pipe.send(fake.url)
+    pipe.recv()
+    stop()
+    statuses: dict[int, int] = {}
+    for request in fake.requests:
+        statuses[request.status] = statuses.get(request.status, 0) + 1
+    creates = sum(1 for r in fake.requests if r.method == "POST" and r.path == "/rest/api/2/issue")
+    pipe.send({"labels": fake.label_counts("etlm-incident-"), "statuses": statuses, "creates": creates})
