@@ -230,7 +230,7 @@ class JiraSettings(models.Model):
     )
     reopen_transition = models.CharField(max_length=100, default="Reopen", help_text="Transition back: id or name.")
     reopen_window_seconds = models.PositiveIntegerField(
-        default=7 * 86400,
+        default=1800,
         help_text="An incident reopened within this time of its resolution reopens its ticket; later, a new "
         "ticket linked to the old one is created.",
     )

@@ -685,7 +685,7 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
         elif isinstance(outcome, Transient):
             _failed(delivery, outcome.reason, retry_after=outcome.retry_after)
         elif isinstance(outcome, Permanent):
-            _gave_up(delivery, outcome.reason, permanent=True)
+            _gave_up(delivery, outcome.reason, permanent=outcome.channel_fault)
         elif isinstance(outcome, Exception):
             _failed(delivery, f"{type(outcome).__name__}: {outcome}"[:300])
     return ready + waiting

@@ -38,9 +38,13 @@ class Deferred(Transient):
 
 
 class Permanent(Exception):
-    def __init__(self, reason: str) -> None:
+    """Retrying will not help. ``channel_fault``: the channel is misconfigured (mark it unhealthy,
+    tell the admins) — False when only this message is wrong (e.g. nothing left to update)."""
+
+    def __init__(self, reason: str, *, channel_fault: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.channel_fault = channel_fault
 
 
 class Transport:

@@ -4,4 +4,5 @@ from integrations import views
 
 urlpatterns = [
     path("jira/webhook/", views.jira_webhook, name="jira-webhook"),
+    path("jira/webhook", views.jira_webhook),  # a POST cannot follow the slash redirect
 ]
