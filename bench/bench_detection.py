@@ -26,17 +26,13 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
-import os
 import random
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from common import production_env, start, stop, workers_start
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
@@ -206,8 +202,8 @@ def _cycle(now: dt.datetime) -> float:
     ids = list(DetectionRule.objects.filter(enabled=True).order_by("pk").values_list("pk", flat=True))
     size = settings.DETECTION_BATCH_SIZE
     started = time.perf_counter()
-    for start in range(0, len(ids), size):
-        rules_evaluate_claimed(rule_ids=ids[start : start + size], now=now)
+    for first in range(0, len(ids), size):
+        rules_evaluate_claimed(rule_ids=ids[first : first + size], now=now)
     return time.perf_counter() - started
 
 
@@ -229,34 +225,15 @@ def _cycle_median(now: dt.datetime) -> float:
     return statistics.median(_cycle(now + dt.timedelta(seconds=i)) for i in range(1, 4))
 
 
-def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-
-
 def _latency(loaders: list[Loader], user: User) -> list[float]:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    tmp = Path(tempfile.mkdtemp(prefix="etl-bench-detect-"))
-    env = {
-        **os.environ,
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-x9Kq2LmN8rTt4YbW6cQe1HfJ0gUa7oSd5iRn_MvXy-Zp2B",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "FIELD_ENCRYPTION_KEY": "p8lqoXkq0HbA2n8v9Bv3u5ZyGgVFr0M4f7F0nB3nYxM=",
-        "SECURE_SSL_REDIRECT": "false",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-        "SIGNAL_INGEST_RATE": "100000000/min",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
-        "ETL_MONITOR_VAR_DIR": str(tmp / "var"),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = production_env(SIGNAL_INGEST_RATE="100000000/min")
     bin_dir = Path(sys.executable).parent
-    web = _start(
+    web = start(
         [
             str(bin_dir / "gunicorn"),
             "etl_monitor.wsgi",
@@ -269,21 +246,7 @@ def _latency(loaders: list[Loader], user: User) -> list[float]:
         ],
         env,
     )
-    worker = _start(
-        [
-            str(bin_dir / "celery"),
-            "--app",
-            "etl_monitor",
-            "worker",
-            "--concurrency",
-            "2",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        ],
-        env,
-    )
+    workers = workers_start(1, env, "detect", concurrency=2)
     samples = []
     try:
         for _ in range(200):
@@ -310,11 +273,7 @@ def _latency(loaders: list[Loader], user: User) -> list[float]:
                 time.sleep(0.01)
             samples.append(time.perf_counter() - sent)
     finally:
-        for proc in (web, worker):
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (web, worker):
-            proc.wait(timeout=30)
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop([web, *workers])
     return samples
 
 

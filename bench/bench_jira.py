@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
+from common import (
+    broker_use_and_purge,
+    failing_loaders_drop,
+    failing_loaders_seed,
+    production_env,
+    stop,
+    workers_start,
+)
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -33,8 +37,6 @@ from django.utils import timezone
 from incidents.models import DetectionRule, Incident
 from incidents.services import rules_evaluate_claimed
 from integrations.models import Delivery
-from loaders.models import Loader, LoaderVersion, Team, VersionState
-from signals_app.models import Signal
 from signals_app.retention import signals_partitions_ensure
 from tests.integrations.jira_fake import jira_process
 
@@ -46,68 +48,11 @@ JIRA = {"JIRA_USERNAME": "bot@example.com", "JIRA_API_TOKEN": "jira-token", "JIR
 
 
 def _seed() -> DetectionRule:
-    team = Team.objects.create(slug="bench-jira", name="Bench Jira")
-    now = timezone.now()
-    loaders = Loader.objects.bulk_create(
-        [
-            Loader(loader_code=f"JRA-{i:04d}", name=f"Loader {i}", owner=team, first_activated_at=now)
-            for i in range(N_INCIDENTS)
-        ]
-    )
-    LoaderVersion.objects.bulk_create(
-        [LoaderVersion(loader=loader, number=1, state=VersionState.ACTIVE) for loader in loaders]
-    )
-    Signal.objects.bulk_create(
-        [
-            Signal(loader=loader, signal_key="check", validation_status=status, captured_at=now, received_at=now)
-            for loader in loaders
-            for status in ("FAILED", "SUCCESS")
-        ],
-        batch_size=5000,
-    )
-    DetectionRule.objects.update(enabled=False)
+    failing_loaders_seed("JRA", N_INCIDENTS, "bench-jira")
     return DetectionRule.objects.create(name="bench jira", kind="signal_failure_rate", threshold=5.0, severity="HIGH")
 
 
-def _workers(jira_url: str) -> list[subprocess.Popen]:
-    tmp = Path(tempfile.mkdtemp(prefix="etl-bench-jira-"))
-    env = {
-        **os.environ,
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-x9Kq2LmN8rTt4YbW6cQe1HfJ0gUa7oSd5iRn_MvXy-Zp2B",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "FIELD_ENCRYPTION_KEY": "p8lqoXkq0HbA2n8v9Bv3u5ZyGgVFr0M4f7F0nB3nYxM=",
-        "SECURE_SSL_REDIRECT": "false",
-        "REDIS_URL": REDIS_URL,
-        "JIRA_ENABLED": "true",
-        "JIRA_BASE_URL": jira_url,
-        "JIRA_TIMEOUT": "1",
-        **JIRA,
-        # Short waits so the run takes seconds, not the production minutes (attempts: the default 8).
-        "NOTIFY_BACKOFF_BASE_SECONDS": "0.5",
-        "NOTIFY_BACKOFF_MAX_SECONDS": "5",
-        "ETL_MONITOR_VAR_DIR": str(tmp / "var"),
-        "LOG_LEVEL": "ERROR",
-    }
-    celery = str(Path(sys.executable).with_name("celery"))
-    return [
-        subprocess.Popen(
-            [
-                *(celery, "--app", "etl_monitor", "worker", "--concurrency", "1", "--hostname", f"jira{i}@%h"),
-                *("--without-gossip", "--without-mingle", "--loglevel", "ERROR"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for i in range(WORKERS)
-    ]
-
-
 def main() -> list[str]:
-    from etl_monitor.celery import app
     from etl_monitor.roles import roles_sync
 
     roles_sync()
@@ -125,11 +70,21 @@ def main() -> list[str]:
         "NOTIFICATIONS_ENABLED": False,
     }.items():
         setattr(settings, name, value)
-    app.conf.broker_url = REDIS_URL
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(app.conf.task_default_queue)
-    app.conf.task_always_eager = False
-    workers = _workers(jira_url)
+    broker_use_and_purge()
+    workers = workers_start(
+        WORKERS,
+        production_env(
+            JIRA_ENABLED="true",
+            JIRA_BASE_URL=jira_url,
+            JIRA_TIMEOUT="1",
+            **JIRA,
+            # Short waits so the run takes seconds, not the production minutes (attempts: the default 8).
+            NOTIFY_BACKOFF_BASE_SECONDS="0.5",
+            NOTIFY_BACKOFF_MAX_SECONDS="5",
+            LOG_LEVEL="ERROR",
+        ),
+        "jira",
+    )
     try:
         time.sleep(4)
         rules_evaluate_claimed(rule_ids=[rule.pk], now=timezone.now())
@@ -144,10 +99,7 @@ def main() -> list[str]:
         attempts = sum(Delivery.objects.values_list("attempts", flat=True))
         pending = Delivery.objects.exclude(status__in=["SENT", "GAVE_UP"]).count()
     finally:
-        for proc in workers:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in workers:
-            proc.wait(timeout=30)
+        stop(workers)
         ours.send("stop")
         tally = ours.recv()
         fake.join(timeout=10)
@@ -178,6 +130,5 @@ def main() -> list[str]:
             "incidents_incidentevent, incidents_rulesubjectstate, signals_app_signal CASCADE"
         )
     rule.delete()
-    Loader.objects.filter(loader_code__startswith="JRA-").delete()
-    Team.objects.filter(slug="bench-jira").delete()
+    failing_loaders_drop("JRA", "bench-jira")
     return missed

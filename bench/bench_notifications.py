@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
+from common import (
+    broker_use_and_purge,
+    failing_loaders_drop,
+    failing_loaders_seed,
+    production_env,
+    stop,
+    workers_start,
+)
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -35,8 +40,6 @@ from django.utils import timezone
 from incidents.models import DetectionRule, Incident
 from incidents.services import rules_evaluate_claimed
 from integrations.models import Channel, Delivery, NotificationRule
-from loaders.models import Loader, LoaderVersion, Team, VersionState
-from signals_app.models import Signal
 from signals_app.retention import signals_partitions_ensure
 from tests.integrations.fakes import receiver_process
 
@@ -48,26 +51,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 def _seed() -> DetectionRule:
-    team = Team.objects.create(slug="bench-notify", name="Bench notifications")
-    now = timezone.now()
-    loaders = Loader.objects.bulk_create(
-        [
-            Loader(loader_code=f"NTF-{i:04d}", name=f"Loader {i}", owner=team, first_activated_at=now)
-            for i in range(N_INCIDENTS)
-        ]
-    )
-    LoaderVersion.objects.bulk_create(
-        [LoaderVersion(loader=loader, number=1, state=VersionState.ACTIVE) for loader in loaders]
-    )
-    Signal.objects.bulk_create(
-        [
-            Signal(loader=loader, signal_key="check", validation_status=status, captured_at=now, received_at=now)
-            for loader in loaders
-            for status in ("FAILED", "SUCCESS")
-        ],
-        batch_size=5000,
-    )
-    DetectionRule.objects.update(enabled=False)
+    failing_loaders_seed("NTF", N_INCIDENTS, "bench-notify")
     Channel.objects.update_or_create(name="email", defaults={"kind": "EMAIL", "enabled": True})
     Channel.objects.update_or_create(name="slack", defaults={"kind": "SLACK", "enabled": True})
     NotificationRule.objects.filter(severity="HIGH", team=None, tag=None).update(
@@ -76,49 +60,6 @@ def _seed() -> DetectionRule:
     return DetectionRule.objects.create(
         name="bench notifications", kind="signal_failure_rate", threshold=5.0, severity="HIGH"
     )
-
-
-def _workers(slack_url: str, smtp_port: int) -> list[subprocess.Popen]:
-    tmp = Path(tempfile.mkdtemp(prefix="etl-bench-notify-"))
-    env = {
-        **os.environ,
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-x9Kq2LmN8rTt4YbW6cQe1HfJ0gUa7oSd5iRn_MvXy-Zp2B",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "FIELD_ENCRYPTION_KEY": "p8lqoXkq0HbA2n8v9Bv3u5ZyGgVFr0M4f7F0nB3nYxM=",
-        "SECURE_SSL_REDIRECT": "false",
-        "REDIS_URL": REDIS_URL,
-        "SLACK_BOT_TOKEN": "xoxb-bench",
-        "SLACK_API_BASE_URL": slack_url,
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(smtp_port),
-        "ETL_MONITOR_VAR_DIR": str(tmp / "var"),
-        "LOG_LEVEL": "WARNING",
-    }
-    celery = str(Path(sys.executable).with_name("celery"))
-    return [
-        subprocess.Popen(
-            [
-                *(
-                    celery,
-                    "--app",
-                    "etl_monitor",
-                    "worker",
-                    "--concurrency",
-                    os.environ.get("BENCH_NOTIFY_CONCURRENCY", "1"),
-                    "--hostname",
-                    f"notify{i}@%h",
-                ),
-                *("--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for i in range(WORKERS)
-    ]
 
 
 def _cpu(workers: list[subprocess.Popen], receivers: list) -> dict[str, float]:
@@ -153,7 +94,6 @@ def _cpu(workers: list[subprocess.Popen], receivers: list) -> dict[str, float]:
 
 
 def main() -> list[str]:
-    from etl_monitor.celery import app
     from etl_monitor.roles import roles_sync
 
     roles_sync()
@@ -171,11 +111,18 @@ def main() -> list[str]:
         receivers.append(proc)
     slack_url, smtp_port = pipes["slack"].recv(), pipes["smtp"].recv()
     settings.SLACK_BOT_TOKEN, settings.SLACK_API_BASE_URL = "xoxb-bench", slack_url
-    app.conf.broker_url = REDIS_URL  # this process enqueues (on commit) to the workers' broker
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(app.conf.task_default_queue)
-    app.conf.task_always_eager = False
-    workers = _workers(slack_url, smtp_port)
+    broker_use_and_purge()  # this process enqueues (on commit) to the workers' broker
+    workers = workers_start(
+        WORKERS,
+        production_env(
+            SLACK_BOT_TOKEN="xoxb-bench",
+            SLACK_API_BASE_URL=slack_url,
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=str(smtp_port),
+        ),
+        "notify",
+        concurrency=int(os.environ.get("BENCH_NOTIFY_CONCURRENCY", "1")),
+    )
     missed: list[str] = []
     try:
         time.sleep(4)  # the workers connect to the broker
@@ -193,10 +140,7 @@ def main() -> list[str]:
         incidents = Incident.objects.filter(rule=rule).count()
         sent = dict(Delivery.objects.filter(status="SENT").values_list("key", "external_id"))
     finally:
-        for proc in workers:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in workers:
-            proc.wait(timeout=30)
+        stop(workers)
         for pipe in pipes.values():
             pipe.send("stop")
         posts = pipes["slack"].recv()
@@ -246,6 +190,5 @@ def main() -> list[str]:
             "incidents_incidentevent, incidents_rulesubjectstate, signals_app_signal CASCADE"
         )
     rule.delete()
-    Loader.objects.filter(loader_code__startswith="NTF-").delete()
-    Team.objects.filter(slug="bench-notify").delete()
+    failing_loaders_drop("NTF", "bench-notify")
     return missed

@@ -310,7 +310,7 @@ class JiraTransport(Transport):
             return self._create(client, delivery)
         key = delivery.root.external_id if delivery.root else ""
         if not key:
-            raise Permanent("no ticket to update (its creation failed)")
+            raise Permanent("no ticket to update (its creation failed)", channel_fault=False)
         try:
             if action == "reopen":
                 self._transition(client, key, payload["transitions"]["reopen"], want_done=False)
@@ -327,8 +327,9 @@ class JiraTransport(Transport):
         label = creation_label(delivery)
         fields = {**delivery.payload["fields"], "labels": [*delivery.payload["fields"]["labels"], label]}
         try:
-            if delivery.attempts > 1:
-                # An earlier attempt may have created it (a timeout after Jira stored it): look first.
+            if delivery.attempts > 1 or delivery.last_error:
+                # An earlier attempt may have created it (a timeout after Jira stored it): look first
+                # (last_error: an admin's retry starts the attempts again but keeps the error).
                 found = client.search_issues(f'labels = "{label}"', maxResults=1, fields="key")
                 if found:
                     return found[0].key
@@ -390,19 +391,26 @@ def connection_check(client: Any = None, payload: dict[str, Any] | None = None) 
         ("issue type", ok, issue_type if ok else f"{issue_type!r} is not an issue type of {project.key}: {types}")
     )
     if conf.correlation_field:
-        ok = conf.correlation_field in {f["id"] for f in client.fields()}
+        try:
+            ok = conf.correlation_field in {f["id"] for f in client.fields()}
+        except Exception as exc:  # noqa: BLE001 — a check reports, it never crashes the admin page
+            return [*results, ("correlation field", False, str(_error(exc, doing="reading the fields")))]
         detail = conf.correlation_field if ok else f"no field {conf.correlation_field} in this Jira"
         results.append(("correlation field", ok, detail))
     try:
-        sample = client.search_issues(f'project = {settings.JIRA_PROJECT} AND labels = "etl-monitoring"', maxResults=1)
+        label = (conf.labels or ["etl-monitoring"])[0]
+        sample = client.search_issues(f'project = {settings.JIRA_PROJECT} AND labels = "{label}"', maxResults=1)
     except Exception as exc:  # noqa: BLE001
         return [*results, ("search", False, str(_error(exc, doing="searching")))]
     if not sample:
         results.append(("transitions", True, "no ticket yet to check them on; they are looked up per ticket by name"))
         return results
-    available = client.transitions(sample[0].key)
+    try:
+        available = client.transitions(sample[0].key)
+        category = client.issue(sample[0].key, fields="status").fields.status.statusCategory.key
+    except Exception as exc:  # noqa: BLE001
+        return [*results, ("done transition", False, str(_error(exc, doing=f"reading {sample[0].key}")))]
     names = {t["name"] for t in available} | {t["id"] for t in available}
-    category = client.issue(sample[0].key, fields="status").fields.status.statusCategory.key
     ok = done in names or category == "done"
     detail = (
         f"{done!r} on {sample[0].key}" if ok else f"{done!r} is not a transition of {sample[0].key}: {sorted(names)}"
@@ -435,17 +443,23 @@ def webhook_apply(payload: dict[str, Any], *, delivery_id: str, raw: bytes) -> d
     issue = payload.get("issue") or {}
     key = str(issue.get("key") or "")
     receipt_key = delivery_id or hashlib.sha256(raw).hexdigest()
-    try:
-        with transaction.atomic():
-            receipt = JiraWebhookReceipt.objects.create(key=receipt_key[:200], event=event[:100], issue_key=key[:50])
-    except IntegrityError:
-        return {"status": "duplicate"}
-    incident = Incident.objects.filter(external_key=key).order_by("-pk").first() if key else None
-    if incident is None:
-        outcome = {"status": "ignored", "reason": f"no incident has ticket {key or '(none)'}"}
-    else:
-        outcome = _webhook_change(event, payload, incident, system_user_get("jira", Role.OPERATOR))
-    JiraWebhookReceipt.objects.filter(pk=receipt.pk).update(outcome=outcome.get("reason", outcome["status"])[:300])
+    # The receipt and the change commit together: a change that fails leaves no receipt, so
+    # Jira's retry of the same delivery applies it then.
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                receipt = JiraWebhookReceipt.objects.create(
+                    key=receipt_key[:200], event=event[:100], issue_key=key[:50]
+                )
+        except IntegrityError:
+            return {"status": "duplicate"}
+        incident = Incident.objects.filter(external_key=key).order_by("-pk").first() if key else None
+        if incident is None:
+            outcome = {"status": "ignored", "reason": f"no incident has ticket {key or '(none)'}"}
+        else:
+            outcome = _webhook_change(event, payload, incident, system_user_get("jira", Role.OPERATOR))
+        receipt.outcome = outcome.get("reason", outcome["status"])[:300]
+        receipt.save(update_fields=["outcome"])
     return outcome
 
 
@@ -469,6 +483,9 @@ def _webhook_change(event: str, payload: dict[str, Any], incident: Incident, jir
         incident_comment(user=jira_user, incident=incident, text=f"{name} in Jira: {body}", source="jira")
         return {"status": "applied", "reason": "comment added to the timeline"}
     if event == "jira:issue_updated":
+        if _is_ours(payload.get("user") or {}, ""):
+            # Our own transition (done/reopen) echoed back; arriving late it would undo a reopen.
+            return {"status": "ignored", "reason": "our own change echoed back"}
         items = (payload.get("changelog") or {}).get("items") or []
         status = ((payload.get("issue") or {}).get("fields") or {}).get("status") or {}
         category = (status.get("statusCategory") or {}).get("key")
@@ -486,7 +503,9 @@ def _webhook_change(event: str, payload: dict[str, Any], incident: Incident, jir
             incident_comment(user=jira_user, incident=incident, text=text, source="jira")
             return {"status": "applied", "reason": "assignment noted"}
         if "status" in changed:
-            text = f"Status in Jira: {changed['status'].get('toString')} (by {actor})."
+            if (category == "done") != (incident.status in ACTIVE_STATUSES):
+                return {"status": "ignored", "reason": "the ticket's status agrees with the incident"}
+            text = f"Status in Jira: {changed['status'].get('toString')} (by {actor}); the incident stays resolved."
             incident_comment(user=jira_user, incident=incident, text=text, source="jira")
             return {"status": "applied", "reason": "status noted"}
         return {"status": "ignored", "reason": "no change of interest"}

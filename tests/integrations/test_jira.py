@@ -31,8 +31,16 @@ from incidents.services import (
     rule_evaluate,
 )
 from integrations.jira import creation_label, incident_label
-from integrations.models import Channel, ChannelKind, Delivery, DeliveryStatus, JiraSettings, JiraWebhookReceipt, Purpose
-from integrations.notify import channel_test, deliveries_send, delivery_send
+from integrations.models import (
+    Channel,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    JiraSettings,
+    JiraWebhookReceipt,
+    Purpose,
+)
+from integrations.notify import channel_test, deliveries_send, delivery_retry, delivery_send
 from loaders.models import Loader
 from loaders.services import loader_version_approve, loader_version_submit
 from signals_app.models import Signal
@@ -66,9 +74,7 @@ def jira(settings: Any, db: Any) -> Iterator[FakeJira]:
 
 
 @pytest.fixture
-def fire(
-    jira: FakeJira, active_loader: Loader, django_capture_on_commit_callbacks: Any
-) -> Callable[..., Incident]:
+def fire(jira: FakeJira, active_loader: Loader, django_capture_on_commit_callbacks: Any) -> Callable[..., Incident]:
     """Detection sees failing signals of SALES-DAILY at ``at`` (the seeded HIGH rule, or the
     given one) and acts; the deliveries it makes are sent after commit."""
 
@@ -189,14 +195,13 @@ def test_the_correlation_id_goes_to_the_configured_custom_field(jira: FakeJira, 
     assert "*Correlation id:* {{corr-7f3a}}" in issue["fields"]["description"]
 
 
-def test_messages_rendered_after_the_ticket_exists_link_to_it(
-    jira: FakeJira, open_incident, operator, committed
-):
+def test_messages_rendered_after_the_ticket_exists_link_to_it(jira: FakeJira, open_incident, operator, committed):
     incident = open_incident()
     with committed():
         incident_resolve(user=operator, incident=incident)
 
     opened, resolved = [m for m in mail.outbox if "platform-team@company.com" in m.to]
+    assert opened.subject == f"[HIGH] {incident.title}"
     assert resolved.subject == f"[HIGH] Resolved: {incident.title}"
     assert f"Jira:      {jira.url}/browse/OPS-1" in resolved.body
     assert f"{jira.url}/browse/OPS-1" in resolved.alternatives[0][0]
@@ -204,7 +209,9 @@ def test_messages_rendered_after_the_ticket_exists_link_to_it(
 
 @pytest.mark.parametrize("severity", ["MEDIUM", "LOW"])
 def test_medium_and_low_incidents_get_no_ticket_by_default(jira: FakeJira, fire, severity):
-    DetectionRule.objects.create(name=f"failures {severity}", kind="signal_failure_rate", threshold=5.0, severity=severity)
+    DetectionRule.objects.create(
+        name=f"failures {severity}", kind="signal_failure_rate", threshold=5.0, severity=severity
+    )
 
     incident = fire(timezone.now(), rule=f"failures {severity}")
 
@@ -217,7 +224,9 @@ def test_medium_and_low_incidents_get_no_ticket_by_default(jira: FakeJira, fire,
 @pytest.mark.parametrize(("severity", "priority"), [("MEDIUM", "Medium"), ("LOW", "Low")])
 def test_the_jira_settings_choose_which_severities_get_a_ticket(jira: FakeJira, fire, severity, priority):
     JiraSettings.objects.filter(pk=JiraSettings.current().pk).update(severities=["CRITICAL", "HIGH", severity])
-    DetectionRule.objects.create(name=f"failures {severity}", kind="signal_failure_rate", threshold=5.0, severity=severity)
+    DetectionRule.objects.create(
+        name=f"failures {severity}", kind="signal_failure_rate", threshold=5.0, severity=severity
+    )
 
     incident = fire(timezone.now(), rule=f"failures {severity}")
 
@@ -310,9 +319,7 @@ def test_a_reopen_within_the_window_reopens_the_same_ticket(jira: FakeJira, fire
     assert reopened.external_key == "OPS-1"
 
 
-def test_a_reopen_after_the_window_makes_a_new_ticket_linked_to_the_old_one(
-    jira: FakeJira, fire, operator, committed
-):
+def test_a_reopen_after_the_window_makes_a_new_ticket_linked_to_the_old_one(jira: FakeJira, fire, operator, committed):
     JiraSettings.objects.filter(pk=JiraSettings.current().pk).update(reopen_window_seconds=60)
     t0 = timezone.now()
     incident = fire(t0)
@@ -506,9 +513,12 @@ def test_after_a_429_the_rest_of_the_batch_waits_instead_of_adding_to_the_limit(
 
     incidents = list(Incident.objects.filter(rule__name=SIGNAL_FAILURE_RULE).order_by("pk"))
     assert len(incidents) == 2
-    waiting = [the_create(incident) for incident in incidents]
-    assert {(d.status, d.attempts) for d in waiting} == {(DeliveryStatus.FAILED, 1)}
-    assert all("rate limit" in d.last_error and d.next_attempt_at >= before + 30 * S for d in waiting)
+    limited, held = waiting = [the_create(incident) for incident in incidents]
+    assert (limited.status, limited.attempts) == (DeliveryStatus.FAILED, 1)
+    assert limited.last_error == "Jira rate limit while creating the ticket"
+    assert (held.status, held.attempts) == (DeliveryStatus.PENDING, 0)  # never tried: no attempt used
+    assert held.last_error == "deferred: Jira rate limit while creating the ticket"
+    assert all(d.next_attempt_at >= before + 30 * S for d in waiting)
     assert creates(jira) == 1  # the second create was not tried
 
     deliveries_send([d.pk for d in waiting], now=max(d.next_attempt_at for d in waiting))
@@ -541,6 +551,52 @@ def test_a_create_that_timed_out_after_jira_stored_it_is_found_not_made_again(ji
     assert len(jira.issues_with_label(incident_label(incident.pk))) == 1
     incident.refresh_from_db()
     assert (incident.external_key, incident.external_url) == ("OPS-1", f"{jira.url}/browse/OPS-1")
+
+
+def test_a_manual_retry_after_a_timed_out_create_finds_the_ticket_too(
+    jira: FakeJira, open_incident, admin_user, committed
+):
+    jira.time_out_next_creates(1)
+    incident = open_incident()
+    delivery = the_create(incident)
+    assert delivery.status == DeliveryStatus.FAILED
+
+    with committed():
+        delivery_retry(user=admin_user, delivery=delivery)  # an admin does not wait for the backoff
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.external_id) == (DeliveryStatus.SENT, "OPS-1")
+    assert creates(jira) == 1
+    assert len(jira.issues_with_label(incident_label(incident.pk))) == 1
+
+
+def test_a_follow_up_of_a_ticket_never_created_gives_up_without_blaming_the_channel(
+    jira: FakeJira, open_incident, operator, admin_user, committed, settings
+):
+    admin_user.email = "ada@example.com"
+    admin_user.save()
+    settings.NOTIFY_MAX_ATTEMPTS = 2
+    jira.fail_next(2, 503, method="POST", path=CREATE)  # Jira is down for a while
+    incident = open_incident()
+    create = the_create(incident)
+    with committed():
+        incident_acknowledge(user=operator, incident=incident)
+    [ack] = jira_deliveries(incident, Purpose.ACKNOWLEDGED)
+    assert (ack.status, ack.attempts) == (DeliveryStatus.PENDING, 0)  # waits for its ticket
+
+    delivery_send(create.pk, now=create.next_attempt_at)
+    create.refresh_from_db()
+    assert create.status == DeliveryStatus.GAVE_UP and "Jira 503 while creating the ticket" in create.last_error
+    ack.refresh_from_db()
+    delivery_send(ack.pk, now=ack.next_attempt_at)
+
+    ack.refresh_from_db()
+    assert ack.status == DeliveryStatus.GAVE_UP
+    assert ack.last_error == "no ticket to update (its creation failed)"
+    channel = Channel.objects.get(name="jira")
+    assert channel.healthy and channel.unhealthy_reason == ""  # Jira works again: nothing to fix there
+    assert [m for m in mail.outbox if m.to == ["ada@example.com"]] == []
+    assert jira.created() == []
 
 
 def test_a_wrong_api_token_gives_up_at_once_and_tells_the_admins(jira: FakeJira, open_incident, admin_user, settings):
@@ -610,6 +666,25 @@ def test_the_admin_test_connection_checks_the_fields_and_transitions_once_ticket
     assert ("success", "correlation field: customfield_10050") in shown
     assert ("success", "done transition: 'Done' on OPS-1") in shown
     assert {level for level, _ in shown} == {"success"}
+
+
+@pytest.mark.parametrize(
+    ("failing", "check"),
+    [("/rest/api/2/field", "correlation field"), ("/rest/api/2/issue/OPS-1/transitions", "done transition")],
+)
+def test_the_admin_test_connection_reports_a_jira_error_in_a_later_check(
+    jira: FakeJira, open_incident, admin_user, failing, check
+):
+    JiraSettings.objects.filter(pk=JiraSettings.current().pk).update(correlation_field="customfield_10050")
+    open_incident()
+    jira.fail_next(1, 500, method="GET", path=failing)
+
+    shown = connection_messages(admin_user)
+
+    [(level, message)] = [(level, message) for level, message in shown if message.startswith(f"{check}: ")]
+    assert level == "error"
+    assert "Jira 500" in message
+    assert ("success", "issue type: Incident") in shown
 
 
 def test_the_admin_test_connection_names_a_wrong_issue_type_and_the_available_ones(jira: FakeJira, admin_user):

@@ -1,0 +1,110 @@
+"""What the benchmarks that run real workers share: production-like settings for the worker
+processes, starting and stopping them, and loaders with failing signals to open incidents on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    """Environment of a web or worker process with production settings (DEBUG off) on the
+    benchmark's database and Redis, plus ``extra``."""
+    tmp = Path(tempfile.mkdtemp(prefix="etl-bench-"))
+    return {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-x9Kq2LmN8rTt4YbW6cQe1HfJ0gUa7oSd5iRn_MvXy-Zp2B",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "FIELD_ENCRYPTION_KEY": "p8lqoXkq0HbA2n8v9Bv3u5ZyGgVFr0M4f7F0nB3nYxM=",
+        "SECURE_SSL_REDIRECT": "false",
+        "REDIS_URL": REDIS_URL,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
+        "ETL_MONITOR_VAR_DIR": str(tmp / "var"),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def workers_start(count: int, env: dict[str, str], name: str, concurrency: int = 1) -> list[subprocess.Popen]:
+    """``count`` Celery worker nodes (``concurrency`` pool processes each)."""
+    celery = str(Path(sys.executable).with_name("celery"))
+    return [
+        start(
+            [
+                *(celery, "--app", "etl_monitor", "worker", "--concurrency", str(concurrency)),
+                *("--hostname", f"{name}{i}@%h", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
+            ],
+            env,
+        )
+        for i in range(count)
+    ]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for proc in processes:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in processes:
+        proc.wait(timeout=30)
+
+
+def broker_use_and_purge() -> None:
+    """Make this process enqueue to the workers' Redis, start from an empty queue, and stop
+    running tasks inline."""
+    from etl_monitor.celery import app
+
+    app.conf.broker_url = REDIS_URL
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(app.conf.task_default_queue)
+    app.conf.task_always_eager = False
+
+
+def failing_loaders_seed(prefix: str, count: int, team_slug: str) -> None:
+    """``count`` ACTIVE loaders whose last minute holds one FAILED and one SUCCESS signal (50%:
+    any failure-rate rule fires on every one of them); only the benchmark's own rules stay enabled."""
+    from django.utils import timezone
+
+    from incidents.models import DetectionRule
+    from loaders.models import Loader, LoaderVersion, Team, VersionState
+    from signals_app.models import Signal
+
+    team = Team.objects.create(slug=team_slug, name=team_slug.replace("-", " ").title())
+    now = timezone.now()
+    loaders = Loader.objects.bulk_create(
+        [
+            Loader(loader_code=f"{prefix}-{i:04d}", name=f"Loader {i}", owner=team, first_activated_at=now)
+            for i in range(count)
+        ]
+    )
+    LoaderVersion.objects.bulk_create(
+        [LoaderVersion(loader=loader, number=1, state=VersionState.ACTIVE) for loader in loaders]
+    )
+    Signal.objects.bulk_create(
+        [
+            Signal(loader=loader, signal_key="check", validation_status=status, captured_at=now, received_at=now)
+            for loader in loaders
+            for status in ("FAILED", "SUCCESS")
+        ],
+        batch_size=5000,
+    )
+    DetectionRule.objects.update(enabled=False)
+
+
+def failing_loaders_drop(prefix: str, team_slug: str) -> None:
+    from loaders.models import Loader, Team
+
+    Loader.objects.filter(loader_code__startswith=f"{prefix}-").delete()
+    Team.objects.filter(slug=team_slug).delete()
