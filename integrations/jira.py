@@ -356,10 +356,15 @@ class JiraTransport(Transport):
         client.transition_issue(key, match["id"])
 
     def recorded(self, delivery: Delivery, external_id: str) -> None:
+        """The ticket exists: its key and URL go on the incident, and the incident's Slack messages
+        are updated in place to show the "View Jira" button."""
+        from integrations.notify import slack_messages_refresh
+
         if delivery.payload.get("action") == "create" and delivery.incident_id:
             Incident.objects.filter(pk=delivery.incident_id).update(
                 external_key=external_id[:50], external_url=browse_url(external_id)
             )
+            slack_messages_refresh(Incident.objects.get(pk=delivery.incident_id), f"jira-{external_id}")
 
 
 def connection_check(client: Any = None, payload: dict[str, Any] | None = None) -> list[tuple[str, bool, str]]:

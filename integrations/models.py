@@ -143,6 +143,7 @@ class Purpose(models.TextChoices):
     RESOLVED = "RESOLVED", "Resolved"
     CLOSED = "CLOSED", "Closed"
     COMMENTED = "COMMENTED", "Comment"
+    UPDATED = "UPDATED", "Updated (new links)"
     TEST = "TEST", "Test"
 
 

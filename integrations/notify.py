@@ -173,6 +173,7 @@ HEADLINES = {
     Purpose.ACKNOWLEDGED: "Acknowledged: ",
     Purpose.RESOLVED: "Resolved: ",
     Purpose.CLOSED: "Closed: ",
+    Purpose.UPDATED: "",
     Purpose.TEST: "",
 }
 
@@ -326,7 +327,8 @@ def _delivery_new(
     key: str,
 ) -> Delivery:
     """An unsaved delivery with its payload rendered."""
-    update = root is not None and transport_for(channel).can_update and purpose in FOLLOW_UP.values()
+    in_place = purpose in FOLLOW_UP.values() or purpose == Purpose.UPDATED
+    update = root is not None and transport_for(channel).can_update and in_place
     payload = render_payload(channel, purpose, incident, event, update=update)
     now = timezone.now()
     return Delivery(
@@ -523,6 +525,24 @@ def _follow_up(incident: Incident, event: IncidentEvent, purpose: str) -> None:
                 root=root,
                 key=f"{incident.pk}:{event.pk}:{channel.pk}:{target}",
             )
+
+
+def slack_messages_refresh(incident: Incident, reason: str) -> None:
+    """Re-render the incident's Slack bot messages in place — e.g. once its Jira ticket exists, so
+    the first message gets its "View Jira" button."""
+    for (_channel_id, target), root in _roots(incident).items():
+        if root.channel.kind != ChannelKind.SLACK or channel_configured(root.channel):
+            continue
+        _deliver(
+            incident=incident,
+            event=None,
+            channel=root.channel,
+            target=target,
+            purpose=Purpose.UPDATED,
+            tier=root.tier,
+            root=root,
+            key=f"{incident.pk}:{reason}:{root.channel_id}:{target}",
+        )
 
 
 def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:

@@ -740,3 +740,27 @@ def test_the_jira_settings_page_renders_with_its_test_button(jira: FakeJira, adm
     assert "Test connection" in content
     assert reverse("admin:integrations_jirasettings_test") in content
     assert f"URL {jira.url}" in content
+
+
+def test_the_first_slack_message_gets_its_view_jira_button_once_the_ticket_exists(
+    jira: FakeJira, httpserver: Any, settings: Any, active_loader: Loader, django_capture_on_commit_callbacks: Any
+) -> None:
+    from tests.integrations.conftest import FakeSlack
+
+    settings.SLACK_BOT_TOKEN = FakeSlack.TOKEN
+    settings.SLACK_API_BASE_URL = httpserver.url_for("/api/")
+    slack = FakeSlack(httpserver)
+    now = timezone.now()
+    add_signals(active_loader, failed=3, ok=1, at=now)
+    with django_capture_on_commit_callbacks(execute=True):
+        rule_evaluate(rule=DetectionRule.objects.get(name=SIGNAL_FAILURE_RULE), now=now)
+    incident = Incident.objects.get(loader=active_loader)
+    assert incident.external_key == "OPS-1"
+    [post] = slack.posts("#alerts-high")
+    buttons = [e for b in post["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert {"text": "View Jira", "url": f"{jira.url}/browse/OPS-1"} in [
+        {"text": b["text"]["text"], "url": b["url"]} for b in buttons
+    ]
+    assert slack.replies(post) == []  # updated in place, nothing added to its thread
+    refresh = Delivery.objects.get(incident=incident, purpose="UPDATED")
+    assert refresh.status == "SENT" and refresh.root.purpose == "OPENED"
