@@ -98,6 +98,7 @@ def main() -> list[str]:
         gave_up = Delivery.objects.filter(status="GAVE_UP").count()
         attempts = sum(Delivery.objects.values_list("attempts", flat=True))
         pending = Delivery.objects.exclude(status__in=["SENT", "GAVE_UP"]).count()
+        failures = list(Delivery.objects.filter(status="GAVE_UP").values_list("attempts", "last_error")[:5])
     finally:
         stop(workers)
         ours.send("stop")
@@ -119,6 +120,8 @@ def main() -> list[str]:
         f"| {tally['statuses'].get(429, 0)} | {tally['creates']} | {elapsed:.1f} |",
         flush=True,
     )
+    for tries, error in failures:
+        print(f"gave up after {tries} attempts: {error}")
     missed = []
     if rate < 100.0 or pending or gave_up or sent != len(incidents):
         missed.append(f"jira: {rate:.1f}% of incidents with exactly one ticket ({gave_up} gave up, {pending} pending)")

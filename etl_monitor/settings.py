@@ -305,6 +305,8 @@ NOTIFY_BATCH_SIZE = env.int("NOTIFY_BATCH_SIZE", default=100)
 NOTIFY_SEND_THREADS = env.int("NOTIFY_SEND_THREADS", default=8)
 NOTIFY_SMTP_CONNECTIONS = env.int("NOTIFY_SMTP_CONNECTIONS", default=4)  # per task, for a batch of emails
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=8)  # then GAVE_UP (an admin may retry)
+# A delivery whose last failure was a rate limit (HTTP 429: "slow down", not "broken") may use more.
+NOTIFY_MAX_ATTEMPTS_RATE_LIMITED = env.int("NOTIFY_MAX_ATTEMPTS_RATE_LIMITED", default=30)
 NOTIFY_BACKOFF_BASE_SECONDS = env.float("NOTIFY_BACKOFF_BASE_SECONDS", default=5.0)
 NOTIFY_BACKOFF_MAX_SECONDS = env.float("NOTIFY_BACKOFF_MAX_SECONDS", default=900.0)
 # A delivery SENDING for longer than this is taken back by the sweep (its worker died).

@@ -258,7 +258,7 @@ def _error(exc: Exception, *, doing: str) -> Exception:
             headers = getattr(exc.response, "headers", None) or {}
             retry_after = headers.get("Retry-After")
             seconds = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
-            return Transient(f"Jira rate limit while {doing}", retry_after=seconds)
+            return Transient(f"Jira rate limit while {doing}", retry_after=seconds, rate_limited=True)
         if status >= 500 or status in (0, 408):
             return Transient(f"Jira {status or 'unreachable'} while {doing}: {text}")
         if status in (401, 403):
@@ -282,13 +282,13 @@ class JiraTransport(Transport):
         limited: Transient | None = None
         for delivery in deliveries:
             if limited is not None:
-                outcomes[delivery.pk] = Deferred(limited.reason, retry_after=limited.retry_after)
+                outcomes[delivery.pk] = Deferred(limited.reason, retry_after=limited.retry_after, rate_limited=True)
                 continue
             try:
                 outcomes[delivery.pk] = self.send(delivery)
             except Exception as exc:  # noqa: BLE001 — recorded per delivery
                 outcomes[delivery.pk] = exc
-                if isinstance(exc, Transient) and "rate limit" in exc.reason:
+                if isinstance(exc, Transient) and exc.rate_limited:
                     limited = exc
         return outcomes
 

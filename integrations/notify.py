@@ -504,45 +504,45 @@ def _route(event: IncidentEvent) -> None:
         _follow_up(incident, event, FOLLOW_UP[event.kind])
 
 
+def _to_those_told(
+    incident: Incident, event: IncidentEvent | None, purpose: str, *, key: str, wanted: Any = None
+) -> None:
+    """One delivery per channel and target that heard about the incident (its first message is
+    the root: Slack updates it or answers in its thread). ``wanted(channel)`` narrows them."""
+    for (_channel_id, target), root in _roots(incident).items():
+        channel = root.channel
+        if channel_configured(channel) or (wanted is not None and not wanted(channel)):
+            continue
+        _deliver(
+            incident=incident,
+            event=event,
+            channel=channel,
+            target=target,
+            purpose=purpose,
+            tier=root.tier,
+            root=root,
+            key=f"{incident.pk}:{key}:{channel.pk}:{target}",
+        )
+
+
 def _follow_up(incident: Incident, event: IncidentEvent, purpose: str) -> None:
     """Acknowledged / resolved / closed: tell the channels that were told about the incident.
 
     Slack bot messages are updated in place (plus a line in their thread); a resolution is
     also sent to email and Slack webhooks; generic webhooks hear about every step."""
-    for (_channel_id, target), root in _roots(incident).items():
-        channel = root.channel
-        if channel_configured(channel):
-            continue
-        wanted = channel.kind in (ChannelKind.SLACK, ChannelKind.WEBHOOK) or purpose == Purpose.RESOLVED
-        if wanted:
-            _deliver(
-                incident=incident,
-                event=event,
-                channel=channel,
-                target=target,
-                purpose=purpose,
-                tier=root.tier,
-                root=root,
-                key=f"{incident.pk}:{event.pk}:{channel.pk}:{target}",
-            )
+    _to_those_told(
+        incident,
+        event,
+        purpose,
+        key=str(event.pk),
+        wanted=lambda channel: channel.kind in (ChannelKind.SLACK, ChannelKind.WEBHOOK) or purpose == Purpose.RESOLVED,
+    )
 
 
 def slack_messages_refresh(incident: Incident, reason: str) -> None:
     """Re-render the incident's Slack bot messages in place — e.g. once its Jira ticket exists, so
     the first message gets its "View Jira" button."""
-    for (_channel_id, target), root in _roots(incident).items():
-        if root.channel.kind != ChannelKind.SLACK or channel_configured(root.channel):
-            continue
-        _deliver(
-            incident=incident,
-            event=None,
-            channel=root.channel,
-            target=target,
-            purpose=Purpose.UPDATED,
-            tier=root.tier,
-            root=root,
-            key=f"{incident.pk}:{reason}:{root.channel_id}:{target}",
-        )
+    _to_those_told(incident, None, Purpose.UPDATED, key=reason, wanted=lambda c: c.kind == ChannelKind.SLACK)
 
 
 def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:
@@ -562,19 +562,7 @@ def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:
         return
     state.last_reminder_at = now
     state.save(update_fields=["last_reminder_at"])
-    for (_channel_id, target), root in _roots(incident).items():
-        if channel_configured(root.channel):
-            continue
-        _deliver(
-            incident=incident,
-            event=event,
-            channel=root.channel,
-            target=target,
-            purpose=Purpose.REMINDER,
-            tier=root.tier,
-            root=root,
-            key=f"{incident.pk}:{event.pk}:{root.channel_id}:{target}",
-        )
+    _to_those_told(incident, event, Purpose.REMINDER, key=str(event.pk))
 
 
 # --- escalation (beat) ---------------------------------------------------------------------------
@@ -703,7 +691,7 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
         if isinstance(outcome, Deferred):
             _defer(delivery, outcome)
         elif isinstance(outcome, Transient):
-            _failed(delivery, outcome.reason, retry_after=outcome.retry_after)
+            _failed(delivery, outcome.reason, retry_after=outcome.retry_after, rate_limited=outcome.rate_limited)
         elif isinstance(outcome, Permanent):
             _gave_up(delivery, outcome.reason, permanent=outcome.channel_fault)
         elif isinstance(outcome, Exception):
@@ -808,8 +796,13 @@ def _defer(delivery: Delivery, outcome: Deferred) -> None:
     _enqueue(delivery.pk, countdown=wait)
 
 
-def _failed(delivery: Delivery, reason: str, retry_after: float | None = None) -> Delivery:
-    if delivery.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
+def _failed(
+    delivery: Delivery, reason: str, retry_after: float | None = None, *, rate_limited: bool = False
+) -> Delivery:
+    """A transient failure: try again after a backoff, or give up once the attempts are spent
+    (a receiver that is only rate-limiting us gets NOTIFY_MAX_ATTEMPTS_RATE_LIMITED of them)."""
+    limit = settings.NOTIFY_MAX_ATTEMPTS_RATE_LIMITED if rate_limited else settings.NOTIFY_MAX_ATTEMPTS
+    if delivery.attempts >= max(limit, settings.NOTIFY_MAX_ATTEMPTS):
         return _gave_up(delivery, f"{reason} (after {delivery.attempts} attempts)", permanent=False)
     now = timezone.now()
     wait = backoff_seconds(delivery.attempts, retry_after)

@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 
 
 class Transient(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    """Try again later. ``rate_limited``: the receiver asked us to slow down (HTTP 429) — such
+    failures get a larger attempt budget (NOTIFY_MAX_ATTEMPTS_RATE_LIMITED)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, *, rate_limited: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.rate_limited = rate_limited
 
 
 class Deferred(Transient):
@@ -211,7 +215,9 @@ def _slack_error(exc: Exception) -> Exception:
         error = data.get("error") or f"HTTP {status}"
         if status == 429 or error == "ratelimited":
             retry_after = response.headers.get("Retry-After") or response.headers.get("retry-after")
-            return Transient("rate limited by Slack", retry_after=float(retry_after) if retry_after else None)
+            return Transient(
+                "rate limited by Slack", retry_after=float(retry_after) if retry_after else None, rate_limited=True
+            )
         if error in SLACK_PERMANENT or (400 <= status < 500 and status not in (408, 425)):
             return Permanent(f"Slack: {error}")
         return Transient(f"Slack: {error}")
@@ -339,7 +345,9 @@ class SlackWebhookTransport(Transport):
             return f"webhook:{delivery.pk}"
         if response.status_code == 429:
             retry_after = response.headers.get("Retry-After") or response.headers.get("retry-after")
-            raise Transient("rate limited by Slack", retry_after=float(retry_after) if retry_after else None)
+            raise Transient(
+                "rate limited by Slack", retry_after=float(retry_after) if retry_after else None, rate_limited=True
+            )
         if response.status_code >= 500:
             raise Transient(f"Slack webhook: HTTP {response.status_code}")
         raise Permanent(f"Slack webhook: HTTP {response.status_code} {str(response.body)[:100]}")
@@ -384,6 +392,7 @@ class WebhookTransport(Transport):
             raise Transient(
                 "webhook rate limited",
                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+                rate_limited=True,
             )
         if response.status_code >= 500 or response.status_code == 408:
             raise Transient(f"webhook: HTTP {response.status_code}")

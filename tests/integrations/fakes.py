@@ -185,20 +185,25 @@ def serve(fake: FakeSlack | WebhookReceiver) -> Callable[[], None]:
 
         do_GET = do_POST  # noqa: N815
 
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 128  # the default (5) drops connections under parallel senders
+    fake.server, stop = http_serve(Handler)
+    return stop
 
-    server = Server(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    fake.server = server
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default (5) drops connections under parallel clients
+    daemon_threads = True
+
+
+def http_serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, Callable[[], None]]:
+    """Serve ``handler`` on a free loopback port in a thread; return the server and its stop."""
+    server = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def stop() -> None:
         server.shutdown()
         server.server_close()
 
-    return stop
+    return server, stop
 
 
 class Inbox:

@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.integrations.fakes import http_serve
+
 Query = dict[str, list[str]]
 JSON = dict[str, Any]
 
@@ -1044,19 +1046,11 @@ def serve(fake: FakeJira) -> Callable[[], None]:
 
         do_POST = do_PUT = do_DELETE = do_GET  # noqa: N815
 
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 128  # the default (5) drops connections under parallel clients
-
-    server = Server(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    fake.server = server
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    fake.server, stop_server = http_serve(Handler)
 
     def stop() -> None:
-        fake.released.set()
-        server.shutdown()
-        server.server_close()
+        fake.released.set()  # answers held back go out (to clients that have given up)
+        stop_server()
 
     return stop
 

@@ -72,3 +72,49 @@ def test_two_senders_racing_for_the_same_deliveries_send_each_once(require_postg
     assert sorted(results) == [0, 1]  # one sender took it, the other skipped it (SKIP LOCKED)
     assert len(slack.posts()) == 1
     assert Delivery.objects.get().status == "SENT" and Delivery.objects.get().attempts == 1
+
+
+def _webhook_delivery(statuses: list[int], attempts: int) -> tuple[Delivery, object]:
+    """A delivery to a receiver that answers ``statuses`` in turn, ``attempts`` already spent."""
+    from integrations.models import Purpose
+    from tests.integrations.fakes import WebhookReceiver
+
+    hooks = WebhookReceiver()
+    stop = serve(hooks)
+    hooks.statuses = statuses
+    channel = Channel.objects.create(name="hook", kind="WEBHOOK", url=hooks.url)
+    now = timezone.now()
+    delivery = Delivery.objects.create(
+        channel=channel,
+        purpose=Purpose.TEST,
+        target=hooks.url,
+        key=f"test-{attempts}-{statuses}",
+        payload={"version": "1", "event": "incident.test"},
+        payload_digest="x",
+        attempts=attempts,
+        next_attempt_at=now,
+    )
+    return delivery, stop
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(429, "FAILED"), (500, "GAVE_UP")])
+def test_a_receiver_that_only_rate_limits_gets_more_attempts_than_a_broken_one(db, settings, status, outcome):
+    settings.NOTIFY_MAX_ATTEMPTS, settings.NOTIFY_MAX_ATTEMPTS_RATE_LIMITED = 8, 30
+    delivery, stop = _webhook_delivery([status], attempts=7)  # this is the 8th
+    try:
+        deliveries_send([delivery.pk])
+    finally:
+        stop()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (outcome, 8)
+
+
+def test_rate_limits_too_give_up_at_their_own_limit(db, settings):
+    settings.NOTIFY_MAX_ATTEMPTS, settings.NOTIFY_MAX_ATTEMPTS_RATE_LIMITED = 8, 30
+    delivery, stop = _webhook_delivery([429], attempts=29)
+    try:
+        deliveries_send([delivery.pk])
+    finally:
+        stop()
+    delivery.refresh_from_db()
+    assert delivery.status == "GAVE_UP" and "after 30 attempts" in delivery.last_error
