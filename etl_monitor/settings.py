@@ -314,6 +314,11 @@ NOTIFY_LEASE_SECONDS = env.int("NOTIFY_LEASE_SECONDS", default=120)
 # A due delivery this late was not picked up by its task: the sweep enqueues it again.
 NOTIFY_SWEEP_GRACE_SECONDS = env.int("NOTIFY_SWEEP_GRACE_SECONDS", default=30)
 
+# --- Data sources (defaults for the sources named "prometheus" and "elasticsearch") -------
+PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
+ELASTICSEARCH_URL = env.str("ELASTICSEARCH_URL", default="")
+ELASTICSEARCH_INDEX = env.str("ELASTICSEARCH_INDEX", default="logs-*")
+
 # --- Jira (off until JIRA_ENABLED) ------------------------------------------------------
 JIRA_ENABLED = env.bool("JIRA_ENABLED", default=False)
 JIRA_BASE_URL = env.str("JIRA_BASE_URL", default="")

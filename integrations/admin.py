@@ -29,6 +29,7 @@ from integrations import notify, routing
 from integrations.models import (
     Channel,
     ChannelKind,
+    DataSource,
     Delivery,
     DeliveryStatus,
     JiraSettings,
@@ -487,3 +488,47 @@ class JiraWebhookReceiptAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- data sources ----------------------------------------------------------------------------
+
+
+class DataSourceForm(forms.ModelForm):
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Password, bearer token or API key; leave empty to keep the stored one. Never shown again.",
+    )
+
+    class Meta:
+        model = DataSource
+        fields = ("name", "kind", "url", "auth", "username", "secret", "verify_tls", "timeout_seconds", "enabled")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["secret"] = ""  # the stored secret never reaches the page
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data.get("secret") or ""
+        return secret or (self.instance.secret if self.instance.pk else "")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("auth") == "BASIC" and not data.get("username"):
+            self.add_error("username", "Basic authentication needs a username.")
+        if data.get("auth") not in (None, "NONE") and not data.get("secret"):
+            self.add_error("secret", "This authentication needs a secret.")
+        if data.get("auth") == "API_KEY" and data.get("kind") == "PROMETHEUS":
+            self.add_error("auth", "Prometheus takes basic or bearer authentication, not an API key.")
+        return data
+
+
+@admin.register(DataSource)
+class DataSourceAdmin(SimpleHistoryAdmin):
+    """External systems detection rules query. Only admins may add or change one: the server
+    fetches its URL."""
+
+    form = DataSourceForm
+    list_display = ("name", "kind", "url", "enabled", "last_success_at", "last_error_at", "last_error")
+    list_filter = ("kind", "enabled")
+    readonly_fields = ("last_success_at", "last_error", "last_error_at")

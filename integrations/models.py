@@ -264,3 +264,45 @@ class JiraWebhookReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.issue_key}"
+
+
+class SourceKind(models.TextChoices):
+    PROMETHEUS = "PROMETHEUS", "Prometheus"
+    ELASTICSEARCH = "ELASTICSEARCH", "Elasticsearch"
+
+
+class SourceAuth(models.TextChoices):
+    NONE = "NONE", "None"
+    BASIC = "BASIC", "Basic (username + password)"
+    BEARER = "BEARER", "Bearer token"
+    API_KEY = "API_KEY", "API key (Elasticsearch)"
+
+
+class DataSource(models.Model):
+    """An external system detection rules query (Prometheus, Elasticsearch). The server fetches
+    its URL, so only admins may create or change one."""
+
+    name = models.SlugField(max_length=50, unique=True, help_text="How rules refer to it (params.source).")
+    kind = models.CharField(max_length=20, choices=SourceKind.choices)
+    url = models.URLField()
+    auth = models.CharField(max_length=10, choices=SourceAuth.choices, default=SourceAuth.NONE)
+    username = models.CharField(max_length=200, blank=True, help_text="Basic auth only.")
+    secret = EncryptedTextField(
+        blank=True, help_text="Password, bearer token or API key. Stored encrypted, never shown again."
+    )
+    verify_tls = models.BooleanField(default=True)
+    timeout_seconds = models.FloatField(default=5.0)
+    enabled = models.BooleanField(default=True)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["secret", "last_success_at", "last_error", "last_error_at"])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,95 @@
+"""Detection rule kinds over external sources (registered with the engine's kind registry)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+
+from incidents.kinds import Measurement, Param, RuleKind, SourceUnavailable, kind_register
+from integrations.models import SourceKind
+from integrations.sources import es_search, source_get
+
+
+def _kibana_link(query: str, since: dt.datetime, now: dt.datetime) -> str:
+    if not settings.KIBANA_URL:
+        return ""
+    window = f"(time:(from:'{since.isoformat()}',to:'{now.isoformat()}'))"
+    return f"{settings.KIBANA_URL.rstrip('/')}/app/discover#/?_g={quote(window)}&_a=(query:(query:'{quote(query)}'))"
+
+
+@kind_register
+class EsErrorCount(RuleKind):
+    """ERROR-level log lines in the window, from Elasticsearch, overall or per service (a terms
+    aggregation on ``service_field``), against the threshold — the roadmap's rule 2 (more than 50
+    in 5 minutes → MEDIUM). The incident carries the top error messages and a Kibana link."""
+
+    name = "es_error_count"
+    rule_type = "LOG"
+    description = "ERROR log lines in the window (Elasticsearch), overall or per service."
+    default_threshold = 50.0
+    params = {
+        "source": Param(str, default="elasticsearch", help="The data source (Elasticsearch)."),
+        "index": Param(str, help="Index or pattern; default ELASTICSEARCH_INDEX."),
+        "level_field": Param(str, default="level", help="The field holding the log level (e.g. log.level)."),
+        "level_value": Param(str, default="ERROR"),
+        "time_field": Param(str, default="@timestamp"),
+        "service_field": Param(str, default="", help="Count per value of this field (e.g. service.name)."),
+        "message_field": Param(str, default="message.keyword", help="A keyword field for the top messages."),
+        "top_messages": Param(int, default=3),
+    }
+
+    def evaluate(self, rule: Any, loaders: Any, now: dt.datetime) -> list[Measurement]:
+        p = rule.params
+        source = source_get(p.get("source") or "elasticsearch", SourceKind.ELASTICSEARCH)
+        since = now - dt.timedelta(seconds=rule.window_seconds)
+        level_field, level = p.get("level_field") or "level", p.get("level_value") or "ERROR"
+        time_field = p.get("time_field") or "@timestamp"
+        top = {"terms": {"field": p.get("message_field") or "message.keyword", "size": p.get("top_messages", 3)}}
+        service_field = p.get("service_field") or ""
+        aggs: dict[str, Any] = {"top": top}
+        if service_field:
+            aggs = {"services": {"terms": {"field": service_field, "size": 500}, "aggs": {"top": top}}}
+        body = {
+            "size": 0,
+            "track_total_hits": True,
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"range": {time_field: {"gte": since.isoformat(), "lte": now.isoformat()}}},
+                        {"term": {level_field: level}},
+                    ]
+                }
+            },
+            "aggs": aggs,
+        }
+        answer = es_search(source, p.get("index") or settings.ELASTICSEARCH_INDEX, body)
+        try:
+            if service_field:
+                return [
+                    self._measure(
+                        str(bucket["key"]),
+                        bucket["doc_count"],
+                        bucket["top"]["buckets"],
+                        _kibana_link(f'{level_field}:"{level}" AND {service_field}:"{bucket["key"]}"', since, now),
+                    )
+                    for bucket in answer["aggregations"]["services"]["buckets"]
+                ]
+            total = answer["hits"]["total"]
+            count = total["value"] if isinstance(total, dict) else int(total)
+            link = _kibana_link(f'{level_field}:"{level}"', since, now)
+            return [self._measure("all services", count, answer["aggregations"]["top"]["buckets"], link)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SourceUnavailable(
+                source.name, f"unexpected answer from Elasticsearch ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    @staticmethod
+    def _measure(subject: str, count: Any, top: list[dict[str, Any]], kibana: str) -> Measurement:
+        messages = [f"{b['key']} ({b['doc_count']})" for b in top]
+        details: dict[str, Any] = {"top_messages": messages}
+        if kibana:
+            details["kibana"] = kibana
+        return Measurement(subject, float(count), details=details)

@@ -1,0 +1,94 @@
+"""Data sources: the external systems detection rules query, and their clients.
+
+A source is a ``DataSource`` row, or — for the names ``prometheus`` and ``elasticsearch`` when no
+row exists — the default built from ``PROMETHEUS_URL`` / ``ELASTICSEARCH_URL``. Every call records
+the source's health (last success, last error) and turns any failure (unreachable, timeout,
+refused, an answer that is not what the API documents) into ``SourceUnavailable``: the engine
+reports it as one deduplicated incident and goes on with the other rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from etl_monitor.protection import scrub
+from incidents.kinds import SourceUnavailable
+from integrations.models import DataSource, SourceAuth, SourceKind
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "prometheus": (SourceKind.PROMETHEUS, "PROMETHEUS_URL"),
+    "elasticsearch": (SourceKind.ELASTICSEARCH, "ELASTICSEARCH_URL"),
+}
+
+
+def source_get(name: str, kind: str) -> DataSource:
+    """The enabled source called ``name`` of ``kind``; SourceUnavailable says why there is none."""
+    source = DataSource.objects.filter(name=name).first()
+    if source is None and name in DEFAULTS and DEFAULTS[name][0] == kind:
+        url = getattr(settings, DEFAULTS[name][1])
+        if url:
+            source = DataSource(name=name, kind=kind, url=url)  # from the environment, not saved
+    if source is None:
+        raise SourceUnavailable(
+            name, f"no data source {name!r} (add it in the admin, or set {DEFAULTS.get(name, ('', 'its URL'))[1]})"
+        )
+    if source.kind != kind:
+        raise SourceUnavailable(
+            name, f"data source {name!r} is {source.get_kind_display()}, not {SourceKind(kind).label}"
+        )
+    if not source.enabled:
+        raise SourceUnavailable(name, f"data source {name!r} is disabled")
+    return source
+
+
+def health_record(source: DataSource, error: str = "") -> None:
+    """Remember how the last call went (only for saved sources)."""
+    if source.pk is None:
+        return
+    now = timezone.now()
+    if error:
+        DataSource.objects.filter(pk=source.pk).update(last_error=scrub(error)[:1000], last_error_at=now)
+    else:
+        DataSource.objects.filter(pk=source.pk).update(last_success_at=now)
+
+
+def es_client(source: DataSource) -> Any:
+    """The official Elasticsearch 8 client for the source (no retries: the next evaluation is the retry)."""
+    from elasticsearch import Elasticsearch
+
+    auth: dict[str, Any] = {}
+    if source.auth == SourceAuth.BASIC:
+        auth["basic_auth"] = (source.username, source.secret)
+    elif source.auth == SourceAuth.BEARER:
+        auth["bearer_auth"] = source.secret
+    elif source.auth == SourceAuth.API_KEY:
+        auth["api_key"] = source.secret
+    return Elasticsearch(
+        source.url,
+        verify_certs=source.verify_tls,
+        request_timeout=source.timeout_seconds,
+        max_retries=0,
+        retry_on_timeout=False,
+        **auth,
+    )
+
+
+def es_search(source: DataSource, index: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One search; any failure, or an answer without ``hits``, is SourceUnavailable."""
+    try:
+        answer = es_client(source).search(index=index, **body)
+        result = answer.body if hasattr(answer, "body") else answer
+        if not isinstance(result, dict) or "hits" not in result:
+            raise ValueError("the answer has no hits")
+    except Exception as exc:
+        reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
+        health_record(source, reason)
+        raise SourceUnavailable(source.name, reason) from exc
+    health_record(source)
+    return result

@@ -1,0 +1,208 @@
+"""The es_error_count kind with the real Elasticsearch 8 client against a local server answering
+``_search`` as Elasticsearch 8 does (including the X-Elastic-Product header the client requires)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from incidents.models import DetectionRule, Incident
+from incidents.services import rule_evaluate, rules_evaluate
+from integrations.models import DataSource
+from tests.incidents.conftest import NOW, add_signals
+
+ES = {"X-Elastic-Product": "Elasticsearch", "Content-Type": "application/vnd.elasticsearch+json; compatible-with=8"}
+
+
+def es_answer(total: int, top: list[tuple[str, int]], services: list[tuple[str, int]] | None = None) -> dict:
+    buckets = [{"key": message, "doc_count": n} for message, n in top]
+    answer = {
+        "took": 3,
+        "timed_out": False,
+        "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+        "hits": {"total": {"value": total, "relation": "eq"}, "max_score": None, "hits": []},
+        "aggregations": {"top": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": buckets}},
+    }
+    if services is not None:
+        answer["aggregations"] = {
+            "services": {
+                "doc_count_error_upper_bound": 0,
+                "sum_other_doc_count": 0,
+                "buckets": [
+                    {"key": name, "doc_count": n, "top": {"buckets": [{"key": f"{name} failed", "doc_count": n}]}}
+                    for name, n in services
+                ],
+            }
+        }
+    return answer
+
+
+@pytest.fixture
+def es(httpserver: HTTPServer, settings) -> HTTPServer:
+    settings.ELASTICSEARCH_URL = httpserver.url_for("/")
+    settings.ELASTICSEARCH_INDEX = "logs-*"
+    settings.KIBANA_URL = "https://kibana.example.com"
+    return httpserver
+
+
+@pytest.fixture
+def log_rule(db):
+    DetectionRule.objects.update(enabled=False)
+    rule = DetectionRule.objects.get(name="Error log spike")  # the roadmap's rule 2, seeded disabled
+    rule.enabled = True
+    rule.save()
+    return rule
+
+
+def search_bodies(server: HTTPServer) -> list[dict]:
+    return [json.loads(request.data) for request, _response in server.log if request.path.endswith("/_search")]
+
+
+def test_more_errors_than_the_threshold_open_an_incident_with_the_top_messages(es, log_rule):
+    es.expect_request("/logs-*/_search", method="POST").respond_with_json(
+        es_answer(73, [("db timeout", 40), ("null pointer", 20)]), headers=ES
+    )
+    report = rule_evaluate(rule=log_rule, now=NOW)
+    assert [(d.subject, d.value, d.action) for d in report.decisions] == [("all services", 73.0, "opened")]
+    incident = Incident.objects.get(rule=log_rule)
+    assert (incident.severity, incident.category, incident.loader) == ("MEDIUM", "LOG", None)
+    assert incident.title == "all services: 73 ERROR log lines in 5 minutes (threshold 50)"
+    assert incident.metrics["top_messages"] == ["db timeout (40)", "null pointer (20)"]
+    assert incident.metrics["kibana"].startswith("https://kibana.example.com/app/discover#/")
+    [body] = search_bodies(es)
+    assert body["size"] == 0
+    time_range = body["query"]["bool"]["filter"][0]["range"]["@timestamp"]
+    assert (time_range["gte"], time_range["lte"]) == ((NOW - dt.timedelta(minutes=5)).isoformat(), NOW.isoformat())
+    assert body["query"]["bool"]["filter"][1] == {"term": {"level": "ERROR"}}
+
+
+def test_at_the_threshold_nothing_fires(es, log_rule):
+    es.expect_request("/logs-*/_search", method="POST").respond_with_json(es_answer(50, []), headers=ES)
+    report = rule_evaluate(rule=log_rule, now=NOW)
+    assert [(d.value, d.action) for d in report.decisions] == [(50.0, "clear")]
+    assert not Incident.objects.exists()
+
+
+def test_per_service_counts_open_one_incident_per_offending_service(es, log_rule):
+    log_rule.params = {"service_field": "service.name", "level_field": "log.level", "index": "app-logs"}
+    log_rule.save()
+    es.expect_request("/app-logs/_search", method="POST").respond_with_json(
+        es_answer(0, [], services=[("billing", 80), ("search", 3)]), headers=ES
+    )
+    report = rule_evaluate(rule=log_rule, now=NOW)
+    assert {(d.subject, d.action) for d in report.decisions} == {("billing", "opened"), ("search", "clear")}
+    assert Incident.objects.get().metrics["top_messages"] == ["billing failed (80)"]
+    [body] = search_bodies(es)
+    assert body["aggs"]["services"]["terms"]["field"] == "service.name"
+    assert body["query"]["bool"]["filter"][1] == {"term": {"log.level": "ERROR"}}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_source_is_one_incident_and_the_other_rules_complete(settings, log_rule, active_loader):
+    DataSource.objects.create(
+        name="elasticsearch", kind="ELASTICSEARCH", url=f"http://127.0.0.1:{_closed_port()}", timeout_seconds=1
+    )
+    failures = DetectionRule.objects.get(name="Signal failure rate above 5%")
+    failures.enabled = True
+    failures.save()
+    add_signals(active_loader, failed=5, ok=5)
+    log_report, failure_report = rules_evaluate(rules=[log_rule, failures], now=NOW)
+    assert log_report.error.startswith("source unavailable: elasticsearch")
+    assert failure_report.error == "" and failure_report.decisions[0].action == "opened"
+    unreachable = Incident.objects.get(rule=log_rule)
+    assert (
+        unreachable.title == "Data source unreachable: elasticsearch" and unreachable.subject == "source:elasticsearch"
+    )
+    rule_evaluate(rule=log_rule, now=NOW + dt.timedelta(minutes=1))
+    assert Incident.objects.filter(rule=log_rule).count() == 1  # deduplicated
+    source = DataSource.objects.get(name="elasticsearch")
+    assert "ConnectionError" in source.last_error and source.last_success_at is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Response(json.dumps({"unexpected": True}), headers=ES),  # not a search answer
+        Response(json.dumps(es_answer(1, [])), headers={"Content-Type": "application/json"}),  # not Elasticsearch
+        Response("<html>proxy error</html>", status=502, headers={"Content-Type": "text/html"}),
+    ],
+    ids=["garbage", "no-product-header", "proxy-error"],
+)
+def test_a_source_answering_garbage_is_reported_as_unreachable(es, log_rule, answer):
+    es.expect_request("/logs-*/_search", method="POST").respond_with_response(answer)
+    report = rule_evaluate(rule=log_rule, now=NOW)
+    assert report.error.startswith("source unavailable: elasticsearch")
+    assert Incident.objects.get(rule=log_rule).subject == "source:elasticsearch"
+
+
+def test_no_source_configured_says_so(settings, log_rule):
+    settings.ELASTICSEARCH_URL = ""
+    report = rule_evaluate(rule=log_rule, now=NOW)
+    assert "no data source 'elasticsearch'" in report.error
+
+
+def test_basic_auth_and_the_secret_reach_elasticsearch_but_never_the_error(es, log_rule):
+    DataSource.objects.create(
+        name="elasticsearch",
+        kind="ELASTICSEARCH",
+        url=es.url_for("/"),
+        auth="BASIC",
+        username="elastic",
+        secret="pw-s3cret",
+    )
+    es.expect_request(
+        "/logs-*/_search", method="POST", headers={"Authorization": "Basic ZWxhc3RpYzpwdy1zM2NyZXQ="}
+    ).respond_with_json(es_answer(1, []), headers=ES)
+    report = rule_evaluate(rule=log_rule, now=NOW)
+    assert report.error == "" and report.decisions[0].value == 1.0
+    assert DataSource.objects.get().last_success_at is not None
+
+
+def test_only_admins_manage_data_sources_and_the_secret_never_shows(client, admin_client, editor, db):
+    source = DataSource.objects.create(
+        name="logs", kind="ELASTICSEARCH", url="http://es.example.com:9200", auth="API_KEY", secret="key-123"
+    )
+    page = admin_client.get(f"/admin/integrations/datasource/{source.pk}/change/").content.decode()
+    assert "key-123" not in page
+    data = {
+        "name": "logs",
+        "kind": "ELASTICSEARCH",
+        "url": "http://es.example.com:9200",
+        "auth": "API_KEY",
+        "username": "",
+        "secret": "",
+        "timeout_seconds": "5",
+        "enabled": "on",
+        "verify_tls": "on",
+    }
+    response = admin_client.post(f"/admin/integrations/datasource/{source.pk}/change/", data)
+    assert response.status_code == 302
+    assert DataSource.objects.get().secret == "key-123"  # kept
+    client.force_login(editor)
+    assert client.get("/admin/integrations/datasource/add/").status_code == 403
+    assert (
+        client.post(f"/admin/integrations/datasource/{source.pk}/change/", {**data, "url": "http://evil"}).status_code
+        == 403
+    )
+    assert DataSource.objects.get().url == "http://es.example.com:9200"
+
+
+def test_a_source_form_names_what_its_authentication_lacks(admin_client, db):
+    response = admin_client.post(
+        "/admin/integrations/datasource/add/",
+        {"name": "prom", "kind": "PROMETHEUS", "url": "http://prom:9090", "auth": "BASIC", "timeout_seconds": "5"},
+    )
+    form = response.context["adminform"].form
+    assert form.errors["username"] == ["Basic authentication needs a username."]
+    assert form.errors["secret"] == ["This authentication needs a secret."]
+    assert not DataSource.objects.exists()
