@@ -93,3 +93,46 @@ class EsErrorCount(RuleKind):
         if kibana:
             details["kibana"] = kibana
         return Measurement(subject, float(count), details=details)
+
+
+@kind_register
+class PromqlThreshold(RuleKind):
+    """Any PromQL expression, evaluated at the moment of the rule (an instant query); each series
+    it returns is its own subject (named by its labels), compared with the threshold — e.g. the
+    roadmap's circuit breaker (``resilience4j_circuitbreaker_state{state="open"} == 1`` → CRITICAL
+    per service) and memory (``… / … * 100 > 85`` → HIGH per pod). A series that disappears is clear."""
+
+    name = "promql_threshold"
+    rule_type = "INFRASTRUCTURE"
+    description = "A PromQL expression; one subject per returned series."
+    params = {
+        "query": Param(str, required=True, help="The PromQL expression (an instant vector)."),
+        "source": Param(str, default="prometheus", help="The data source (Prometheus)."),
+        "subject_labels": Param(
+            str, default="", help="Comma-separated labels naming a series (default: all but __name__)."
+        ),
+    }
+
+    def evaluate(self, rule: Any, loaders: Any, now: dt.datetime) -> list[Measurement]:
+        from integrations.sources import prom_query
+
+        p = rule.params
+        source = source_get(p.get("source") or "prometheus", SourceKind.PROMETHEUS)
+        wanted = [name.strip() for name in (p.get("subject_labels") or "").split(",") if name.strip()]
+        found = []
+        for series in prom_query(source, p["query"], now.timestamp()):
+            labels = {k: str(v) for k, v in series["metric"].items()}
+            shown = (
+                {k: labels[k] for k in wanted if k in labels}
+                if wanted
+                else {k: v for k, v in labels.items() if k != "__name__"}
+            )
+            subject = ",".join(f"{k}={v}" for k, v in sorted(shown.items())) or labels.get("__name__", p["query"])
+            try:
+                value = float(series["value"][1])
+            except (TypeError, ValueError, IndexError) as exc:
+                raise SourceUnavailable(
+                    source.name, f"unexpected value in the answer: {series.get('value')!r}"
+                ) from exc
+            found.append(Measurement(subject, value, details={"labels": labels}))
+        return found

@@ -92,3 +92,33 @@ def es_search(source: DataSource, index: str, body: dict[str, Any]) -> dict[str,
         raise SourceUnavailable(source.name, reason) from exc
     health_record(source)
     return result
+
+
+def prom_query(source: DataSource, query: str, at: float) -> list[dict[str, Any]]:
+    """An instant query through prometheus-api-client: the result vector (each series' labels and
+    value). Any failure, or an answer that is not an instant vector, is SourceUnavailable."""
+    from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
+
+    headers = {"Authorization": f"Bearer {source.secret}"} if source.auth == SourceAuth.BEARER else None
+    auth = (source.username, source.secret) if source.auth == SourceAuth.BASIC else None
+    try:
+        client = PrometheusConnect(
+            url=source.url.rstrip("/"),
+            headers=headers,
+            auth=auth,
+            disable_ssl=not source.verify_tls,
+            retry=Retry(total=0),
+            timeout=source.timeout_seconds,
+        )
+        result = client.custom_query(query, params={"time": at})
+        if not isinstance(result, list) or not all(
+            isinstance(s, dict) and "metric" in s and "value" in s for s in result
+        ):
+            raise ValueError("the answer is not an instant vector (a range or scalar query?)")
+    except Exception as exc:  # every failure of the source is reported, never raised on
+        reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
+        health_record(source, reason)
+        raise SourceUnavailable(source.name, reason) from exc
+    health_record(source)
+    return result

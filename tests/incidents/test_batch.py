@@ -114,14 +114,14 @@ def test_a_broken_rule_in_a_batch_is_reported_and_the_others_complete(two_loader
     sales, _hr = two_loaders
     add_signals(sales, failed=5, ok=5)
     broken = rule_factory("metric_threshold", threshold=1.0, params={"signal_key": "x", "aggregation": "nope"})
-    missing = rule_factory("promql_threshold", threshold=1.0)
+    missing = rule_factory("tempo_span_count", threshold=1.0)
     good = rule_factory("signal_failure_rate", threshold=5.0)
     reports = rules_evaluate(rules=[broken, missing, good], now=NOW)
     assert reports[0].error.startswith("evaluation failed: KeyError")
-    assert reports[1].error == "kind 'promql_threshold' is not available in this installation"
+    assert reports[1].error == "kind 'tempo_span_count' is not available in this installation"
     assert reports[2].error == "" and reports[2].decisions[0].action == "opened"
     broken.refresh_from_db(), missing.refresh_from_db(), good.refresh_from_db()
-    assert broken.last_error.startswith("evaluation failed") and missing.last_error.startswith("kind 'promql")
+    assert broken.last_error.startswith("evaluation failed") and missing.last_error.startswith("kind 'tempo")
     assert good.last_error == "" and good.next_due_at == NOW + dt.timedelta(seconds=good.interval_seconds)
     assert broken.next_due_at == NOW + dt.timedelta(seconds=broken.interval_seconds)  # not retried every tick
 

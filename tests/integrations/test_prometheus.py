@@ -1,0 +1,203 @@
+"""promql_threshold against a real Prometheus (Debian's package), scraping a small exporter the
+test serves with circuit-breaker and memory series."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+import requests
+from django.utils import timezone
+
+from incidents.models import DetectionRule, Incident
+from incidents.services import rule_evaluate
+from tests.conftest import _service_unavailable
+from tests.integrations.fakes import http_serve
+
+
+class Exporter:
+    """Serves ``/metrics`` in the Prometheus text format; tests change the values."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.series: dict[str, float] = {}
+
+    def set(self, series: str, value: float) -> None:
+        with self.lock:
+            self.series[series] = value
+
+    def text(self) -> bytes:
+        with self.lock:
+            return "".join(f"{name} {value}\n" for name, value in self.series.items()).encode()
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[tuple[str, Exporter]]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        _service_unavailable("Prometheus (the Debian package `prometheus`)")
+    exporter = Exporter()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = exporter.text()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server, stop_exporter = http_serve(Handler)
+    tmp = Path(tempfile.mkdtemp(prefix="etl-prom-"))
+    (tmp / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: exporter\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{server.server_address[1]}']\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--query.lookback-delta=3s",  # a series gone from the exporter leaves the answers quickly
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("Prometheus did not become ready in 30 s")
+        yield url, exporter
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        stop_exporter()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def scraped(url: str, query: str, expect: dict[str, float]) -> None:
+    """Wait until Prometheus answers ``query`` with these values (``label=value`` of the ``name`` or
+    ``pod`` label → value); the exporter is scraped every second."""
+    deadline = time.monotonic() + 20
+    seen: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
+        seen = {
+            next(f"{k}={v}" for k, v in sorted(s["metric"].items()) if k in ("name", "pod")): float(s["value"][1])
+            for s in answer["data"]["result"]
+        }
+        if seen == expect:
+            return
+        time.sleep(0.3)
+    pytest.fail(f"Prometheus answered {query!r} with {seen}, never {expect}")
+
+
+@pytest.fixture
+def breaker_rule(db, prometheus, settings):
+    url, _exporter = prometheus
+    settings.PROMETHEUS_URL = url
+    DetectionRule.objects.update(enabled=False)
+    rule = DetectionRule.objects.get(name="Circuit breaker open")  # the roadmap's, seeded disabled
+    rule.enabled = True
+    rule.params = {**rule.params, "subject_labels": "name"}
+    rule.save()
+    return rule
+
+
+def test_each_open_circuit_breaker_is_its_own_incident_and_resolves_when_it_closes(prometheus, breaker_rule):
+    url, exporter = prometheus
+    exporter.set('resilience4j_circuitbreaker_state{name="payments",state="open"}', 1)
+    exporter.set('resilience4j_circuitbreaker_state{name="orders",state="open"}', 1)
+    exporter.set('resilience4j_circuitbreaker_state{name="search",state="open"}', 0)
+    query = breaker_rule.params["query"]
+    scraped(url, query, {"name=orders": 1, "name=payments": 1, "name=search": 0})
+
+    report = rule_evaluate(rule=breaker_rule, now=timezone.now())
+    assert report.error == ""
+    assert {(d.subject, d.action) for d in report.decisions} == {
+        ("name=orders", "opened"),
+        ("name=payments", "opened"),
+        ("name=search", "clear"),
+    }
+    incidents = Incident.objects.filter(rule=breaker_rule)
+    assert {i.severity for i in incidents} == {"CRITICAL"} and {i.category for i in incidents} == {"INTEGRATION"}
+    assert incidents.get(subject="name=payments").metrics["labels"]["state"] == "open"
+
+    exporter.set('resilience4j_circuitbreaker_state{name="payments",state="open"}', 0)
+    scraped(url, query, {"name=orders": 1, "name=payments": 0, "name=search": 0})
+    report = rule_evaluate(rule=breaker_rule, now=timezone.now() + dt.timedelta(seconds=1))
+    assert {(d.subject, d.action) for d in report.decisions} == {
+        ("name=orders", "refired"),
+        ("name=payments", "resolved"),
+        ("name=search", "clear"),
+    }
+    assert incidents.get(subject="name=payments").status == "RESOLVED"
+    assert incidents.get(subject="name=orders").status == "OPEN"
+
+
+def test_memory_above_85_percent_fires_per_pod(prometheus, settings, db):
+    url, exporter = prometheus
+    settings.PROMETHEUS_URL = url
+    DetectionRule.objects.update(enabled=False)
+    rule = DetectionRule.objects.get(name="Container memory above 85%")
+    rule.enabled = True
+    rule.params = {**rule.params, "subject_labels": "pod"}
+    rule.save()
+    exporter.set('container_memory_usage_bytes{pod="etl-1"}', 900)
+    exporter.set('container_spec_memory_limit_bytes{pod="etl-1"}', 1000)
+    exporter.set('container_memory_usage_bytes{pod="etl-2"}', 500)
+    exporter.set('container_spec_memory_limit_bytes{pod="etl-2"}', 1000)
+    scraped(url, rule.params["query"], {"pod=etl-1": 90, "pod=etl-2": 50})
+    report = rule_evaluate(rule=rule, now=timezone.now())
+    assert {(d.subject, round(d.value), d.action) for d in report.decisions} == {
+        ("pod=etl-1", 90, "opened"),
+        ("pod=etl-2", 50, "clear"),
+    }
+    assert Incident.objects.get(rule=rule).title == "pod=etl-1: memory at 90% of its limit"
+
+
+def test_a_prometheus_that_is_down_or_answers_garbage_is_one_unreachable_incident(db, settings, httpserver):
+    settings.PROMETHEUS_URL = httpserver.url_for("/")
+    httpserver.expect_request("/api/v1/query").respond_with_data("<html>bad gateway</html>", status=502)
+    DetectionRule.objects.update(enabled=False)
+    rule = DetectionRule.objects.get(name="Circuit breaker open")
+    rule.enabled = True
+    rule.save()
+    report = rule_evaluate(rule=rule, now=timezone.now())
+    assert report.error.startswith("source unavailable: prometheus")
+    assert Incident.objects.get(rule=rule).title == "Data source unreachable: prometheus"
+
+
+def test_a_query_that_is_not_an_instant_vector_is_reported(db, settings, prometheus):
+    url, _exporter = prometheus
+    settings.PROMETHEUS_URL = url
+    rule = DetectionRule.objects.create(
+        name="scalar", kind="promql_threshold", params={"query": "scalar(vector(1))"}, threshold=0.0
+    )
+    report = rule_evaluate(rule=rule, now=timezone.now())
+    assert report.error.startswith("source unavailable: prometheus") and "instant vector" in report.error
