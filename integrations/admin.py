@@ -532,3 +532,12 @@ class DataSourceAdmin(SimpleHistoryAdmin):
     list_display = ("name", "kind", "url", "enabled", "last_success_at", "last_error_at", "last_error")
     list_filter = ("kind", "enabled")
     readonly_fields = ("last_success_at", "last_error", "last_error_at")
+    actions = ("test_connection",)
+
+    @admin.action(description="Test the connection", permissions=["change"])
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[DataSource]) -> None:
+        from integrations.sources import source_check
+
+        for source in queryset:
+            ok, detail = source_check(source)
+            (messages.success if ok else messages.error)(request, f"{source.name}: {detail}")

@@ -122,3 +122,25 @@ def prom_query(source: DataSource, query: str, at: float) -> list[dict[str, Any]
         raise SourceUnavailable(source.name, reason) from exc
     health_record(source)
     return result
+
+
+def source_check(source: DataSource) -> tuple[bool, str]:
+    """The "test connection" of a source: whether it answers as its kind should, and what it said."""
+    try:
+        if source.kind == SourceKind.ELASTICSEARCH:
+            info = es_client(source).info()
+            body = info.body if hasattr(info, "body") else info
+            detail = f"Elasticsearch {body['version']['number']} (cluster {body.get('cluster_name', '?')})"
+        else:
+            result = prom_query(source, "vector(1)", timezone.now().timestamp())
+            if [float(s["value"][1]) for s in result] != [1.0]:
+                raise ValueError(f"unexpected answer to vector(1): {result!r}")
+            detail = "Prometheus answers queries"
+    except SourceUnavailable as exc:
+        return False, exc.reason
+    except Exception as exc:  # noqa: BLE001 — any failure is the answer of the check
+        reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
+        health_record(source, reason)
+        return False, reason
+    health_record(source)
+    return True, detail

@@ -201,3 +201,14 @@ def test_a_query_that_is_not_an_instant_vector_is_reported(db, settings, prometh
     )
     report = rule_evaluate(rule=rule, now=timezone.now())
     assert report.error.startswith("source unavailable: prometheus") and "instant vector" in report.error
+
+
+def test_test_connection_of_a_prometheus_source(prometheus, admin_client, db):
+    from integrations.models import DataSource
+
+    url, _exporter = prometheus
+    source = DataSource.objects.create(name="prom", kind="PROMETHEUS", url=url)
+    response = admin_client.post(
+        "/admin/integrations/datasource/", {"action": "test_connection", "_selected_action": [source.pk]}, follow=True
+    )
+    assert [str(m) for m in response.context["messages"]] == ["prom: Prometheus answers queries"]
