@@ -14,7 +14,8 @@ from etl_monitor.config import ConfigContext
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.protection import SECRET_NAME_RE
 from integrations import notify, routing
-from integrations.models import Channel, NotificationRule
+from integrations.models import Channel, DataSource, NotificationRule
+from integrations.sources import SOURCE_FIELDS, data_source_save
 from loaders.config import _items, _report  # the list-of-items shape and error report the sections share
 from loaders.models import Severity
 
@@ -196,3 +197,47 @@ def _snapshot(rule: NotificationRule | None) -> dict[str, Any]:
     values = {f: getattr(rule, f) for f in routing.RULE_FIELDS if f not in ("team", "tag")}
     values["team"], values["tag"] = rule.team_id, rule.tag_id
     return values
+
+
+class DataSourcesSection:
+    """``data_sources: [{name, kind, url, auth, username, verify_tls, timeout_seconds, enabled}]``.
+
+    ``kind`` is PROMETHEUS or ELASTICSEARCH; ``auth`` NONE (default), BASIC, BEARER or API_KEY.
+    Secrets (passwords, tokens, API keys) are refused: files end up in Git. A source whose
+    authentication needs one is created in the admin (which takes the secret); the file may then
+    manage its other settings. Sources not in the file are left alone. Only the Admin role may
+    apply it: the server fetches the URL.
+    """
+
+    key = "data_sources"
+    order = 25  # before detection_rules, which may name a source
+    allowed = SOURCE_FIELDS
+
+    def apply(self, value: Any, ctx: ConfigContext) -> None:
+        for path, item in _items(value, self.key, ctx, "name"):
+            bad = [str(k) for k in item if k not in self.allowed]
+            for field in bad:
+                message = (
+                    "Secrets are not accepted from configuration files; set it in the admin."
+                    if SECRET_NAME_RE.search(field)
+                    else f"Unknown field (allowed: {', '.join(self.allowed)})."
+                )
+                ctx.error(f"{path}.{field}", message)
+            if not bad:
+                self._apply_one(path, item, ctx)
+
+    def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
+        existing = DataSource.objects.filter(name=item["name"]).first()
+        changed = [k for k, v in item.items() if k != "name" and getattr(existing, k, None) != v]
+        if existing is not None and not changed:
+            ctx.change(self.key, item["name"], "unchanged")
+            return
+        try:
+            with transaction.atomic():
+                data_source_save(user=ctx.user, data=dict(item), source=existing)
+        except ServiceError as exc:
+            _report(ctx, path, exc)
+            return
+        ctx.change(
+            self.key, item["name"], "created" if existing is None else "changed", [] if existing is None else changed
+        )

@@ -144,3 +144,41 @@ def source_check(source: DataSource) -> tuple[bool, str]:
         return False, reason
     health_record(source)
     return True, detail
+
+
+SOURCE_FIELDS = ("name", "kind", "url", "auth", "username", "verify_tls", "timeout_seconds", "enabled")
+
+
+def data_source_save(*, user: Any, data: dict[str, Any], source: DataSource | None = None) -> DataSource:
+    """Create or change a data source's non-secret settings (configuration as code). Only roles
+    holding the data-source permissions (Admin) may: the server fetches the URL."""
+    from django.core.exceptions import ValidationError
+
+    from etl_monitor.errors import InvalidInput, PermissionRefused
+
+    perm = "integrations.change_datasource" if source else "integrations.add_datasource"
+    if not (user and user.is_active and user.has_perm(perm)):
+        raise PermissionRefused("Your role does not allow you to manage data sources.")
+    unknown = sorted(set(data) - set(SOURCE_FIELDS))
+    if unknown:
+        raise InvalidInput({name: ["Unknown field."] for name in unknown})
+    source = source or DataSource()
+    for name, value in data.items():
+        setattr(source, name, value)
+    errors: dict[str, list[str]] = {}
+    if source.auth == SourceAuth.BASIC and not source.username:
+        errors["username"] = ["Basic authentication needs a username."]
+    if source.auth != SourceAuth.NONE and not source.secret:
+        errors["auth"] = ["This authentication needs a secret: set it in the admin (files may not carry secrets)."]
+    if source.auth == SourceAuth.API_KEY and source.kind == SourceKind.PROMETHEUS:
+        errors["auth"] = ["Prometheus takes basic or bearer authentication, not an API key."]
+    try:
+        source.full_clean(exclude=[*errors, "secret"])
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
+    if errors:
+        raise InvalidInput(errors)
+    source._history_user = user
+    source.save()
+    return source

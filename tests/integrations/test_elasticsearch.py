@@ -206,3 +206,77 @@ def test_a_source_form_names_what_its_authentication_lacks(admin_client, db):
     assert form.errors["username"] == ["Basic authentication needs a username."]
     assert form.errors["secret"] == ["This authentication needs a secret."]
     assert not DataSource.objects.exists()
+
+
+SOURCES_YAML = """
+data_sources:
+  - name: prometheus
+    kind: PROMETHEUS
+    url: http://prometheus.internal:9090
+    timeout_seconds: 3
+  - name: logs
+    kind: ELASTICSEARCH
+    url: https://es.internal:9200
+    verify_tls: false
+"""
+
+
+def _apply(tmp_path, text: str, user: str):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    path = tmp_path / "sources.yaml"
+    path.write_text(text)
+    out = StringIO()
+    call_command("apply_config", str(path), "--as", user, stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def test_data_sources_apply_from_yaml_idempotently(tmp_path, admin_user):
+    _apply(tmp_path, SOURCES_YAML, admin_user.username)
+    assert list(
+        DataSource.objects.order_by("name").values_list("name", "kind", "url", "verify_tls", "timeout_seconds")
+    ) == [
+        ("logs", "ELASTICSEARCH", "https://es.internal:9200", False, 5.0),
+        ("prometheus", "PROMETHEUS", "http://prometheus.internal:9090", True, 3.0),
+    ]
+    history = DataSource.history.count()
+    _apply(tmp_path, SOURCES_YAML, admin_user.username)
+    assert DataSource.history.count() == history  # unchanged: nothing saved again
+    assert DataSource.history.filter(name="logs").first().history_user == admin_user
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("password: hunter2", "data_sources[0].password: Secrets are not accepted from configuration files"),
+        ("auth: BEARER", "data_sources[0].auth: This authentication needs a secret"),
+        ("kind: GRAPHITE", "data_sources[0].kind"),
+    ],
+)
+def test_bad_data_sources_name_the_path_and_change_nothing(tmp_path, admin_user, item, message):
+    from django.core.management import CommandError
+
+    text = f"data_sources:\n  - name: p\n    url: http://p:9090\n    {item}\n"
+    if "kind:" not in item:
+        text += "    kind: PROMETHEUS\n"
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    path = tmp_path / "sources.yaml"
+    path.write_text(text)
+    err = StringIO()
+    with pytest.raises(CommandError):
+        call_command("apply_config", str(path), "--as", admin_user.username, stdout=StringIO(), stderr=err)
+    assert message in err.getvalue()
+    assert not DataSource.objects.exists()
+
+
+def test_only_admins_apply_data_sources(tmp_path, editor):
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError):
+        _apply(tmp_path, SOURCES_YAML, editor.username)
+    assert not DataSource.objects.exists()
