@@ -17,6 +17,8 @@ import yaml
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from etl_monitor.errors import InvalidInput, ServiceError
+
 
 @dataclass(frozen=True)
 class ConfigError:
@@ -159,3 +161,37 @@ def config_apply(*, text: str, user: AbstractBaseUser, source: str, dry_run: boo
         if dry_run:
             transaction.set_rollback(True)
     return ctx.changes
+
+
+def config_items(value: Any, section: str, ctx: ConfigContext, key_field: str) -> list[tuple[str, dict]]:
+    """A section that is a list of mappings keyed by ``key_field``: (path, item) of the valid ones;
+    every malformed, keyless or duplicate item is reported at its path."""
+    if not isinstance(value, list):
+        ctx.error(section, f"Must be a list of {section} (each a mapping with '{key_field}').")
+        return []
+    items = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(value):
+        path = f"{section}[{index}]"
+        if not isinstance(item, dict):
+            ctx.error(path, "Must be a mapping.")
+            continue
+        key = item.get(key_field)
+        if not isinstance(key, str) or not key.strip():
+            ctx.error(f"{path}.{key_field}", "Required.")
+            continue
+        if key in seen:
+            ctx.error(f"{path}.{key_field}", f"Duplicate {key_field} {key!r} (also at {section}[{seen[key]}]).")
+            continue
+        seen[key] = index
+        items.append((path, item))
+    return items
+
+
+def config_report(ctx: ConfigContext, path: str, exc: ServiceError) -> None:
+    """A service's refusal, at the item's path (InvalidInput: one error per field)."""
+    if isinstance(exc, InvalidInput):
+        for field, messages in exc.errors.items():
+            ctx.error(f"{path}.{field}" if field != "non_field_errors" else path, "; ".join(messages))
+    else:
+        ctx.error(path, exc.message)

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db import transaction
 
-from etl_monitor.config import ConfigContext
-from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.config import ConfigContext, config_report
+from etl_monitor.errors import ServiceError
 from incidents import services
 from incidents.models import DetectionRule
 
@@ -41,12 +41,8 @@ class DetectionRulesSection:
                     after = _snapshot(rule)
                     if existing is not None and before == after:
                         transaction.set_rollback(True)  # nothing changed: no history row, no reschedule
-            except InvalidInput as exc:
-                for field, messages in exc.errors.items():
-                    ctx.error(f"{path}.{field}", "; ".join(messages))
-                continue
             except ServiceError as exc:
-                ctx.error(path, exc.message)
+                config_report(ctx, path, exc)
                 continue
             if existing is None:
                 ctx.change(self.key, name, "created")

@@ -10,14 +10,26 @@ from typing import Any
 
 from django.db import transaction
 
-from etl_monitor.config import ConfigContext
+from etl_monitor.config import ConfigContext, config_items, config_report
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.protection import SECRET_NAME_RE
 from integrations import notify, routing
 from integrations.models import Channel, DataSource, NotificationRule
 from integrations.sources import SOURCE_FIELDS, data_source_save
-from loaders.config import _items, _report  # the list-of-items shape and error report the sections share
 from loaders.models import Severity
+
+
+def _fields_refused(ctx: ConfigContext, path: str, item: dict[str, Any], allowed: tuple[str, ...]) -> bool:
+    """Report every field the section does not take — a secret with its own message (files end up
+    in Git) — and say whether there was any."""
+    bad = [str(k) for k in item if k not in allowed]
+    for field in bad:
+        if SECRET_NAME_RE.search(field):
+            message = "Secrets are not accepted from configuration files; set it in the admin or through the API."
+        else:
+            message = f"Unknown field (allowed: {', '.join(allowed)})."
+        ctx.error(f"{path}.{field}", message)
+    return bool(bad)
 
 
 class ChannelsSection:
@@ -36,18 +48,8 @@ class ChannelsSection:
     allowed = ("name", "kind", "url", "enabled")
 
     def apply(self, value: Any, ctx: ConfigContext) -> None:
-        for path, item in _items(value, self.key, ctx, "name"):
-            refused = False
-            for field in (str(k) for k in item if k not in self.allowed):
-                refused = True
-                if SECRET_NAME_RE.search(field):
-                    ctx.error(
-                        f"{path}.{field}",
-                        "Secrets are not accepted from configuration files; set it in the admin or through the API.",
-                    )
-                else:
-                    ctx.error(f"{path}.{field}", f"Unknown field (allowed: {', '.join(self.allowed)}).")
-            if not refused:
+        for path, item in config_items(value, self.key, ctx, "name"):
+            if not _fields_refused(ctx, path, item, self.allowed):
                 self._apply_one(path, item, ctx)
 
     def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
@@ -70,10 +72,10 @@ class ChannelsSection:
                     "carry: create the channel in the admin; the file may then manage it.",
                 )
                 exc.errors.pop("secret")
-            _report(ctx, path, exc)
+            config_report(ctx, path, exc)
             return
         except ServiceError as exc:
-            _report(ctx, path, exc)
+            config_report(ctx, path, exc)
             return
         ctx.change(self.key, name, "created" if existing is None else "changed", [] if existing is None else changed)
 
@@ -182,7 +184,7 @@ class NotificationRulesSection:
                 if existing is not None and before == after:
                     transaction.set_rollback(True)  # nothing changed: no history row
         except ServiceError as exc:
-            _report(ctx, path, exc)
+            config_report(ctx, path, exc)
             return
         if existing is None:
             ctx.change(self.key, label, "created")
@@ -214,16 +216,8 @@ class DataSourcesSection:
     allowed = SOURCE_FIELDS
 
     def apply(self, value: Any, ctx: ConfigContext) -> None:
-        for path, item in _items(value, self.key, ctx, "name"):
-            bad = [str(k) for k in item if k not in self.allowed]
-            for field in bad:
-                message = (
-                    "Secrets are not accepted from configuration files; set it in the admin."
-                    if SECRET_NAME_RE.search(field)
-                    else f"Unknown field (allowed: {', '.join(self.allowed)})."
-                )
-                ctx.error(f"{path}.{field}", message)
-            if not bad:
+        for path, item in config_items(value, self.key, ctx, "name"):
+            if not _fields_refused(ctx, path, item, self.allowed):
                 self._apply_one(path, item, ctx)
 
     def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
@@ -236,7 +230,7 @@ class DataSourcesSection:
             with transaction.atomic():
                 data_source_save(user=ctx.user, data=dict(item), source=existing)
         except ServiceError as exc:
-            _report(ctx, path, exc)
+            config_report(ctx, path, exc)
             return
         ctx.change(
             self.key, item["name"], "created" if existing is None else "changed", [] if existing is None else changed

@@ -11,41 +11,10 @@ from typing import Any
 
 from django.db import transaction
 
-from etl_monitor.config import ConfigContext
-from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.config import ConfigContext, config_items, config_report
+from etl_monitor.errors import ServiceError
 from loaders import services
 from loaders.models import Loader, LoaderVersion
-
-
-def _items(value: Any, section: str, ctx: ConfigContext, key_field: str) -> list[tuple[str, dict]]:
-    if not isinstance(value, list):
-        ctx.error(section, f"Must be a list of {section} (each a mapping with '{key_field}').")
-        return []
-    items = []
-    seen: dict[str, int] = {}
-    for index, item in enumerate(value):
-        path = f"{section}[{index}]"
-        if not isinstance(item, dict):
-            ctx.error(path, "Must be a mapping.")
-            continue
-        key = item.get(key_field)
-        if not isinstance(key, str) or not key.strip():
-            ctx.error(f"{path}.{key_field}", "Required.")
-            continue
-        if key in seen:
-            ctx.error(f"{path}.{key_field}", f"Duplicate {key_field} {key!r} (also at {section}[{seen[key]}]).")
-            continue
-        seen[key] = index
-        items.append((path, item))
-    return items
-
-
-def _report(ctx: ConfigContext, path: str, exc: ServiceError) -> None:
-    if isinstance(exc, InvalidInput):
-        for field, messages in exc.errors.items():
-            ctx.error(f"{path}.{field}" if field != "non_field_errors" else path, "; ".join(messages))
-    else:
-        ctx.error(path, exc.message)
 
 
 class TeamsSection:
@@ -55,7 +24,7 @@ class TeamsSection:
     order = 10
 
     def apply(self, value: Any, ctx: ConfigContext) -> None:
-        for path, item in _items(value, self.key, ctx, "slug"):
+        for path, item in config_items(value, self.key, ctx, "slug"):
             data = {k: v for k, v in item.items() if k != "slug"}
             try:
                 with transaction.atomic():
@@ -63,7 +32,7 @@ class TeamsSection:
                         user=ctx.user, slug=item["slug"], data=data, reason=f"apply_config {ctx.source}"
                     )
             except ServiceError as exc:
-                _report(ctx, path, exc)
+                config_report(ctx, path, exc)
                 continue
             action = "created" if changed == ["created"] else "changed" if changed else "unchanged"
             ctx.change(self.key, item["slug"], action, [] if action == "created" else changed)
@@ -80,7 +49,7 @@ class LoadersSection:
     allowed = {*services.LOADER_FIELDS, *LoaderVersion.CONTRACT_FIELDS, "submit"}
 
     def apply(self, value: Any, ctx: ConfigContext) -> None:
-        for path, item in _items(value, self.key, ctx, "loader_code"):
+        for path, item in config_items(value, self.key, ctx, "loader_code"):
             unknown = sorted(set(item) - self.allowed)
             for name in unknown:
                 ctx.error(f"{path}.{name}", "Unknown field.")
@@ -92,7 +61,7 @@ class LoadersSection:
                 with transaction.atomic():
                     self._apply_one(path, data, submit, ctx)
             except ServiceError as exc:
-                _report(ctx, path, exc)
+                config_report(ctx, path, exc)
 
     def _apply_one(self, path: str, data: dict, submit: bool, ctx: ConfigContext) -> None:
         code = data["loader_code"]
