@@ -513,13 +513,15 @@ class DataSourceForm(forms.ModelForm):
         return secret or (self.instance.secret if self.instance.pk else "")
 
     def clean(self) -> dict[str, Any]:
+        from integrations.sources import auth_problems
+
         data = super().clean()
-        if data.get("auth") == "BASIC" and not data.get("username"):
-            self.add_error("username", "Basic authentication needs a username.")
-        if data.get("auth") not in (None, "NONE") and not data.get("secret"):
-            self.add_error("secret", "This authentication needs a secret.")
-        if data.get("auth") == "API_KEY" and data.get("kind") == "PROMETHEUS":
-            self.add_error("auth", "Prometheus takes basic or bearer authentication, not an API key.")
+        problems = auth_problems(
+            data.get("kind", ""), data.get("auth", ""), data.get("username", ""), data.get("secret", "")
+        )
+        for field, errors in problems.items():
+            for error in errors:
+                self.add_error(field, error)
         return data
 
 

@@ -149,6 +149,22 @@ def source_check(source: DataSource) -> tuple[bool, str]:
 SOURCE_FIELDS = ("name", "kind", "url", "auth", "username", "verify_tls", "timeout_seconds", "enabled")
 
 
+def auth_problems(kind: str, auth: str, username: str, secret: str, *, from_file: bool = False) -> dict[str, list[str]]:
+    """What a source's authentication lacks, by field (the admin form and configuration as code
+    both ask; a file cannot carry the missing secret, so there it is reported on ``auth``)."""
+    errors: dict[str, list[str]] = {}
+    if auth == SourceAuth.BASIC and not username:
+        errors["username"] = ["Basic authentication needs a username."]
+    if auth not in (None, "", SourceAuth.NONE) and not secret:
+        if from_file:
+            errors["auth"] = ["This authentication needs a secret: set it in the admin (files may not carry secrets)."]
+        else:
+            errors["secret"] = ["This authentication needs a secret: enter it."]
+    if auth == SourceAuth.API_KEY and kind == SourceKind.PROMETHEUS:
+        errors.setdefault("auth", []).append("Prometheus takes basic or bearer authentication, not an API key.")
+    return errors
+
+
 def data_source_save(*, user: Any, data: dict[str, Any], source: DataSource | None = None) -> DataSource:
     """Create or change a data source's non-secret settings (configuration as code). Only roles
     holding the data-source permissions (Admin) may: the server fetches the URL."""
@@ -165,13 +181,7 @@ def data_source_save(*, user: Any, data: dict[str, Any], source: DataSource | No
     source = source or DataSource()
     for name, value in data.items():
         setattr(source, name, value)
-    errors: dict[str, list[str]] = {}
-    if source.auth == SourceAuth.BASIC and not source.username:
-        errors["username"] = ["Basic authentication needs a username."]
-    if source.auth != SourceAuth.NONE and not source.secret:
-        errors["auth"] = ["This authentication needs a secret: set it in the admin (files may not carry secrets)."]
-    if source.auth == SourceAuth.API_KEY and source.kind == SourceKind.PROMETHEUS:
-        errors["auth"] = ["Prometheus takes basic or bearer authentication, not an API key."]
+    errors = auth_problems(source.kind, source.auth, source.username, source.secret, from_file=True)
     try:
         source.full_clean(exclude=[*errors, "secret"])
     except ValidationError as exc:

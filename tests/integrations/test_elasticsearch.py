@@ -204,7 +204,7 @@ def test_a_source_form_names_what_its_authentication_lacks(admin_client, db):
     )
     form = response.context["adminform"].form
     assert form.errors["username"] == ["Basic authentication needs a username."]
-    assert form.errors["secret"] == ["This authentication needs a secret."]
+    assert form.errors["secret"] == ["This authentication needs a secret: enter it."]
     assert not DataSource.objects.exists()
 
 
