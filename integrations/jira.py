@@ -99,7 +99,6 @@ def jira_route(event: IncidentEvent) -> None:
         .first()
     )
     root: Delivery | None = ticket
-    extra: dict[str, Any] = {}
     if purpose in (Purpose.OPENED, Purpose.REOPENED) and incident.suppressed:
         return  # a silenced incident gets no ticket (the timeline says it was suppressed)
     if purpose == Purpose.OPENED or ticket is None:
@@ -114,7 +113,6 @@ def jira_route(event: IncidentEvent) -> None:
         ).first()
         if resolved is None or (event.at - resolved).total_seconds() > conf.reopen_window_seconds:
             purpose, root = Purpose.OPENED, None  # too late to reopen: a new ticket, linked to the old one
-            extra["link_to"] = incident.external_key
     elif purpose == Purpose.REMINDER:
         last = (
             Delivery.objects.filter(incident=incident, channel=channel, purpose=Purpose.REMINDER)
@@ -124,7 +122,7 @@ def jira_route(event: IncidentEvent) -> None:
         )
         if last is not None and (event.at - last).total_seconds() < conf.refire_comment_seconds:
             return
-    delivery = _deliver(
+    _deliver(
         incident=incident,
         event=event,
         channel=channel,
@@ -133,9 +131,6 @@ def jira_route(event: IncidentEvent) -> None:
         root=root,
         key=f"{incident.pk}:{event.pk}:{channel.pk}:{target}",
     )
-    if extra:
-        delivery.payload = {**delivery.payload, **extra}
-        delivery.save(update_fields=["payload"])
 
 
 def _wiki(text: str) -> str:
@@ -154,10 +149,12 @@ def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent |
     ctx = incident_context(incident)
     who = event.actor.get_username() if event is not None and event.actor_id else ""
     if purpose == Purpose.OPENED:
+        # An incident that already had a ticket (reopened after the window) links the new one to it.
         return {
             "action": "create",
             "fields": _ticket_fields(incident, ctx, conf),
             "incident": incident.pk,
+            "link_to": incident.external_key,
         }
     if purpose == Purpose.REOPENED:
         return {"action": "reopen", "transitions": transitions, "comment": f"{MARKER} Reopened: the condition is back."}
