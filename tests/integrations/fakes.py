@@ -207,7 +207,8 @@ def http_serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServ
 
 
 class Inbox:
-    """An SMTP server (aiosmtpd) that keeps the time each message arrived, by Message-ID."""
+    """An SMTP server (aiosmtpd) keeping every message and when each Message-ID first arrived;
+    a context manager that serves while inside it."""
 
     def __init__(self, port: int = 0) -> None:
         import socket
@@ -220,7 +221,8 @@ class Inbox:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
         self.port = port
-        self.received: dict[str, float] = {}
+        self.received: dict[str, float] = {}  # Message-ID → when it first arrived
+        self.messages: list[Any] = []  # every message, parsed (email.message.Message)
         self.count = 0
         inbox = self
 
@@ -228,10 +230,18 @@ class Inbox:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 message = message_from_bytes(envelope.content)
                 inbox.received.setdefault(message["Message-ID"], time.time())
+                inbox.messages.append(message)
                 inbox.count += 1
                 return "250 OK"
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+
+    def __enter__(self) -> Inbox:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
 
 
 def receiver_process(kind: str, pipe: Any) -> None:

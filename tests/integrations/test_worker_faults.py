@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from incidents.services import rule_evaluate
 from integrations.models import Channel, Delivery, NotificationRule
 from integrations.notify import deliveries_recover
 from tests.incidents.conftest import add_signals
-from tests.integrations.fakes import FakeSlack, WebhookReceiver, serve
+from tests.integrations.fakes import FakeSlack, Inbox, WebhookReceiver, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -37,30 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Inbox:
-    """An SMTP server (aiosmtpd) that keeps what it receives."""
-
-    def __init__(self, port: int) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.messages: list = []
-        inbox = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                inbox.messages.append(message_from_bytes(envelope.content))
-                return "250 OK"
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-
-    def __enter__(self) -> Inbox:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
 
 
 @pytest.fixture
