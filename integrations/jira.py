@@ -79,7 +79,7 @@ def browse_url(key: str) -> str:
 
 def jira_route(event: IncidentEvent) -> None:
     """Turn a timeline entry into a Jira delivery when the incident warrants a ticket."""
-    from integrations.notify import _deliver
+    from integrations.notify import _deliver, delivery_key
 
     purpose = ROUTED.get(event.kind)
     if purpose is None or jira_configured() or (event.data or {}).get("source") == "jira":
@@ -129,7 +129,7 @@ def jira_route(event: IncidentEvent) -> None:
         target=target,
         purpose=purpose,
         root=root,
-        key=f"{incident.pk}:{event.pk}:{channel.pk}:{target}",
+        key=delivery_key(incident, event.pk, channel, target),
     )
 
 

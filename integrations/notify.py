@@ -293,6 +293,12 @@ def _digest(payload: dict[str, Any]) -> str:
 # --- creating deliveries (inside the incident event's transaction) --------------------------------
 
 
+def delivery_key(incident: Incident, cause: Any, channel: Channel, target: str) -> str:
+    """The idempotency key of a delivery: one per incident, cause (usually the timeline entry),
+    channel and target — routing the same entry twice never sends twice."""
+    return f"{incident.pk}:{cause}:{channel.pk}:{target}"
+
+
 def _deliver(
     *,
     incident: Incident | None,
@@ -437,7 +443,7 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
                     purpose=purpose,
                     tier=tier,
                     root=root,
-                    key=f"{incident.pk}:{event.pk}:{channel.pk}:{target}",
+                    key=delivery_key(incident, event.pk, channel, target),
                 )
             )
             made += 1
@@ -521,7 +527,7 @@ def _to_those_told(
             purpose=purpose,
             tier=root.tier,
             root=root,
-            key=f"{incident.pk}:{key}:{channel.pk}:{target}",
+            key=delivery_key(incident, key, channel, target),
         )
 
 
