@@ -318,6 +318,30 @@ NOTIFY_SWEEP_GRACE_SECONDS = env.int("NOTIFY_SWEEP_GRACE_SECONDS", default=30)
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 ELASTICSEARCH_URL = env.str("ELASTICSEARCH_URL", default="")
 ELASTICSEARCH_INDEX = env.str("ELASTICSEARCH_INDEX", default="logs-*")
+# The severity of a source's one "data source unreachable" incident.
+SOURCE_UNREACHABLE_SEVERITY = env.str("SOURCE_UNREACHABLE_SEVERITY", default="HIGH")
+# Statistics capture: the bucket every capture definition stores one value per key for.
+CAPTURE_BUCKET_SECONDS = env.int("CAPTURE_BUCKET_SECONDS", default=300)
+
+# --- Alertmanager (inbound webhook; off until the token is set) ---------------------------
+ALERTMANAGER_WEBHOOK_TOKEN = env.str("ALERTMANAGER_WEBHOOK_TOKEN", default="")
+# The ``severity`` label's value → our severity (case-insensitive); others take the default.
+ALERTMANAGER_SEVERITY_MAP = env.dict(
+    "ALERTMANAGER_SEVERITY_MAP",
+    default={
+        "critical": "CRITICAL",
+        "page": "CRITICAL",
+        "high": "HIGH",
+        "error": "HIGH",
+        "major": "HIGH",
+        "warning": "MEDIUM",
+        "medium": "MEDIUM",
+        "minor": "LOW",
+        "low": "LOW",
+        "info": "LOW",
+    },
+)
+ALERTMANAGER_DEFAULT_SEVERITY = env.str("ALERTMANAGER_DEFAULT_SEVERITY", default="MEDIUM")
 
 # --- Jira (off until JIRA_ENABLED) ------------------------------------------------------
 JIRA_ENABLED = env.bool("JIRA_ENABLED", default=False)

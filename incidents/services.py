@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,6 +272,7 @@ def rules_evaluate(
     states = _states_read([rule.pk for rule in rules if isinstance(results.get(rule.pk), list)])
     refires: list[_Refire] = []
     errors: dict[int, str] = {}
+    answered: set[str] = set()  # external sources that answered (their unreachable incidents resolve)
     for rule, report in zip(rules, reports, strict=True):
         result = results[rule.pk]
         if isinstance(result, SourceUnavailable):
@@ -287,7 +289,10 @@ def rules_evaluate(
             continue
         _rule_decide(rule, result, states.get(rule.pk, {}), now, loader_id, report, refires)
         errors[rule.pk] = report.error
+        if not isinstance(results[rule.pk], SourceUnavailable):
+            answered |= set(_kind_sources(rule))
     _refires_apply(refires, now)
+    sources_reachable(answered, now)
     if loader_id is None:  # a fast-path evaluation of one loader does not replace the rule's full cycle
         _rules_mark_evaluated([rule for rule in rules if rule.pk in errors], now, errors)
     return reports
@@ -321,6 +326,13 @@ def _measure(
     return results
 
 
+def _kind_sources(rule: DetectionRule) -> list[str]:
+    try:
+        return kind_get(rule.kind).sources(rule)
+    except InvalidInput:
+        return []
+
+
 def _states_read(rule_ids: list[int]) -> dict[int, dict[str, RuleSubjectState]]:
     """The subject states of the rules, each with its open incident (one query; every incident a
     rule opens has a state)."""
@@ -342,15 +354,62 @@ def _states_read(rule_ids: list[int]) -> dict[int, dict[str, RuleSubjectState]]:
 def _source_unavailable(
     rule: DetectionRule, exc: SourceUnavailable, now: dt.datetime, report: EvaluationReport
 ) -> None:
-    """An unreachable source is itself an incident of the rule (one per source, deduplicated)."""
+    """A rule whose source is unreachable reports it; the source's one incident fires again."""
     report.error = f"source unavailable: {exc}"
-    m = Measurement(subject=f"source:{exc.source}", value=None, breached=True, details={"error": exc.reason})
+    incident, action = source_unreachable(exc.source, exc.reason, now, category=rule.rule_type)
+    report.decisions.append(Decision(rule.name, f"source:{exc.source}", None, True, action, incident.pk, exc.reason))
+
+
+def source_fingerprint(name: str) -> str:
+    return hashlib.sha256(f"source:{name}".encode()).hexdigest()
+
+
+def source_unreachable(
+    name: str, reason: str, now: dt.datetime, *, category: str = "INFRASTRUCTURE"
+) -> tuple[Incident, str]:
+    """The one "data source unreachable" incident of source ``name`` fires (opens, or counts one
+    more occurrence): however many rules and captures use the source, it is one incident."""
+
+    def build() -> Incident:
+        return Incident(
+            title=f"Data source unreachable: {name}"[:300],
+            description=f"Data source {name!r} cannot be queried: {reason}",
+            severity=settings.SOURCE_UNREACHABLE_SEVERITY,
+            category=category,
+            subject=f"source:{name}"[:300],
+            suggestion="Check the source's URL, credentials and network path (admin → Data sources → "
+            "Test the connection). It resolves by itself once the source answers again.",
+        )
+
     with transaction.atomic():
-        state, _ = RuleSubjectState.objects.select_for_update().get_or_create(rule=rule, subject=m.subject)
-        state.consecutive_breaches, state.clear_since = state.consecutive_breaches + 1, None
-        state.save(update_fields=["consecutive_breaches", "clear_since"])
-        incident, action = _fire(rule, m, now, title=f"Data source unreachable: {exc.source}")
-    report.decisions.append(Decision(rule.name, m.subject, None, True, action, incident.pk, exc.reason))
+        return incident_fire(
+            fingerprint=source_fingerprint(name), snapshot={"error": reason}, value=None, now=now, build=build
+        )
+
+
+def sources_reachable(names: set[str], now: dt.datetime) -> list[int]:
+    """Resolve the "data source unreachable" incidents of sources that answered; their pks."""
+    if not names:
+        return []
+    resolved = []
+    fingerprints = [source_fingerprint(name) for name in names]
+    for pk in Incident.objects.filter(fingerprint__in=fingerprints, status__in=ACTIVE_STATUSES).values_list(
+        "pk", flat=True
+    ):
+        with transaction.atomic():
+            incident = Incident.objects.select_for_update().get(pk=pk)
+            if incident.status in ACTIVE_STATUSES:
+                incident_resolve_auto(incident, now, "Resolved automatically: the data source answers again.")
+                resolved.append(pk)
+    return resolved
+
+
+def incident_resolve_auto(incident: Incident, now: dt.datetime, message: str, data: dict | None = None) -> None:
+    """→ RESOLVED by the platform (its condition is clear); ``incident`` is locked by the caller."""
+    incident.resolve()
+    incident.resolved_at = now
+    incident.save()
+    _event(incident, EventKind.RESOLVED, at=now, message=message, data=data)
 
 
 @dataclass
@@ -485,10 +544,7 @@ def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetim
     if active.flapping:
         return Decision(rule.name, m.subject, m.value, False, "flapping", active.pk, "kept open while flapping")
     incident = Incident.objects.select_for_update().get(pk=active.pk)
-    incident.resolve()
-    incident.resolved_at = now
-    incident.save()
-    _event(incident, EventKind.RESOLVED, at=now, message="Resolved automatically: the condition is clear.")
+    incident_resolve_auto(incident, now, "Resolved automatically: the condition is clear.")
     _record_transition(state, now)
     return Decision(rule.name, m.subject, m.value, False, "resolved", incident.pk)
 
@@ -508,8 +564,47 @@ def _record_transition(state: RuleSubjectState, now: dt.datetime) -> int:
 
 def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = "") -> tuple[Incident, str]:
     """Open, fire again, or reopen the incident of (rule, subject)."""
-    fingerprint = fingerprint_of(rule, m.subject)
-    snapshot = _snapshot(rule, m)
+
+    def build() -> Incident:
+        message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
+        return Incident(
+            title=(title or message)[:300],
+            description=message,
+            severity=rule.severity,
+            category=rule.rule_type,
+            rule=rule,
+            loader_id=m.loader_id,
+            subject=m.subject[:300],
+            suggestion=render(rule.suggestion, rule, m),
+            correlation_id=m.correlation_id[:100],
+        )
+
+    return incident_fire(
+        fingerprint=fingerprint_of(rule, m.subject),
+        snapshot=_snapshot(rule, m),
+        value=m.value,
+        now=now,
+        build=build,
+        state_get=lambda: RuleSubjectState.objects.filter(rule=rule, subject=m.subject).first(),
+    )
+
+
+def incident_fire(
+    *,
+    fingerprint: str,
+    snapshot: dict[str, Any],
+    value: float | None,
+    now: dt.datetime,
+    build: Callable[[], Incident],
+    state_get: Callable[[], RuleSubjectState | None] = lambda: None,
+) -> tuple[Incident, str]:
+    """Open, fire again, or reopen the incident of ``fingerprint`` (call inside a transaction).
+
+    The one path every incident takes — detection rules and external sources (Alertmanager,
+    an unreachable data source) alike: an active incident fires again, one resolved within
+    ``INCIDENT_REOPEN_SECONDS`` reopens, otherwise ``build()`` gives the new incident (title,
+    severity, category, subject…) and it opens. Silences, flapping and the timeline apply the same.
+    """
     active = Incident.objects.select_for_update().filter(fingerprint=fingerprint, status__in=ACTIVE_STATUSES).first()
     if active is not None:
         active.occurrences += 1
@@ -523,9 +618,9 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
             active.timeline_at = now
         active.save(update_fields=["occurrences", "last_seen", "metrics", "timeline_at", "updated_at"])
         if write_event:
-            _event(active, EventKind.REFIRED, at=now, data={"value": m.value, "occurrences": active.occurrences})
+            _event(active, EventKind.REFIRED, at=now, data={"value": value, "occurrences": active.occurrences})
         return active, "refired"
-    state = RuleSubjectState.objects.filter(rule=rule, subject=m.subject).first()
+    state = state_get()
     reopen_after = now - dt.timedelta(seconds=settings.INCIDENT_REOPEN_SECONDS)
     recent = (
         Incident.objects.select_for_update()
@@ -547,34 +642,23 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
         silence = silence_matching(recent, now)
         recent.suppressed = silence is not None
         recent.save()
-        _event(recent, EventKind.REOPENED, at=now, data={"value": m.value})
+        _event(recent, EventKind.REOPENED, at=now, data={"value": value})
         if silence is not None:
             _event(recent, EventKind.SUPPRESSED, at=now, message=f"Silenced by {silence}", data={"silence": silence.pk})
             return recent, "reopened (suppressed)"
         return recent, "reopened"
-    message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
-    incident = Incident(
-        title=(title or message)[:300],
-        description=message,
-        severity=rule.severity,
-        category=rule.rule_type,
-        rule=rule,
-        loader_id=m.loader_id,
-        subject=m.subject[:300],
-        fingerprint=fingerprint,
-        first_seen=now,
-        last_seen=now,
-        timeline_at=now,
-        metrics=snapshot,
-        suggestion=render(rule.suggestion, rule, m),
-        correlation_id=m.correlation_id[:100],
-    )
+    incident = build()
+    incident.fingerprint = fingerprint
+    incident.first_seen = incident.last_seen = incident.timeline_at = now
+    incident.metrics = snapshot
     try:
         with transaction.atomic():
             incident.save()
     except IntegrityError:
         # Another evaluation opened it a moment ago (the partial unique index): fire that one again.
-        return _fire(rule, m, now, title)
+        return incident_fire(
+            fingerprint=fingerprint, snapshot=snapshot, value=value, now=now, build=build, state_get=state_get
+        )
     if state:
         _record_transition(state, now)
     # Whether a silence matches is known before the "opened" entry, so its subscribers
@@ -583,7 +667,7 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
     if silence is not None:
         incident.suppressed = True
         incident.save(update_fields=["suppressed"])
-    _event(incident, EventKind.OPENED, at=now, message=message, data={"value": m.value})
+    _event(incident, EventKind.OPENED, at=now, message=incident.description, data={"value": value})
     if silence is not None:
         _event(incident, EventKind.SUPPRESSED, at=now, message=f"Silenced by {silence}", data={"silence": silence.pk})
         return incident, "opened (suppressed)"

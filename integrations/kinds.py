@@ -41,6 +41,9 @@ class EsErrorCount(RuleKind):
         "top_messages": Param(int, default=3),
     }
 
+    def sources(self, rule: Any) -> list[str]:
+        return [rule.params.get("source") or "elasticsearch"]
+
     def evaluate(self, rule: Any, loaders: Any, now: dt.datetime) -> list[Measurement]:
         p = rule.params
         source = source_get(p.get("source") or "elasticsearch", SourceKind.ELASTICSEARCH)
@@ -112,6 +115,9 @@ class PromqlThreshold(RuleKind):
             str, default="", help="Comma-separated labels naming a series (default: all but __name__)."
         ),
     }
+
+    def sources(self, rule: Any) -> list[str]:
+        return [rule.params.get("source") or "prometheus"]
 
     def evaluate(self, rule: Any, loaders: Any, now: dt.datetime) -> list[Measurement]:
         from integrations.sources import prom_query

@@ -102,6 +102,11 @@ class RuleKind:
     def evaluate(self, rule: DetectionRule, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         raise NotImplementedError
 
+    def sources(self, rule: DetectionRule) -> list[str]:
+        """The external data sources the rule queries (by name): when it evaluates, they answered,
+        so their "data source unreachable" incident resolves. Built-in kinds read the database."""
+        return []
+
     def share_key(self, rule: DetectionRule) -> Hashable | None:
         """What a rule's measurements depend on besides its scope, when rules with equal keys
         measure the same (then one evaluation serves them all); None: never shared.

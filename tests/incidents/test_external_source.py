@@ -31,6 +31,9 @@ class HttpProbe(RuleKind):
     default_threshold = 1.0
     url = ""
 
+    def sources(self, rule):
+        return ["probe"]
+
     def evaluate(self, rule, loaders, now):
         try:
             with urllib.request.urlopen(self.url, timeout=1) as response:
@@ -54,8 +57,9 @@ def test_an_unreachable_source_is_reported_once_and_the_cycle_completes(probe_ki
     for _ in range(2):
         report = rule_evaluate(rule=probe, now=NOW)
         assert "probe: URLError" in report.error
-    incident = Incident.objects.get(rule=probe)
+    incident = Incident.objects.get(subject="source:probe")
     assert incident.title == "Data source unreachable: probe" and incident.occurrences == 2
+    assert incident.rule is None and incident.severity == "HIGH"  # the source's incident, not the rule's
     probe.refresh_from_db()
     assert probe.last_error == "source unavailable: probe: URLError"
     assert rule_evaluate(rule=failing, now=NOW).decisions[0].action == "opened"
@@ -75,7 +79,17 @@ def test_the_unreachable_incident_resolves_when_the_source_is_back(probe_kind, r
     rule_evaluate(rule=probe, now=NOW)
     HttpProbe.url = "data:text/plain,0"  # the source answers again (value 0: no breach, no measurement kept)
     rule_evaluate(rule=probe, now=NOW + dt.timedelta(minutes=1))
-    assert Incident.objects.get(rule=probe).status == "RESOLVED"
+    assert Incident.objects.get(subject="source:probe").status == "RESOLVED"
+
+
+def test_rules_sharing_an_unreachable_source_share_one_incident(probe_kind, rule_factory, db):
+    first = rule_factory("test_http_probe", rule_type="INFRASTRUCTURE", threshold=1.0)
+    second = rule_factory("test_http_probe", rule_type="INFRASTRUCTURE", threshold=2.0, name="Second probe")
+    for rule in (first, second):
+        assert rule_evaluate(rule=rule, now=NOW).decisions[0].subject == "source:probe"
+    incident = Incident.objects.get()
+    assert incident.subject == "source:probe" and incident.occurrences == 2
+    assert [e.kind for e in incident.events.order_by("pk")] == ["OPENED"]
 
 
 def test_a_rule_of_a_kind_not_installed_is_reported_not_crashing(rule_factory, db):

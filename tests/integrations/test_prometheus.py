@@ -190,7 +190,14 @@ def test_a_prometheus_that_is_down_or_answers_garbage_is_one_unreachable_inciden
     rule.save()
     report = rule_evaluate(rule=rule, now=timezone.now())
     assert report.error.startswith("source unavailable: prometheus")
-    assert Incident.objects.get(rule=rule).title == "Data source unreachable: prometheus"
+    assert Incident.objects.get(subject="source:prometheus").title == "Data source unreachable: prometheus"
+    # Once Prometheus answers again, the source's incident resolves by itself.
+    httpserver.clear()
+    httpserver.expect_request("/api/v1/query").respond_with_json(
+        {"status": "success", "data": {"resultType": "vector", "result": []}}
+    )
+    assert rule_evaluate(rule=rule, now=timezone.now()).error == ""
+    assert Incident.objects.get(subject="source:prometheus").status == "RESOLVED"
 
 
 def test_a_query_that_is_not_an_instant_vector_is_reported(db, settings, prometheus):
