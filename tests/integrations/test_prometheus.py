@@ -4,15 +4,8 @@ test serves with circuit-breaker and memory series."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import socket
-import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,83 +14,21 @@ from django.utils import timezone
 from incidents.models import DetectionRule, Incident
 from incidents.services import rule_evaluate
 from tests.conftest import _service_unavailable
-from tests.integrations.fakes import http_serve
-
-
-class Exporter:
-    """Serves ``/metrics`` in the Prometheus text format; tests change the values."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.series: dict[str, float] = {}
-
-    def set(self, series: str, value: float) -> None:
-        with self.lock:
-            self.series[series] = value
-
-    def text(self) -> bytes:
-        with self.lock:
-            return "".join(f"{name} {value}\n" for name, value in self.series.items()).encode()
+from tests.integrations.prom import Exporter, Prometheus
 
 
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[tuple[str, Exporter]]:
-    binary = shutil.which("prometheus")
-    if binary is None:
+    if not Prometheus.available():
         _service_unavailable("Prometheus (the Debian package `prometheus`)")
-    exporter = Exporter()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            body = exporter.text()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server, stop_exporter = http_serve(Handler)
-    tmp = Path(tempfile.mkdtemp(prefix="etl-prom-"))
-    (tmp / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: exporter\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{server.server_address[1]}']\n"
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--query.lookback-delta=3s",  # a series gone from the exporter leaves the answers quickly
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    exporter = Exporter().start()
+    server = Prometheus({"exporter": ([exporter.address], "/metrics")})
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("Prometheus did not become ready in 30 s")
-        yield url, exporter
+        server.start()
+        yield server.url, exporter
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        stop_exporter()
-        shutil.rmtree(tmp, ignore_errors=True)
+        server.stop()
+        exporter.stop()
 
 
 def scraped(url: str, query: str, expect: dict[str, float]) -> None:

@@ -1,0 +1,181 @@
+"""The real Prometheus (and Alertmanager) for tests and benchmarks: Debian's binaries, started on
+free loopback ports with a configuration written for the occasion, plus a small exporter whose
+series the caller sets."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.integrations.fakes import http_serve
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Exporter:
+    """Serves ``/metrics`` in the Prometheus text format; callers change the series at any time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.series: dict[str, float] = {}
+        self.address = ""
+        self._stop: Callable[[], None] | None = None
+
+    def set(self, series: str, value: float) -> None:
+        with self.lock:
+            self.series[series] = value
+
+    def remove(self, series: str) -> None:
+        with self.lock:
+            self.series.pop(series, None)
+
+    def replace(self, series: dict[str, float]) -> None:
+        with self.lock:
+            self.series = dict(series)
+
+    def text(self) -> bytes:
+        with self.lock:
+            return "".join(f"{name} {value}\n" for name, value in self.series.items()).encode()
+
+    def start(self) -> Exporter:
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = exporter.text()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        server, self._stop = http_serve(Handler)
+        self.address = f"127.0.0.1:{server.server_address[1]}"
+        return self
+
+    def stop(self) -> None:
+        if self._stop:
+            self._stop()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode} (see its log)")
+        try:
+            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not become ready in {seconds:.0f} s")
+
+
+class Prometheus:
+    """A real Prometheus scraping ``jobs`` (job name → (targets, metrics path)) every second,
+    evaluating ``rules`` (the text of a rule file) every second and sending alerts to
+    ``alertmanager`` (a base URL) when given."""
+
+    binary_name = "prometheus"
+
+    def __init__(
+        self,
+        jobs: dict[str, tuple[list[str], str]],
+        *,
+        rules: str = "",
+        alertmanager: str = "",
+        lookback: str = "3s",
+    ) -> None:
+        self.jobs, self.rules, self.alertmanager, self.lookback = jobs, rules, alertmanager, lookback
+        self.url = ""
+        self.proc: subprocess.Popen | None = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="etl-prom-"))
+
+    @classmethod
+    def available(cls) -> bool:
+        return shutil.which(cls.binary_name) is not None
+
+    def config(self) -> str:
+        lines = ["global:", "  scrape_interval: 1s", "  evaluation_interval: 1s", "scrape_configs:"]
+        for job, (targets, path) in self.jobs.items():
+            lines += [
+                f"  - job_name: {job}",
+                f"    metrics_path: {path}",
+                "    static_configs:",
+                f"      - targets: [{', '.join(repr(t) for t in targets)}]",
+            ]
+        if self.rules:
+            (self.tmp / "rules.yml").write_text(self.rules)
+            lines += ["rule_files:", f"  - {self.tmp / 'rules.yml'}"]
+        if self.alertmanager:
+            target = self.alertmanager.split("://", 1)[-1].rstrip("/")
+            lines += ["alerting:", "  alertmanagers:", "    - static_configs:", f"        - targets: ['{target}']"]
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> Prometheus:
+        (self.tmp / "prometheus.yml").write_text(self.config())
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(self.tmp / "prometheus.log", "wb")  # noqa: SIM115 — closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                shutil.which(self.binary_name) or self.binary_name,
+                f"--config.file={self.tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                # A series gone from the exporter leaves the answers quickly.
+                f"--query.lookback-delta={self.lookback}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_ready(self.url, self.proc, "Prometheus")
+        return self
+
+    def query(self, query: str) -> list[dict[str, Any]]:
+        answer = requests.get(f"{self.url}/api/v1/query", params={"query": query}, timeout=5).json()
+        return answer["data"]["result"]
+
+    def wait_for(self, query: str, check: Callable[[list[dict[str, Any]]], bool], seconds: float = 20) -> list:
+        """Poll ``query`` until ``check(result)`` holds; the last result (AssertionError on timeout)."""
+        deadline = time.monotonic() + seconds
+        result: list = []
+        while time.monotonic() < deadline:
+            result = self.query(query)
+            if check(result):
+                return result
+            time.sleep(0.3)
+        raise AssertionError(f"Prometheus answered {query!r} with {result!r}, never what was awaited")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def series_values(result: list[dict[str, Any]], label: str) -> dict[str, float]:
+    """``label``'s value → the series' value, for an instant-vector result."""
+    return {s["metric"].get(label, ""): float(s["value"][1]) for s in result}
