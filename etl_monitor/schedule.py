@@ -7,6 +7,8 @@ says why it exists; later capabilities add their ticks here.
 
 from datetime import timedelta
 
+from celery.schedules import crontab
+
 BEAT_SCHEDULE: dict[str, dict] = {
     # Proves the worker and the scheduler are alive end to end; /readyz reports
     # the age of the last beat so an operator sees a stuck scheduler at once.
@@ -47,5 +49,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "integrations.tasks.escalations_run",
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
+    },
+    # Statistics capture: on the wall clock's 5-minute marks, 30 s late so the sources have
+    # ingested the bucket's last samples; each capture stores the bucket that just ended
+    # (CAPTURE_BUCKET_SECONDS), keyed so a rerun or a second scheduler stores nothing twice.
+    "statistics-capture": {
+        "task": "integrations.tasks.captures_run",
+        "schedule": crontab(minute="*/5"),
+        "options": {"countdown": 30, "expires": 240},
     },
 }

@@ -27,6 +27,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from etl_monitor.errors import InvalidInput, ServiceError
 from integrations import notify, routing
 from integrations.models import (
+    Capture,
     Channel,
     ChannelKind,
     DataSource,
@@ -543,3 +544,43 @@ class DataSourceAdmin(SimpleHistoryAdmin):
         for source in queryset:
             ok, detail = source_check(source)
             (messages.success if ok else messages.error)(request, f"{source.name}: {detail}")
+
+
+# --- statistics capture ----------------------------------------------------------------------
+
+
+@admin.register(Capture)
+class CaptureAdmin(SimpleHistoryAdmin):
+    """Statistics capture definitions: a query against a data source whose values are stored as
+    signals of a loader every 5 minutes. Only admins may add or change one (the query runs on the
+    server); every role sees them and the signals they store."""
+
+    list_display = ("name", "loader", "source", "metric_type", "enabled", "last_bucket_at", "last_stored", "problem")
+    list_filter = ("enabled", "source_kind", "metric_type", "system")
+    search_fields = ("name", "description", "query", "loader__loader_code")
+    list_select_related = ("loader",)
+    autocomplete_fields = ("loader",)
+    readonly_fields = ("system", "last_run_at", "last_bucket_at", "last_stored", "last_error")
+    actions = ("capture_now",)
+    fieldsets = (
+        (None, {"fields": ("name", "description", "loader", "enabled", "system")}),
+        (
+            "What to capture",
+            {"fields": ("source", "source_kind", "query", "key_label", "key_prefix", "metric_type")},
+        ),
+        ("Elasticsearch", {"fields": ("index", "time_field"), "classes": ("collapse",)}),
+        ("Last run", {"fields": ("last_run_at", "last_bucket_at", "last_stored", "last_error")}),
+    )
+
+    @admin.display(description="Last problem")
+    def problem(self, obj: Capture) -> str:
+        return obj.last_error[:120]
+
+    @admin.action(description="Capture now (the bucket that just ended)", permissions=["change"])
+    def capture_now(self, request: HttpRequest, queryset: QuerySet[Capture]) -> None:
+        from integrations.captures import capture_run
+
+        for capture in queryset.select_related("loader"):
+            result = capture_run(capture)
+            level = messages.success if result.status == "stored" else messages.warning
+            level(request, f"{capture.name}: {result.summary()}")

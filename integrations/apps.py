@@ -12,11 +12,17 @@ class IntegrationsConfig(AppConfig):
         from etl_monitor.protection import protection_register
         from incidents.services import incident_event_recorded
         from integrations import jira, kinds, notify  # noqa: F401 — jira registers its transport, kinds theirs
-        from integrations.config import ChannelsSection, DataSourcesSection, NotificationRulesSection
+        from integrations.config import (
+            CapturesSection,
+            ChannelsSection,
+            DataSourcesSection,
+            NotificationRulesSection,
+        )
         from integrations.models import Channel
 
         incident_event_recorded.connect(notify.on_incident_event, dispatch_uid="integrations.notify")
         protection_register(Channel, fields=(), secret_fields=("secret",))
         config_section_register(ChannelsSection())
         config_section_register(DataSourcesSection())
+        config_section_register(CapturesSection())
         config_section_register(NotificationRulesSection())

@@ -1,4 +1,4 @@
-"""``channels`` and ``notification_rules`` sections of ``apply_config`` (see etl_monitor.config).
+"""``channels``, ``notification_rules``, ``data_sources`` and ``captures`` sections of ``apply_config``.
 
 Channels go through ``notify.channel_save`` and rules through ``routing.notification_rule_save``,
 the same services as the admin and the API; both need the Admin role (``--as``).
@@ -14,7 +14,8 @@ from etl_monitor.config import ConfigContext, config_items, config_report
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.protection import SECRET_NAME_RE
 from integrations import notify, routing
-from integrations.models import Channel, DataSource, NotificationRule
+from integrations.captures import CAPTURE_FIELDS, capture_save
+from integrations.models import Capture, Channel, DataSource, NotificationRule
 from integrations.sources import SOURCE_FIELDS, data_source_save
 from loaders.models import Severity
 
@@ -229,6 +230,41 @@ class DataSourcesSection:
         try:
             with transaction.atomic():
                 data_source_save(user=ctx.user, data=dict(item), source=existing)
+        except ServiceError as exc:
+            config_report(ctx, path, exc)
+            return
+        ctx.change(
+            self.key, item["name"], "created" if existing is None else "changed", [] if existing is None else changed
+        )
+
+
+class CapturesSection:
+    """``captures: [{name, loader, source, source_kind, query, key_label, metric_type, …}]`` —
+    statistics capture definitions (see docs/monitoring.md). ``loader`` is a loader code (the
+    STATS-* loaders, or your own). Captures not in the file are left alone. Admin only: the query
+    runs on the server against a data source."""
+
+    key = "captures"
+    order = 27  # after loaders and data_sources, which it names
+    allowed = CAPTURE_FIELDS
+
+    def apply(self, value: Any, ctx: ConfigContext) -> None:
+        for path, item in config_items(value, self.key, ctx, "name"):
+            if not _fields_refused(ctx, path, item, self.allowed):
+                self._apply_one(path, item, ctx)
+
+    def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
+        existing = Capture.objects.select_related("loader").filter(name=item["name"]).first()
+        current = {k: getattr(existing, k, None) for k in item if k not in ("name", "loader")}
+        if existing is not None:
+            current["loader"] = existing.loader.loader_code
+        changed = [k for k, v in item.items() if k != "name" and current.get(k) != v]
+        if existing is not None and not changed:
+            ctx.change(self.key, item["name"], "unchanged")
+            return
+        try:
+            with transaction.atomic():
+                capture_save(user=ctx.user, data=dict(item), capture=existing)
         except ServiceError as exc:
             config_report(ctx, path, exc)
             return

@@ -19,6 +19,7 @@ from simple_history.models import HistoricalRecords
 from etl_monitor.crypto import EncryptedTextField
 from incidents.models import Incident, IncidentEvent
 from loaders.models import Severity, Tag, Team
+from signals_app.models import MetricType
 
 
 class ChannelKind(models.TextChoices):
@@ -306,3 +307,89 @@ class DataSource(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Capture(models.Model):
+    """A statistics capture: every ``CAPTURE_BUCKET_SECONDS`` (5 minutes) the query runs against
+    its data source and each value found is stored as a signal of ``loader`` — one per key (a
+    service, a pod), with ``metric_type`` and the source as ``metric_source`` — so one rule
+    language, one history and one dashboard cover ETL runs and the systems around them.
+
+    For Prometheus, ``query`` is PromQL (an instant vector, evaluated at the end of the bucket)
+    and ``key_label`` the label naming each series. For Elasticsearch, ``query`` filters the log
+    lines (Lucene syntax, e.g. ``level:ERROR``) and the value is the count per value of the field
+    ``key_label`` within the bucket."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    loader = models.ForeignKey(
+        "loaders.Loader",
+        on_delete=models.PROTECT,
+        related_name="captures",
+        help_text="The loader the signals belong to.",
+    )
+    source = models.SlugField(
+        max_length=50, default="prometheus", help_text="The data source's name (admin → Data sources)."
+    )
+    source_kind = models.CharField(max_length=20, choices=SourceKind.choices, default=SourceKind.PROMETHEUS)
+    query = models.TextField(help_text="PromQL (Prometheus) or a Lucene filter such as level:ERROR (Elasticsearch).")
+    index = models.CharField(
+        max_length=200, blank=True, help_text="Elasticsearch only: the index or pattern (default ELASTICSEARCH_INDEX)."
+    )
+    time_field = models.CharField(max_length=100, default="@timestamp", help_text="Elasticsearch only.")
+    key_label = models.CharField(
+        max_length=200,
+        help_text="The label (Prometheus) or field (Elasticsearch) whose value is the signal key, e.g. service. "
+        "Several labels, comma-separated, are joined with '/'.",
+    )
+    key_prefix = models.CharField(
+        max_length=50, blank=True, help_text="Put before each key, e.g. 'memory:' when a loader holds several metrics."
+    )
+    metric_type = models.CharField(max_length=40, choices=MetricType.choices)
+    enabled = models.BooleanField(default=True)
+    system = models.BooleanField(default=False, editable=False, help_text="One of the roadmap's captures (seeded).")
+    last_bucket_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_stored = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["last_bucket_at", "last_run_at", "last_stored", "last_error"])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def key_labels(self) -> list[str]:
+        return [label.strip() for label in self.key_label.split(",") if label.strip()]
+
+    def clean(self) -> None:
+        """What a capture needs to run, each problem on its field (the admin and configuration as
+        code both call this)."""
+        import re
+
+        from django.core.exceptions import ValidationError
+
+        errors: dict[str, str] = {}
+        if not self.query.strip() and self.source_kind == SourceKind.PROMETHEUS:
+            errors["query"] = "A Prometheus capture needs a PromQL query."
+        labels = self.key_labels
+        if not labels:
+            errors["key_label"] = "Name the label (or field) whose value is the signal key, e.g. service."
+        elif self.source_kind == SourceKind.PROMETHEUS:
+            bad = [label for label in labels if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", label)]
+            if bad:
+                errors["key_label"] = f"Not a Prometheus label name: {', '.join(bad)}."
+        elif len(labels) > 1:
+            errors["key_label"] = "An Elasticsearch capture counts per one field."
+        source = DataSource.objects.filter(name=self.source).first()
+        if source is not None and source.kind != self.source_kind:
+            errors["source"] = (
+                f"Data source {self.source!r} is {source.get_kind_display()}, not {self.get_source_kind_display()}."
+            )
+        if errors:
+            raise ValidationError(errors)

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from etl_monitor.protection import scrub
-from incidents.kinds import SourceUnavailable
+from incidents.kinds import SourceNotConfigured, SourceUnavailable
 from integrations.models import DataSource, SourceAuth, SourceKind
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def source_get(name: str, kind: str) -> DataSource:
         if url:
             source = DataSource(name=name, kind=kind, url=url)  # from the environment, not saved
     if source is None:
-        raise SourceUnavailable(
+        raise SourceNotConfigured(
             name, f"no data source {name!r} (add it in the admin, or set {DEFAULTS.get(name, ('', 'its URL'))[1]})"
         )
     if source.kind != kind:
@@ -43,7 +43,7 @@ def source_get(name: str, kind: str) -> DataSource:
             name, f"data source {name!r} is {source.get_kind_display()}, not {SourceKind(kind).label}"
         )
     if not source.enabled:
-        raise SourceUnavailable(name, f"data source {name!r} is disabled")
+        raise SourceNotConfigured(name, f"data source {name!r} is disabled")
     return source
 
 

@@ -1,8 +1,12 @@
-"""Notification tasks: thin wrappers around integrations.notify, safe to run twice."""
+"""Integration tasks (notifications, statistics capture): thin wrappers, safe to run twice."""
+
+import logging
 
 from celery import shared_task
 
 from integrations import notify
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="integrations.tasks.delivery_send", ignore_result=True, acks_late=True)
@@ -27,3 +31,14 @@ def deliveries_recover_task() -> None:
 def escalations_run_task() -> None:
     """Notify the next tier of incidents nobody acknowledged in time."""
     notify.escalations_run()
+
+
+@shared_task(name="integrations.tasks.captures_run", ignore_result=True, acks_late=True)
+def captures_run_task() -> None:
+    """Capture the statistics of the bucket that just ended (idempotent per bucket: a retry or a
+    second scheduler stores nothing twice)."""
+    from integrations.captures import captures_run
+
+    for result in captures_run():
+        if result.status == "failed":
+            logger.warning("capture %s: %s", result.capture, result.error)

@@ -30,6 +30,8 @@ class MetricType(models.TextChoices):
     UPTIME_PERCENT = "UPTIME_PERCENT", "Uptime (%)"
     RUN_STATUS = "RUN_STATUS", "Run status"
     FRESHNESS_SECONDS = "FRESHNESS_SECONDS", "Freshness (seconds)"
+    MEMORY_PERCENT = "MEMORY_PERCENT", "Memory used (% of limit)"
+    CPU_CORES = "CPU_CORES", "CPU used (cores)"
     CUSTOM = "CUSTOM", "Custom"
 
 

@@ -25,7 +25,7 @@ from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
-from loaders.models import Loader, VersionState
+from loaders.models import Loader, LoaderVersion, VersionState
 from loaders.validators import LOADER_CODE_RE
 from signals_app import metrics
 from signals_app.models import (
@@ -120,8 +120,6 @@ def ingest_token_authenticate(raw: str, *, kind: str | None = None) -> IngestTok
     if not raw or len(raw) > 200:
         return None
     from django.db.models import Exists, OuterRef
-
-    from loaders.models import LoaderVersion
 
     active = LoaderVersion.objects.filter(loader=OuterRef("loader_id"), state=VersionState.ACTIVE)
     token = (
@@ -337,8 +335,6 @@ def _signal_row(
 def _loaders_by_code(codes: Iterable[str]) -> dict[str, Loader]:
     from django.db.models import Exists, OuterRef
 
-    from loaders.models import LoaderVersion
-
     active = LoaderVersion.objects.filter(loader=OuterRef("pk"), state=VersionState.ACTIVE)
     valid = {code for code in codes if LOADER_CODE_RE.match(code)}  # anything else cannot exist
     queryset = Loader.objects.filter(loader_code__in=valid).annotate(has_active=Exists(active))
@@ -388,6 +384,52 @@ def signals_ingest(*, writer: Writer, payload: Any) -> dict[str, Any]:
     for loader_id in {rows[i][0] for i in stored if rows[i][STATUS] == ValidationStatus.FAILED}:
         failure_ingested.send(sender=Signal, loader_id=loader_id)
     return {"accepted": len(rows)}
+
+
+def signals_capture(
+    *,
+    loader: Loader,
+    values: list[tuple[str, float]],
+    metric_type: str,
+    metric_source: str,
+    captured_at: dt.datetime,
+    idempotency_prefix: str,
+    attributes: dict[str, Any] | None = None,
+) -> int:
+    """Store measured values (statistics capture) as SUCCESS signals of ``loader``, one per
+    ``(key, value)``; return how many were new. Each is keyed ``idempotency_prefix`` + its key, so
+    capturing the same bucket again — a worker retry, two schedulers — stores nothing twice."""
+    if not values:
+        return 0
+    now = timezone.now()
+    no_active = not LoaderVersion.objects.filter(loader=loader, state=VersionState.ACTIVE).exists()
+    rows = []
+    for key, value in values:
+        idem = f"{idempotency_prefix}{key}"
+        if len(idem) > 200:  # the key column's size: a long key is kept unique by its hash
+            idem = f"{idempotency_prefix}#{hashlib.sha256(key.encode()).hexdigest()}"
+        rows.append(
+            (
+                loader.pk,
+                key[:200],
+                format(value, ".10g"),
+                value,
+                ValidationStatus.SUCCESS,
+                metric_type,
+                metric_source,
+                captured_at,
+                now,
+                "",
+                None,
+                attributes,
+                idem,
+                loader.is_paused,
+                no_active,
+            )
+        )
+    stored = _signals_write(rows)
+    metrics.signals_received((loader.loader_code, ValidationStatus.SUCCESS) for _ in stored)
+    return len(stored)
 
 
 def _uuid_key(value: Any) -> str:

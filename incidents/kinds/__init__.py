@@ -32,6 +32,11 @@ class SourceUnavailable(Exception):
         self.reason = reason
 
 
+class SourceNotConfigured(SourceUnavailable):
+    """The source does not exist or is disabled: an integration that is off, not a failure (a
+    capture waits for it; a rule that names it still reports it, as its author expects it)."""
+
+
 @dataclass
 class Measurement:
     """What a kind measured for one subject (a loader, or a series of an external source)."""

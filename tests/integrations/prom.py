@@ -32,12 +32,19 @@ class Exporter:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.series: dict[str, float] = {}
+        self.growth: dict[str, float] = {}  # counters: added to the series at every scrape
         self.address = ""
         self._stop: Callable[[], None] | None = None
 
     def set(self, series: str, value: float) -> None:
         with self.lock:
             self.series[series] = value
+
+    def grow(self, series: str, step: float) -> None:
+        """Make ``series`` a counter rising by ``step`` at every scrape (0 stops it)."""
+        with self.lock:
+            self.series.setdefault(series, 0.0)
+            self.growth[series] = step
 
     def remove(self, series: str) -> None:
         with self.lock:
@@ -49,6 +56,9 @@ class Exporter:
 
     def text(self) -> bytes:
         with self.lock:
+            for name, step in self.growth.items():
+                if name in self.series:
+                    self.series[name] += step
             return "".join(f"{name} {value}\n" for name, value in self.series.items()).encode()
 
     def start(self) -> Exporter:
