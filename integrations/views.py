@@ -10,7 +10,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from integrations import jira
+from etl_monitor.errors import InvalidInput
+from integrations import alertmanager, jira
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +46,32 @@ def jira_webhook(request: HttpRequest) -> JsonResponse:
         payload, delivery_id=request.headers.get("X-Atlassian-Webhook-Identifier", ""), raw=raw
     )
     return JsonResponse(outcome)
+
+
+@csrf_exempt
+@require_POST
+def alertmanager_webhook(request: HttpRequest) -> JsonResponse:
+    """Alertmanager's webhook (payload version 4): each alert opens, fires again or resolves the
+    incident of its fingerprint (see ``integrations.alertmanager``). 401 without the bearer token,
+    and nothing changes; a payload with any invalid alert is refused whole (400)."""
+    if not settings.ALERTMANAGER_WEBHOOK_TOKEN:
+        return JsonResponse(
+            {"detail": "The Alertmanager webhook is not configured (ALERTMANAGER_WEBHOOK_TOKEN)."}, status=404
+        )
+    if not alertmanager.token_valid(request.headers.get("Authorization", "")):
+        logger.warning(
+            "Alertmanager webhook refused: missing or wrong bearer token (from %s)", request.META.get("REMOTE_ADDR")
+        )
+        return JsonResponse({"detail": "Missing or wrong bearer token."}, status=401)
+    raw = request.body[: MAX_BODY + 1]
+    if len(raw) > MAX_BODY:
+        return JsonResponse({"detail": "Payload too large."}, status=413)
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return JsonResponse({"detail": "The body is not JSON."}, status=400)
+    try:
+        alerts = alertmanager.payload_parse(payload)
+    except InvalidInput as exc:
+        return JsonResponse({"detail": str(exc), "errors": exc.errors}, status=400)
+    return JsonResponse(alertmanager.alerts_apply(alerts))
