@@ -1,4 +1,4 @@
-"""The real Prometheus (and Alertmanager) for tests and benchmarks: Debian's binaries, started on
+"""The real Prometheus and Alertmanager for tests and benchmarks: Debian's binaries, started on
 free loopback ports with a configuration written for the occasion, plus a small exporter whose
 series the caller sets."""
 
@@ -99,7 +99,43 @@ def _wait_ready(url: str, proc: subprocess.Popen, what: str, seconds: float = 30
     raise RuntimeError(f"{what} did not become ready in {seconds:.0f} s")
 
 
-class Prometheus:
+class _Server:
+    """One of Debian's binaries, started on a free loopback port with its files in a temporary folder."""
+
+    binary_name = ""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.proc: subprocess.Popen | None = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="etl-prom-"))
+
+    @classmethod
+    def available(cls) -> bool:
+        return shutil.which(cls.binary_name) is not None
+
+    def _launch(self, port: int, arguments: list[str]) -> None:
+        """Run the binary with ``arguments`` (listening on ``port``) until it says it is ready."""
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(self.tmp / f"{self.binary_name}.log", "wb")  # noqa: SIM115 — closed in stop()
+        self.proc = subprocess.Popen(
+            [shutil.which(self.binary_name) or self.binary_name, *arguments],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_ready(self.url, self.proc, type(self).__name__)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Prometheus(_Server):
     """A real Prometheus scraping ``jobs`` (job name → (targets, metrics path)) every second,
     evaluating ``rules`` (the text of a rule file) every second and sending alerts to
     ``alertmanager`` (a base URL) when given."""
@@ -114,14 +150,8 @@ class Prometheus:
         alertmanager: str = "",
         lookback: str = "3s",
     ) -> None:
+        super().__init__()
         self.jobs, self.rules, self.alertmanager, self.lookback = jobs, rules, alertmanager, lookback
-        self.url = ""
-        self.proc: subprocess.Popen | None = None
-        self.tmp = Path(tempfile.mkdtemp(prefix="etl-prom-"))
-
-    @classmethod
-    def available(cls) -> bool:
-        return shutil.which(cls.binary_name) is not None
 
     def config(self) -> str:
         lines = ["global:", "  scrape_interval: 1s", "  evaluation_interval: 1s", "scrape_configs:"]
@@ -143,21 +173,16 @@ class Prometheus:
     def start(self) -> Prometheus:
         (self.tmp / "prometheus.yml").write_text(self.config())
         port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(self.tmp / "prometheus.log", "wb")  # noqa: SIM115 — closed in stop()
-        self.proc = subprocess.Popen(
+        self._launch(
+            port,
             [
-                shutil.which(self.binary_name) or self.binary_name,
                 f"--config.file={self.tmp / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.tmp / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 # A series gone from the exporter leaves the answers quickly.
                 f"--query.lookback-delta={self.lookback}",
             ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
         )
-        _wait_ready(self.url, self.proc, "Prometheus")
         return self
 
     def query(self, query: str) -> list[dict[str, Any]]:
@@ -175,15 +200,53 @@ class Prometheus:
             time.sleep(0.3)
         raise AssertionError(f"Prometheus answered {query!r} with {result!r}, never what was awaited")
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+
+class Alertmanager(_Server):
+    """A real Alertmanager (Debian's ``prometheus-alertmanager``, clustering off) sending every
+    alert to one webhook (``webhook_url``, with ``Authorization: Bearer <token>``): a group is
+    sent a second after it changes, resolved alerts too, and repeated every ``repeat_interval``."""
+
+    binary_name = "prometheus-alertmanager"
+
+    def __init__(self, webhook_url: str, *, token: str, repeat_interval: str = "1h") -> None:
+        super().__init__()
+        self.webhook_url, self.token, self.repeat_interval = webhook_url, token, repeat_interval
+
+    def config(self) -> str:
+        return "\n".join(
+            [
+                "route:",
+                "  receiver: etl-monitor",
+                "  group_by: ['...']",  # every alert its own group: sent as soon as it changes
+                "  group_wait: 1s",
+                "  group_interval: 1s",
+                f"  repeat_interval: {self.repeat_interval}",
+                "receivers:",
+                "  - name: etl-monitor",
+                "    webhook_configs:",
+                f"      - url: '{self.webhook_url}'",
+                "        send_resolved: true",
+                "        http_config:",
+                "          authorization:",
+                "            type: Bearer",
+                f"            credentials: '{self.token}'",
+                "",
+            ]
+        )
+
+    def start(self) -> Alertmanager:
+        (self.tmp / "alertmanager.yml").write_text(self.config())
+        port = free_port()
+        self._launch(
+            port,
+            [
+                f"--config.file={self.tmp / 'alertmanager.yml'}",
+                f"--storage.path={self.tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",  # no gossip port: a single instance
+            ],
+        )
+        return self
 
 
 def series_values(result: list[dict[str, Any]], label: str) -> dict[str, float]:

@@ -1,5 +1,6 @@
 """The Alertmanager webhook: Alertmanager's payload (version 4) over Django's test client, each alert
-becoming, firing again or resolving the incident of its fingerprint; repeats change nothing."""
+opening, firing again or resolving the incident of its fingerprint, repeats changing nothing; and
+end to end, Debian's Prometheus and Alertmanager posting to the live server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import hashlib
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -15,6 +19,8 @@ from django.test import Client
 
 from incidents.models import EventKind, Incident, IncidentStatus
 from loaders.models import Loader
+from tests.conftest import _service_unavailable
+from tests.integrations.prom import Alertmanager, Exporter, Prometheus
 
 WEBHOOK = "/integrations/alertmanager/webhook/"
 TOKEN = "am-token-for-tests"
@@ -404,3 +410,65 @@ def test_identical_posts_at_once_open_one_incident_counted_once(require_postgres
     for incident in Incident.objects.all():
         assert incident.occurrences == 1
         assert timeline(incident) == [EventKind.OPENED]
+
+
+# --- end to end: Prometheus → Alertmanager → ETL Monitor ------------------------------------------------------
+
+BREAKER = 'resilience4j_circuitbreaker_state{name="payments",state="open"}'
+BREAKER_RULES = """groups:
+  - name: breakers
+    interval: 1s
+    rules:
+      - alert: CircuitBreakerOpen
+        expr: resilience4j_circuitbreaker_state{state="open"} == 1
+        labels:
+          severity: critical
+        annotations:
+          summary: Circuit breaker {{ $labels.name }} is open
+"""
+
+
+def incident_when(check: Callable[[Incident], bool], seconds: float = 60) -> Incident:
+    """Poll the database until an incident passes ``check``; fail with what there is after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [incident for incident in Incident.objects.all() if check(incident)]
+        if found:
+            return found[0]
+        time.sleep(0.3)
+    pytest.fail(f"no such incident after {seconds:.0f} s: {list(Incident.objects.values('title', 'status'))}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_alertmanager_opens_the_incident_and_resolves_it(live_server, settings):
+    if not (Prometheus.available() and Alertmanager.available()):
+        _service_unavailable("Prometheus and Alertmanager (the Debian packages prometheus, prometheus-alertmanager)")
+    settings.ALERTMANAGER_WEBHOOK_TOKEN = TOKEN
+    with ExitStack() as running:
+        exporter = Exporter().start()
+        running.callback(exporter.stop)
+        exporter.set(BREAKER, 1)
+        alertmanager = Alertmanager(live_server.url + WEBHOOK, token=TOKEN)
+        running.callback(alertmanager.stop)
+        alertmanager.start()
+        prometheus = Prometheus(
+            {"exporter": ([exporter.address], "/metrics")}, rules=BREAKER_RULES, alertmanager=alertmanager.url
+        )
+        running.callback(prometheus.stop)
+        prometheus.start()
+
+        incident = incident_when(lambda i: i.severity == "CRITICAL")
+        assert (incident.title, incident.status, incident.category) == (
+            "Circuit breaker payments is open",
+            IncidentStatus.OPEN,
+            "INFRASTRUCTURE",
+        )
+        assert incident.metrics["labels"]["alertname"] == "CircuitBreakerOpen"
+        assert "name=payments" in incident.subject
+
+        exporter.set(BREAKER, 0)
+        resolved = incident_when(lambda i: i.status == IncidentStatus.RESOLVED)
+
+    assert resolved.pk == incident.pk and Incident.objects.count() == 1
+    assert resolved.events.get(kind=EventKind.RESOLVED).data["source"] == "alertmanager"
+    assert resolved.occurrences == 1
