@@ -168,3 +168,22 @@ def pending_loader(active_loader: Loader, editor: User) -> Loader:
 
 def version(loader: Loader, number: int) -> LoaderVersion:
     return LoaderVersion.objects.get(loader=loader, number=number)
+
+
+def system_loaders_remove(request: pytest.FixtureRequest) -> None:
+    """For tests of the loader registry itself: start from a registry without the loaders the
+    platform seeds (the STATS-* loaders of statistics capture, their captures and team), so "nothing was
+    written" means no loader at all. Those loaders are tested in tests/integrations/test_captures.py.
+    Tests that use no database are left alone."""
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if marker is None and not names & {"db", "transactional_db"}:
+        return
+    transactional = "transactional_db" in names or (marker is not None and marker.kwargs.get("transaction"))
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from integrations.models import Capture
+    from loaders.models import Loader, Team
+
+    Capture.objects.filter(system=True).delete()
+    Loader.objects.filter(owner__slug="etl-monitor", loader_code__startswith="STATS-").delete()
+    Team.objects.filter(slug="etl-monitor", loaders__isnull=True).delete()
