@@ -248,7 +248,8 @@ AGGREGATES = {"avg": Avg, "max": Max, "min": Min, "sum": Sum, "count": Count}
 
 @kind_register
 class MetricThreshold(RuleKind):
-    """Any signal key or metric type, aggregated per loader over the window, against the threshold."""
+    """Any signal key or metric type, aggregated per loader (or per loader and key) over the window,
+    against the threshold."""
 
     name = "metric_threshold"
     description = "A signal key or metric type aggregated (avg, max, min, sum, count, last) over the window."
@@ -256,6 +257,12 @@ class MetricThreshold(RuleKind):
         "signal_key": Param(str, help="Signals with this key."),
         "metric_type": Param(str, help="Or: signals of this metric type."),
         "aggregation": Param(str, default="avg", choices=("avg", "max", "min", "sum", "count", "last")),
+        "per": Param(
+            str,
+            default="loader",
+            choices=("loader", "signal_key"),
+            help="One subject per loader, or per loader and signal key (LOADER/key: a service of STATS-PERF).",
+        ),
     }
 
     def check(self, params: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
@@ -265,7 +272,17 @@ class MetricThreshold(RuleKind):
 
     def share_key(self, rule: Any) -> Any:
         p = rule.params
-        return (rule.window_seconds, p.get("signal_key"), p.get("metric_type"), p.get("aggregation", "avg"))
+        return (
+            rule.window_seconds,
+            p.get("signal_key"),
+            p.get("metric_type"),
+            p.get("aggregation", "avg"),
+            p.get("per", "loader"),
+        )
+
+    @staticmethod
+    def _subject(rule: Any, loader_code: str, signal_key: str) -> str:
+        return f"{loader_code}/{signal_key}" if rule.params.get("per") == "signal_key" else loader_code
 
     def evaluate_many(
         self, rules: list[Any], scope_of: Callable[[Any], QuerySet[Loader]], now: dt.datetime
@@ -292,7 +309,7 @@ class MetricThreshold(RuleKind):
                 aggregation = rule.params.get("aggregation", "avg")
                 results[rule.pk] = [
                     Measurement(
-                        r["loader__loader_code"],
+                        self._subject(rule, r["loader__loader_code"], r["signal_key"]),
                         float(r[aggregation]) if r[aggregation] is not None else None,
                         loader_id=r["loader_id"],
                         details={"aggregation": aggregation},
@@ -329,24 +346,29 @@ class MetricThreshold(RuleKind):
         if metric_type := rule.params.get("metric_type"):
             signals = signals.filter(metric_type=metric_type)
         aggregation = rule.params.get("aggregation", "avg")
+        per_key = rule.params.get("per") == "signal_key"
         if aggregation == "last":
             rows = signals.filter(value_number__isnull=False).order_by("loader_id", "-captured_at")
-            found: dict[int, Measurement] = {}
+            found: dict[Any, Measurement] = {}
             for s in rows.select_related("loader").only(
-                "loader_id", "loader__loader_code", "value_number", "correlation_id", "captured_at"
+                "loader_id", "loader__loader_code", "signal_key", "value_number", "correlation_id", "captured_at"
             ):
                 found.setdefault(
-                    s.loader_id,
+                    (s.loader_id, s.signal_key if per_key else ""),
                     Measurement(
-                        s.loader.loader_code, s.value_number, loader_id=s.loader_id, correlation_id=s.correlation_id
+                        self._subject(rule, s.loader.loader_code, s.signal_key),
+                        s.value_number,
+                        loader_id=s.loader_id,
+                        correlation_id=s.correlation_id,
                     ),
                 )
             return list(found.values())
         column = "id" if aggregation == "count" else "value_number"
-        rows = signals.values("loader_id", "loader__loader_code").annotate(value=AGGREGATES[aggregation](column))
+        grouping = ("loader_id", "loader__loader_code", *(("signal_key",) if per_key else ()))
+        rows = signals.values(*grouping).annotate(value=AGGREGATES[aggregation](column))
         return [
             Measurement(
-                r["loader__loader_code"],
+                self._subject(rule, r["loader__loader_code"], r.get("signal_key", "")),
                 float(r["value"]) if r["value"] is not None else None,
                 loader_id=r["loader_id"],
                 details={"aggregation": aggregation},

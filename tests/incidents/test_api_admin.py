@@ -46,7 +46,7 @@ def test_admins_create_rules_and_errors_name_the_field(admin_user, active_loader
     )
     assert ok.status_code == 201, ok.json()
     rule = DetectionRule.objects.get(name="r1")
-    assert rule.params == {"signal_key": "lag", "aggregation": "avg"}
+    assert rule.params == {"signal_key": "lag", "aggregation": "avg", "per": "loader"}
     assert list(rule.scope_loaders.values_list("loader_code", flat=True)) == ["SALES-DAILY"]
     assert rule.history.latest().history_user == admin_user
 

@@ -33,7 +33,7 @@ def apply(tmp_path, text: str) -> str:
 def test_rules_are_created_and_reapplying_changes_nothing(tmp_path, admin_user, active_loader):
     assert "detection_rules Sales lag above 10 minutes: created" in apply(tmp_path, RULES)
     rule = DetectionRule.objects.get(name="Sales lag above 10 minutes")
-    assert rule.params == {"signal_key": "lag_seconds", "aggregation": "max"} and rule.threshold == 600
+    assert rule.params == {"signal_key": "lag_seconds", "aggregation": "max", "per": "loader"} and rule.threshold == 600
     history = rule.history.count()
     assert "unchanged" in apply(tmp_path, RULES)
     assert rule.history.count() == history

@@ -79,6 +79,35 @@ def test_metric_threshold_aggregations(rule_factory, active_loader, aggregation,
     assert measure(rule)["SALES-DAILY"].value == expected
 
 
+@pytest.mark.parametrize("aggregation", ["max", "last"])
+@pytest.mark.parametrize("signal_key", ["", "payments"])
+def test_metric_threshold_per_signal_key_gives_each_key_its_subject(
+    rule_factory, active_loader, aggregation, signal_key
+):
+    # Captured statistics: one loader, one key per service (STATS-PERF's p99 latency).
+    for key, value in (("payments", 2500), ("orders", 300), ("payments", 2400)):
+        add_signals(active_loader, failed=0, ok=1, key=key, value=value)
+    params = {"metric_type": "CUSTOM", "aggregation": aggregation, "per": "signal_key"}
+    if signal_key:
+        params["signal_key"] = signal_key
+    rule = rule_factory("metric_threshold", operator="GT", threshold=2000.0, params=params)
+    measured = measure(rule)
+    expected = {"SALES-DAILY/payments"} | (set() if signal_key else {"SALES-DAILY/orders"})
+    assert set(measured) == expected
+    payments = measured["SALES-DAILY/payments"]
+    assert payments.value in (2500, 2400) and payments.loader_id == active_loader.pk
+    report = rule_evaluate(rule=rule, now=NOW)
+    assert {(d.subject, d.action) for d in report.decisions} == {
+        (subject, "opened" if subject.endswith("payments") else "clear") for subject in expected
+    }
+    # The batch path (several rules sharing one query) names the subjects the same way.
+    from incidents.services import rules_evaluate
+
+    twin = rule_factory("metric_threshold", operator="GT", threshold=2000.0, params=params)
+    reports = rules_evaluate(rules=[twin, rule], now=NOW)
+    assert {d.subject for d in reports[0].decisions} == expected
+
+
 def test_missed_run_fires_after_the_grace_period(rule_factory, active_loader):
     # SALES-DAILY: 30 2 * * * Europe/Berlin, grace 20 minutes. On 2026-11-28 that is 01:30 UTC.
     due = dt.datetime(2026, 11, 28, 1, 30, tzinfo=dt.UTC)
