@@ -58,6 +58,19 @@ def health_record(source: DataSource, error: str = "") -> None:
         DataSource.objects.filter(pk=source.pk).update(last_success_at=now)
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, for people: Elasticsearch's own error type and reason when it sent one
+    (``AuthorizationException (403): security_exception: action … is unauthorized``)."""
+    body = getattr(exc, "body", None)
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None), "status", "?")
+        text = f"{type(exc).__name__} ({status}): {error.get('type', '?')}: {error.get('reason', '')}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return scrub(text)[:300]
+
+
 def es_client(source: DataSource) -> Any:
     """The official Elasticsearch 8 client for the source (no retries: the next evaluation is the retry)."""
     from elasticsearch import Elasticsearch
@@ -87,7 +100,7 @@ def es_search(source: DataSource, index: str, body: dict[str, Any]) -> dict[str,
         if not isinstance(result, dict) or "hits" not in result:
             raise ValueError("the answer has no hits")
     except Exception as exc:
-        reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
+        reason = _reason(exc)
         health_record(source, reason)
         raise SourceUnavailable(source.name, reason) from exc
     health_record(source)
@@ -117,7 +130,7 @@ def prom_query(source: DataSource, query: str, at: float) -> list[dict[str, Any]
         ):
             raise ValueError("the answer is not an instant vector (a range or scalar query?)")
     except Exception as exc:  # every failure of the source is reported, never raised on
-        reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
+        reason = _reason(exc)
         health_record(source, reason)
         raise SourceUnavailable(source.name, reason) from exc
     health_record(source)
@@ -128,9 +141,17 @@ def source_check(source: DataSource) -> tuple[bool, str]:
     """The "test connection" of a source: whether it answers as its kind should, and what it said."""
     try:
         if source.kind == SourceKind.ELASTICSEARCH:
-            info = es_client(source).info()
+            # The server, then the log index the rules and captures search (_count: can we read it?).
+            client = es_client(source)
+            info = client.info()
             body = info.body if hasattr(info, "body") else info
-            detail = f"Elasticsearch {body['version']['number']} (cluster {body.get('cluster_name', '?')})"
+            index = settings.ELASTICSEARCH_INDEX
+            counted = client.count(index=index)
+            count = (counted.body if hasattr(counted, "body") else counted)["count"]
+            detail = (
+                f"Elasticsearch {body['version']['number']} (cluster {body.get('cluster_name', '?')}); "
+                f"{index}: {count:,} documents"
+            )
         else:
             result = prom_query(source, "vector(1)", timezone.now().timestamp())
             if [float(s["value"][1]) for s in result] != [1.0]:
@@ -139,7 +160,7 @@ def source_check(source: DataSource) -> tuple[bool, str]:
     except SourceUnavailable as exc:
         return False, exc.reason
     except Exception as exc:  # noqa: BLE001 — any failure is the answer of the check
-        reason = scrub(f"{type(exc).__name__}: {exc}")[:300]
+        reason = _reason(exc)
         health_record(source, reason)
         return False, reason
     health_record(source)

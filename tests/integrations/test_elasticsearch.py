@@ -280,3 +280,52 @@ def test_only_admins_apply_data_sources(tmp_path, editor):
     with pytest.raises(CommandError):
         _apply(tmp_path, SOURCES_YAML, editor.username)
     assert not DataSource.objects.exists()
+
+
+def test_test_connection_reads_the_server_and_counts_the_log_index(es, admin_client, db):
+    from integrations.models import DataSource
+
+    info = {
+        "name": "es-1",
+        "cluster_name": "logs-prod",
+        "cluster_uuid": "aXb3",
+        "version": {"number": "8.15.0", "build_flavor": "default", "lucene_version": "9.11.1"},
+        "tagline": "You Know, for Search",
+    }
+    es.expect_request("/", method="GET").respond_with_json(info, headers=ES)
+    es.expect_request("/logs-*/_count", method="POST").respond_with_json(
+        {"count": 123456, "_shards": {"total": 3, "successful": 3, "skipped": 0, "failed": 0}}, headers=ES
+    )
+    source = DataSource.objects.create(name="logs", kind="ELASTICSEARCH", url=es.url_for("/"))
+    response = admin_client.post(
+        "/admin/integrations/datasource/", {"action": "test_connection", "_selected_action": [source.pk]}, follow=True
+    )
+    assert [str(m) for m in response.context["messages"]] == [
+        "logs: Elasticsearch 8.15.0 (cluster logs-prod); logs-*: 123,456 documents"
+    ]
+    source.refresh_from_db()
+    assert source.last_success_at is not None and source.last_error == ""
+
+
+def test_test_connection_names_an_index_it_cannot_read(es, admin_client, db):
+    from integrations.models import DataSource
+
+    es.expect_request("/", method="GET").respond_with_json(
+        {"cluster_name": "c", "version": {"number": "8.15.0"}}, headers=ES
+    )
+    es.expect_request("/logs-*/_count", method="POST").respond_with_json(
+        {
+            "error": {"type": "security_exception", "reason": "action [indices:data/read/search] is unauthorized"},
+            "status": 403,
+        },
+        status=403,
+        headers=ES,
+    )
+    source = DataSource.objects.create(name="logs", kind="ELASTICSEARCH", url=es.url_for("/"))
+    response = admin_client.post(
+        "/admin/integrations/datasource/", {"action": "test_connection", "_selected_action": [source.pk]}, follow=True
+    )
+    (message,) = [str(m) for m in response.context["messages"]]
+    assert message.startswith("logs: AuthorizationException") and "unauthorized" in message
+    source.refresh_from_db()
+    assert "unauthorized" in source.last_error
