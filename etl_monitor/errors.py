@@ -40,3 +40,24 @@ class InvalidInput(ServiceError):
     def __str__(self) -> str:
         parts = [f"{field}: {'; '.join(msgs)}" for field, msgs in self.errors.items()]
         return "; ".join(parts) or self.message
+
+
+def fields_known(data: dict[str, object], allowed: tuple[str, ...] | set[str]) -> None:
+    """Refuse fields a service does not take, each named (``{"colour": ["Unknown field."]}``)."""
+    unknown = sorted(str(name) for name in set(data) - set(allowed))
+    if unknown:
+        raise InvalidInput({name: ["Unknown field."] for name in unknown})
+
+
+def model_validate(instance: object, errors: dict[str, list[str]], exclude: tuple[str, ...] = ()) -> None:
+    """The model's own validation (``full_clean``) added to the service's ``errors`` — fields
+    already in error, and ``exclude``, are not checked again — then InvalidInput with all of them."""
+    from django.core.exceptions import ValidationError
+
+    try:
+        instance.full_clean(exclude=[*errors, *exclude])  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        for field_name, messages in exc.message_dict.items():
+            errors.setdefault(field_name, []).extend(messages)
+    if errors:
+        raise InvalidInput(errors)

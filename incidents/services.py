@@ -27,7 +27,7 @@ from django.db.models import Case, F, JSONField, OuterRef, Q, QuerySet, Subquery
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
-from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict, model_validate
 from incidents.kinds import Measurement, SourceUnavailable, kind_get
 from incidents.models import (
     ACTIVE_STATUSES,
@@ -975,13 +975,7 @@ def silence_save(*, user: AbstractBaseUser, data: dict[str, Any], silence: Silen
     matchers = [silence.loader_id, silence.tag_id, silence.owner_id, silence.rule_id, silence.severity]
     if not any(matchers) and not (silence.comment or "").strip():
         errors["comment"] = ["A silence of everything needs a comment saying why."]
-    try:
-        silence.full_clean(exclude=list(errors))
-    except ValidationError as exc:
-        for field_name, messages in exc.message_dict.items():
-            errors.setdefault(field_name, []).extend(messages)
-    if errors:
-        raise InvalidInput(errors)
+    model_validate(silence, errors)
     silence._history_user = user
     silence.save()
     return silence

@@ -184,17 +184,13 @@ CAPTURE_FIELDS = (
 def capture_save(*, user: Any, data: dict[str, Any], capture: Capture | None = None) -> Capture:
     """Create or change a capture definition (configuration as code; ``loader`` is a loader code).
     Only roles holding the capture permissions (Admin) may: the query runs on the server."""
-    from django.core.exceptions import ValidationError
-
-    from etl_monitor.errors import InvalidInput, PermissionRefused
+    from etl_monitor.errors import PermissionRefused, fields_known, model_validate
     from loaders.models import Loader
 
     perm = "integrations.change_capture" if capture else "integrations.add_capture"
     if not (user and user.is_active and user.has_perm(perm)):
         raise PermissionRefused("Your role does not allow you to manage statistics captures.")
-    unknown = sorted(set(data) - set(CAPTURE_FIELDS))
-    if unknown:
-        raise InvalidInput({name: ["Unknown field."] for name in unknown})
+    fields_known(data, CAPTURE_FIELDS)
     capture = capture or Capture()
     errors: dict[str, list[str]] = {}
     for name, value in data.items():
@@ -206,13 +202,7 @@ def capture_save(*, user: Any, data: dict[str, Any], capture: Capture | None = N
                 capture.loader = loader
         else:
             setattr(capture, name, value)
-    try:
-        capture.full_clean(exclude=list(errors))
-    except ValidationError as exc:
-        for name, messages in exc.message_dict.items():
-            errors.setdefault(name, []).extend(messages)
-    if errors:
-        raise InvalidInput(errors)
+    model_validate(capture, errors)
     capture._history_user = user
     capture.save()
     return capture

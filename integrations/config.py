@@ -33,7 +33,47 @@ def _fields_refused(ctx: ConfigContext, path: str, item: dict[str, Any], allowed
     return bool(bad)
 
 
-class ChannelsSection:
+class _ItemsByName:
+    """A section that is a list of items identified by ``name``: unknown and secret fields are
+    refused, an item equal to what is stored is reported ``unchanged`` and not saved again (no
+    history row), the rest go through the section's service; items not in the file are left alone."""
+
+    key: str
+    allowed: tuple[str, ...]
+
+    def apply(self, value: Any, ctx: ConfigContext) -> None:
+        for path, item in config_items(value, self.key, ctx, "name"):
+            if not _fields_refused(ctx, path, item, self.allowed):
+                self._apply_one(path, item, ctx)
+
+    def stored(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def current(self, existing: Any, field: str) -> Any:
+        """The stored value of ``field``, comparable with what a file holds."""
+        return getattr(existing, field, None)
+
+    def save(self, path: str, data: dict[str, Any], existing: Any, ctx: ConfigContext) -> None:
+        """Create or change through the service; raises ServiceError."""
+        raise NotImplementedError
+
+    def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
+        name = item["name"]
+        existing = self.stored(name)
+        changed = [k for k, v in item.items() if k != "name" and self.current(existing, k) != v]
+        if existing is not None and not changed:
+            ctx.change(self.key, name, "unchanged")
+            return
+        try:
+            with transaction.atomic():
+                self.save(path, dict(item), existing, ctx)
+        except ServiceError as exc:
+            config_report(ctx, path, exc)
+            return
+        ctx.change(self.key, name, "created" if existing is None else "changed", [] if existing is None else changed)
+
+
+class ChannelsSection(_ItemsByName):
     """``channels: [{name, kind, url, enabled}]`` — the non-secret settings of notification channels.
 
     ``name`` identifies the channel (rules refer to it); ``kind`` is EMAIL, SLACK,
@@ -48,23 +88,17 @@ class ChannelsSection:
     order = 35
     allowed = ("name", "kind", "url", "enabled")
 
-    def apply(self, value: Any, ctx: ConfigContext) -> None:
-        for path, item in config_items(value, self.key, ctx, "name"):
-            if not _fields_refused(ctx, path, item, self.allowed):
-                self._apply_one(path, item, ctx)
+    def stored(self, name: str) -> Channel | None:
+        return Channel.objects.filter(name=name).first()
 
     def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
-        name = item["name"]
-        existing = Channel.objects.filter(name=name).first()
-        data = {k: ("" if k == "url" and v is None else v) for k, v in item.items()}
-        changed = [k for k in ("kind", "url", "enabled") if k in data and getattr(existing, k, None) != data[k]]
-        if existing is not None and not changed:
-            # Saving would also mark an unhealthy channel healthy: only a real change may do that.
-            ctx.change(self.key, name, "unchanged")
-            return
+        # Saving also marks an unhealthy channel healthy: only a real change may do that, which
+        # the base class ensures by not saving an unchanged channel.
+        super()._apply_one(path, {k: ("" if k == "url" and v is None else v) for k, v in item.items()}, ctx)
+
+    def save(self, path: str, data: dict[str, Any], existing: Channel | None, ctx: ConfigContext) -> None:
         try:
-            with transaction.atomic():
-                notify.channel_save(user=ctx.user, data=data, channel=existing)
+            notify.channel_save(user=ctx.user, data=data, channel=existing)
         except InvalidInput as exc:
             if "secret" in exc.errors:
                 ctx.error(
@@ -73,12 +107,7 @@ class ChannelsSection:
                     "carry: create the channel in the admin; the file may then manage it.",
                 )
                 exc.errors.pop("secret")
-            config_report(ctx, path, exc)
-            return
-        except ServiceError as exc:
-            config_report(ctx, path, exc)
-            return
-        ctx.change(self.key, name, "created" if existing is None else "changed", [] if existing is None else changed)
+            raise
 
 
 RULE_KEYS = tuple(f for f in routing.RULE_FIELDS if f not in ("severity", "team", "tag"))
@@ -202,7 +231,7 @@ def _snapshot(rule: NotificationRule | None) -> dict[str, Any]:
     return values
 
 
-class DataSourcesSection:
+class DataSourcesSection(_ItemsByName):
     """``data_sources: [{name, kind, url, auth, username, verify_tls, timeout_seconds, enabled}]``.
 
     ``kind`` is PROMETHEUS or ELASTICSEARCH; ``auth`` NONE (default), BASIC, BEARER or API_KEY.
@@ -216,29 +245,14 @@ class DataSourcesSection:
     order = 25  # before detection_rules, which may name a source
     allowed = SOURCE_FIELDS
 
-    def apply(self, value: Any, ctx: ConfigContext) -> None:
-        for path, item in config_items(value, self.key, ctx, "name"):
-            if not _fields_refused(ctx, path, item, self.allowed):
-                self._apply_one(path, item, ctx)
+    def stored(self, name: str) -> DataSource | None:
+        return DataSource.objects.filter(name=name).first()
 
-    def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
-        existing = DataSource.objects.filter(name=item["name"]).first()
-        changed = [k for k, v in item.items() if k != "name" and getattr(existing, k, None) != v]
-        if existing is not None and not changed:
-            ctx.change(self.key, item["name"], "unchanged")
-            return
-        try:
-            with transaction.atomic():
-                data_source_save(user=ctx.user, data=dict(item), source=existing)
-        except ServiceError as exc:
-            config_report(ctx, path, exc)
-            return
-        ctx.change(
-            self.key, item["name"], "created" if existing is None else "changed", [] if existing is None else changed
-        )
+    def save(self, path: str, data: dict[str, Any], existing: DataSource | None, ctx: ConfigContext) -> None:
+        data_source_save(user=ctx.user, data=data, source=existing)
 
 
-class CapturesSection:
+class CapturesSection(_ItemsByName):
     """``captures: [{name, loader, source, source_kind, query, key_label, metric_type, …}]`` —
     statistics capture definitions (see docs/monitoring.md). ``loader`` is a loader code (the
     STATS-* loaders, or your own). Captures not in the file are left alone. Admin only: the query
@@ -248,26 +262,13 @@ class CapturesSection:
     order = 27  # after loaders and data_sources, which it names
     allowed = CAPTURE_FIELDS
 
-    def apply(self, value: Any, ctx: ConfigContext) -> None:
-        for path, item in config_items(value, self.key, ctx, "name"):
-            if not _fields_refused(ctx, path, item, self.allowed):
-                self._apply_one(path, item, ctx)
+    def stored(self, name: str) -> Capture | None:
+        return Capture.objects.select_related("loader").filter(name=name).first()
 
-    def _apply_one(self, path: str, item: dict[str, Any], ctx: ConfigContext) -> None:
-        existing = Capture.objects.select_related("loader").filter(name=item["name"]).first()
-        current = {k: getattr(existing, k, None) for k in item if k not in ("name", "loader")}
-        if existing is not None:
-            current["loader"] = existing.loader.loader_code
-        changed = [k for k, v in item.items() if k != "name" and current.get(k) != v]
-        if existing is not None and not changed:
-            ctx.change(self.key, item["name"], "unchanged")
-            return
-        try:
-            with transaction.atomic():
-                capture_save(user=ctx.user, data=dict(item), capture=existing)
-        except ServiceError as exc:
-            config_report(ctx, path, exc)
-            return
-        ctx.change(
-            self.key, item["name"], "created" if existing is None else "changed", [] if existing is None else changed
-        )
+    def current(self, existing: Capture | None, field: str) -> Any:
+        if existing is not None and field == "loader":
+            return existing.loader.loader_code
+        return super().current(existing, field)
+
+    def save(self, path: str, data: dict[str, Any], existing: Capture | None, ctx: ConfigContext) -> None:
+        capture_save(user=ctx.user, data=data, capture=existing)

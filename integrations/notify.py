@@ -993,9 +993,7 @@ def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
 @transaction.atomic
 def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = None) -> Channel:
     """Create or change a channel; an empty secret keeps the stored one; saving makes it healthy again."""
-    from django.core.exceptions import ValidationError
-
-    from etl_monitor.errors import InvalidInput, PermissionRefused
+    from etl_monitor.errors import InvalidInput, PermissionRefused, model_validate
 
     perm = "integrations.change_channel" if channel else "integrations.add_channel"
     if not (user and user.is_active and user.has_perm(perm)):
@@ -1017,13 +1015,7 @@ def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = N
         errors["secret"] = ["Paste the incoming-webhook URL here."]
     if channel.kind == ChannelKind.SLACK_WEBHOOK and channel.secret and not channel.secret.startswith("https://"):
         errors["secret"] = ["An incoming-webhook URL starts with https://."]
-    try:
-        channel.full_clean(exclude=list(errors))
-    except ValidationError as exc:
-        for field_name, messages in exc.message_dict.items():
-            errors.setdefault(field_name, []).extend(messages)
-    if errors:
-        raise InvalidInput(errors)
+    model_validate(channel, errors)
     channel.healthy, channel.unhealthy_reason, channel.unhealthy_since = True, "", None
     channel._history_user = user
     channel.save()

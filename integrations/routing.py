@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict, fields_known
 from integrations.models import Channel, ChannelKind, Delivery, NotificationRule
 from loaders.models import Severity, Tag, Team
 
@@ -131,9 +131,7 @@ def notification_rule_check(*, data: dict[str, Any], rule: NotificationRule | No
     ``escalation_tiers[i].channels`` and so on. The admin form calls this to show errors next
     to the fields; ``notification_rule_save`` calls it before saving.
     """
-    unknown = sorted(str(k) for k in set(data) - set(RULE_FIELDS))
-    if unknown:
-        raise InvalidInput({name: ["Unknown field."] for name in unknown})
+    fields_known(data, RULE_FIELDS)
     rule = rule or NotificationRule()
     errors: dict[str, list[str]] = {}
     for name, value in data.items():

@@ -189,27 +189,17 @@ def auth_problems(kind: str, auth: str, username: str, secret: str, *, from_file
 def data_source_save(*, user: Any, data: dict[str, Any], source: DataSource | None = None) -> DataSource:
     """Create or change a data source's non-secret settings (configuration as code). Only roles
     holding the data-source permissions (Admin) may: the server fetches the URL."""
-    from django.core.exceptions import ValidationError
-
-    from etl_monitor.errors import InvalidInput, PermissionRefused
+    from etl_monitor.errors import PermissionRefused, fields_known, model_validate
 
     perm = "integrations.change_datasource" if source else "integrations.add_datasource"
     if not (user and user.is_active and user.has_perm(perm)):
         raise PermissionRefused("Your role does not allow you to manage data sources.")
-    unknown = sorted(set(data) - set(SOURCE_FIELDS))
-    if unknown:
-        raise InvalidInput({name: ["Unknown field."] for name in unknown})
+    fields_known(data, SOURCE_FIELDS)
     source = source or DataSource()
     for name, value in data.items():
         setattr(source, name, value)
     errors = auth_problems(source.kind, source.auth, source.username, source.secret, from_file=True)
-    try:
-        source.full_clean(exclude=[*errors, "secret"])
-    except ValidationError as exc:
-        for field, messages in exc.message_dict.items():
-            errors.setdefault(field, []).extend(messages)
-    if errors:
-        raise InvalidInput(errors)
+    model_validate(source, errors, exclude=("secret",))
     source._history_user = user
     source.save()
     return source
