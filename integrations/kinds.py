@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 from urllib.parse import quote
 
@@ -114,19 +115,39 @@ class PromqlThreshold(RuleKind):
         "subject_labels": Param(
             str, default="", help="Comma-separated labels naming a series (default: all but __name__)."
         ),
+        "aggregation": Param(
+            str,
+            choices=("avg", "max", "min", "last"),
+            help="Unset: the value at the moment of evaluation (an instant query). Set: this aggregation of "
+            "each series' samples over the rule's window (a range query), e.g. max over 15 minutes.",
+        ),
+        "step_seconds": Param(int, help="With aggregation: seconds between samples (default 60)."),
     }
+
+    def check(self, params: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+        step = params.get("step_seconds")
+        if step is not None and step < 1:
+            errors["params.step_seconds"] = ["Must be at least 1."]
+        return params
 
     def sources(self, rule: Any) -> list[str]:
         return [rule.params.get("source") or "prometheus"]
 
     def evaluate(self, rule: Any, loaders: Any, now: dt.datetime) -> list[Measurement]:
-        from integrations.sources import prom_query
+        from integrations.sources import prom_query, prom_query_range
 
         p = rule.params
         source = source_get(p.get("source") or "prometheus", SourceKind.PROMETHEUS)
         wanted = [name.strip() for name in (p.get("subject_labels") or "").split(",") if name.strip()]
+        aggregation = p.get("aggregation")
+        if aggregation:
+            step = p.get("step_seconds") or 60
+            start = now - dt.timedelta(seconds=rule.window_seconds)
+            answer = prom_query_range(source, p["query"], start, now, step)
+        else:
+            answer = prom_query(source, p["query"], now.timestamp())
         found = []
-        for series in prom_query(source, p["query"], now.timestamp()):
+        for series in answer:
             labels = {k: str(v) for k, v in series["metric"].items()}
             shown = (
                 {k: labels[k] for k in wanted if k in labels}
@@ -135,10 +156,30 @@ class PromqlThreshold(RuleKind):
             )
             subject = ",".join(f"{k}={v}" for k, v in sorted(shown.items())) or labels.get("__name__", p["query"])
             try:
-                value = float(series["value"][1])
+                if aggregation:
+                    samples = [float(v) for _t, v in series["values"]]
+                    value = _aggregate(aggregation, samples)
+                else:
+                    value = float(series["value"][1])
             except (TypeError, ValueError, IndexError) as exc:
                 raise SourceUnavailable(
-                    source.name, f"unexpected value in the answer: {series.get('value')!r}"
+                    source.name, f"unexpected value in the answer: {series.get('value', series.get('values'))!r}"
                 ) from exc
-            found.append(Measurement(subject, value, details={"labels": labels}))
+            details: dict[str, Any] = {"labels": labels}
+            if aggregation:
+                details.update(aggregation=aggregation, samples=len(series["values"]))
+            found.append(Measurement(subject, value, details=details))
         return found
+
+
+def _aggregate(aggregation: str, samples: list[float]) -> float | None:
+    numbers = [v for v in samples if math.isfinite(v)]
+    if not numbers:
+        return None
+    if aggregation == "avg":
+        return sum(numbers) / len(numbers)
+    if aggregation == "max":
+        return max(numbers)
+    if aggregation == "min":
+        return min(numbers)
+    return numbers[-1]

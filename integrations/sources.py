@@ -9,6 +9,7 @@ reports it as one deduplicated incident and goes on with the other rules.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -107,34 +108,59 @@ def es_search(source: DataSource, index: str, body: dict[str, Any]) -> dict[str,
     return result
 
 
-def prom_query(source: DataSource, query: str, at: float) -> list[dict[str, Any]]:
-    """An instant query through prometheus-api-client: the result vector (each series' labels and
-    value). Any failure, or an answer that is not an instant vector, is SourceUnavailable."""
+def _prom_client(source: DataSource) -> Any:
+    """prometheus-api-client for the source (no retries: the next evaluation is the retry)."""
     from prometheus_api_client import PrometheusConnect
     from urllib3.util.retry import Retry
 
     headers = {"Authorization": f"Bearer {source.secret}"} if source.auth == SourceAuth.BEARER else None
     auth = (source.username, source.secret) if source.auth == SourceAuth.BASIC else None
+    return PrometheusConnect(
+        url=source.url.rstrip("/"),
+        headers=headers,
+        auth=auth,
+        disable_ssl=not source.verify_tls,
+        retry=Retry(total=0),
+        timeout=source.timeout_seconds,
+    )
+
+
+def _prom_call(source: DataSource, call: Any, valid: Any, shape: str) -> list[dict[str, Any]]:
+    """Run ``call(client)``; any failure, or an answer ``valid`` refuses, is SourceUnavailable."""
     try:
-        client = PrometheusConnect(
-            url=source.url.rstrip("/"),
-            headers=headers,
-            auth=auth,
-            disable_ssl=not source.verify_tls,
-            retry=Retry(total=0),
-            timeout=source.timeout_seconds,
-        )
-        result = client.custom_query(query, params={"time": at})
-        if not isinstance(result, list) or not all(
-            isinstance(s, dict) and "metric" in s and "value" in s for s in result
-        ):
-            raise ValueError("the answer is not an instant vector (a range or scalar query?)")
+        result = call(_prom_client(source))
+        if not isinstance(result, list) or not all(isinstance(s, dict) and "metric" in s and valid(s) for s in result):
+            raise ValueError(f"the answer is not {shape}")
     except Exception as exc:  # every failure of the source is reported, never raised on
         reason = _reason(exc)
         health_record(source, reason)
         raise SourceUnavailable(source.name, reason) from exc
     health_record(source)
     return result
+
+
+def prom_query(source: DataSource, query: str, at: float) -> list[dict[str, Any]]:
+    """An instant query through prometheus-api-client: the result vector (each series' labels and
+    value). Any failure, or an answer that is not an instant vector, is SourceUnavailable."""
+    return _prom_call(
+        source,
+        lambda client: client.custom_query(query, params={"time": at}),
+        lambda series: "value" in series,
+        "an instant vector (a range or scalar query?)",
+    )
+
+
+def prom_query_range(
+    source: DataSource, query: str, start: dt.datetime, end: dt.datetime, step_seconds: int
+) -> list[dict[str, Any]]:
+    """A range query: each series' labels and its samples (``values``: [[time, "value"], …])
+    from ``start`` to ``end`` every ``step_seconds``."""
+    return _prom_call(
+        source,
+        lambda client: client.custom_query_range(query, start_time=start, end_time=end, step=f"{step_seconds}s"),
+        lambda series: isinstance(series.get("values"), list),
+        "a range vector (a scalar query?)",
+    )
 
 
 def source_check(source: DataSource) -> tuple[bool, str]:

@@ -150,3 +150,50 @@ def test_test_connection_of_a_prometheus_source(prometheus, admin_client, db):
         "/admin/integrations/datasource/", {"action": "test_connection", "_selected_action": [source.pk]}, follow=True
     )
     assert [str(m) for m in response.context["messages"]] == ["prom: Prometheus answers queries"]
+
+
+def test_an_aggregation_over_the_window_reads_a_range_query(prometheus, settings, db):
+    """With ``aggregation``, the rule reads each series' samples over its window (a range query):
+    a spike the instant value no longer shows still counts for ``max``."""
+    url, exporter = prometheus
+    settings.PROMETHEUS_URL = url
+    query = 'container_memory_usage_bytes{pod="etl-3"} / container_spec_memory_limit_bytes{pod="etl-3"} * 100'
+    exporter.set('container_memory_usage_bytes{pod="etl-3"}', 950)
+    exporter.set('container_spec_memory_limit_bytes{pod="etl-3"}', 1000)
+    scraped(url, query, {"pod=etl-3": 95})
+    time.sleep(1.5)  # a few samples at 95 %
+    exporter.set('container_memory_usage_bytes{pod="etl-3"}', 500)
+    scraped(url, query, {"pod=etl-3": 50})
+    time.sleep(1.5)  # and a few at 50 % (the range's end is a whole second)
+
+    def rule(name: str, **params) -> DetectionRule:
+        return DetectionRule.objects.create(
+            name=name,
+            kind="promql_threshold",
+            params={"query": query, "subject_labels": "pod", **params},
+            operator="GT",
+            threshold=85.0,
+            window_seconds=60,
+        )
+
+    now = timezone.now()
+    instant = rule_evaluate(rule=rule("instant"), now=now)
+    peak = rule_evaluate(rule=rule("peak", aggregation="max", step_seconds=1), now=now)
+    low = rule_evaluate(rule=rule("low", aggregation="min", step_seconds=1), now=now)
+    assert [(d.subject, d.value, d.action) for d in instant.decisions] == [("pod=etl-3", 50.0, "clear")]
+    assert [(d.subject, d.value, d.action) for d in peak.decisions] == [("pod=etl-3", 95.0, "opened")]
+    assert [(d.subject, d.value, d.action) for d in low.decisions] == [("pod=etl-3", 50.0, "clear")]
+    opened = Incident.objects.get(rule__name="peak")
+    assert opened.metrics["aggregation"] == "max" and opened.metrics["samples"] >= 3
+
+
+def test_a_range_step_below_one_second_is_refused(db):
+    from etl_monitor.errors import InvalidInput
+    from incidents.kinds import kind_get
+
+    with pytest.raises(InvalidInput) as refused:
+        kind_get("promql_threshold").validate_params({"query": "up", "aggregation": "max", "step_seconds": 0})
+    assert refused.value.errors == {"params.step_seconds": ["Must be at least 1."]}
+    with pytest.raises(InvalidInput) as refused:
+        kind_get("promql_threshold").validate_params({"query": "up", "aggregation": "median"})
+    assert refused.value.errors == {"params.aggregation": ["Must be one of avg, max, min, last."]}
