@@ -332,7 +332,10 @@ class Capture(models.Model):
         max_length=50, default="prometheus", help_text="The data source's name (admin → Data sources)."
     )
     source_kind = models.CharField(max_length=20, choices=SourceKind.choices, default=SourceKind.PROMETHEUS)
-    query = models.TextField(help_text="PromQL (Prometheus) or a Lucene filter such as level:ERROR (Elasticsearch).")
+    query = models.TextField(
+        blank=True,
+        help_text="PromQL (Prometheus), or a Lucene filter such as level:ERROR (Elasticsearch; empty counts every line).",
+    )
     index = models.CharField(
         max_length=200, blank=True, help_text="Elasticsearch only: the index or pattern (default ELASTICSEARCH_INDEX)."
     )
@@ -387,9 +390,15 @@ class Capture(models.Model):
         elif len(labels) > 1:
             errors["key_label"] = "An Elasticsearch capture counts per one field."
         source = DataSource.objects.filter(name=self.source).first()
-        if source is not None and source.kind != self.source_kind:
+        # Without a saved source, the names "prometheus" and "elasticsearch" are the environment's.
+        kind = (
+            source.kind
+            if source is not None
+            else {"prometheus": "PROMETHEUS", "elasticsearch": "ELASTICSEARCH"}.get(self.source)
+        )
+        if kind is not None and kind != self.source_kind:
             errors["source"] = (
-                f"Data source {self.source!r} is {source.get_kind_display()}, not {self.get_source_kind_display()}."
+                f"Data source {self.source!r} is {SourceKind(kind).label}, not {self.get_source_kind_display()}."
             )
         if errors:
             raise ValidationError(errors)

@@ -182,8 +182,15 @@ def system_loaders_remove(request: pytest.FixtureRequest) -> None:
     transactional = "transactional_db" in names or (marker is not None and marker.kwargs.get("transaction"))
     request.getfixturevalue("transactional_db" if transactional else "db")
     from integrations.models import Capture
-    from loaders.models import Loader, Team
+    from loaders.models import Loader, LoaderVersion, Team
 
     Capture.objects.filter(system=True).delete()
-    Loader.objects.filter(owner__slug="etl-monitor", loader_code__startswith="STATS-").delete()
+    seeded = Loader.objects.filter(owner__slug="etl-monitor", loader_code__startswith="STATS-")
+    ids = list(seeded.values_list("pk", flat=True))
+    seeded.delete()
     Team.objects.filter(slug="etl-monitor", loaders__isnull=True).delete()
+    # …and their history rows, which outlive the rows themselves.
+    Capture.history.filter(system=True).delete()
+    Loader.history.filter(id__in=ids).delete()
+    LoaderVersion.history.filter(loader_id__in=ids).delete()
+    Team.history.filter(slug="etl-monitor").delete()

@@ -322,13 +322,6 @@ def test_a_failing_source_is_one_unreachable_incident_resolved_when_it_answers(e
     assert incident.status == "RESOLVED"
 
 
-# Product bug (integrations/models.py, Capture.query): the field lacks blank=True, so full_clean
-# refuses an Elasticsearch capture without a query ("This field cannot be blank."), although
-# Capture.clean() asks for a query only of Prometheus captures and _elasticsearch_values() counts
-# every line when the query is empty. Remove the xfail once the field takes blank=True.
-@pytest.mark.xfail(
-    strict=True, raises=InvalidInput, reason="Capture.query is not blank=True: an Elasticsearch capture needs a filter"
-)
 def test_an_elasticsearch_capture_without_a_query_counts_every_log_line(es, admin_user):
     capture = capture_save(
         user=admin_user,
@@ -439,10 +432,20 @@ ES_COUNT = {**QUEUE_DEPTH, "source": "elasticsearch", "source_kind": "ELASTICSEA
         ({**QUEUE_DEPTH, "key_label": " , "}, "key_label", "Name the label (or field)"),
         ({**ES_COUNT, "key_label": "service.name, host.name"}, "key_label", "counts per one field"),
         ({**QUEUE_DEPTH, "source": "logs"}, "source", "Data source 'logs' is Elasticsearch, not Prometheus."),
+        # No saved source of that name: the environment's default (ELASTICSEARCH_URL) is Elasticsearch.
+        ({**QUEUE_DEPTH, "source": "elasticsearch"}, "source", "'elasticsearch' is Elasticsearch, not Prometheus."),
         ({**QUEUE_DEPTH, "loader": "NO-SUCH-LOADER"}, "loader", "No loader with the code 'NO-SUCH-LOADER'."),
         ({**QUEUE_DEPTH, "interval": 60}, "interval", "Unknown field."),
     ],
-    ids=["bad-label", "empty-key-label", "es-two-fields", "source-kind", "unknown-loader", "unknown-field"],
+    ids=[
+        "bad-label",
+        "empty-key-label",
+        "es-two-fields",
+        "source-kind",
+        "default-source-kind",
+        "unknown-loader",
+        "unknown-field",
+    ],
 )
 def test_capture_save_names_the_bad_field_and_saves_nothing(admin_user, data, field, message):
     DataSource.objects.create(name="logs", kind="ELASTICSEARCH", url="http://es.example.com:9200")
