@@ -1,14 +1,19 @@
-"""Shapes of the notifications API. Writes go through integrations.routing and integrations.notify."""
+"""Shapes of the integrations API. Writes go through integrations.routing, integrations.notify,
+integrations.sources and integrations.captures."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from incidents.api.serializers import RejectUnknownFieldsMixin
-from integrations.models import Channel, Delivery, DeliveryStatus, NotificationRule
+from integrations.captures import CAPTURE_FIELDS
+from integrations.models import Capture, Channel, DataSource, Delivery, DeliveryStatus, NotificationRule
 from integrations.routing import RULE_FIELDS
-from loaders.models import Tag, Team
+from integrations.sources import SOURCE_FIELDS, auth_problems
+from loaders.models import Loader, Tag, Team
 
 
 class TierSerializer(serializers.Serializer):
@@ -49,7 +54,10 @@ CHANNEL_STATE = (
 )
 
 
-class ChannelSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
+class WriteOnlySecretMixin(serializers.Serializer):
+    """A ``secret`` that is written, never read: responses say only ``has_secret``. Omitted or
+    empty, the stored secret is kept."""
+
     secret = serializers.CharField(
         write_only=True,
         required=False,
@@ -59,14 +67,16 @@ class ChannelSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     )
     has_secret = serializers.SerializerMethodField()
 
+    def get_has_secret(self, obj: Any) -> bool:
+        return bool(obj.secret)
+
+
+class ChannelSerializer(RejectUnknownFieldsMixin, WriteOnlySecretMixin, serializers.ModelSerializer):
     class Meta:
         model = Channel
         fields = ("id", "name", "kind", "enabled", "url", "secret", *CHANNEL_STATE)
         read_only_fields = ("id", *CHANNEL_STATE)
         extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service
-
-    def get_has_secret(self, obj: Channel) -> bool:
-        return bool(obj.secret)
 
 
 class ChannelTestSerializer(serializers.Serializer):
@@ -111,3 +121,62 @@ class DeliveryDetailSerializer(DeliverySerializer):
     class Meta(DeliverySerializer.Meta):
         fields = (*DeliverySerializer.Meta.fields, "root", "payload")
         read_only_fields = fields
+
+
+SOURCE_STATE = ("has_secret", "last_success_at", "last_error", "last_error_at", "created_at", "updated_at")
+
+
+class DataSourceSerializer(RejectUnknownFieldsMixin, WriteOnlySecretMixin, serializers.ModelSerializer):
+    """``secret``: the password, bearer token or API key of ``auth``."""
+
+    class Meta:
+        model = DataSource
+        fields = ("id", *SOURCE_FIELDS, "secret", *SOURCE_STATE)
+        read_only_fields = ("id", *SOURCE_STATE)
+        extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """What the authentication lacks, judged on the source as it will be (a PATCH sends only
+        some fields; an empty secret keeps the stored one). The service checks the rest."""
+        attrs = super().validate(attrs)
+        current = self.instance or DataSource()
+        values = {name: attrs.get(name, getattr(current, name)) for name in ("kind", "auth", "username")}
+        problems = auth_problems(**values, secret=attrs.get("secret") or current.secret)
+        if problems:
+            raise serializers.ValidationError(problems)
+        return attrs
+
+
+class SourceCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField(help_text="Whether the source answered as its kind should.")
+    detail = serializers.CharField(help_text="What it said (version, documents), or why it failed.")
+
+
+class LoaderCodeField(serializers.CharField):
+    """A loader by its code: passed to the service as given, so an unknown code is named there."""
+
+    def to_representation(self, value: Loader) -> str:
+        return value.loader_code
+
+
+CAPTURE_STATE = ("system", "last_run_at", "last_bucket_at", "last_stored", "last_error", "created_at", "updated_at")
+
+
+class CaptureSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
+    loader = LoaderCodeField(help_text="The code of the loader the signals belong to.")
+
+    class Meta:
+        model = Capture
+        fields = ("id", *CAPTURE_FIELDS, *CAPTURE_STATE)
+        read_only_fields = ("id", *CAPTURE_STATE)
+        extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service
+
+
+class CaptureRunSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["stored", "skipped", "failed"])
+    bucket = serializers.DateTimeField(help_text="The end of the bucket captured.")
+    found = serializers.IntegerField(help_text="Values the source answered.")
+    stored = serializers.IntegerField(help_text="Signals newly stored (0 when the bucket was captured before).")
+    notes = serializers.ListField(child=serializers.CharField())
+    error = serializers.CharField(help_text="Why the capture was skipped or failed.")
+    summary = serializers.CharField(help_text="The result in one line, as the admin shows it.")

@@ -1,4 +1,5 @@
-"""Notification rules, channels and deliveries over the API: thin views around the services."""
+"""Notification rules, channels, deliveries, data sources and statistics captures over the API:
+thin views around the services."""
 
 from __future__ import annotations
 
@@ -12,16 +13,20 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from etl_monitor.permissions import RoleViewPermission
-from integrations import notify, routing
+from etl_monitor.permissions import RoleModelPermissions, RoleViewPermission
+from integrations import captures, notify, routing, sources
 from integrations.api.serializers import (
+    CaptureRunSerializer,
+    CaptureSerializer,
     ChannelSerializer,
     ChannelTestSerializer,
+    DataSourceSerializer,
     DeliveryDetailSerializer,
     DeliverySerializer,
     NotificationRuleSerializer,
+    SourceCheckSerializer,
 )
-from integrations.models import Channel, Delivery, NotificationRule
+from integrations.models import Capture, Channel, DataSource, Delivery, NotificationRule
 
 MAX_ID = 2**63 - 1  # beyond any primary key, and beyond what the database can compare
 
@@ -135,3 +140,93 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def retry(self, request: Request, pk: str) -> Response:
         delivery = notify.delivery_retry(user=request.user, delivery=self.get_object())
         return Response(DeliveryDetailSerializer(delivery).data)
+
+
+class RoleChangePermission(RoleModelPermissions):
+    """``change_<model>`` whatever the method: for actions that make the server act on an object
+    (query a data source, run a capture) and have no service of their own to check the role."""
+
+    def get_required_permissions(self, method: str, model_cls: Any) -> list[str]:
+        return super().get_required_permissions("PATCH", model_cls)
+
+
+class DataSourceViewSet(viewsets.ModelViewSet):
+    """The Prometheus and Elasticsearch servers rules and captures query (Admin manages them: the
+    server fetches their URL). The secret is write-only: responses say only ``has_secret``."""
+
+    queryset = DataSource.objects.all()
+    serializer_class = DataSourceSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_permissions(self) -> list[Any]:
+        if self.action == "test":
+            return [RoleChangePermission()]
+        return super().get_permissions()
+
+    def perform_create(self, serializer: DataSourceSerializer) -> None:
+        self._save(serializer, DataSource())
+
+    def perform_update(self, serializer: DataSourceSerializer) -> None:
+        self._save(serializer, serializer.instance)
+
+    def _save(self, serializer: DataSourceSerializer, source: DataSource) -> None:
+        # data_source_save is the configuration-as-code service and refuses secrets (files may
+        # not carry them), so the secret goes on the instance; the serializer has checked that
+        # the authentication is complete with it. Given an instance, the service checks
+        # change_datasource even on create (DRF has checked add_datasource for the POST).
+        data = dict(serializer.validated_data)
+        if secret := data.pop("secret", ""):
+            source.secret = secret
+        serializer.instance = sources.data_source_save(user=self.request.user, data=data, source=source)
+
+    def perform_destroy(self, instance: DataSource) -> None:
+        instance._history_user = self.request.user
+        instance.delete()
+
+    @extend_schema(
+        summary="Test the connection now: does the source answer as its kind should?",
+        request=None,
+        responses=SourceCheckSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str) -> Response:
+        ok, detail = sources.source_check(self.get_object())
+        return Response(SourceCheckSerializer({"ok": ok, "detail": detail}).data)
+
+
+class CaptureViewSet(viewsets.ModelViewSet):
+    """Statistics captures: queries whose values are stored as signals of a loader every bucket
+    (Admin manages them: the query runs on the server; every role reads them)."""
+
+    queryset = Capture.objects.select_related("loader")
+    serializer_class = CaptureSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_permissions(self) -> list[Any]:
+        if self.action == "run":
+            return [RoleChangePermission()]
+        return super().get_permissions()
+
+    def perform_create(self, serializer: CaptureSerializer) -> None:
+        serializer.instance = captures.capture_save(user=self.request.user, data=dict(serializer.validated_data))
+
+    def perform_update(self, serializer: CaptureSerializer) -> None:
+        serializer.instance = captures.capture_save(
+            user=self.request.user, data=dict(serializer.validated_data), capture=serializer.instance
+        )
+
+    def perform_destroy(self, instance: Capture) -> None:
+        # Seeded (system) captures may be deleted too, as in the admin: a rule only the API
+        # enforced would not hold. Disabling one is the reversible way to stop it.
+        instance._history_user = self.request.user
+        instance.delete()
+
+    @extend_schema(
+        summary="Capture the bucket that just ended now (a rerun of the same bucket stores nothing)",
+        request=None,
+        responses=CaptureRunSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, pk: str) -> Response:
+        result = captures.capture_run(self.get_object())
+        return Response(CaptureRunSerializer(result).data)
