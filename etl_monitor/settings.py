@@ -258,6 +258,9 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "integrations.models.DeliveryStatus",
         "DeliveryPurposeEnum": "integrations.models.Purpose",
         "ChannelKindEnum": "integrations.models.ChannelKind",
+        "SourceKindEnum": "integrations.models.SourceKind",
+        "SourceAuthEnum": "integrations.models.SourceAuth",
+        "MetricTypeEnum": "signals_app.models.MetricType",
     },
 }
 

@@ -267,6 +267,29 @@ class JiraWebhookReceipt(models.Model):
         return f"{self.event} {self.issue_key}"
 
 
+def validate_service_url(value: str) -> None:
+    """An http(s) URL of a server, where a host may be a bare service name (``http://prometheus:9090``,
+    as in Kubernetes and Compose), which Django's URLValidator refuses."""
+    import re
+    from urllib.parse import urlsplit
+
+    from django.core.exceptions import ValidationError
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 — reading it raises ValueError when it is not a number in range
+    except ValueError as exc:
+        raise ValidationError(f"Not a valid URL: {exc}.") from exc
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError("Enter an http:// or https:// URL, e.g. http://prometheus:9090.")
+    host = parts.hostname or ""
+    label = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+    is_name = re.fullmatch(rf"{label}(\.{label})*", host)
+    is_ip = re.fullmatch(r"[0-9a-fA-F:.]+", host)  # v4, or v6 (given in brackets)
+    if not (is_name or is_ip):
+        raise ValidationError(f"Not a valid host name: {host or '(none)'}.")
+
+
 class SourceKind(models.TextChoices):
     PROMETHEUS = "PROMETHEUS", "Prometheus"
     ELASTICSEARCH = "ELASTICSEARCH", "Elasticsearch"
@@ -285,7 +308,12 @@ class DataSource(models.Model):
 
     name = models.SlugField(max_length=50, unique=True, help_text="How rules refer to it (params.source).")
     kind = models.CharField(max_length=20, choices=SourceKind.choices)
-    url = models.URLField()
+    url = models.CharField(
+        "URL",
+        max_length=500,
+        validators=[validate_service_url],
+        help_text="e.g. http://prometheus:9090 or https://es.example.com:9200",
+    )
     auth = models.CharField(max_length=10, choices=SourceAuth.choices, default=SourceAuth.NONE)
     username = models.CharField(max_length=200, blank=True, help_text="Basic auth only.")
     secret = EncryptedTextField(
@@ -334,7 +362,8 @@ class Capture(models.Model):
     source_kind = models.CharField(max_length=20, choices=SourceKind.choices, default=SourceKind.PROMETHEUS)
     query = models.TextField(
         blank=True,
-        help_text="PromQL (Prometheus), or a Lucene filter such as level:ERROR (Elasticsearch; empty counts every line).",
+        help_text="PromQL (Prometheus), or a Lucene filter such as level:ERROR "
+        "(Elasticsearch; empty counts every line).",
     )
     index = models.CharField(
         max_length=200, blank=True, help_text="Elasticsearch only: the index or pattern (default ELASTICSEARCH_INDEX)."

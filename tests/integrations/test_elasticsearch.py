@@ -253,12 +253,16 @@ def test_data_sources_apply_from_yaml_idempotently(tmp_path, admin_user):
         ("password: hunter2", "data_sources[0].password: Secrets are not accepted from configuration files"),
         ("auth: BEARER", "data_sources[0].auth: This authentication needs a secret"),
         ("kind: GRAPHITE", "data_sources[0].kind"),
+        ("url: ftp://logs.internal", "data_sources[0].url: Enter an http:// or https:// URL"),
+        ("url: http://logs_internal:9200", "data_sources[0].url: Not a valid host name: logs_internal."),
     ],
 )
 def test_bad_data_sources_name_the_path_and_change_nothing(tmp_path, admin_user, item, message):
     from django.core.management import CommandError
 
-    text = f"data_sources:\n  - name: p\n    url: http://p:9090\n    {item}\n"
+    text = f"data_sources:\n  - name: p\n    {item}\n"
+    if "url:" not in item:
+        text += "    url: http://p:9090\n"
     if "kind:" not in item:
         text += "    kind: PROMETHEUS\n"
     from io import StringIO
@@ -329,3 +333,15 @@ def test_test_connection_names_an_index_it_cannot_read(es, admin_client, db):
     assert message.startswith("logs: AuthorizationException") and "unauthorized" in message
     source.refresh_from_db()
     assert "unauthorized" in source.last_error
+
+
+@pytest.mark.parametrize(
+    "url", ["http://elasticsearch:9200", "https://es.example.com:9200/", "http://10.0.0.7:9200", "http://[::1]:9200"]
+)
+def test_a_source_may_be_a_bare_service_name_or_an_address(admin_user, url):
+    """Kubernetes and Compose name services without a dot (``http://elasticsearch:9200``), which
+    Django's URL check would refuse."""
+    from integrations.sources import data_source_save
+
+    source = data_source_save(user=admin_user, data={"name": "logs", "kind": "ELASTICSEARCH", "url": url})
+    assert DataSource.objects.get(pk=source.pk).url == url

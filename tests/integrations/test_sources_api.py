@@ -176,7 +176,7 @@ def test_the_schema_shows_the_secret_as_write_only(db):
 @pytest.mark.parametrize(
     ("data", "field", "message"),
     [
-        ({**LOGS, "url": "not a url"}, "url", "Enter a valid URL."),
+        ({**LOGS, "url": "not a url"}, "url", "Enter an http:// or https:// URL"),
         ({**LOGS, "kind": "GRAPHITE"}, "kind", '"GRAPHITE" is not a valid choice.'),
         ({**LOGS, "auth": "BASIC", "secret": SECRET}, "username", "Basic authentication needs a username."),
         ({**LOGS, "auth": "BEARER"}, "secret", "This authentication needs a secret: enter it."),
