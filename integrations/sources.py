@@ -69,6 +69,9 @@ def _reason(exc: BaseException) -> str:
         text = f"{type(exc).__name__} ({status}): {error.get('type', '?')}: {error.get('reason', '')}"
     else:
         text = f"{type(exc).__name__}: {exc}"
+        cause = exc.__cause__
+        if cause is not None and str(cause) not in text:  # "Connection error" alone does not say why
+            text += f" ({type(cause).__name__}: {cause})"
     return scrub(text)[:300]
 
 

@@ -19,6 +19,18 @@ import requests
 
 from tests.integrations.fakes import http_serve
 
+# A capture definition of one's own (the tests of captures and of their API create it).
+QUEUE_DEPTH = {
+    "name": "queue-depth",
+    "loader": "STATS-INFRA",
+    "source": "prometheus",
+    "source_kind": "PROMETHEUS",
+    "query": "sum by (queue) (rabbitmq_queue_messages_ready)",
+    "key_label": "queue",
+    "key_prefix": "queue:",
+    "metric_type": "CUSTOM",
+}
+
 
 def free_port() -> int:
     with socket.socket() as s:

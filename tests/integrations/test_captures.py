@@ -39,7 +39,7 @@ from integrations.tasks import captures_run_task
 from loaders.models import Loader, LoaderVersion
 from signals_app.models import Signal
 from tests.conftest import _service_unavailable
-from tests.integrations.prom import Exporter, Prometheus, series_values
+from tests.integrations.prom import QUEUE_DEPTH, Exporter, Prometheus, series_values
 
 NOW = dt.datetime(2025, 3, 3, 10, 7, 30, tzinfo=dt.UTC)  # in the bucket 10:00–10:05 … ending 10:05
 STATS_LOADERS = ("STATS-AVAIL", "STATS-ERROR-RATE", "STATS-INFRA", "STATS-PERF")
@@ -412,16 +412,6 @@ def test_the_stats_loaders_and_their_signals_show_in_the_api_and_the_admin(es, v
 
 # --- validation --------------------------------------------------------------------------------------
 
-QUEUE_DEPTH = {
-    "name": "queue-depth",
-    "loader": "STATS-INFRA",
-    "source": "prometheus",
-    "source_kind": "PROMETHEUS",
-    "query": "sum by (queue) (rabbitmq_queue_messages_ready)",
-    "key_label": "queue",
-    "key_prefix": "queue:",
-    "metric_type": "CUSTOM",
-}
 ES_COUNT = {**QUEUE_DEPTH, "source": "elasticsearch", "source_kind": "ELASTICSEARCH", "query": "level:WARN"}
 
 

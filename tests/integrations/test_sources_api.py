@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from integrations.models import Capture, DataSource
 from loaders.models import Loader
 from tests.integrations.conftest import free_port
+from tests.integrations.prom import QUEUE_DEPTH
 
 SECRET = "s3cret-never-shown-0123456789"
 SOURCES = "/api/v1/data-sources/"
@@ -20,16 +21,6 @@ CAPTURES = "/api/v1/captures/"
 READ_ONLY_ROLES = ["viewer", "editor", "operator", "approver"]
 
 LOGS = {"name": "logs", "kind": "ELASTICSEARCH", "url": "https://es.example.com:9200"}
-QUEUE_DEPTH = {
-    "name": "queue-depth",
-    "loader": "STATS-INFRA",
-    "source": "prometheus",
-    "source_kind": "PROMETHEUS",
-    "query": "sum by (queue) (rabbitmq_queue_messages_ready)",
-    "key_label": "queue",
-    "key_prefix": "queue:",
-    "metric_type": "CUSTOM",
-}
 
 
 def api(user: Any = None) -> APIClient:
