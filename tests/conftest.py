@@ -194,3 +194,34 @@ def system_loaders_remove(request: pytest.FixtureRequest) -> None:
     Loader.history.filter(id__in=ids).delete()
     LoaderVersion.history.filter(loader_id__in=ids).delete()
     Team.history.filter(slug="etl-monitor").delete()
+
+
+def at_once(work: Any, count: int) -> list[Any]:
+    """Run ``work()`` in ``count`` threads released together (a barrier), each with its own
+    database connection; return what they returned. An exception in any thread is raised here."""
+    import threading
+
+    from django.db import connections
+
+    barrier = threading.Barrier(count, timeout=10)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(work())
+        except BaseException as exc:  # noqa: BLE001 — raised in the test's thread below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    assert len(results) == count, f"{count - len(results)} thread(s) did not finish"
+    return results

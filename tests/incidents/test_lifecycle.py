@@ -11,6 +11,7 @@ from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
 from incidents import services
 from incidents.models import EventKind, Incident, IncidentStatus
 from incidents.services import rule_evaluate, rule_evaluate_claimed
+from tests.conftest import at_once
 from tests.incidents.conftest import NOW, add_signals
 
 
@@ -90,24 +91,7 @@ def test_a_closed_incident_is_not_reopened_a_new_one_opens(incident, operator):
 def test_concurrent_evaluations_never_open_two_incidents(require_postgres, rule_factory, active_loader):
     add_signals(active_loader, failed=5, ok=5)
     rule = rule_factory("signal_failure_rate", threshold=5.0)
-    barrier = threading.Barrier(4)
-    errors = []
-
-    def evaluate() -> None:
-        try:
-            barrier.wait(timeout=10)
-            rule_evaluate(rule=rule, now=NOW)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=evaluate) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert errors == []
+    at_once(lambda: rule_evaluate(rule=rule, now=NOW), 4)
     incident = Incident.objects.get()
     assert incident.occurrences == 4
 

@@ -7,19 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.test import Client
 
 from incidents.models import EventKind, Incident, IncidentStatus
 from loaders.models import Loader
-from tests.conftest import _service_unavailable
+from tests.conftest import _service_unavailable, at_once
 from tests.integrations.prom import Alertmanager, Exporter, Prometheus
 
 WEBHOOK = "/integrations/alertmanager/webhook/"
@@ -389,22 +387,7 @@ def test_a_late_post_about_an_earlier_occurrence_is_ignored():
 def test_identical_posts_at_once_open_one_incident_counted_once(require_postgres, settings):
     settings.ALERTMANAGER_WEBHOOK_TOKEN = TOKEN
     body = payload(alert("aaaa", instance="a"), alert("bbbb", instance="b"))
-    barrier = threading.Barrier(4)
-    answers: list[int] = []
-
-    def send() -> None:
-        try:
-            barrier.wait(timeout=10)
-            answers.append(post(body).status_code)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
+    answers = at_once(lambda: post(body).status_code, 4)
     assert answers == [200] * 4
     assert Incident.objects.count() == 2
     for incident in Incident.objects.all():

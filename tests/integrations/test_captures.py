@@ -14,7 +14,6 @@ import importlib
 import json
 import math
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +22,6 @@ import pytest
 from celery.schedules import crontab
 from django.apps import apps as django_apps
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.utils import timezone
 from pytest_httpserver import HTTPServer
 from rest_framework.test import APIClient
@@ -38,7 +36,7 @@ from integrations.models import Capture, DataSource
 from integrations.tasks import captures_run_task
 from loaders.models import Loader, LoaderVersion
 from signals_app.models import Signal
-from tests.conftest import _service_unavailable
+from tests.conftest import _service_unavailable, at_once
 from tests.integrations.prom import QUEUE_DEPTH, Exporter, Prometheus, series_values
 
 NOW = dt.datetime(2025, 3, 3, 10, 7, 30, tzinfo=dt.UTC)  # in the bucket 10:00–10:05 … ending 10:05
@@ -191,21 +189,7 @@ def test_the_scheduled_task_captures_every_configured_source(prom):
 
 def test_two_capture_runs_racing_store_each_key_once(require_postgres, prom):
     now = timezone.now()
-    start = threading.Barrier(2, timeout=10)
-    results: list[int] = []
-
-    def run() -> None:
-        try:
-            start.wait()
-            results.append(sum(r.stored for r in captures_run(now=now, names=PROMETHEUS_CAPTURES)))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results = at_once(lambda: sum(r.stored for r in captures_run(now=now, names=PROMETHEUS_CAPTURES)), 2)
     keys = list(Signal.objects.values_list("loader__loader_code", "signal_key"))
     assert len(results) == 2
     assert len(keys) == len(set(keys)) == sum(results) == 7  # 2 latencies, 2 jobs, 2 memories, 1 CPU
