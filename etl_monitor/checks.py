@@ -22,3 +22,25 @@ def settings_refuse_insecure() -> None:
 @register(Tags.security, deploy=True)
 def insecure_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return [Error(problem, id="etl_monitor.E001") for problem in getattr(settings, "INSECURE_SETTINGS", [])]
+
+
+@register()
+def severity_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Settings that name a severity must name one that exists (a typo would silently fall back)."""
+    from loaders.models import Severity
+
+    known = ", ".join(Severity.values)
+    errors = []
+    for name in ("ALERTMANAGER_DEFAULT_SEVERITY", "SOURCE_UNREACHABLE_SEVERITY"):
+        value = str(getattr(settings, name, "")).strip().upper()
+        if value not in Severity.values:
+            errors.append(Error(f"{name}={value!r} is not a severity (one of {known}).", id="etl_monitor.E002"))
+    for label, value in getattr(settings, "ALERTMANAGER_SEVERITY_MAP", {}).items():
+        if str(value).strip().upper() not in Severity.values:
+            errors.append(
+                Error(
+                    f"ALERTMANAGER_SEVERITY_MAP maps {label!r} to {value!r}, which is not a severity (one of {known}).",
+                    id="etl_monitor.E002",
+                )
+            )
+    return errors

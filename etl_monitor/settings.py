@@ -322,7 +322,7 @@ PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 ELASTICSEARCH_URL = env.str("ELASTICSEARCH_URL", default="")
 ELASTICSEARCH_INDEX = env.str("ELASTICSEARCH_INDEX", default="logs-*")
 # The severity of a source's one "data source unreachable" incident.
-SOURCE_UNREACHABLE_SEVERITY = env.str("SOURCE_UNREACHABLE_SEVERITY", default="HIGH")
+SOURCE_UNREACHABLE_SEVERITY = env.str("SOURCE_UNREACHABLE_SEVERITY", default="HIGH").strip().upper()
 # Statistics capture: the bucket every capture definition stores one value per key for.
 CAPTURE_BUCKET_SECONDS = env.int("CAPTURE_BUCKET_SECONDS", default=300)
 
@@ -344,7 +344,7 @@ ALERTMANAGER_SEVERITY_MAP = env.dict(
         "info": "LOW",
     },
 )
-ALERTMANAGER_DEFAULT_SEVERITY = env.str("ALERTMANAGER_DEFAULT_SEVERITY", default="MEDIUM")
+ALERTMANAGER_DEFAULT_SEVERITY = env.str("ALERTMANAGER_DEFAULT_SEVERITY", default="MEDIUM").strip().upper()
 
 # --- Jira (off until JIRA_ENABLED) ------------------------------------------------------
 JIRA_ENABLED = env.bool("JIRA_ENABLED", default=False)

@@ -110,3 +110,17 @@ def test_api_docs_need_login_and_serve_assets_locally(client, viewer):
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
     assert "cdn." not in html and "unpkg" not in html
     assert client.get("/api/schema/").status_code == 200
+
+
+def test_a_severity_setting_that_names_no_severity_is_reported(settings):
+    from django.core.checks import run_checks
+
+    assert [e.id for e in run_checks() if e.id == "etl_monitor.E002"] == []
+    settings.SOURCE_UNREACHABLE_SEVERITY = "URGENT"
+    settings.ALERTMANAGER_SEVERITY_MAP = {"critical": "CRITICAL", "warning": "WARN"}
+    messages = [e.msg for e in run_checks() if e.id == "etl_monitor.E002"]
+    assert messages == [
+        "SOURCE_UNREACHABLE_SEVERITY='URGENT' is not a severity (one of CRITICAL, HIGH, MEDIUM, LOW).",
+        "ALERTMANAGER_SEVERITY_MAP maps 'warning' to 'WARN', which is not a severity (one of CRITICAL, HIGH, "
+        "MEDIUM, LOW).",
+    ]
