@@ -279,6 +279,8 @@ SIGNAL_FUTURE_TOLERANCE_SECONDS = env.int("SIGNAL_FUTURE_TOLERANCE_SECONDS", def
 SIGNAL_INGEST_RATE = env.str("SIGNAL_INGEST_RATE", default="3000/min")  # per ingest token (or user)
 SIGNAL_RETENTION_DAYS = env.int("SIGNAL_RETENTION_DAYS", default=30)
 PING_BODY_MAX_BYTES = env.int("PING_BODY_MAX_BYTES", default=10_000)
+# A start ping repeated with the same body this soon (without ?rid=) is a retry: the same run.
+PING_START_RETRY_SECONDS = env.int("PING_START_RETRY_SECONDS", default=10)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token for /metrics; unset = loopback only
 
 # --- Incidents ------------------------------------------------------------------------

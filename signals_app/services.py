@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
@@ -704,26 +704,70 @@ def _run_signals(run: Run) -> None:
 
 
 @transaction.atomic
-def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str = "") -> Run:
+def _ping_run_create(loader: Loader, now: dt.datetime, excerpt: str, run_id: uuid.UUID | None) -> Run:
+    active = loader.versions.filter(state=VersionState.ACTIVE).first()
+    return Run.objects.create(
+        loader=loader,
+        loader_version=active,
+        started_at=now,
+        source="PING",
+        log_excerpt=excerpt,
+        loader_paused=loader.is_paused,
+        no_active_version=active is None,
+        **({"run_id": run_id} if run_id is not None else {}),
+    )
+
+
+def _ping_start(loader: Loader, now: dt.datetime, excerpt: str, run_id: uuid.UUID | None) -> Run:
+    """Open a ping run, unless this start is a retry of one already recorded."""
+    if run_id is not None:
+        existing = Run.objects.filter(run_id=run_id).first()
+        if existing is not None:
+            if existing.loader_id != loader.pk:
+                raise InvalidInput({"rid": ["This run id belongs to another loader's run."]})
+            return existing
+        try:
+            with transaction.atomic():
+                return _ping_run_create(loader, now, excerpt, run_id)
+        except IntegrityError:  # the same start, retried at the same moment
+            return Run.objects.get(run_id=run_id)
+    retried = (
+        Run.objects.filter(
+            loader=loader,
+            source="PING",
+            status=RunStatus.RUNNING,
+            log_excerpt=excerpt,
+            started_at__gte=now - dt.timedelta(seconds=settings.PING_START_RETRY_SECONDS),
+        )
+        .order_by("-started_at")
+        .first()
+    )
+    return retried or _ping_run_create(loader, now, excerpt, None)
+
+
+def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str = "", rid: str = "") -> Run:
     """A cron-style ping: ``start`` opens a run; ``success``/``fail``/an exit status closes
-    the loader's latest open ping run (or records a run that starts and ends now)."""
+    the loader's latest open ping run (or records a run that starts and ends now).
+
+    ``rid`` (a UUID the job chooses, as Healthchecks' ``?rid=``) is the run's id: a retried start
+    with it returns the same run, and the finish closes exactly that run, so overlapping runs of
+    one loader stay apart. Without it, a start repeated with the same body within
+    ``PING_START_RETRY_SECONDS`` (``curl --retry`` after a lost answer) is the same run too.
+    """
     loader = token.loader
     if loader.loader_code != loader_code:
         raise PermissionRefused(f"This ping key may not ping loader {loader_code}.")
     if token.kind != IngestToken.Kind.PING:
         raise PermissionRefused("Only ping keys can use the ping URLs.")
+    run_id = None
+    if rid:
+        try:
+            run_id = uuid.UUID(rid)
+        except ValueError:
+            raise InvalidInput({"rid": [f"Must be a UUID, e.g. {uuid.uuid4()}; got {rid[:60]!r}."]}) from None
     now = timezone.now()
     if action == "start":
-        active = loader.versions.filter(state=VersionState.ACTIVE).first()
-        return Run.objects.create(
-            loader=loader,
-            loader_version=active,
-            started_at=now,
-            source="PING",
-            log_excerpt=_bounded(body, LOG_EXCERPT_MAX),
-            loader_paused=loader.is_paused,
-            no_active_version=active is None,
-        )
+        return _ping_start(loader, now, _bounded(body, LOG_EXCERPT_MAX), run_id)
     if action == "success":
         exit_status = 0
     elif action == "fail":
@@ -733,22 +777,15 @@ def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str 
     else:
         raise InvalidInput({"action": ["Use start, fail, or an exit status from 0 to 255."]})
     failed = action == "fail" or (exit_status or 0) != 0
-    run = (
-        Run.objects.select_for_update()
-        .filter(loader=loader, source="PING", status=RunStatus.RUNNING)
-        .order_by("-started_at")
-        .first()
-    )
+    open_runs = Run.objects.select_for_update().filter(loader=loader, source="PING")
+    if run_id is not None:
+        run = open_runs.filter(run_id=run_id).first()
+        if run is not None and run.status != RunStatus.RUNNING:
+            return run  # a retried finish of a run already closed: the same answer, nothing changes
+    else:
+        run = open_runs.filter(status=RunStatus.RUNNING).order_by("-started_at").first()
     if run is None:
-        active = loader.versions.filter(state=VersionState.ACTIVE).first()
-        run = Run.objects.create(
-            loader=loader,
-            loader_version=active,
-            started_at=now,
-            source="PING",
-            loader_paused=loader.is_paused,
-            no_active_version=active is None,
-        )
+        run = _ping_run_create(loader, now, "", run_id)
     data: dict[str, Any] = {"status": RunStatus.FAILED if failed else RunStatus.SUCCEEDED, "log_excerpt": body}
     if exit_status is not None:
         data["exit_status"] = exit_status

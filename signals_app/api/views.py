@@ -313,7 +313,8 @@ class LoaderTokenViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 @csrf_exempt
 def ping(request: HttpRequest, key: str, loader_code: str, action: str = "success") -> HttpResponse:
-    """``/ping/<key>/<loader_code>[/start|/fail|/<exit status>]`` by GET or POST, for cron and shell scripts."""
+    """``/ping/<key>/<loader_code>[/start|/fail|/<exit status>][?rid=<uuid>]`` by GET or POST, for cron
+    and shell scripts; ``rid`` ties a start to its finish and makes a retried ping harmless."""
     if request.method not in ("GET", "POST", "HEAD"):
         return HttpResponse("Use GET or POST.\n", status=405, content_type="text/plain")
     token = services.ingest_token_authenticate(key, kind=IngestToken.Kind.PING)
@@ -327,7 +328,9 @@ def ping(request: HttpRequest, key: str, loader_code: str, action: str = "succes
     if len(body) > limit:
         excerpt += "\n…(truncated)"
     try:
-        run = services.ping_record(token=token, loader_code=loader_code, action=action, body=excerpt)
+        run = services.ping_record(
+            token=token, loader_code=loader_code, action=action, body=excerpt, rid=request.GET.get("rid", "")
+        )
     except ServiceError as exc:
         code = 403 if exc.code == "permission_denied" else 400
         return HttpResponse(f"{exc}\n", status=code, content_type="text/plain")

@@ -197,3 +197,36 @@ def test_a_head_request_records_no_ping(active_loader, token_for):
     key = token_for(active_loader, IngestToken.Kind.PING)
     assert Client().head(f"/ping/{key}/SALES-DAILY").status_code == 200
     assert not Run.objects.exists()
+
+
+def test_a_retried_start_ping_is_the_same_run(active_loader, token_for, settings):
+    """curl --retry sends the start again when its answer was lost: one run, not two."""
+    key = token_for(active_loader, kind="PING")
+    client = Client()
+    first = client.get(f"/ping/{key}/SALES-DAILY/start").content.decode().split()[1]
+    again = client.get(f"/ping/{key}/SALES-DAILY/start").content.decode().split()[1]
+    assert first == again and Run.objects.count() == 1
+    settings.PING_START_RETRY_SECONDS = 0  # past the retry window, a start is a new run
+    assert client.get(f"/ping/{key}/SALES-DAILY/start").content.decode().split()[1] != first
+    assert Run.objects.filter(status="RUNNING").count() == 2
+
+
+def test_rid_ties_a_start_to_its_finish_and_makes_retries_harmless(active_loader, token_for):
+    key = token_for(active_loader, kind="PING")
+    client = Client()
+    night, noon = "7d3c1b7e-9f0a-4a51-8a60-6f1f3a4c2b10", "0b4f6a55-2c1e-4a7a-9d3b-1e2f3a4b5c6d"
+    for rid in (night, noon, night):  # two overlapping runs, and a retried start of the first
+        assert client.get(f"/ping/{key}/SALES-DAILY/start?rid={rid}").status_code == 200
+    assert Run.objects.count() == 2
+    assert client.get(f"/ping/{key}/SALES-DAILY/fail?rid={night}").content.decode().startswith(f"OK {night} FAILED")
+    assert Run.objects.get(run_id=noon).status == "RUNNING"  # the other run is untouched
+    assert client.get(f"/ping/{key}/SALES-DAILY/fail?rid={night}").status_code == 200  # a retried finish
+    assert Run.objects.get(run_id=night).status == "FAILED" and Run.objects.count() == 2
+    assert client.get(f"/ping/{key}/SALES-DAILY?rid={noon}").content.decode() == f"OK {noon} SUCCEEDED\n"
+
+
+def test_a_bad_rid_is_refused_naming_it(active_loader, token_for):
+    key = token_for(active_loader, kind="PING")
+    response = Client().get(f"/ping/{key}/SALES-DAILY/start?rid=tonight")
+    assert response.status_code == 400 and "rid: Must be a UUID" in response.content.decode()
+    assert Run.objects.count() == 0
