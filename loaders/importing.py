@@ -399,6 +399,26 @@ def _plan_row(result: RowResult, loader: Loader | None, data: dict[str, Any], po
     return errors
 
 
+def _created_history_tags(links: list[Any]) -> None:
+    """The tags of each loader's "created" history row, as a save would have recorded them (bulk
+    creation writes the history rows before the tag links exist). ``links``: the new through rows."""
+    if not links:
+        return
+    Through = Loader.history.model._meta.get_field("historicalloader_tags").related_model
+    created = dict(
+        Loader.history.filter(id__in={link.loader_id for link in links}, history_type="+").values_list(
+            "id", "history_id"
+        )
+    )
+    Through.objects.bulk_create(
+        [
+            Through(id=link.pk, history_id=created[link.loader_id], loader_id=link.loader_id, tag_id=link.tag_id)
+            for link in links
+        ],
+        batch_size=2000,
+    )
+
+
 def _apply(
     *,
     user: AbstractBaseUser,
@@ -433,7 +453,7 @@ def _apply(
         )
         by_code = {loader.loader_code: loader for loader in loaders}
         through = Loader.tags.through
-        through.objects.bulk_create(
+        links = through.objects.bulk_create(
             [
                 through(loader_id=by_code[d["loader_code"]].pk, tag_id=tags[t].pk)
                 for _r, d in new_rows
@@ -441,6 +461,7 @@ def _apply(
             ],
             batch_size=2000,
         )
+        _created_history_tags(links)
         state = VersionState.PENDING_APPROVAL if submit else VersionState.DRAFT
         versions = []
         for _r, d in new_rows:

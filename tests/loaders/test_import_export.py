@@ -78,7 +78,9 @@ def test_a_good_file_creates_drafts_with_history(editor, team):
     assert version.connection_password == "pw-1"
     assert sorted(t.name for t in loader.tags.all()) == ["daily", "sales"]
     assert loader.active_version is None
-    assert loader.history.get().history_user == editor
+    created = loader.history.get()
+    assert created.history_user == editor
+    assert sorted(link.tag.name for link in created.tags.all()) == ["daily", "sales"]  # as a save records them
     assert version.history.get().history_change_reason == "Imported from loaders.xlsx"
 
 
