@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -148,6 +149,19 @@ def test_metrics_need_the_token_when_one_is_set(client, settings):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+
+
+@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"])
+def test_metrics_through_a_local_proxy_need_the_token(client, settings, header):
+    """A reverse proxy on the same machine makes every visitor look local: without METRICS_TOKEN,
+    a forwarded request is refused; with it, the token decides."""
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics").status_code == 200  # Prometheus beside the app
+    refused = client.get("/metrics", **{header: "203.0.113.9"})
+    assert refused.status_code == 403 and "through a proxy" in refused.content.decode()
+    settings.METRICS_TOKEN = "scrape-secret"
+    forwarded = {header: "203.0.113.9", "HTTP_AUTHORIZATION": "Bearer scrape-secret"}
+    assert client.get("/metrics", **forwarded).status_code == 200
 
 
 def test_whoami_tells_a_job_which_loader_its_token_is_for(job, editor):
