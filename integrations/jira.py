@@ -79,7 +79,7 @@ def browse_url(key: str) -> str:
 
 def jira_route(event: IncidentEvent) -> None:
     """Turn a timeline entry into a Jira delivery when the incident warrants a ticket."""
-    from integrations.notify import _deliver, delivery_key
+    from integrations.notify import delivery_key, delivery_queue
 
     purpose = ROUTED.get(event.kind)
     if purpose is None or jira_configured() or (event.data or {}).get("source") == "jira":
@@ -122,7 +122,7 @@ def jira_route(event: IncidentEvent) -> None:
         )
         if last is not None and (event.at - last).total_seconds() < conf.refire_comment_seconds:
             return
-    _deliver(
+    delivery_queue(
         incident=incident,
         event=event,
         channel=channel,

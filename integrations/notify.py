@@ -299,7 +299,7 @@ def delivery_key(incident: Incident, cause: Any, channel: Channel, target: str) 
     return f"{incident.pk}:{cause}:{channel.pk}:{target}"
 
 
-def _deliver(
+def delivery_queue(
     *,
     incident: Incident | None,
     event: IncidentEvent | None,
@@ -311,6 +311,9 @@ def _deliver(
     key: str,
     enqueue: bool = True,
 ) -> Delivery:
+    """Put one message in the outbox (once per ``key``: an existing delivery is returned as it is)
+    and, unless told not to, send it once the transaction commits. Routing and Jira both queue
+    through here."""
     fields = _delivery_new(
         incident=incident, event=event, channel=channel, target=target, purpose=purpose, tier=tier, root=root, key=key
     )
@@ -519,7 +522,7 @@ def _to_those_told(
         channel = root.channel
         if channel_configured(channel) or (wanted is not None and not wanted(channel)):
             continue
-        _deliver(
+        delivery_queue(
             incident=incident,
             event=event,
             channel=channel,
@@ -978,7 +981,7 @@ def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
     if not target:
         field = "target"
         raise InvalidInput({field: ["Say where to send the test (an email address or a Slack channel)."]})
-    delivery = _deliver(
+    delivery = delivery_queue(
         incident=None,
         event=None,
         channel=channel,
