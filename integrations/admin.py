@@ -1,7 +1,7 @@
 """Notification channels, routing rules and the delivery outbox in the admin.
 
 Writes go through the services (``notify.channel_save``, ``routing.notification_rule_save``,
-``notify.channel_test``, ``notify.delivery_retry``), so the admin validates, checks roles and
+``notify.channel_test``, ``outbox.delivery_retry``), so the admin validates, checks roles and
 keeps history exactly like the API and ``apply_config``. A channel's secret is write-only:
 the form never renders it, and an empty input keeps the stored one.
 """
@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 from simple_history.admin import SimpleHistoryAdmin
 
 from etl_monitor.errors import InvalidInput, ServiceError
-from integrations import notify, routing
+from integrations import notify, outbox, routing
 from integrations.models import (
     Capture,
     Channel,
@@ -363,7 +363,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         done = 0
         for delivery in queryset:
             try:
-                notify.delivery_retry(user=request.user, delivery=delivery)
+                outbox.delivery_retry(user=request.user, delivery=delivery)
                 done += 1
             except ServiceError as exc:
                 messages.warning(request, f"#{delivery.pk}: {exc.message}")

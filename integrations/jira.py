@@ -79,7 +79,7 @@ def browse_url(key: str) -> str:
 
 def jira_route(event: IncidentEvent) -> None:
     """Turn a timeline entry into a Jira delivery when the incident warrants a ticket."""
-    from integrations.notify import delivery_key, delivery_queue
+    from integrations.outbox import delivery_key, delivery_queue
 
     purpose = ROUTED.get(event.kind)
     if purpose is None or jira_configured() or (event.data or {}).get("source") == "jira":
@@ -140,7 +140,7 @@ def _wiki(text: str) -> str:
 def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent | None) -> dict[str, Any]:
     """What a Jira delivery does, rendered when it is created (config included, so the worker
     needs no other read)."""
-    from integrations.notify import HEADLINES, incident_context
+    from integrations.payloads import HEADLINES, incident_context
 
     conf = JiraSettings.current()
     transitions = {"done": conf.done_transition, "reopen": conf.reopen_transition}

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from integrations import notify
+from integrations import notify, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -12,19 +12,19 @@ logger = logging.getLogger(__name__)
 @shared_task(name="integrations.tasks.delivery_send", ignore_result=True, acks_late=True)
 def delivery_send_task(delivery_id: int) -> None:
     """Send one delivery (skipped when it is not due or another worker is sending it)."""
-    notify.delivery_send(delivery_id)
+    outbox.delivery_send(delivery_id)
 
 
 @shared_task(name="integrations.tasks.deliveries_send", ignore_result=True, acks_late=True)
 def deliveries_send_task(delivery_ids: list[int]) -> None:
     """Send a batch of deliveries created together (those not due or taken by another worker are skipped)."""
-    notify.deliveries_send(delivery_ids)
+    outbox.deliveries_send(delivery_ids)
 
 
 @shared_task(name="integrations.tasks.deliveries_recover", ignore_result=True)
 def deliveries_recover_task() -> None:
     """The outbox sweep: deliveries whose worker died mid-send, and due ones whose task was lost."""
-    notify.deliveries_recover()
+    outbox.deliveries_recover()
 
 
 @shared_task(name="integrations.tasks.escalations_run", ignore_result=True)

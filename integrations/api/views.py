@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from etl_monitor.permissions import RoleModelPermissions, RoleViewPermission
-from integrations import captures, notify, routing, sources
+from integrations import captures, notify, outbox, routing, sources
 from integrations.api.serializers import (
     CaptureRunSerializer,
     CaptureSerializer,
@@ -138,7 +138,7 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @extend_schema(summary="Send a failed delivery again", request=None, responses=DeliveryDetailSerializer)
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str) -> Response:
-        delivery = notify.delivery_retry(user=request.user, delivery=self.get_object())
+        delivery = outbox.delivery_retry(user=request.user, delivery=self.get_object())
         return Response(DeliveryDetailSerializer(delivery).data)
 
 

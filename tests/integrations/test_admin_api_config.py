@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from incidents.models import Incident
-from integrations import notify, routing
+from integrations import notify, outbox, routing
 from integrations.models import Channel, Delivery, DeliveryStatus, NotificationRule
 
 TOKEN = "xoxb-never-show-me-1234567890"
@@ -144,7 +144,7 @@ def test_the_channel_secret_never_appears_in_the_admin_or_its_history(client, ad
 
 
 def test_saving_a_channel_with_an_empty_secret_keeps_it_and_marks_it_healthy(client, admin_user, slack_bot):
-    notify.channel_mark_unhealthy(slack_bot, "invalid_auth")
+    outbox.channel_mark_unhealthy(slack_bot, "invalid_auth")
     client.force_login(admin_user)
     response = client.post(
         f"/admin/integrations/channel/{slack_bot.pk}/change/",

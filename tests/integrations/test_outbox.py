@@ -12,7 +12,7 @@ from django.utils import timezone
 from incidents.models import DetectionRule
 from incidents.services import rule_evaluate
 from integrations.models import Channel, Delivery, NotificationRule
-from integrations.notify import channel_mark_unhealthy, deliveries_send
+from integrations.outbox import channel_mark_unhealthy, deliveries_send
 from tests.incidents.conftest import add_signals
 from tests.integrations.fakes import FakeSlack, serve
 

@@ -19,7 +19,8 @@ from etl_monitor.models import FieldProtection
 from incidents.models import EventKind, Incident
 from incidents.services import incident_acknowledge, incident_resolve
 from integrations.models import Channel, ChannelKind, Delivery, DeliveryStatus, NotificationRule, Purpose
-from integrations.notify import channel_test, deliveries_recover, delivery_send, escalations_run
+from integrations.notify import channel_test, escalations_run
+from integrations.outbox import deliveries_recover, delivery_send
 from integrations.transports import transport_for
 from loaders.models import Loader, Team
 from tests.integrations.conftest import FakeSlack, Mailbox, WebhookReceiver, free_port

@@ -24,7 +24,7 @@ from etl_monitor.celery import app
 from incidents.models import DetectionRule, Incident
 from incidents.services import rule_evaluate
 from integrations.models import Channel, Delivery, NotificationRule
-from integrations.notify import deliveries_recover
+from integrations.outbox import deliveries_recover
 from tests.incidents.conftest import add_signals
 from tests.integrations.fakes import FakeSlack, Inbox, WebhookReceiver, serve
 
