@@ -532,7 +532,7 @@ def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetim
                 "pending",
                 note=f"breach {state.consecutive_breaches} of {rule.open_after} needed",
             )
-        incident, action = _fire(rule, m, now)
+        incident, action = _fire(rule, m, now, state, known_inactive=active is None)
         return Decision(rule.name, m.subject, m.value, True, action, incident.pk)
     state.consecutive_breaches = 0
     state.clear_since = state.clear_since or now
@@ -562,13 +562,15 @@ def _record_transition(state: RuleSubjectState, now: dt.datetime) -> int:
     return len(recent)
 
 
-def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = "") -> tuple[Incident, str]:
-    """Open, fire again, or reopen the incident of (rule, subject)."""
+def _fire(
+    rule: DetectionRule, m: Measurement, now: dt.datetime, state: RuleSubjectState, *, known_inactive: bool
+) -> tuple[Incident, str]:
+    """Open, fire again, or reopen the incident of (rule, subject); ``state`` is the subject's (locked)."""
 
     def build() -> Incident:
         message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
         return Incident(
-            title=(title or message)[:300],
+            title=message[:300],
             description=message,
             severity=rule.severity,
             category=rule.rule_type,
@@ -585,7 +587,8 @@ def _fire(rule: DetectionRule, m: Measurement, now: dt.datetime, title: str = ""
         value=m.value,
         now=now,
         build=build,
-        state_get=lambda: RuleSubjectState.objects.filter(rule=rule, subject=m.subject).first(),
+        state_get=lambda: state,
+        known_inactive=known_inactive,
     )
 
 
@@ -597,6 +600,7 @@ def incident_fire(
     now: dt.datetime,
     build: Callable[[], Incident],
     state_get: Callable[[], RuleSubjectState | None] = lambda: None,
+    known_inactive: bool = False,
 ) -> tuple[Incident, str]:
     """Open, fire again, or reopen the incident of ``fingerprint`` (call inside a transaction).
 
@@ -605,7 +609,13 @@ def incident_fire(
     ``INCIDENT_REOPEN_SECONDS`` reopens, otherwise ``build()`` gives the new incident (title,
     severity, category, subject…) and it opens. Silences, flapping and the timeline apply the same.
     """
-    active = Incident.objects.select_for_update().filter(fingerprint=fingerprint, status__in=ACTIVE_STATUSES).first()
+    # A caller that has just seen no active incident (in this transaction) spares the query; should
+    # one open meanwhile, the unique index refuses the new one and the retry below fires it.
+    active = None
+    if not known_inactive:
+        active = (
+            Incident.objects.select_for_update().filter(fingerprint=fingerprint, status__in=ACTIVE_STATUSES).first()
+        )
     if active is not None:
         active.occurrences += 1
         active.last_seen = now
