@@ -28,7 +28,7 @@ from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict, model_validate
-from incidents.kinds import Measurement, SourceUnavailable, kind_get
+from incidents.kinds import Measurement, SourceUnavailable, kind_get, source_cycle
 from incidents.models import (
     ACTIVE_STATUSES,
     DetectionRule,
@@ -268,15 +268,17 @@ def rules_evaluate(
     """
     now = now or timezone.now()
     reports = [EvaluationReport(rule=rule.name, rule_id=rule.pk) for rule in rules]
-    results = _measure(rules, now, loader_id)
+    with source_cycle():  # a source that fails is asked once per batch, not once per rule
+        results = _measure(rules, now, loader_id)
     states = _states_read([rule.pk for rule in rules if isinstance(results.get(rule.pk), list)])
     refires: list[_Refire] = []
     errors: dict[int, str] = {}
     answered: set[str] = set()  # external sources that answered (their unreachable incidents resolve)
+    fired: dict[str, tuple[Incident, str]] = {}  # each unreachable source's incident, fired once per batch
     for rule, report in zip(rules, reports, strict=True):
         result = results[rule.pk]
         if isinstance(result, SourceUnavailable):
-            _source_unavailable(rule, result, now, report)
+            _source_unavailable(rule, result, now, report, fired)
             result = []
         elif isinstance(result, KindMissing):
             report.error = errors[rule.pk] = str(result)
@@ -352,11 +354,18 @@ def _states_read(rule_ids: list[int]) -> dict[int, dict[str, RuleSubjectState]]:
 
 
 def _source_unavailable(
-    rule: DetectionRule, exc: SourceUnavailable, now: dt.datetime, report: EvaluationReport
+    rule: DetectionRule,
+    exc: SourceUnavailable,
+    now: dt.datetime,
+    report: EvaluationReport,
+    fired: dict[str, tuple[Incident, str]],
 ) -> None:
-    """A rule whose source is unreachable reports it; the source's one incident fires again."""
+    """A rule whose source is unreachable reports it; the source's one incident fires (once per
+    batch, however many of its rules use the source)."""
     report.error = f"source unavailable: {exc}"
-    incident, action = source_unreachable(exc.source, exc.reason, now, category=rule.rule_type)
+    if exc.source not in fired:
+        fired[exc.source] = source_unreachable(exc.source, exc.reason, now, category=rule.rule_type)
+    incident, action = fired[exc.source]
     report.decisions.append(Decision(rule.name, f"source:{exc.source}", None, True, action, incident.pk, exc.reason))
 
 

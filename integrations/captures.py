@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from etl_monitor.protection import scrub
-from incidents.kinds import SourceNotConfigured, SourceUnavailable
+from incidents.kinds import SourceKnownDown, SourceNotConfigured, SourceUnavailable, source_cycle
 from incidents.services import source_unreachable, sources_reachable
 from integrations.models import Capture, DataSource, SourceKind
 from integrations.sources import es_search, prom_query, source_get
@@ -115,7 +115,8 @@ def capture_run(capture: Capture, *, now: dt.datetime | None = None) -> CaptureR
         result.status, result.error = "skipped", exc.reason
     except SourceUnavailable as exc:
         result.status, result.error = "failed", f"source unavailable: {exc.reason}"
-        source_unreachable(exc.source, exc.reason, timezone.now(), category="INFRASTRUCTURE")
+        if not isinstance(exc, SourceKnownDown):  # fired once per run, by the capture that found it
+            source_unreachable(exc.source, exc.reason, timezone.now(), category="INFRASTRUCTURE")
     except Exception as exc:
         logger.exception("statistics capture %s failed", capture.name)
         result.status, result.error = "failed", scrub(f"{type(exc).__name__}: {exc}")[:300]
@@ -162,7 +163,8 @@ def captures_run(*, now: dt.datetime | None = None, names: list[str] | None = No
     captures = Capture.objects.filter(enabled=True).select_related("loader")
     if names is not None:
         captures = Capture.objects.filter(name__in=names).select_related("loader")
-    return [capture_run(capture, now=now) for capture in captures]
+    with source_cycle():  # a source that fails is asked once per run, not once per capture
+        return [capture_run(capture, now=now) for capture in captures]
 
 
 CAPTURE_FIELDS = (

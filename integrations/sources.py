@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.db.models import F, Q
 from django.utils import timezone
 
 from etl_monitor.protection import scrub
-from incidents.kinds import SourceNotConfigured, SourceUnavailable
+from incidents.kinds import SourceNotConfigured, SourceUnavailable, source_failed, source_known_down
 from integrations.models import DataSource, SourceAuth, SourceKind
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,11 @@ def health_record(source: DataSource, error: str = "") -> None:
     if error:
         DataSource.objects.filter(pk=source.pk).update(last_error=scrub(error)[:1000], last_error_at=now)
     else:
-        DataSource.objects.filter(pk=source.pk).update(last_success_at=now)
+        # Every rule and capture asks: the success is written at most once a minute (or at once
+        # after an error), so a cycle of rules does not queue on one row.
+        stale = Q(last_success_at__isnull=True) | Q(last_success_at__lt=now - dt.timedelta(seconds=60))
+        recovered = Q(last_error_at__isnull=False, last_error_at__gte=F("last_success_at"))
+        DataSource.objects.filter(stale | recovered, pk=source.pk).update(last_success_at=now)
 
 
 def _reason(exc: BaseException) -> str:
@@ -96,19 +102,33 @@ def es_client(source: DataSource) -> Any:
     )
 
 
+def _ask(source: DataSource, call: Callable[[], Any]) -> Any:
+    """``call()`` against the source, its health recorded. Any failure is SourceUnavailable, and
+    within a detection or capture cycle the source is then not asked again (its timeout is paid
+    once, not once per rule)."""
+    source_known_down(source.name)
+    try:
+        result = call()
+    except Exception as exc:  # every failure of the source is reported, never raised on
+        reason = _reason(exc)
+        health_record(source, reason)
+        source_failed(source.name, reason)
+        raise SourceUnavailable(source.name, reason) from exc
+    health_record(source)
+    return result
+
+
 def es_search(source: DataSource, index: str, body: dict[str, Any]) -> dict[str, Any]:
     """One search; any failure, or an answer without ``hits``, is SourceUnavailable."""
-    try:
+
+    def search() -> dict[str, Any]:
         answer = es_client(source).search(index=index, **body)
         result = answer.body if hasattr(answer, "body") else answer
         if not isinstance(result, dict) or "hits" not in result:
             raise ValueError("the answer has no hits")
-    except Exception as exc:
-        reason = _reason(exc)
-        health_record(source, reason)
-        raise SourceUnavailable(source.name, reason) from exc
-    health_record(source)
-    return result
+        return result
+
+    return _ask(source, search)
 
 
 def _prom_client(source: DataSource) -> Any:
@@ -130,16 +150,14 @@ def _prom_client(source: DataSource) -> Any:
 
 def _prom_call(source: DataSource, call: Any, valid: Any, shape: str) -> list[dict[str, Any]]:
     """Run ``call(client)``; any failure, or an answer ``valid`` refuses, is SourceUnavailable."""
-    try:
+
+    def query() -> list[dict[str, Any]]:
         result = call(_prom_client(source))
         if not isinstance(result, list) or not all(isinstance(s, dict) and "metric" in s and valid(s) for s in result):
             raise ValueError(f"the answer is not {shape}")
-    except Exception as exc:  # every failure of the source is reported, never raised on
-        reason = _reason(exc)
-        health_record(source, reason)
-        raise SourceUnavailable(source.name, reason) from exc
-    health_record(source)
-    return result
+        return result
+
+    return _ask(source, query)
 
 
 def prom_query(source: DataSource, query: str, at: float) -> list[dict[str, Any]]:

@@ -10,7 +10,9 @@ engine reports that as its own incident and goes on with the other rules.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,6 +32,38 @@ class SourceUnavailable(Exception):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+# The sources that failed in the current cycle (a batch of rules, a capture run): the next rule or
+# capture asking the same source is answered at once instead of waiting for its timeout again.
+_FAILED: ContextVar[dict[str, str] | None] = ContextVar("failed_sources", default=None)
+
+
+@contextmanager
+def source_cycle() -> Iterator[None]:
+    """Within it, a source that failed once is not asked again (one cycle = one verdict per source)."""
+    token = _FAILED.set({})
+    try:
+        yield
+    finally:
+        _FAILED.reset(token)
+
+
+def source_failed(name: str, reason: str) -> None:
+    failures = _FAILED.get()
+    if failures is not None:
+        failures[name] = reason
+
+
+def source_known_down(name: str) -> None:
+    """Raise SourceUnavailable if ``name`` already failed in this cycle."""
+    failures = _FAILED.get()
+    if failures is not None and name in failures:
+        raise SourceKnownDown(name, failures[name])
+
+
+class SourceKnownDown(SourceUnavailable):
+    """The source already failed in this cycle (and its failure was reported then): not asked again."""
 
 
 class SourceNotConfigured(SourceUnavailable):

@@ -544,3 +544,16 @@ def test_bad_captures_in_yaml_name_the_item_path_and_change_nothing(admin_user, 
     assert error.path == path and message in error.message
     assert error.line is not None
     assert not Capture.objects.filter(name="queue-depth").exists()
+
+
+def test_captures_sharing_a_failing_source_ask_it_once_per_run(db, settings, httpserver):
+    """The four seeded Prometheus captures on a Prometheus answering 502: one request per run,
+    every capture failed with the reason, one occurrence of the source's incident."""
+    settings.PROMETHEUS_URL = httpserver.url_for("/")
+    httpserver.expect_request("/api/v1/query").respond_with_data("<html>bad gateway</html>", status=502)
+    results = captures_run(now=NOW, names=PROMETHEUS_CAPTURES)
+    assert len(httpserver.log) == 1
+    assert [r.status for r in results] == ["failed"] * 4
+    assert all("HTTP Status Code 502" in r.error for r in results)
+    assert Incident.objects.get(subject="source:prometheus").occurrences == 1
+    assert Signal.objects.count() == 0

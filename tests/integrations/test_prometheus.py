@@ -12,7 +12,7 @@ import requests
 from django.utils import timezone
 
 from incidents.models import DetectionRule, Incident
-from incidents.services import rule_evaluate
+from incidents.services import rule_evaluate, rules_evaluate
 from tests.conftest import _service_unavailable
 from tests.integrations.prom import Exporter, Prometheus
 
@@ -197,3 +197,42 @@ def test_a_range_step_below_one_second_is_refused(db):
     with pytest.raises(InvalidInput) as refused:
         kind_get("promql_threshold").validate_params({"query": "up", "aggregation": "median"})
     assert refused.value.errors == {"params.aggregation": ["Must be one of avg, max, min, last."]}
+
+
+def test_a_source_that_fails_is_asked_once_per_batch_and_its_incident_fires_once(db, settings, httpserver):
+    """Ten rules on a Prometheus that answers 502: one request (not ten timeouts in a row), one
+    occurrence of the source's incident, and every rule reports the failure."""
+    settings.PROMETHEUS_URL = httpserver.url_for("/")
+    httpserver.expect_request("/api/v1/query").respond_with_data("<html>bad gateway</html>", status=502)
+    rules = [
+        DetectionRule.objects.create(name=f"probe {i}", kind="promql_threshold", params={"query": f"up{{n='{i}'}}"})
+        for i in range(10)
+    ]
+    reports = rules_evaluate(rules=rules, now=timezone.now())
+    assert len(httpserver.log) == 1
+    assert all("prometheus: PrometheusApiClientException: HTTP Status Code 502" in r.error for r in reports)
+    incident = Incident.objects.get(subject="source:prometheus")
+    assert incident.occurrences == 1 and {r.decisions[0].incident_id for r in reports} == {incident.pk}
+    rules_evaluate(rules=rules, now=timezone.now())  # the next batch asks again
+    incident.refresh_from_db()
+    assert len(httpserver.log) == 2 and incident.occurrences == 2
+
+
+def test_a_source_answering_records_its_success_at_most_once_a_minute(db, settings, httpserver):
+    from integrations.models import DataSource
+
+    httpserver.expect_request("/api/v1/query").respond_with_json(
+        {"status": "success", "data": {"resultType": "vector", "result": []}}
+    )
+    source = DataSource.objects.create(name="prom", kind="PROMETHEUS", url=httpserver.url_for("/"))
+    rule = DetectionRule.objects.create(name="p", kind="promql_threshold", params={"query": "up", "source": "prom"})
+    rule_evaluate(rule=rule, now=timezone.now())
+    source.refresh_from_db()
+    first = source.last_success_at
+    rule_evaluate(rule=rule, now=timezone.now())
+    source.refresh_from_db()
+    assert first is not None and source.last_success_at == first  # no write for a second success
+    DataSource.objects.filter(pk=source.pk).update(last_error="down", last_error_at=timezone.now())
+    rule_evaluate(rule=rule, now=timezone.now())
+    source.refresh_from_db()
+    assert source.last_success_at > first  # after an error, the next success is written at once
