@@ -226,11 +226,9 @@ def _cycle_median(now: dt.datetime) -> float:
 
 
 def _latency(loaders: list[Loader], user: User) -> list[float]:
-    import socket
+    from tests.net import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = production_env(SIGNAL_INGEST_RATE="100000000/min")
     bin_dir = Path(sys.executable).parent
     web = start(

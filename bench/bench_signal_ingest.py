@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from loaders import services as loader_services
 from loaders.models import Loader, Team
 from signals_app import services
 from signals_app.models import Signal
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOTAL = 200_000
@@ -55,12 +55,6 @@ MIN_COPY_SHARE = 0.30
 MIN_SINGLE_SHARE = 0.50
 WRK_SECONDS = 10
 WRK_CONNECTIONS = 32
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _setup() -> tuple[Loader, str]:
@@ -262,7 +256,7 @@ def main() -> list[str]:
     copy_seconds = _copy_baseline(loader, items)
 
     tmp = Path(tempfile.mkdtemp(prefix="etl-bench-ingest-"))
-    port = _free_port()
+    port = free_port()
     server = _start_server(port, tmp)
     try:
         http_seconds = _batch_ingest(port, token, bodies)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import urllib.error
 import urllib.request
 
@@ -15,12 +14,7 @@ from incidents.models import Incident
 from incidents.services import rule_evaluate
 from incidents.tasks import detection_tick
 from tests.incidents.conftest import NOW, add_signals
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when this returns: connections are refused
+from tests.net import free_port
 
 
 class HttpProbe(RuleKind):
@@ -44,7 +38,7 @@ class HttpProbe(RuleKind):
 
 @pytest.fixture
 def probe_kind():
-    HttpProbe.url = f"http://127.0.0.1:{closed_port()}/value"
+    HttpProbe.url = f"http://127.0.0.1:{free_port()}/value"
     kinds.kind_register(HttpProbe)
     yield
     kinds._KINDS.pop(HttpProbe.name, None)

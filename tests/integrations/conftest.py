@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import socket
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -32,14 +31,9 @@ from incidents.models import DetectionRule, Incident
 from incidents.services import rule_evaluate
 from loaders.models import Loader
 from tests.incidents.conftest import add_signals
+from tests.net import free_port
 
 SIGNAL_FAILURE_RULE = "Signal failure rate above 5%"  # seeded, HIGH: routed to email and #alerts-high
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- SMTP ------------------------------------------------------------------------------------------

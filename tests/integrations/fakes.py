@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
+from tests.net import free_port
+
 CHANNEL_IDS = {
     "#alerts-critical": "C0CRIT",
     "#alerts-high": "C0HIGH",
@@ -211,15 +213,11 @@ class Inbox:
     a context manager that serves while inside it."""
 
     def __init__(self, port: int = 0) -> None:
-        import socket
         from email import message_from_bytes
 
         from aiosmtpd.controller import Controller
 
-        if not port:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+        port = port or free_port()
         self.port = port
         self.received: dict[str, float] = {}  # Message-ID → when it first arrived
         self.messages: list[Any] = []  # every message, parsed (email.message.Message)

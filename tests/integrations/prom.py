@@ -5,7 +5,6 @@ series the caller sets."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 import requests
 
 from tests.integrations.fakes import http_serve
+from tests.net import free_port
 
 # A capture definition of one's own (the tests of captures and of their API create it).
 QUEUE_DEPTH = {
@@ -30,12 +30,6 @@ QUEUE_DEPTH = {
     "key_prefix": "queue:",
     "metric_type": "CUSTOM",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Exporter:

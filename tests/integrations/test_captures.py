@@ -13,7 +13,6 @@ import datetime as dt
 import importlib
 import json
 import math
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +37,7 @@ from loaders.models import Loader, LoaderVersion
 from signals_app.models import Signal
 from tests.conftest import _service_unavailable, at_once
 from tests.integrations.prom import QUEUE_DEPTH, Exporter, Prometheus, series_values
+from tests.net import free_port
 
 NOW = dt.datetime(2025, 3, 3, 10, 7, 30, tzinfo=dt.UTC)  # in the bucket 10:00–10:05 … ending 10:05
 STATS_LOADERS = ("STATS-AVAIL", "STATS-ERROR-RATE", "STATS-INFRA", "STATS-PERF")
@@ -54,12 +54,6 @@ def api(user: Any) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- a real Prometheus ------------------------------------------------------------------------------
@@ -281,7 +275,7 @@ def test_a_failing_source_is_one_unreachable_incident_resolved_when_it_answers(e
         es.broken = Response(json.dumps({"unexpected": True}), headers=ES_HEADERS)
     else:
         source = DataSource.objects.create(
-            name="elasticsearch", kind="ELASTICSEARCH", url=f"http://127.0.0.1:{closed_port()}", timeout_seconds=1
+            name="elasticsearch", kind="ELASTICSEARCH", url=f"http://127.0.0.1:{free_port()}", timeout_seconds=1
         )
     result = error_rate()
     assert result.status == "failed" and result.error.startswith("source unavailable:")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -15,6 +14,7 @@ from incidents.models import DetectionRule, Incident
 from incidents.services import rule_evaluate, rules_evaluate
 from integrations.models import DataSource
 from tests.incidents.conftest import NOW, add_signals
+from tests.net import free_port
 
 ES = {"X-Elastic-Product": "Elasticsearch", "Content-Type": "application/vnd.elasticsearch+json; compatible-with=8"}
 
@@ -102,15 +102,9 @@ def test_per_service_counts_open_one_incident_per_offending_service(es, log_rule
     assert body["query"]["bool"]["filter"][1] == {"term": {"log.level": "ERROR"}}
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_unreachable_source_is_one_incident_and_the_other_rules_complete(settings, log_rule, active_loader):
     DataSource.objects.create(
-        name="elasticsearch", kind="ELASTICSEARCH", url=f"http://127.0.0.1:{_closed_port()}", timeout_seconds=1
+        name="elasticsearch", kind="ELASTICSEARCH", url=f"http://127.0.0.1:{free_port()}", timeout_seconds=1
     )
     failures = DetectionRule.objects.get(name="Signal failure rate above 5%")
     failures.enabled = True

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from integrations.models import Capture, DataSource
 from loaders.models import Loader
-from tests.integrations.conftest import free_port
 from tests.integrations.prom import QUEUE_DEPTH
+from tests.net import free_port
 
 SECRET = "s3cret-never-shown-0123456789"
 SOURCES = "/api/v1/data-sources/"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,15 +26,10 @@ from integrations.models import Channel, Delivery, NotificationRule
 from integrations.outbox import deliveries_recover
 from tests.incidents.conftest import add_signals
 from tests.integrations.fakes import FakeSlack, Inbox, WebhookReceiver, serve
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

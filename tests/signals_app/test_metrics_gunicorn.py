@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.net import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 LINE = 'signals_received_total{loader_code="SALES-DAILY",validation_status="FAILED"}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url: str, *, body: bytes | None = None, token: str = "") -> tuple[int, bytes]:
