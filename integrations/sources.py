@@ -233,9 +233,13 @@ def auth_problems(kind: str, auth: str, username: str, secret: str, *, from_file
     return errors
 
 
-def data_source_save(*, user: Any, data: dict[str, Any], source: DataSource | None = None) -> DataSource:
-    """Create or change a data source's non-secret settings (configuration as code). Only roles
-    holding the data-source permissions (Admin) may: the server fetches the URL."""
+def data_source_save(
+    *, user: Any, data: dict[str, Any], source: DataSource | None = None, secret: str | None = None
+) -> DataSource:
+    """Create or change a data source. Only roles holding the data-source permissions (Admin) may:
+    the server fetches the URL. ``secret``: a new password, token or API key ("" keeps the stored
+    one); ``None`` for callers that may not carry secrets (configuration files), whose missing
+    secret is then reported on ``auth``."""
     from etl_monitor.errors import PermissionRefused, fields_known, model_validate
 
     perm = "integrations.change_datasource" if source else "integrations.add_datasource"
@@ -245,7 +249,9 @@ def data_source_save(*, user: Any, data: dict[str, Any], source: DataSource | No
     source = source or DataSource()
     for name, value in data.items():
         setattr(source, name, value)
-    errors = auth_problems(source.kind, source.auth, source.username, source.secret, from_file=True)
+    if secret:
+        source.secret = secret
+    errors = auth_problems(source.kind, source.auth, source.username, source.secret, from_file=secret is None)
     model_validate(source, errors, exclude=("secret",))
     source._history_user = user
     source.save()

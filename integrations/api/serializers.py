@@ -12,7 +12,7 @@ from incidents.api.serializers import RejectUnknownFieldsMixin
 from integrations.captures import CAPTURE_FIELDS
 from integrations.models import Capture, Channel, DataSource, Delivery, DeliveryStatus, NotificationRule
 from integrations.routing import RULE_FIELDS
-from integrations.sources import SOURCE_FIELDS, auth_problems
+from integrations.sources import SOURCE_FIELDS
 from loaders.models import Loader, Tag, Team
 
 
@@ -134,17 +134,6 @@ class DataSourceSerializer(RejectUnknownFieldsMixin, WriteOnlySecretMixin, seria
         fields = ("id", *SOURCE_FIELDS, "secret", *SOURCE_STATE)
         read_only_fields = ("id", *SOURCE_STATE)
         extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """What the authentication lacks, judged on the source as it will be (a PATCH sends only
-        some fields; an empty secret keeps the stored one). The service checks the rest."""
-        attrs = super().validate(attrs)
-        current = self.instance or DataSource()
-        values = {name: attrs.get(name, getattr(current, name)) for name in ("kind", "auth", "username")}
-        problems = auth_problems(**values, secret=attrs.get("secret") or current.secret)
-        if problems:
-            raise serializers.ValidationError(problems)
-        return attrs
 
 
 class SourceCheckSerializer(serializers.Serializer):

@@ -164,20 +164,15 @@ class DataSourceViewSet(viewsets.ModelViewSet):
         return super().get_permissions()
 
     def perform_create(self, serializer: DataSourceSerializer) -> None:
-        self._save(serializer, DataSource())
+        self._save(serializer, None)
 
     def perform_update(self, serializer: DataSourceSerializer) -> None:
         self._save(serializer, serializer.instance)
 
-    def _save(self, serializer: DataSourceSerializer, source: DataSource) -> None:
-        # data_source_save is the configuration-as-code service and refuses secrets (files may
-        # not carry them), so the secret goes on the instance; the serializer has checked that
-        # the authentication is complete with it. Given an instance, the service checks
-        # change_datasource even on create (DRF has checked add_datasource for the POST).
+    def _save(self, serializer: DataSourceSerializer, source: DataSource | None) -> None:
         data = dict(serializer.validated_data)
-        if secret := data.pop("secret", ""):
-            source.secret = secret
-        serializer.instance = sources.data_source_save(user=self.request.user, data=data, source=source)
+        secret = data.pop("secret", "")
+        serializer.instance = sources.data_source_save(user=self.request.user, data=data, source=source, secret=secret)
 
     def perform_destroy(self, instance: DataSource) -> None:
         instance._history_user = self.request.user
