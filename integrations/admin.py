@@ -537,6 +537,11 @@ class DataSourceAdmin(SimpleHistoryAdmin):
     readonly_fields = ("last_success_at", "last_error", "last_error_at")
     actions = ("test_connection",)
 
+    def save_model(self, request: HttpRequest, obj: DataSource, form: DataSourceForm, change: bool) -> None:
+        from integrations.sources import data_source_save
+
+        data_source_save(user=request.user, data={}, source=obj, secret="")  # the form set the fields
+
     @admin.action(description="Test the connection", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[DataSource]) -> None:
         from integrations.sources import source_check
@@ -560,6 +565,12 @@ class CaptureAdmin(SimpleHistoryAdmin):
     search_fields = ("name", "description", "query", "loader__loader_code")
     list_select_related = ("loader",)
     autocomplete_fields = ("loader",)
+
+    def save_model(self, request: HttpRequest, obj: Capture, form: Any, change: bool) -> None:
+        from integrations.captures import capture_save
+
+        capture_save(user=request.user, data={}, capture=obj)  # the form set the fields
+
     readonly_fields = ("system", "last_run_at", "last_bucket_at", "last_stored", "last_error")
     actions = ("capture_now",)
     fieldsets = (

@@ -189,7 +189,7 @@ def capture_save(*, user: Any, data: dict[str, Any], capture: Capture | None = N
     from etl_monitor.errors import PermissionRefused, fields_known, model_validate
     from loaders.models import Loader
 
-    perm = "integrations.change_capture" if capture else "integrations.add_capture"
+    perm = "integrations.change_capture" if capture and capture.pk else "integrations.add_capture"
     if not (user and user.is_active and user.has_perm(perm)):
         raise PermissionRefused("Your role does not allow you to manage statistics captures.")
     fields_known(data, CAPTURE_FIELDS)

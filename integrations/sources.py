@@ -242,7 +242,7 @@ def data_source_save(
     secret is then reported on ``auth``."""
     from etl_monitor.errors import PermissionRefused, fields_known, model_validate
 
-    perm = "integrations.change_datasource" if source else "integrations.add_datasource"
+    perm = "integrations.change_datasource" if source and source.pk else "integrations.add_datasource"
     if not (user and user.is_active and user.has_perm(perm)):
         raise PermissionRefused("Your role does not allow you to manage data sources.")
     fields_known(data, SOURCE_FIELDS)
