@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from etl_monitor.crypto import EncryptedTextField
+
 
 class ProtectionLevel(models.TextChoices):
     HIDDEN = "HIDDEN", "Hidden — not shown at all"
@@ -67,3 +69,18 @@ class FieldProtection(models.Model):
             )
         if self.field_name in secret_fields(self.model_label) and self.level == ProtectionLevel.LOCKED:
             raise ValidationError({"level": "A secret is always masked (or hidden); it cannot be merely locked."})
+
+
+class FieldKeyCheck(models.Model):
+    """A known value encrypted with the FIELD_ENCRYPTION_KEY in use when the database was set up.
+
+    Web, worker and beat decrypt it before they start (``etl_monitor.checks``): a wrong key, or an
+    old key dropped from the list before ``rotate_field_keys`` ran, stops them with a clear message
+    instead of every secret failing later. One row, re-encrypted by ``rotate_field_keys`` like any secret.
+    """
+
+    token = EncryptedTextField(help_text="A known text, encrypted; it proves the configured keys read this database.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "field key check"
