@@ -753,6 +753,10 @@ def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str 
     with it returns the same run, and the finish closes exactly that run, so overlapping runs of
     one loader stay apart. Without it, a start repeated with the same body within
     ``PING_START_RETRY_SECONDS`` (``curl --retry`` after a lost answer) is the same run too.
+
+    The pings of one loader take turns (a lock on the loader row, held by one transaction per
+    ping): which run a ping opens or closes depends on what the ping before it did, so pings
+    arriving at the same moment are recorded as if they had come one after the other.
     """
     loader = token.loader
     if loader.loader_code != loader_code:
@@ -765,10 +769,9 @@ def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str 
             run_id = uuid.UUID(rid)
         except ValueError:
             raise InvalidInput({"rid": [f"Must be a UUID, e.g. {uuid.uuid4()}; got {rid[:60]!r}."]}) from None
-    now = timezone.now()
     if action == "start":
-        return _ping_start(loader, now, _bounded(body, LOG_EXCERPT_MAX), run_id)
-    if action == "success":
+        exit_status: int | None = None
+    elif action == "success":
         exit_status = 0
     elif action == "fail":
         exit_status = None
@@ -776,7 +779,31 @@ def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str 
         exit_status = int(action)
     else:
         raise InvalidInput({"action": ["Use start, fail, or an exit status from 0 to 255."]})
-    failed = action == "fail" or (exit_status or 0) != 0
+    with transaction.atomic():
+        _ping_turn(loader)
+        now = timezone.now()
+        if action == "start":
+            return _ping_start(loader, now, _bounded(body, LOG_EXCERPT_MAX), run_id)
+        failed = action == "fail" or (exit_status or 0) != 0
+        return _ping_finish(token, loader, now, failed=failed, exit_status=exit_status, body=body, run_id=run_id)
+
+
+def _ping_turn(loader: Loader) -> None:
+    """Wait for the loader's other pings to commit. FOR NO KEY UPDATE: runs and signals of the
+    loader (which only take a key-share lock on it) are still written meanwhile."""
+    list(Loader.objects.select_for_update(no_key=True).filter(pk=loader.pk).values_list("pk", flat=True))
+
+
+def _ping_finish(
+    token: IngestToken,
+    loader: Loader,
+    now: dt.datetime,
+    *,
+    failed: bool,
+    exit_status: int | None,
+    body: str,
+    run_id: uuid.UUID | None,
+) -> Run:
     open_runs = Run.objects.select_for_update().filter(loader=loader, source="PING")
     if run_id is not None:
         run = open_runs.filter(run_id=run_id).first()
