@@ -390,6 +390,13 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's own handlers (its console while DEBUG, runserver's django.server) write request
+        # paths unscrubbed, ping keys and ?secret= included: removed, so these records reach only
+        # the root handler and its ScrubbingFormatter.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 SIMPLE_HISTORY_REVERT_DISABLED = True  # reverting would bypass the approval services
