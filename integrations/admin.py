@@ -2,8 +2,9 @@
 
 Writes go through the services (``notify.channel_save``, ``routing.notification_rule_save``,
 ``notify.channel_test``, ``outbox.delivery_retry``), so the admin validates, checks roles and
-keeps history exactly like the API and ``apply_config``. A channel's secret is write-only:
-the form never renders it, and an empty input keeps the stored one.
+keeps history exactly like the API and ``apply_config``. A channel's or data source's secret is
+write-only on every page and for every role, Admins included (``WriteOnlySecretAdminMixin``): the
+form never renders it, an empty input keeps the stored one, and pages say only whether one is set.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
-from simple_history.admin import SimpleHistoryAdmin
 
 from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from integrations import notify, outbox, routing
 from integrations.models import (
     Capture,
@@ -53,6 +54,45 @@ def _add_service_errors(form: forms.Form, exc: InvalidInput) -> None:
             form.add_error(field, text if field == name else f"{name}: {text}")
         else:
             form.add_error(None, f"{name}: {text}")
+
+
+class WriteOnlySecretAdminMixin:
+    """The model's ``secret`` is write-only on every admin page, for every role.
+
+    Django shows each field of a page the user may only *view* as read-only text, with its value
+    (decrypted, for an encrypted field); simple-history's "history/<id>" page renders the same
+    fieldsets. So ``secret`` is left out of any page whose form will not be saved by this user,
+    and ``secret_status`` says whether one is stored. Who may change the object gets a password
+    input that is never pre-filled (the forms drop the initial value)."""
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
+        sets = super().get_fieldsets(request, obj)
+        writable = self.has_change_permission(request, obj) if obj is not None else self.has_add_permission(request)
+        if writable:
+            return sets
+        return [(title, {**options, "fields": _without_secret(options["fields"])}) for title, options in sets]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A read-only "secret" would be printed in clear: whatever a subclass declares, it is not.
+        fields = super().get_readonly_fields(request, obj)
+        return tuple(name for name in fields if name != "secret")
+
+    @admin.display(description="stored secret")
+    def secret_status(self, obj: Any) -> str:
+        return "set (hidden)" if obj is not None and obj.pk and obj.secret else "not set"
+
+
+def _without_secret(fields: Any) -> tuple:
+    """A fieldset's fields without ``secret`` (rows of several fields are tuples)."""
+    kept: list[Any] = []
+    for entry in fields:
+        if isinstance(entry, (list, tuple)):
+            row = tuple(name for name in entry if name != "secret")
+            if row:
+                kept.append(row)
+        elif entry != "secret":
+            kept.append(entry)
+    return tuple(kept)
 
 
 # --- channels ---------------------------------------------------------------------------
@@ -102,16 +142,17 @@ class ChannelForm(forms.ModelForm):
 
 
 @admin.register(Channel)
-class ChannelAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
+class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnlyHistoryAdmin):
     form = ChannelForm
     list_display = ("name", "kind", "enabled", "healthy", "unhealthy_reason", "last_success_at")
     list_filter = ("kind", "enabled", "healthy")
     search_fields = ("name",)
     readonly_fields = ("secret_status", "healthy", "unhealthy_reason", "unhealthy_since", "last_success_at", "test")
+    fieldsets = ((None, {"fields": ("name", "kind", "enabled", "url", "secret", "secret_status")}),)
     actions = ("send_test",)
 
     def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> list:
-        sets: list = [(None, {"fields": ("name", "kind", "enabled", "url", "secret", "secret_status")})]
+        sets = list(super().get_fieldsets(request, obj))  # without the secret input for who cannot save
         if obj is not None:
             sets.append(("Health", {"fields": ("healthy", "unhealthy_reason", "unhealthy_since", "last_success_at")}))
             if self.has_change_permission(request, obj):
@@ -126,10 +167,6 @@ class ChannelAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # one at a time, through channel_delete's checks
         return actions
-
-    @admin.display(description="stored secret")
-    def secret_status(self, obj: Channel) -> str:
-        return "set (hidden)" if obj.pk and obj.secret else "not set"
 
     @admin.display(description="send a test notification")
     def test(self, obj: Channel) -> str:
@@ -274,7 +311,7 @@ class NotificationRuleForm(forms.ModelForm):
 
 
 @admin.register(NotificationRule)
-class NotificationRuleAdmin(ServiceErrorMessagesMixin, SimpleHistoryAdmin):
+class NotificationRuleAdmin(ServiceErrorMessagesMixin, ReadOnlyHistoryAdmin):
     form = NotificationRuleForm
     list_display = (
         "severity",
@@ -411,7 +448,7 @@ class JiraSettingsForm(forms.ModelForm):
 
 
 @admin.register(JiraSettings)
-class JiraSettingsAdmin(SimpleHistoryAdmin):
+class JiraSettingsAdmin(ReadOnlyHistoryAdmin):
     """One row: how incidents become tickets. The connection comes from JIRA_* settings."""
 
     form = JiraSettingsForm
@@ -527,14 +564,20 @@ class DataSourceForm(forms.ModelForm):
 
 
 @admin.register(DataSource)
-class DataSourceAdmin(SimpleHistoryAdmin):
+class DataSourceAdmin(WriteOnlySecretAdminMixin, ReadOnlyHistoryAdmin):
     """External systems detection rules query. Only admins may add or change one: the server
     fetches its URL."""
 
     form = DataSourceForm
     list_display = ("name", "kind", "url", "enabled", "last_success_at", "last_error_at", "last_error")
     list_filter = ("kind", "enabled")
-    readonly_fields = ("last_success_at", "last_error", "last_error_at")
+    readonly_fields = ("secret_status", "last_success_at", "last_error", "last_error_at")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "url", "enabled")}),
+        ("Authentication", {"fields": ("auth", "username", "secret", "secret_status", "verify_tls")}),
+        ("Calls", {"fields": ("timeout_seconds",)}),
+        ("Health", {"fields": ("last_success_at", "last_error_at", "last_error")}),
+    )
     actions = ("test_connection",)
 
     def save_model(self, request: HttpRequest, obj: DataSource, form: DataSourceForm, change: bool) -> None:
@@ -555,7 +598,7 @@ class DataSourceAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Capture)
-class CaptureAdmin(SimpleHistoryAdmin):
+class CaptureAdmin(ReadOnlyHistoryAdmin):
     """Statistics capture definitions: a query against a data source whose values are stored as
     signals of a loader every 5 minutes. Only admins may add or change one (the query runs on the
     server); every role sees them and the signals they store."""
