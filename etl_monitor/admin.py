@@ -7,8 +7,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
-from simple_history.admin import SimpleHistoryAdmin
 
+from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from etl_monitor.models import FieldProtection
 from etl_monitor.protection import protectable_fields, protectable_models, secret_fields
 
@@ -33,7 +33,7 @@ class FieldProtectionForm(forms.ModelForm):
 
 
 @admin.register(FieldProtection)
-class FieldProtectionAdmin(SimpleHistoryAdmin):
+class FieldProtectionAdmin(ReadOnlyHistoryAdmin):
     """Admins choose, per field, HIDDEN / MASKED / LOCKED and the roles exempt from it."""
 
     form = FieldProtectionForm
