@@ -23,13 +23,17 @@ class FieldProtectionForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model_label"].choices = [(m, m) for m in protectable_models()]
-        choices = []
-        for label in protectable_models():
-            for name in protectable_fields(label) or ():
-                suffix = " (secret: always masked)" if name in secret_fields(label) else ""
-                choices.append((name, f"{label}.{name}{suffix}"))
-        self.fields["field_name"].choices = sorted(set(choices), key=lambda c: c[1])
+        # The admin leaves read-only fields out of the form: the model and field of a built-in
+        # rule, and every field for someone who may only view rules.
+        if "model_label" in self.fields:
+            self.fields["model_label"].choices = [(m, m) for m in protectable_models()]
+        if "field_name" in self.fields:
+            choices = []
+            for label in protectable_models():
+                for name in protectable_fields(label) or ():
+                    suffix = " (secret: always masked)" if name in secret_fields(label) else ""
+                    choices.append((name, f"{label}.{name}{suffix}"))
+            self.fields["field_name"].choices = sorted(set(choices), key=lambda c: c[1])
 
 
 @admin.register(FieldProtection)
