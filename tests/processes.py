@@ -1,0 +1,37 @@
+"""Starting and stopping the platform's own programs (gunicorn, celery, redis-server) from tests:
+each in a session of its own, so stopping it also stops the workers it forked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+def process_start(args: Sequence[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    """Start ``args`` in the project directory, its output (stdout and stderr) appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(args), cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def process_stop(proc: subprocess.Popen, *, timeout: float = 20) -> None:
+    """SIGTERM the process group (a graceful shutdown), then SIGKILL what is still there."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
