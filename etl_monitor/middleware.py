@@ -5,14 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+
+from etl_monitor.request_input import NUL_MESSAGE, form_nul_field
+
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class RejectNulMiddleware:
-    """Answer 400 to a URL or query parameter holding a NUL character.
+    """Answer 400 to a URL, query parameter or posted form field holding a NUL character.
 
-    No identifier or filter of ours can contain one, and PostgreSQL refuses NUL
-    in text, so such a request would otherwise end as a server error deep in a query.
+    No identifier or filter of ours can contain one, and PostgreSQL refuses NUL in text, so such a
+    request would otherwise end as a server error deep in a query (or, in the admin, while showing
+    the form again). Form posts are Django's own parsing (the admin, the login pages) and DRF's;
+    JSON bodies are checked by the parsers (``etl_monitor.request_input``), PUT and PATCH forms by
+    DRF's (Django parses only POST).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -23,11 +30,30 @@ class RejectNulMiddleware:
             "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()
         ):
             return HttpResponseBadRequest("NUL characters are not allowed in URLs.\n", content_type="text/plain")
+        if request.method == "POST" and request.content_type in FORM_CONTENT_TYPES:
+            field = form_nul_field(request.POST.lists())
+            if field is not None:
+                return JsonResponse({field: [NUL_MESSAGE]}, status=400)
         return self.get_response(request)
 
 
+# The methods a label may name; any other (clients may invent them) is counted as "other".
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str | None) -> str:
+    """The method as a /metrics label: one of STANDARD_METHODS or ``other``."""
+    return method if method in STANDARD_METHODS else "other"
+
+
 class RequestMetricsMiddleware:
-    """Counts and times every HTTP request for /metrics (by method, view name and status)."""
+    """Counts and times every HTTP request for /metrics (by method, view name and status).
+
+    Every label has a bounded set of values whatever clients send: the method is one of seven or
+    ``other``, the view is the URL pattern's name (never the path; ``unmatched`` when no pattern
+    matched), the status is the one we answered. A label per invented method or per 404 path would
+    add a series each, for good, in every worker and in Prometheus.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -39,6 +65,7 @@ class RequestMetricsMiddleware:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         view = match.view_name if match is not None else "unmatched"
-        HTTP_REQUESTS.labels(method=request.method, view=view, status=str(response.status_code)).inc()
-        HTTP_REQUEST_SECONDS.labels(method=request.method, view=view).observe(time.perf_counter() - started)
+        method = method_label(request.method)
+        HTTP_REQUESTS.labels(method=method, view=view, status=str(response.status_code)).inc()
+        HTTP_REQUEST_SECONDS.labels(method=method, view=view).observe(time.perf_counter() - started)
         return response

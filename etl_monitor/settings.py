@@ -228,6 +228,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": [],
     "EXCEPTION_HANDLER": "etl_monitor.api.exception_handler",
+    # DRF's three parsers, refusing NUL and JSON nested too deep with a 400 (etl_monitor.request_input).
+    "DEFAULT_PARSER_CLASSES": [
+        "etl_monitor.api.SafeJSONParser",
+        "etl_monitor.api.SafeFormParser",
+        "etl_monitor.api.SafeMultiPartParser",
+    ],
     # ?format= is ours (export xlsx|csv), not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_RATES": {"auth-token": env.str("AUTH_TOKEN_THROTTLE", default="10/min")},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -22,6 +21,7 @@ from rest_framework.response import Response
 
 from etl_monitor.errors import ServiceError
 from etl_monitor.permissions import RoleModelPermissions, RoleViewPermission
+from etl_monitor.request_input import json_loads
 from loaders.models import Loader
 from signals_app import services
 from signals_app.api.auth import IngestRateThrottle, IngestTokenAuthentication
@@ -69,7 +69,7 @@ def json_body(request: Request) -> Any:
     if len(body) > limit:
         raise PayloadTooLarge(f"The body is over the limit of {limit} bytes. Send smaller batches.")
     try:
-        return json.loads(body or b"null", parse_constant=_reject_constant)
+        return json_loads(body or b"null", parse_constant=_reject_constant, nul_allowed=True)  # services judge NUL
     except (ValueError, UnicodeDecodeError) as exc:
         raise exceptions.ParseError(f"The body is not valid JSON: {exc}")
 

@@ -1,0 +1,111 @@
+"""Reading untrusted request bodies: JSON bounded in depth and free of NUL, form fields free of NUL.
+
+Every body the platform parses comes through here: DRF's parsers (``etl_monitor.api``), the ingest
+endpoints' own JSON reader, both webhooks and, for form posts, ``RejectNulMiddleware``.
+
+- **Depth.** Python's JSON decoder recurses once per ``[`` or ``{``, so ``[`` × 100,000 ends in a
+  RecursionError (a 500) before any view sees the data. No payload of ours nests more than a few
+  levels, so bodies nested deeper than ``JSON_MAX_DEPTH`` are refused *before* decoding, by a
+  linear scan of the brackets outside strings.
+- **NUL.** PostgreSQL refuses NUL in text and in ``jsonb``, so a ``"\\u0000"`` that reached a
+  lookup or a write ended as a server error there (SQLite merely answered "does not exist").
+  Strings holding one are refused with the path of the field (``scope_loaders.1``,
+  ``params.signal_key``), keys included. The ingest endpoints opt out (``nul_allowed``): their
+  service judges NUL field by field, keeping free text such as ``error_text`` with the NUL
+  replaced, as docs/ingest-api.md promises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+JSON_MAX_DEPTH = 64
+NUL_MESSAGE = "NUL characters are not allowed."
+
+# A JSON string (escapes included): its brackets are text, not nesting.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_OPENERS = b"[{"
+# The only way a NUL can be inside a valid JSON string (a raw NUL byte is invalid JSON).
+_NUL_ESCAPE = b"\\u0000"
+
+
+class JSONRefused(ValueError):
+    """A body that is JSON but that the platform will not take. ``path`` names the field holding a
+    NUL (dotted, list items by index; ``""`` for the body itself), or is None when the body as a
+    whole is refused (too deep)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+        self.path = path
+
+
+def _constant_refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def json_depth_exceeds(raw: bytes, limit: int = JSON_MAX_DEPTH) -> bool:
+    """True when ``raw`` opens more than ``limit`` arrays/objects inside each other. Linear, and
+    stops at the first bracket too deep; malformed bodies are left to the decoder to name."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False  # cannot be deeper than it has brackets
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", raw))
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in _OPENERS else -1
+        if depth > limit:
+            return True
+        if depth < 0:
+            return False  # unbalanced: not JSON, which the decoder says better
+    return False
+
+
+def json_nul_path(value: Any) -> str | None:
+    """The dotted path of the first string (value or key) holding a NUL, in document order, or None.
+    Iterative: the value may be as deep as JSON_MAX_DEPTH allows without using the call stack."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                key_path = f"{path}.{key}" if path else key
+                if "\x00" in key:
+                    return key_path.replace("\x00", "\\u0000")
+                children.append((key_path, child))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            indexed = [(f"{path}.{index}" if path else str(index), child) for index, child in enumerate(item)]
+            stack.extend(reversed(indexed))
+    return None
+
+
+def json_loads(raw: bytes | str, *, nul_allowed: bool = False, parse_constant: Any = _constant_refuse) -> Any:
+    """Decode a request body: JSONRefused when it nests deeper than JSON_MAX_DEPTH or (unless
+    ``nul_allowed``) holds a NUL in any string; the decoder's ValueError when it is not JSON, or
+    uses NaN/Infinity (not JSON, and not storable)."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if json_depth_exceeds(data):
+        raise JSONRefused(f"JSON nested deeper than {JSON_MAX_DEPTH} levels.")
+    value = json.loads(raw, parse_constant=parse_constant)
+    if not nul_allowed and _NUL_ESCAPE in data and (path := json_nul_path(value)) is not None:
+        raise JSONRefused(NUL_MESSAGE, path or "non_field_errors")
+    return value
+
+
+def form_nul_field(fields: Iterable[tuple[str, list[Any]]]) -> str | None:
+    """The first form field (from ``QueryDict.lists()``) whose name or a value holds a NUL, or None.
+    Uploaded files are content, not text, and are left to their readers."""
+    for name, values in fields:
+        if "\x00" in name:
+            return name.replace("\x00", "\\u0000")
+        if any(isinstance(value, str) and "\x00" in value for value in values):
+            return name
+    return None
