@@ -9,8 +9,11 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from etl_monitor.errors import InvalidInput
 from etl_monitor.roles import Role, roles_sync, system_user_get
 
 DEMO_MAKER = "demo-maker"
@@ -22,7 +25,8 @@ def admin_ensure(*, username: str, password: str | None) -> tuple[bool, str | No
     """Create the first superuser (Admin role) unless a superuser exists.
 
     Returns (created, generated_password); the generated password is only
-    returned (to be printed once), never stored in clear anywhere.
+    returned (to be printed once), never stored in clear anywhere. A given password
+    that fails AUTH_PASSWORD_VALIDATORS is refused (InvalidInput naming the problems).
     """
     User = get_user_model()
     if User.objects.filter(is_superuser=True).exists():
@@ -30,6 +34,10 @@ def admin_ensure(*, username: str, password: str | None) -> tuple[bool, str | No
     generated = None
     if not password:
         generated = password = secrets.token_urlsafe(16)
+    try:  # the first admin's password meets the same rules as every other password
+        validate_password(password, user=User(username=username))
+    except ValidationError as exc:
+        raise InvalidInput({"password": list(exc.messages)}) from None
     user = User.objects.create_superuser(username=username, email="", password=password)
     roles_sync()
     user.groups.add(Group.objects.get(name=Role.ADMIN))

@@ -7,6 +7,7 @@ then the app refuses insecure defaults instead of silently running with them.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "simple_history",
+    "axes",
     "etl_monitor",
     "loaders",
     "signals_app",
@@ -71,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its answer (etl_monitor.lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "etl_monitor.urls"
@@ -164,6 +168,28 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "admin:login"
 
+# Login lockout (django-axes) on every password check: the admin and browsable-API logins and
+# POST /api/v1/auth/token/. After LOGIN_FAILURE_LIMIT wrong passwords within LOGIN_LOCKOUT_MINUTES,
+# the account (from any address) and the client address (for any account) are refused until
+# LOGIN_LOCKOUT_MINUTES after the last failure, even with the right password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out attempts before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+# Reverse proxies in front of the app that append to X-Forwarded-For. 0: the client is REMOTE_ADDR
+# and X-Forwarded-For is ignored (any client can write it); N: the Nth address from the right.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = dt.timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_CLIENT_IP_CALLABLE = "etl_monitor.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "etl_monitor.lockout.lockout_response"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # the database is shared by every web replica
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are not recorded (a table without retention)
+AXES_VERBOSE = False  # no start-up banner in every process and management command
+
 # --- I18N -----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -237,6 +263,8 @@ REST_FRAMEWORK = {
     # ?format= is ours (export xlsx|csv), not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_RATES": {"auth-token": env.str("AUTH_TOKEN_THROTTLE", default="10/min")},
+    # Throttles identify clients as the lockout does (X-Forwarded-For only behind trusted proxies).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ETL Monitor API",

@@ -3,23 +3,15 @@ from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.throttling import ScopedRateThrottle
 
 from etl_monitor import health
+from etl_monitor.auth_api import TokenView
 from signals_app.api.views import ping
 from signals_app.views import metrics_view
 
 admin.site.site_title = settings.ETL_MONITOR_SITE_TITLE
 admin.site.site_header = settings.ETL_MONITOR_SITE_HEADER
 admin.site.index_title = "Registry, runs and incidents"
-
-
-class TokenView(ObtainAuthToken):
-    """POST username + password → the user's API token (rate limited per client)."""
-
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth-token"
 
 
 api_v1 = [
