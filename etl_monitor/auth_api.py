@@ -1,8 +1,9 @@
-"""API authentication for people: POST username + password → an API token.
+"""API authentication for people: POST username + password → an API token; list and revoke tokens.
 
 The password check goes through Django's ``authenticate`` with the plain Django request, so the
 login lockout (django-axes, ``etl_monitor.lockout``) counts it and its middleware answers a
-locked-out client, exactly as on the admin and browsable-API logins.
+locked-out client, exactly as on the admin and browsable-API logins. Tokens are hashed, expire
+and can be revoked (``etl_monitor.tokens``).
 """
 
 from __future__ import annotations
@@ -10,10 +11,56 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate
-from rest_framework import serializers
-from rest_framework.authtoken.views import ObtainAuthToken
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema
+from rest_framework import authentication, exceptions, mixins, serializers, status, viewsets
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from etl_monitor import tokens
+from etl_monitor.models import ApiToken
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Token <key>``: a person's API token (ingest tokens use ``Bearer``)."""
+
+    keyword = "Token"
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Send 'Authorization: Token <key>' (one key, no spaces).")
+        try:
+            token = tokens.api_token_authenticate(header[1].decode(errors="replace"))
+        except tokens.TokenRefused as exc:
+            raise exceptions.AuthenticationFailed(exc.message)
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """Documents user API tokens in the OpenAPI schema (``Authorization: Token <key>``)."""
+
+    target_class = "etl_monitor.auth_api.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Token-based authentication with required prefix \"Token\" (POST /api/v1/auth/token/).",
+        }
 
 
 class LoginRateThrottle(ScopedRateThrottle):
@@ -31,6 +78,9 @@ class PasswordLoginSerializer(serializers.Serializer):
     password = serializers.CharField(
         write_only=True, max_length=4096, trim_whitespace=False, style={"input_type": "password"}
     )
+    name = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=100, help_text="What will use the token."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         request = self.context["request"]
@@ -44,10 +94,74 @@ class PasswordLoginSerializer(serializers.Serializer):
         return attrs
 
 
-class TokenView(ObtainAuthToken):
-    """POST username + password → the user's API token (rate limited per client, locked out
-    after repeated wrong passwords)."""
+class ApiTokenSerializer(serializers.ModelSerializer):
+    """A token as anyone sees it later: never its key, nor its digest."""
 
-    serializer_class = PasswordLoginSerializer
+    user = serializers.CharField(source="user.get_username", read_only=True)
+    revoked_by = serializers.CharField(source="revoked_by.get_username", read_only=True, default=None)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "user",
+            "name",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "revoked_by",
+            "is_active",
+        ]
+        read_only_fields = fields
+
+
+class ApiTokenIssuedSerializer(ApiTokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The key. Shown this once; only a digest is stored.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = ["token", *ApiTokenSerializer.Meta.fields]
+        read_only_fields = fields
+
+
+class TokenView(APIView):
+    """POST username + password → a new API token (rate limited per client, locked out after
+    repeated wrong passwords)."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
     throttle_classes = [LoginRateThrottle]
     throttle_scope = "auth-token"
+
+    @extend_schema(
+        summary="Exchange a username and password for a new API token",
+        request=PasswordLoginSerializer,
+        responses={200: ApiTokenIssuedSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        login = PasswordLoginSerializer(data=request.data, context={"request": request})
+        login.is_valid(raise_exception=True)
+        token, raw = tokens.api_token_create(user=login.validated_data["user"], name=login.validated_data.get("name"))
+        return Response({**ApiTokenSerializer(token).data, "token": raw}, status=status.HTTP_200_OK)
+
+
+class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your API tokens (an Admin: everyone's), without their keys; DELETE revokes one."""
+
+    serializer_class = ApiTokenSerializer
+    permission_classes = [IsAuthenticated]
+    queryset = ApiToken.objects.none()
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        tokens_ = ApiToken.objects.select_related("user", "revoked_by")
+        if self.request.user.has_perm("etl_monitor.view_apitoken"):
+            return tokens_
+        return tokens_.filter(user=self.request.user)
+
+    @extend_schema(summary="Revoke a token (kept for the record, never usable again)", responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        token = get_object_or_404(self.get_queryset(), pk=pk)
+        tokens.api_token_revoke(user=request.user, token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
