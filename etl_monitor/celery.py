@@ -1,5 +1,6 @@
 """The Celery application; configuration comes from Django settings (``CELERY_*``)."""
 
+import logging
 import os
 
 from celery import Celery
@@ -12,13 +13,26 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+logger = logging.getLogger(__name__)
+
+
 @worker_init.connect
 @beat_init.connect
 def _refuse_insecure_settings(**kwargs: object) -> None:
-    # A worker or scheduler never runs on development defaults with DEBUG off.
-    from etl_monitor.checks import settings_refuse_insecure
+    """A worker or scheduler never runs on development defaults with DEBUG off, nor with field keys
+    that cannot read the database (etl_monitor.checks.platform_refuse_to_start).
 
-    settings_refuse_insecure()
+    Celery logs and swallows any Exception a signal receiver raises, then starts anyway; SystemExit is
+    not an Exception, so it ends the process: status 1, the message on stderr."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from etl_monitor.checks import platform_refuse_to_start
+
+    try:
+        platform_refuse_to_start()
+    except ImproperlyConfigured as exc:
+        logger.critical("Refusing to start: %s", exc)
+        raise SystemExit(f"Refusing to start: {exc}") from exc
 
 
 @app.on_after_finalize.connect

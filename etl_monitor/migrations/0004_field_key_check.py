@@ -4,9 +4,10 @@ Start-up decrypts it (etl_monitor.checks) and refuses to run with keys that cann
 key here (DEBUG off and FIELD_ENCRYPTION_KEY unset) no row is written: the first start writes it.
 """
 
-import etl_monitor.crypto
 from django.core.exceptions import ImproperlyConfigured
 from django.db import migrations, models
+
+import etl_monitor.crypto
 
 # The same text as etl_monitor.crypto.KEY_CHECK_PLAINTEXT (a migration keeps its own copy).
 KEY_CHECK_PLAINTEXT = "etl-monitor field key check"
@@ -14,12 +15,13 @@ KEY_CHECK_PLAINTEXT = "etl-monitor field key check"
 
 def write(apps, schema_editor):
     FieldKeyCheck = apps.get_model("etl_monitor", "FieldKeyCheck")
-    if FieldKeyCheck.objects.using(schema_editor.connection.alias).exists():
-        return
     try:
-        FieldKeyCheck.objects.using(schema_editor.connection.alias).create(token=KEY_CHECK_PLAINTEXT)
-    except (ImproperlyConfigured, ValueError):
-        pass  # no usable key now; start-up refuses or writes the row
+        etl_monitor.crypto.fernet()  # asked first: a failure inside the insert would spoil the migration's transaction
+    except ImproperlyConfigured:
+        return  # no usable key now; start-up refuses or writes the row
+    rows = FieldKeyCheck.objects.using(schema_editor.connection.alias)
+    if not rows.exists():
+        rows.create(token=KEY_CHECK_PLAINTEXT)
 
 
 class Migration(migrations.Migration):
