@@ -1,6 +1,6 @@
 """Reading untrusted request bodies: JSON bounded in depth and free of NUL, form fields free of NUL.
 
-Every body the platform parses comes through here: DRF's parsers (``etl_monitor.api``), the ingest
+Every body the platform parses comes through here: DRF's parsers (``etl_monitor.parsers``), the ingest
 endpoints' own JSON reader, both webhooks and, for form posts, ``RejectNulMiddleware``.
 
 - **Depth.** Python's JSON decoder recurses once per ``[`` or ``{``, so ``[`` × 100,000 ends in a

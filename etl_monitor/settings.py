@@ -256,9 +256,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "etl_monitor.api.exception_handler",
     # DRF's three parsers, refusing NUL and JSON nested too deep with a 400 (etl_monitor.request_input).
     "DEFAULT_PARSER_CLASSES": [
-        "etl_monitor.api.SafeJSONParser",
-        "etl_monitor.api.SafeFormParser",
-        "etl_monitor.api.SafeMultiPartParser",
+        "etl_monitor.parsers.SafeJSONParser",
+        "etl_monitor.parsers.SafeFormParser",
+        "etl_monitor.parsers.SafeMultiPartParser",
     ],
     # ?format= is ours (export xlsx|csv), not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
