@@ -4,7 +4,7 @@ One ``Platform`` per test session: a PostgreSQL database of its own (never pytes
 database), a Redis server the harness starts on a free port (so a test can stop it and start it
 again), gunicorn with two workers, a Celery worker and Celery beat, all as subprocesses with
 production settings (DEBUG off, real SECRET_KEY and FIELD_ENCRYPTION_KEY), and local fakes of
-Slack and Jira in the test process. Tests talk to it over HTTP only, as its users and jobs do.
+Slack, Jira and an SMTP server in the test process. Tests talk to it over HTTP only, as its users and jobs do.
 
 Every secret the harness configures contains ``MARKER`` (random per session), so one search of a
 page or a log file finds any of them.
@@ -90,6 +90,7 @@ class Platform:
     redis_port: int
     slack: fakes.FakeSlack
     jira: jira_fake.FakeJira
+    inbox: fakes.Inbox
     passwords: dict[str, str] = field(default_factory=dict)  # username → password
     tokens: dict[str, str] = field(default_factory=dict)  # role → user API token
     admin_sessions: dict[str, requests.Session] = field(default_factory=dict)  # role → logged-in admin session
@@ -154,8 +155,9 @@ class Platform:
         self.credentials.append(raw)
         return raw
 
-    def incidents(self, code: str) -> list[dict[str, Any]]:
-        answer = self.get("Viewer", "/api/v1/incidents/", params={"loader": code})
+    def incidents(self, code: str, rule: str = "Run failed") -> list[dict[str, Any]]:
+        """``code``'s incidents opened by ``rule`` (a failed run also fails the failure-rate rule)."""
+        answer = self.get("Viewer", "/api/v1/incidents/", params={"loader": code, "rule": rule})
         answer.raise_for_status()
         return answer.json()["results"]
 
@@ -195,6 +197,8 @@ class Platform:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.stops.append(fakes.serve(self.slack))
         self.stops.append(jira_fake.serve(self.jira))
+        self.inbox.controller.start()
+        self.stops.append(self.inbox.controller.stop)
         self._database_create()
         self.env = self._environment()
         self._all_succeed(
@@ -277,7 +281,8 @@ class Platform:
             "WEB_CONCURRENCY": "2",
             "WEB_THREADS": "4",
             "ETL_MONITOR_BASE_URL": self.base,
-            "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": str(self.inbox.port),
             "SLACK_BOT_TOKEN": f"xoxb-{MARKER}-bot",
             "SLACK_API_BASE_URL": self.slack.url,
             "JIRA_ENABLED": "true",
@@ -429,6 +434,7 @@ def platform_for(workdir: Path, database_url: str) -> Platform:
         redis_port=free_port(),
         slack=fakes.FakeSlack(),
         jira=jira_fake.FakeJira(token=f"{MARKER}-jira-api"),
+        inbox=fakes.Inbox(),
     )
 
 
