@@ -381,6 +381,8 @@ ALERTMANAGER_SEVERITY_MAP = env.dict(
     },
 )
 ALERTMANAGER_DEFAULT_SEVERITY = env.str("ALERTMANAGER_DEFAULT_SEVERITY", default="MEDIUM").strip().upper()
+# Alerts one post may carry (more: 413); Alertmanager's ``max_alerts`` keeps a receiver within it.
+ALERTMANAGER_MAX_ALERTS = env.int("ALERTMANAGER_MAX_ALERTS", default=200)
 
 # --- Jira (off until JIRA_ENABLED) ------------------------------------------------------
 JIRA_ENABLED = env.bool("JIRA_ENABLED", default=False)
@@ -389,6 +391,11 @@ JIRA_USERNAME = env.str("JIRA_USERNAME", default="")
 JIRA_API_TOKEN = env.str("JIRA_API_TOKEN", default="")
 JIRA_PROJECT = env.str("JIRA_PROJECT", default="")
 JIRA_WEBHOOK_SECRET = env.str("JIRA_WEBHOOK_SECRET", default="")
+# Replay protection: an event whose signed ``timestamp`` is older is refused (Jira Cloud retries a
+# failed delivery for up to about 30 minutes); receipts are kept JIRA_WEBHOOK_RECEIPT_DAYS, and
+# never less than this window.
+JIRA_WEBHOOK_MAX_AGE_SECONDS = env.int("JIRA_WEBHOOK_MAX_AGE_SECONDS", default=1800)
+JIRA_WEBHOOK_RECEIPT_DAYS = env.int("JIRA_WEBHOOK_RECEIPT_DAYS", default=30)
 JIRA_TIMEOUT = env.float("JIRA_TIMEOUT", default=10.0)  # seconds per Jira request
 
 # --- Branding -----------------------------------------------------------------
