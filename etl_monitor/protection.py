@@ -10,7 +10,10 @@ fields). Each path asks for the *policy* of a user on a model and applies it:
   ``policy.check_write`` with the fields they change: HIDDEN and LOCKED fields
   are refused with a message naming the field;
 - outbound payloads (email, Slack, Jira, webhooks) call ``outbound_redact``,
-  which applies every protection with no exemption.
+  which applies every protection with no exemption;
+- text rendered earlier and stored (a delivery's payload) is read through
+  ``policy.redact_rendered``: a value of a field the user may not see *today*
+  is masked wherever it occurs, as a rule may have come after the rendering.
 
 Secrets (encrypted at rest) are MASKED for everyone, exempt roles included:
 the UI can replace a secret, never reveal it.
@@ -99,6 +102,16 @@ class FieldPolicy:
         """A copy of ``data`` with HIDDEN keys removed and MASKED values masked."""
         return {k: self.display(k, v) for k, v in data.items() if self.levels.get(k) != "HIDDEN"}
 
+    def redact_rendered(self, data: Any, values: Mapping[str, Iterable[str]]) -> Any:
+        """A copy of ``data`` (JSON: dicts, lists, strings), rendered before the rules of today,
+        with every value in ``values`` (field → the values it has had) of a HIDDEN or MASKED
+        field replaced by ``MASK`` in every string. The text around it stays as it was sent, so
+        a HIDDEN value is masked too: it cannot be cut out of a sentence."""
+        pattern = _values_pattern(
+            value for name, given in values.items() if name in self.hidden | self.masked for value in given
+        )
+        return data if pattern is None else _strings_replace(data, pattern)
+
     def check_write(self, changed: Iterable[str]) -> None:
         """Refuse changes to HIDDEN or LOCKED fields, naming each one."""
         errors: dict[str, list[str]] = {}
@@ -110,6 +123,48 @@ class FieldPolicy:
                 errors[name] = ["This field is hidden from your role and cannot be changed by you."]
         if errors:
             raise InvalidInput(errors)
+
+
+# How a character of a value may read once a channel escaped it: HTML (email), Slack mrkdwn
+# (& < > as entities); any punctuation may carry a backslash (Jira wiki markup).
+_ESCAPED = {
+    "&": ("&amp;", "&#38;"),
+    "<": ("&lt;", "&#60;"),
+    ">": ("&gt;", "&#62;"),
+    '"': ("&quot;", "&#34;", "&#x22;"),
+    "'": ("&#x27;", "&#39;", "&apos;"),
+}
+
+
+def _values_pattern(values: Iterable[Any]) -> re.Pattern[str] | None:
+    """One pattern matching any of ``values`` as a whole word (not inside a longer one), raw or
+    as a channel escaped it; longer values first, so a value containing another is masked whole."""
+    texts = sorted({str(v) for v in values if v not in (None, "") and str(v).strip()}, key=len, reverse=True)
+    if not texts:
+        return None
+    alternatives = []
+    for text in texts:
+        parts = []
+        for char in text:
+            forms = [re.escape(char), *(re.escape(e) for e in _ESCAPED.get(char, ()))]
+            choice = forms[0] if len(forms) == 1 else f"(?:{'|'.join(forms)})"
+            if char.isspace():
+                choice = r"\s+"  # a renderer may wrap or re-indent a line
+            parts.append(choice if char.isalnum() or char.isspace() else rf"\\?{choice}")
+        before = r"(?<!\w)" if re.match(r"\w", text) else ""
+        after = r"(?!\w)" if re.search(r"\w$", text) else ""
+        alternatives.append(before + "".join(parts) + after)
+    return re.compile("|".join(alternatives))
+
+
+def _strings_replace(data: Any, pattern: re.Pattern[str]) -> Any:
+    if isinstance(data, str):
+        return pattern.sub(MASK, data)
+    if isinstance(data, dict):
+        return {key: _strings_replace(value, pattern) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_strings_replace(value, pattern) for value in data]
+    return data
 
 
 def _rules(label: str) -> list[Any]:

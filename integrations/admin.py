@@ -9,6 +9,7 @@ form never renders it, an empty input keeps the stored one, and pages say only w
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -38,6 +39,7 @@ from integrations.models import (
     JiraWebhookReceipt,
     NotificationRule,
 )
+from integrations.selectors import delivery_payload_visible
 from loaders.admin import ServiceErrorMessagesMixin
 from loaders.models import Severity
 
@@ -375,6 +377,43 @@ class DeliveryAdmin(admin.ModelAdmin):
     search_help_text = "Target contains the text, or the incident number is exactly it."
     list_select_related = ("incident", "channel")
     actions = ("retry",)
+    # The page of one delivery: the stored payload is shown through the reader's field policy
+    # (``payload_shown``), never as the raw field; nor its digest, which would confirm a guess
+    # of a value masked in it.
+    fields = (
+        "incident",
+        "event",
+        "channel",
+        "purpose",
+        "target",
+        "tier",
+        "key",
+        "root",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "attempt_started_at",
+        "lease_until",
+        "sent_at",
+        "external_id",
+        "possible_duplicate",
+        "payload_shown",
+    )
+    readonly_fields = ("payload_shown",)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Delivery | None:
+        delivery = super().get_object(request, object_id, from_field)
+        if delivery is not None:
+            # ModelAdmin instances are shared between requests: the reader's view of the payload
+            # travels on the object, not on the admin.
+            delivery.payload_visible = delivery_payload_visible(user=request.user, delivery=delivery)
+        return delivery
+
+    @admin.display(description="payload (what was sent)")
+    def payload_shown(self, obj: Delivery) -> str:
+        shown = getattr(obj, "payload_visible", None)  # absent: nothing, rather than the raw payload
+        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, ensure_ascii=False, default=str))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -12,6 +13,7 @@ from incidents.api.serializers import RejectUnknownFieldsMixin
 from integrations.captures import CAPTURE_FIELDS
 from integrations.models import Capture, Channel, DataSource, Delivery, DeliveryStatus, NotificationRule
 from integrations.routing import RULE_FIELDS
+from integrations.selectors import delivery_payload_visible
 from integrations.sources import SOURCE_FIELDS
 from loaders.models import Loader, Tag, Team
 
@@ -118,9 +120,19 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class DeliveryDetailSerializer(DeliverySerializer):
+    payload = serializers.SerializerMethodField(
+        help_text="The message as sent; a loader field protected from your role since then reads ••••••."
+    )
+
     class Meta(DeliverySerializer.Meta):
         fields = (*DeliverySerializer.Meta.fields, "root", "payload")
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_payload(self, obj: Delivery) -> Any:
+        request = self.context.get("request")
+        # No request known means the strictest policy (no exemption), never none.
+        return delivery_payload_visible(user=getattr(request, "user", None), delivery=obj)
 
 
 SOURCE_STATE = ("has_secret", "last_success_at", "last_error", "last_error_at", "created_at", "updated_at")

@@ -139,7 +139,7 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str) -> Response:
         delivery = outbox.delivery_retry(user=request.user, delivery=self.get_object())
-        return Response(DeliveryDetailSerializer(delivery).data)
+        return Response(DeliveryDetailSerializer(delivery, context=self.get_serializer_context()).data)
 
 
 class RoleChangePermission(RoleModelPermissions):
