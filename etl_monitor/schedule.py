@@ -50,6 +50,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
     },
+    # Jira webhook receipts: kept JIRA_WEBHOOK_RECEIPT_DAYS for the admin and as replay protection
+    # (a body seen is a duplicate); pruned only once their event is outside the accepted window.
+    "jira-webhook-receipts-prune": {
+        "task": "integrations.tasks.jira_receipts_prune",
+        "schedule": timedelta(hours=1),
+    },
     # Statistics capture: on the wall clock's 5-minute marks, 30 s late so the sources have
     # ingested the bucket's last samples; each capture stores the bucket that just ended
     # (CAPTURE_BUCKET_SECONDS), keyed so a rerun or a second scheduler stores nothing twice.

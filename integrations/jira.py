@@ -10,19 +10,29 @@ label before it is tried again, so a retry never makes a second ticket.
 
 In: ``/integrations/jira/webhook/`` (see ``webhook_apply``): a ticket moved to done resolves
 the incident, comments appear on the timeline, and our own comments echoed back are ignored.
+Replays are refused on what Jira signs, the body: its digest is a receipt (a repeat is answered
+``duplicate``), and its ``timestamp`` must be within JIRA_WEBHOOK_MAX_AGE_SECONDS (a stale event
+is refused, 400: Jira does not retry a 4xx, and retrying a stale event could not help).
+
+Text from incidents and people goes into the ticket through ``wiki_escape``: it shows as written
+and cannot form links, images or macros in Jira's wiki markup.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
+import math
 import threading
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from etl_monitor.errors import InvalidInput
 from incidents.models import ACTIVE_STATUSES, EventKind, Incident, IncidentEvent
 from integrations.models import (
     Channel,
@@ -33,10 +43,13 @@ from integrations.models import (
     JiraWebhookReceipt,
     Purpose,
 )
+from integrations.text import one_line, wiki_escape
 from integrations.transports import Deferred, Permanent, Transient, Transport, transport_register
 
 logger = logging.getLogger(__name__)
 
+# How far ahead of our clock a webhook's signed timestamp may be (clock skew between Jira and us).
+FUTURE_SKEW_SECONDS = 300
 MARKER = "[ETL Monitor]"  # starts every comment we write: an echo of it is recognised and ignored
 ROUTED = {
     EventKind.OPENED: Purpose.OPENED,
@@ -133,10 +146,6 @@ def jira_route(event: IncidentEvent) -> None:
     )
 
 
-def _wiki(text: str) -> str:
-    return (text or "").replace("{", "\\{").replace("}", "\\}")
-
-
 def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent | None) -> dict[str, Any]:
     """What a Jira delivery does, rendered when it is created (config included, so the worker
     needs no other read)."""
@@ -158,12 +167,13 @@ def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent |
         }
     if purpose == Purpose.REOPENED:
         return {"action": "reopen", "transitions": transitions, "comment": f"{MARKER} Reopened: the condition is back."}
+    who = wiki_escape(who, inline=True)
     if purpose == Purpose.ACKNOWLEDGED:
         return {"action": "comment", "comment": f"{MARKER} Acknowledged{' by ' + who if who else ''}."}
     if purpose == Purpose.COMMENTED:
         return {
             "action": "comment",
-            "comment": f"{MARKER} {who or 'Someone'} commented: {event.message if event else ''}",
+            "comment": f"{MARKER} {who or 'Someone'} commented: {wiki_escape(event.message if event else '')}",
         }
     if purpose == Purpose.REMINDER:
         return {
@@ -174,27 +184,32 @@ def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent |
         done = "Resolved" if purpose == Purpose.RESOLVED else "Closed"
         how = f" by {who}" if who else (" automatically: the condition is clear" if purpose == Purpose.RESOLVED else "")
         return {"action": "done", "transitions": transitions, "comment": f"{MARKER} {done}{how}."}
-    return {"action": "comment", "comment": f"{MARKER} {HEADLINES.get(purpose, '')}{ctx['title']}"}
+    return {
+        "action": "comment",
+        "comment": f"{MARKER} {HEADLINES.get(purpose, '')}{wiki_escape(ctx['title'], inline=True)}",
+    }
 
 
 def _ticket_fields(incident: Incident, ctx: dict[str, Any], conf: JiraSettings) -> dict[str, Any]:
-    """The roadmap's ticket layout, in Jira's wiki markup (REST API v2)."""
+    """The roadmap's ticket layout, in Jira's wiki markup (REST API v2). Every outside text goes
+    through ``wiki_escape``; only the labels, headings, table and our own links are markup. The
+    links' addresses are ours: their variable parts are percent-encoded where they are made."""
     links = ctx["links"]
     lines = [
         f"*Severity:* {ctx['severity']}",
         f"*Detected at:* {ctx['detected_at']}",
-        f"*Affected service:* {_wiki(ctx['service'])}",
+        f"*Affected service:* {wiki_escape(ctx['service'], inline=True)}",
         f"*Category:* {ctx['category']}",
         "",
         "h3. Description",
-        _wiki(ctx["description"]) or "—",
+        wiki_escape(ctx["description"]) or "—",
     ]
     if ctx["impact"]:
-        lines += ["", "h3. Impact", _wiki(ctx["impact"])]
+        lines += ["", "h3. Impact", wiki_escape(ctx["impact"])]
     if ctx["suggestion"]:
-        lines += ["", "h3. Suggested resolution", _wiki(ctx["suggestion"])]
+        lines += ["", "h3. Suggested resolution", wiki_escape(ctx["suggestion"])]
     if ctx["correlation_id"]:
-        lines += ["", f"*Correlation id:* {{{{{ctx['correlation_id']}}}}}"]
+        lines += ["", f"*Correlation id:* {{{{{wiki_escape(ctx['correlation_id'], inline=True)}}}}}"]
     link_parts = [f"[Incident in ETL Monitor|{links['incident']}]"]
     if links.get("dashboard"):
         link_parts.append(f"[Dashboard|{links['dashboard']}]")
@@ -203,11 +218,15 @@ def _ticket_fields(incident: Incident, ctx: dict[str, Any], conf: JiraSettings) 
     lines += ["", "h3. Links", " · ".join(link_parts)]
     if ctx["metrics"]:
         lines += ["", "h3. Related metrics", "||Metric||Value||"]
-        lines += [f"|{_wiki(str(k))}|{_wiki(str(v))}|" for k, v in ctx["metrics"].items()]
+        lines += [
+            f"|{wiki_escape(str(k), inline=True)}|{wiki_escape(str(v), inline=True)}|"
+            for k, v in ctx["metrics"].items()
+        ]
     labels = [*conf.labels, ctx["category"].lower(), incident_label(incident.pk)]
     fields: dict[str, Any] = {
         "project": {"key": settings.JIRA_PROJECT},
-        "summary": f"[{ctx['severity']}] {ctx['title']}"[:250].replace("\n", " "),
+        # The summary is plain text in Jira (not wiki markup), but one line.
+        "summary": one_line(f"[{ctx['severity']}] {ctx['title']}")[:250],
         "description": "\n".join(lines)[:30000],
         "issuetype": {"name": conf.issue_type},
         "labels": sorted({label.replace(" ", "-") for label in labels if label}),
@@ -215,7 +234,7 @@ def _ticket_fields(incident: Incident, ctx: dict[str, Any], conf: JiraSettings) 
     if priority := conf.priorities.get(ctx["severity"]):
         fields["priority"] = {"name": priority}
     if conf.correlation_field and ctx["correlation_id"]:
-        fields[conf.correlation_field] = ctx["correlation_id"]
+        fields[conf.correlation_field] = one_line(ctx["correlation_id"])
     return fields
 
 
@@ -426,8 +445,9 @@ def connection_check(client: Any = None, payload: dict[str, Any] | None = None) 
 
 def signature_valid(raw: bytes, *, header_signature: str, given_secret: str) -> bool:
     """Jira Cloud signs with ``X-Hub-Signature: sha256=<HMAC of the body>`` when the webhook has a
-    secret; Jira Data Center users may instead put the secret in the URL (``?secret=``). Both are
-    compared in constant time."""
+    secret. A sender that cannot sign (Jira Data Center without a secret field, Jira Automation, a
+    proxy) gives the secret itself, in a header or in the URL (``?secret=``). When a signature is
+    given only it counts. Both are compared in constant time."""
     secret = settings.JIRA_WEBHOOK_SECRET
     if not secret:
         return False
@@ -437,21 +457,79 @@ def signature_valid(raw: bytes, *, header_signature: str, given_secret: str) -> 
     return bool(given_secret) and hmac.compare_digest(given_secret.encode(), secret.encode())
 
 
-def webhook_apply(payload: dict[str, Any], *, delivery_id: str, raw: bytes) -> dict[str, str]:
-    """Apply one Jira webhook delivery; a repeat (same identifier) changes nothing."""
+def secret_given(*, header: str, authorization: str, query: str) -> str:
+    """The shared secret as the sender gave it: ``X-ETL-Monitor-Secret``, ``Authorization: Bearer``,
+    or, last, ``?secret=`` (kept for Jira Data Center; a query string ends up in access logs)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    bearer = token.strip() if scheme.lower() == "bearer" else ""
+    return header.strip() or bearer or query
+
+
+def _event_time(payload: dict[str, Any], now: dt.datetime) -> dt.datetime:
+    """The event's ``timestamp`` (milliseconds, inside the signed body) if it is within the window;
+    InvalidInput naming ``timestamp`` otherwise. Without it a captured event could be replayed
+    once its receipt is pruned."""
+    value = payload.get("timestamp")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        problem = "required" if value is None else "must be a number"
+        raise InvalidInput(
+            {"timestamp": [f"{problem}: Jira's event time in milliseconds since 1970, as Jira sends it"]},
+            "Not a usable Jira event time.",
+        )
+    age = now.timestamp() - value / 1000
+    max_age = settings.JIRA_WEBHOOK_MAX_AGE_SECONDS
+    if age > max_age:
+        raise InvalidInput(
+            {
+                "timestamp": [
+                    f"the event is {age:,.0f} s old; events older than {max_age} s "
+                    "(JIRA_WEBHOOK_MAX_AGE_SECONDS) are refused as possible replays"
+                ]
+            },
+            "Stale event.",
+        )
+    if -age > FUTURE_SKEW_SECONDS:
+        raise InvalidInput(
+            {
+                "timestamp": [
+                    f"the event is {-age:,.0f} s in the future; more than {FUTURE_SKEW_SECONDS} s ahead of "
+                    "this server's clock is refused (check the clocks of Jira and ETL Monitor)"
+                ]
+            },
+            "Event from the future.",
+        )
+    return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+
+
+def webhook_apply(
+    payload: dict[str, Any], *, delivery_id: str, raw: bytes, now: dt.datetime | None = None
+) -> dict[str, str]:
+    """Apply one Jira webhook delivery. A body already received (its SHA-256), or a delivery
+    identifier already received, changes nothing: ``duplicate``. An event outside the time window
+    raises InvalidInput (``timestamp``) and leaves no receipt."""
     from etl_monitor.roles import Role, system_user_get
 
+    now = now or timezone.now()
     event = str(payload.get("webhookEvent") or "")
     issue = payload.get("issue") or {}
-    key = str(issue.get("key") or "")
-    receipt_key = delivery_id or hashlib.sha256(raw).hexdigest()
+    key = str(issue.get("key") or "") if isinstance(issue, dict) else ""
+    try:
+        event_at = _event_time(payload, now)
+    except InvalidInput:
+        logger.warning("Jira webhook refused: event time outside the window (%s %s)", event[:100], key[:50])
+        raise
+    digest = hashlib.sha256(raw).hexdigest()
     # The receipt and the change commit together: a change that fails leaves no receipt, so
     # Jira's retry of the same delivery applies it then.
     with transaction.atomic():
         try:
             with transaction.atomic():
                 receipt = JiraWebhookReceipt.objects.create(
-                    key=receipt_key[:200], event=event[:100], issue_key=key[:50]
+                    key=(delivery_id or digest)[:200],
+                    body_sha256=digest,
+                    event_at=event_at,
+                    event=event[:100],
+                    issue_key=key[:50],
                 )
         except IntegrityError:
             return {"status": "duplicate"}
@@ -463,6 +541,20 @@ def webhook_apply(payload: dict[str, Any], *, delivery_id: str, raw: bytes) -> d
         receipt.outcome = outcome.get("reason", outcome["status"])[:300]
         receipt.save(update_fields=["outcome"])
     return outcome
+
+
+def jira_receipts_prune(now: dt.datetime | None = None) -> int:
+    """Delete receipts older than JIRA_WEBHOOK_RECEIPT_DAYS, but never one whose body could still
+    pass the time window (JIRA_WEBHOOK_MAX_AGE_SECONDS after its event, which is at most
+    FUTURE_SKEW_SECONDS after its receipt): a pruned body sent again is refused as stale, never
+    applied twice. Returns how many were deleted."""
+    now = now or timezone.now()
+    keep = max(
+        dt.timedelta(days=settings.JIRA_WEBHOOK_RECEIPT_DAYS),
+        dt.timedelta(seconds=settings.JIRA_WEBHOOK_MAX_AGE_SECONDS + FUTURE_SKEW_SECONDS),
+    )
+    deleted, _ = JiraWebhookReceipt.objects.filter(received_at__lt=now - keep).delete()
+    return deleted
 
 
 def _is_ours(author: dict[str, Any], body: str) -> bool:

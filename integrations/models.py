@@ -255,10 +255,17 @@ class JiraSettings(models.Model):
 
 
 class JiraWebhookReceipt(models.Model):
-    """A Jira webhook delivery already applied (Jira retries; a repeat changes nothing)."""
+    """A Jira webhook delivery already applied (Jira retries; a repeat changes nothing).
 
-    key = models.CharField(max_length=200, unique=True)
-    received_at = models.DateTimeField(auto_now_add=True)
+    A repeat is recognised by ``body_sha256``, the digest of the body Jira signed: the delivery
+    identifier (``key``) is not signed, so a captured body sent again under a new identifier is
+    still a repeat. Receipts are pruned only once the body's signed ``timestamp`` is outside the
+    window the webhook accepts (``jira_receipts_prune``), so a pruned body is refused as stale."""
+
+    key = models.CharField(max_length=200, unique=True)  # X-Atlassian-Webhook-Identifier, or the digest
+    body_sha256 = models.CharField(max_length=64, unique=True, null=True, blank=True)  # null: before 0012
+    event_at = models.DateTimeField(null=True, blank=True)  # the event's signed ``timestamp``
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     event = models.CharField(max_length=100)
     issue_key = models.CharField(max_length=50)
     outcome = models.CharField(max_length=300, blank=True)

@@ -1,5 +1,11 @@
 """What a notification says: the incident's context and each channel's rendering of it (email
-text and HTML, Slack Block Kit, webhook JSON), with field protection applied."""
+text and HTML, Slack Block Kit, webhook JSON), with field protection applied.
+
+The context holds text as written; each rendering makes it safe for its medium: Slack text goes
+through ``slack_escape`` (no ``<!channel>`` ping, no disguised ``<url|label>`` link), HTML through
+the templates' autoescaping, an email subject through ``one_line``. The links are ours, their
+variable parts percent-encoded where they are made.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.template.loader import render_to_string
@@ -18,6 +25,7 @@ from integrations.models import (
     ChannelKind,
     Purpose,
 )
+from integrations.text import one_line, slack_escape
 
 # The follow-ups of a lifecycle entry: told to everyone who heard of the incident, in place where
 # the channel can update its message.
@@ -40,13 +48,20 @@ def incident_url(incident: Incident) -> str:
     return f"{settings.ETL_MONITOR_BASE_URL.rstrip('/')}/admin/incidents/incident/{incident.pk}/change/"
 
 
+def _rison_string(value: str) -> str:
+    """A value inside a quoted Rison string (Kibana's URL state), percent-encoded: ``!`` and ``'``
+    are Rison's escapes; encoding keeps spaces, ``|`` and ``]`` from ending the link in Slack or
+    Jira markup."""
+    return quote(value.replace("!", "!!").replace("'", "!'"), safe="")
+
+
 def _links(incident: Incident) -> dict[str, str]:
     subject = incident.loader.loader_code if incident.loader_id else incident.subject
     links = {"incident": incident_url(incident)}
     if settings.GRAFANA_URL:
-        links["dashboard"] = f"{settings.GRAFANA_URL.rstrip('/')}/?var-loader={subject}"
+        links["dashboard"] = f"{settings.GRAFANA_URL.rstrip('/')}/?var-loader={quote(subject, safe='')}"
     if settings.KIBANA_URL:
-        query = incident.correlation_id or subject
+        query = _rison_string(incident.correlation_id or subject)
         links["logs"] = f"{settings.KIBANA_URL.rstrip('/')}/app/discover#/?_a=(query:(query_string:(query:'{query}')))"
     if incident.external_url:
         links["jira"] = incident.external_url
@@ -119,15 +134,19 @@ def _follow_up_text(purpose: str, ctx: dict[str, Any], event: IncidentEvent | No
 
 
 def _slack_blocks(ctx: dict[str, Any], purpose: str) -> list[dict[str, Any]]:
+    """Block Kit for the incident. Every text from the context is escaped (``slack_escape``),
+    plain_text included (Slack decodes the three entities there as well); the buttons' addresses
+    are ours."""
+    esc = slack_escape
     emoji, _colour = SEVERITY_STYLE.get(ctx["severity"], ("⚪", "#9e9e9e"))
     state = "" if ctx["status"] == IncidentStatus.OPEN else f" · *{ctx['status'].title()}*"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": ctx["title"][:150], "emoji": True}},
+        {"type": "header", "text": {"type": "plain_text", "text": esc(one_line(ctx["title"]))[:150], "emoji": True}},
         {
             "type": "section",
             "fields": [
                 {"type": "mrkdwn", "text": f"*Severity:*\n{emoji} {ctx['severity']}{state}"},
-                {"type": "mrkdwn", "text": f"*Service:*\n{ctx['service']}"},
+                {"type": "mrkdwn", "text": f"*Service:*\n{esc(ctx['service'])}"},
                 {"type": "mrkdwn", "text": f"*Detected:*\n{ctx['detected_at']}"},
                 {"type": "mrkdwn", "text": f"*Category:*\n{ctx['category']}"},
             ],
@@ -135,16 +154,18 @@ def _slack_blocks(ctx: dict[str, Any], purpose: str) -> list[dict[str, Any]]:
     ]
     if ctx["description"]:
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Description:*\n{ctx['description']}"[:2900]}}
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Description:*\n{esc(ctx['description'])}"[:2900]}}
         )
     if ctx["suggestion"]:
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Suggested action:*\n{ctx['suggestion']}"[:2900]}}
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*Suggested action:*\n{esc(ctx['suggestion'])}"[:2900]},
+            }
         )
     if ctx["correlation_id"]:
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Correlation id `{ctx['correlation_id']}`"}]}
-        )
+        correlation = esc(one_line(ctx["correlation_id"])).replace("`", "'")  # stays inside its code span
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Correlation id `{correlation}`"}]})
     labels = {"incident": "View incident", "dashboard": "View dashboard", "logs": "View logs", "jira": "View Jira"}
     buttons = [
         {
@@ -190,17 +211,19 @@ def render_payload(
                 "severity": "TEST",
             }
         return {
-            "subject": f"[{ctx['severity']}] {HEADLINES[purpose]}{ctx['title']}",
+            "subject": one_line(f"[{ctx['severity']}] {HEADLINES[purpose]}{ctx['title']}"),
             "text": render_to_string("notifications/incident_email.txt", template_ctx),
             "html": render_to_string("notifications/incident_email.html", template_ctx),
             "severity": ctx["severity"],
         }
     if channel.kind in (ChannelKind.SLACK, ChannelKind.SLACK_WEBHOOK):
+        # The top-level text is mrkdwn too (and what notifications and screen readers show).
+        text = slack_escape(one_line(text))
         if incident is None:
             return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
         payload = {"text": text, "blocks": _slack_blocks(ctx, purpose), "update": update}
         if follow_up:
-            payload["thread_text"] = follow_up
+            payload["thread_text"] = slack_escape(follow_up)
         return payload
     event_name = {"TEST": "test"}.get(purpose, purpose.lower())
     return {

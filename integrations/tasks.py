@@ -42,3 +42,11 @@ def captures_run_task() -> None:
     for result in captures_run():
         if result.status == "failed":
             logger.warning("capture %s: %s", result.capture, result.error)
+
+
+@shared_task(name="integrations.tasks.jira_receipts_prune", ignore_result=True)
+def jira_receipts_prune_task() -> None:
+    """Drop Jira webhook receipts past their retention (never one a replay could still use)."""
+    from integrations.jira import jira_receipts_prune
+
+    jira_receipts_prune()

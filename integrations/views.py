@@ -6,6 +6,7 @@ import json
 import logging
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -18,33 +19,65 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 
 
+def _body(request: HttpRequest) -> bytes | None:
+    """The body if it is within MAX_BODY, else None. A declared Content-Length over the cap is
+    refused before anything is read; a body without one is read up to the cap plus a byte."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY:
+        return None
+    try:
+        raw = request.body[: MAX_BODY + 1]
+    except RequestDataTooBig:
+        return None
+    return raw if len(raw) <= MAX_BODY else None
+
+
+def _json(raw: bytes) -> object:
+    """The parsed body; ValueError when it is not JSON (or nested too deep to parse)."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
+TOO_LARGE = {"detail": f"Payload too large: the limit is {MAX_BODY} bytes (1 MiB)."}
+
+
 @csrf_exempt
 @require_POST
 def jira_webhook(request: HttpRequest) -> JsonResponse:
     """Jira issue events: status changes, comments, assignee. 401 without the shared secret
-    (HMAC ``X-Hub-Signature`` or ``?secret=``), and nothing changes; repeats are answered
-    ``duplicate``."""
+    (HMAC ``X-Hub-Signature``; or the secret in ``X-ETL-Monitor-Secret``, ``Authorization: Bearer``
+    or ``?secret=``), and nothing changes; repeats of a body are answered ``duplicate``; an event
+    whose signed timestamp is outside the window is refused (400)."""
     if not settings.JIRA_WEBHOOK_SECRET:
         return JsonResponse({"detail": "The Jira webhook is not configured (JIRA_WEBHOOK_SECRET)."}, status=404)
-    raw = request.body[: MAX_BODY + 1]
-    if len(raw) > MAX_BODY:
-        return JsonResponse({"detail": "Payload too large."}, status=413)
-    if not jira.signature_valid(
-        raw,
-        header_signature=request.headers.get("X-Hub-Signature", ""),
-        given_secret=request.GET.get("secret", "") or request.headers.get("X-ETL-Monitor-Secret", ""),
-    ):
+    raw = _body(request)
+    if raw is None:
+        return JsonResponse(TOO_LARGE, status=413)
+    given = jira.secret_given(
+        header=request.headers.get("X-ETL-Monitor-Secret", ""),
+        authorization=request.headers.get("Authorization", ""),
+        query=request.GET.get("secret", ""),
+    )
+    if not jira.signature_valid(raw, header_signature=request.headers.get("X-Hub-Signature", ""), given_secret=given):
         logger.warning("Jira webhook refused: missing or wrong secret (from %s)", request.META.get("REMOTE_ADDR"))
         return JsonResponse({"detail": "Missing or wrong webhook secret."}, status=401)
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        payload = _json(raw)
+    except ValueError:
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
     if not isinstance(payload, dict) or not payload.get("webhookEvent"):
         return JsonResponse({"detail": "Not a Jira webhook payload: no webhookEvent."}, status=400)
-    outcome = jira.webhook_apply(
-        payload, delivery_id=request.headers.get("X-Atlassian-Webhook-Identifier", ""), raw=raw
-    )
+    try:
+        outcome = jira.webhook_apply(
+            payload, delivery_id=request.headers.get("X-Atlassian-Webhook-Identifier", ""), raw=raw
+        )
+    except InvalidInput as exc:
+        return JsonResponse({"detail": str(exc), "errors": exc.errors}, status=400)
     return JsonResponse(outcome)
 
 
