@@ -9,6 +9,11 @@ every ``repeat_interval``, so a repeat of an occurrence whose incident is active
 ``last_seen``; a repeat of one whose incident is no longer active (someone resolved it here) is
 ignored; an alert older than the incident's occurrence (a late or duplicated post) is ignored too.
 A new ``startsAt`` fires the incident (again). A resolved alert resolves the active incident.
+
+A post carries at most ALERTMANAGER_MAX_ALERTS alerts (they are applied in one transaction, and
+the request must end well within the web server's timeout). Every string of an alert is read
+without control characters (PostgreSQL refuses NUL), and labels and the title on one line: a
+title becomes an email subject, where a line break would lose the message.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from django.utils import timezone
 from etl_monitor.errors import InvalidInput
 from incidents.models import ACTIVE_STATUSES, Incident, RuleType
 from incidents.services import incident_fire, incident_resolve_auto
+from integrations.text import control_strip, one_line
 from loaders.models import Loader, Severity
 
 logger = logging.getLogger(__name__)
@@ -89,6 +95,10 @@ class Alert:
 # --- reading the payload ------------------------------------------------------------------------
 
 
+class TooManyAlerts(InvalidInput):
+    """More alerts in one post than ALERTMANAGER_MAX_ALERTS (the webhook answers 413)."""
+
+
 def payload_parse(payload: Any) -> list[Alert]:
     """The alerts of a version 4 payload; InvalidInput naming every bad field (``alerts[2].fingerprint``)."""
     if not isinstance(payload, dict):
@@ -103,6 +113,19 @@ def payload_parse(payload: Any) -> list[Alert]:
     items = payload.get("alerts")
     if not isinstance(items, list):
         raise InvalidInput({"alerts": ["required: a list of alerts" if items is None else "must be a list"]})
+    limit = settings.ALERTMANAGER_MAX_ALERTS
+    if len(items) > limit:
+        raise TooManyAlerts(
+            {
+                "alerts": [
+                    f"{len(items)} alerts in one post; this webhook accepts at most {limit} "
+                    f"(ALERTMANAGER_MAX_ALERTS): set max_alerts: {limit} in the receiver's webhook_config"
+                ]
+            },
+            "Too many alerts; none was applied.",
+        )
+    if truncated := payload.get("truncatedAlerts"):
+        logger.warning("Alertmanager left %s alert(s) out of a post (its max_alerts)", truncated)
     errors: dict[str, list[str]] = {}
     alerts = []
     for index, item in enumerate(items):
@@ -123,10 +146,15 @@ def _alert_parse(item: Any, where: str, errors: dict[str, list[str]]) -> Alert |
     if status not in ("firing", "resolved"):
         problems["status"] = "required" if status is None else 'must be "firing" or "resolved"'
     fingerprint = item.get("fingerprint")
-    if not isinstance(fingerprint, str) or not fingerprint.strip():
+    if not isinstance(fingerprint, str) or not one_line(fingerprint):
         problems["fingerprint"] = "required"
-    labels = _strings(item.get("labels"), "labels", problems, required=True)
-    annotations = _strings(item.get("annotations"), "annotations", problems, required=False)
+    labels = {
+        one_line(k): one_line(v) for k, v in _strings(item.get("labels"), "labels", problems, required=True).items()
+    }
+    annotations = {
+        one_line(k): control_strip(v)
+        for k, v in _strings(item.get("annotations"), "annotations", problems, required=False).items()
+    }
     starts_text = item.get("startsAt")
     starts_at = _timestamp(starts_text)
     if starts_at is None:
@@ -140,13 +168,13 @@ def _alert_parse(item: Any, where: str, errors: dict[str, list[str]]) -> Alert |
         return None
     return Alert(
         status=status,
-        fingerprint=fingerprint.strip(),
+        fingerprint=one_line(fingerprint),
         labels=labels,
         annotations=annotations,
         starts_at=starts_at,
         starts_at_text=starts_text,
-        ends_at=item.get("endsAt", ""),
-        generator_url=item.get("generatorURL", ""),
+        ends_at=one_line(item.get("endsAt", "")),
+        generator_url=one_line(item.get("generatorURL", "")),
     )
 
 
@@ -189,11 +217,12 @@ def category_of(labels: dict[str, str]) -> str:
 
 
 def incident_build(alert: Alert, loader: Loader | None) -> Incident:
-    """The incident a first firing of ``alert`` opens (incident_fire sets fingerprint, times, metrics)."""
-    summary = alert.annotations.get("summary", "").strip()
+    """The incident a first firing of ``alert`` opens (incident_fire sets fingerprint, times, metrics).
+    The title is one line: it becomes an email subject and a Slack header."""
+    summary = one_line(alert.annotations.get("summary", ""))
     identity = alert.identity(TITLE_LABELS)
     title = summary or (f"{alert.alertname} ({identity})" if identity else alert.alertname)
-    runbook = alert.annotations.get("runbook_url", "").strip()
+    runbook = one_line(alert.annotations.get("runbook_url", ""))
     return Incident(
         title=title[:300],
         description=alert.annotations.get("description", "").strip() or summary or title,

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from integrations.models import ChannelKind
+from integrations.text import one_line
 
 if TYPE_CHECKING:
     from integrations.models import Channel, Delivery
@@ -140,7 +141,9 @@ class EmailTransport(Transport):
         payload = delivery.payload
         recipients = [address for address in delivery.target.split(",") if address]
         msg = EmailMultiAlternatives(
-            subject=payload["subject"],
+            # One line whatever the payload says: a CR or LF makes Django refuse the header, and a
+            # payload stored before titles were cleaned would otherwise never be sent.
+            subject=one_line(payload["subject"]),
             body=payload["text"],
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=recipients,

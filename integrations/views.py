@@ -86,7 +86,8 @@ def jira_webhook(request: HttpRequest) -> JsonResponse:
 def alertmanager_webhook(request: HttpRequest) -> JsonResponse:
     """Alertmanager's webhook (payload version 4): each alert opens, fires again or resolves the
     incident of its fingerprint (see ``integrations.alertmanager``). 401 without the bearer token,
-    and nothing changes; a payload with any invalid alert is refused whole (400)."""
+    and nothing changes; a payload with any invalid alert is refused whole (400), and so is one
+    over MAX_BODY or with more than ALERTMANAGER_MAX_ALERTS alerts (413)."""
     if not settings.ALERTMANAGER_WEBHOOK_TOKEN:
         return JsonResponse(
             {"detail": "The Alertmanager webhook is not configured (ALERTMANAGER_WEBHOOK_TOKEN)."}, status=404
@@ -96,15 +97,17 @@ def alertmanager_webhook(request: HttpRequest) -> JsonResponse:
             "Alertmanager webhook refused: missing or wrong bearer token (from %s)", request.META.get("REMOTE_ADDR")
         )
         return JsonResponse({"detail": "Missing or wrong bearer token."}, status=401)
-    raw = request.body[: MAX_BODY + 1]
-    if len(raw) > MAX_BODY:
-        return JsonResponse({"detail": "Payload too large."}, status=413)
+    raw = _body(request)
+    if raw is None:
+        return JsonResponse(TOO_LARGE, status=413)
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        payload = _json(raw)
+    except ValueError:
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
     try:
         alerts = alertmanager.payload_parse(payload)
+    except alertmanager.TooManyAlerts as exc:
+        return JsonResponse({"detail": str(exc), "errors": exc.errors}, status=413)
     except InvalidInput as exc:
         return JsonResponse({"detail": str(exc), "errors": exc.errors}, status=400)
     return JsonResponse(alertmanager.alerts_apply(alerts))
