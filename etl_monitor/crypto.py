@@ -96,7 +96,7 @@ def secret_decrypt_bytes(token: bytes) -> bytes:
         raise ValueError("Stored file cannot be decrypted with the configured FIELD_ENCRYPTION_KEY.") from exc
 
 
-class SecretUndecryptable(ValueError):
+class CannotDecrypt(ValueError):  # its name is no "secret…": scrub() would mask the reason after it
     """An undecryptable secret was used as text (to authenticate, sign, compare a prefix…).
 
     Code that can say so better checks ``secret_undecryptable`` first (the outbox gives up on the
@@ -113,7 +113,7 @@ class UndecryptableSecret:
     """What an encrypted field reads as when no configured key decrypts its stored token.
 
     It is truthy (a secret is set; only its value is lost), equal only to itself, never shows the
-    token, and raises ``SecretUndecryptable`` when used as text. Saved back, it writes the stored
+    token, and raises ``CannotDecrypt`` when used as text. Saved back, it writes the stored
     token unchanged, so listing the right key again makes it readable again."""
 
     __slots__ = ("token",)
@@ -134,16 +134,17 @@ class UndecryptableSecret:
         return "<undecryptable secret>"
 
     def __str__(self) -> str:
-        raise SecretUndecryptable
+        raise CannotDecrypt
 
     def __format__(self, spec: str) -> str:
-        raise SecretUndecryptable
+        raise CannotDecrypt
 
     def __getattr__(self, name: str) -> Any:
-        # str's methods (startswith, encode…) fail clearly; protocol lookups (copy, pickle) go on.
-        if name.startswith("__"):
+        # str's methods (startswith, encode…) fail clearly; other probes (hasattr by Django, copy…)
+        # find nothing, as on any object.
+        if name.startswith("_") or not hasattr(str, name):
             raise AttributeError(name)
-        raise SecretUndecryptable
+        raise CannotDecrypt
 
 
 def secret_undecryptable(value: object) -> bool:
@@ -158,19 +159,24 @@ def secret_status(value: object) -> str:
     return "set (hidden)" if value else "not set"
 
 
-_reported: set[tuple[str, Any, str]] = set()
+_reported: set[tuple[str, Any, str, int]] = set()
 
 
 class _SecretAttribute(DeferredAttribute):
-    """Reading an undecryptable secret logs it once per row and field (with the row id, never the token)."""
+    """Reading an undecryptable secret logs it once per stored value (with the row id, never the token).
+
+    A data descriptor (it has ``__set__``), so reads of a loaded value come through ``__get__`` too."""
+
+    def __set__(self, instance: models.Model, value: Any) -> None:
+        instance.__dict__[self.field.attname] = value
 
     def __get__(self, instance: models.Model | None, cls: type | None = None) -> Any:
         value = super().__get__(instance, cls)
         if instance is not None and isinstance(value, UndecryptableSecret):
             where = (instance._meta.label, instance.pk, self.field.name)
-            if where not in _reported:
+            if (*where, hash(value)) not in _reported:
                 if len(_reported) < 10_000:  # bounded: a whole table under a wrong key logs enough
-                    _reported.add(where)
+                    _reported.add((*where, hash(value)))
                 logger.warning(
                     "%s %s: %s cannot be decrypted with FIELD_ENCRYPTION_KEY (%s, or list the key it was written "
                     "with after the current one).",

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
 from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
 from integrations.models import (
@@ -71,6 +72,8 @@ def channel_configured(channel: Channel) -> str:
     """Why a channel cannot send (empty = it can)."""
     if not channel.enabled:
         return "disabled"
+    if secret_undecryptable(channel.secret):
+        return UNDECRYPTABLE
     if channel.kind == ChannelKind.SLACK and not (channel.secret or settings.SLACK_BOT_TOKEN):
         return "no Slack bot token (SLACK_BOT_TOKEN)"
     if channel.kind == ChannelKind.SLACK_WEBHOOK and not channel.secret:
@@ -373,7 +376,12 @@ def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = N
         errors["url"] = ["A generic webhook needs a URL."]
     if channel.kind == ChannelKind.SLACK_WEBHOOK and not channel.secret:
         errors["secret"] = ["Paste the incoming-webhook URL here."]
-    if channel.kind == ChannelKind.SLACK_WEBHOOK and channel.secret and not channel.secret.startswith("https://"):
+    if (
+        channel.kind == ChannelKind.SLACK_WEBHOOK
+        and channel.secret
+        and not secret_undecryptable(channel.secret)  # kept as stored; sending says it must be set again
+        and not channel.secret.startswith("https://")
+    ):
         errors["secret"] = ["An incoming-webhook URL starts with https://."]
     model_validate(channel, errors)
     channel.healthy, channel.unhealthy_reason, channel.unhealthy_since = True, "", None

@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
 from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent
 from integrations.models import (
@@ -238,7 +239,12 @@ def _transmit(deliveries: list[Delivery]) -> list[str | Exception]:
         by_channel.setdefault(delivery.channel_id, []).append(delivery)
 
     def run(group: list[Delivery]) -> None:
-        outcomes.update(transport_for(group[0].channel).send_many(group))
+        channel = group[0].channel
+        if secret_undecryptable(channel.secret):
+            # No configured key reads the channel's secret: sending without it cannot work.
+            outcomes.update({delivery.pk: Permanent(UNDECRYPTABLE) for delivery in group})
+            return
+        outcomes.update(transport_for(channel).send_many(group))
 
     groups = list(by_channel.values())
     if len(deliveries) == 1:
