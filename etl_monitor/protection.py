@@ -126,8 +126,9 @@ class FieldPolicy:
 
 
 # How a character of a value may read once a channel escaped it: HTML (email), Slack mrkdwn
-# (& < > as entities); any punctuation may carry a backslash (Jira wiki markup).
+# (& < > as entities), Jira wiki markup (a backslash before punctuation, a backslash as &#92;).
 _ESCAPED = {
+    "\\": ("&#92;",),
     "&": ("&amp;", "&#38;"),
     "<": ("&lt;", "&#60;"),
     ">": ("&gt;", "&#62;"),

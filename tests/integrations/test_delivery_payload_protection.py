@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from etl_monitor.models import FieldProtection
-from etl_monitor.protection import MASK
+from etl_monitor.protection import MASK, FieldPolicy
 from etl_monitor.roles import Role
 from incidents.models import Incident
 from integrations import notify
@@ -153,3 +153,27 @@ def test_what_is_sent_is_not_changed_by_reading(viewer, deliveries):
     api_payloads(viewer, deliveries)
     admin_pages(viewer, deliveries)
     assert [Delivery.objects.get(pk=d.pk).payload for d in deliveries] == stored
+
+
+@pytest.mark.parametrize(
+    "rendered",
+    [
+        "Ops\\Feed [x] -a- {c} & <d> 'e'",  # as typed (plain text, webhook JSON)
+        "Ops\\Feed [x] -a- {c} &amp; &lt;d&gt; &#x27;e&#x27;",  # HTML (email)
+        "Ops\\Feed [x] -a- {c} &amp; &lt;d&gt; 'e'",  # Slack mrkdwn
+        "Ops&#92;Feed \\[x\\] \\-a\\- \\{c\\} & <d> 'e'",  # Jira wiki markup
+        "Ops\\Feed [x]\n  -a- {c} & <d> 'e'",  # wrapped by a template
+    ],
+    ids=["plain", "html", "slack", "jira", "wrapped"],
+)
+def test_a_value_is_masked_however_a_channel_escaped_it(rendered):
+    policy = FieldPolicy("loaders.loader", {"name": "HIDDEN"})
+    value = "Ops\\Feed [x] -a- {c} & <d> 'e'"
+    shown = policy.redact_rendered({"lines": [f"Service: {rendered}.", 3]}, {"name": [value], "owner": ["Ops"]})
+    assert shown == {"lines": [f"Service: {MASK}.", 3]}
+
+
+def test_a_value_is_masked_only_as_a_whole_word():
+    policy = FieldPolicy("loaders.loader", {"owner": "MASKED"})
+    shown = policy.redact_rendered(["Ops team", "DevOps", "Opsy", "ops"], {"owner": ["Ops"], "name": ["team"]})
+    assert shown == [f"{MASK} team", "DevOps", "Opsy", "ops"]
