@@ -1,4 +1,4 @@
-"""Admin for platform settings: field protection."""
+"""Admin for platform settings: field protection; people's API tokens are in token_admin."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from etl_monitor import token_admin  # noqa: F401 - registers the API token admin
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from etl_monitor.models import FieldProtection
 from etl_monitor.protection import protectable_fields, protectable_models, secret_fields

@@ -12,10 +12,10 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
-from rest_framework import authentication, exceptions, mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,31 +27,10 @@ from etl_monitor import tokens
 from etl_monitor.models import ApiToken
 
 
-class ApiTokenAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Token <key>``: a person's API token (ingest tokens use ``Bearer``)."""
-
-    keyword = "Token"
-
-    def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Send 'Authorization: Token <key>' (one key, no spaces).")
-        try:
-            token = tokens.api_token_authenticate(header[1].decode(errors="replace"))
-        except tokens.TokenRefused as exc:
-            raise exceptions.AuthenticationFailed(exc.message)
-        return token.user, token
-
-    def authenticate_header(self, request: Request) -> str:
-        return self.keyword
-
-
 class ApiTokenScheme(OpenApiAuthenticationExtension):
     """Documents user API tokens in the OpenAPI schema (``Authorization: Token <key>``)."""
 
-    target_class = "etl_monitor.auth_api.ApiTokenAuthentication"
+    target_class = "etl_monitor.token_auth.ApiTokenAuthentication"
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
@@ -59,7 +38,7 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "Token-based authentication with required prefix \"Token\" (POST /api/v1/auth/token/).",
+            "description": 'Token-based authentication with required prefix "Token" (POST /api/v1/auth/token/).',
         }
 
 
@@ -153,6 +132,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     serializer_class = ApiTokenSerializer
     permission_classes = [IsAuthenticated]
     queryset = ApiToken.objects.none()
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         tokens_ = ApiToken.objects.select_related("user", "revoked_by")

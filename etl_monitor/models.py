@@ -1,10 +1,13 @@
-"""Platform-level models: field protection (which fields some roles may not see or change)."""
+"""Platform-level models: field protection (which fields some roles may not see or change),
+and people's API tokens."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from etl_monitor.crypto import EncryptedTextField
@@ -84,3 +87,36 @@ class FieldKeyCheck(models.Model):
 
     class Meta:
         verbose_name = "field key check"
+
+
+class ApiToken(models.Model):
+    """A person's API token (``Authorization: Token <key>``), issued by POST /api/v1/auth/token/.
+
+    Like ingest tokens, only a SHA-256 digest and the first characters are stored: the key is
+    shown once, to the person who logged in. A token expires (``API_TOKEN_TTL_DAYS``) and can be
+    revoked by its owner or an Admin; a revoked token stays for the record. Rules live in
+    ``etl_monitor.tokens``.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What uses it, e.g. 'nightly report script'.")
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the token.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.prefix}…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()

@@ -48,7 +48,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -189,6 +188,8 @@ AXES_LOCKOUT_CALLABLE = "etl_monitor.lockout.lockout_response"
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # the database is shared by every web replica
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are not recorded (a table without retention)
 AXES_VERBOSE = False  # no start-up banner in every process and management command
+# People's API tokens (POST /api/v1/auth/token/) stop working this many days after they were issued.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
 
 # --- I18N -----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -245,7 +246,7 @@ if not DEBUG and not FIELD_ENCRYPTION_KEY:
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "etl_monitor.token_auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["etl_monitor.permissions.RoleModelPermissions"],

@@ -3,9 +3,10 @@ from django.contrib import admin
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
 
 from etl_monitor import health
-from etl_monitor.auth_api import TokenView
+from etl_monitor.auth_api import ApiTokenViewSet, TokenView
 from signals_app.api.views import ping
 from signals_app.views import metrics_view
 
@@ -14,8 +15,12 @@ admin.site.site_header = settings.ETL_MONITOR_SITE_HEADER
 admin.site.index_title = "Registry, runs and incidents"
 
 
+auth_router = SimpleRouter()
+auth_router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
+
 api_v1 = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
+    *auth_router.urls,
     path("", include("signals_app.api.urls")),
     path("", include("incidents.api.urls")),
     path("", include("integrations.api.urls")),

@@ -25,6 +25,7 @@ from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from etl_monitor.tokens import token_digest
 from loaders.models import Loader, LoaderVersion, VersionState
 from loaders.validators import LOADER_CODE_RE
 from signals_app import metrics
@@ -48,11 +49,6 @@ LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # don't write the token row on e
 ERROR_TEXT_MAX = 4_000
 MAX_COUNT = 2**63 - 1  # a PostgreSQL bigint
 LOG_EXCERPT_MAX = 10_000
-
-
-def _token_hash(raw: str) -> str:
-    # Tokens are 256-bit random values: a fast hash is enough (no dictionary to guess from).
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 # --- writers: who is sending ---------------------------------------------------------
@@ -99,7 +95,7 @@ def ingest_token_create(
         raise InvalidInput({"kind": [f"Choose one of {', '.join(IngestToken.Kind.values)}."]})
     raw = TOKEN_PREFIX[kind] + secrets.token_urlsafe(32 if kind == IngestToken.Kind.API else 18)
     token = IngestToken.objects.create(
-        loader=loader, kind=kind, name=name[:100], prefix=raw[:12], token_hash=_token_hash(raw), created_by=user
+        loader=loader, kind=kind, name=name[:100], prefix=raw[:12], token_hash=token_digest(raw), created_by=user
     )
     return token, raw
 
@@ -125,7 +121,7 @@ def ingest_token_authenticate(raw: str, *, kind: str | None = None) -> IngestTok
     token = (
         IngestToken.objects.select_related("loader")
         .annotate(loader_has_active=Exists(active))
-        .filter(token_hash=_token_hash(raw))
+        .filter(token_hash=token_digest(raw))
         .first()
     )
     if token is None or token.revoked_at is not None or (kind and token.kind != kind):

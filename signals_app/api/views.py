@@ -13,7 +13,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from etl_monitor.errors import ServiceError
 from etl_monitor.permissions import RoleModelPermissions, RoleViewPermission
 from etl_monitor.request_input import json_loads
+from etl_monitor.token_auth import ApiTokenAuthentication
 from loaders.models import Loader
 from signals_app import services
 from signals_app.api.auth import IngestRateThrottle, IngestTokenAuthentication
@@ -39,7 +40,7 @@ from signals_app.api.serializers import (
 )
 from signals_app.models import IngestToken, Run, Signal
 
-INGEST_AUTH = [IngestTokenAuthentication, TokenAuthentication, SessionAuthentication]
+INGEST_AUTH = [IngestTokenAuthentication, ApiTokenAuthentication, SessionAuthentication]
 
 
 class PayloadTooLarge(exceptions.APIException):

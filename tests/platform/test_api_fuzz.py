@@ -17,9 +17,9 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
-from rest_framework.authtoken.models import Token
 
 from etl_monitor.roles import Role
+from etl_monitor.tokens import api_token_create
 from etl_monitor.wsgi import application
 from signals_app import services
 
@@ -51,7 +51,7 @@ def keep_test_connection():
 @pytest.mark.parametrize("scope", list(SCOPES))
 def test_the_api_never_answers_5xx(scope, make_user, active_loader, editor, keep_test_connection):
     paths, credentials, must_cover = SCOPES[scope]
-    key = Token.objects.create(user=make_user(Role.ADMIN)).key
+    _token, key = api_token_create(user=make_user(Role.ADMIN))
     _token, ingest = services.ingest_token_create(user=editor, loader=active_loader, name="fuzz")
     header = f"Bearer {ingest}" if credentials == "ingest" else f"Token {key}"
     loaded = schemathesis.openapi.from_wsgi("/api/schema/", application, headers={"Authorization": f"Token {key}"})

@@ -1,0 +1,76 @@
+"""People's API tokens in the admin: seen without their key, revoked through the service.
+
+Every staff user sees their own tokens here (and may revoke them); an Admin sees and revokes
+everyone's. Tokens are issued only by POST /api/v1/auth/token/ (the key must reach its owner,
+not an administrator), and never deleted: a revoked token stays for the record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from etl_monitor.errors import ServiceError
+from etl_monitor.models import ApiToken
+from etl_monitor.tokens import api_token_revoke
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("key_prefix", "user", "name", "created_at", "expires_at", "last_used_at", "state")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "name", "prefix")
+    list_filter = ("revoked_at",)
+    fields = ("user", "name", "key_prefix", "created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by")
+    readonly_fields = fields
+    actions = ("revoke_selected",)
+
+    @admin.display(description="key")
+    def key_prefix(self, token: ApiToken) -> str:
+        return f"{token.prefix}…"
+
+    @admin.display(description="state")
+    def state(self, token: ApiToken) -> str:
+        if token.revoked_at is not None:
+            return "revoked"
+        return "active" if token.is_active else "expired"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        tokens = super().get_queryset(request)
+        if request.user.has_perm("etl_monitor.view_apitoken"):
+            return tokens
+        return tokens.filter(user=request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_view_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
+        if super().has_view_permission(request, obj):
+            return True
+        # Anyone with admin access may look at their own tokens (get_queryset shows only those).
+        return self.has_module_permission(request) and (obj is None or obj.user_id == request.user.pk)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected API tokens")
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = 0
+        for token in queryset:
+            try:
+                api_token_revoke(user=request.user, token=token)
+            except ServiceError as exc:
+                self.message_user(request, f"{token}: {exc.message}", messages.ERROR)
+                continue
+            revoked += 1
+        if revoked:
+            self.message_user(request, f"Revoked {revoked} API token(s); they can never be used again.")
