@@ -25,6 +25,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from etl_monitor.crypto import secret_status
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from integrations import notify, outbox, routing
@@ -81,7 +82,7 @@ class WriteOnlySecretAdminMixin:
 
     @admin.display(description="stored secret")
     def secret_status(self, obj: Any) -> str:
-        return "set (hidden)" if obj is not None and obj.pk and obj.secret else "not set"
+        return secret_status(obj.secret) if obj is not None and obj.pk else "not set"
 
 
 def _without_secret(fields: Any) -> tuple:

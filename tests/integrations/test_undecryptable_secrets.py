@@ -181,3 +181,39 @@ def test_a_draft_copied_from_a_version_with_an_undecryptable_password_keeps_its_
     settings.FIELD_ENCRYPTION_KEY = [KEY_B, KEY_A]
     versions = LoaderVersion.objects.filter(loader=loader).order_by("number")
     assert [(v.state, v.connection_password) for v in versions] == [("ACTIVE", "db-password"), ("DRAFT", "db-password")]
+
+
+def test_the_admin_lists_and_pages_say_the_secret_must_be_set_again(
+    hook: Channel, prometheus: DataSource, settings: Any, client: Any, admin_user: Any, viewer: Any
+):
+    key_b(settings)
+
+    for user in (admin_user, viewer):
+        client.force_login(user)
+        for url in (
+            "/admin/integrations/channel/",
+            f"/admin/integrations/channel/{hook.pk}/change/",
+            "/admin/integrations/datasource/",
+            f"/admin/integrations/datasource/{prometheus.pk}/change/",
+        ):
+            page = client.get(url)
+            assert page.status_code == 200, (user, url)
+            if url.endswith("/change/"):
+                assert UNDECRYPTABLE in page.content.decode(), (user, url)
+
+
+def test_loader_pages_in_the_admin_open_with_an_undecryptable_connection_password(
+    key_a: Any, new_loader: Any, settings: Any, client: Any, admin_user: Any, editor: Any
+):
+    loader = new_loader(connection_password="db-password")
+    key_b(settings)
+
+    for user in (admin_user, editor):
+        client.force_login(user)
+        for url in (
+            "/admin/loaders/loader/",
+            f"/admin/loaders/loader/{loader.pk}/change/",
+            f"/admin/loaders/loaderversion/{loader.open_version.pk}/change/",
+            f"/admin/loaders/loaderversion/{loader.open_version.pk}/history/",
+        ):
+            assert client.get(url).status_code == 200, (user, url)
