@@ -12,9 +12,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
-from simple_history.admin import SimpleHistoryAdmin
 
 from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents import services
 from incidents.kinds import kinds_all
 from incidents.models import DetectionRule, Incident, IncidentStatus, Silence
@@ -52,7 +52,7 @@ class RuleForm(forms.ModelForm):
 
 
 @admin.register(DetectionRule)
-class DetectionRuleAdmin(SimpleHistoryAdmin):
+class DetectionRuleAdmin(ReadOnlyHistoryAdmin):
     form = RuleForm
     list_display = ("name", "kind", "rule_type", "severity", "condition", "scope", "enabled", "last_evaluated_at")
     list_filter = ("enabled", "rule_type", "severity", "kind")
@@ -91,7 +91,7 @@ class SilenceForm(forms.ModelForm):
 
 
 @admin.register(Silence)
-class SilenceAdmin(SimpleHistoryAdmin):
+class SilenceAdmin(ReadOnlyHistoryAdmin):
     form = SilenceForm
     list_display = (
         "__str__",

@@ -23,11 +23,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
-from simple_history.admin import SimpleHistoryAdmin
 from simple_history.template_utils import HistoricalRecordContextHelper
 
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import importing, selectors, services
 from loaders.models import ImportJob, Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
@@ -120,7 +120,7 @@ class ProtectedFieldsAdminMixin:
 
 
 @admin.register(Team)
-class TeamAdmin(SimpleHistoryAdmin):
+class TeamAdmin(ReadOnlyHistoryAdmin):
     list_display = ("name", "slug", "email", "loader_count")
     search_fields = ("name", "slug", "email")
     prepopulated_fields = {"slug": ("name",)}
@@ -199,7 +199,7 @@ class ServiceErrorMessagesMixin:
 
 
 @admin.register(Loader)
-class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHistoryAdmin):
+class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, ReadOnlyHistoryAdmin):
     form = LoaderForm
     list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "paused_display")
     list_filter = (PendingFilter, ActiveFilter, "is_paused", "owner", "tags")
@@ -502,7 +502,7 @@ class AwaitingMyApprovalFilter(admin.SimpleListFilter):
 
 
 @admin.register(LoaderVersion)
-class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SimpleHistoryAdmin):
+class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, ReadOnlyHistoryAdmin):
     form = LoaderVersionForm
     list_display = ("__str__", "state_display", "owner", "created_by", "submitted_by", "submitted_at", "decided_by")
     list_filter = (AwaitingMyApprovalFilter, "state", "loader__owner")
