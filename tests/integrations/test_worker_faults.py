@@ -27,6 +27,7 @@ from integrations.outbox import deliveries_recover
 from tests.incidents.conftest import add_signals
 from tests.integrations.fakes import FakeSlack, Inbox, WebhookReceiver, serve
 from tests.net import free_port
+from tests.processes import process_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -84,9 +85,7 @@ def worker(slack: FakeSlack, smtp_port: int) -> Iterator[subprocess.Popen]:
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
+        process_stop(proc)
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 45) -> object:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from django.db import connection
 from etl_monitor.celery import app
 from etl_monitor.health import HEARTBEAT_CACHE_KEY, heartbeat_last
 from etl_monitor.tasks import platform_heartbeat
+from tests.processes import process_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -51,12 +51,7 @@ def celery_process(*args: str, env: dict[str, str] | None = None):
     try:
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        process_stop(proc)
 
 
 def wait_for_heartbeat(after, proc, timeout: float) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 from django.conf import settings
 
 from tests.net import free_port
+from tests.processes import process_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = 'signals_received_total{loader_code="SALES-DAILY",validation_status="FAILED"}'
@@ -83,5 +83,4 @@ def test_metrics_are_correct_with_two_gunicorn_workers(require_postgres, active_
         for _ in range(6):  # whichever worker answers the scrape, the total is the same
             assert total(http(f"{base}/metrics")[1].decode()) == 60
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        process_stop(proc)
