@@ -156,7 +156,7 @@ def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent |
     if incident is None:
         return {"action": "check", "transitions": transitions, "issue_type": conf.issue_type}
     ctx = incident_context(incident)
-    who = event.actor.get_username() if event is not None and event.actor_id else ""
+    who = wiki_escape(event.actor.get_username(), inline=True) if event is not None and event.actor_id else ""
     if purpose == Purpose.OPENED:
         # An incident that already had a ticket (reopened after the window) links the new one to it.
         return {
@@ -167,7 +167,6 @@ def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent |
         }
     if purpose == Purpose.REOPENED:
         return {"action": "reopen", "transitions": transitions, "comment": f"{MARKER} Reopened: the condition is back."}
-    who = wiki_escape(who, inline=True)
     if purpose == Purpose.ACKNOWLEDGED:
         return {"action": "comment", "comment": f"{MARKER} Acknowledged{' by ' + who if who else ''}."}
     if purpose == Purpose.COMMENTED:
