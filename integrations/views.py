@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.conf import settings
@@ -12,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from etl_monitor.errors import InvalidInput
+from etl_monitor.request_input import JSONRefused, json_loads
 from integrations import alertmanager, jira
 
 logger = logging.getLogger(__name__)
@@ -35,12 +35,10 @@ def _body(request: HttpRequest) -> bytes | None:
     return raw if len(raw) <= MAX_BODY else None
 
 
-def _json(raw: bytes) -> object:
-    """The parsed body; ValueError when it is not JSON (or nested too deep to parse)."""
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(str(exc)) from exc
+def _json(raw: bytes, *, nul_allowed: bool = False) -> object:
+    """The parsed body (etl_monitor.request_input: the platform's one JSON reader); ValueError when
+    it is not JSON, and JSONRefused, saying why, when it nests too deep or holds a NUL."""
+    return json_loads(raw, nul_allowed=nul_allowed)
 
 
 TOO_LARGE = {"detail": f"Payload too large: the limit is {MAX_BODY} bytes (1 MiB)."}
@@ -68,6 +66,8 @@ def jira_webhook(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"detail": "Missing or wrong webhook secret."}, status=401)
     try:
         payload = _json(raw)
+    except JSONRefused as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
     except ValueError:
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
     if not isinstance(payload, dict) or not payload.get("webhookEvent"):
@@ -101,7 +101,9 @@ def alertmanager_webhook(request: HttpRequest) -> JsonResponse:
     if raw is None:
         return JsonResponse(TOO_LARGE, status=413)
     try:
-        payload = _json(raw)
+        payload = _json(raw, nul_allowed=True)  # alertmanager drops control characters, NUL included
+    except JSONRefused as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
     except ValueError:
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
     try:

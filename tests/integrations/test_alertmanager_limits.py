@@ -79,7 +79,7 @@ def test_a_body_nested_too_deep_to_parse_is_a_bad_request():
     response = post(None, raw=b"[" * 100_000)
 
     assert response.status_code == 400
-    assert response.json() == {"detail": "The body is not JSON."}
+    assert response.json() == {"detail": "JSON nested deeper than 64 levels."}
 
 
 # --- control characters -----------------------------------------------------------------------------------------
