@@ -2,7 +2,9 @@
 
 Rules enforced here and nowhere else:
 - role permissions (``user.has_perm``) for every write;
-- four-eyes: nobody who created, edited or submitted a version may approve it;
+- four-eyes: nobody who created, edited or submitted a version may approve it, nor anyone
+  who wrote a rejected version it revises (the versions it copies since the last ACTIVE one:
+  a trivial edit by someone else does not make rejected work approvable by its author);
 - at most one open (DRAFT/PENDING) and one ACTIVE version per loader, under a
   row lock on the loader so concurrent approvals serialise;
 - ``loader_code`` is immutable once any version has been ACTIVE;
@@ -58,10 +60,28 @@ def _require_perm(user: AbstractBaseUser, perm: str, doing: str) -> None:
 
 
 def _version_contributor_ids(version: LoaderVersion) -> set[int]:
-    """Everyone who created, edited or submitted this version (from its history)."""
-    ids = set(version.history.exclude(history_user=None).values_list("history_user_id", flat=True))
+    """Everyone who created, edited or submitted this version (from its history while it was open:
+    whoever decided a version did not write it)."""
+    written = version.history.filter(state__in=OPEN_STATES).exclude(history_user=None)
+    ids = set(written.values_list("history_user_id", flat=True))
     ids.update(i for i in (version.created_by_id, version.submitted_by_id) if i is not None)
     return ids
+
+
+def _versions_revised(version: LoaderVersion) -> list[LoaderVersion]:
+    """The rejected versions whose content ``version`` carries, nearest first: its ``based_on``
+    chain back to the last version that was approved (or to the first version)."""
+    revised: list[LoaderVersion] = []
+    seen = {version.pk}
+    base_id = version.based_on_id
+    while base_id is not None and base_id not in seen:
+        base = LoaderVersion.objects.filter(pk=base_id).first()
+        if base is None or base.state != VersionState.REJECTED:
+            break
+        revised.append(base)
+        seen.add(base_id)
+        base_id = base.based_on_id
+    return revised
 
 
 def _four_eyes_check(user: AbstractBaseUser, version: LoaderVersion) -> None:
@@ -69,6 +89,12 @@ def _four_eyes_check(user: AbstractBaseUser, version: LoaderVersion) -> None:
         raise PermissionRefused("You submitted this version; another approver must approve it.")
     if user.pk in _version_contributor_ids(version):
         raise PermissionRefused("You created or edited this version; another approver must approve it.")
+    for rejected in _versions_revised(version):
+        if user.pk in _version_contributor_ids(rejected):
+            raise PermissionRefused(
+                f"You wrote v{rejected.number}, which this version revises after its rejection; "
+                "another approver must approve it."
+            )
 
 
 def loader_version_action_check(*, user: AbstractBaseUser, version: LoaderVersion, action: str) -> None:
