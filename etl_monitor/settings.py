@@ -114,12 +114,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and Celery -----------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Redis away (etl_monitor.outage): no request waits longer than this for it, and after a failure a
+# process does without it (no rate limit; tasks left to the sweeps) for REDIS_RETRY_SECONDS.
+REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=2.0)
+REDIS_RETRY_SECONDS = env.float("REDIS_RETRY_SECONDS", default=5.0)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "etl-monitor",
+            "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS},
         }
     }
     CELERY_BROKER_URL = REDIS_URL

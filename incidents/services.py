@@ -709,11 +709,16 @@ def rules_for_loader(loader_id: int) -> list[int]:
 
 def failure_reported(loader_id: int) -> None:
     """Called by ingestion inside its transaction: once committed, evaluate the loader's rules
-    right away instead of at the next tick (a failure becomes an incident in seconds)."""
+    right away instead of at the next tick (a failure becomes an incident in seconds).
+
+    With the broker away the task is not queued (logged and counted by ``task_publish``) and the
+    rules see the failure at their next detection tick: what ingestion stored is answered as stored.
+    """
+    from etl_monitor.outage import task_publish
     from incidents.tasks import rules_evaluate_for_loader
 
     transaction.on_commit(
-        lambda: rules_evaluate_for_loader.apply_async((loader_id,), expires=settings.DETECTION_TASK_EXPIRES_SECONDS)
+        lambda: task_publish(rules_evaluate_for_loader, (loader_id,), expires=settings.DETECTION_TASK_EXPIRES_SECONDS)
     )
 
 

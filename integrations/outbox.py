@@ -129,22 +129,22 @@ def enqueue_after_commit(delivery_id: int) -> None:
     _after_commit.ids.append(delivery_id)
 
 
+# With the broker away, task_publish gives up at once (logged once, counted) and deliveries_recover
+# sends the deliveries later.
+
+
 def _enqueue_batch(delivery_ids: list[int]) -> None:
+    from etl_monitor.outage import task_publish
     from integrations.tasks import deliveries_send_task
 
-    try:
-        deliveries_send_task.apply_async((delivery_ids,))
-    except Exception:  # noqa: BLE001 — the broker is down: deliveries_recover sends them later
-        logger.warning("could not enqueue %d deliveries; the recovery sweep will send them", len(delivery_ids))
+    task_publish(deliveries_send_task, (delivery_ids,))
 
 
 def _enqueue(delivery_id: int, countdown: float = 0) -> None:
+    from etl_monitor.outage import task_publish
     from integrations.tasks import delivery_send_task
 
-    try:
-        delivery_send_task.apply_async((delivery_id,), countdown=countdown)
-    except Exception:  # noqa: BLE001 — the broker is down: deliveries_recover sends it later
-        logger.warning("could not enqueue delivery %s; the recovery sweep will send it", delivery_id)
+    task_publish(delivery_send_task, (delivery_id,), countdown=countdown)
 
 
 def incident_note(incident: Incident, kind: str, message: str, data: dict[str, Any] | None = None) -> None:

@@ -29,6 +29,10 @@ LOADER_EXECUTION_SECONDS = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400),
 )
 RUNS_FINISHED = Counter("loader_runs_finished", "Finished loader runs, by status.", ["loader_code", "status"])
+RATE_LIMIT_UNAVAILABLE = Counter(
+    "ingest_rate_limit_unavailable",
+    "Ingest requests let through without a rate limit because the cache (Redis) was unavailable.",
+)
 
 
 def signals_received(pairs: Iterable[tuple[str, str]]) -> None:
@@ -43,6 +47,10 @@ def run_finished(run: Any) -> None:
     RUNS_FINISHED.labels(loader_code=code, status=run.status).inc()
     if run.duration_seconds is not None:
         LOADER_EXECUTION_SECONDS.labels(loader_code=code).observe(run.duration_seconds)
+
+
+def rate_limit_unavailable() -> None:
+    RATE_LIMIT_UNAVAILABLE.inc()
 
 
 def exposition() -> tuple[bytes, str]:

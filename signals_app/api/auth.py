@@ -12,6 +12,8 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from etl_monitor import outage
+from signals_app import metrics
 from signals_app.models import IngestToken
 from signals_app.services import ingest_token_authenticate
 
@@ -65,6 +67,10 @@ class IngestRateThrottle(BaseThrottle):
     A fixed-window counter (one atomic increment per request) rather than DRF's
     sliding history list, whose get/set of every request's timestamp grows with
     the allowed rate and would dominate the cost of a single-signal POST.
+
+    It fails open: the count lives in the cache (Redis), the data in the database, so with the
+    cache unavailable a request is let through unlimited rather than refused — counted in
+    ``ingest_rate_limit_unavailable_total`` and logged once per outage (``etl_monitor.outage``).
     """
 
     def __init__(self) -> None:
@@ -86,17 +92,30 @@ class IngestRateThrottle(BaseThrottle):
             ident = self.get_ident(request)
         now = time.time()
         bucket = int(now // window)
-        key = f"ingest-rate:{ident}:{bucket}"
-        cache.add(key, 0, timeout=window + 5)
+        if outage.CACHE.skip():  # it failed a moment ago: don't make every request wait for it
+            metrics.rate_limit_unavailable()
+            return True
         try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr: start the window again
-            cache.set(key, 1, timeout=window + 5)
-            count = 1
+            count = self._count(f"ingest-rate:{ident}:{bucket}", window)
+        except Exception as exc:  # noqa: BLE001 — any cache failure (Redis down, hung, full): let it through
+            outage.CACHE.failed(exc)
+            metrics.rate_limit_unavailable()
+            return True
+        outage.CACHE.succeeded()
         if count > limit:
             self.wait_seconds = (bucket + 1) * window - now
             return False
         return True
+
+    @staticmethod
+    def _count(key: str, window: int) -> int:
+        """This request's number in its window."""
+        cache.add(key, 0, timeout=window + 5)
+        try:
+            return cache.incr(key)
+        except ValueError:  # expired between add and incr: start the window again
+            cache.set(key, 1, timeout=window + 5)
+            return 1
 
     def wait(self) -> float | None:
         return self.wait_seconds
