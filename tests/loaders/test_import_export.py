@@ -368,8 +368,12 @@ def test_rotate_field_keys_reencrypts_current_and_history_rows(settings, editor,
     from django.core.management import call_command
     from django.db import connection
 
+    from etl_monitor.crypto import KEY_CHECK_PLAINTEXT
+    from etl_monitor.models import FieldKeyCheck
+
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.FIELD_ENCRYPTION_KEY = [old]
+    FieldKeyCheck.objects.update(token=KEY_CHECK_PLAINTEXT)  # a site set up with `old` (else rotation refuses)
     run(editor, xlsx(good_rows(1)), dry_run=False)
     settings.FIELD_ENCRYPTION_KEY = [new, old]
     out = StringIO()

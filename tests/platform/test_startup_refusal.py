@@ -11,6 +11,7 @@ import importlib
 import os
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -164,3 +165,37 @@ def test_migrating_without_a_usable_key_leaves_the_key_check_to_the_first_start(
     migration.write(apps, SimpleNamespace(connection=connection))
 
     assert FieldKeyCheck.objects.count() == 0
+
+
+# --- rotation -------------------------------------------------------------------------------------------
+
+
+def test_rotation_re_encrypts_the_key_check_so_the_old_key_can_go(db, settings):
+    from django.core.management import call_command
+
+    settings.FIELD_ENCRYPTION_KEY = [KEY_A]
+    FieldKeyCheck.objects.all().delete()
+    field_key_verify()  # a site set up with KEY_A
+    settings.FIELD_ENCRYPTION_KEY = [KEY_B, KEY_A]
+
+    call_command("rotate_field_keys", stdout=StringIO())
+
+    settings.FIELD_ENCRYPTION_KEY = [KEY_B]
+    field_key_verify()
+
+
+def test_rotation_leaves_values_no_listed_key_decrypts_as_they_are_and_fails(db, settings):
+    from django.core.management import CommandError, call_command
+
+    settings.FIELD_ENCRYPTION_KEY = [KEY_A]
+    FieldKeyCheck.objects.all().delete()
+    lost = FieldKeyCheck.objects.create(token=KEY_CHECK_PLAINTEXT)
+    settings.FIELD_ENCRYPTION_KEY = [KEY_B]  # KEY_A forgotten
+
+    with pytest.raises(
+        CommandError, match=f"1 stored value\\(s\\) decrypt with none of the listed keys.*FieldKeyCheck {lost.pk} token"
+    ):
+        call_command("rotate_field_keys", stdout=StringIO())
+
+    settings.FIELD_ENCRYPTION_KEY = [KEY_B, KEY_A]  # still readable with its own key: nothing was lost
+    assert FieldKeyCheck.objects.get(pk=lost.pk).token == KEY_CHECK_PLAINTEXT
