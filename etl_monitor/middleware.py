@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 
 from etl_monitor.request_input import NUL_MESSAGE, form_nul_field
 
@@ -31,7 +32,12 @@ class RejectNulMiddleware:
         ):
             return HttpResponseBadRequest("NUL characters are not allowed in URLs.\n", content_type="text/plain")
         if request.method == "POST" and request.content_type in FORM_CONTENT_TYPES:
-            field = form_nul_field(request.POST.lists())
+            try:
+                field = form_nul_field(request.POST.lists())
+            except MultiPartParserError as exc:  # Django would answer 400 too, but in HTML
+                return JsonResponse(
+                    {"detail": f"Multipart form parse error - {exc}", "code": "parse_error"}, status=400
+                )
             if field is not None:
                 return JsonResponse({field: [NUL_MESSAGE]}, status=400)
         return self.get_response(request)

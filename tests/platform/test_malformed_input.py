@@ -132,6 +132,13 @@ def test_a_nul_in_a_form_encoded_api_body_is_refused(admin_user, registry):
     assert NotificationRule.objects.count() == rules
 
 
+def test_a_malformed_multipart_body_answers_400_in_the_api_shape(admin_user):
+    response = api(admin_user).post("/api/v1/rules/", b"garbage", content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+    assert response.json()["detail"].startswith("Multipart form parse error")
+
+
 # --- the admin (Django forms, form-encoded and multipart) ----------------------------------------
 
 
