@@ -25,9 +25,9 @@ from django.db import connection
 from etl_monitor.checks import field_key_verify, settings_refuse_insecure
 from etl_monitor.crypto import KEY_CHECK_PLAINTEXT
 from etl_monitor.models import FieldKeyCheck
+from tests.platform.test_celery_worker import CELERY
 
 ROOT = Path(__file__).resolve().parents[2]
-CELERY = str(Path(sys.executable).with_name("celery"))
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()
 SECURE = {
