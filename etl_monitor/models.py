@@ -88,6 +88,9 @@ class FieldKeyCheck(models.Model):
     class Meta:
         verbose_name = "field key check"
 
+    def __str__(self) -> str:
+        return f"field key check {self.pk}"  # never the token
+
 
 class ApiToken(models.Model):
     """A person's API token (``Authorization: Token <key>``), issued by POST /api/v1/auth/token/.
