@@ -25,12 +25,14 @@ from typing import Any
 JSON_MAX_DEPTH = 64
 NUL_MESSAGE = "NUL characters are not allowed."
 
-# A JSON string (escapes included): its brackets are text, not nesting.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_OPENERS = b"[{"
-# The only way a NUL can be inside a valid JSON string (a raw NUL byte is invalid JSON).
-_NUL_ESCAPE = b"\\u0000"
+# Every byte but the brackets and the quote: what the depth scan throws away first.
+_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'[]{}"')
+# For depth, an object is an array: ``{`` and ``}`` are read as ``[`` and ``]``.
+_BRACES_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_OPENER = ord("[")
+# A NUL in a valid JSON string is always the escape \u0000 (a raw NUL byte is invalid JSON), not
+# itself escaped: preceded by an even number of backslashes.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class JSONRefused(ValueError):
@@ -49,14 +51,18 @@ def _constant_refuse(name: str) -> Any:
 
 
 def json_depth_exceeds(raw: bytes, limit: int = JSON_MAX_DEPTH) -> bool:
-    """True when ``raw`` opens more than ``limit`` arrays/objects inside each other. Linear, and
-    stops at the first bracket too deep; malformed bodies are left to the decoder to name."""
+    """True when ``raw`` opens more than ``limit`` arrays/objects inside each other; a malformed
+    body is left to the decoder to name. Linear, and in C but for one step per bracket (a 5,000
+    signal batch: a few ms, less than decoding it): brackets inside strings are text, so escaped
+    backslashes, then escaped quotes are dropped (left to right, as JSON reads them); every quote
+    left opens or closes a string, and the pieces between quotes alternate structure and string."""
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return False  # cannot be deeper than it has brackets
-    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", raw))
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = b"".join(unescaped.translate(_BRACES_AS_BRACKETS, _NOT_STRUCTURE).split(b'"')[::2])
     depth = 0
-    for byte in brackets:
-        depth += 1 if byte in _OPENERS else -1
+    for byte in structure:
+        depth += 1 if byte == _OPENER else -1
         if depth > limit:
             return True
         if depth < 0:
@@ -95,8 +101,10 @@ def json_loads(raw: bytes | str, *, nul_allowed: bool = False, parse_constant: A
     if json_depth_exceeds(data):
         raise JSONRefused(f"JSON nested deeper than {JSON_MAX_DEPTH} levels.")
     value = json.loads(raw, parse_constant=parse_constant)
-    if not nul_allowed and _NUL_ESCAPE in data and (path := json_nul_path(value)) is not None:
-        raise JSONRefused(NUL_MESSAGE, path or "non_field_errors")
+    if not nul_allowed and b"u0000" in data and _NUL_ESCAPE.search(data):
+        path = json_nul_path(value)
+        if path is not None:
+            raise JSONRefused(NUL_MESSAGE, path or "non_field_errors")
     return value
 
 

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from hypothesis import given
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from etl_monitor.request_input import JSON_MAX_DEPTH
+from etl_monitor.request_input import JSON_MAX_DEPTH, json_depth_exceeds
 from incidents.models import DetectionRule, Silence
 from integrations.models import NotificationRule
 from loaders.models import Loader, Tag, Team
@@ -219,6 +221,28 @@ def test_brackets_inside_strings_do_not_count_as_depth(admin_user):
     body = {"name": "r", "kind": "run_failed", "message": "[" * 400 + '"\\'}
     response = api(admin_user).post("/api/v1/rules/", body, format="json")
     assert response.status_code == 201, response.content[:300]
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, dict | list):
+        children = value.values() if isinstance(value, dict) else value
+        return 1 + max((depth(child) for child in children), default=0)
+    return 0
+
+
+json_values = st.recursive(
+    st.none() | st.integers() | st.text(alphabet='[]{}"\\\\ab', max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[{"\\\\', max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(value=json_values, limit=st.integers(min_value=0, max_value=4))
+def test_the_depth_scan_reads_strings_and_escapes_as_json_does(value: Any, limit: int):
+    raw = json.dumps(value).encode()
+    assert json_depth_exceeds(raw, limit) == (depth(value) > limit), raw
 
 
 @pytest.fixture
