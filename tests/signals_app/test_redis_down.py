@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ from etl_monitor.celery import app
 from signals_app.models import IngestToken, Run, RunStatus, Signal
 from tests.conftest import IN_CI
 from tests.net import free_port
+from tests.processes import process_start, process_stop
 from tests.signals_app.conftest import signal
 
 FAST_PATH_TASK = "incidents.tasks.rules_evaluate_for_loader"
@@ -291,19 +294,17 @@ def test_a_broker_that_never_answers_costs_one_request_its_timeout_and_the_next_
 class RedisServer:
     """A redis-server of the test's own on a free port (never the shared one), stoppable."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Path) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log = log
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         import redis
 
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = process_start(args, env=os.environ, log=self.log)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 20
         while True:
@@ -317,8 +318,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
+            process_stop(self.process)
             self.process = None
 
     def queued(self) -> int:
@@ -328,12 +328,12 @@ class RedisServer:
 
 
 @pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         if IN_CI:
             pytest.fail("The redis-server program is required in CI (CI=true).")
         pytest.skip("redis-server is not installed.")
-    server = RedisServer()
+    server = RedisServer(tmp_path / "redis.log")
     server.start()
     yield server
     server.stop()
