@@ -191,6 +191,13 @@ class Platform:
         return {path.stem: path.read_text(errors="replace") for path in sorted((self.workdir / "logs").glob("*.log"))}
 
     # --- start and stop ---------------------------------------------------------------------------
+    def env_for(self, name: str, env: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of process ``name``: its own metrics directory (prometheus_client's
+        multiprocess mode writes one there per process; gunicorn empties its own at start)."""
+        metrics = self.workdir / "prometheus" / name
+        metrics.mkdir(parents=True, exist_ok=True)
+        return {**(env or self.env), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+
     def start(self) -> None:
         """Start everything, doing in parallel what does not depend on each other (this machine's
         CPUs are few; the suite's time is mostly start-up)."""
@@ -209,18 +216,18 @@ class Platform:
         port = int(self.base.rsplit(":", 1)[1])
         self.procs["gunicorn"] = process_start(
             [GUNICORN, "etl_monitor.wsgi", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
-            env=self.env,
+            env=self.env_for("gunicorn"),
             log=self.log_path("gunicorn"),
         )
         celery = [CELERY, "--app", "etl_monitor"]
         self.procs["worker"] = process_start(
             [*celery, "worker", "--concurrency", "2", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            env=self.env,
+            env=self.env_for("worker"),
             log=self.log_path("worker"),
         )
         self.procs["beat"] = process_start(
             [*celery, "beat", "--loglevel", "INFO", "--schedule", str(self.workdir / "beat-schedule")],
-            env=self.env,
+            env=self.env_for("beat"),
             log=self.log_path("beat"),
         )
         self._all_succeed([users])
@@ -277,7 +284,6 @@ class Platform:
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "ETL_MONITOR_VAR_DIR": str(self.workdir / "var"),
-            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
             "WEB_CONCURRENCY": "2",
             "WEB_THREADS": "4",
             "ETL_MONITOR_BASE_URL": self.base,
@@ -300,7 +306,8 @@ class Platform:
     def _manage(self, *args: str, env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen]:
         """``manage.py <args>`` started; ``_all_succeed`` waits for it."""
         log = self.log_path(f"manage-{args[0]}")
-        return args[0], process_start([sys.executable, "manage.py", *args], env=env or self.env, log=log)
+        command = [sys.executable, "manage.py", *args]
+        return args[0], process_start(command, env=self.env_for(f"manage-{args[0]}", env), log=log)
 
     def _all_succeed(self, started: list[tuple[str, subprocess.Popen]]) -> None:
         for command, proc in started:
