@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from etl_monitor import tokens
 from etl_monitor.models import ApiToken
+from etl_monitor.outage import cache_call
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
@@ -48,6 +49,12 @@ class LoginRateThrottle(ScopedRateThrottle):
 
     def get_rate(self) -> str | None:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        # The cache (Redis) unavailable: let the request through rather than fail it; the lockout
+        # (in the database) still counts every wrong password (etl_monitor.outage).
+        allowed = cache_call(lambda: ScopedRateThrottle.allow_request(self, request, view))
+        return True if allowed is None else allowed
 
 
 class PasswordLoginSerializer(serializers.Serializer):

@@ -20,12 +20,14 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from prometheus_client import Counter
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOG_EVERY_SECONDS = 60.0  # while an outage lasts, one reminder a minute
 
@@ -113,13 +115,30 @@ class Outage:
         self._logged_at, self._missed = now, 0
 
 
-CACHE = Outage("cache", "ingest requests are not rate limited")
+CACHE = Outage("cache", "requests are not rate limited (ingest, API token)")
 BROKER = Outage("Celery broker", "tasks are not queued; the detection tick and the outbox sweep do their work")
 
 
 def outages_reset() -> None:
     for each in (CACHE, BROKER):
         each.reset()
+
+
+def cache_call(call: Callable[[], T], *, on_unavailable: Callable[[], None] | None = None) -> T | None:
+    """``call()`` (which uses the cache), or None when the cache is unavailable: it failed just now
+    or a moment ago (``CACHE``). For what a request can do without, such as counting it for a rate
+    limit; ``on_unavailable`` is called each time it was done without (a metric)."""
+    if not CACHE.skip():
+        try:
+            result = call()
+        except Exception as exc:  # noqa: BLE001 — any cache failure (refused, hung, full): do without
+            CACHE.failed(exc)
+        else:
+            CACHE.succeeded()
+            return result
+    if on_unavailable is not None:
+        on_unavailable()
+    return None
 
 
 # --- publishing without waiting for a broker that is away ---------------------------------------

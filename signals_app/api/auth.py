@@ -92,16 +92,10 @@ class IngestRateThrottle(BaseThrottle):
             ident = self.get_ident(request)
         now = time.time()
         bucket = int(now // window)
-        if outage.CACHE.skip():  # it failed a moment ago: don't make every request wait for it
-            metrics.rate_limit_unavailable()
+        key = f"ingest-rate:{ident}:{bucket}"
+        count = outage.cache_call(lambda: self._count(key, window), on_unavailable=metrics.rate_limit_unavailable)
+        if count is None:  # the cache is unavailable: nothing can count, the database still stores
             return True
-        try:
-            count = self._count(f"ingest-rate:{ident}:{bucket}", window)
-        except Exception as exc:  # noqa: BLE001 — any cache failure (Redis down, hung, full): let it through
-            outage.CACHE.failed(exc)
-            metrics.rate_limit_unavailable()
-            return True
-        outage.CACHE.succeeded()
         if count > limit:
             self.wait_seconds = (bucket + 1) * window - now
             return False

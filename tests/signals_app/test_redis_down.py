@@ -131,6 +131,20 @@ def test_signals_runs_and_tokens_are_stored_while_the_cache_is_down(cache_down, 
     assert rate_limit_unavailable() - before == 4  # every rate-limited request that went through unlimited
 
 
+def test_a_person_gets_an_api_token_while_the_cache_is_down_and_the_lockout_still_counts(cache_down, editor, settings):
+    settings.AXES_FAILURE_LIMIT = 3  # the lockout keeps its count in the database, not in the cache
+    client = APIClient()
+
+    def login(password: str) -> Any:
+        return client.post("/api/v1/auth/token/", {"username": editor.username, "password": password}, format="json")
+
+    answer = login("pw-for-tests-123")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["token"]
+    assert [login(f"guess-{n}").status_code for n in range(3)] == [400, 400, 429]  # locked at the third
+    assert login("pw-for-tests-123").status_code == 429
+
+
 def test_the_cache_outage_is_logged_once_not_per_request(cache_down, job, caplog):
     caplog.set_level(logging.INFO)
     before = rate_limit_unavailable()
