@@ -6,6 +6,9 @@ also done later by a periodic sweep (the detection tick evaluates the rules the 
 have run at once; the outbox sweep sends the deliveries whose task was never queued). So a
 failing Redis costs those extras, never the request:
 
+- ``cache_call`` runs what a request can do without (counting it for a rate limit) unless the
+  cache is unavailable; the caller then lets the request through.
+
 - ``Outage`` remembers that a dependency just failed. For ``REDIS_RETRY_SECONDS`` the process
   does without it instead of asking again (a Redis that accepts connections and never answers
   would otherwise cost every request its timeout), and the log gets one warning when an outage
