@@ -3,9 +3,11 @@
 Every operation of the served schema is fuzzed as an Admin and as a Viewer (user API tokens), and
 the ingest operations also with a loader's ingest token; each operation's Hypothesis strategy comes
 from the schema, and every generated request (valid and invalid bodies, parameters and paths) goes
-through the real WSGI application. The operations called are compared with the schema's, so a new
-endpoint cannot escape. No test transaction wraps the requests (``transactional_db``): they commit
-as in production, where PostgreSQL shows locking and NUL bugs a transaction would hide.
+through the real WSGI application; the first few are sent again with a NUL character in each text
+field in turn (PostgreSQL's 500 that random generation rarely hits). The operations called are
+compared with the schema's, so a new endpoint cannot escape. No test transaction wraps the
+requests (``transactional_db``): they commit as in production, where PostgreSQL shows locking and
+NUL bugs a transaction would hide.
 
 FUZZ_EXAMPLES (examples per operation and credential, default 20: about two minutes in CI) raises the
 number for a longer local run.
@@ -31,6 +33,7 @@ from etl_monitor.tokens import api_token_create
 from signals_app import services
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "20"))
+NUL_PROBED_EXAMPLES = 3  # per operation: these are sent again with a NUL in each text field
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
 INGEST_PATHS = r"^/api/v1/(signals|runs|whoami)/"
 # Operations a Viewer may perform successfully although they are not reads.
@@ -60,24 +63,59 @@ def operation_name(method: str, path: str) -> str:
     return f"{method.upper()} {path}"
 
 
+def with_nul(value: Any) -> Any:
+    """``value`` with a NUL character in it (a string, or each string of a list); None if it holds no text."""
+    if isinstance(value, str):
+        return value + "\x00"
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return [item + "\x00" for item in value]
+    return None
+
+
+def nul_variants(case: schemathesis.Case) -> Iterator[tuple[str, Any, Any]]:
+    """The generated request again with a NUL in one text field at a time (body fields, lists of
+    strings, query parameters): PostgreSQL refuses NUL in text, so a field nobody checked answers 500
+    there, while random generation rarely puts a NUL exactly where a lookup reads it."""
+    body = case.body if isinstance(case.body, dict) else {}
+    for key, value in body.items():
+        if (poisoned := with_nul(value)) is not None:
+            yield f"body.{key}", {**body, key: poisoned}, case.query
+    for key, value in (case.query or {}).items():
+        if isinstance(value, str):
+            yield f"query.{key}", case.body, {**case.query, key: value + "\x00"}
+
+
 def operation_fuzz(operation: Any, *, who: str, header: str, called: set[str], problems: list[str]) -> None:
-    """Send EXAMPLES_PER_OPERATION generated requests for ``operation``; note it in ``called`` and
-    every wrong answer in ``problems``."""
+    """Send EXAMPLES_PER_OPERATION generated requests for ``operation`` (the first NUL_PROBED_EXAMPLES
+    also with a NUL in each text field in turn); note it in ``called`` and every wrong answer in
+    ``problems``."""
     name = operation_name(operation.method, operation.path)
     write = operation.method.lower() != "get"
+    examples = [0]
+
+    def call(case: schemathesis.Case, what: str = "") -> None:
+        response = case.call(headers={"Authorization": header})
+        called.add(name)
+        request = f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r}{what}"
+        if response.status_code >= 500:
+            problems.append(f"{request} → {response.status_code}")
+        elif who == "viewer" and write and response.status_code < 300 and name not in VIEWER_WRITES:
+            problems.append(f"a Viewer was allowed to write: {request} → {response.status_code}")
 
     @given(case=operation.as_strategy())
     @settings(
         max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None
     )
     def check(case: schemathesis.Case) -> None:
-        response = case.call(headers={"Authorization": header})
-        called.add(name)
-        request = f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r}"
-        if response.status_code >= 500:
-            problems.append(f"{request} → {response.status_code}")
-        elif who == "viewer" and write and response.status_code < 300 and name not in VIEWER_WRITES:
-            problems.append(f"a Viewer was allowed to write: {request} → {response.status_code}")
+        call(case)
+        examples[0] += 1
+        if who == "viewer" or examples[0] > NUL_PROBED_EXAMPLES:
+            return  # a Viewer's writes stop at the permission check; the first examples suffice
+        generated = case.body, case.query
+        for field, body, query in list(nul_variants(case)):
+            case.body, case.query = body, query
+            call(case, f" (NUL in {field})")
+        case.body, case.query = generated
 
     try:
         check()
