@@ -34,6 +34,22 @@ def _eager_celery() -> Iterator[None]:
     app.conf.task_always_eager = False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _seeds_survive_flushes() -> Iterator[None]:
+    # A transactional test's teardown flushes every table; the data migrations' rows come back
+    # with the post_migrate Django sends then (tests/seeds.py says why and which).
+    from django.apps import apps
+    from django.db.models.signals import post_migrate
+
+    from tests.seeds import migration_seeds_restore
+
+    # Sent once per app: the last app's signal comes after the role groups are back.
+    sender = list(apps.get_app_configs())[-1]
+    post_migrate.connect(migration_seeds_restore, sender=sender, dispatch_uid="tests.seeds")
+    yield
+    post_migrate.disconnect(sender=sender, dispatch_uid="tests.seeds")
+
+
 def _service_unavailable(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is required in CI (CI=true) but is not configured/reachable.")
