@@ -49,7 +49,8 @@ def seeds_assert_present() -> None:
         loader = Loader.objects.get(loader_code=code)
         assert loader.versions.filter(state="ACTIVE").count() == 1
         assert loader.history.count() == 1
-    assert set(Capture.objects.filter(system=True).values_list("name", flat=True)) == {c["name"] for c in stats.CAPTURES}
+    captures = Capture.objects.filter(system=True).values_list("name", flat=True)
+    assert set(captures) == {c["name"] for c in stats.CAPTURES}
 
     for role in Role.ALL:
         assert Group.objects.get(name=role).permissions.exists()
