@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from etl_monitor.autocomplete import SafeAutocompleteAdminMixin
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents import services
@@ -91,7 +92,7 @@ class SilenceForm(forms.ModelForm):
 
 
 @admin.register(Silence)
-class SilenceAdmin(ReadOnlyHistoryAdmin):
+class SilenceAdmin(SafeAutocompleteAdminMixin, ReadOnlyHistoryAdmin):
     form = SilenceForm
     list_display = (
         "__str__",

@@ -25,6 +25,7 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 from simple_history.template_utils import HistoricalRecordContextHelper
 
+from etl_monitor.autocomplete import SafeAutocompleteAdminMixin
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
@@ -199,7 +200,9 @@ class ServiceErrorMessagesMixin:
 
 
 @admin.register(Loader)
-class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, ReadOnlyHistoryAdmin):
+class LoaderAdmin(
+    ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SafeAutocompleteAdminMixin, ReadOnlyHistoryAdmin
+):
     form = LoaderForm
     list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "paused_display")
     list_filter = (PendingFilter, ActiveFilter, "is_paused", "owner", "tags")
