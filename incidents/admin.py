@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -13,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from etl_monitor.autocomplete import SafeAutocompleteAdminMixin
+from etl_monitor.admin_input import SafeAutocompleteAdminMixin, key_holds
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents import services
@@ -243,7 +244,8 @@ class IncidentAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[pk]))
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
-        incident = Incident.objects.filter(pk=object_id).first()
+        holds = key_holds(self.opts.pk, unquote(object_id))  # else Django's page says it does not exist
+        incident = Incident.objects.filter(pk=unquote(object_id)).first() if holds else None
         extra_context = extra_context or {}
         if incident is not None:
             can_act = request.user.has_perm("incidents.change_incident")

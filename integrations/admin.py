@@ -25,7 +25,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from etl_monitor.autocomplete import SafeAutocompleteAdminMixin
+from etl_monitor.admin_input import SafeAutocompleteAdminMixin
 from etl_monitor.crypto import secret_status
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin

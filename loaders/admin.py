@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -25,7 +26,7 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 from simple_history.template_utils import HistoricalRecordContextHelper
 
-from etl_monitor.autocomplete import SafeAutocompleteAdminMixin
+from etl_monitor.admin_input import SafeAutocompleteAdminMixin, key_holds
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
@@ -416,7 +417,8 @@ class LoaderAdmin(
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         extra_context = extra_context or {}
-        loader = selectors.loader_detail_list().filter(pk=object_id).first()
+        holds = key_holds(self.opts.pk, unquote(object_id))  # else Django's page says it does not exist
+        loader = selectors.loader_detail_list().filter(pk=unquote(object_id)).first() if holds else None
         version_policy = policy_for(request.user, LoaderVersion)
         if loader is not None:
             open_version = loader.open_version
@@ -687,7 +689,10 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         extra_context = extra_context or {}
-        version = LoaderVersion.objects.select_related("loader").filter(pk=object_id).first()
+        holds = key_holds(self.opts.pk, unquote(object_id))  # else Django's page says it does not exist
+        version = (
+            LoaderVersion.objects.select_related("loader").filter(pk=unquote(object_id)).first() if holds else None
+        )
         if version is not None:
             extra_context["allowed_actions"] = services.loader_version_allowed_actions(
                 user=request.user, version=version

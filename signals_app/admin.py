@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.functional import cached_property
 
-from etl_monitor.autocomplete import SafeAutocompleteAdminMixin
+from etl_monitor.admin_input import SafeAutocompleteAdminMixin
 from etl_monitor.errors import ServiceError
 from signals_app import services
 from signals_app.models import IngestToken, Run, Signal

@@ -1,7 +1,7 @@
 """Junk in an admin form or a changelist's query string is the user's mistake, never a 500.
 
 Django's autocomplete widget redraws a refused form by looking up the posted value as it came
-("abc" for an integer key raised ValueError); etl_monitor.autocomplete draws only values the
+("abc" for an integer key raised ValueError); etl_monitor.admin_input draws only values the
 target field can hold, the form still says what was wrong. Changelists answer junk filters,
 orderings and pages with their own error page or a redirect.
 """
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.admin import site
+from django.test import Client
 from django.urls import reverse
 
 from incidents.models import Silence
@@ -125,3 +126,38 @@ def test_a_changelist_answers_junk_query_parameters_without_a_server_error(
         if response.status_code >= 500:
             failures.append((query, response.status_code))
     assert failures == []
+
+
+JUNK_OBJECT_IDS = ["abc", "1.5", "99999999999999999999999", "-1", "0"]
+
+
+@pytest.mark.parametrize(("label", "url"), _changelist_urls(), ids=[label for label, _ in _changelist_urls()])
+def test_an_object_page_answers_a_junk_object_id_without_a_server_error(admin_user, label, url):
+    client = Client(raise_request_exception=False)  # every failing page listed, not only the first
+    client.force_login(admin_user)
+    failures = []
+    for object_id in JUNK_OBJECT_IDS:
+        for page in ("change/", "delete/", "history/", "history/1/", "history/abc/", "history/99999999999999999999/"):
+            response = client.get(f"{url}{object_id}/{page}")
+            if response.status_code >= 500:
+                failures.append((object_id, page, response.status_code))
+    assert failures == []
+
+
+@pytest.mark.parametrize("admin", WITH_AUTOCOMPLETE, ids=lambda a: a.opts.label)
+def test_the_autocomplete_lookup_answers_junk_parameters_without_a_server_error(client, admin_user, admin):
+    client.force_login(admin_user)
+    field = admin.autocomplete_fields[0]
+    good = {"app_label": admin.opts.app_label, "model_name": admin.opts.model_name, "field_name": field}
+    assert client.get("/admin/autocomplete/", good).status_code == 200
+    queries = [
+        {**good, "term": "%_' OR 1=1 --"},
+        {**good, "term": "x" * 5000},
+        {**good, "page": "abc"},
+        {**good, "page": "99999"},
+        {**good, "field_name": "nope"},
+        {**good, "model_name": "nope"},
+        {"app_label": "nope"},
+        {},
+    ]
+    assert [q for q in queries if client.get("/admin/autocomplete/", q).status_code >= 500] == []

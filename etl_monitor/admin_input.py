@@ -1,14 +1,17 @@
-"""Admin autocomplete fields that redraw a refused form instead of answering 500.
+"""Values the admin is given that name rows: junk there is the user's mistake, never a 500.
 
-When a form with errors is drawn again, Django's autocomplete widget looks up the posted value
-as it came (``AutocompleteSelect.optgroups`` filters ``pk__in`` with it): "abc" or a number
-beyond the key's range for an integer key raised there, so a typo became a server error. The
-widgets here draw only the values the target field can hold; anything else simply shows as not
+Autocomplete fields. When a form with errors is drawn again, Django's autocomplete widget looks up
+the posted value as it came (``AutocompleteSelect.optgroups`` filters ``pk__in`` with it): "abc" or
+a number beyond the key's range for an integer key raised there, so a typo became a server error.
+The widgets here draw only the values the target field can hold; anything else simply shows as not
 selected, and the form's own "Select a valid choice" error says what was wrong. A many-to-many
 field's own check has the same gap (an integer beyond the key's range reached the database, an
-OverflowError on SQLite): ``KeyCheckingModelMultipleChoiceField`` refuses such a value first. Every admin with
-``autocomplete_fields`` uses ``SafeAutocompleteAdminMixin`` (tests/platform/test_admin_junk_input.py
-checks each registered one).
+OverflowError on SQLite): ``KeyCheckingModelMultipleChoiceField`` refuses such a value first. Every
+admin with ``autocomplete_fields`` uses ``SafeAutocompleteAdminMixin``.
+
+Object ids in URLs. Django's own change and delete pages treat "abc" as a missing object; pages that
+look the id up themselves (simple-history's history pages, our change views' extra context) ask
+``key_holds`` first. tests/platform/test_admin_junk_input.py checks every registered admin.
 """
 
 from __future__ import annotations
@@ -29,17 +32,19 @@ def _target_field(field: Field) -> Field:
     return opts.get_field(getattr(field.remote_field, "field_name", None) or opts.pk.name)
 
 
+def key_holds(field: Field, value: Any) -> bool:
+    """Whether ``field`` (a key) can hold ``value``: its type and, for integers, its range."""
+    try:
+        field.clean(value, None)
+    except ValidationError:
+        return False
+    return True
+
+
 def values_the_key_can_hold(field: Field, values: Iterable[Any]) -> list[Any]:
-    """``values`` without those the target field refuses (its type and, for integers, its range)."""
+    """``values`` without those the related model's key (or ``to_field``) cannot hold."""
     target = _target_field(field)
-    kept = []
-    for value in values:
-        try:
-            target.clean(value, None)
-        except ValidationError:
-            continue
-        kept.append(value)
-    return kept
+    return [value for value in values if key_holds(target, value)]
 
 
 class KeyCheckingModelMultipleChoiceField(forms.ModelMultipleChoiceField):
@@ -49,14 +54,10 @@ class KeyCheckingModelMultipleChoiceField(forms.ModelMultipleChoiceField):
         opts = self.queryset.model._meta
         target = opts.get_field(self.to_field_name) if self.to_field_name else opts.pk
         for item in value:  # clean() has made sure it is a list or tuple
-            if item in self.empty_values:
-                continue
-            try:
-                target.clean(item, None)
-            except ValidationError:
+            if item not in self.empty_values and not key_holds(target, item):
                 raise ValidationError(
                     self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": item}
-                ) from None
+                )
         return super()._check_values(value)
 
 
