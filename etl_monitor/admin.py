@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from etl_monitor import token_admin  # noqa: F401 - registers the API token admin
+from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from etl_monitor.models import FieldProtection
 from etl_monitor.protection import protectable_fields, protectable_models, secret_fields
@@ -38,7 +39,7 @@ class FieldProtectionForm(forms.ModelForm):
 
 
 @admin.register(FieldProtection)
-class FieldProtectionAdmin(ReadOnlyHistoryAdmin):
+class FieldProtectionAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     """Admins choose, per field, HIDDEN / MASKED / LOCKED and the roles exempt from it."""
 
     form = FieldProtectionForm

@@ -4,10 +4,12 @@ Autocomplete fields. When a form with errors is drawn again, Django's autocomple
 the posted value as it came (``AutocompleteSelect.optgroups`` filters ``pk__in`` with it): "abc" or
 a number beyond the key's range for an integer key raised there, so a typo became a server error.
 The widgets here draw only the values the target field can hold; anything else simply shows as not
-selected, and the form's own "Select a valid choice" error says what was wrong. A many-to-many
-field's own check has the same gap (an integer beyond the key's range reached the database, an
-OverflowError on SQLite): ``KeyCheckingModelMultipleChoiceField`` refuses such a value first. Every
-admin with ``autocomplete_fields`` uses ``SafeAutocompleteAdminMixin``.
+selected, and the form's own "Select a valid choice" error says what was wrong.
+
+Many-to-many fields. Django's own check has the same gap for an integer beyond the key's range (it
+reached the database: an OverflowError on SQLite, the default database); ``KeyCheckingModelMultipleChoiceField``
+refuses such a value first, as Django refuses "abc". Every admin of ours with autocomplete or
+many-to-many fields uses ``KeyCheckingAdminMixin``.
 
 Object ids in URLs. Django's own change and delete pages treat "abc" as a missing object; pages that
 look the id up themselves (simple-history's history pages, our change views' extra context) ask
@@ -71,9 +73,9 @@ class SafeAutocompleteSelectMultiple(AutocompleteSelectMultiple):
         return super().optgroups(name, values_the_key_can_hold(self.field, value), attr)
 
 
-class SafeAutocompleteAdminMixin:
-    """Gives the admin's ``autocomplete_fields`` the widgets above and its many-to-many fields the
-    checking form field (Django's own otherwise)."""
+class KeyCheckingAdminMixin:
+    """Related fields that check the keys they are given: ``autocomplete_fields`` get the widgets
+    above, many-to-many fields the checking form field (Django's own otherwise)."""
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if "widget" not in kwargs and db_field.name in self.get_autocomplete_fields(request):

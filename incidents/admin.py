@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from etl_monitor.admin_input import SafeAutocompleteAdminMixin, key_holds
+from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents import services
@@ -54,7 +54,7 @@ class RuleForm(forms.ModelForm):
 
 
 @admin.register(DetectionRule)
-class DetectionRuleAdmin(ReadOnlyHistoryAdmin):
+class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     form = RuleForm
     list_display = ("name", "kind", "rule_type", "severity", "condition", "scope", "enabled", "last_evaluated_at")
     list_filter = ("enabled", "rule_type", "severity", "kind")
@@ -93,7 +93,7 @@ class SilenceForm(forms.ModelForm):
 
 
 @admin.register(Silence)
-class SilenceAdmin(SafeAutocompleteAdminMixin, ReadOnlyHistoryAdmin):
+class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     form = SilenceForm
     list_display = (
         "__str__",

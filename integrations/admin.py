@@ -25,7 +25,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from etl_monitor.admin_input import SafeAutocompleteAdminMixin
+from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.crypto import secret_status
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
@@ -315,7 +315,7 @@ class NotificationRuleForm(forms.ModelForm):
 
 
 @admin.register(NotificationRule)
-class NotificationRuleAdmin(ServiceErrorMessagesMixin, SafeAutocompleteAdminMixin, ReadOnlyHistoryAdmin):
+class NotificationRuleAdmin(ServiceErrorMessagesMixin, KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     form = NotificationRuleForm
     list_display = (
         "severity",
@@ -639,7 +639,7 @@ class DataSourceAdmin(WriteOnlySecretAdminMixin, ReadOnlyHistoryAdmin):
 
 
 @admin.register(Capture)
-class CaptureAdmin(SafeAutocompleteAdminMixin, ReadOnlyHistoryAdmin):
+class CaptureAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     """Statistics capture definitions: a query against a data source whose values are stored as
     signals of a loader every 5 minutes. Only admins may add or change one (the query runs on the
     server); every role sees them and the signals they store."""

@@ -26,7 +26,7 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 from simple_history.template_utils import HistoricalRecordContextHelper
 
-from etl_monitor.admin_input import SafeAutocompleteAdminMixin, key_holds
+from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
@@ -202,7 +202,7 @@ class ServiceErrorMessagesMixin:
 
 @admin.register(Loader)
 class LoaderAdmin(
-    ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, SafeAutocompleteAdminMixin, ReadOnlyHistoryAdmin
+    ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheckingAdminMixin, ReadOnlyHistoryAdmin
 ):
     form = LoaderForm
     list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "paused_display")

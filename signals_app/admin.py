@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.functional import cached_property
 
-from etl_monitor.admin_input import SafeAutocompleteAdminMixin
+from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.errors import ServiceError
 from signals_app import services
 from signals_app.models import IngestToken, Run, Signal
@@ -77,7 +77,7 @@ class IngestTokenForm(forms.ModelForm):
 
 
 @admin.register(IngestToken)
-class IngestTokenAdmin(SafeAutocompleteAdminMixin, admin.ModelAdmin):
+class IngestTokenAdmin(KeyCheckingAdminMixin, admin.ModelAdmin):
     """Create a token (its plaintext is shown once, in the confirmation message) or revoke one."""
 
     form = IngestTokenForm

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.admin import site
+from django.forms import ModelChoiceField
 from django.test import Client
 from django.urls import reverse
 
@@ -73,6 +74,34 @@ def test_a_junk_value_on_an_existing_silence_keeps_it_as_it_was(client, admin_us
     assert response.status_code == 200
     assert "loader" in response.context["adminform"].form.errors
     assert Silence.objects.get(pk=silence.pk).comment == "planned"
+
+
+OUR_APPS = ("etl_monitor", "loaders", "signals_app", "incidents", "integrations")
+
+
+def test_a_junk_key_in_any_related_field_of_our_admin_forms_is_that_fields_error(admin_user):
+    client = Client(raise_request_exception=False)  # every failing field listed, not only the first
+    client.force_login(admin_user)
+    checked, failures = [], []
+    for admin in site._registry.values():
+        if admin.opts.app_label not in OUR_APPS:
+            continue
+        url = reverse(f"admin:{admin.opts.app_label}_{admin.opts.model_name}_add")
+        page = client.get(url)
+        if page.status_code != 200:
+            continue  # no one adds these here (runs, signals, incidents…)
+        related = [
+            name for name, field in page.context["adminform"].form.fields.items() if isinstance(field, ModelChoiceField)
+        ]
+        for name in related:
+            checked.append(f"{admin.opts.label}.{name}")
+            for junk in JUNK_KEYS:
+                response = client.post(url, {name: junk})
+                errors = response.context["adminform"].form.errors if response.status_code == 200 else {}
+                if response.status_code >= 500 or name not in errors:
+                    failures.append((admin.opts.label, name, junk, response.status_code))
+    assert {"incidents.DetectionRule.scope_loaders", "etl_monitor.FieldProtection.exempt_groups"} <= set(checked)
+    assert failures == []
 
 
 # --- changelists ---------------------------------------------------------------------------------
