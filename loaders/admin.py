@@ -201,9 +201,7 @@ class ServiceErrorMessagesMixin:
 
 
 @admin.register(Loader)
-class LoaderAdmin(
-    ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheckingAdminMixin, ReadOnlyHistoryAdmin
-):
+class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     form = LoaderForm
     list_display = ("loader_code", "name", "owner", "tag_list", "active_display", "pending_display", "paused_display")
     list_filter = (PendingFilter, ActiveFilter, "is_paused", "owner", "tags")
