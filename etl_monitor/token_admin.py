@@ -12,19 +12,51 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from etl_monitor.errors import ServiceError
 from etl_monitor.models import ApiToken
 from etl_monitor.tokens import api_token_revoke
 
 
+class TokenStateFilter(admin.SimpleListFilter):
+    """Which tokens still work: what one looks for here, rather than a revocation date."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("expired", "Expired"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> QuerySet[ApiToken]:
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True, expires_at__gt=now)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("key_prefix", "user", "name", "created_at", "expires_at", "last_used_at", "state")
+    # The state next to its owner: the list is wider than the page, and the last column is cut off.
+    list_display = ("key_prefix", "user", "name", "state", "expires_at", "last_used_at", "created_at")
     list_select_related = ("user",)
     search_fields = ("user__username", "name", "prefix")
-    list_filter = ("revoked_at",)
-    fields = ("user", "name", "key_prefix", "created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by")
+    list_filter = (TokenStateFilter,)
+    fields = (
+        "user",
+        "name",
+        "key_prefix",
+        "state",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+    )
     readonly_fields = fields
     actions = ("revoke_selected",)
 
@@ -64,8 +96,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected API tokens")
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        revoked = 0
+        revoked = already = 0
         for token in queryset:
+            if token.revoked_at is not None:
+                already += 1  # revoking is idempotent; counting it as revoked now would mislead
+                continue
             try:
                 api_token_revoke(user=request.user, token=token)
             except ServiceError as exc:
@@ -74,3 +109,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             revoked += 1
         if revoked:
             self.message_user(request, f"Revoked {revoked} API token(s); they can never be used again.")
+        if already:
+            self.message_user(
+                request, f"{already} was already revoked." if already == 1 else f"{already} were already revoked."
+            )
