@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from etl_monitor import token_admin  # noqa: F401 - registers the API token admin
@@ -22,6 +24,7 @@ class FieldProtectionForm(forms.ModelForm):
     class Meta:
         model = FieldProtection
         fields = ("model_label", "field_name", "level", "exempt_groups", "note")
+        widgets = {"note": forms.TextInput(attrs={"class": "vLargeTextField"})}  # room to read the reason
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -43,9 +46,12 @@ class FieldProtectionAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     """Admins choose, per field, HIDDEN / MASKED / LOCKED and the roles exempt from it."""
 
     form = FieldProtectionForm
+    # Declared, so a built-in rule's read-only model and field stay on top instead of trailing the form.
+    fields = ("model_label", "field_name", "is_builtin", "level", "exempt_groups", "note")
     list_display = ("model_label", "field_name", "level", "exempt_roles", "is_builtin", "note")
     list_filter = ("model_label", "level", "is_builtin")
     filter_horizontal = ("exempt_groups",)
+    actions = ("delete_selected",)
 
     @admin.display(description="exempt roles")
     def exempt_roles(self, obj: FieldProtection) -> str:
@@ -54,8 +60,28 @@ class FieldProtectionAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).prefetch_related("exempt_groups")
 
+    def get_fields(self, request: HttpRequest, obj: FieldProtection | None = None) -> tuple[str, ...]:
+        # "built in" (read-only, with its help text) only where it says why the rule cannot be deleted.
+        builtin = obj is not None and obj.is_builtin
+        return tuple(name for name in self.fields if name != "is_builtin" or builtin)
+
     def get_readonly_fields(self, request: HttpRequest, obj: FieldProtection | None = None) -> tuple[str, ...]:
-        return ("model_label", "field_name") if obj is not None and obj.is_builtin else ()
+        return ("model_label", "field_name", "is_builtin") if obj is not None and obj.is_builtin else ()
+
+    @admin.action(description="Delete selected field protections", permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet[FieldProtection]) -> Any:
+        # Django's own action would answer a built-in rule in the selection with "your account
+        # doesn't have permission to delete … field protection", which reads as a missing role.
+        builtin = [str(rule) for rule in queryset if rule.is_builtin]
+        if builtin:
+            self.message_user(
+                request,
+                f"{', '.join(builtin)} is built in and cannot be deleted (change its level instead). "
+                "Nothing was deleted.",
+                messages.ERROR,
+            )
+            return None
+        return delete_selected(self, request, queryset)
 
     def has_delete_permission(self, request: HttpRequest, obj: FieldProtection | None = None) -> bool:
         return super().has_delete_permission(request, obj) and not (obj is not None and obj.is_builtin)
