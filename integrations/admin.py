@@ -415,7 +415,19 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="payload (what was sent)")
     def payload_shown(self, obj: Delivery) -> str:
         shown = getattr(obj, "payload_visible", None)  # absent: nothing, rather than the raw payload
-        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, ensure_ascii=False, default=str))
+        # Wrapped: an email's text and HTML are single long JSON strings that ran past the page.
+        text = format_html(
+            '<pre style="white-space: pre-wrap; overflow-wrap: anywhere">{}</pre>',
+            json.dumps(shown, indent=2, ensure_ascii=False, default=str),
+        )
+        if shown is not None and shown != obj.payload:
+            # Say so, lest the reader take the masks for what the recipient got.
+            return format_html(
+                '{}<p class="help">Parts are masked under today\'s field protection; '
+                "the message as sent holds them.</p>",
+                text,
+            )
+        return text
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
