@@ -76,7 +76,7 @@ class FieldProtectionAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
         if builtin:
             self.message_user(
                 request,
-                f"{', '.join(builtin)} is built in and cannot be deleted (change its level instead). "
+                f"Built-in rules cannot be deleted (change their level instead): {', '.join(builtin)}. "
                 "Nothing was deleted.",
                 messages.ERROR,
             )

@@ -51,7 +51,7 @@ def test_bulk_delete_of_the_builtin_rule_says_why_and_deletes_nothing(client, ad
     answer = client.post(RULES, {"action": "delete_selected", "_selected_action": [builtin.pk, other.pk]}, follow=True)
     page = answer.content.decode()
     assert "doesn&#x27;t have permission" not in page and "have permission" not in page
-    assert "is built in and cannot be deleted" in page
+    assert "Built-in rules cannot be deleted (change their level instead)" in page
     assert FieldProtection.objects.filter(pk__in=[builtin.pk, other.pk]).count() == 2
 
 
