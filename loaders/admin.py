@@ -126,6 +126,7 @@ class TeamAdmin(ReadOnlyHistoryAdmin):
     list_display = ("name", "slug", "email", "loader_count")
     search_fields = ("name", "slug", "email")
     prepopulated_fields = {"slug": ("name",)}
+    ordering = ("name",)  # Meta.ordering is dropped by the loader count's GROUP BY (autocomplete pages)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
         return super().get_queryset(request).annotate(loader_count=Count("loaders"))
