@@ -190,3 +190,28 @@ def test_the_autocomplete_lookup_answers_junk_parameters_without_a_server_error(
         {},
     ]
     assert [q for q in queries if client.get("/admin/autocomplete/", q).status_code >= 500] == []
+
+
+@pytest.mark.parametrize("field", ["minute", "hour", "day_of_month", "month_of_year", "day_of_week"])
+def test_a_wrong_crontab_field_in_celery_beats_admin_is_that_fields_error(client, admin_user, field):
+    """django-celery-beat's page computed its 'human readable' line from the wrong value and answered 500."""
+    from django_celery_beat.models import CrontabSchedule
+
+    client.force_login(admin_user)
+    before = CrontabSchedule.objects.count()
+    data = {
+        "minute": "0",
+        "hour": "2",
+        "day_of_month": "*",
+        "month_of_year": "*",
+        "day_of_week": "*",
+        "timezone": "UTC",
+    }
+    data[field] = "-1"
+
+    response = client.post(reverse("admin:django_celery_beat_crontabschedule_add"), data)
+
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert b"Not a valid schedule" in response.content
+    assert CrontabSchedule.objects.count() == before
