@@ -10,7 +10,7 @@ from django.contrib.admin.actions import delete_selected
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from etl_monitor import beat_admin, token_admin  # noqa: F401 - register the API token and crontab admins
+from etl_monitor import token_admin, vendor_admin  # noqa: F401 - register the API token admin, safer library admins
 from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from etl_monitor.models import FieldProtection

@@ -215,3 +215,21 @@ def test_a_wrong_crontab_field_in_celery_beats_admin_is_that_fields_error(client
     assert field in response.context["adminform"].form.errors
     assert b"Not a valid schedule" in response.content
     assert CrontabSchedule.objects.count() == before
+
+
+@pytest.mark.parametrize("junk", JUNK_KEYS)
+def test_a_junk_permission_or_group_id_on_the_user_and_group_pages_is_a_form_error(client, admin_user, junk):
+    from django.contrib.auth.models import Group
+
+    client.force_login(admin_user)
+    groups = Group.objects.count()
+
+    response = client.post(reverse("admin:auth_group_add"), {"name": "junk-group", "permissions": [junk]})
+
+    assert response.status_code == 200
+    assert "permissions" in response.context["adminform"].form.errors
+    assert Group.objects.count() == groups
+    change = reverse("admin:auth_user_change", args=[admin_user.pk])
+    response = client.post(change, {"username": admin_user.username, "groups": [junk], "user_permissions": [junk]})
+    assert response.status_code == 200
+    assert {"groups", "user_permissions"} <= set(response.context["adminform"].form.errors)
