@@ -11,6 +11,9 @@ reached the database: an OverflowError on SQLite, the default database); ``KeyCh
 refuses such a value first, as Django refuses "abc". Every admin of ours with autocomplete or
 many-to-many fields uses ``KeyCheckingAdminMixin``.
 
+Records nobody edits. Runs, signals, API tokens and the approval queue are written by services
+only; ``ViewOnlyAdmin`` offers no add, change or delete page for them (their actions still run).
+
 Object ids in URLs. Django's own change and delete pages treat "abc" as a missing object; pages that
 look the id up themselves (simple-history's history pages, our change views' extra context) ask
 ``key_holds`` first. tests/platform/test_admin_junk_input.py checks every registered admin.
@@ -22,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import forms
+from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.core.exceptions import ValidationError
 from django.db.models import Field
@@ -87,3 +91,16 @@ class KeyCheckingAdminMixin:
             kwargs["widget"] = SafeAutocompleteSelectMultiple(db_field, self.admin_site, using=kwargs.get("using"))
         kwargs.setdefault("form_class", KeyCheckingModelMultipleChoiceField)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """An admin that shows records and takes no input for them: no add, change or delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

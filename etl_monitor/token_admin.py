@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from etl_monitor.admin_input import ViewOnlyAdmin
 from etl_monitor.errors import ServiceError
 from etl_monitor.models import ApiToken
 from etl_monitor.tokens import api_token_revoke
@@ -40,7 +41,7 @@ class TokenStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ViewOnlyAdmin):
     # The state next to its owner: the list is wider than the page, and the last column is cut off.
     list_display = ("key_prefix", "user", "name", "state", "expires_at", "last_used_at", "created_at")
     list_select_related = ("user",)
@@ -84,15 +85,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return True
         # Anyone with admin access may look at their own tokens (get_queryset shows only those).
         return self.has_module_permission(request) and (obj is None or obj.user_id == request.user.pk)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Revoke the selected API tokens")
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:

@@ -26,7 +26,7 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 from simple_history.template_utils import HistoricalRecordContextHelper
 
-from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
+from etl_monitor.admin_input import KeyCheckingAdminMixin, ViewOnlyAdmin, key_holds
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
@@ -744,7 +744,7 @@ def version_comparison(version: LoaderVersion, policy: FieldPolicy) -> dict[str,
 
 
 @admin.register(PendingApproval)
-class PendingApprovalAdmin(admin.ModelAdmin):
+class PendingApprovalAdmin(ViewOnlyAdmin):
     """ "Waiting for my approval": pending versions the current user may decide on."""
 
     list_display = ("review_link", "loader_name", "owner", "submitted_by", "submitted_at")
@@ -771,15 +771,6 @@ class PendingApprovalAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("loaders.approve_loaderversion")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="version")
     def review_link(self, obj: LoaderVersion) -> str:

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.functional import cached_property
 
-from etl_monitor.admin_input import KeyCheckingAdminMixin
+from etl_monitor.admin_input import KeyCheckingAdminMixin, ViewOnlyAdmin
 from etl_monitor.errors import ServiceError
 from signals_app import services
 from signals_app.models import IngestToken, Run, Signal
@@ -27,19 +27,8 @@ class CappedCountPaginator(Paginator):
         return self.object_list[: self.CAP + 1].count() if hasattr(self.object_list, "count") else super().count
 
 
-class ReadOnlyRecordAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(Run)
-class RunAdmin(ReadOnlyRecordAdmin):
+class RunAdmin(ViewOnlyAdmin):
     list_display = ("loader", "status", "started_at", "duration_seconds", "rows_written", "source", "run_id")
     list_filter = ("status", "source", "no_active_version", "loader__owner")
     search_fields = ("loader__loader_code", "correlation_id", "=run_id")
@@ -50,7 +39,7 @@ class RunAdmin(ReadOnlyRecordAdmin):
 
 
 @admin.register(Signal)
-class SignalAdmin(ReadOnlyRecordAdmin):
+class SignalAdmin(ViewOnlyAdmin):
     list_display = (
         "captured_at",
         "loader",
