@@ -1,8 +1,10 @@
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 
+from etl_monitor.roles import Role
 from tests.conftest import system_loaders_remove
 
 
@@ -23,3 +25,15 @@ def auth_token_unthrottled(settings: Any) -> Iterator[None]:
     cache.delete_many(
         [f"throttle_auth-token_{ip}" for ip in ("127.0.0.1", "10.0.0.2", *(f"192.0.2.{n}" for n in range(256)))]
     )
+
+
+@pytest.fixture
+def alice(make_user: Callable[..., User]) -> User:
+    """An Editor (the login and token tests' account under attack)."""
+    return make_user(Role.EDITOR, username="alice")
+
+
+@pytest.fixture
+def bob(make_user: Callable[..., User]) -> User:
+    """A Viewer: a second account."""
+    return make_user(Role.VIEWER, username="bob")

@@ -29,16 +29,6 @@ def _limits(settings, auth_token_unthrottled) -> None:
     settings.AXES_FAILURE_LIMIT = LIMIT
 
 
-@pytest.fixture
-def alice(make_user: Callable[..., User]) -> User:
-    return make_user(Role.EDITOR, username="alice")
-
-
-@pytest.fixture
-def bob(make_user: Callable[..., User]) -> User:
-    return make_user(Role.VIEWER, username="bob")
-
-
 def token_post(client: APIClient, username: str, password: str, **extra: str):
     return client.post(TOKEN_URL, {"username": username, "password": password}, format="json", **extra)
 

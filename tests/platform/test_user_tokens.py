@@ -24,16 +24,6 @@ PASSWORD = "pw-for-tests-123"  # tests/conftest.py make_user
 pytestmark = pytest.mark.usefixtures("auth_token_unthrottled")
 
 
-@pytest.fixture
-def alice(make_user: Callable[..., User]) -> User:
-    return make_user(Role.EDITOR, username="alice")
-
-
-@pytest.fixture
-def bob(make_user: Callable[..., User]) -> User:
-    return make_user(Role.VIEWER, username="bob")
-
-
 def login(username: str, **extra: str) -> dict:
     answer = APIClient().post(
         "/api/v1/auth/token/", {"username": username, "password": PASSWORD, **extra}, format="json"
