@@ -34,6 +34,7 @@ from simple_history.utils import bulk_create_with_history
 
 from etl_monitor.crypto import secret_decrypt_bytes, secret_encrypt_bytes
 from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError, StateConflict
+from etl_monitor.outage import cache_call, task_publish
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import selectors, services
 from loaders.models import ImportJob, Loader, LoaderVersion, Tag, Team, VersionState
@@ -582,7 +583,8 @@ def _progress_key(job_id: Any) -> str:
 
 
 def import_job_progress(job: ImportJob) -> tuple[int, int]:
-    done = cache.get(_progress_key(job.pk)) or 0
+    # Progress is a courtesy kept in the cache: while the cache is away it reads 0, not a 500.
+    done = cache_call(lambda: cache.get(_progress_key(job.pk))) or 0
     return (job.rows_total if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED) else done), job.rows_total
 
 
@@ -640,10 +642,26 @@ def import_job_create(
         import_job_run(job_id=job.pk, sheet=sheet)
         job.refresh_from_db()
     else:
-        from loaders.tasks import loader_import_run
-
-        transaction.on_commit(lambda: loader_import_run.delay(str(job.pk)))
+        transaction.on_commit(lambda: _import_job_enqueue(job.pk))
     return job
+
+
+QUEUE_UNAVAILABLE = (
+    "The background queue (Redis) was unavailable, so this import did not start and nothing was written. "
+    "Upload the file again in a few minutes."
+)
+
+
+def _import_job_enqueue(job_id: Any) -> None:
+    """Queue a large import for the worker. Unlike detection and notifications, no sweep picks up a
+    job that was never queued: with the broker away the job fails at once, saying so, instead of
+    waiting QUEUED for ever or failing the upload with a 500."""
+    from loaders.tasks import loader_import_run
+
+    if not task_publish(loader_import_run, (str(job_id),)):
+        ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+            status=ImportJob.Status.FAILED, error=QUEUE_UNAVAILABLE, finished_at=timezone.now(), content=b""
+        )
 
 
 def import_job_confirm(*, user: AbstractBaseUser, preview: ImportJob) -> ImportJob:
@@ -671,9 +689,7 @@ def import_job_confirm(*, user: AbstractBaseUser, preview: ImportJob) -> ImportJ
         import_job_run(job_id=job.pk, sheet=sheet)
         job.refresh_from_db()
     else:
-        from loaders.tasks import loader_import_run
-
-        transaction.on_commit(lambda: loader_import_run.delay(str(job.pk)))
+        transaction.on_commit(lambda: _import_job_enqueue(job.pk))
     return job
 
 
@@ -705,7 +721,9 @@ def import_job_run(*, job_id: Any, sheet: Sheet | None = None) -> None:
                     dry_run=job.dry_run,
                     submit=job.submit,
                     source=job.filename,
-                    progress=lambda done, total: cache.set(_progress_key(job.pk), done, timeout=3600),
+                    progress=lambda done, total: cache_call(
+                        lambda: cache.set(_progress_key(job.pk), done, timeout=3600)
+                    ),
                 )
         except ServiceError as exc:
             job.status, job.error = ImportJob.Status.FAILED, exc.message

@@ -78,6 +78,54 @@ def require_redis() -> str:
     return url
 
 
+def redis_cache(url: str, timeout: float | None = None) -> dict[str, Any]:
+    """CACHES for a Redis cache at ``url``."""
+    options = {"socket_connect_timeout": timeout, "socket_timeout": timeout} if timeout else {}
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "OPTIONS": options}}
+
+
+@pytest.fixture
+def outages_forgotten() -> Iterator[None]:
+    """Outages are remembered per process (etl_monitor.outage): one test's Redis outage must not
+    carry over to the next."""
+    from etl_monitor import outage
+
+    outage.outages_reset()
+    yield
+    outage.outages_reset()
+
+
+@pytest.fixture
+def nothing_listens() -> str:
+    """A Redis address where nothing listens (Redis down)."""
+    from tests.net import free_port
+
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.fixture
+def cache_down(settings: Any, nothing_listens: str, outages_forgotten: None) -> None:
+    settings.CACHES = redis_cache(nothing_listens)
+
+
+@pytest.fixture
+def broker_at(monkeypatch: pytest.MonkeyPatch, outages_forgotten: None) -> Callable[[str], None]:
+    """Point the Celery app at a broker URL for the rest of this test, with eager mode off (both
+    restored after)."""
+    from etl_monitor.celery import app
+
+    def point(url: str) -> None:
+        monkeypatch.setitem(app.conf, "task_always_eager", False)
+        monkeypatch.setitem(app.conf, "broker_url", url)
+
+    return point
+
+
+@pytest.fixture
+def broker_down(broker_at: Callable[[str], None], nothing_listens: str) -> None:
+    broker_at(nothing_listens)
+
+
 @pytest.fixture
 def make_user(db: Any) -> Callable[..., User]:
     roles_sync()

@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 from etl_monitor import outage
 from etl_monitor.celery import app
 from signals_app.models import IngestToken, Run, RunStatus, Signal
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, redis_cache
 from tests.net import free_port
 from tests.processes import process_start, process_stop
 from tests.signals_app.conftest import signal
@@ -55,11 +55,6 @@ def post(client: APIClient, url: str, payload: Any, method: str = "post") -> tup
     return response.status_code, body, time.monotonic() - started
 
 
-def redis_cache(url: str, timeout: float | None = None) -> dict[str, Any]:
-    options = {"socket_connect_timeout": timeout, "socket_timeout": timeout} if timeout else {}
-    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "OPTIONS": options}}
-
-
 def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "etl_monitor.outage" and r.levelno >= logging.WARNING]
 
@@ -73,39 +68,12 @@ def _outages_forgotten() -> Iterator[None]:
 
 
 @pytest.fixture
-def nothing_listens() -> str:
-    return f"redis://127.0.0.1:{free_port()}/0"
-
-
-@pytest.fixture
 def never_answers() -> Iterator[str]:
     """A Redis address that accepts connections and never answers (a hung or overloaded Redis)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         yield f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
-
-
-@pytest.fixture
-def cache_down(settings, nothing_listens) -> None:
-    settings.CACHES = redis_cache(nothing_listens)
-
-
-@pytest.fixture
-def broker_at(monkeypatch) -> Any:
-    """Point the Celery app at a broker URL for the rest of this test, with eager mode off (both
-    restored after)."""
-
-    def point(url: str) -> None:
-        monkeypatch.setitem(app.conf, "task_always_eager", False)
-        monkeypatch.setitem(app.conf, "broker_url", url)
-
-    return point
-
-
-@pytest.fixture
-def broker_down(broker_at, nothing_listens) -> None:
-    broker_at(nothing_listens)
 
 
 # --- (a) the cache is down: the rate limit fails open ---------------------------------------------
