@@ -289,6 +289,11 @@ def validate_service_url(value: str) -> None:
         raise ValidationError(f"Not a valid URL: {exc}.") from exc
     if parts.scheme not in ("http", "https"):
         raise ValidationError("Enter an http:// or https:// URL, e.g. http://prometheus:9090.")
+    if parts.username or parts.password:
+        # The URL is shown to every role; a secret is stored encrypted and shown to nobody.
+        raise ValidationError(
+            "Put credentials in the authentication and secret fields, not in the URL (the URL is shown to every role)."
+        )
     host = parts.hostname or ""
     label = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
     is_name = re.fullmatch(rf"{label}(\.{label})*", host)

@@ -179,9 +179,10 @@ def test_the_schema_shows_the_secret_as_write_only(db):
         ({**LOGS, "name": "old-logs"}, "name", "Data source with this Name already exists."),
         ({**LOGS, "name": "Logs and more"}, "name", "letters, numbers, underscores or hyphens"),
         ({**LOGS, "password": SECRET}, "password", "Unknown field."),
+        ({**LOGS, "url": f"https://elastic:{SECRET}@es.example.com:9200"}, "url", "not in the URL"),
     ],
     ids=["bad-url", "bad-kind", "basic-without-username", "bearer-without-secret", "api-key-on-prometheus",
-         "duplicate-name", "not-a-slug", "unknown-field"],
+         "duplicate-name", "not-a-slug", "unknown-field", "credentials-in-url"],
 )  # fmt: skip
 def test_data_source_errors_name_the_field_and_save_nothing(admin_user, data, field, message):
     DataSource.objects.create(name="old-logs", kind="ELASTICSEARCH", url="http://es.example.com")
