@@ -12,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+# One field key for the benchmark's migration (bench/run.py) and its processes: they refuse to
+# start when their key cannot read the key check that migrate wrote.
+FIELD_ENCRYPTION_KEY = "p8lqoXkq0HbA2n8v9Bv3u5ZyGgVFr0M4f7F0nB3nYxM="
 
 
 def production_env(**extra: str) -> dict[str, str]:
@@ -23,7 +26,7 @@ def production_env(**extra: str) -> dict[str, str]:
         "DEBUG": "false",
         "SECRET_KEY": "bench-x9Kq2LmN8rTt4YbW6cQe1HfJ0gUa7oSd5iRn_MvXy-Zp2B",
         "ALLOWED_HOSTS": "127.0.0.1",
-        "FIELD_ENCRYPTION_KEY": "p8lqoXkq0HbA2n8v9Bv3u5ZyGgVFr0M4f7F0nB3nYxM=",
+        "FIELD_ENCRYPTION_KEY": FIELD_ENCRYPTION_KEY,
         "SECURE_SSL_REDIRECT": "false",
         "REDIS_URL": REDIS_URL,
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),

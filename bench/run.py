@@ -49,6 +49,9 @@ def _configure_environment() -> None:
     else:
         print("bench: using DATABASE_URL from the environment")
     os.environ["DEBUG"] = "true"
+    from common import FIELD_ENCRYPTION_KEY  # bench/ is on sys.path (main)
+
+    os.environ.setdefault("FIELD_ENCRYPTION_KEY", FIELD_ENCRYPTION_KEY)
     os.environ.setdefault("ETL_MONITOR_VAR_DIR", tempfile.mkdtemp(prefix="etl-monitor-bench-"))
     # django.test.Client sends Host: testserver.
     os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
