@@ -21,6 +21,8 @@ def production_env(**extra: str) -> dict[str, str]:
     """Environment of a web or worker process with production settings (DEBUG off) on the
     benchmark's database and Redis, plus ``extra``."""
     tmp = Path(tempfile.mkdtemp(prefix="etl-bench-"))
+    # prometheus_client refuses a multiprocess directory that does not exist (at import, in every process).
+    (tmp / "prom").mkdir()
     return {
         **os.environ,
         "DEBUG": "false",
