@@ -297,3 +297,19 @@ def open_incident(active_loader: Loader, django_capture_on_commit_callbacks: Any
         return Incident.objects.get(loader=active_loader, rule__name=SIGNAL_FAILURE_RULE)
 
     return open_
+
+
+def incident_open_for(loader: Any) -> Incident:
+    """An open HIGH incident of ``loader`` ("<code> failed"), as detection would have opened it."""
+    now = timezone.now()
+    code = loader.loader_code
+    return Incident.objects.create(
+        loader=loader,
+        title=f"{code} failed",
+        severity="HIGH",
+        category="TRANSACTION",
+        subject=code,
+        fingerprint=f"{code.lower()}-failed",
+        first_seen=now,
+        last_seen=now,
+    )

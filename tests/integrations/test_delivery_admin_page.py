@@ -9,13 +9,13 @@ import re
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
-from django.utils import timezone
 
 from etl_monitor.models import FieldProtection
 from etl_monitor.roles import Role
 from incidents.models import Incident
 from integrations.models import Channel, Delivery
 from integrations.outbox import delivery_queue
+from tests.integrations.conftest import incident_open_for
 
 NOTE = "masked under today's field protection"
 
@@ -23,17 +23,7 @@ NOTE = "masked under today's field protection"
 @pytest.fixture
 def delivery(new_loader) -> Delivery:
     loader = new_loader("MARGIN-FEED", name="Quarterly margin feed")
-    now = timezone.now()
-    incident = Incident.objects.create(
-        loader=loader,
-        title="MARGIN-FEED failed",
-        severity="HIGH",
-        category="TRANSACTION",
-        subject="MARGIN-FEED",
-        fingerprint="margin-feed-failed",
-        first_seen=now,
-        last_seen=now,
-    )
+    incident = incident_open_for(loader)
     incident = Incident.objects.select_related("loader__owner").get(pk=incident.pk)
     return delivery_queue(
         incident=incident,

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from etl_monitor.models import FieldProtection
@@ -24,6 +23,7 @@ from integrations.models import Channel, Delivery, DeliveryStatus
 from integrations.outbox import delivery_queue
 from loaders import services
 from loaders.models import Loader, Team
+from tests.integrations.conftest import incident_open_for
 
 NAME = "Quarterly Margin & Risk 'Feed'"  # characters each channel escapes its own way
 OLD_NAME = "Legacy Ledger Sync"
@@ -37,17 +37,7 @@ def deliveries(admin_user, editor, new_loader) -> list[Delivery]:
     protected, and after a rename (so an earlier name is in a stored payload too)."""
     treasury = Team.objects.create(slug="treasury", name=OWNER, email="treasury@example.com")
     loader = new_loader("MARGIN-FEED", name=OLD_NAME, owner=treasury.slug)
-    now = timezone.now()
-    incident = Incident.objects.create(
-        loader=loader,
-        title="MARGIN-FEED failed",
-        severity="HIGH",
-        category="TRANSACTION",
-        subject="MARGIN-FEED",
-        fingerprint="margin-feed-failed",
-        first_seen=now,
-        last_seen=now,
-    )
+    incident = incident_open_for(loader)
     hook = notify.channel_save(
         user=admin_user, data={"name": "hook", "kind": "WEBHOOK", "url": "https://receiver.example.com/in"}
     )
