@@ -15,6 +15,13 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 
+def celery_worker(*extra: str, concurrency: int = 1) -> list[str]:
+    """The command of a Celery worker as deploy/Procfile.dev runs it (a test's worker is alone: no
+    gossip, no mingle), plus ``extra`` options."""
+    return [CELERY, "--app", "etl_monitor", "worker", "--concurrency", str(concurrency),
+            "--without-gossip", "--without-mingle", *extra]  # fmt: skip
+
+
 def process_start(args: Sequence[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen:
     """Start ``args`` in the project directory, its output (stdout and stderr) appended to ``log``."""
     with log.open("ab") as out:

@@ -30,7 +30,7 @@ import requests
 
 from tests.integrations import fakes, jira_fake
 from tests.net import free_port
-from tests.processes import CELERY, GUNICORN, process_start, process_stop
+from tests.processes import CELERY, GUNICORN, celery_worker, process_start, process_stop
 
 T = TypeVar("T")
 
@@ -221,7 +221,7 @@ class Platform:
         )
         celery = [CELERY, "--app", "etl_monitor"]
         self.procs["worker"] = process_start(
-            [*celery, "worker", "--concurrency", "2", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+            celery_worker("--loglevel", "INFO", concurrency=2),
             env=self.env_for("worker"),
             log=self.log_path("worker"),
         )

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rest_framework.test import APIClient
 from etl_monitor.celery import app
 from incidents.models import Incident
 from signals_app import services as ingest
+from tests.processes import celery_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,18 +42,7 @@ def test_a_failed_run_opens_an_incident_through_a_real_worker(
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
     }
     worker = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("celery")),
-            "--app",
-            "etl_monitor",
-            "worker",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        ],
+        celery_worker("--loglevel", "WARNING"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

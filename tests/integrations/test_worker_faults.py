@@ -8,7 +8,6 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from integrations.outbox import deliveries_recover
 from tests.incidents.conftest import add_signals
 from tests.integrations.fakes import FakeSlack, Inbox, WebhookReceiver, serve
 from tests.net import free_port
-from tests.processes import process_stop
+from tests.processes import celery_worker, process_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -72,10 +71,7 @@ def worker(slack: FakeSlack, smtp_port: int) -> Iterator[subprocess.Popen]:
     }
     purge_broker()
     proc = subprocess.Popen(
-        [
-            *(str(Path(sys.executable).with_name("celery")), "--app", "etl_monitor", "worker", "--concurrency", "1"),
-            *("--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
-        ],
+        celery_worker("--loglevel", "WARNING"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -26,6 +26,7 @@ from etl_monitor.checks import field_key_verify, settings_refuse_insecure
 from etl_monitor.crypto import KEY_CHECK_PLAINTEXT
 from etl_monitor.models import FieldKeyCheck
 from tests.platform.test_celery_worker import CELERY
+from tests.processes import celery_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_A = Fernet.generate_key().decode()
@@ -62,16 +63,7 @@ def start(process: str, site: dict[str, str], **env: str) -> subprocess.Complete
     var = site["ETL_MONITOR_VAR_DIR"]
     command = {
         "web": [sys.executable, "-c", "import etl_monitor.wsgi"],
-        "worker": [
-            CELERY,
-            "--app",
-            "etl_monitor",
-            "worker",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-        ],
+        "worker": celery_worker(),
         "beat": [CELERY, "--app", "etl_monitor", "beat", "--schedule", f"{var}/beat-schedule"],
     }[process]
     return run(command, timeout=60, **site, **env)
