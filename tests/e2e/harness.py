@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from tests.integrations import fakes, jira_fake
 from tests.net import free_port
@@ -53,6 +55,27 @@ for username, (role, password) in json.loads(os.environ["E2E_USERS"]).items():
     user.groups.set(Group.objects.filter(name=role))
 Team.objects.create(slug=os.environ["E2E_TEAM"], name="E2E team", email="e2e@example.com")
 """
+
+
+def http_session() -> requests.Session:
+    """A client session that sends a read-only request again when the server closed the kept-alive
+    connection at the moment it was reused (gunicorn drops idle keep-alive connections after two
+    seconds; the race answers "Connection reset by peer" before any byte of the request was read).
+    Only GET and HEAD are resent, so no write is ever repeated; a server that really fails still
+    fails the test after the retries."""
+    session = requests.Session()
+    retry = Retry(
+        total=3,
+        connect=3,
+        read=3,
+        status=0,
+        other=0,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        backoff_factor=0.2,
+        raise_on_status=False,
+    )
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
 
 
 def wait_until(condition: Callable[[], T | None], what: str, timeout: float, interval: float = 0.5) -> T:
@@ -109,13 +132,13 @@ class Platform:
 
     def api(self, role: str) -> requests.Session:
         """A client authenticated with ``role``'s user API token."""
-        session = requests.Session()
+        session = http_session()
         session.headers["Authorization"] = f"Token {self.tokens[role]}"
         return session
 
     def ingest(self, token: str) -> requests.Session:
         """A job's client: its ingest token as the bearer."""
-        session = requests.Session()
+        session = http_session()
         session.headers["Authorization"] = f"Bearer {token}"
         return session
 
@@ -346,7 +369,7 @@ class Platform:
             timeout=HTTP_TIMEOUT,
         )
         assert answer.status_code == 200, answer.text
-        session = requests.Session()
+        session = http_session()
         login = admin_login(session, self.base, username, self.passwords[username])
         assert session.cookies.get("sessionid"), f"{role} could not log in to the admin: {login.status_code}"
         return answer.json()["token"], session
