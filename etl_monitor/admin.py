@@ -8,13 +8,25 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 
 from etl_monitor import token_admin, vendor_admin  # noqa: F401 - register the API token admin, safer library admins
 from etl_monitor.admin_input import KeyCheckingAdminMixin
+from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from etl_monitor.models import FieldProtection
 from etl_monitor.protection import protectable_fields, protectable_models, secret_fields
+
+
+class ServiceErrorMessagesMixin:
+    """Turn a refusal raised by a service during save into a message, not a 500."""
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().changeform_view(request, object_id, *args, **kwargs)
+        except ServiceError as exc:
+            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
+            return HttpResponseRedirect(request.get_full_path())
 
 
 class FieldProtectionForm(forms.ModelForm):

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError, StateConflict
+
+
+class RejectUnknownFieldsMixin:
+    """Unknown fields are an error, not silently ignored (a typo would otherwise look accepted)."""
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().validate(attrs)
 
 
 class Conflict(exceptions.APIException):

@@ -1,10 +1,13 @@
-"""API permission classes: every endpoint needs an authenticated user with the model's permission."""
+"""Permissions: the API permission classes (every endpoint needs an authenticated user with the
+model's permission) and the one check every service runs before it writes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rest_framework.permissions import DjangoModelPermissions
+
+from etl_monitor.errors import PermissionRefused
 
 
 class RoleModelPermissions(DjangoModelPermissions):
@@ -25,3 +28,12 @@ class RoleViewPermission(RoleModelPermissions):
 
     def get_required_permissions(self, method: str, model_cls: Any) -> list[str]:
         return super().get_required_permissions("GET", model_cls)
+
+
+def permission_require(user: Any, perm: str, doing: str) -> None:
+    """Refuse unless ``user`` is an active account holding ``perm`` (``"app.codename"``).
+
+    ``doing`` finishes the sentence the user reads: "Your role does not allow you to <doing>."
+    Services call this, so the admin, the API, the importer and config files all obey one rule."""
+    if not (user and user.is_active and user.has_perm(perm)):
+        raise PermissionRefused(f"Your role does not allow you to {doing}.")

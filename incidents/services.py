@@ -27,7 +27,8 @@ from django.db.models import Case, F, JSONField, OuterRef, Q, QuerySet, Subquery
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
-from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict, model_validate
+from etl_monitor.errors import InvalidInput, StateConflict, model_validate
+from etl_monitor.permissions import permission_require
 from incidents.kinds import Measurement, SourceUnavailable, kind_get, source_cycle
 from incidents.models import (
     ACTIVE_STATUSES,
@@ -750,11 +751,6 @@ def rules_evaluate_claimed(
 # --- lifecycle by people --------------------------------------------------------------------------
 
 
-def _require(user: AbstractBaseUser, perm: str, doing: str) -> None:
-    if not (user and user.is_active and user.has_perm(perm)):
-        raise PermissionRefused(f"Your role does not allow you to {doing}.")
-
-
 def _locked(incident: Incident) -> Incident:
     return Incident.objects.select_for_update().get(pk=incident.pk)
 
@@ -762,7 +758,7 @@ def _locked(incident: Incident) -> Incident:
 @transaction.atomic
 def incident_acknowledge(*, user: AbstractBaseUser, incident: Incident, comment: str = "") -> Incident:
     """OPEN → ACKNOWLEDGED: someone is on it (stops escalation in the notification feature)."""
-    _require(user, "incidents.change_incident", "acknowledge incidents")
+    permission_require(user, "incidents.change_incident", "acknowledge incidents")
     incident = _locked(incident)
     if incident.status != IncidentStatus.OPEN:
         raise StateConflict(
@@ -780,7 +776,7 @@ def incident_acknowledge(*, user: AbstractBaseUser, incident: Incident, comment:
 def incident_resolve(*, user: AbstractBaseUser, incident: Incident, comment: str = "", source: str = "") -> Incident:
     """→ RESOLVED by a person. ``source`` names where it was done when not here (e.g. "jira"):
     integrations do not echo such a change back to where it came from."""
-    _require(user, "incidents.change_incident", "resolve incidents")
+    permission_require(user, "incidents.change_incident", "resolve incidents")
     incident = _locked(incident)
     if incident.status not in ACTIVE_STATUSES:
         raise StateConflict(
@@ -805,7 +801,7 @@ def incident_resolve(*, user: AbstractBaseUser, incident: Incident, comment: str
 @transaction.atomic
 def incident_close(*, user: AbstractBaseUser, incident: Incident, comment: str = "") -> Incident:
     """Close for good (a later breach opens a new incident instead of reopening this one)."""
-    _require(user, "incidents.change_incident", "close incidents")
+    permission_require(user, "incidents.change_incident", "close incidents")
     incident = _locked(incident)
     if incident.status == IncidentStatus.CLOSED:
         raise StateConflict(f"Incident #{incident.pk} is already closed.")
@@ -819,7 +815,7 @@ def incident_close(*, user: AbstractBaseUser, incident: Incident, comment: str =
 
 @transaction.atomic
 def incident_comment(*, user: AbstractBaseUser, incident: Incident, text: str, source: str = "") -> IncidentEvent:
-    _require(user, "incidents.add_incidentevent", "comment on incidents")
+    permission_require(user, "incidents.add_incidentevent", "comment on incidents")
     text = (text or "").strip()
     if not text:
         raise InvalidInput({"text": ["Write a comment."]})
@@ -958,7 +954,7 @@ def rule_save(*, user: AbstractBaseUser, data: dict[str, Any], rule: DetectionRu
     (or the objects themselves). Only roles holding the rule permissions (Admin) may do it.
     """
     perm = "incidents.change_detectionrule" if rule else "incidents.add_detectionrule"
-    _require(user, perm, "manage detection rules")
+    permission_require(user, perm, "manage detection rules")
     rule, loaders = rule_check(data=data, rule=rule)
     rule._history_user = user
     rule.next_due_at = None  # evaluate soon with the new definition
@@ -976,7 +972,7 @@ def silence_save(*, user: AbstractBaseUser, data: dict[str, Any], silence: Silen
     from loaders.validators import validate_timezone_name
 
     perm = "incidents.change_silence" if silence else "incidents.add_silence"
-    _require(user, perm, "manage silences")
+    permission_require(user, perm, "manage silences")
     silence = silence or Silence(created_by=user)
     allowed = set(SILENCE_FIELDS)
     unknown = sorted(set(data) - allowed)

@@ -25,6 +25,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from etl_monitor.admin import ServiceErrorMessagesMixin
 from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.crypto import secret_status
 from etl_monitor.errors import InvalidInput, ServiceError
@@ -42,7 +43,6 @@ from integrations.models import (
     NotificationRule,
 )
 from integrations.selectors import delivery_payload_visible
-from loaders.admin import ServiceErrorMessagesMixin
 from loaders.models import Severity
 
 CHANNEL_FIELDS = ("name", "kind", "enabled", "url", "secret")

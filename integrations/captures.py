@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.kinds import SourceKnownDown, SourceNotConfigured, SourceUnavailable, source_cycle
 from incidents.services import source_unreachable, sources_reachable
@@ -186,12 +187,11 @@ CAPTURE_FIELDS = (
 def capture_save(*, user: Any, data: dict[str, Any], capture: Capture | None = None) -> Capture:
     """Create or change a capture definition (configuration as code; ``loader`` is a loader code).
     Only roles holding the capture permissions (Admin) may: the query runs on the server."""
-    from etl_monitor.errors import PermissionRefused, fields_known, model_validate
+    from etl_monitor.errors import fields_known, model_validate
     from loaders.models import Loader
 
     perm = "integrations.change_capture" if capture and capture.pk else "integrations.add_capture"
-    if not (user and user.is_active and user.has_perm(perm)):
-        raise PermissionRefused("Your role does not allow you to manage statistics captures.")
+    permission_require(user, perm, "manage statistics captures")
     fields_known(data, CAPTURE_FIELDS)
     capture = capture or Capture()
     errors: dict[str, list[str]] = {}

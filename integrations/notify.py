@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
+from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
 from integrations.models import (
@@ -324,10 +325,9 @@ def escalations_run(now: dt.datetime | None = None) -> int:
 
 def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
     """Send a test message through the channel now (synchronously) and return the delivery."""
-    from etl_monitor.errors import InvalidInput, PermissionRefused
+    from etl_monitor.errors import InvalidInput
 
-    if not (user and user.is_active and user.has_perm("integrations.change_channel")):
-        raise PermissionRefused("Your role does not allow you to test channels.")
+    permission_require(user, "integrations.change_channel", "test channels")
     if problem := channel_configured(channel):
         raise InvalidInput({"channel": [f"{channel.name} cannot send: {problem}."]})
     if not target:
@@ -356,11 +356,10 @@ def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
 @transaction.atomic
 def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = None) -> Channel:
     """Create or change a channel; an empty secret keeps the stored one; saving makes it healthy again."""
-    from etl_monitor.errors import InvalidInput, PermissionRefused, model_validate
+    from etl_monitor.errors import InvalidInput, model_validate
 
     perm = "integrations.change_channel" if channel else "integrations.add_channel"
-    if not (user and user.is_active and user.has_perm(perm)):
-        raise PermissionRefused("Your role does not allow you to manage notification channels.")
+    permission_require(user, perm, "manage notification channels")
     allowed = {"name", "kind", "enabled", "url", "secret"}
     unknown = sorted(set(data) - allowed)
     if unknown:

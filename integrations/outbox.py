@@ -22,6 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
+from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent
 from integrations.models import (
@@ -465,10 +466,9 @@ def deliveries_recover(now: dt.datetime | None = None) -> dict[str, int]:
 
 def delivery_retry(*, user: Any, delivery: Delivery) -> Delivery:
     """Send a delivery that gave up (or failed) again, now."""
-    from etl_monitor.errors import PermissionRefused, StateConflict
+    from etl_monitor.errors import StateConflict
 
-    if not (user and user.is_active and user.has_perm("integrations.change_delivery")):
-        raise PermissionRefused("Your role does not allow you to retry deliveries.")
+    permission_require(user, "integrations.change_delivery", "retry deliveries")
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
         if delivery.status not in (DeliveryStatus.GAVE_UP, DeliveryStatus.FAILED):

@@ -15,7 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict, fields_known
+from etl_monitor.errors import InvalidInput, StateConflict, fields_known
+from etl_monitor.permissions import permission_require
 from integrations.models import Channel, ChannelKind, Delivery, NotificationRule
 from loaders.models import Severity, Tag, Team
 
@@ -33,11 +34,6 @@ RULE_FIELDS = (
     "enabled",
 )
 TIER_KEYS = ("channels", "recipients", "slack_channel")
-
-
-def _require(user: AbstractBaseUser | None, perm: str, doing: str) -> None:
-    if not (user and user.is_active and user.has_perm(perm)):
-        raise PermissionRefused(f"Your role does not allow you to {doing}.")
 
 
 def _names(value: Any, field: str, errors: dict[str, list[str]], what: str) -> list[str]:
@@ -188,7 +184,7 @@ def notification_rule_save(
     may hold only ``channels``, ``recipients`` and ``slack_channel``.
     """
     perm = "integrations.change_notificationrule" if rule else "integrations.add_notificationrule"
-    _require(user, perm, "manage notification rules")
+    permission_require(user, perm, "manage notification rules")
     rule = notification_rule_check(data=data, rule=rule)
     rule._history_user = user
     rule.save()
@@ -198,7 +194,7 @@ def notification_rule_save(
 @transaction.atomic
 def notification_rule_delete(*, user: AbstractBaseUser, rule: NotificationRule) -> None:
     """Delete a rule (recorded in its history). Incidents it routed stop escalating."""
-    _require(user, "integrations.delete_notificationrule", "delete notification rules")
+    permission_require(user, "integrations.delete_notificationrule", "delete notification rules")
     rule._history_user = user
     rule.delete()
 
@@ -215,7 +211,7 @@ def channel_delete(*, user: AbstractBaseUser, channel: Channel) -> None:
 
     A channel named by a rule would make that rule notify nobody; a channel with deliveries
     would take its outbox records (who was told, when) with it. Disable it instead."""
-    _require(user, "integrations.delete_channel", "delete notification channels")
+    permission_require(user, "integrations.delete_channel", "delete notification channels")
     if rules := channel_rules(channel):
         named = ", ".join(str(rule) for rule in rules)
         raise StateConflict(

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.kinds import SourceNotConfigured, SourceUnavailable, source_failed, source_known_down
 from integrations.models import DataSource, SourceAuth, SourceKind
@@ -240,11 +241,10 @@ def data_source_save(
     the server fetches the URL. ``secret``: a new password, token or API key ("" keeps the stored
     one); ``None`` for callers that may not carry secrets (configuration files), whose missing
     secret is then reported on ``auth``."""
-    from etl_monitor.errors import PermissionRefused, fields_known, model_validate
+    from etl_monitor.errors import fields_known, model_validate
 
     perm = "integrations.change_datasource" if source and source.pk else "integrations.add_datasource"
-    if not (user and user.is_active and user.has_perm(perm)):
-        raise PermissionRefused("Your role does not allow you to manage data sources.")
+    permission_require(user, perm, "manage data sources")
     fields_known(data, SOURCE_FIELDS)
     source = source or DataSource()
     for name, value in data.items():

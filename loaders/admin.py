@@ -26,6 +26,7 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 from simple_history.template_utils import HistoricalRecordContextHelper
 
+from etl_monitor.admin import ServiceErrorMessagesMixin
 from etl_monitor.admin_input import KeyCheckingAdminMixin, ViewOnlyAdmin, key_holds
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
@@ -188,17 +189,6 @@ class LoaderForm(forms.ModelForm):
     class Meta:
         model = Loader
         fields = ("loader_code", "name", "owner", "tags", "is_paused")
-
-
-class ServiceErrorMessagesMixin:
-    """Turn a refusal raised by a service during save into a message, not a 500."""
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().changeform_view(request, object_id, *args, **kwargs)
-        except ServiceError as exc:
-            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
-            return HttpResponseRedirect(request.get_full_path())
 
 
 @admin.register(Loader)

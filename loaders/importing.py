@@ -35,6 +35,7 @@ from simple_history.utils import bulk_create_with_history
 from etl_monitor.crypto import secret_decrypt_bytes, secret_encrypt_bytes
 from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError, StateConflict
 from etl_monitor.outage import cache_call, task_publish
+from etl_monitor.permissions import permission_require
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import selectors, services
 from loaders.models import ImportJob, Loader, LoaderVersion, Tag, Team, VersionState
@@ -285,10 +286,10 @@ def loaders_import(
     field-level changes (protected values masked for ``user``) and every error
     with its row number and column.
     """
-    services._require_perm(user, "loaders.add_loader", "import loaders")
-    services._require_perm(user, "loaders.change_loaderversion", "import loaders")
+    permission_require(user, "loaders.add_loader", "import loaders")
+    permission_require(user, "loaders.change_loaderversion", "import loaders")
     if submit:
-        services._require_perm(user, "loaders.submit_loaderversion", "submit imported loaders for approval")
+        permission_require(user, "loaders.submit_loaderversion", "submit imported loaders for approval")
     report = ImportReport(rows_read=len(sheet.rows))
     missing = [c for c in REQUIRED if c not in sheet.headers]
     unknown = [
@@ -623,7 +624,7 @@ def import_job_create(
 
     Raises SpreadsheetError for a file we refuse; the job is not created then.
     """
-    services._require_perm(user, "loaders.add_loader", "import loaders")
+    permission_require(user, "loaders.add_loader", "import loaders")
     sheet = spreadsheet_read(
         content=content,
         filename=filename,

@@ -23,6 +23,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from etl_monitor.permissions import permission_require
 from etl_monitor.protection import policy_for
 from loaders.models import OPEN_STATES, Loader, LoaderVersion, Tag, Team, VersionState
 
@@ -52,11 +53,6 @@ _ACTION_RULES: dict[str, tuple[str, str, VersionState]] = {
 
 
 # --- checks --------------------------------------------------------------------
-
-
-def _require_perm(user: AbstractBaseUser, perm: str, doing: str) -> None:
-    if not (user and user.is_active and user.has_perm(perm)):
-        raise PermissionRefused(f"Your role does not allow you to {doing}.")
 
 
 def _version_contributor_ids(version: LoaderVersion) -> set[int]:
@@ -100,7 +96,7 @@ def _four_eyes_check(user: AbstractBaseUser, version: LoaderVersion) -> None:
 def loader_version_action_check(*, user: AbstractBaseUser, version: LoaderVersion, action: str) -> None:
     """Raise PermissionRefused / StateConflict if ``user`` may not do ``action`` now."""
     perm, doing, required_state = _ACTION_RULES[action]
-    _require_perm(user, perm, doing)
+    permission_require(user, perm, doing)
     if version.state != required_state:
         raise StateConflict(
             f"Version {version.number} of {version.loader.loader_code} is {version.get_state_display().lower()}; "
@@ -196,7 +192,7 @@ def _tags_resolve(names: Iterable[str | Tag], user: AbstractBaseUser) -> list[Ta
         slug = str(name).strip().lower()
         tag = Tag.objects.filter(name=slug).first()
         if tag is None:
-            _require_perm(user, "loaders.add_tag", "create tags")
+            permission_require(user, "loaders.add_tag", "create tags")
             tag = Tag(name=slug)
             try:
                 tag.full_clean()
@@ -239,7 +235,7 @@ def loader_create(*, user: AbstractBaseUser, data: Mapping[str, Any], reason: st
     ``tags`` names, ``is_paused``) and any contract fields of the first version.
     Nothing becomes active: the draft still needs submission and approval.
     """
-    _require_perm(user, "loaders.add_loader", "create loaders")
+    permission_require(user, "loaders.add_loader", "create loaders")
     _split_input(data, (*LOADER_FIELDS, *CONTRACT_FIELDS))
     errors: dict[str, list[str]] = {}
     try:
@@ -281,7 +277,7 @@ def loader_create(*, user: AbstractBaseUser, data: Mapping[str, Any], reason: st
 @transaction.atomic
 def loader_update(*, user: AbstractBaseUser, loader: Loader, data: Mapping[str, Any], reason: str = "") -> Loader:
     """Change a loader's identity fields (name, owner, tags, paused, code while unlocked)."""
-    _require_perm(user, "loaders.change_loader", "edit loaders")
+    permission_require(user, "loaders.change_loader", "edit loaders")
     _split_input(data, LOADER_FIELDS)
     loader = Loader.objects.select_for_update().get(pk=loader.pk)
     changed: list[str] = []
@@ -341,7 +337,7 @@ def loader_draft_start(
     A version pending approval blocks a new draft: it must be approved, rejected
     or withdrawn first, so reviewers never approve something that moves under them.
     """
-    _require_perm(user, "loaders.change_loaderversion", "edit loader versions")
+    permission_require(user, "loaders.change_loaderversion", "edit loader versions")
     loader = Loader.objects.select_for_update().get(pk=loader.pk)
     versions = LoaderVersion.objects.filter(loader=loader)
     open_version = versions.filter(state__in=OPEN_STATES).first()
@@ -457,7 +453,7 @@ def loader_version_approve(*, user: AbstractBaseUser, version: LoaderVersion, co
     same moment serialise: the second one finds the version already ACTIVE and
     gets a StateConflict naming who approved it.
     """
-    _require_perm(user, "loaders.approve_loaderversion", "approve loader versions")
+    permission_require(user, "loaders.approve_loaderversion", "approve loader versions")
     loader = Loader.objects.select_for_update().get(pk=version.loader_id)
     version = _version_lock(version)
     if version.state == VersionState.ACTIVE and version.decided_by is not None:
@@ -487,7 +483,7 @@ def loader_version_approve(*, user: AbstractBaseUser, version: LoaderVersion, co
 def loader_version_reject(*, user: AbstractBaseUser, version: LoaderVersion, reason: str) -> LoaderVersion:
     """PENDING_APPROVAL → REJECTED with a required reason; the maker revises it as a new draft."""
     reason = (reason or "").strip()
-    _require_perm(user, "loaders.approve_loaderversion", "reject loader versions")
+    permission_require(user, "loaders.approve_loaderversion", "reject loader versions")
     Loader.objects.select_for_update().get(pk=version.loader_id)
     version = _version_lock(version)
     loader_version_action_check(user=user, version=version, action=ACTION_REJECT)
@@ -541,10 +537,10 @@ def team_upsert(
     team = Team.objects.select_for_update().filter(slug=slug).first()
     created = team is None
     if created:
-        _require_perm(user, "loaders.add_team", "create teams")
+        permission_require(user, "loaders.add_team", "create teams")
         team = Team(slug=slug)
     else:
-        _require_perm(user, "loaders.change_team", "edit teams")
+        permission_require(user, "loaders.change_team", "edit teams")
     changed = [f for f in ("name", "email") if f in data and getattr(team, f) != (data[f] or "")]
     for f in changed:
         setattr(team, f, data[f] or "")

@@ -25,6 +25,7 @@ from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
+from etl_monitor.permissions import permission_require
 from etl_monitor.tokens import token_digest
 from loaders.models import Loader, LoaderVersion, VersionState
 from loaders.validators import LOADER_CODE_RE
@@ -74,8 +75,7 @@ class Writer:
             if self.token.loader_id != loader.pk:
                 raise PermissionRefused(f"This token may not write for loader {loader.loader_code}.")
             return
-        if not (self.user and self.user.is_active and self.user.has_perm("signals_app.add_signal")):
-            raise PermissionRefused("Your role does not allow you to send runs or signals.")
+        permission_require(self.user, "signals_app.add_signal", "send runs or signals")
 
 
 # --- tokens ----------------------------------------------------------------------------

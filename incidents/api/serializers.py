@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from etl_monitor.api import RejectUnknownFieldsMixin
 from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
 from incidents.services import RULE_FIELDS, SILENCE_FIELDS
 from loaders.models import Loader, Tag, Team
-
-
-class RejectUnknownFieldsMixin:
-    """Unknown fields are an error, not silently ignored (a typo would otherwise look accepted)."""
-
-    def validate(self, attrs: dict) -> dict:
-        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().validate(attrs)
 
 
 class RuleSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):

@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from incidents.api.serializers import RejectUnknownFieldsMixin
+from etl_monitor.api import RejectUnknownFieldsMixin
 from integrations.captures import CAPTURE_FIELDS
 from integrations.models import Capture, Channel, DataSource, Delivery, DeliveryStatus, NotificationRule
 from integrations.routing import RULE_FIELDS

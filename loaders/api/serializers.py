@@ -8,6 +8,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from etl_monitor.api import RejectUnknownFieldsMixin
 from etl_monitor.protection import policy_for
 from loaders.models import ImportJob, Loader, LoaderVersion
 from loaders.services import CONTRACT_FIELDS, LOADER_FIELDS
@@ -96,7 +97,7 @@ class LoaderDetailSerializer(LoaderListSerializer):
     )
 
 
-class LoaderWriteSerializer(serializers.ModelSerializer):
+class LoaderWriteSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     """Flat input. Create needs loader_code, name and owner; PATCH takes any subset.
 
     Identity fields apply at once; contract fields go to the loader's draft
@@ -119,12 +120,6 @@ class LoaderWriteSerializer(serializers.ModelSerializer):
                 "help_text": "Write-only; an empty string clears it. Never returned.",
             }
         }
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return attrs
 
 
 class VersionActionSerializer(serializers.Serializer):
