@@ -30,6 +30,7 @@ from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.crypto import secret_status
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
+from incidents.admin import incident_inline_register
 from integrations import notify, outbox, routing
 from integrations.models import (
     Capture,
@@ -355,6 +356,31 @@ class NotificationRuleAdmin(ServiceErrorMessagesMixin, KeyCheckingAdminMixin, Re
 
 
 # --- deliveries (the outbox) ----------------------------------------------------------------
+
+
+class DeliveryInline(admin.TabularInline):
+    """The messages sent (or still being sent) about an incident, read-only, on the incident's page."""
+
+    model = Delivery
+    fields = ("channel", "purpose", "target", "status", "attempts", "last_error", "sent_at")
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "notifications"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).select_related("channel")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+incident_inline_register(DeliveryInline)
 
 
 @admin.register(Delivery)

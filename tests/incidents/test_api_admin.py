@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib import admin
 from rest_framework.test import APIClient
 
-from incidents.models import DetectionRule, Incident, Silence
+from incidents.admin import IncidentAdmin, incident_inline_register
+from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
 from incidents.services import rule_evaluate
 from tests.incidents.conftest import NOW, add_signals
 
@@ -143,3 +145,19 @@ def test_viewers_see_incidents_but_get_no_buttons(client, viewer, incident):
     assert "Timeline" in page and "do/acknowledge" not in page
     client.post(f"/admin/incidents/incident/{incident.pk}/do/acknowledge/")
     assert Incident.objects.get(pk=incident.pk).status == "OPEN"
+
+
+class _TimelineInline(admin.TabularInline):
+    model = IncidentEvent
+    fields = ("kind", "message")
+    readonly_fields = fields
+    verbose_name_plural = "timeline rows from another app"
+
+
+def test_an_app_above_shows_its_rows_on_the_incident_page_once(client, viewer, incident, monkeypatch):
+    monkeypatch.setattr(IncidentAdmin, "inlines", IncidentAdmin.inlines)  # restored after the test
+    incident_inline_register(_TimelineInline)
+    incident_inline_register(_TimelineInline)  # a module imported twice adds nothing
+    client.force_login(viewer)
+    page = client.get(f"/admin/incidents/incident/{incident.pk}/change/").content.decode()
+    assert page.count("Timeline rows from another app") == 1
