@@ -38,8 +38,8 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
+from incidents.detection import rules_evaluate_claimed
 from incidents.models import DetectionRule, Incident
-from incidents.services import rules_evaluate_claimed
 from loaders.models import Loader, LoaderVersion, Team, VersionState
 from signals_app import services as ingest
 from signals_app.retention import signals_partitions_ensure

@@ -34,8 +34,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from incidents.detection import rules_evaluate_claimed
 from incidents.models import DetectionRule, Incident
-from incidents.services import rules_evaluate_claimed
 from integrations.models import Delivery
 from signals_app.retention import signals_partitions_ensure
 from tests.integrations.jira_fake import jira_process

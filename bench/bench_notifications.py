@@ -37,8 +37,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from incidents.detection import rules_evaluate_claimed
 from incidents.models import DetectionRule, Incident
-from incidents.services import rules_evaluate_claimed
 from integrations.models import Channel, Delivery, NotificationRule
 from signals_app.retention import signals_partitions_ensure
 from tests.integrations.fakes import receiver_process

@@ -39,8 +39,8 @@ from django.utils import timezone
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from incidents.detection import rules_evaluate  # noqa: E402
 from incidents.models import DetectionRule  # noqa: E402
-from incidents.services import rules_evaluate  # noqa: E402
 from integrations.captures import captures_run  # noqa: E402
 from integrations.models import Capture  # noqa: E402
 from loaders.models import Loader, LoaderVersion, Team, VersionState  # noqa: E402

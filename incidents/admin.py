@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
-from incidents import services
+from incidents import detection, services, silences
 from incidents.kinds import kinds_all
 from incidents.models import DetectionRule, Incident, IncidentStatus, Silence
 
@@ -80,7 +80,7 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     @admin.action(description="Evaluate now and show the decisions", permissions=["change"])
     def evaluate_now(self, request: HttpRequest, queryset: QuerySet[DetectionRule]) -> None:
         for rule in queryset:
-            report = services.rule_evaluate(rule=rule)
+            report = detection.rule_evaluate(rule=rule)
             summary = "; ".join(f"{d.subject}: {d.action}" for d in report.decisions) or "nothing measured"
             level = messages.ERROR if report.error else messages.INFO
             messages.add_message(request, level, f"{rule.name}: {report.error or summary}")
@@ -89,7 +89,7 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
 class SilenceForm(forms.ModelForm):
     class Meta:
         model = Silence
-        fields = services.SILENCE_FIELDS
+        fields = silences.SILENCE_FIELDS
 
 
 @admin.register(Silence)
@@ -114,7 +114,7 @@ class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     def save_model(self, request: HttpRequest, obj: Silence, form: SilenceForm, change: bool) -> None:
         data = {k: v for k, v in form.cleaned_data.items() if k != "id"}
         silence = Silence.objects.get(pk=obj.pk) if change else None
-        obj.pk = services.silence_save(user=request.user, data=data, silence=silence).pk
+        obj.pk = silences.silence_save(user=request.user, data=data, silence=silence).pk
 
     def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -20,6 +20,6 @@ class IncidentsConfig(AppConfig):
 
 
 def _on_failure(sender: object, loader_id: int, **kwargs: object) -> None:
-    from incidents.services import failure_reported
+    from incidents.detection import failure_reported
 
     failure_reported(loader_id)

@@ -148,7 +148,7 @@ class Incident(FSMModelMixin, models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.title}"
 
-    # --- state changes (called only by incidents.services) ---------------------
+    # --- state changes (called only by incidents.services and incidents.detection)
 
     @transition(field=status, source=IncidentStatus.OPEN, target=IncidentStatus.ACKNOWLEDGED)
     def acknowledge(self) -> None:

@@ -1,9 +1,9 @@
-"""Detection tasks: thin wrappers around incidents.services, safe to run twice."""
+"""Detection tasks: thin wrappers around incidents.detection, safe to run twice."""
 
 from celery import shared_task
 from django.conf import settings
 
-from incidents.services import rule_evaluate_claimed, rules_due, rules_evaluate_claimed
+from incidents.detection import rule_evaluate_claimed, rules_due, rules_evaluate_claimed, rules_for_loader
 
 
 @shared_task(name="incidents.tasks.detection_tick", ignore_result=True)
@@ -40,8 +40,6 @@ def rules_evaluate_for_loader(loader_id: int, rule_ids: list[int] | None = None,
     A rule another worker is evaluating right now is tried again a second later (a few
     times), so the failure is not left waiting for that rule's next interval.
     """
-    from incidents.services import rules_for_loader
-
     wanted = rule_ids if rule_ids is not None else rules_for_loader(loader_id)
     if not wanted:
         return

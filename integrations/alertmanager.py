@@ -33,8 +33,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput
+from incidents.detection import incident_fire, incident_resolve_auto
 from incidents.models import ACTIVE_STATUSES, Incident, RuleType
-from incidents.services import incident_fire, incident_resolve_auto
 from integrations.text import control_strip, one_line
 from loaders.models import Loader, Severity
 

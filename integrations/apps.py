@@ -10,7 +10,7 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from etl_monitor.config import config_section_register
         from etl_monitor.protection import protection_register
-        from incidents.services import incident_event_recorded
+        from incidents.events import incident_event_recorded
         from integrations import jira, kinds, notify  # noqa: F401 — jira registers its transport, kinds theirs
         from integrations.config import (
             CapturesSection,

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
+from incidents.detection import source_unreachable, sources_reachable
 from incidents.kinds import SourceKnownDown, SourceNotConfigured, SourceUnavailable, source_cycle
-from incidents.services import source_unreachable, sources_reachable
 from integrations.models import Capture, DataSource, SourceKind
 from integrations.sources import es_search, prom_query, source_get
 from signals_app.models import MetricSource

@@ -272,7 +272,7 @@ def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:
 
 def escalations_run(now: dt.datetime | None = None) -> int:
     """Notify the next tier of every open, unacknowledged, unsilenced incident whose timeout passed."""
-    from incidents.services import event_record
+    from incidents.events import event_record
 
     now = now or timezone.now()
     if not settings.NOTIFICATIONS_ENABLED:

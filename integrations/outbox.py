@@ -149,7 +149,7 @@ def _enqueue(delivery_id: int, countdown: float = 0) -> None:
 
 
 def incident_note(incident: Incident, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-    from incidents.services import event_record
+    from incidents.events import event_record
 
     event_record(incident, kind, message=message, data=data or {})
 
@@ -269,7 +269,7 @@ def _sent(delivery: Delivery, external_id: str) -> Delivery:
 
 def _sent_many(sent: list[tuple[Delivery, str]]) -> None:
     """Record deliveries as SENT: one UPDATE, one timeline insert, one channel timestamp each channel."""
-    from incidents.services import events_record_bulk
+    from incidents.events import events_record_bulk
 
     if not sent:
         return

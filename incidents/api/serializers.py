@@ -1,4 +1,7 @@
-"""Shapes of the incidents API (rules, silences, incidents). Writes go through incidents.services."""
+"""Shapes of the incidents API (rules, silences, incidents).
+
+Writes go through incidents.services (rules) and incidents.silences.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ from rest_framework import serializers
 
 from etl_monitor.api import RejectUnknownFieldsMixin
 from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
-from incidents.services import RULE_FIELDS, SILENCE_FIELDS
+from incidents.services import RULE_FIELDS
+from incidents.silences import SILENCE_FIELDS
 from loaders.models import Loader, Tag, Team
 
 

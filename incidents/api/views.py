@@ -1,4 +1,4 @@
-"""Rules, silences and incidents over the API: thin views around incidents.services."""
+"""Rules, silences and incidents over the API: thin views around incidents.services and incidents.silences."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from etl_monitor.permissions import RoleViewPermission
-from incidents import services
+from incidents import services, silences
 from incidents.api.serializers import (
     CommentSerializer,
     EventSerializer,
@@ -74,10 +74,10 @@ class SilenceViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def perform_create(self, serializer: SilenceSerializer) -> None:
-        serializer.instance = services.silence_save(user=self.request.user, data=dict(serializer.validated_data))
+        serializer.instance = silences.silence_save(user=self.request.user, data=dict(serializer.validated_data))
 
     def perform_update(self, serializer: SilenceSerializer) -> None:
-        serializer.instance = services.silence_save(
+        serializer.instance = silences.silence_save(
             user=self.request.user, data=dict(serializer.validated_data), silence=serializer.instance
         )
 

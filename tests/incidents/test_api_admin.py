@@ -7,8 +7,8 @@ from django.contrib import admin
 from rest_framework.test import APIClient
 
 from incidents.admin import IncidentAdmin, incident_inline_register
+from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
-from incidents.services import rule_evaluate
 from tests.incidents.conftest import NOW, add_signals
 
 

@@ -10,17 +10,17 @@ import pytest
 from django.db import connections, transaction
 from django.test import override_settings
 
-from incidents.kinds import kind_get
-from incidents.models import DetectionRule, Incident
-from incidents.services import (
+from incidents.detection import (
     _Refire,
     _refires_apply,
-    incident_resolve,
     rule_evaluate,
     rule_scope,
     rules_evaluate,
     rules_evaluate_claimed,
 )
+from incidents.kinds import kind_get
+from incidents.models import DetectionRule, Incident
+from incidents.services import incident_resolve
 from incidents.tasks import detection_tick
 from loaders.models import Loader, Tag
 from tests.incidents.conftest import NOW, add_signals

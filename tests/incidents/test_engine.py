@@ -6,8 +6,10 @@ import datetime as dt
 
 import pytest
 
+from incidents.detection import rule_evaluate
+from incidents.events import incident_event
 from incidents.models import EventKind, Incident, IncidentStatus, Silence
-from incidents.services import incident_event, rule_evaluate, silence_is_active
+from incidents.silences import silence_is_active
 from signals_app.models import Signal
 from tests.incidents.conftest import NOW, add_signals
 

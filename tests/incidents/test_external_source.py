@@ -9,9 +9,9 @@ import urllib.request
 import pytest
 
 from incidents import kinds
+from incidents.detection import rule_evaluate
 from incidents.kinds import Measurement, RuleKind, SourceUnavailable
 from incidents.models import Incident
-from incidents.services import rule_evaluate
 from incidents.tasks import detection_tick
 from tests.incidents.conftest import NOW, add_signals
 from tests.net import free_port

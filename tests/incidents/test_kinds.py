@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from etl_monitor.errors import InvalidInput
+from incidents.detection import compare, rule_evaluate, rule_scope
 from incidents.kinds import kind_get
-from incidents.services import compare, rule_evaluate, rule_scope
 from tests.incidents.conftest import NOW, add_run, add_signals
 
 
@@ -101,7 +101,7 @@ def test_metric_threshold_per_signal_key_gives_each_key_its_subject(
         (subject, "opened" if subject.endswith("payments") else "clear") for subject in expected
     }
     # The batch path (several rules sharing one query) names the subjects the same way.
-    from incidents.services import rules_evaluate
+    from incidents.detection import rules_evaluate
 
     twin = rule_factory("metric_threshold", operator="GT", threshold=2000.0, params=params)
     reports = rules_evaluate(rules=[twin, rule], now=NOW)

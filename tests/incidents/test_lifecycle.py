@@ -9,8 +9,8 @@ from django.db import connections
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
 from incidents import services
+from incidents.detection import rule_evaluate, rule_evaluate_claimed
 from incidents.models import EventKind, Incident, IncidentStatus
-from incidents.services import rule_evaluate, rule_evaluate_claimed
 from tests.conftest import at_once
 from tests.incidents.conftest import NOW, add_signals
 

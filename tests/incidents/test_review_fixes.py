@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 
 from etl_monitor.errors import InvalidInput
 from incidents import services
+from incidents.detection import rule_evaluate, rule_scope
 from incidents.kinds import kind_get
 from incidents.models import Incident
-from incidents.services import rule_evaluate, rule_scope
 from tests.incidents.conftest import NOW, add_run, add_signals
 
 

@@ -13,8 +13,8 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
+from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident
-from incidents.services import rule_evaluate
 from loaders import services as registry
 from loaders.models import Loader
 from signals_app import services as ingest

@@ -27,8 +27,8 @@ from django.utils import timezone
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident
-from incidents.services import rule_evaluate
 from loaders.models import Loader
 from tests.incidents.conftest import add_signals
 from tests.net import free_port

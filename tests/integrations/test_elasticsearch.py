@@ -10,8 +10,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
+from incidents.detection import rule_evaluate, rules_evaluate
 from incidents.models import DetectionRule, Incident
-from incidents.services import rule_evaluate, rules_evaluate
 from integrations.models import DataSource
 from tests.incidents.conftest import NOW, add_signals
 from tests.net import free_port

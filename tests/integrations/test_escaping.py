@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident
-from incidents.services import incident_comment, rule_evaluate
+from incidents.services import incident_comment
 from loaders import services as loader_services
 from loaders.models import Loader
 from signals_app.models import Signal

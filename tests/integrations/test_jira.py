@@ -22,14 +22,9 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, EventKind, Incident
-from incidents.services import (
-    incident_acknowledge,
-    incident_close,
-    incident_comment,
-    incident_resolve,
-    rule_evaluate,
-)
+from incidents.services import incident_acknowledge, incident_close, incident_comment, incident_resolve
 from integrations.jira import creation_label, incident_label
 from integrations.models import (
     Channel,

@@ -9,8 +9,8 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule
-from incidents.services import rule_evaluate
 from integrations.models import Channel, Delivery, NotificationRule
 from integrations.outbox import channel_mark_unhealthy, deliveries_send
 from tests.incidents.conftest import add_signals

@@ -11,8 +11,8 @@ import pytest
 import requests
 from django.utils import timezone
 
+from incidents.detection import rule_evaluate, rules_evaluate
 from incidents.models import DetectionRule, Incident
-from incidents.services import rule_evaluate, rules_evaluate
 from tests.conftest import _service_unavailable
 from tests.integrations.prom import Exporter, Prometheus
 

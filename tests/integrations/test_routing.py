@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 
+from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident, Silence
-from incidents.services import incident_acknowledge, incident_resolve, rule_evaluate
+from incidents.services import incident_acknowledge, incident_resolve
 from integrations.models import Delivery, IncidentNotification, NotificationRule
 from integrations.notify import escalations_run
 from loaders.models import Tag, Team

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from etl_monitor.celery import app
+from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident
-from incidents.services import rule_evaluate
 from integrations.models import Channel, Delivery, NotificationRule
 from integrations.outbox import deliveries_recover
 from tests.incidents.conftest import add_signals

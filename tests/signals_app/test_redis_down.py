@@ -210,8 +210,8 @@ def test_a_notification_not_queued_while_the_broker_is_down_is_sent_by_the_sweep
 ):
     from django.utils import timezone
 
+    from incidents.detection import rule_evaluate
     from incidents.models import DetectionRule, Incident
-    from incidents.services import rule_evaluate
     from integrations.models import Channel, Delivery, DeliveryStatus, NotificationRule
     from integrations.outbox import deliveries_recover
     from tests.incidents.conftest import add_signals

@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from incidents.detection import rule_evaluate, rules_due
 from incidents.models import DetectionRule
-from incidents.services import rule_evaluate
 
 
 class Command(BaseCommand):
@@ -26,8 +26,6 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"No rule named {', '.join(map(repr, missing))}.")
         elif not all:
-            from incidents.services import rules_due
-
             rules = rules_due()
         for detection_rule in rules.order_by("name"):
             report = rule_evaluate(rule=detection_rule)

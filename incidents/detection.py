@@ -1,0 +1,650 @@
+"""The detection engine: evaluate rules, decide per subject, fire and resolve incidents.
+
+Evaluation: a rule's kind measures each subject; a breach held for
+``open_after`` evaluations fires the incident of fingerprint (rule, subject) —
+opened, fired again, or reopened within ``INCIDENT_REOPEN_SECONDS`` of its
+resolution; a condition clear for ``resolve_after_seconds`` resolves it by
+itself. Too many open/resolve cycles in ``INCIDENT_FLAP_WINDOW_SECONDS`` mark the
+incident flapping and keep it open instead. An external source that cannot be
+queried is one "data source unreachable" incident, resolved when the source answers
+again. Rules are claimed with SKIP LOCKED, so a rule is never evaluated twice at once.
+Every step writes a timeline entry through ``incidents.events``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, JSONField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.utils import timezone
+
+from etl_monitor.errors import InvalidInput
+from incidents.events import event_record
+from incidents.kinds import Measurement, SourceUnavailable, kind_get, source_cycle
+from incidents.models import (
+    ACTIVE_STATUSES,
+    DetectionRule,
+    EventKind,
+    Incident,
+    IncidentStatus,
+    Operator,
+    RuleSubjectState,
+    Scope,
+)
+from incidents.silences import silence_matching
+from loaders.models import Loader
+
+logger = logging.getLogger(__name__)
+
+
+# --- comparisons and templates ------------------------------------------------------------
+
+
+def compare(value: float | None, operator: str, threshold: float | None) -> bool:
+    """Whether ``value`` breaches ``operator threshold`` (EXISTS: any value at all)."""
+    if operator == Operator.EXISTS:
+        return value is not None
+    if value is None or threshold is None:
+        return False
+    return {
+        Operator.GT: value > threshold,
+        Operator.GTE: value >= threshold,
+        Operator.LT: value < threshold,
+        Operator.LTE: value <= threshold,
+        Operator.EQ: value == threshold,
+        Operator.NEQ: value != threshold,
+    }[operator]
+
+
+class _SafeFormat(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def render(template: str, rule: DetectionRule, m: Measurement) -> str:
+    """Fill a message template; a template that cannot be filled is shown as written, never an error."""
+    if not template:
+        return ""
+    details = {k: v for k, v in m.details.items() if isinstance(k, str)}
+    values = _SafeFormat(
+        details,
+        subject=m.subject,
+        value=_number(m.value),
+        threshold=_number(rule.threshold),
+        window=rule.window_seconds,
+        rule=rule.name,
+    )
+    try:
+        return template.format_map(values)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError):
+        return template
+
+
+def fingerprint_of(rule: DetectionRule, subject: str) -> str:
+    return hashlib.sha256(f"rule:{rule.pk}:{subject}".encode()).hexdigest()
+
+
+# --- scope --------------------------------------------------------------------------------------
+
+
+def rule_scope(rule: DetectionRule) -> QuerySet[Loader]:
+    """The loaders a rule watches: not paused, narrowed by the rule's scope."""
+    loaders = Loader.objects.filter(is_paused=False)
+    if rule.scope == Scope.LOADERS:
+        loaders = loaders.filter(pk__in=rule.scope_loaders.values("pk"))
+    elif rule.scope == Scope.TAG:
+        loaders = loaders.filter(tags=rule.scope_tag_id)
+    elif rule.scope == Scope.OWNER:
+        loaders = loaders.filter(owner_id=rule.scope_owner_id)
+    return loaders
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+class KindMissing(LookupError):
+    """A rule names a kind this installation does not have (e.g. an external kind not installed)."""
+
+
+@dataclass
+class Decision:
+    rule: str
+    subject: str
+    value: float | None
+    breached: bool
+    action: str  # opened | opened (suppressed) | refired | reopened | resolved | pending | clear | flapping
+    incident_id: int | None = None
+    note: str = ""
+
+
+@dataclass
+class EvaluationReport:
+    rule: str
+    rule_id: int | None = None
+    decisions: list[Decision] = field(default_factory=list)
+    error: str = ""
+
+
+def rule_evaluate(
+    *, rule: DetectionRule, now: dt.datetime | None = None, loader_id: int | None = None
+) -> EvaluationReport:
+    """Evaluate one rule now and act on each subject; return every decision made (for detect_once).
+
+    ``loader_id`` narrows the evaluation to one loader (the event-driven fast path).
+    """
+    return rules_evaluate(rules=[rule], now=now, loader_id=loader_id)[0]
+
+
+def rules_evaluate(
+    *, rules: list[DetectionRule], now: dt.datetime | None = None, loader_id: int | None = None
+) -> list[EvaluationReport]:
+    """Evaluate a batch of rules at one moment; one report per rule, in the order given.
+
+    The batch shares its reads and writes: each kind measures all of its rules at once
+    (rules with the same window and scope share one query), the subject states and open
+    incidents of every rule are read in one query, ongoing breaches are counted in one
+    UPDATE, and the rules' timestamps are written in one UPDATE per interval. Subjects that
+    are clear and have nothing pending cost no write, so a cycle over thousands of quiet
+    loaders stays a handful of queries. A rule that fails is reported on its own and does
+    not stop the others.
+    """
+    now = now or timezone.now()
+    reports = [EvaluationReport(rule=rule.name, rule_id=rule.pk) for rule in rules]
+    with source_cycle():  # a source that fails is asked once per batch, not once per rule
+        results = _measure(rules, now, loader_id)
+    states = _states_read([rule.pk for rule in rules if isinstance(results.get(rule.pk), list)])
+    refires: list[_Refire] = []
+    errors: dict[int, str] = {}
+    answered: set[str] = set()  # external sources that answered (their unreachable incidents resolve)
+    fired: dict[str, tuple[Incident, str]] = {}  # each unreachable source's incident, fired once per batch
+    for rule, report in zip(rules, reports, strict=True):
+        result = results[rule.pk]
+        if isinstance(result, SourceUnavailable):
+            _source_unavailable(rule, result, now, report, fired)
+            result = []
+        elif isinstance(result, KindMissing):
+            report.error = errors[rule.pk] = str(result)
+            continue
+        elif isinstance(result, BaseException):
+            # A broken rule must not stop the cycle: record it on the rule and go on with the others.
+            logger.error("detection rule %s failed", rule.name, exc_info=result)
+            report.error = f"evaluation failed: {type(result).__name__}: {str(result)[:200]}"
+            errors[rule.pk] = report.error
+            continue
+        _rule_decide(rule, result, states.get(rule.pk, {}), now, loader_id, report, refires)
+        errors[rule.pk] = report.error
+        if not isinstance(results[rule.pk], SourceUnavailable):
+            answered |= set(_kind_sources(rule))
+    _refires_apply(refires, now)
+    sources_reachable(answered, now)
+    if loader_id is None:  # a fast-path evaluation of one loader does not replace the rule's full cycle
+        _rules_mark_evaluated([rule for rule in rules if rule.pk in errors], now, errors)
+    return reports
+
+
+def _measure(
+    rules: list[DetectionRule], now: dt.datetime, loader_id: int | None
+) -> dict[int, list[Measurement] | BaseException]:
+    """Each rule's measurements (or the exception its kind raised), kind by kind."""
+
+    def scope_of(rule: DetectionRule) -> QuerySet[Loader]:
+        scope = rule_scope(rule)
+        return scope.filter(pk=loader_id) if loader_id is not None else scope
+
+    results: dict[int, list[Measurement] | BaseException] = {}
+    by_kind: dict[str, list[DetectionRule]] = {}
+    for rule in rules:
+        by_kind.setdefault(rule.kind, []).append(rule)
+    for name, group in by_kind.items():
+        try:
+            kind = kind_get(name)
+        except InvalidInput:
+            results.update(
+                {rule.pk: KindMissing(f"kind {name!r} is not available in this installation") for rule in group}
+            )
+            continue
+        try:
+            results.update(kind.evaluate_many(group, scope_of, now))
+        except Exception as exc:  # noqa: BLE001 — a kind's own failure is reported per rule
+            results.update({rule.pk: exc for rule in group if rule.pk not in results})
+    return results
+
+
+def _kind_sources(rule: DetectionRule) -> list[str]:
+    try:
+        return kind_get(rule.kind).sources(rule)
+    except InvalidInput:
+        return []
+
+
+def _states_read(rule_ids: list[int]) -> dict[int, dict[str, RuleSubjectState]]:
+    """The subject states of the rules, each with its open incident (one query; every incident a
+    rule opens has a state)."""
+    if not rule_ids:
+        return {}
+    open_incidents = Incident.objects.filter(
+        rule=OuterRef("rule"), subject=OuterRef("subject"), status__in=ACTIVE_STATUSES
+    ).order_by()
+    states: dict[int, dict[str, RuleSubjectState]] = {}
+    rows = RuleSubjectState.objects.filter(rule_id__in=rule_ids).annotate(
+        open_pk=Subquery(open_incidents.values("pk")[:1]),
+        open_timeline_at=Subquery(open_incidents.values("timeline_at")[:1]),
+    )
+    for state in rows:
+        states.setdefault(state.rule_id, {})[state.subject] = state
+    return states
+
+
+def _source_unavailable(
+    rule: DetectionRule,
+    exc: SourceUnavailable,
+    now: dt.datetime,
+    report: EvaluationReport,
+    fired: dict[str, tuple[Incident, str]],
+) -> None:
+    """A rule whose source is unreachable reports it; the source's one incident fires (once per
+    batch, however many of its rules use the source)."""
+    report.error = f"source unavailable: {exc}"
+    if exc.source not in fired:
+        fired[exc.source] = source_unreachable(exc.source, exc.reason, now, category=rule.rule_type)
+    incident, action = fired[exc.source]
+    report.decisions.append(Decision(rule.name, f"source:{exc.source}", None, True, action, incident.pk, exc.reason))
+
+
+def source_fingerprint(name: str) -> str:
+    return hashlib.sha256(f"source:{name}".encode()).hexdigest()
+
+
+def source_unreachable(
+    name: str, reason: str, now: dt.datetime, *, category: str = "INFRASTRUCTURE"
+) -> tuple[Incident, str]:
+    """The one "data source unreachable" incident of source ``name`` fires (opens, or counts one
+    more occurrence): however many rules and captures use the source, it is one incident."""
+
+    def build() -> Incident:
+        return Incident(
+            title=f"Data source unreachable: {name}"[:300],
+            description=f"Data source {name!r} cannot be queried: {reason}",
+            severity=settings.SOURCE_UNREACHABLE_SEVERITY,
+            category=category,
+            subject=f"source:{name}"[:300],
+            suggestion="Check the source's URL, credentials and network path (admin → Data sources → "
+            "Test the connection). It resolves by itself once the source answers again.",
+        )
+
+    with transaction.atomic():
+        return incident_fire(
+            fingerprint=source_fingerprint(name), snapshot={"error": reason}, value=None, now=now, build=build
+        )
+
+
+def sources_reachable(names: set[str], now: dt.datetime) -> list[int]:
+    """Resolve the "data source unreachable" incidents of sources that answered; their pks."""
+    if not names:
+        return []
+    resolved = []
+    fingerprints = [source_fingerprint(name) for name in names]
+    for pk in Incident.objects.filter(fingerprint__in=fingerprints, status__in=ACTIVE_STATUSES).values_list(
+        "pk", flat=True
+    ):
+        with transaction.atomic():
+            incident = Incident.objects.select_for_update().get(pk=pk)
+            if incident.status in ACTIVE_STATUSES:
+                incident_resolve_auto(incident, now, "Resolved automatically: the data source answers again.")
+                resolved.append(pk)
+    return resolved
+
+
+def incident_resolve_auto(incident: Incident, now: dt.datetime, message: str, data: dict | None = None) -> None:
+    """→ RESOLVED by the platform (its condition is clear); ``incident`` is locked by the caller."""
+    incident.resolve()
+    incident.resolved_at = now
+    incident.save()
+    event_record(incident, EventKind.RESOLVED, at=now, message=message, data=data)
+
+
+@dataclass
+class _Refire:
+    rule: DetectionRule
+    m: Measurement
+    incident_id: int
+    report: EvaluationReport
+    index: int  # of its decision in the report (replaced if the incident was closed meanwhile)
+
+
+def _rule_decide(
+    rule: DetectionRule,
+    measurements: list[Measurement],
+    states: dict[str, RuleSubjectState],
+    now: dt.datetime,
+    loader_id: int | None,
+    report: EvaluationReport,
+    refires: list[_Refire],
+) -> None:
+    """Act on one rule's measurements: clear subjects cost nothing, ongoing breaches of an open
+    incident are queued for the batch's one UPDATE, the rest decide under a row lock."""
+    active = {subject: (s.open_pk, s.open_timeline_at) for subject, s in states.items() if s.open_pk is not None}
+    refire_interval = dt.timedelta(seconds=settings.INCIDENT_REFIRE_EVENT_SECONDS)
+
+    def settled(subject: str) -> bool:
+        state = states.get(subject)
+        quiet = state is None or (state.consecutive_breaches == 0 and state.clear_since is not None)
+        return quiet and subject not in active
+
+    seen = set()
+    for m in measurements:
+        seen.add(m.subject)
+        breached = m.breached if m.breached is not None else compare(m.value, rule.operator, rule.threshold)
+        if not breached and settled(m.subject):
+            report.decisions.append(Decision(rule.name, m.subject, m.value, False, "clear"))
+            continue
+        state = states.get(m.subject)
+        ongoing = state is not None and state.consecutive_breaches >= rule.open_after and state.clear_since is None
+        if breached and ongoing and m.subject in active:
+            # An ongoing breach of an open incident: counted in the batch's one UPDATE (the rule
+            # row lock, held by the claiming task, keeps other evaluations of this rule away); a
+            # timeline entry at most every INCIDENT_REFIRE_EVENT_SECONDS.
+            incident_id, timeline_at = active[m.subject]
+            if timeline_at is not None and now - timeline_at < refire_interval:
+                refires.append(_Refire(rule, m, incident_id, report, len(report.decisions)))
+                report.decisions.append(Decision(rule.name, m.subject, m.value, True, "refired", incident_id))
+                continue
+        with transaction.atomic():
+            report.decisions.append(_decide(rule, m, breached, now))
+    # Subjects that fired before but produced no measurement now are clear (no data, no breach).
+    codes = None
+    if loader_id is not None:
+        codes = set(Loader.objects.filter(pk=loader_id).values_list("loader_code", flat=True))
+    for subject in set(states) - seen:
+        if (subject.startswith("source:") and report.error) or settled(subject):
+            continue
+        if codes is not None and subject not in codes:
+            continue  # the fast path only speaks for its own loader
+        with transaction.atomic():
+            report.decisions.append(_decide(rule, Measurement(subject=subject, value=None), False, now))
+
+
+def _refires_apply(refires: list[_Refire], now: dt.datetime) -> None:
+    """Count one more occurrence of each open incident in one UPDATE; an incident closed meanwhile
+    (by a person, between the read and now) takes the full decision path instead."""
+    if not refires:
+        return
+    ids = [r.incident_id for r in refires]
+    snapshots = Case(
+        *(When(pk=r.incident_id, then=Value(_snapshot(r.rule, r.m), output_field=JSONField())) for r in refires),
+        output_field=JSONField(),
+    )
+    with transaction.atomic():
+        updated = Incident.objects.filter(pk__in=ids, status__in=ACTIVE_STATUSES).update(
+            occurrences=F("occurrences") + 1, last_seen=now, metrics=snapshots
+        )
+        if updated == len(set(ids)):
+            return
+        still_active = set(Incident.objects.filter(pk__in=ids, status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
+    for r in refires:
+        if r.incident_id not in still_active:
+            with transaction.atomic():
+                r.report.decisions[r.index] = _decide(r.rule, r.m, True, now)
+
+
+def _rules_mark_evaluated(rules: list[DetectionRule], now: dt.datetime, errors: dict[int, str]) -> None:
+    """Write the rules' timestamps: one UPDATE per distinct interval (plus one per failed rule)."""
+    by_interval: dict[int, list[int]] = {}
+    for rule in rules:
+        if errors.get(rule.pk):
+            DetectionRule.objects.filter(pk=rule.pk).update(
+                last_evaluated_at=now,
+                next_due_at=now + dt.timedelta(seconds=rule.interval_seconds),
+                last_error=errors[rule.pk],
+            )
+        else:
+            by_interval.setdefault(rule.interval_seconds, []).append(rule.pk)
+    for interval, ids in by_interval.items():
+        DetectionRule.objects.filter(pk__in=ids).update(
+            last_evaluated_at=now, next_due_at=now + dt.timedelta(seconds=interval), last_error=""
+        )
+
+
+def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetime) -> Decision:
+    state, _ = RuleSubjectState.objects.select_for_update().get_or_create(rule=rule, subject=m.subject)
+    active = Incident.objects.filter(fingerprint=fingerprint_of(rule, m.subject), status__in=ACTIVE_STATUSES).first()
+    if breached:
+        # The counter only matters up to open_after: an ongoing breach then costs no state write.
+        if state.consecutive_breaches < rule.open_after or state.clear_since is not None:
+            state.consecutive_breaches = min(state.consecutive_breaches + 1, rule.open_after)
+            state.clear_since = None
+            state.save(update_fields=["consecutive_breaches", "clear_since"])
+        if state.consecutive_breaches < rule.open_after and active is None:
+            return Decision(
+                rule.name,
+                m.subject,
+                m.value,
+                True,
+                "pending",
+                note=f"breach {state.consecutive_breaches} of {rule.open_after} needed",
+            )
+        incident, action = _fire(rule, m, now, state, known_inactive=active is None)
+        return Decision(rule.name, m.subject, m.value, True, action, incident.pk)
+    state.consecutive_breaches = 0
+    state.clear_since = state.clear_since or now
+    state.save(update_fields=["consecutive_breaches", "clear_since"])
+    if active is None:
+        return Decision(rule.name, m.subject, m.value, False, "clear")
+    if (now - state.clear_since).total_seconds() < rule.resolve_after_seconds:
+        return Decision(rule.name, m.subject, m.value, False, "pending", active.pk, "waiting to stay clear")
+    if active.flapping:
+        return Decision(rule.name, m.subject, m.value, False, "flapping", active.pk, "kept open while flapping")
+    incident = Incident.objects.select_for_update().get(pk=active.pk)
+    incident_resolve_auto(incident, now, "Resolved automatically: the condition is clear.")
+    _record_transition(state, now)
+    return Decision(rule.name, m.subject, m.value, False, "resolved", incident.pk)
+
+
+def _snapshot(rule: DetectionRule, m: Measurement) -> dict[str, Any]:
+    return {"value": m.value, "threshold": rule.threshold, "operator": rule.operator, **m.details}
+
+
+def _record_transition(state: RuleSubjectState, now: dt.datetime) -> int:
+    window = dt.timedelta(seconds=settings.INCIDENT_FLAP_WINDOW_SECONDS)
+    recent = [t for t in state.transitions if dt.datetime.fromisoformat(t) > now - window]
+    recent.append(now.isoformat())
+    state.transitions = recent[-50:]
+    state.save(update_fields=["transitions"])
+    return len(recent)
+
+
+def _fire(
+    rule: DetectionRule, m: Measurement, now: dt.datetime, state: RuleSubjectState, *, known_inactive: bool
+) -> tuple[Incident, str]:
+    """Open, fire again, or reopen the incident of (rule, subject); ``state`` is the subject's (locked)."""
+
+    def build() -> Incident:
+        message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
+        return Incident(
+            title=message[:300],
+            description=message,
+            severity=rule.severity,
+            category=rule.rule_type,
+            rule=rule,
+            loader_id=m.loader_id,
+            subject=m.subject[:300],
+            suggestion=render(rule.suggestion, rule, m),
+            correlation_id=m.correlation_id[:100],
+        )
+
+    return incident_fire(
+        fingerprint=fingerprint_of(rule, m.subject),
+        snapshot=_snapshot(rule, m),
+        value=m.value,
+        now=now,
+        build=build,
+        state_get=lambda: state,
+        known_inactive=known_inactive,
+    )
+
+
+def incident_fire(
+    *,
+    fingerprint: str,
+    snapshot: dict[str, Any],
+    value: float | None,
+    now: dt.datetime,
+    build: Callable[[], Incident],
+    state_get: Callable[[], RuleSubjectState | None] = lambda: None,
+    known_inactive: bool = False,
+) -> tuple[Incident, str]:
+    """Open, fire again, or reopen the incident of ``fingerprint`` (call inside a transaction).
+
+    The one path every incident takes — detection rules and external sources (Alertmanager,
+    an unreachable data source) alike: an active incident fires again, one resolved within
+    ``INCIDENT_REOPEN_SECONDS`` reopens, otherwise ``build()`` gives the new incident (title,
+    severity, category, subject…) and it opens. Silences, flapping and the timeline apply the same.
+    """
+    # A caller that has just seen no active incident (in this transaction) spares the query; should
+    # one open meanwhile, the unique index refuses the new one and the retry below fires it.
+    active = None
+    if not known_inactive:
+        active = (
+            Incident.objects.select_for_update().filter(fingerprint=fingerprint, status__in=ACTIVE_STATUSES).first()
+        )
+    if active is not None:
+        active.occurrences += 1
+        active.last_seen = now
+        active.metrics = snapshot
+        # The timeline gets a REFIRED entry at most every INCIDENT_REFIRE_EVENT_SECONDS while a
+        # condition lasts (occurrences and last_seen still move every time).
+        last_entry = active.timeline_at or active.first_seen
+        write_event = (now - last_entry).total_seconds() >= settings.INCIDENT_REFIRE_EVENT_SECONDS
+        if write_event:
+            active.timeline_at = now
+        active.save(update_fields=["occurrences", "last_seen", "metrics", "timeline_at", "updated_at"])
+        if write_event:
+            event_record(active, EventKind.REFIRED, at=now, data={"value": value, "occurrences": active.occurrences})
+        return active, "refired"
+    state = state_get()
+    reopen_after = now - dt.timedelta(seconds=settings.INCIDENT_REOPEN_SECONDS)
+    recent = (
+        Incident.objects.select_for_update()
+        .filter(fingerprint=fingerprint, status=IncidentStatus.RESOLVED, resolved_at__gte=reopen_after)
+        .order_by("-resolved_at")
+        .first()
+    )
+    if recent is not None:
+        recent.reopen()
+        recent.timeline_at = now
+        recent.occurrences += 1
+        recent.last_seen = now
+        recent.metrics = snapshot
+        recent.resolved_at = recent.resolved_by = None
+        flips = _record_transition(state, now) if state else 0
+        if flips >= settings.INCIDENT_FLAP_THRESHOLD and not recent.flapping:
+            recent.flapping = True
+            event_record(
+                recent, EventKind.FLAPPING, at=now, message=f"{flips} open/resolve changes within the flap window."
+            )
+        silence = silence_matching(recent, now)
+        recent.suppressed = silence is not None
+        recent.save()
+        event_record(recent, EventKind.REOPENED, at=now, data={"value": value})
+        if silence is not None:
+            event_record(
+                recent, EventKind.SUPPRESSED, at=now, message=f"Silenced by {silence}", data={"silence": silence.pk}
+            )
+            return recent, "reopened (suppressed)"
+        return recent, "reopened"
+    incident = build()
+    incident.fingerprint = fingerprint
+    incident.first_seen = incident.last_seen = incident.timeline_at = now
+    incident.metrics = snapshot
+    try:
+        with transaction.atomic():
+            incident.save()
+    except IntegrityError:
+        # Another evaluation opened it a moment ago (the partial unique index): fire that one again.
+        return incident_fire(
+            fingerprint=fingerprint, snapshot=snapshot, value=value, now=now, build=build, state_get=state_get
+        )
+    if state:
+        _record_transition(state, now)
+    # Whether a silence matches is known before the "opened" entry, so its subscribers
+    # (notifications) see a suppressed incident as suppressed.
+    silence = silence_matching(incident, now)
+    if silence is not None:
+        incident.suppressed = True
+        incident.save(update_fields=["suppressed"])
+    event_record(incident, EventKind.OPENED, at=now, message=incident.description, data={"value": value})
+    if silence is not None:
+        event_record(
+            incident, EventKind.SUPPRESSED, at=now, message=f"Silenced by {silence}", data={"silence": silence.pk}
+        )
+        return incident, "opened (suppressed)"
+    return incident, "opened"
+
+
+def rules_due(now: dt.datetime | None = None) -> QuerySet[DetectionRule]:
+    now = now or timezone.now()
+    return DetectionRule.objects.filter(enabled=True).filter(Q(next_due_at__isnull=True) | Q(next_due_at__lte=now))
+
+
+FAST_PATH_KINDS = ("run_failed", "signal_failure_rate", "metric_threshold")
+
+
+def rules_for_loader(loader_id: int) -> list[int]:
+    """Enabled transaction rules whose scope includes the loader and whose kind reacts to a failure."""
+    rules = DetectionRule.objects.filter(enabled=True, rule_type="TRANSACTION", kind__in=FAST_PATH_KINDS)
+    return [rule.pk for rule in rules if rule_scope(rule).filter(pk=loader_id).exists()]
+
+
+def failure_reported(loader_id: int) -> None:
+    """Called by ingestion inside its transaction: once committed, evaluate the loader's rules
+    right away instead of at the next tick (a failure becomes an incident in seconds).
+
+    With the broker away the task is not queued (logged and counted by ``task_publish``) and the
+    rules see the failure at their next detection tick: what ingestion stored is answered as stored.
+    """
+    from etl_monitor.outage import task_publish
+    from incidents.tasks import rules_evaluate_for_loader
+
+    transaction.on_commit(
+        lambda: task_publish(rules_evaluate_for_loader, (loader_id,), expires=settings.DETECTION_TASK_EXPIRES_SECONDS)
+    )
+
+
+def rule_evaluate_claimed(
+    *, rule_id: int, now: dt.datetime | None = None, loader_id: int | None = None
+) -> EvaluationReport | None:
+    """Evaluate a rule unless another worker holds it (row lock, SKIP LOCKED): never twice at once."""
+    reports = rules_evaluate_claimed(rule_ids=[rule_id], now=now, loader_id=loader_id)
+    return reports[0] if reports else None
+
+
+def rules_evaluate_claimed(
+    *, rule_ids: list[int], now: dt.datetime | None = None, loader_id: int | None = None
+) -> list[EvaluationReport]:
+    """Evaluate the enabled rules of ``rule_ids`` that no other worker holds (row locks taken with
+    SKIP LOCKED, so a rule is never evaluated twice at once and a busy one is skipped, not
+    waited for). Returns the reports of the rules evaluated; the caller sees which were skipped."""
+    with transaction.atomic():
+        rules = list(
+            DetectionRule.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=rule_ids, enabled=True)
+            .order_by("pk")
+        )
+        if not rules:
+            return []
+        return rules_evaluate(rules=rules, now=now, loader_id=loader_id)
