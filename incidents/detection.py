@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput
 from incidents.events import event_record
-from incidents.kinds import Measurement, SourceUnavailable, kind_get, source_cycle
+from incidents.kinds import Measurement, SourceUnavailable, kind_get, kinds_all, source_cycle
 from incidents.models import (
     ACTIVE_STATUSES,
     DetectionRule,
@@ -601,12 +601,10 @@ def rules_due(now: dt.datetime | None = None) -> QuerySet[DetectionRule]:
     return DetectionRule.objects.filter(enabled=True).filter(Q(next_due_at__isnull=True) | Q(next_due_at__lte=now))
 
 
-FAST_PATH_KINDS = ("run_failed", "signal_failure_rate", "metric_threshold")
-
-
 def rules_for_loader(loader_id: int) -> list[int]:
     """Enabled transaction rules whose scope includes the loader and whose kind reacts to a failure."""
-    rules = DetectionRule.objects.filter(enabled=True, rule_type="TRANSACTION", kind__in=FAST_PATH_KINDS)
+    fast_path_kinds = [name for name, kind in kinds_all().items() if kind.fast_path]
+    rules = DetectionRule.objects.filter(enabled=True, rule_type="TRANSACTION", kind__in=fast_path_kinds)
     return [rule.pk for rule in rules if rule_scope(rule).filter(pk=loader_id).exists()]
 
 

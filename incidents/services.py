@@ -120,7 +120,6 @@ RULE_FIELDS = (
     "resolve_after_seconds",
     "enabled",
 )
-SELF_DECIDING_KINDS = ("missed_run", "volume_out_of_range", "run_duration")
 
 
 def _template_errors(text: str) -> str | None:
@@ -179,7 +178,7 @@ def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tu
             rule.params = kind.validate_params(rule.params)
         except InvalidInput as exc:
             errors.update(exc.errors)
-        if rule.threshold is None and rule.operator != "EXISTS" and kind.name not in SELF_DECIDING_KINDS:
+        if rule.threshold is None and rule.operator != "EXISTS" and not kind.self_deciding:
             if kind.default_threshold is None:
                 errors.setdefault("threshold", []).append(f"{kind.name} needs a threshold.")
             else:
@@ -190,8 +189,8 @@ def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tu
         errors.setdefault("scope_owner", []).append("A team scope needs a team.")
     if rule.scope == "LOADERS" and not (loaders if loaders is not None else (rule.pk and rule.scope_loaders.exists())):
         errors.setdefault("scope_loaders", []).append("A loader scope needs at least one loader.")
-    if rule.kind == "run_duration" and (rule.params or {}).get("mode") == "min" and rule.threshold is None:
-        errors.setdefault("threshold", []).append("run_duration with mode min needs a threshold (seconds).")
+    for name, problems in (kind.condition_errors(rule) if kind is not None else {}).items():
+        errors.setdefault(name, []).extend(problems)
     for name in ("message", "suggestion"):
         if problem := _template_errors(getattr(rule, name)):
             errors.setdefault(name, []).append(problem)

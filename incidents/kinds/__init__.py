@@ -101,6 +101,12 @@ class RuleKind:
     params: ClassVar[dict[str, Param]] = {}
     default_operator: ClassVar[str] = "GT"
     default_threshold: ClassVar[float | None] = None
+    # A FAILED run or signal can breach it: ingestion's failures evaluate its transaction rules at
+    # once (the fast path) instead of waiting for their next tick.
+    fast_path: ClassVar[bool] = False
+    # Its measurements carry ``breached``, decided by the kind itself (against a schedule, the active
+    # version's limits…): a rule of it needs no threshold, and gets no default one.
+    self_deciding: ClassVar[bool] = False
 
     def validate_params(self, raw: Any) -> dict[str, Any]:
         """Normalised parameters, or InvalidInput naming ``params.<name>``."""
@@ -137,6 +143,11 @@ class RuleKind:
     def check(self, params: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
         """Cross-parameter checks; add to ``errors``. Override when needed."""
         return params
+
+    def condition_errors(self, rule: DetectionRule) -> dict[str, list[str]]:
+        """What a rule of this kind lacks in its condition (threshold, operator) given its parameters:
+        field → problems. Nothing by default; override when a parameter makes a field required."""
+        return {}
 
     def evaluate(self, rule: DetectionRule, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         raise NotImplementedError

@@ -50,6 +50,7 @@ class SignalFailureRate(RuleKind):
     name = "signal_failure_rate"
     description = "Percentage of FAILED signals in the window."
     default_threshold = 5.0
+    fast_path = True
     params = {
         "per": Param(str, default="loader", choices=("loader", "overall"), help="Per loader, or one overall rate."),
         "min_signals": Param(int, default=1, help="Ignore subjects with fewer signals in the window."),
@@ -90,6 +91,7 @@ class RunFailed(RuleKind):
     name = "run_failed"
     description = "Failed runs and FAILED signals in the window."
     default_threshold = 0.0
+    fast_path = True
 
     def share_key(self, rule: Any) -> Any:
         return rule.window_seconds
@@ -141,6 +143,13 @@ class RunDuration(RuleKind):
     name = "run_duration"
     description = "Run duration above a maximum (also while running) or below a minimum."
     params = {"mode": Param(str, default="max", choices=("max", "min"))}
+    self_deciding = True
+
+    def condition_errors(self, rule: Any) -> dict[str, list[str]]:
+        """``mode=max`` may fall back to the active version's maximum; ``mode=min`` has no such limit."""
+        if (rule.params or {}).get("mode") == "min" and rule.threshold is None:
+            return {"threshold": ["run_duration with mode min needs a threshold (seconds)."]}
+        return {}
 
     def share_key(self, rule: Any) -> Any:
         return (rule.window_seconds, rule.params.get("mode", "max"), rule.threshold)
@@ -208,6 +217,7 @@ class VolumeOutOfRange(RuleKind):
 
     name = "volume_out_of_range"
     description = "Rows written outside the expected range of the active version."
+    self_deciding = True
 
     def share_key(self, rule: Any) -> Any:
         return rule.window_seconds
@@ -253,6 +263,7 @@ class MetricThreshold(RuleKind):
 
     name = "metric_threshold"
     description = "A signal key or metric type aggregated (avg, max, min, sum, count, last) over the window."
+    fast_path = True
     params = {
         "signal_key": Param(str, help="Signals with this key."),
         "metric_type": Param(str, help="Or: signals of this metric type."),
@@ -389,6 +400,7 @@ class MissedRun(RuleKind):
     name = "missed_run"
     description = "A scheduled run did not start within its grace period."
     params = {"early_tolerance_seconds": Param(int, default=300)}
+    self_deciding = True
 
     def share_key(self, rule: Any) -> Any:
         return rule.params.get("early_tolerance_seconds", 300)

@@ -7,8 +7,10 @@ import datetime as dt
 import pytest
 
 from etl_monitor.errors import InvalidInput
-from incidents.detection import compare, rule_evaluate, rule_scope
+from incidents.detection import compare, rule_evaluate, rule_scope, rules_for_loader
 from incidents.kinds import kind_get
+from incidents.models import DetectionRule
+from incidents.services import rule_save
 from tests.incidents.conftest import NOW, add_run, add_signals
 
 
@@ -176,3 +178,43 @@ def test_evaluation_records_when_the_rule_ran(rule_factory, active_loader):
     rule_evaluate(rule=rule, now=NOW)
     rule.refresh_from_db()
     assert rule.last_evaluated_at == NOW and rule.next_due_at == NOW + dt.timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "threshold"),
+    [
+        ("missed_run", {}, None),  # the kind decides against the schedule
+        ("volume_out_of_range", {}, None),  # … against the active version's expected rows
+        ("run_duration", {"mode": "max"}, None),  # … against the active version's maximum duration
+        ("signal_failure_rate", {}, 5.0),  # the kind's default threshold
+        ("run_failed", {}, 0.0),
+    ],
+)
+def test_a_rule_without_threshold_gets_what_its_kind_decides(admin_user, kind, params, threshold):
+    rule = rule_save(user=admin_user, data={"name": kind, "kind": kind, "params": params})
+    assert DetectionRule.objects.get(pk=rule.pk).threshold == threshold
+
+
+def test_a_kind_without_default_threshold_asks_for_one(admin_user):
+    with pytest.raises(InvalidInput) as exc:
+        rule_save(user=admin_user, data={"name": "m", "kind": "metric_threshold", "params": {"signal_key": "x"}})
+    assert exc.value.errors["threshold"] == ["metric_threshold needs a threshold."]
+    with pytest.raises(InvalidInput) as exc:
+        rule_save(user=admin_user, data={"name": "d", "kind": "run_duration", "params": {"mode": "min"}})
+    assert exc.value.errors["threshold"] == ["run_duration with mode min needs a threshold (seconds)."]
+
+
+def test_only_kinds_a_failure_can_breach_take_the_fast_path(rule_factory, active_loader):
+    DetectionRule.objects.update(enabled=False)  # the seeded rules
+    kinds = (
+        "signal_failure_rate",
+        "run_failed",
+        "metric_threshold",
+        "run_duration",
+        "volume_out_of_range",
+        "missed_run",
+    )
+    params = {"metric_threshold": {"signal_key": "x"}}
+    rules = {rule_factory(kind, threshold=1.0, params=params.get(kind, {})).pk: kind for kind in kinds}
+    fast = {rules[pk] for pk in rules_for_loader(active_loader.pk)}
+    assert fast == {"signal_failure_rate", "run_failed", "metric_threshold"}
