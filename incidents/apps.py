@@ -20,6 +20,6 @@ class IncidentsConfig(AppConfig):
 
 
 def _on_failure(sender: object, loader_id: int, **kwargs: object) -> None:
-    from incidents.detection import failure_reported
+    from incidents.tasks import failure_reported
 
     failure_reported(loader_id)

@@ -608,21 +608,6 @@ def rules_for_loader(loader_id: int) -> list[int]:
     return [rule.pk for rule in rules if rule_scope(rule).filter(pk=loader_id).exists()]
 
 
-def failure_reported(loader_id: int) -> None:
-    """Called by ingestion inside its transaction: once committed, evaluate the loader's rules
-    right away instead of at the next tick (a failure becomes an incident in seconds).
-
-    With the broker away the task is not queued (logged and counted by ``task_publish``) and the
-    rules see the failure at their next detection tick: what ingestion stored is answered as stored.
-    """
-    from etl_monitor.outage import task_publish
-    from incidents.tasks import rules_evaluate_for_loader
-
-    transaction.on_commit(
-        lambda: task_publish(rules_evaluate_for_loader, (loader_id,), expires=settings.DETECTION_TASK_EXPIRES_SECONDS)
-    )
-
-
 def rule_evaluate_claimed(
     *, rule_id: int, now: dt.datetime | None = None, loader_id: int | None = None
 ) -> EvaluationReport | None:

@@ -1,8 +1,11 @@
-"""Detection tasks: thin wrappers around incidents.detection, safe to run twice."""
+"""Detection tasks: thin wrappers around incidents.detection, safe to run twice; and
+``failure_reported``, which enqueues the fast path when ingestion stores a failure."""
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 
+from etl_monitor.outage import task_publish
 from incidents.detection import rule_evaluate_claimed, rules_due, rules_evaluate_claimed, rules_for_loader
 
 
@@ -49,3 +52,16 @@ def rules_evaluate_for_loader(loader_id: int, rule_ids: list[int] | None = None,
         rules_evaluate_for_loader.apply_async(
             (loader_id, busy, attempt + 1), countdown=1, expires=settings.DETECTION_TASK_EXPIRES_SECONDS
         )
+
+
+def failure_reported(loader_id: int) -> None:
+    """Called inside ingestion's transaction (through ``signals_app.services.failure_ingested``,
+    connected in ``IncidentsConfig.ready``): once committed, evaluate the loader's rules right away
+    instead of at the next tick (a failure becomes an incident in seconds).
+
+    With the broker away the task is not queued (logged and counted by ``task_publish``) and the
+    rules see the failure at their next detection tick: what ingestion stored is answered as stored.
+    """
+    transaction.on_commit(
+        lambda: task_publish(rules_evaluate_for_loader, (loader_id,), expires=settings.DETECTION_TASK_EXPIRES_SECONDS)
+    )
