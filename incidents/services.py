@@ -189,8 +189,11 @@ def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tu
         errors.setdefault("scope_owner", []).append("A team scope needs a team.")
     if rule.scope == "LOADERS" and not (loaders if loaders is not None else (rule.pk and rule.scope_loaders.exists())):
         errors.setdefault("scope_loaders", []).append("A loader scope needs at least one loader.")
-    for name, problems in (kind.condition_errors(rule) if kind is not None else {}).items():
-        errors.setdefault(name, []).extend(problems)
+    # The kind judges the whole condition only once its parameters are valid (a list as params
+    # would otherwise reach the kind's reading of them).
+    if kind is not None and not any(name.split(".")[0] == "params" for name in errors):
+        for name, problems in kind.condition_errors(rule).items():
+            errors.setdefault(name, []).extend(problems)
     for name in ("message", "suggestion"):
         if problem := _template_errors(getattr(rule, name)):
             errors.setdefault(name, []).append(problem)

@@ -218,3 +218,13 @@ def test_only_kinds_a_failure_can_breach_take_the_fast_path(rule_factory, active
     rules = {rule_factory(kind, threshold=1.0, params=params.get(kind, {})).pk: kind for kind in kinds}
     fast = {rules[pk] for pk in rules_for_loader(active_loader.pk)}
     assert fast == {"signal_failure_rate", "run_failed", "metric_threshold"}
+
+
+@pytest.mark.parametrize("params", [["mode"], "min", 3, {"mode": "sideways"}])
+def test_run_duration_parameters_of_the_wrong_shape_are_named_not_a_crash(admin_user, params):
+    """A list, string or number as params (or an unknown mode) is an error on params; the mode=min
+    check must not read them (a non-empty list used to answer 500)."""
+    with pytest.raises(InvalidInput) as exc:
+        rule_save(user=admin_user, data={"name": "d", "kind": "run_duration", "params": params})
+    assert [name for name in exc.value.errors if name.split(".")[0] == "params"]
+    assert not DetectionRule.objects.filter(name="d").exists()
