@@ -43,6 +43,9 @@ from integrations.models import (
     NotificationRule,
 )
 from integrations.selectors import delivery_payload_visible
+from integrations.sources.captures import capture_run
+from integrations.sources.clients import source_check
+from integrations.sources.services import auth_problems, capture_save, data_source_save
 from loaders.models import Severity
 
 CHANNEL_FIELDS = ("name", "kind", "enabled", "url", "secret")
@@ -604,8 +607,6 @@ class DataSourceForm(forms.ModelForm):
         return secret or (self.instance.secret if self.instance.pk else "")
 
     def clean(self) -> dict[str, Any]:
-        from integrations.sources import auth_problems
-
         data = super().clean()
         problems = auth_problems(
             data.get("kind", ""), data.get("auth", ""), data.get("username", ""), data.get("secret", "")
@@ -634,14 +635,10 @@ class DataSourceAdmin(WriteOnlySecretAdminMixin, ReadOnlyHistoryAdmin):
     actions = ("test_connection",)
 
     def save_model(self, request: HttpRequest, obj: DataSource, form: DataSourceForm, change: bool) -> None:
-        from integrations.sources import data_source_save
-
         data_source_save(user=request.user, data={}, source=obj, secret="")  # the form set the fields
 
     @admin.action(description="Test the connection", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[DataSource]) -> None:
-        from integrations.sources import source_check
-
         for source in queryset:
             ok, detail = source_check(source)
             (messages.success if ok else messages.error)(request, f"{source.name}: {detail}")
@@ -663,8 +660,6 @@ class CaptureAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     autocomplete_fields = ("loader",)
 
     def save_model(self, request: HttpRequest, obj: Capture, form: Any, change: bool) -> None:
-        from integrations.captures import capture_save
-
         capture_save(user=request.user, data={}, capture=obj)  # the form set the fields
 
     readonly_fields = ("system", "last_run_at", "last_bucket_at", "last_stored", "last_error")
@@ -685,8 +680,6 @@ class CaptureAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
 
     @admin.action(description="Capture now (the bucket that just ended)", permissions=["change"])
     def capture_now(self, request: HttpRequest, queryset: QuerySet[Capture]) -> None:
-        from integrations.captures import capture_run
-
         for capture in queryset.select_related("loader"):
             result = capture_run(capture)
             level = messages.success if result.status == "stored" else messages.warning

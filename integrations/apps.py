@@ -11,7 +11,7 @@ class IntegrationsConfig(AppConfig):
         from etl_monitor.config import config_section_register
         from etl_monitor.protection import protection_register
         from incidents.services import incident_event_recorded
-        from integrations import jira, kinds, notify  # noqa: F401 — jira registers its transport, kinds theirs
+        from integrations import jira, notify  # noqa: F401 — jira registers its transport
         from integrations.config import (
             CapturesSection,
             ChannelsSection,
@@ -19,6 +19,7 @@ class IntegrationsConfig(AppConfig):
             NotificationRulesSection,
         )
         from integrations.models import Channel
+        from integrations.sources import kinds  # noqa: F401 — registers the rule kinds over the sources
 
         incident_event_recorded.connect(notify.on_incident_event, dispatch_uid="integrations.notify")
         protection_register(Channel, fields=(), secret_fields=("secret",))

@@ -14,9 +14,8 @@ from etl_monitor.config import ConfigContext, config_items, config_report
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.protection import SECRET_NAME_RE
 from integrations import notify, routing
-from integrations.captures import CAPTURE_FIELDS, capture_save
 from integrations.models import Capture, Channel, DataSource, NotificationRule
-from integrations.sources import SOURCE_FIELDS, data_source_save
+from integrations.sources.services import CAPTURE_FIELDS, SOURCE_FIELDS, capture_save, data_source_save
 from loaders.models import Severity
 
 

@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 
 from integrations import notify, outbox
+from integrations.sources.captures import captures_run
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ def escalations_run_task() -> None:
 def captures_run_task() -> None:
     """Capture the statistics of the bucket that just ended (idempotent per bucket: a retry or a
     second scheduler stores nothing twice)."""
-    from integrations.captures import captures_run
-
     for result in captures_run():
         if result.status == "failed":
             logger.warning("capture %s: %s", result.capture, result.error)

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from etl_monitor.permissions import RoleModelPermissions, RoleViewPermission
-from integrations import captures, notify, outbox, routing, sources
+from integrations import notify, outbox, routing
 from integrations.api.serializers import (
     CaptureRunSerializer,
     CaptureSerializer,
@@ -27,6 +27,7 @@ from integrations.api.serializers import (
     SourceCheckSerializer,
 )
 from integrations.models import Capture, Channel, DataSource, Delivery, NotificationRule
+from integrations.sources import captures, clients, services
 
 MAX_ID = 2**63 - 1  # beyond any primary key, and beyond what the database can compare
 
@@ -172,7 +173,7 @@ class DataSourceViewSet(viewsets.ModelViewSet):
     def _save(self, serializer: DataSourceSerializer, source: DataSource | None) -> None:
         data = dict(serializer.validated_data)
         secret = data.pop("secret", "")
-        serializer.instance = sources.data_source_save(user=self.request.user, data=data, source=source, secret=secret)
+        serializer.instance = services.data_source_save(user=self.request.user, data=data, source=source, secret=secret)
 
     def perform_destroy(self, instance: DataSource) -> None:
         instance._history_user = self.request.user
@@ -185,7 +186,7 @@ class DataSourceViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str) -> Response:
-        ok, detail = sources.source_check(self.get_object())
+        ok, detail = clients.source_check(self.get_object())
         return Response(SourceCheckSerializer({"ok": ok, "detail": detail}).data)
 
 
@@ -203,10 +204,10 @@ class CaptureViewSet(viewsets.ModelViewSet):
         return super().get_permissions()
 
     def perform_create(self, serializer: CaptureSerializer) -> None:
-        serializer.instance = captures.capture_save(user=self.request.user, data=dict(serializer.validated_data))
+        serializer.instance = services.capture_save(user=self.request.user, data=dict(serializer.validated_data))
 
     def perform_update(self, serializer: CaptureSerializer) -> None:
-        serializer.instance = captures.capture_save(
+        serializer.instance = services.capture_save(
             user=self.request.user, data=dict(serializer.validated_data), capture=serializer.instance
         )
 

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from integrations import notify
 from integrations.models import Capture, Channel, DataSource, Delivery, DeliveryStatus, JiraSettings
-from integrations.sources import data_source_save
+from integrations.sources.services import data_source_save
 from loaders.models import Loader, LoaderVersion
 
 MARKER = "MRK-7f3a9c1e-never-shown"  # part of every secret below; must appear in no response
