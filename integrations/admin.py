@@ -1,7 +1,7 @@
 """Notification channels, routing rules and the delivery outbox in the admin.
 
-Writes go through the services (``notify.channel_save``, ``routing.notification_rule_save``,
-``notify.channel_test``, ``outbox.delivery_retry``), so the admin validates, checks roles and
+Writes go through the services (``channels.channel_save``, ``rules.notification_rule_save``,
+``outbox.channel_test``, ``outbox.delivery_retry``), so the admin validates, checks roles and
 keeps history exactly like the API and ``apply_config``. A channel's or data source's secret is
 write-only on every page and for every role, Admins included (``WriteOnlySecretAdminMixin``): the
 form never renders it, an empty input keeps the stored one, and pages say only whether one is set.
@@ -30,7 +30,6 @@ from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.crypto import secret_status
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
-from integrations import notify, outbox, routing
 from integrations.models import (
     Capture,
     Channel,
@@ -42,6 +41,7 @@ from integrations.models import (
     JiraWebhookReceipt,
     NotificationRule,
 )
+from integrations.notifications import channels, outbox, rules
 from integrations.selectors import delivery_payload_visible
 from integrations.sources.captures import capture_run
 from integrations.sources.clients import source_check
@@ -139,7 +139,7 @@ class ChannelForm(forms.ModelForm):
         stored = Channel.objects.get(pk=self.instance.pk) if self.instance.pk else None
         try:
             with transaction.atomic():
-                notify.channel_save(user=self.user, data=self.channel_data(), channel=stored)
+                channels.channel_save(user=self.user, data=self.channel_data(), channel=stored)
                 transaction.set_rollback(True)
         except InvalidInput as exc:
             _add_service_errors(self, exc)
@@ -179,7 +179,7 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
     def test(self, obj: Channel) -> str:
         placeholder = {
             ChannelKind.EMAIL: "an email address (default: yours)",
-            ChannelKind.SLACK: routing.channel_test_target(obj) or "a Slack channel, e.g. #alerts-test",
+            ChannelKind.SLACK: channels.channel_test_target(obj) or "a Slack channel, e.g. #alerts-test",
         }.get(obj.kind, "")
         target = (
             format_html('<input type="text" name="_test_target" placeholder="{}" style="width:20em"> ', placeholder)
@@ -195,10 +195,10 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
 
     def save_model(self, request: HttpRequest, obj: Channel, form: ChannelForm, change: bool) -> None:
         stored = Channel.objects.get(pk=obj.pk) if change else None
-        obj.pk = notify.channel_save(user=request.user, data=form.channel_data(), channel=stored).pk
+        obj.pk = channels.channel_save(user=request.user, data=form.channel_data(), channel=stored).pk
 
     def delete_model(self, request: HttpRequest, obj: Channel) -> None:
-        routing.channel_delete(user=request.user, channel=obj)
+        channels.channel_delete(user=request.user, channel=obj)
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         try:
@@ -208,7 +208,7 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
             return HttpResponseRedirect(reverse("admin:integrations_channel_change", args=[object_id]))
 
     def _send_test(self, request: HttpRequest, channel: Channel, target: str = "") -> None:
-        target = target or routing.channel_test_target(channel)
+        target = target or channels.channel_test_target(channel)
         if channel.kind == ChannelKind.SLACK and not target:
             messages.error(
                 request,
@@ -217,7 +217,7 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
             )
             return
         try:
-            delivery = notify.channel_test(user=request.user, channel=channel, target=target)
+            delivery = outbox.channel_test(user=request.user, channel=channel, target=target)
         except InvalidInput as exc:
             problems = "; ".join(m for msgs in exc.errors.values() for m in msgs)
             messages.error(request, f"Test of {channel.name} not sent: {problems}")
@@ -284,7 +284,7 @@ class NotificationRuleForm(forms.ModelForm):
 
     class Meta:
         model = NotificationRule
-        fields = routing.RULE_FIELDS
+        fields = rules.RULE_FIELDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -304,13 +304,13 @@ class NotificationRuleForm(forms.ModelForm):
         return [] if value in (None, "") else value
 
     def rule_data(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in routing.RULE_FIELDS if name in self.cleaned_data}
+        return {name: self.cleaned_data[name] for name in rules.RULE_FIELDS if name in self.cleaned_data}
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         probe = NotificationRule.objects.get(pk=self.instance.pk) if self.instance.pk else None
         try:
-            routing.notification_rule_check(data=self.rule_data(), rule=probe)
+            rules.notification_rule_check(data=self.rule_data(), rule=probe)
         except InvalidInput as exc:
             # A field Django already refused is not reported twice.
             _add_service_errors(self, InvalidInput({k: v for k, v in exc.errors.items() if k not in self.errors}))
@@ -347,14 +347,14 @@ class NotificationRuleAdmin(ServiceErrorMessagesMixin, KeyCheckingAdminMixin, Re
 
     def save_model(self, request: HttpRequest, obj: NotificationRule, form: NotificationRuleForm, change: bool) -> None:
         stored = NotificationRule.objects.get(pk=obj.pk) if change else None
-        obj.pk = routing.notification_rule_save(user=request.user, data=form.rule_data(), rule=stored).pk
+        obj.pk = rules.notification_rule_save(user=request.user, data=form.rule_data(), rule=stored).pk
 
     def delete_model(self, request: HttpRequest, obj: NotificationRule) -> None:
-        routing.notification_rule_delete(user=request.user, rule=obj)
+        rules.notification_rule_delete(user=request.user, rule=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[NotificationRule]) -> None:
         for rule in queryset:
-            routing.notification_rule_delete(user=request.user, rule=rule)
+            rules.notification_rule_delete(user=request.user, rule=rule)
 
 
 # --- deliveries (the outbox) ----------------------------------------------------------------

@@ -11,7 +11,7 @@ class IntegrationsConfig(AppConfig):
         from etl_monitor.config import config_section_register
         from etl_monitor.protection import protection_register
         from incidents.services import incident_event_recorded
-        from integrations import jira, notify  # noqa: F401 — jira registers its transport
+        from integrations import jira  # noqa: F401 — jira registers its transport
         from integrations.config import (
             CapturesSection,
             ChannelsSection,
@@ -19,9 +19,10 @@ class IntegrationsConfig(AppConfig):
             NotificationRulesSection,
         )
         from integrations.models import Channel
+        from integrations.notifications import routing
         from integrations.sources import kinds  # noqa: F401 — registers the rule kinds over the sources
 
-        incident_event_recorded.connect(notify.on_incident_event, dispatch_uid="integrations.notify")
+        incident_event_recorded.connect(routing.on_incident_event, dispatch_uid="integrations.notifications")
         protection_register(Channel, fields=(), secret_fields=("secret",))
         config_section_register(ChannelsSection())
         config_section_register(DataSourcesSection())

@@ -43,8 +43,8 @@ from integrations.models import (
     JiraWebhookReceipt,
     Purpose,
 )
+from integrations.notifications.transports import Deferred, Permanent, Transient, Transport, transport_register
 from integrations.text import one_line, wiki_escape
-from integrations.transports import Deferred, Permanent, Transient, Transport, transport_register
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def browse_url(key: str) -> str:
 
 def jira_route(event: IncidentEvent) -> None:
     """Turn a timeline entry into a Jira delivery when the incident warrants a ticket."""
-    from integrations.outbox import delivery_key, delivery_queue
+    from integrations.notifications.outbox import delivery_key, delivery_queue
 
     purpose = ROUTED.get(event.kind)
     if purpose is None or jira_configured() or (event.data or {}).get("source") == "jira":
@@ -149,7 +149,7 @@ def jira_route(event: IncidentEvent) -> None:
 def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent | None) -> dict[str, Any]:
     """What a Jira delivery does, rendered when it is created (config included, so the worker
     needs no other read)."""
-    from integrations.payloads import HEADLINES, incident_context
+    from integrations.notifications.payloads import HEADLINES, incident_context
 
     conf = JiraSettings.current()
     transitions = {"done": conf.done_transition, "reopen": conf.reopen_transition}
@@ -373,7 +373,7 @@ class JiraTransport(Transport):
     def recorded(self, delivery: Delivery, external_id: str) -> None:
         """The ticket exists: its key and URL go on the incident, and the incident's Slack messages
         are updated in place to show the "View Jira" button."""
-        from integrations.notify import slack_messages_refresh
+        from integrations.notifications.routing import slack_messages_refresh
 
         if delivery.payload.get("action") == "create" and delivery.incident_id:
             Incident.objects.filter(pk=delivery.incident_id).update(

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from integrations import notify, outbox
+from integrations.notifications import outbox, routing
 from integrations.sources.captures import captures_run
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def deliveries_recover_task() -> None:
 @shared_task(name="integrations.tasks.escalations_run", ignore_result=True)
 def escalations_run_task() -> None:
     """Notify the next tier of incidents nobody acknowledged in time."""
-    notify.escalations_run()
+    routing.escalations_run()
 
 
 @shared_task(name="integrations.tasks.captures_run", ignore_result=True, acks_late=True)

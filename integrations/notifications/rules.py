@@ -1,9 +1,9 @@
-"""Notification routing as people edit it: notification rules, and the channel checks routing needs.
+"""Notification rules as people edit them: who may be told about incidents of a severity.
 
 The admin, the API and ``apply_config`` all write rules through ``notification_rule_save``,
 so a rule that names an unknown channel, a malformed address or a badly shaped
 escalation tier is refused the same way everywhere (with the field that is wrong).
-Sending lives in ``integrations.notify``; this module only decides who *may* be told.
+Routing the incidents by these rules lives in ``integrations.notifications.routing``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from etl_monitor.errors import InvalidInput, StateConflict, fields_known
+from etl_monitor.errors import InvalidInput, fields_known
 from etl_monitor.permissions import permission_require
-from integrations.models import Channel, ChannelKind, Delivery, NotificationRule
-from loaders.models import Severity, Tag, Team
+from integrations.models import Channel, ChannelKind, NotificationRule
+from loaders.models import Tag, Team
 
 RULE_FIELDS = (
     "severity",
@@ -205,35 +205,15 @@ def channel_rules(channel: Channel) -> list[NotificationRule]:
     return [rule for rule in rules if any(channel.name in (tier.get("channels") or []) for tier in rule.tiers())]
 
 
-@transaction.atomic
-def channel_delete(*, user: AbstractBaseUser, channel: Channel) -> None:
-    """Delete a channel nobody routes to and that never sent anything.
+def notification_rules_rename_channel(*, user: Any, old: str, new: str) -> None:
+    """A renamed channel stays routed: the rules (and their tiers) that named it name it anew."""
 
-    A channel named by a rule would make that rule notify nobody; a channel with deliveries
-    would take its outbox records (who was told, when) with it. Disable it instead."""
-    permission_require(user, "integrations.delete_channel", "delete notification channels")
-    if rules := channel_rules(channel):
-        named = ", ".join(str(rule) for rule in rules)
-        raise StateConflict(
-            f"Channel {channel.name} is used by the notification rule(s) {named}; remove it there first."
-        )
-    if sent := Delivery.objects.filter(channel=channel).count():
-        raise StateConflict(
-            f"Channel {channel.name} has {sent} deliveries, the record of who was told; disable it instead."
-        )
-    channel._history_user = user
-    channel.delete()
+    def renamed(names: list[str]) -> list[str]:
+        return [new if name == old else name for name in names or []]
 
-
-def channel_test_target(channel: Channel) -> str:
-    """Where a test message goes when nobody says: for the Slack bot, the Slack channel of the
-    least severe rule that routes to it (a test should not page the critical channel when a
-    quieter one exists). Empty for other kinds: ``notify.channel_test`` picks their target."""
-    if channel.kind != ChannelKind.SLACK:
-        return ""
-    rank = {severity: index for index, severity in enumerate(Severity.values)}
-    for rule in sorted(channel_rules(channel), key=lambda r: (not r.enabled, -rank.get(r.severity, 0), r.pk)):
-        for tier in rule.tiers():
-            if channel.name in (tier.get("channels") or []) and tier.get("slack_channel"):
-                return tier["slack_channel"]
-    return ""
+    for rule in NotificationRule.objects.select_for_update(of=("self",)).order_by("pk"):
+        tiers = [{**tier, "channels": renamed(tier.get("channels"))} for tier in rule.escalation_tiers or []]
+        if old in (rule.channels or []) or tiers != (rule.escalation_tiers or []):
+            rule.channels, rule.escalation_tiers = renamed(rule.channels), tiers
+            rule._history_user = user
+            rule.save(update_fields=["channels", "escalation_tiers", "updated_at"])

@@ -4,7 +4,8 @@
 Failures retry with exponential backoff and jitter (a rate limit has its own budget); permanent
 errors stop at once and mark the channel unhealthy (``channel_mark_unhealthy``, which emails the
 admins). ``deliveries_recover`` (beat) takes back deliveries whose worker died mid-send and sends
-due ones whose task was lost, asking the receiver first where it can tell what it already has."""
+due ones whose task was lost, asking the receiver first where it can tell what it already has.
+``channel_test`` sends one test message through a channel, here and now."""
 
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
+from etl_monitor.errors import InvalidInput, StateConflict
 from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent
+from incidents.services import event_record, events_record_bulk
 from integrations.models import (
     Channel,
     ChannelKind,
@@ -32,8 +33,13 @@ from integrations.models import (
     DeliveryStatus,
     Purpose,
 )
-from integrations.payloads import FOLLOW_UP, payload_digest, render_payload
-from integrations.transports import Deferred, Permanent, Transient, transport_for
+from integrations.notifications.channels import (
+    channel_configured,
+    channel_mark_unhealthy,
+    channels_mark_sent,
+)
+from integrations.notifications.payloads import FOLLOW_UP, payload_digest, render_payload
+from integrations.notifications.transports import Deferred, Permanent, Transient, transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +155,6 @@ def _enqueue(delivery_id: int, countdown: float = 0) -> None:
 
 
 def incident_note(incident: Incident, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-    from incidents.services import event_record
-
     event_record(incident, kind, message=message, data=data or {})
 
 
@@ -269,8 +273,6 @@ def _sent(delivery: Delivery, external_id: str) -> Delivery:
 
 def _sent_many(sent: list[tuple[Delivery, str]]) -> None:
     """Record deliveries as SENT: one UPDATE, one timeline insert, one channel timestamp each channel."""
-    from incidents.services import events_record_bulk
-
     if not sent:
         return
     now = timezone.now()
@@ -279,7 +281,7 @@ def _sent_many(sent: list[tuple[Delivery, str]]) -> None:
         delivery.last_error, delivery.lease_until, delivery.updated_at = "", None, now
     with transaction.atomic():
         _mark_sent([(d.pk, d.external_id) for d, _ in sent], now)
-        Channel.objects.filter(pk__in={d.channel_id for d, _ in sent}).update(last_success_at=now)
+        channels_mark_sent({d.channel_id for d, _ in sent}, now)
         for delivery, external_id in sent:
             transport_for(delivery.channel).recorded(delivery, external_id)
         events_record_bulk(
@@ -373,40 +375,6 @@ def _gave_up(delivery: Delivery, reason: str, *, permanent: bool) -> Delivery:
     return delivery
 
 
-def channel_mark_unhealthy(channel: Channel, reason: str) -> None:
-    """Flag the channel (admin banner) and, the first time, email the admins — unless email is
-    the broken channel."""
-    now = timezone.now()
-    changed = Channel.objects.filter(pk=channel.pk, healthy=True).update(
-        healthy=False, unhealthy_reason=reason, unhealthy_since=now
-    )
-    Channel.objects.filter(pk=channel.pk).update(unhealthy_reason=reason)
-    if not changed:
-        return
-    logger.error("notification channel %s is unhealthy: %s", channel.name, reason)
-    if channel.kind == ChannelKind.EMAIL:
-        return
-    admins = list(
-        get_user_model()
-        .objects.filter(is_active=True)
-        .filter(Q(is_superuser=True) | Q(groups__name="Admin"))
-        .exclude(email="")
-        .values_list("email", flat=True)
-        .distinct()
-    )
-    if admins:
-        send_mail(
-            f"[ETL Monitor] Notification channel {channel.name} is not working",
-            f"Sending through the channel {channel.name} ({channel.get_kind_display()}) failed with an error "
-            f"that retrying will not fix:\n\n  {reason}\n\nFix its configuration in the admin "
-            f"({settings.ETL_MONITOR_BASE_URL.rstrip('/')}/admin/integrations/channel/{channel.pk}/change/); "
-            "saving it marks it healthy again. Deliveries that gave up can be retried from the delivery list.",
-            settings.DEFAULT_FROM_EMAIL,
-            admins,
-            fail_silently=True,
-        )
-
-
 def deliveries_recover(now: dt.datetime | None = None) -> dict[str, int]:
     """The outbox sweep (beat): resume deliveries whose sender died mid-send, and send the due ones
     whose task was lost (broker down at commit time, worker restarted…)."""
@@ -466,8 +434,6 @@ def deliveries_recover(now: dt.datetime | None = None) -> dict[str, int]:
 
 def delivery_retry(*, user: Any, delivery: Delivery) -> Delivery:
     """Send a delivery that gave up (or failed) again, now."""
-    from etl_monitor.errors import StateConflict
-
     permission_require(user, "integrations.change_delivery", "retry deliveries")
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
@@ -482,3 +448,31 @@ def delivery_retry(*, user: Any, delivery: Delivery) -> Delivery:
         delivery.save(update_fields=["status", "attempts", "next_attempt_at", "updated_at"])
         transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
+
+
+def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
+    """Send a test message through the channel now (synchronously) and return the delivery."""
+    permission_require(user, "integrations.change_channel", "test channels")
+    if problem := channel_configured(channel):
+        raise InvalidInput({"channel": [f"{channel.name} cannot send: {problem}."]})
+    if not target:
+        target = {
+            ChannelKind.EMAIL: user.email,
+            ChannelKind.SLACK: "",
+            ChannelKind.SLACK_WEBHOOK: "incoming-webhook",
+            ChannelKind.WEBHOOK: channel.url,
+            ChannelKind.JIRA: settings.JIRA_PROJECT or "jira",
+        }[channel.kind]
+    if not target:
+        field = "target"
+        raise InvalidInput({field: ["Say where to send the test (an email address or a Slack channel)."]})
+    delivery = delivery_queue(
+        incident=None,
+        event=None,
+        channel=channel,
+        target=target,
+        purpose=Purpose.TEST,
+        key=f"test:{channel.pk}:{timezone.now().timestamp()}",
+        enqueue=False,  # sent right here, so the answer says how it went
+    )
+    return delivery_send(delivery.pk) or delivery

@@ -1,14 +1,11 @@
-"""Notifications: routing and escalation (the outbox is ``integrations.outbox``, what messages say
-``integrations.payloads``).
+"""Routing and escalation: which incident timeline entries become deliveries, to whom.
 
-Flow: every incident timeline entry is recorded with ``incident_event_recorded``
-inside its transaction; ``on_incident_event`` routes it (severity → notification
-rule → tier → channels and targets) and writes one Delivery per message in that
-same transaction. After commit a Celery task sends each one (``delivery_send``);
-failures retry with exponential backoff and jitter, permanent errors stop at once
-and mark the channel unhealthy. ``deliveries_recover`` (beat) picks up deliveries
-whose task was lost or whose worker died mid-send; ``escalations_run`` (beat)
-notifies the next tier of incidents nobody acknowledged in time.
+``on_incident_event`` receives every timeline entry inside its transaction
+(``incident_event_recorded``) and routes it: severity → notification rule → tier →
+channels and targets, one Delivery per message queued in the outbox in that same
+transaction. Follow-ups (acknowledged, resolved, closed) and reminders go to those who were
+told, answering or updating the first message. ``escalations_run`` (beat) notifies the next
+tier of incidents nobody acknowledged in time.
 """
 
 from __future__ import annotations
@@ -21,8 +18,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
-from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
 from integrations.models import (
@@ -33,15 +28,15 @@ from integrations.models import (
     NotificationRule,
     Purpose,
 )
-from integrations.outbox import (
+from integrations.notifications.channels import channel_configured
+from integrations.notifications.outbox import (
     delivery_key,
     delivery_new,
     delivery_queue,
-    delivery_send,
     enqueue_after_commit,
     incident_note,
 )
-from integrations.payloads import FOLLOW_UP
+from integrations.notifications.payloads import FOLLOW_UP
 
 logger = logging.getLogger(__name__)
 
@@ -67,25 +62,6 @@ def rule_for(incident: Incident) -> NotificationRule | None:
             if rule.tag_id is not None and rule.tag_id in tag_ids:
                 return rule
     return next((r for r in rules if r.team_id is None and r.tag_id is None), None)
-
-
-def channel_configured(channel: Channel) -> str:
-    """Why a channel cannot send (empty = it can)."""
-    if not channel.enabled:
-        return "disabled"
-    if secret_undecryptable(channel.secret):
-        return UNDECRYPTABLE
-    if channel.kind == ChannelKind.SLACK and not (channel.secret or settings.SLACK_BOT_TOKEN):
-        return "no Slack bot token (SLACK_BOT_TOKEN)"
-    if channel.kind == ChannelKind.SLACK_WEBHOOK and not channel.secret:
-        return "no incoming-webhook URL"
-    if channel.kind == ChannelKind.WEBHOOK and not channel.url:
-        return "no URL"
-    if channel.kind == ChannelKind.JIRA:
-        from integrations.jira import jira_configured
-
-        return jira_configured()
-    return ""
 
 
 def _targets(channel: Channel, tier: dict[str, Any]) -> list[str]:
@@ -321,85 +297,3 @@ def escalations_run(now: dt.datetime | None = None) -> int:
             )
             done += 1
     return done
-
-
-def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
-    """Send a test message through the channel now (synchronously) and return the delivery."""
-    from etl_monitor.errors import InvalidInput
-
-    permission_require(user, "integrations.change_channel", "test channels")
-    if problem := channel_configured(channel):
-        raise InvalidInput({"channel": [f"{channel.name} cannot send: {problem}."]})
-    if not target:
-        target = {
-            ChannelKind.EMAIL: user.email,
-            ChannelKind.SLACK: "",
-            ChannelKind.SLACK_WEBHOOK: "incoming-webhook",
-            ChannelKind.WEBHOOK: channel.url,
-            ChannelKind.JIRA: settings.JIRA_PROJECT or "jira",
-        }[channel.kind]
-    if not target:
-        field = "target"
-        raise InvalidInput({field: ["Say where to send the test (an email address or a Slack channel)."]})
-    delivery = delivery_queue(
-        incident=None,
-        event=None,
-        channel=channel,
-        target=target,
-        purpose=Purpose.TEST,
-        key=f"test:{channel.pk}:{timezone.now().timestamp()}",
-        enqueue=False,  # sent right here, so the answer says how it went
-    )
-    return delivery_send(delivery.pk) or delivery
-
-
-@transaction.atomic
-def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = None) -> Channel:
-    """Create or change a channel; an empty secret keeps the stored one; saving makes it healthy again."""
-    from etl_monitor.errors import InvalidInput, model_validate
-
-    perm = "integrations.change_channel" if channel else "integrations.add_channel"
-    permission_require(user, perm, "manage notification channels")
-    allowed = {"name", "kind", "enabled", "url", "secret"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise InvalidInput({name: ["Unknown field."] for name in unknown})
-    channel = channel or Channel()
-    old_name = channel.name if channel.pk else None
-    for name, value in data.items():
-        if name == "secret" and not value:
-            continue
-        setattr(channel, name, value)
-    errors: dict[str, list[str]] = {}
-    if channel.kind == ChannelKind.WEBHOOK and not channel.url:
-        errors["url"] = ["A generic webhook needs a URL."]
-    if channel.kind == ChannelKind.SLACK_WEBHOOK and not channel.secret:
-        errors["secret"] = ["Paste the incoming-webhook URL here."]
-    if (
-        channel.kind == ChannelKind.SLACK_WEBHOOK
-        and channel.secret
-        and not secret_undecryptable(channel.secret)  # kept as stored; sending says it must be set again
-        and not channel.secret.startswith("https://")
-    ):
-        errors["secret"] = ["An incoming-webhook URL starts with https://."]
-    model_validate(channel, errors)
-    channel.healthy, channel.unhealthy_reason, channel.unhealthy_since = True, "", None
-    channel._history_user = user
-    channel.save()
-    if old_name and old_name != channel.name:
-        _rules_rename_channel(user, old_name, channel.name)
-    return channel
-
-
-def _rules_rename_channel(user: Any, old: str, new: str) -> None:
-    """A renamed channel stays routed: the rules (and their tiers) that named it name it anew."""
-
-    def renamed(names: list[str]) -> list[str]:
-        return [new if name == old else name for name in names or []]
-
-    for rule in NotificationRule.objects.select_for_update(of=("self",)).order_by("pk"):
-        tiers = [{**tier, "channels": renamed(tier.get("channels"))} for tier in rule.escalation_tiers or []]
-        if old in (rule.channels or []) or tiers != (rule.escalation_tiers or []):
-            rule.channels, rule.escalation_tiers = renamed(rule.channels), tiers
-            rule._history_user = user
-            rule.save(update_fields=["channels", "escalation_tiers", "updated_at"])
