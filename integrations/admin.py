@@ -33,7 +33,6 @@ from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from integrations.models import (
     Capture,
     Channel,
-    ChannelKind,
     DataSource,
     Delivery,
     DeliveryStatus,
@@ -42,6 +41,7 @@ from integrations.models import (
     NotificationRule,
 )
 from integrations.notifications import channels, outbox, rules
+from integrations.notifications.transports import transport_for
 from integrations.selectors import delivery_payload_visible
 from integrations.sources.captures import capture_run
 from integrations.sources.clients import source_check
@@ -177,10 +177,9 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
 
     @admin.display(description="send a test notification")
     def test(self, obj: Channel) -> str:
-        placeholder = {
-            ChannelKind.EMAIL: "an email address (default: yours)",
-            ChannelKind.SLACK: channels.channel_test_target(obj) or "a Slack channel, e.g. #alerts-test",
-        }.get(obj.kind, "")
+        # A box where the transport asks for a target (email, the Slack bot), showing the default.
+        prompt = transport_for(obj).test_prompt
+        placeholder = prompt and (channels.channel_test_target(obj) or prompt)
         target = (
             format_html('<input type="text" name="_test_target" placeholder="{}" style="width:20em"> ', placeholder)
             if placeholder
@@ -208,14 +207,6 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
             return HttpResponseRedirect(reverse("admin:integrations_channel_change", args=[object_id]))
 
     def _send_test(self, request: HttpRequest, channel: Channel, target: str = "") -> None:
-        target = target or channels.channel_test_target(channel)
-        if channel.kind == ChannelKind.SLACK and not target:
-            messages.error(
-                request,
-                f"{channel.name}: a test needs a Slack channel to post to, and no notification rule routes this "
-                "channel to one yet. Type one in the test box on the channel's page.",
-            )
-            return
         try:
             delivery = outbox.channel_test(user=request.user, channel=channel, target=target)
         except InvalidInput as exc:

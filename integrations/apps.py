@@ -20,8 +20,10 @@ class IntegrationsConfig(AppConfig):
         )
         from integrations.models import Channel
         from integrations.notifications import routing
+        from integrations.notifications.transports import transports_load
         from integrations.sources import kinds  # noqa: F401 — registers the rule kinds over the sources
 
+        transports_load()  # one module per channel kind, each registering its transport
         incident_event_recorded.connect(routing.on_incident_event, dispatch_uid="integrations.notifications")
         protection_register(Channel, fields=(), secret_fields=("secret",))
         config_section_register(ChannelsSection())

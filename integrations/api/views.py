@@ -94,7 +94,7 @@ class ChannelViewSet(viewsets.ModelViewSet):
         params = ChannelTestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         channel = self.get_object()
-        target = params.validated_data.get("target", "").strip() or channels.channel_test_target(channel)
+        target = params.validated_data.get("target", "").strip()
         delivery = outbox.channel_test(user=request.user, channel=channel, target=target)
         return Response(DeliverySerializer(delivery).data)
 

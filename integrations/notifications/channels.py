@@ -24,30 +24,22 @@ from django.utils import timezone
 from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
 from etl_monitor.errors import InvalidInput, StateConflict, model_validate
 from etl_monitor.permissions import permission_require
-from integrations.models import Channel, ChannelKind, Delivery
+from integrations.models import Channel, Delivery
 from integrations.notifications.rules import channel_rules, notification_rules_rename_channel
+from integrations.notifications.transports import transport_for, transport_kinds
 from loaders.models import Severity
 
 logger = logging.getLogger(__name__)
 
 
-def channel_configured(channel: Channel) -> str:
-    """Why a channel cannot send (empty = it can)."""
+def channel_configured(channel: Channel) -> str | None:
+    """Why a channel cannot send (None = it can): disabled, a secret no key reads, or what its
+    transport lacks."""
     if not channel.enabled:
         return "disabled"
     if secret_undecryptable(channel.secret):
         return UNDECRYPTABLE
-    if channel.kind == ChannelKind.SLACK and not (channel.secret or settings.SLACK_BOT_TOKEN):
-        return "no Slack bot token (SLACK_BOT_TOKEN)"
-    if channel.kind == ChannelKind.SLACK_WEBHOOK and not channel.secret:
-        return "no incoming-webhook URL"
-    if channel.kind == ChannelKind.WEBHOOK and not channel.url:
-        return "no URL"
-    if channel.kind == ChannelKind.JIRA:
-        from integrations.jira import jira_configured
-
-        return jira_configured()
-    return ""
+    return transport_for(channel).configured()
 
 
 @transaction.atomic
@@ -65,18 +57,8 @@ def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = N
         if name == "secret" and not value:
             continue
         setattr(channel, name, value)
-    errors: dict[str, list[str]] = {}
-    if channel.kind == ChannelKind.WEBHOOK and not channel.url:
-        errors["url"] = ["A generic webhook needs a URL."]
-    if channel.kind == ChannelKind.SLACK_WEBHOOK and not channel.secret:
-        errors["secret"] = ["Paste the incoming-webhook URL here."]
-    if (
-        channel.kind == ChannelKind.SLACK_WEBHOOK
-        and channel.secret
-        and not secret_undecryptable(channel.secret)  # kept as stored; sending says it must be set again
-        and not channel.secret.startswith("https://")
-    ):
-        errors["secret"] = ["An incoming-webhook URL starts with https://."]
+    # An unknown kind has no transport to ask: model_validate names it.
+    errors = transport_for(channel).check() if channel.kind in transport_kinds() else {}
     model_validate(channel, errors)
     channel.healthy, channel.unhealthy_reason, channel.unhealthy_since = True, "", None
     channel._history_user = user
@@ -106,18 +88,14 @@ def channel_delete(*, user: AbstractBaseUser, channel: Channel) -> None:
     channel.delete()
 
 
-def channel_test_target(channel: Channel) -> str:
-    """Where a test message goes when nobody says: for the Slack bot, the Slack channel of the
-    least severe rule that routes to it (a test should not page the critical channel when a
-    quieter one exists). Empty for other kinds: ``notify.channel_test`` picks their target."""
-    if channel.kind != ChannelKind.SLACK:
-        return ""
+def channel_test_target(channel: Channel, user: Any = None) -> str:
+    """Where a test message goes when nobody says ("" = nowhere known): the transport chooses,
+    knowing who asks (``user``, None when unknown) and the tiers of the rules that route to the
+    channel, least severe rule first (the Slack bot takes that rule's Slack channel)."""
     rank = {severity: index for index, severity in enumerate(Severity.values)}
-    for rule in sorted(channel_rules(channel), key=lambda r: (not r.enabled, -rank.get(r.severity, 0), r.pk)):
-        for tier in rule.tiers():
-            if channel.name in (tier.get("channels") or []) and tier.get("slack_channel"):
-                return tier["slack_channel"]
-    return ""
+    rules = sorted(channel_rules(channel), key=lambda r: (not r.enabled, -rank.get(r.severity, 0), r.pk))
+    tiers = [tier for rule in rules for tier in rule.tiers() if channel.name in (tier.get("channels") or [])]
+    return transport_for(channel).test_target(user, tiers)
 
 
 def channel_mark_unhealthy(channel: Channel, reason: str) -> None:
@@ -131,7 +109,7 @@ def channel_mark_unhealthy(channel: Channel, reason: str) -> None:
     if not changed:
         return
     logger.error("notification channel %s is unhealthy: %s", channel.name, reason)
-    if channel.kind == ChannelKind.EMAIL:
+    if transport_for(channel).uses_admin_mail:
         return
     admins = list(
         get_user_model()

@@ -28,7 +28,6 @@ from incidents.models import EventKind, Incident, IncidentEvent
 from incidents.services import event_record, events_record_bulk
 from integrations.models import (
     Channel,
-    ChannelKind,
     Delivery,
     DeliveryStatus,
     Purpose,
@@ -36,9 +35,10 @@ from integrations.models import (
 from integrations.notifications.channels import (
     channel_configured,
     channel_mark_unhealthy,
+    channel_test_target,
     channels_mark_sent,
 )
-from integrations.notifications.payloads import FOLLOW_UP, payload_digest, render_payload
+from integrations.notifications.payloads import FOLLOW_UP, Message, payload_digest
 from integrations.notifications.transports import Deferred, Permanent, Transient, transport_for
 
 logger = logging.getLogger(__name__)
@@ -87,9 +87,10 @@ def delivery_new(
     key: str,
 ) -> Delivery:
     """An unsaved delivery with its payload rendered."""
+    transport = transport_for(channel)
     in_place = purpose in FOLLOW_UP.values() or purpose == Purpose.UPDATED
-    update = root is not None and transport_for(channel).can_update and in_place
-    payload = render_payload(channel, purpose, incident, event, update=update)
+    update = root is not None and transport.can_update and in_place
+    payload = transport.render(Message(purpose, incident, event, update=update))
     now = timezone.now()
     return Delivery(
         incident=incident,
@@ -451,21 +452,14 @@ def delivery_retry(*, user: Any, delivery: Delivery) -> Delivery:
 
 
 def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
-    """Send a test message through the channel now (synchronously) and return the delivery."""
+    """Send a test message through the channel now (synchronously) and return the delivery.
+    Without a ``target`` it goes where ``channel_test_target`` says."""
     permission_require(user, "integrations.change_channel", "test channels")
     if problem := channel_configured(channel):
         raise InvalidInput({"channel": [f"{channel.name} cannot send: {problem}."]})
+    target = target or channel_test_target(channel, user)
     if not target:
-        target = {
-            ChannelKind.EMAIL: user.email,
-            ChannelKind.SLACK: "",
-            ChannelKind.SLACK_WEBHOOK: "incoming-webhook",
-            ChannelKind.WEBHOOK: channel.url,
-            ChannelKind.JIRA: settings.JIRA_PROJECT or "jira",
-        }[channel.kind]
-    if not target:
-        field = "target"
-        raise InvalidInput({field: ["Say where to send the test (an email address or a Slack channel)."]})
+        raise InvalidInput({"target": [transport_for(channel).test_target_missing]})
     delivery = delivery_queue(
         incident=None,
         event=None,

@@ -1,9 +1,11 @@
-"""What a notification says: the incident's context and each channel's rendering of it (email
-text and HTML, Slack Block Kit, webhook JSON), with field protection applied.
+"""What a notification says, before a channel renders it: the ``Message`` (its purpose, the
+incident's context with field protection applied, the headline and the follow-up line).
 
-The context holds text as written; each rendering makes it safe for its medium: Slack text goes
-through ``slack_escape`` (no ``<!channel>`` ping, no disguised ``<url|label>`` link), HTML through
-the templates' autoescaping, an email subject through ``one_line``. The links are ours, their
+Each channel's transport renders the message for its medium (email text and HTML, Slack Block
+Kit, webhook JSON, a Jira ticket). The context holds text as written; each rendering makes it
+safe for its medium: Slack text goes through ``slack_escape`` (no ``<!channel>`` ping, no
+disguised ``<url|label>`` link), HTML through the templates' autoescaping, an email subject
+through ``one_line``, Jira's wiki markup through ``wiki_escape``. The links are ours, their
 variable parts percent-encoded where they are made.
 """
 
@@ -12,20 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
-from django.template.loader import render_to_string
 
 from etl_monitor.protection import outbound_redact, scrub
-from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
-from integrations.models import (
-    Channel,
-    ChannelKind,
-    Purpose,
-)
-from integrations.text import one_line, slack_escape
+from incidents.models import EventKind, Incident, IncidentEvent
+from integrations.models import Purpose
 
 # The follow-ups of a lifecycle entry: told to everyone who heard of the incident, in place where
 # the channel can update its message.
@@ -33,14 +31,6 @@ FOLLOW_UP = {
     EventKind.ACKNOWLEDGED: Purpose.ACKNOWLEDGED,
     EventKind.RESOLVED: Purpose.RESOLVED,
     EventKind.CLOSED: Purpose.CLOSED,
-}
-
-
-SEVERITY_STYLE = {
-    "CRITICAL": ("🔴", "#d32f2f"),
-    "HIGH": ("🟠", "#f57c00"),
-    "MEDIUM": ("🟡", "#fbc02d"),
-    "LOW": ("🟢", "#388e3c"),
 }
 
 
@@ -133,105 +123,46 @@ def _follow_up_text(purpose: str, ctx: dict[str, Any], event: IncidentEvent | No
     return ""
 
 
-def _slack_blocks(ctx: dict[str, Any], purpose: str) -> list[dict[str, Any]]:
-    """Block Kit for the incident. Every text from the context is escaped (``slack_escape``),
-    plain_text included (Slack decodes the three entities there as well); the buttons' addresses
-    are ours."""
-    esc = slack_escape
-    emoji, _colour = SEVERITY_STYLE.get(ctx["severity"], ("⚪", "#9e9e9e"))
-    state = "" if ctx["status"] == IncidentStatus.OPEN else f" · *{ctx['status'].title()}*"
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": esc(one_line(ctx["title"]))[:150], "emoji": True}},
-        {
-            "type": "section",
-            "fields": [
-                {"type": "mrkdwn", "text": f"*Severity:*\n{emoji} {ctx['severity']}{state}"},
-                {"type": "mrkdwn", "text": f"*Service:*\n{esc(ctx['service'])}"},
-                {"type": "mrkdwn", "text": f"*Detected:*\n{ctx['detected_at']}"},
-                {"type": "mrkdwn", "text": f"*Category:*\n{ctx['category']}"},
-            ],
-        },
-    ]
-    if ctx["description"]:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Description:*\n{esc(ctx['description'])}"[:2900]}}
-        )
-    if ctx["suggestion"]:
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": f"*Suggested action:*\n{esc(ctx['suggestion'])}"[:2900]},
-            }
-        )
-    if ctx["correlation_id"]:
-        correlation = esc(one_line(ctx["correlation_id"])).replace("`", "'")  # stays inside its code span
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Correlation id `{correlation}`"}]})
-    labels = {"incident": "View incident", "dashboard": "View dashboard", "logs": "View logs", "jira": "View Jira"}
-    buttons = [
-        {
-            "type": "button",
-            "text": {"type": "plain_text", "text": labels[name]},
-            "url": url,
-            "action_id": f"open_{name}",
-        }
-        for name, url in ctx["links"].items()
-    ]
-    if buttons:
-        blocks.append({"type": "actions", "elements": buttons})
-    return blocks
+@dataclass(frozen=True)
+class Message:
+    """One message about an incident (or a test, ``incident`` None) before a channel renders it.
 
+    ``update``: the channel edits the incident's first message in place (Slack bot follow-ups).
+    The context is read once per message, whatever the rendering asks of it."""
 
-def render_payload(
-    channel: Channel, purpose: str, incident: Incident | None, event: IncidentEvent | None, *, update: bool
-) -> dict[str, Any]:
-    """The message for one channel kind, rendered once when the delivery is created."""
-    if channel.kind == ChannelKind.JIRA:
-        from integrations.jira import jira_payload
+    purpose: str
+    incident: Incident | None
+    event: IncidentEvent | None = None
+    update: bool = False
 
-        return jira_payload(purpose, incident, event)
-    if incident is None:  # a test notification
-        text = "ETL Monitor test notification: this channel works."
-        ctx = {"title": "Test notification", "severity": "LOW"}
-    else:
-        ctx = incident_context(incident)
-        text = f"{HEADLINES[purpose]}[{ctx['severity']}] {ctx['title']}"
-    follow_up = _follow_up_text(purpose, ctx, event) if incident is not None else ""
-    if channel.kind == ChannelKind.EMAIL:
-        template_ctx = {
-            "incident": ctx,
-            "purpose": purpose,
-            "headline": HEADLINES.get(purpose, ""),
-            "follow_up": follow_up,
-        }
-        if incident is None:
-            return {
-                "subject": "[TEST] ETL Monitor test notification",
-                "text": text + "\n",
-                "html": "",
-                "severity": "TEST",
-            }
-        return {
-            "subject": one_line(f"[{ctx['severity']}] {HEADLINES[purpose]}{ctx['title']}"),
-            "text": render_to_string("notifications/incident_email.txt", template_ctx),
-            "html": render_to_string("notifications/incident_email.html", template_ctx),
-            "severity": ctx["severity"],
-        }
-    if channel.kind in (ChannelKind.SLACK, ChannelKind.SLACK_WEBHOOK):
-        # The top-level text is mrkdwn too (and what notifications and screen readers show).
-        text = slack_escape(one_line(text))
-        if incident is None:
-            return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
-        payload = {"text": text, "blocks": _slack_blocks(ctx, purpose), "update": update}
-        if follow_up:
-            payload["thread_text"] = slack_escape(follow_up)
-        return payload
-    event_name = {"TEST": "test"}.get(purpose, purpose.lower())
-    return {
-        "version": "1",
-        "event": f"incident.{event_name}",
-        "incident": None if incident is None else {k: v for k, v in ctx.items()},
-        "message": follow_up or text,
-    }
+    @property
+    def is_test(self) -> bool:
+        return self.incident is None
+
+    @cached_property
+    def context(self) -> dict[str, Any]:
+        if self.incident is None:
+            return {"title": "Test notification", "severity": "LOW"}
+        return incident_context(self.incident)
+
+    @property
+    def headline(self) -> str:
+        """What the message's title starts with ("Resolved: "…)."""
+        return HEADLINES.get(self.purpose, "")
+
+    @property
+    def text(self) -> str:
+        """The message in one line: ``Resolved: [HIGH] SALES-DAILY failed``."""
+        if self.incident is None:
+            return "ETL Monitor test notification: this channel works."
+        return f"{HEADLINES[self.purpose]}[{self.context['severity']}] {self.context['title']}"
+
+    @cached_property
+    def follow_up(self) -> str:
+        """What happened, for a follow-up ("Acknowledged by alice."); empty for a first message."""
+        if self.incident is None:
+            return ""
+        return _follow_up_text(self.purpose, self.context, self.event)
 
 
 def payload_digest(payload: dict[str, Any]) -> str:

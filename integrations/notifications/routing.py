@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -22,7 +23,6 @@ from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
 from integrations.models import (
     Channel,
-    ChannelKind,
     Delivery,
     IncidentNotification,
     NotificationRule,
@@ -37,6 +37,7 @@ from integrations.notifications.outbox import (
     incident_note,
 )
 from integrations.notifications.payloads import FOLLOW_UP
+from integrations.notifications.transports import Transport, kinds_unrouted, transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -64,25 +65,12 @@ def rule_for(incident: Incident) -> NotificationRule | None:
     return next((r for r in rules if r.team_id is None and r.tag_id is None), None)
 
 
-def _targets(channel: Channel, tier: dict[str, Any]) -> list[str]:
-    if channel.kind == ChannelKind.EMAIL:
-        recipients = [r for r in tier.get("recipients") or [] if r]
-        return [",".join(sorted(recipients))] if recipients else []
-    if channel.kind == ChannelKind.SLACK:
-        return [tier["slack_channel"]] if tier.get("slack_channel") else []
-    if channel.kind == ChannelKind.SLACK_WEBHOOK:
-        return ["incoming-webhook"]
-    if channel.kind == ChannelKind.JIRA:
-        return []  # tickets follow the Jira settings, not notification rules
-    return [channel.url]
-
-
 def _roots(incident: Incident) -> dict[tuple[int, str], Delivery]:
     """The first message of the incident per channel and target (what follow-ups update or answer)."""
     roots: dict[tuple[int, str], Delivery] = {}
     firsts = (Purpose.OPENED, Purpose.REOPENED, Purpose.ESCALATED)
     deliveries = Delivery.objects.filter(incident=incident, purpose__in=firsts, root__isnull=True)
-    for d in deliveries.exclude(channel__kind=ChannelKind.JIRA).order_by("pk"):
+    for d in deliveries.exclude(channel__kind__in=kinds_unrouted()).order_by("pk"):
         roots.setdefault((d.channel_id, d.target), d)
     return roots
 
@@ -99,13 +87,14 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
         if channel is None:
             skipped.append(f"{name}: no such channel")
             continue
-        if channel.kind == ChannelKind.JIRA:
-            skipped.append(f"{name}: Jira tickets follow the Jira settings, not notification rules")
+        transport = transport_for(channel)
+        if transport.unrouted:
+            skipped.append(f"{name}: {transport.unrouted}")
             continue
         if problem := channel_configured(channel):
             skipped.append(f"{name}: {problem}")
             continue
-        targets = _targets(channel, spec)
+        targets = transport.targets(spec)
         if not targets:
             skipped.append(f"{name}: no recipients / Slack channel in tier {tier}")
         for target in targets:
@@ -186,13 +175,18 @@ def _route(event: IncidentEvent) -> None:
 
 
 def _to_those_told(
-    incident: Incident, event: IncidentEvent | None, purpose: str, *, key: str, wanted: Any = None
+    incident: Incident,
+    event: IncidentEvent | None,
+    purpose: str,
+    *,
+    key: str,
+    wanted: Callable[[Transport], bool] | None = None,
 ) -> None:
     """One delivery per channel and target that heard about the incident (its first message is
-    the root: Slack updates it or answers in its thread). ``wanted(channel)`` narrows them."""
+    the root: Slack updates it or answers in its thread). ``wanted(transport)`` narrows them."""
     for (_channel_id, target), root in _roots(incident).items():
         channel = root.channel
-        if channel_configured(channel) or (wanted is not None and not wanted(channel)):
+        if channel_configured(channel) or (wanted is not None and not wanted(transport_for(channel))):
             continue
         delivery_queue(
             incident=incident,
@@ -209,21 +203,16 @@ def _to_those_told(
 def _follow_up(incident: Incident, event: IncidentEvent, purpose: str) -> None:
     """Acknowledged / resolved / closed: tell the channels that were told about the incident.
 
-    Slack bot messages are updated in place (plus a line in their thread); a resolution is
-    also sent to email and Slack webhooks; generic webhooks hear about every step."""
-    _to_those_told(
-        incident,
-        event,
-        purpose,
-        key=str(event.pk),
-        wanted=lambda channel: channel.kind in (ChannelKind.SLACK, ChannelKind.WEBHOOK) or purpose == Purpose.RESOLVED,
-    )
+    Each channel hears the follow-ups its transport lists (``follow_ups``): the Slack bot's
+    messages are updated in place (plus a line in their thread) and generic webhooks hear about
+    every step; email and Slack webhooks hear only of the resolution."""
+    _to_those_told(incident, event, purpose, key=str(event.pk), wanted=lambda told: purpose in told.follow_ups)
 
 
-def slack_messages_refresh(incident: Incident, reason: str) -> None:
-    """Re-render the incident's Slack bot messages in place — e.g. once its Jira ticket exists, so
-    the first message gets its "View Jira" button."""
-    _to_those_told(incident, None, Purpose.UPDATED, key=reason, wanted=lambda c: c.kind == ChannelKind.SLACK)
+def incident_messages_refresh(incident: Incident, reason: str) -> None:
+    """Re-render the incident's messages that can be updated in place (the Slack bot's) — e.g. once
+    its Jira ticket exists, so the first message gets its "View Jira" button."""
+    _to_those_told(incident, None, Purpose.UPDATED, key=reason, wanted=lambda transport: transport.can_update)
 
 
 def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:

@@ -17,7 +17,8 @@ from django.db import transaction
 
 from etl_monitor.errors import InvalidInput, fields_known
 from etl_monitor.permissions import permission_require
-from integrations.models import Channel, ChannelKind, NotificationRule
+from integrations.models import Channel, NotificationRule
+from integrations.notifications.transports import kinds_unrouted, transport_for
 from loaders.models import Tag, Team
 
 RULE_FIELDS = (
@@ -77,15 +78,12 @@ def _check_target(
             bad.append(address)
     if bad:
         errors.setdefault(f"{prefix}recipients", []).append(f"Not valid email address(es): {', '.join(bad)}.")
-    kinds = {channels[n].kind: n for n in names if n in channels}
-    if ChannelKind.EMAIL in kinds and not recipients and f"{prefix}recipients" not in errors:
-        errors.setdefault(f"{prefix}recipients", []).append(
-            f"Channel {kinds[ChannelKind.EMAIL]} sends email: give at least one recipient."
-        )
-    if ChannelKind.SLACK in kinds and not spec["slack_channel"]:
-        errors.setdefault(f"{prefix}slack_channel", []).append(
-            f"Channel {kinds[ChannelKind.SLACK]} posts to Slack: name the Slack channel, e.g. #alerts-critical."
-        )
+    # Each kind's transport says what the tier lacks for it (once per kind, naming its last channel);
+    # a field already refused above gets no second message.
+    for channel in {channels[n].kind: channels[n] for n in names if n in channels}.values():
+        for field, problem in transport_for(channel).tier_problems(spec).items():
+            if f"{prefix}{field}" not in errors:
+                errors[f"{prefix}{field}"] = [problem]
 
 
 def _check_tiers(value: Any, channels: dict[str, Channel], errors: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -143,8 +141,8 @@ def notification_rule_check(*, data: dict[str, Any], rule: NotificationRule | No
             rule.tag = tag
         elif name not in ("channels", "recipients", "slack_channel", "escalation_tiers"):
             setattr(rule, name, value)
-    # The Jira channel is not for routing: tickets follow the Jira settings.
-    channels = {c.name: c for c in Channel.objects.exclude(kind=ChannelKind.JIRA)}
+    # Some kinds are not for routing (Jira: tickets follow the Jira settings).
+    channels = {c.name: c for c in Channel.objects.exclude(kind__in=kinds_unrouted())}
     first = {key: data.get(key, getattr(rule, key)) for key in TIER_KEYS}
     _check_target(first, "", channels, errors)
     rule.channels, rule.recipients, rule.slack_channel = first["channels"], first["recipients"], first["slack_channel"]
