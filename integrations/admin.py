@@ -30,6 +30,7 @@ from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.crypto import secret_status
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
+from integrations.jira import connection_check, jira_configured
 from integrations.models import (
     Capture,
     Channel,
@@ -520,8 +521,6 @@ class JiraSettingsAdmin(ReadOnlyHistoryAdmin):
 
     @admin.display(description="connection")
     def connection(self, obj: JiraSettings) -> str:
-        from integrations.jira import jira_configured
-
         problem = jira_configured()
         return format_html(
             "{}<br>URL {} · user {} · project {} · API token {} · webhook secret {}",
@@ -543,8 +542,6 @@ class JiraSettingsAdmin(ReadOnlyHistoryAdmin):
         )
 
     def test_view(self, request: HttpRequest) -> HttpResponse:
-        from integrations.jira import connection_check
-
         if not self.has_change_permission(request):
             raise PermissionDenied
         for name, ok, detail in connection_check():

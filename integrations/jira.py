@@ -1,8 +1,9 @@
 """Jira: a ticket per incident that warrants one, kept in step both ways.
 
-Out: incident timeline entries become deliveries of the ``jira`` channel (the same outbox
-as notifications: retries with backoff, Retry-After, permanent errors mark the channel
-unhealthy). Opening creates the ticket; acknowledgement, comments, re-fires (at most every
+Out: Jira subscribes to the incident timeline itself (``on_incident_event``): its entries become
+deliveries of the ``jira`` channel (``JiraTransport``), sent by the same outbox as notifications
+(retries with backoff, Retry-After, permanent errors mark the channel unhealthy). Opening
+creates the ticket; acknowledgement, comments, re-fires (at most every
 ``refire_comment_seconds``) and resolution become comments; resolve/close transition it to
 done; a reopen within ``reopen_window_seconds`` reopens it, later a new ticket linked to the
 old one is created. A create whose outcome is unknown (timeout) is looked up by its unique
@@ -33,7 +34,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput
+from etl_monitor.roles import Role, system_user_get
 from incidents.models import ACTIVE_STATUSES, EventKind, Incident, IncidentEvent
+from incidents.services import incident_comment, incident_resolve
 from integrations.models import (
     Channel,
     ChannelKind,
@@ -45,7 +48,7 @@ from integrations.models import (
 )
 from integrations.notifications.outbox import delivery_key, delivery_queue
 from integrations.notifications.payloads import Message
-from integrations.notifications.routing import incident_messages_refresh
+from integrations.notifications.routing import event_route_guarded, incident_messages_refresh
 from integrations.notifications.transports import Deferred, Permanent, Transient, Transport, transport_register
 from integrations.text import one_line, wiki_escape
 
@@ -91,6 +94,14 @@ def browse_url(key: str) -> str:
 
 
 # --- routing (inside the incident event's transaction) ----------------------------------------
+
+
+def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
+    """Jira's subscription to the incident timeline (``incident_event_recorded``, connected in
+    ``IntegrationsConfig.ready`` after the notifications'): the entries a ticket follows become
+    Jira deliveries in the entry's transaction. Like notifications, never raises into detection."""
+    if event.kind in ROUTED:
+        event_route_guarded(event, jira_route)
 
 
 def jira_route(event: IncidentEvent) -> None:
@@ -520,8 +531,6 @@ def webhook_apply(
     """Apply one Jira webhook delivery. A body already received (its SHA-256), or a delivery
     identifier already received, changes nothing: ``duplicate``. An event outside the time window
     raises InvalidInput (``timestamp``) and leaves no receipt."""
-    from etl_monitor.roles import Role, system_user_get
-
     now = now or timezone.now()
     event = str(payload.get("webhookEvent") or "")
     issue = payload.get("issue") or {}
@@ -577,8 +586,6 @@ def _is_ours(author: dict[str, Any], body: str) -> bool:
 
 def _webhook_change(event: str, payload: dict[str, Any], incident: Incident, jira_user: Any) -> dict[str, str]:
     """What one Jira event changes on the incident (as the ``jira`` system user, marked source=jira)."""
-    from incidents.services import incident_comment, incident_resolve
-
     actor = (payload.get("user") or {}).get("displayName") or "someone"
     if event == "comment_created":
         comment = payload.get("comment") or {}

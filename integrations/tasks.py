@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from integrations.jira import jira_receipts_prune
 from integrations.notifications import outbox, routing
 from integrations.sources.captures import captures_run
 
@@ -46,6 +47,4 @@ def captures_run_task() -> None:
 @shared_task(name="integrations.tasks.jira_receipts_prune", ignore_result=True)
 def jira_receipts_prune_task() -> None:
     """Drop Jira webhook receipts past their retention (never one a replay could still use)."""
-    from integrations.jira import jira_receipts_prune
-
     jira_receipts_prune()

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -20,8 +21,10 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from etl_monitor.celery import app as celery_app
 from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
 from etl_monitor.errors import InvalidInput, StateConflict
+from etl_monitor.outage import task_publish
 from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent
@@ -137,22 +140,20 @@ def enqueue_after_commit(delivery_id: int) -> None:
     _after_commit.ids.append(delivery_id)
 
 
+# The tasks that send deliveries, queued by name: they wrap this module (a task sends, a send queues
+# the next try), so it does not import them; IntegrationsConfig.ready registers them in every process.
 # With the broker away, task_publish gives up at once (logged once, counted) and deliveries_recover
 # sends the deliveries later.
+DELIVERIES_SEND_TASK = "integrations.tasks.deliveries_send"
+DELIVERY_SEND_TASK = "integrations.tasks.delivery_send"
 
 
 def _enqueue_batch(delivery_ids: list[int]) -> None:
-    from etl_monitor.outage import task_publish
-    from integrations.tasks import deliveries_send_task
-
-    task_publish(deliveries_send_task, (delivery_ids,))
+    task_publish(celery_app.tasks[DELIVERIES_SEND_TASK], (delivery_ids,))
 
 
 def _enqueue(delivery_id: int, countdown: float = 0) -> None:
-    from etl_monitor.outage import task_publish
-    from integrations.tasks import delivery_send_task
-
-    task_publish(delivery_send_task, (delivery_id,), countdown=countdown)
+    task_publish(celery_app.tasks[DELIVERY_SEND_TASK], (delivery_id,), countdown=countdown)
 
 
 def incident_note(incident: Incident, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
@@ -237,8 +238,6 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
 def _transmit(deliveries: list[Delivery]) -> list[str | Exception]:
     """Send every delivery; each gets its external id or the exception that stopped it. Messages
     of one channel go together (email: one SMTP connection); HTTP channels in parallel threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
     outcomes: dict[int, str | Exception] = {}
     by_channel: dict[int, list[Delivery]] = {}
     for delivery in deliveries:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from etl_monitor.protection import scrub
 from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
+from incidents.services import event_record
 from integrations.models import (
     Channel,
     Delivery,
@@ -124,17 +125,20 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
 
 
 def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
-    """Route one timeline entry (inside its transaction). Never raises into detection: a routing
-    bug is logged and written on the timeline instead."""
-    if event.kind in OWN_KINDS:
+    """Route one timeline entry (inside its transaction) to the notification rules' channels.
+    Connected to ``incident_event_recorded`` in ``IntegrationsConfig.ready``; Jira has its own
+    receiver (``integrations.jira.on_incident_event``) and its own switch."""
+    if event.kind in OWN_KINDS or not settings.NOTIFICATIONS_ENABLED:
         return
-    from integrations.jira import jira_route
+    event_route_guarded(event, _route)
 
+
+def event_route_guarded(event: IncidentEvent, route: Callable[[IncidentEvent], None]) -> None:
+    """``route(event)`` in a savepoint of the event's transaction. Never raises into detection or
+    the person's action: a routing bug is logged and written on the timeline instead."""
     try:
         with transaction.atomic():
-            if settings.NOTIFICATIONS_ENABLED:
-                _route(event)
-            jira_route(event)  # Jira has its own switch (JIRA_ENABLED)
+            route(event)
     except Exception as exc:
         logger.exception("routing notifications for incident %s failed", event.incident_id)
         incident_note(
@@ -237,8 +241,6 @@ def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:
 
 def escalations_run(now: dt.datetime | None = None) -> int:
     """Notify the next tier of every open, unacknowledged, unsilenced incident whose timeout passed."""
-    from incidents.services import event_record
-
     now = now or timezone.now()
     if not settings.NOTIFICATIONS_ENABLED:
         return 0

@@ -36,15 +36,12 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 
-from integrations.models import Purpose
-
-if TYPE_CHECKING:
-    from integrations.models import Channel, Delivery
-    from integrations.notifications.payloads import Message
+from integrations.models import Channel, Delivery, Purpose
+from integrations.notifications.payloads import Message
 
 
 class Transient(Exception):

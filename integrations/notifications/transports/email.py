@@ -5,13 +5,14 @@ from __future__ import annotations
 import smtplib
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
-from integrations.models import ChannelKind
+from integrations.models import ChannelKind, Delivery
+from integrations.notifications.payloads import Message
 from integrations.notifications.transports import (
     Permanent,
     Transient,
@@ -20,10 +21,6 @@ from integrations.notifications.transports import (
     transport_register,
 )
 from integrations.text import one_line
-
-if TYPE_CHECKING:
-    from integrations.models import Delivery
-    from integrations.notifications.payloads import Message
 
 
 def message_id(delivery: Delivery) -> str:

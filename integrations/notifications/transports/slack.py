@@ -3,19 +3,15 @@ rendering the incoming webhook (``slack_webhook``) shares."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 
 from incidents.models import IncidentStatus
-from integrations.models import ChannelKind, Purpose
+from integrations.models import ChannelKind, Delivery, Purpose
+from integrations.notifications.payloads import Message
 from integrations.notifications.transports import Permanent, Transient, Transport, transport_register
 from integrations.text import one_line, slack_escape
-
-if TYPE_CHECKING:
-    from integrations.models import Delivery
-    from integrations.notifications.payloads import Message
-
 
 # Slack errors that retrying will not fix (https://api.slack.com/methods/chat.postMessage#errors).
 SLACK_PERMANENT = {

@@ -3,18 +3,15 @@ no bot — each message a new post to the webhook's Slack channel, rendered as f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 
 from etl_monitor.crypto import secret_undecryptable
-from integrations.models import ChannelKind
+from integrations.models import ChannelKind, Delivery
+from integrations.notifications.payloads import Message
 from integrations.notifications.transports import Permanent, Transient, Transport, transport_register
 from integrations.notifications.transports.slack import slack_render
-
-if TYPE_CHECKING:
-    from integrations.models import Delivery
-    from integrations.notifications.payloads import Message
 
 
 @transport_register

@@ -7,16 +7,13 @@ import hashlib
 import hmac
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 
-from integrations.models import ChannelKind, Purpose
+from integrations.models import ChannelKind, Delivery, Purpose
+from integrations.notifications.payloads import Message
 from integrations.notifications.transports import Permanent, Transient, Transport, transport_register
-
-if TYPE_CHECKING:
-    from integrations.models import Delivery
-    from integrations.notifications.payloads import Message
 
 
 def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
