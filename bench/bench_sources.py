@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from incidents.detection import rules_evaluate  # noqa: E402
 from incidents.models import DetectionRule  # noqa: E402
-from integrations.captures import captures_run  # noqa: E402
 from integrations.models import Capture  # noqa: E402
+from integrations.sources.captures import captures_run  # noqa: E402
 from loaders.models import Loader, LoaderVersion, Team, VersionState  # noqa: E402
 from signals_app.models import Signal  # noqa: E402
 from signals_app.retention import signals_partitions_ensure  # noqa: E402

@@ -7,8 +7,9 @@ and ``event``:
 
 - ``incident_event_recorded``, inside the transaction that writes the entry: receivers write their
   own rows atomically with it, and one that raises rolls the entry back with the change it belongs
-  to. Its receiver today is notifications (``integrations.notify.on_incident_event``, connected in
-  ``integrations/apps.py``), which also hands Jira the events that concern tickets.
+  to. Its receivers today, both connected in ``integrations/apps.py``: notifications
+  (``integrations.notifications.routing.on_incident_event``) and Jira
+  (``integrations.jira.on_incident_event``), each subscribing for itself.
 - ``incident_event``, once that transaction has committed (``send_robust``: a failing receiver is
   logged, the others still run). Nothing in this codebase subscribes to it: it is the hook
   documented for a deployment's own code (docs/incidents.md, "For developers: the incident hooks").

@@ -1,7 +1,7 @@
 """Notification channels, routing rules and the delivery outbox in the admin.
 
-Writes go through the services (``notify.channel_save``, ``routing.notification_rule_save``,
-``notify.channel_test``, ``outbox.delivery_retry``), so the admin validates, checks roles and
+Writes go through the services (``channels.channel_save``, ``rules.notification_rule_save``,
+``outbox.channel_test``, ``outbox.delivery_retry``), so the admin validates, checks roles and
 keeps history exactly like the API and ``apply_config``. A channel's or data source's secret is
 write-only on every page and for every role, Admins included (``WriteOnlySecretAdminMixin``): the
 form never renders it, an empty input keeps the stored one, and pages say only whether one is set.
@@ -31,11 +31,10 @@ from etl_monitor.crypto import secret_status
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents.admin import incident_inline_register
-from integrations import notify, outbox, routing
+from integrations.jira import connection_check, jira_configured
 from integrations.models import (
     Capture,
     Channel,
-    ChannelKind,
     DataSource,
     Delivery,
     DeliveryStatus,
@@ -43,7 +42,12 @@ from integrations.models import (
     JiraWebhookReceipt,
     NotificationRule,
 )
+from integrations.notifications import channels, outbox, rules
+from integrations.notifications.transports import transport_for
 from integrations.selectors import delivery_payload_visible
+from integrations.sources.captures import capture_run
+from integrations.sources.clients import source_check
+from integrations.sources.services import auth_problems, capture_save, data_source_save
 from loaders.models import Severity
 
 CHANNEL_FIELDS = ("name", "kind", "enabled", "url", "secret")
@@ -137,7 +141,7 @@ class ChannelForm(forms.ModelForm):
         stored = Channel.objects.get(pk=self.instance.pk) if self.instance.pk else None
         try:
             with transaction.atomic():
-                notify.channel_save(user=self.user, data=self.channel_data(), channel=stored)
+                channels.channel_save(user=self.user, data=self.channel_data(), channel=stored)
                 transaction.set_rollback(True)
         except InvalidInput as exc:
             _add_service_errors(self, exc)
@@ -175,10 +179,9 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
 
     @admin.display(description="send a test notification")
     def test(self, obj: Channel) -> str:
-        placeholder = {
-            ChannelKind.EMAIL: "an email address (default: yours)",
-            ChannelKind.SLACK: routing.channel_test_target(obj) or "a Slack channel, e.g. #alerts-test",
-        }.get(obj.kind, "")
+        # A box where the transport asks for a target (email, the Slack bot), showing the default.
+        prompt = transport_for(obj).test_prompt
+        placeholder = prompt and (channels.channel_test_target(obj) or prompt)
         target = (
             format_html('<input type="text" name="_test_target" placeholder="{}" style="width:20em"> ', placeholder)
             if placeholder
@@ -193,10 +196,10 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
 
     def save_model(self, request: HttpRequest, obj: Channel, form: ChannelForm, change: bool) -> None:
         stored = Channel.objects.get(pk=obj.pk) if change else None
-        obj.pk = notify.channel_save(user=request.user, data=form.channel_data(), channel=stored).pk
+        obj.pk = channels.channel_save(user=request.user, data=form.channel_data(), channel=stored).pk
 
     def delete_model(self, request: HttpRequest, obj: Channel) -> None:
-        routing.channel_delete(user=request.user, channel=obj)
+        channels.channel_delete(user=request.user, channel=obj)
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         try:
@@ -206,16 +209,8 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
             return HttpResponseRedirect(reverse("admin:integrations_channel_change", args=[object_id]))
 
     def _send_test(self, request: HttpRequest, channel: Channel, target: str = "") -> None:
-        target = target or routing.channel_test_target(channel)
-        if channel.kind == ChannelKind.SLACK and not target:
-            messages.error(
-                request,
-                f"{channel.name}: a test needs a Slack channel to post to, and no notification rule routes this "
-                "channel to one yet. Type one in the test box on the channel's page.",
-            )
-            return
         try:
-            delivery = notify.channel_test(user=request.user, channel=channel, target=target)
+            delivery = outbox.channel_test(user=request.user, channel=channel, target=target)
         except InvalidInput as exc:
             problems = "; ".join(m for msgs in exc.errors.values() for m in msgs)
             messages.error(request, f"Test of {channel.name} not sent: {problems}")
@@ -282,7 +277,7 @@ class NotificationRuleForm(forms.ModelForm):
 
     class Meta:
         model = NotificationRule
-        fields = routing.RULE_FIELDS
+        fields = rules.RULE_FIELDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -302,13 +297,13 @@ class NotificationRuleForm(forms.ModelForm):
         return [] if value in (None, "") else value
 
     def rule_data(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in routing.RULE_FIELDS if name in self.cleaned_data}
+        return {name: self.cleaned_data[name] for name in rules.RULE_FIELDS if name in self.cleaned_data}
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         probe = NotificationRule.objects.get(pk=self.instance.pk) if self.instance.pk else None
         try:
-            routing.notification_rule_check(data=self.rule_data(), rule=probe)
+            rules.notification_rule_check(data=self.rule_data(), rule=probe)
         except InvalidInput as exc:
             # A field Django already refused is not reported twice.
             _add_service_errors(self, InvalidInput({k: v for k, v in exc.errors.items() if k not in self.errors}))
@@ -345,14 +340,14 @@ class NotificationRuleAdmin(ServiceErrorMessagesMixin, KeyCheckingAdminMixin, Re
 
     def save_model(self, request: HttpRequest, obj: NotificationRule, form: NotificationRuleForm, change: bool) -> None:
         stored = NotificationRule.objects.get(pk=obj.pk) if change else None
-        obj.pk = routing.notification_rule_save(user=request.user, data=form.rule_data(), rule=stored).pk
+        obj.pk = rules.notification_rule_save(user=request.user, data=form.rule_data(), rule=stored).pk
 
     def delete_model(self, request: HttpRequest, obj: NotificationRule) -> None:
-        routing.notification_rule_delete(user=request.user, rule=obj)
+        rules.notification_rule_delete(user=request.user, rule=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[NotificationRule]) -> None:
         for rule in queryset:
-            routing.notification_rule_delete(user=request.user, rule=rule)
+            rules.notification_rule_delete(user=request.user, rule=rule)
 
 
 # --- deliveries (the outbox) ----------------------------------------------------------------
@@ -552,8 +547,6 @@ class JiraSettingsAdmin(ReadOnlyHistoryAdmin):
 
     @admin.display(description="connection")
     def connection(self, obj: JiraSettings) -> str:
-        from integrations.jira import jira_configured
-
         problem = jira_configured()
         return format_html(
             "{}<br>URL {} · user {} · project {} · API token {} · webhook secret {}",
@@ -575,8 +568,6 @@ class JiraSettingsAdmin(ReadOnlyHistoryAdmin):
         )
 
     def test_view(self, request: HttpRequest) -> HttpResponse:
-        from integrations.jira import connection_check
-
         if not self.has_change_permission(request):
             raise PermissionDenied
         for name, ok, detail in connection_check():
@@ -630,8 +621,6 @@ class DataSourceForm(forms.ModelForm):
         return secret or (self.instance.secret if self.instance.pk else "")
 
     def clean(self) -> dict[str, Any]:
-        from integrations.sources import auth_problems
-
         data = super().clean()
         problems = auth_problems(
             data.get("kind", ""), data.get("auth", ""), data.get("username", ""), data.get("secret", "")
@@ -660,14 +649,10 @@ class DataSourceAdmin(WriteOnlySecretAdminMixin, ReadOnlyHistoryAdmin):
     actions = ("test_connection",)
 
     def save_model(self, request: HttpRequest, obj: DataSource, form: DataSourceForm, change: bool) -> None:
-        from integrations.sources import data_source_save
-
         data_source_save(user=request.user, data={}, source=obj, secret="")  # the form set the fields
 
     @admin.action(description="Test the connection", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[DataSource]) -> None:
-        from integrations.sources import source_check
-
         for source in queryset:
             ok, detail = source_check(source)
             (messages.success if ok else messages.error)(request, f"{source.name}: {detail}")
@@ -689,8 +674,6 @@ class CaptureAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     autocomplete_fields = ("loader",)
 
     def save_model(self, request: HttpRequest, obj: Capture, form: Any, change: bool) -> None:
-        from integrations.captures import capture_save
-
         capture_save(user=request.user, data={}, capture=obj)  # the form set the fields
 
     readonly_fields = ("system", "last_run_at", "last_bucket_at", "last_stored", "last_error")
@@ -711,8 +694,6 @@ class CaptureAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
 
     @admin.action(description="Capture now (the bucket that just ended)", permissions=["change"])
     def capture_now(self, request: HttpRequest, queryset: QuerySet[Capture]) -> None:
-        from integrations.captures import capture_run
-
         for capture in queryset.select_related("loader"):
             result = capture_run(capture)
             level = messages.success if result.status == "stored" else messages.warning

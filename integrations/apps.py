@@ -11,7 +11,7 @@ class IntegrationsConfig(AppConfig):
         from etl_monitor.config import config_section_register
         from etl_monitor.protection import protection_register
         from incidents.events import incident_event_recorded
-        from integrations import jira, kinds, notify  # noqa: F401 — jira registers its transport, kinds theirs
+        from integrations import jira, tasks  # noqa: F401 — tasks: the outbox queues its tasks by name
         from integrations.config import (
             CapturesSection,
             ChannelsSection,
@@ -19,8 +19,14 @@ class IntegrationsConfig(AppConfig):
             NotificationRulesSection,
         )
         from integrations.models import Channel
+        from integrations.notifications import routing
+        from integrations.notifications.transports import transports_load
+        from integrations.sources import kinds  # noqa: F401 — registers the rule kinds over the sources
 
-        incident_event_recorded.connect(notify.on_incident_event, dispatch_uid="integrations.notify")
+        transports_load()  # one module per channel kind, each registering its transport (Jira's: jira.py)
+        # Notifications first, then Jira: each routes the entry in a savepoint of its own.
+        incident_event_recorded.connect(routing.on_incident_event, dispatch_uid="integrations.notifications")
+        incident_event_recorded.connect(jira.on_incident_event, dispatch_uid="integrations.jira")
         protection_register(Channel, fields=(), secret_fields=("secret",))
         config_section_register(ChannelsSection())
         config_section_register(DataSourcesSection())

@@ -1,6 +1,6 @@
 """``channels``, ``notification_rules``, ``data_sources`` and ``captures`` sections of ``apply_config``.
 
-Channels go through ``notify.channel_save`` and rules through ``routing.notification_rule_save``,
+Channels go through ``channels.channel_save`` and rules through ``rules.notification_rule_save``,
 the same services as the admin and the API; both need the Admin role (``--as``).
 """
 
@@ -13,10 +13,9 @@ from django.db import transaction
 from etl_monitor.config import ConfigContext, config_items, config_report
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.protection import SECRET_NAME_RE
-from integrations import notify, routing
-from integrations.captures import CAPTURE_FIELDS, capture_save
 from integrations.models import Capture, Channel, DataSource, NotificationRule
-from integrations.sources import SOURCE_FIELDS, data_source_save
+from integrations.notifications import channels, rules
+from integrations.sources.services import CAPTURE_FIELDS, SOURCE_FIELDS, capture_save, data_source_save
 from loaders.models import Severity
 
 
@@ -98,7 +97,7 @@ class ChannelsSection(_ItemsByName):
 
     def save(self, path: str, data: dict[str, Any], existing: Channel | None, ctx: ConfigContext) -> None:
         try:
-            notify.channel_save(user=ctx.user, data=data, channel=existing)
+            channels.channel_save(user=ctx.user, data=data, channel=existing)
         except InvalidInput as exc:
             if "secret" in exc.errors:
                 ctx.error(
@@ -110,7 +109,7 @@ class ChannelsSection(_ItemsByName):
             raise
 
 
-RULE_KEYS = tuple(f for f in routing.RULE_FIELDS if f not in ("severity", "team", "tag"))
+RULE_KEYS = tuple(f for f in rules.RULE_FIELDS if f not in ("severity", "team", "tag"))
 
 
 class NotificationRulesSection:
@@ -209,7 +208,7 @@ class NotificationRulesSection:
         try:
             with transaction.atomic():
                 before = _snapshot(existing)
-                rule = routing.notification_rule_save(user=ctx.user, data={**data, "severity": severity}, rule=existing)
+                rule = rules.notification_rule_save(user=ctx.user, data={**data, "severity": severity}, rule=existing)
                 after = _snapshot(rule)
                 if existing is not None and before == after:
                     transaction.set_rollback(True)  # nothing changed: no history row
@@ -226,7 +225,7 @@ class NotificationRulesSection:
 def _snapshot(rule: NotificationRule | None) -> dict[str, Any]:
     if rule is None:
         return {}
-    values = {f: getattr(rule, f) for f in routing.RULE_FIELDS if f not in ("team", "tag")}
+    values = {f: getattr(rule, f) for f in rules.RULE_FIELDS if f not in ("team", "tag")}
     values["team"], values["tag"] = rule.team_id, rule.tag_id
     return values
 

@@ -1,8 +1,9 @@
 """Jira: a ticket per incident that warrants one, kept in step both ways.
 
-Out: incident timeline entries become deliveries of the ``jira`` channel (the same outbox
-as notifications: retries with backoff, Retry-After, permanent errors mark the channel
-unhealthy). Opening creates the ticket; acknowledgement, comments, re-fires (at most every
+Out: Jira subscribes to the incident timeline itself (``on_incident_event``): its entries become
+deliveries of the ``jira`` channel (``JiraTransport``), sent by the same outbox as notifications
+(retries with backoff, Retry-After, permanent errors mark the channel unhealthy). Opening
+creates the ticket; acknowledgement, comments, re-fires (at most every
 ``refire_comment_seconds``) and resolution become comments; resolve/close transition it to
 done; a reopen within ``reopen_window_seconds`` reopens it, later a new ticket linked to the
 old one is created. A create whose outcome is unknown (timeout) is looked up by its unique
@@ -33,7 +34,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput
+from etl_monitor.roles import Role, system_user_get
 from incidents.models import ACTIVE_STATUSES, EventKind, Incident, IncidentEvent
+from incidents.services import incident_comment, incident_resolve
 from integrations.models import (
     Channel,
     ChannelKind,
@@ -43,8 +46,11 @@ from integrations.models import (
     JiraWebhookReceipt,
     Purpose,
 )
+from integrations.notifications.outbox import delivery_key, delivery_queue
+from integrations.notifications.payloads import Message
+from integrations.notifications.routing import event_route_guarded, incident_messages_refresh
+from integrations.notifications.transports import Deferred, Permanent, Transient, Transport, transport_register
 from integrations.text import one_line, wiki_escape
-from integrations.transports import Deferred, Permanent, Transient, Transport, transport_register
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +96,20 @@ def browse_url(key: str) -> str:
 # --- routing (inside the incident event's transaction) ----------------------------------------
 
 
+def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
+    """Jira's subscription to the incident timeline (``incident_event_recorded``, connected in
+    ``IntegrationsConfig.ready`` after the notifications'): the entries a ticket follows become
+    Jira deliveries in the entry's transaction. Like notifications, never raises into detection."""
+    if event.kind in ROUTED:
+        event_route_guarded(event, jira_route)
+
+
 def jira_route(event: IncidentEvent) -> None:
     """Turn a timeline entry into a Jira delivery when the incident warrants a ticket."""
-    from integrations.outbox import delivery_key, delivery_queue
-
     purpose = ROUTED.get(event.kind)
     if purpose is None or jira_configured() or (event.data or {}).get("source") == "jira":
         return  # not for Jira, Jira off, or it came from Jira (no echo)
-    channel = Channel.objects.filter(kind=ChannelKind.JIRA, enabled=True).first()
+    channel = Channel.objects.filter(kind=JiraTransport.kind, enabled=True).first()
     if channel is None:
         return
     incident = event.incident
@@ -146,16 +158,15 @@ def jira_route(event: IncidentEvent) -> None:
     )
 
 
-def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent | None) -> dict[str, Any]:
+def jira_payload(message: Message) -> dict[str, Any]:
     """What a Jira delivery does, rendered when it is created (config included, so the worker
     needs no other read)."""
-    from integrations.payloads import HEADLINES, incident_context
-
+    purpose, incident, event = message.purpose, message.incident, message.event
     conf = JiraSettings.current()
     transitions = {"done": conf.done_transition, "reopen": conf.reopen_transition}
     if incident is None:
         return {"action": "check", "transitions": transitions, "issue_type": conf.issue_type}
-    ctx = incident_context(incident)
+    ctx = message.context
     who = wiki_escape(event.actor.get_username(), inline=True) if event is not None and event.actor_id else ""
     if purpose == Purpose.OPENED:
         # An incident that already had a ticket (reopened after the window) links the new one to it.
@@ -185,7 +196,7 @@ def jira_payload(purpose: str, incident: Incident | None, event: IncidentEvent |
         return {"action": "done", "transitions": transitions, "comment": f"{MARKER} {done}{how}."}
     return {
         "action": "comment",
-        "comment": f"{MARKER} {HEADLINES.get(purpose, '')}{wiki_escape(ctx['title'], inline=True)}",
+        "comment": f"{MARKER} {message.headline}{wiki_escape(ctx['title'], inline=True)}",
     }
 
 
@@ -288,7 +299,23 @@ def _error(exc: Exception, *, doing: str) -> Exception:
 
 @transport_register
 class JiraTransport(Transport):
+    """Jira as a channel: each delivery creates, comments on or transitions the incident's ticket
+    (its payload says which), through the JIRA_* settings; the channel row only switches it."""
+
     kind = ChannelKind.JIRA
+    unrouted = "Jira tickets follow the Jira settings, not notification rules"
+
+    def configured(self) -> str | None:
+        return jira_configured() or None
+
+    def targets(self, tier: dict[str, Any]) -> list[str]:
+        return []  # tickets follow the Jira settings (jira_route), not notification rules
+
+    def test_target(self, user: Any, tiers: list[dict[str, Any]]) -> str:
+        return settings.JIRA_PROJECT or "jira"
+
+    def render(self, message: Message) -> dict[str, Any]:
+        return jira_payload(message)
 
     def send_many(self, deliveries: list[Delivery]) -> dict[int, str | Exception]:
         """One after another (Jira rate-limits per user); after a 429 the rest of the batch waits
@@ -373,13 +400,11 @@ class JiraTransport(Transport):
     def recorded(self, delivery: Delivery, external_id: str) -> None:
         """The ticket exists: its key and URL go on the incident, and the incident's Slack messages
         are updated in place to show the "View Jira" button."""
-        from integrations.notify import slack_messages_refresh
-
         if delivery.payload.get("action") == "create" and delivery.incident_id:
             Incident.objects.filter(pk=delivery.incident_id).update(
                 external_key=external_id[:50], external_url=browse_url(external_id)
             )
-            slack_messages_refresh(Incident.objects.get(pk=delivery.incident_id), f"jira-{external_id}")
+            incident_messages_refresh(Incident.objects.get(pk=delivery.incident_id), f"jira-{external_id}")
 
 
 def connection_check(client: Any = None, payload: dict[str, Any] | None = None) -> list[tuple[str, bool, str]]:
@@ -506,8 +531,6 @@ def webhook_apply(
     """Apply one Jira webhook delivery. A body already received (its SHA-256), or a delivery
     identifier already received, changes nothing: ``duplicate``. An event outside the time window
     raises InvalidInput (``timestamp``) and leaves no receipt."""
-    from etl_monitor.roles import Role, system_user_get
-
     now = now or timezone.now()
     event = str(payload.get("webhookEvent") or "")
     issue = payload.get("issue") or {}
@@ -563,8 +586,6 @@ def _is_ours(author: dict[str, Any], body: str) -> bool:
 
 def _webhook_change(event: str, payload: dict[str, Any], incident: Incident, jira_user: Any) -> dict[str, str]:
     """What one Jira event changes on the incident (as the ``jira`` system user, marked source=jira)."""
-    from incidents.services import incident_comment, incident_resolve
-
     actor = (payload.get("user") or {}).get("displayName") or "someone"
     if event == "comment_created":
         comment = payload.get("comment") or {}

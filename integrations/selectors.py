@@ -9,7 +9,7 @@ from etl_monitor.protection import policy_for
 from integrations.models import Delivery
 from loaders.models import Loader, Team
 
-# The loader fields a message carries: ``payloads.incident_context`` passes them through
+# The loader fields a message carries: ``notifications.payloads.incident_context`` passes them through
 # ``outbound_redact`` (the service line says the name, the owner line the owning team).
 MESSAGE_LOADER_FIELDS = ("name", "owner")
 

@@ -4,7 +4,9 @@ import logging
 
 from celery import shared_task
 
-from integrations import notify, outbox
+from integrations.jira import jira_receipts_prune
+from integrations.notifications import outbox, routing
+from integrations.sources.captures import captures_run
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +32,13 @@ def deliveries_recover_task() -> None:
 @shared_task(name="integrations.tasks.escalations_run", ignore_result=True)
 def escalations_run_task() -> None:
     """Notify the next tier of incidents nobody acknowledged in time."""
-    notify.escalations_run()
+    routing.escalations_run()
 
 
 @shared_task(name="integrations.tasks.captures_run", ignore_result=True, acks_late=True)
 def captures_run_task() -> None:
     """Capture the statistics of the bucket that just ended (idempotent per bucket: a retry or a
     second scheduler stores nothing twice)."""
-    from integrations.captures import captures_run
-
     for result in captures_run():
         if result.status == "failed":
             logger.warning("capture %s: %s", result.capture, result.error)
@@ -47,6 +47,4 @@ def captures_run_task() -> None:
 @shared_task(name="integrations.tasks.jira_receipts_prune", ignore_result=True)
 def jira_receipts_prune_task() -> None:
     """Drop Jira webhook receipts past their retention (never one a replay could still use)."""
-    from integrations.jira import jira_receipts_prune
-
     jira_receipts_prune()

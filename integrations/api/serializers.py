@@ -1,5 +1,5 @@
-"""Shapes of the integrations API. Writes go through integrations.routing, integrations.notify,
-integrations.sources and integrations.captures."""
+"""Shapes of the integrations API. Writes go through integrations.notifications.rules,
+integrations.notifications.channels and integrations.sources.services."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from etl_monitor.api import RejectUnknownFieldsMixin
-from integrations.captures import CAPTURE_FIELDS
 from integrations.models import Capture, Channel, DataSource, Delivery, DeliveryStatus, NotificationRule
-from integrations.routing import RULE_FIELDS
+from integrations.notifications.rules import RULE_FIELDS
 from integrations.selectors import delivery_payload_visible
-from integrations.sources import SOURCE_FIELDS
+from integrations.sources.services import CAPTURE_FIELDS, SOURCE_FIELDS
 from loaders.models import Loader, Tag, Team
 
 

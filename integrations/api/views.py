@@ -14,7 +14,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from etl_monitor.permissions import RoleModelPermissions, RoleViewPermission
-from integrations import captures, notify, outbox, routing, sources
 from integrations.api.serializers import (
     CaptureRunSerializer,
     CaptureSerializer,
@@ -27,6 +26,8 @@ from integrations.api.serializers import (
     SourceCheckSerializer,
 )
 from integrations.models import Capture, Channel, DataSource, Delivery, NotificationRule
+from integrations.notifications import channels, outbox, rules
+from integrations.sources import captures, clients, services
 
 MAX_ID = 2**63 - 1  # beyond any primary key, and beyond what the database can compare
 
@@ -46,17 +47,15 @@ class NotificationRuleViewSet(viewsets.ModelViewSet):
         return queryset
 
     def perform_create(self, serializer: NotificationRuleSerializer) -> None:
-        serializer.instance = routing.notification_rule_save(
-            user=self.request.user, data=dict(serializer.validated_data)
-        )
+        serializer.instance = rules.notification_rule_save(user=self.request.user, data=dict(serializer.validated_data))
 
     def perform_update(self, serializer: NotificationRuleSerializer) -> None:
-        serializer.instance = routing.notification_rule_save(
+        serializer.instance = rules.notification_rule_save(
             user=self.request.user, data=dict(serializer.validated_data), rule=serializer.instance
         )
 
     def perform_destroy(self, instance: NotificationRule) -> None:
-        routing.notification_rule_delete(user=self.request.user, rule=instance)
+        rules.notification_rule_delete(user=self.request.user, rule=instance)
 
 
 class ChannelViewSet(viewsets.ModelViewSet):
@@ -75,15 +74,15 @@ class ChannelViewSet(viewsets.ModelViewSet):
         return super().get_permissions()
 
     def perform_create(self, serializer: ChannelSerializer) -> None:
-        serializer.instance = notify.channel_save(user=self.request.user, data=dict(serializer.validated_data))
+        serializer.instance = channels.channel_save(user=self.request.user, data=dict(serializer.validated_data))
 
     def perform_update(self, serializer: ChannelSerializer) -> None:
-        serializer.instance = notify.channel_save(
+        serializer.instance = channels.channel_save(
             user=self.request.user, data=dict(serializer.validated_data), channel=serializer.instance
         )
 
     def perform_destroy(self, instance: Channel) -> None:
-        routing.channel_delete(user=self.request.user, channel=instance)
+        channels.channel_delete(user=self.request.user, channel=instance)
 
     @extend_schema(
         summary="Send a test notification now and return its delivery (status, last_error)",
@@ -95,8 +94,8 @@ class ChannelViewSet(viewsets.ModelViewSet):
         params = ChannelTestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         channel = self.get_object()
-        target = params.validated_data.get("target", "").strip() or routing.channel_test_target(channel)
-        delivery = notify.channel_test(user=request.user, channel=channel, target=target)
+        target = params.validated_data.get("target", "").strip()
+        delivery = outbox.channel_test(user=request.user, channel=channel, target=target)
         return Response(DeliverySerializer(delivery).data)
 
 
@@ -172,7 +171,7 @@ class DataSourceViewSet(viewsets.ModelViewSet):
     def _save(self, serializer: DataSourceSerializer, source: DataSource | None) -> None:
         data = dict(serializer.validated_data)
         secret = data.pop("secret", "")
-        serializer.instance = sources.data_source_save(user=self.request.user, data=data, source=source, secret=secret)
+        serializer.instance = services.data_source_save(user=self.request.user, data=data, source=source, secret=secret)
 
     def perform_destroy(self, instance: DataSource) -> None:
         instance._history_user = self.request.user
@@ -185,7 +184,7 @@ class DataSourceViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str) -> Response:
-        ok, detail = sources.source_check(self.get_object())
+        ok, detail = clients.source_check(self.get_object())
         return Response(SourceCheckSerializer({"ok": ok, "detail": detail}).data)
 
 
@@ -203,10 +202,10 @@ class CaptureViewSet(viewsets.ModelViewSet):
         return super().get_permissions()
 
     def perform_create(self, serializer: CaptureSerializer) -> None:
-        serializer.instance = captures.capture_save(user=self.request.user, data=dict(serializer.validated_data))
+        serializer.instance = services.capture_save(user=self.request.user, data=dict(serializer.validated_data))
 
     def perform_update(self, serializer: CaptureSerializer) -> None:
-        serializer.instance = captures.capture_save(
+        serializer.instance = services.capture_save(
             user=self.request.user, data=dict(serializer.validated_data), capture=serializer.instance
         )
 

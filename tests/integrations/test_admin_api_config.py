@@ -14,8 +14,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from incidents.models import Incident
-from integrations import notify, outbox, routing
 from integrations.models import Channel, Delivery, DeliveryStatus, NotificationRule
+from integrations.notifications import channels
 
 TOKEN = "xoxb-never-show-me-1234567890"
 _keys = itertools.count()
@@ -36,7 +36,7 @@ def email_backend(settings):
 def slack_bot(admin_user) -> Channel:
     """The seeded Slack bot channel, now with its own token."""
     channel = Channel.objects.get(name="slack")
-    return notify.channel_save(user=admin_user, data={"secret": TOKEN}, channel=channel)
+    return channels.channel_save(user=admin_user, data={"secret": TOKEN}, channel=channel)
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_the_channel_secret_never_appears_in_the_admin_or_its_history(client, ad
 
 
 def test_saving_a_channel_with_an_empty_secret_keeps_it_and_marks_it_healthy(client, admin_user, slack_bot):
-    outbox.channel_mark_unhealthy(slack_bot, "invalid_auth")
+    channels.channel_mark_unhealthy(slack_bot, "invalid_auth")
     client.force_login(admin_user)
     response = client.post(
         f"/admin/integrations/channel/{slack_bot.pk}/change/",
@@ -200,9 +200,9 @@ def test_the_test_action_reports_why_a_channel_cannot_send(client, admin_user, s
 
 def test_a_slack_test_goes_to_the_least_severe_routed_channel(db):
     slack = Channel.objects.get(name="slack")
-    assert routing.channel_test_target(slack) == "#alerts-low"
+    assert channels.channel_test_target(slack) == "#alerts-low"
     NotificationRule.objects.all().delete()
-    assert routing.channel_test_target(slack) == ""
+    assert channels.channel_test_target(slack) == ""
 
 
 def test_the_rule_form_names_bad_addresses_and_bad_tiers(client, admin_user):

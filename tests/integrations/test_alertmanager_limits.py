@@ -17,7 +17,7 @@ from django.test import Client
 
 from incidents.models import Incident
 from integrations.models import Delivery, DeliveryStatus
-from integrations.outbox import delivery_send
+from integrations.notifications.outbox import delivery_send
 from tests.integrations.conftest import Mailbox
 from tests.integrations.test_alertmanager import TOKEN, WEBHOOK, alert, payload, post
 

@@ -30,8 +30,9 @@ from etl_monitor.config import ConfigInvalid, config_apply
 from etl_monitor.errors import InvalidInput, PermissionRefused
 from etl_monitor.schedule import BEAT_SCHEDULE
 from incidents.models import Incident
-from integrations.captures import CaptureResult, bucket_end, capture_run, capture_save, captures_run
 from integrations.models import Capture, DataSource
+from integrations.sources.captures import CaptureResult, bucket_end, capture_run, captures_run
+from integrations.sources.services import capture_save
 from integrations.tasks import captures_run_task
 from loaders.models import Loader, LoaderVersion
 from signals_app.models import Signal

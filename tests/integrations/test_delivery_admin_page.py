@@ -14,7 +14,7 @@ from etl_monitor.models import FieldProtection
 from etl_monitor.roles import Role
 from incidents.models import Incident
 from integrations.models import Channel, Delivery
-from integrations.outbox import delivery_queue
+from integrations.notifications.outbox import delivery_queue
 from tests.integrations.conftest import incident_open_for
 
 NOTE = "masked under today's field protection"

@@ -18,9 +18,9 @@ from etl_monitor.models import FieldProtection
 from etl_monitor.protection import MASK, FieldPolicy
 from etl_monitor.roles import Role
 from incidents.models import Incident
-from integrations import notify
 from integrations.models import Channel, Delivery, DeliveryStatus
-from integrations.outbox import delivery_queue
+from integrations.notifications import channels
+from integrations.notifications.outbox import delivery_queue
 from loaders import services
 from loaders.models import Loader, Team
 from tests.integrations.conftest import incident_open_for
@@ -38,7 +38,7 @@ def deliveries(admin_user, editor, new_loader) -> list[Delivery]:
     treasury = Team.objects.create(slug="treasury", name=OWNER, email="treasury@example.com")
     loader = new_loader("MARGIN-FEED", name=OLD_NAME, owner=treasury.slug)
     incident = incident_open_for(loader)
-    hook = notify.channel_save(
+    hook = channels.channel_save(
         user=admin_user, data={"name": "hook", "kind": "WEBHOOK", "url": "https://receiver.example.com/in"}
     )
     targets = {"email": "ops@example.com", "slack": "#alerts", "jira": "ETL", "hook": hook.url}

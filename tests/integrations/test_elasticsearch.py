@@ -335,7 +335,7 @@ def test_test_connection_names_an_index_it_cannot_read(es, admin_client, db):
 def test_a_source_may_be_a_bare_service_name_or_an_address(admin_user, url):
     """Kubernetes and Compose name services without a dot (``http://elasticsearch:9200``), which
     Django's URL check would refuse."""
-    from integrations.sources import data_source_save
+    from integrations.sources.services import data_source_save
 
     source = data_source_save(user=admin_user, data={"name": "logs", "kind": "ELASTICSEARCH", "url": url})
     assert DataSource.objects.get(pk=source.pk).url == url

@@ -35,8 +35,7 @@ from integrations.models import (
     JiraWebhookReceipt,
     Purpose,
 )
-from integrations.notify import channel_test
-from integrations.outbox import deliveries_send, delivery_retry, delivery_send
+from integrations.notifications.outbox import channel_test, deliveries_send, delivery_retry, delivery_send
 from loaders.models import Loader
 from loaders.services import loader_version_approve, loader_version_submit
 from signals_app.models import Signal

@@ -12,7 +12,8 @@ from django.utils import timezone
 from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule
 from integrations.models import Channel, Delivery, NotificationRule
-from integrations.outbox import channel_mark_unhealthy, deliveries_send
+from integrations.notifications.channels import channel_mark_unhealthy
+from integrations.notifications.outbox import deliveries_send
 from tests.incidents.conftest import add_signals
 from tests.integrations.fakes import FakeSlack, serve
 
@@ -27,7 +28,7 @@ def test_an_unhealthy_channel_shows_a_banner_on_every_admin_page(admin_client, d
 
 
 def test_the_banner_is_not_shown_once_the_channel_is_saved_again(admin_client, admin_user, db):
-    from integrations.notify import channel_save
+    from integrations.notifications.channels import channel_save
 
     slack = Channel.objects.get(name="slack")
     channel_mark_unhealthy(slack, "Slack: invalid_auth")

@@ -10,7 +10,7 @@ from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident, Silence
 from incidents.services import incident_acknowledge, incident_resolve
 from integrations.models import Delivery, IncidentNotification, NotificationRule
-from integrations.notify import escalations_run
+from integrations.notifications.routing import escalations_run
 from loaders.models import Tag, Team
 from tests.incidents.conftest import add_signals
 
@@ -238,7 +238,7 @@ def test_a_team_can_be_routed_without_touching_the_defaults(fire, active_loader)
 
 def test_renaming_a_channel_keeps_the_rules_that_route_to_it(db, admin_user):
     from integrations.models import Channel
-    from integrations.notify import channel_save
+    from integrations.notifications.channels import channel_save
 
     NotificationRule.objects.filter(severity="CRITICAL").update(
         escalation_tiers=[{"channels": ["slack", "email"], "recipients": ["boss@example.com"]}]

@@ -13,9 +13,9 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from integrations import notify
 from integrations.models import Capture, Channel, DataSource, Delivery, DeliveryStatus, JiraSettings
-from integrations.sources import data_source_save
+from integrations.notifications import channels
+from integrations.sources.services import data_source_save
 from loaders.models import Loader, LoaderVersion
 
 MARKER = "MRK-7f3a9c1e-never-shown"  # part of every secret below; must appear in no response
@@ -43,20 +43,20 @@ def secrets_everywhere(settings, admin_user, new_loader) -> dict[str, Any]:
     """Every kind of secret the platform stores, each changed once so that history has rows."""
     settings.JIRA_API_TOKEN = SECRETS["jira api token"]
     settings.JIRA_WEBHOOK_SECRET = SECRETS["jira webhook secret"]
-    slack = notify.channel_save(
+    slack = channels.channel_save(
         user=admin_user, data={"secret": SECRETS["slack bot token"]}, channel=Channel.objects.get(name="slack")
     )
-    slack_hook = notify.channel_save(
+    slack_hook = channels.channel_save(
         user=admin_user, data={"name": "slack-hook", "kind": "SLACK_WEBHOOK", "secret": "https://hooks.slack.com/x"}
     )
-    slack_hook = notify.channel_save(
+    slack_hook = channels.channel_save(
         user=admin_user, data={"secret": SECRETS["slack webhook URL"], "enabled": False}, channel=slack_hook
     )
-    hook = notify.channel_save(
+    hook = channels.channel_save(
         user=admin_user,
         data={"name": "hook", "kind": "WEBHOOK", "url": "https://receiver.example.com/in", "secret": "first"},
     )
-    hook = notify.channel_save(user=admin_user, data={"secret": SECRETS["webhook signing secret"]}, channel=hook)
+    hook = channels.channel_save(user=admin_user, data={"secret": SECRETS["webhook signing secret"]}, channel=hook)
     sources = []
     for name, auth, secret in (
         ("es-basic", "BASIC", SECRETS["basic password"]),

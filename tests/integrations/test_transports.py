@@ -19,9 +19,9 @@ from etl_monitor.models import FieldProtection
 from incidents.models import EventKind, Incident
 from incidents.services import incident_acknowledge, incident_resolve
 from integrations.models import Channel, ChannelKind, Delivery, DeliveryStatus, NotificationRule, Purpose
-from integrations.notify import channel_test, escalations_run
-from integrations.outbox import deliveries_recover, delivery_send
-from integrations.transports import transport_for
+from integrations.notifications.outbox import channel_test, deliveries_recover, delivery_send
+from integrations.notifications.routing import escalations_run
+from integrations.notifications.transports import transport_for
 from loaders.models import Loader, Team
 from tests.integrations.conftest import FakeSlack, Mailbox, WebhookReceiver
 from tests.net import free_port

@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 from etl_monitor.crypto import UNDECRYPTABLE, CannotDecrypt, secret_undecryptable
 from incidents.models import EventKind
 from integrations.models import Channel, ChannelKind, DataSource, Delivery, DeliveryStatus, NotificationRule
-from integrations.notify import channel_save
-from integrations.outbox import delivery_send
+from integrations.notifications.channels import channel_save
+from integrations.notifications.outbox import delivery_send
 from loaders.models import Loader, LoaderVersion, Team
 from tests.integrations.conftest import WebhookReceiver
 

@@ -22,7 +22,7 @@ from etl_monitor.celery import app
 from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident
 from integrations.models import Channel, Delivery, NotificationRule
-from integrations.outbox import deliveries_recover
+from integrations.notifications.outbox import deliveries_recover
 from tests.incidents.conftest import add_signals
 from tests.integrations.fakes import FakeSlack, Inbox, WebhookReceiver, serve
 from tests.net import free_port

@@ -213,7 +213,7 @@ def test_a_notification_not_queued_while_the_broker_is_down_is_sent_by_the_sweep
     from incidents.detection import rule_evaluate
     from incidents.models import DetectionRule, Incident
     from integrations.models import Channel, Delivery, DeliveryStatus, NotificationRule
-    from integrations.outbox import deliveries_recover
+    from integrations.notifications.outbox import deliveries_recover
     from tests.incidents.conftest import add_signals
     from tests.integrations.fakes import FakeSlack, serve
 

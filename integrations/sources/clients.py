@@ -1,4 +1,4 @@
-"""Data sources: the external systems detection rules query, and their clients.
+"""Data sources: the external systems detection rules and captures query, and their clients.
 
 A source is a ``DataSource`` row, or — for the names ``prometheus`` and ``elasticsearch`` when no
 row exists — the default built from ``PROMETHEUS_URL`` / ``ELASTICSEARCH_URL``. Every call records
@@ -18,7 +18,6 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.kinds import SourceNotConfigured, SourceUnavailable, source_failed, source_known_down
 from integrations.models import DataSource, SourceAuth, SourceKind
@@ -213,46 +212,3 @@ def source_check(source: DataSource) -> tuple[bool, str]:
         return False, reason
     health_record(source)
     return True, detail
-
-
-SOURCE_FIELDS = ("name", "kind", "url", "auth", "username", "verify_tls", "timeout_seconds", "enabled")
-
-
-def auth_problems(kind: str, auth: str, username: str, secret: str, *, from_file: bool = False) -> dict[str, list[str]]:
-    """What a source's authentication lacks, by field (the admin form and configuration as code
-    both ask; a file cannot carry the missing secret, so there it is reported on ``auth``)."""
-    errors: dict[str, list[str]] = {}
-    if auth == SourceAuth.BASIC and not username:
-        errors["username"] = ["Basic authentication needs a username."]
-    if auth not in (None, "", SourceAuth.NONE) and not secret:
-        if from_file:
-            errors["auth"] = ["This authentication needs a secret: set it in the admin (files may not carry secrets)."]
-        else:
-            errors["secret"] = ["This authentication needs a secret: enter it."]
-    if auth == SourceAuth.API_KEY and kind == SourceKind.PROMETHEUS:
-        errors.setdefault("auth", []).append("Prometheus takes basic or bearer authentication, not an API key.")
-    return errors
-
-
-def data_source_save(
-    *, user: Any, data: dict[str, Any], source: DataSource | None = None, secret: str | None = None
-) -> DataSource:
-    """Create or change a data source. Only roles holding the data-source permissions (Admin) may:
-    the server fetches the URL. ``secret``: a new password, token or API key ("" keeps the stored
-    one); ``None`` for callers that may not carry secrets (configuration files), whose missing
-    secret is then reported on ``auth``."""
-    from etl_monitor.errors import fields_known, model_validate
-
-    perm = "integrations.change_datasource" if source and source.pk else "integrations.add_datasource"
-    permission_require(user, perm, "manage data sources")
-    fields_known(data, SOURCE_FIELDS)
-    source = source or DataSource()
-    for name, value in data.items():
-        setattr(source, name, value)
-    if secret:
-        source.secret = secret
-    errors = auth_problems(source.kind, source.auth, source.username, source.secret, from_file=secret is None)
-    model_validate(source, errors, exclude=("secret",))
-    source._history_user = user
-    source.save()
-    return source

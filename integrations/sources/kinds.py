@@ -11,7 +11,7 @@ from django.conf import settings
 
 from incidents.kinds import Measurement, Param, RuleKind, SourceUnavailable, kind_register
 from integrations.models import SourceKind
-from integrations.sources import es_search, source_get
+from integrations.sources.clients import es_search, prom_query, prom_query_range, source_get
 
 
 def _kibana_link(query: str, since: dt.datetime, now: dt.datetime) -> str:
@@ -134,8 +134,6 @@ class PromqlThreshold(RuleKind):
         return [rule.params.get("source") or "prometheus"]
 
     def evaluate(self, rule: Any, loaders: Any, now: dt.datetime) -> list[Measurement]:
-        from integrations.sources import prom_query, prom_query_range
-
         p = rule.params
         source = source_get(p.get("source") or "prometheus", SourceKind.PROMETHEUS)
         wanted = [name.strip() for name in (p.get("subject_labels") or "").split(",") if name.strip()]

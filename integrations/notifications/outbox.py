@@ -4,7 +4,8 @@
 Failures retry with exponential backoff and jitter (a rate limit has its own budget); permanent
 errors stop at once and mark the channel unhealthy (``channel_mark_unhealthy``, which emails the
 admins). ``deliveries_recover`` (beat) takes back deliveries whose worker died mid-send and sends
-due ones whose task was lost, asking the receiver first where it can tell what it already has."""
+due ones whose task was lost, asking the receiver first where it can tell what it already has.
+``channel_test`` sends one test message through a channel, here and now."""
 
 from __future__ import annotations
 
@@ -12,28 +13,36 @@ import datetime as dt
 import logging
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
+from etl_monitor.celery import app as celery_app
 from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
+from etl_monitor.errors import InvalidInput, StateConflict
+from etl_monitor.outage import task_publish
 from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
+from incidents.events import event_record, events_record_bulk
 from incidents.models import EventKind, Incident, IncidentEvent
 from integrations.models import (
     Channel,
-    ChannelKind,
     Delivery,
     DeliveryStatus,
     Purpose,
 )
-from integrations.payloads import FOLLOW_UP, payload_digest, render_payload
-from integrations.transports import Deferred, Permanent, Transient, transport_for
+from integrations.notifications.channels import (
+    channel_configured,
+    channel_mark_unhealthy,
+    channel_test_target,
+    channels_mark_sent,
+)
+from integrations.notifications.payloads import FOLLOW_UP, Message, payload_digest
+from integrations.notifications.transports import Deferred, Permanent, Transient, transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +90,10 @@ def delivery_new(
     key: str,
 ) -> Delivery:
     """An unsaved delivery with its payload rendered."""
+    transport = transport_for(channel)
     in_place = purpose in FOLLOW_UP.values() or purpose == Purpose.UPDATED
-    update = root is not None and transport_for(channel).can_update and in_place
-    payload = render_payload(channel, purpose, incident, event, update=update)
+    update = root is not None and transport.can_update and in_place
+    payload = transport.render(Message(purpose, incident, event, update=update))
     now = timezone.now()
     return Delivery(
         incident=incident,
@@ -130,27 +140,23 @@ def enqueue_after_commit(delivery_id: int) -> None:
     _after_commit.ids.append(delivery_id)
 
 
+# The tasks that send deliveries, queued by name: they wrap this module (a task sends, a send queues
+# the next try), so it does not import them; IntegrationsConfig.ready registers them in every process.
 # With the broker away, task_publish gives up at once (logged once, counted) and deliveries_recover
 # sends the deliveries later.
+DELIVERIES_SEND_TASK = "integrations.tasks.deliveries_send"
+DELIVERY_SEND_TASK = "integrations.tasks.delivery_send"
 
 
 def _enqueue_batch(delivery_ids: list[int]) -> None:
-    from etl_monitor.outage import task_publish
-    from integrations.tasks import deliveries_send_task
-
-    task_publish(deliveries_send_task, (delivery_ids,))
+    task_publish(celery_app.tasks[DELIVERIES_SEND_TASK], (delivery_ids,))
 
 
 def _enqueue(delivery_id: int, countdown: float = 0) -> None:
-    from etl_monitor.outage import task_publish
-    from integrations.tasks import delivery_send_task
-
-    task_publish(delivery_send_task, (delivery_id,), countdown=countdown)
+    task_publish(celery_app.tasks[DELIVERY_SEND_TASK], (delivery_id,), countdown=countdown)
 
 
 def incident_note(incident: Incident, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-    from incidents.events import event_record
-
     event_record(incident, kind, message=message, data=data or {})
 
 
@@ -232,8 +238,6 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
 def _transmit(deliveries: list[Delivery]) -> list[str | Exception]:
     """Send every delivery; each gets its external id or the exception that stopped it. Messages
     of one channel go together (email: one SMTP connection); HTTP channels in parallel threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
     outcomes: dict[int, str | Exception] = {}
     by_channel: dict[int, list[Delivery]] = {}
     for delivery in deliveries:
@@ -269,8 +273,6 @@ def _sent(delivery: Delivery, external_id: str) -> Delivery:
 
 def _sent_many(sent: list[tuple[Delivery, str]]) -> None:
     """Record deliveries as SENT: one UPDATE, one timeline insert, one channel timestamp each channel."""
-    from incidents.events import events_record_bulk
-
     if not sent:
         return
     now = timezone.now()
@@ -279,7 +281,7 @@ def _sent_many(sent: list[tuple[Delivery, str]]) -> None:
         delivery.last_error, delivery.lease_until, delivery.updated_at = "", None, now
     with transaction.atomic():
         _mark_sent([(d.pk, d.external_id) for d, _ in sent], now)
-        Channel.objects.filter(pk__in={d.channel_id for d, _ in sent}).update(last_success_at=now)
+        channels_mark_sent({d.channel_id for d, _ in sent}, now)
         for delivery, external_id in sent:
             transport_for(delivery.channel).recorded(delivery, external_id)
         events_record_bulk(
@@ -373,40 +375,6 @@ def _gave_up(delivery: Delivery, reason: str, *, permanent: bool) -> Delivery:
     return delivery
 
 
-def channel_mark_unhealthy(channel: Channel, reason: str) -> None:
-    """Flag the channel (admin banner) and, the first time, email the admins — unless email is
-    the broken channel."""
-    now = timezone.now()
-    changed = Channel.objects.filter(pk=channel.pk, healthy=True).update(
-        healthy=False, unhealthy_reason=reason, unhealthy_since=now
-    )
-    Channel.objects.filter(pk=channel.pk).update(unhealthy_reason=reason)
-    if not changed:
-        return
-    logger.error("notification channel %s is unhealthy: %s", channel.name, reason)
-    if channel.kind == ChannelKind.EMAIL:
-        return
-    admins = list(
-        get_user_model()
-        .objects.filter(is_active=True)
-        .filter(Q(is_superuser=True) | Q(groups__name="Admin"))
-        .exclude(email="")
-        .values_list("email", flat=True)
-        .distinct()
-    )
-    if admins:
-        send_mail(
-            f"[ETL Monitor] Notification channel {channel.name} is not working",
-            f"Sending through the channel {channel.name} ({channel.get_kind_display()}) failed with an error "
-            f"that retrying will not fix:\n\n  {reason}\n\nFix its configuration in the admin "
-            f"({settings.ETL_MONITOR_BASE_URL.rstrip('/')}/admin/integrations/channel/{channel.pk}/change/); "
-            "saving it marks it healthy again. Deliveries that gave up can be retried from the delivery list.",
-            settings.DEFAULT_FROM_EMAIL,
-            admins,
-            fail_silently=True,
-        )
-
-
 def deliveries_recover(now: dt.datetime | None = None) -> dict[str, int]:
     """The outbox sweep (beat): resume deliveries whose sender died mid-send, and send the due ones
     whose task was lost (broker down at commit time, worker restarted…)."""
@@ -466,8 +434,6 @@ def deliveries_recover(now: dt.datetime | None = None) -> dict[str, int]:
 
 def delivery_retry(*, user: Any, delivery: Delivery) -> Delivery:
     """Send a delivery that gave up (or failed) again, now."""
-    from etl_monitor.errors import StateConflict
-
     permission_require(user, "integrations.change_delivery", "retry deliveries")
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
@@ -482,3 +448,24 @@ def delivery_retry(*, user: Any, delivery: Delivery) -> Delivery:
         delivery.save(update_fields=["status", "attempts", "next_attempt_at", "updated_at"])
         transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
+
+
+def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
+    """Send a test message through the channel now (synchronously) and return the delivery.
+    Without a ``target`` it goes where ``channel_test_target`` says."""
+    permission_require(user, "integrations.change_channel", "test channels")
+    if problem := channel_configured(channel):
+        raise InvalidInput({"channel": [f"{channel.name} cannot send: {problem}."]})
+    target = target or channel_test_target(channel, user)
+    if not target:
+        raise InvalidInput({"target": [transport_for(channel).test_target_missing]})
+    delivery = delivery_queue(
+        incident=None,
+        event=None,
+        channel=channel,
+        target=target,
+        purpose=Purpose.TEST,
+        key=f"test:{channel.pk}:{timezone.now().timestamp()}",
+        enqueue=False,  # sent right here, so the answer says how it went
+    )
+    return delivery_send(delivery.pk) or delivery

@@ -18,12 +18,11 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.detection import source_unreachable, sources_reachable
 from incidents.kinds import SourceKnownDown, SourceNotConfigured, SourceUnavailable, source_cycle
 from integrations.models import Capture, DataSource, SourceKind
-from integrations.sources import es_search, prom_query, source_get
+from integrations.sources.clients import es_search, prom_query, source_get
 from signals_app.models import MetricSource
 from signals_app.services import signals_capture
 
@@ -166,45 +165,3 @@ def captures_run(*, now: dt.datetime | None = None, names: list[str] | None = No
         captures = Capture.objects.filter(name__in=names).select_related("loader")
     with source_cycle():  # a source that fails is asked once per run, not once per capture
         return [capture_run(capture, now=now) for capture in captures]
-
-
-CAPTURE_FIELDS = (
-    "name",
-    "description",
-    "loader",
-    "source",
-    "source_kind",
-    "query",
-    "index",
-    "time_field",
-    "key_label",
-    "key_prefix",
-    "metric_type",
-    "enabled",
-)
-
-
-def capture_save(*, user: Any, data: dict[str, Any], capture: Capture | None = None) -> Capture:
-    """Create or change a capture definition (configuration as code; ``loader`` is a loader code).
-    Only roles holding the capture permissions (Admin) may: the query runs on the server."""
-    from etl_monitor.errors import fields_known, model_validate
-    from loaders.models import Loader
-
-    perm = "integrations.change_capture" if capture and capture.pk else "integrations.add_capture"
-    permission_require(user, perm, "manage statistics captures")
-    fields_known(data, CAPTURE_FIELDS)
-    capture = capture or Capture()
-    errors: dict[str, list[str]] = {}
-    for name, value in data.items():
-        if name == "loader":
-            loader = Loader.objects.filter(loader_code=value).first() if isinstance(value, str) else None
-            if loader is None:
-                errors["loader"] = [f"No loader with the code {value!r}."]
-            else:
-                capture.loader = loader
-        else:
-            setattr(capture, name, value)
-    model_validate(capture, errors)
-    capture._history_user = user
-    capture.save()
-    return capture

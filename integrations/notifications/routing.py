@@ -1,47 +1,44 @@
-"""Notifications: routing and escalation (the outbox is ``integrations.outbox``, what messages say
-``integrations.payloads``).
+"""Routing and escalation: which incident timeline entries become deliveries, to whom.
 
-Flow: every incident timeline entry is recorded with ``incident_event_recorded``
-inside its transaction; ``on_incident_event`` routes it (severity → notification
-rule → tier → channels and targets) and writes one Delivery per message in that
-same transaction. After commit a Celery task sends each one (``delivery_send``);
-failures retry with exponential backoff and jitter, permanent errors stop at once
-and mark the channel unhealthy. ``deliveries_recover`` (beat) picks up deliveries
-whose task was lost or whose worker died mid-send; ``escalations_run`` (beat)
-notifies the next tier of incidents nobody acknowledged in time.
+``on_incident_event`` receives every timeline entry inside its transaction
+(``incident_event_recorded``) and routes it: severity → notification rule → tier →
+channels and targets, one Delivery per message queued in the outbox in that same
+transaction. Follow-ups (acknowledged, resolved, closed) and reminders go to those who were
+told, answering or updating the first message. ``escalations_run`` (beat) notifies the next
+tier of incidents nobody acknowledged in time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from etl_monitor.crypto import UNDECRYPTABLE, secret_undecryptable
-from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
+from incidents.events import event_record
 from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
 from integrations.models import (
     Channel,
-    ChannelKind,
     Delivery,
     IncidentNotification,
     NotificationRule,
     Purpose,
 )
-from integrations.outbox import (
+from integrations.notifications.channels import channel_configured
+from integrations.notifications.outbox import (
     delivery_key,
     delivery_new,
     delivery_queue,
-    delivery_send,
     enqueue_after_commit,
     incident_note,
 )
-from integrations.payloads import FOLLOW_UP
+from integrations.notifications.payloads import FOLLOW_UP
+from integrations.notifications.transports import Transport, kinds_unrouted, transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -69,44 +66,12 @@ def rule_for(incident: Incident) -> NotificationRule | None:
     return next((r for r in rules if r.team_id is None and r.tag_id is None), None)
 
 
-def channel_configured(channel: Channel) -> str:
-    """Why a channel cannot send (empty = it can)."""
-    if not channel.enabled:
-        return "disabled"
-    if secret_undecryptable(channel.secret):
-        return UNDECRYPTABLE
-    if channel.kind == ChannelKind.SLACK and not (channel.secret or settings.SLACK_BOT_TOKEN):
-        return "no Slack bot token (SLACK_BOT_TOKEN)"
-    if channel.kind == ChannelKind.SLACK_WEBHOOK and not channel.secret:
-        return "no incoming-webhook URL"
-    if channel.kind == ChannelKind.WEBHOOK and not channel.url:
-        return "no URL"
-    if channel.kind == ChannelKind.JIRA:
-        from integrations.jira import jira_configured
-
-        return jira_configured()
-    return ""
-
-
-def _targets(channel: Channel, tier: dict[str, Any]) -> list[str]:
-    if channel.kind == ChannelKind.EMAIL:
-        recipients = [r for r in tier.get("recipients") or [] if r]
-        return [",".join(sorted(recipients))] if recipients else []
-    if channel.kind == ChannelKind.SLACK:
-        return [tier["slack_channel"]] if tier.get("slack_channel") else []
-    if channel.kind == ChannelKind.SLACK_WEBHOOK:
-        return ["incoming-webhook"]
-    if channel.kind == ChannelKind.JIRA:
-        return []  # tickets follow the Jira settings, not notification rules
-    return [channel.url]
-
-
 def _roots(incident: Incident) -> dict[tuple[int, str], Delivery]:
     """The first message of the incident per channel and target (what follow-ups update or answer)."""
     roots: dict[tuple[int, str], Delivery] = {}
     firsts = (Purpose.OPENED, Purpose.REOPENED, Purpose.ESCALATED)
     deliveries = Delivery.objects.filter(incident=incident, purpose__in=firsts, root__isnull=True)
-    for d in deliveries.exclude(channel__kind=ChannelKind.JIRA).order_by("pk"):
+    for d in deliveries.exclude(channel__kind__in=kinds_unrouted()).order_by("pk"):
         roots.setdefault((d.channel_id, d.target), d)
     return roots
 
@@ -123,13 +88,14 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
         if channel is None:
             skipped.append(f"{name}: no such channel")
             continue
-        if channel.kind == ChannelKind.JIRA:
-            skipped.append(f"{name}: Jira tickets follow the Jira settings, not notification rules")
+        transport = transport_for(channel)
+        if transport.unrouted:
+            skipped.append(f"{name}: {transport.unrouted}")
             continue
         if problem := channel_configured(channel):
             skipped.append(f"{name}: {problem}")
             continue
-        targets = _targets(channel, spec)
+        targets = transport.targets(spec)
         if not targets:
             skipped.append(f"{name}: no recipients / Slack channel in tier {tier}")
         for target in targets:
@@ -159,17 +125,20 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
 
 
 def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
-    """Route one timeline entry (inside its transaction). Never raises into detection: a routing
-    bug is logged and written on the timeline instead."""
-    if event.kind in OWN_KINDS:
+    """Route one timeline entry (inside its transaction) to the notification rules' channels.
+    Connected to ``incident_event_recorded`` in ``IntegrationsConfig.ready``; Jira has its own
+    receiver (``integrations.jira.on_incident_event``) and its own switch."""
+    if event.kind in OWN_KINDS or not settings.NOTIFICATIONS_ENABLED:
         return
-    from integrations.jira import jira_route
+    event_route_guarded(event, _route)
 
+
+def event_route_guarded(event: IncidentEvent, route: Callable[[IncidentEvent], None]) -> None:
+    """``route(event)`` in a savepoint of the event's transaction. Never raises into detection or
+    the person's action: a routing bug is logged and written on the timeline instead."""
     try:
         with transaction.atomic():
-            if settings.NOTIFICATIONS_ENABLED:
-                _route(event)
-            jira_route(event)  # Jira has its own switch (JIRA_ENABLED)
+            route(event)
     except Exception as exc:
         logger.exception("routing notifications for incident %s failed", event.incident_id)
         incident_note(
@@ -210,13 +179,18 @@ def _route(event: IncidentEvent) -> None:
 
 
 def _to_those_told(
-    incident: Incident, event: IncidentEvent | None, purpose: str, *, key: str, wanted: Any = None
+    incident: Incident,
+    event: IncidentEvent | None,
+    purpose: str,
+    *,
+    key: str,
+    wanted: Callable[[Transport], bool] | None = None,
 ) -> None:
     """One delivery per channel and target that heard about the incident (its first message is
-    the root: Slack updates it or answers in its thread). ``wanted(channel)`` narrows them."""
+    the root: Slack updates it or answers in its thread). ``wanted(transport)`` narrows them."""
     for (_channel_id, target), root in _roots(incident).items():
         channel = root.channel
-        if channel_configured(channel) or (wanted is not None and not wanted(channel)):
+        if channel_configured(channel) or (wanted is not None and not wanted(transport_for(channel))):
             continue
         delivery_queue(
             incident=incident,
@@ -233,21 +207,16 @@ def _to_those_told(
 def _follow_up(incident: Incident, event: IncidentEvent, purpose: str) -> None:
     """Acknowledged / resolved / closed: tell the channels that were told about the incident.
 
-    Slack bot messages are updated in place (plus a line in their thread); a resolution is
-    also sent to email and Slack webhooks; generic webhooks hear about every step."""
-    _to_those_told(
-        incident,
-        event,
-        purpose,
-        key=str(event.pk),
-        wanted=lambda channel: channel.kind in (ChannelKind.SLACK, ChannelKind.WEBHOOK) or purpose == Purpose.RESOLVED,
-    )
+    Each channel hears the follow-ups its transport lists (``follow_ups``): the Slack bot's
+    messages are updated in place (plus a line in their thread) and generic webhooks hear about
+    every step; email and Slack webhooks hear only of the resolution."""
+    _to_those_told(incident, event, purpose, key=str(event.pk), wanted=lambda told: purpose in told.follow_ups)
 
 
-def slack_messages_refresh(incident: Incident, reason: str) -> None:
-    """Re-render the incident's Slack bot messages in place — e.g. once its Jira ticket exists, so
-    the first message gets its "View Jira" button."""
-    _to_those_told(incident, None, Purpose.UPDATED, key=reason, wanted=lambda c: c.kind == ChannelKind.SLACK)
+def incident_messages_refresh(incident: Incident, reason: str) -> None:
+    """Re-render the incident's messages that can be updated in place (the Slack bot's) — e.g. once
+    its Jira ticket exists, so the first message gets its "View Jira" button."""
+    _to_those_told(incident, None, Purpose.UPDATED, key=reason, wanted=lambda transport: transport.can_update)
 
 
 def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:
@@ -272,8 +241,6 @@ def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:
 
 def escalations_run(now: dt.datetime | None = None) -> int:
     """Notify the next tier of every open, unacknowledged, unsilenced incident whose timeout passed."""
-    from incidents.events import event_record
-
     now = now or timezone.now()
     if not settings.NOTIFICATIONS_ENABLED:
         return 0
@@ -321,85 +288,3 @@ def escalations_run(now: dt.datetime | None = None) -> int:
             )
             done += 1
     return done
-
-
-def channel_test(*, user: Any, channel: Channel, target: str = "") -> Delivery:
-    """Send a test message through the channel now (synchronously) and return the delivery."""
-    from etl_monitor.errors import InvalidInput
-
-    permission_require(user, "integrations.change_channel", "test channels")
-    if problem := channel_configured(channel):
-        raise InvalidInput({"channel": [f"{channel.name} cannot send: {problem}."]})
-    if not target:
-        target = {
-            ChannelKind.EMAIL: user.email,
-            ChannelKind.SLACK: "",
-            ChannelKind.SLACK_WEBHOOK: "incoming-webhook",
-            ChannelKind.WEBHOOK: channel.url,
-            ChannelKind.JIRA: settings.JIRA_PROJECT or "jira",
-        }[channel.kind]
-    if not target:
-        field = "target"
-        raise InvalidInput({field: ["Say where to send the test (an email address or a Slack channel)."]})
-    delivery = delivery_queue(
-        incident=None,
-        event=None,
-        channel=channel,
-        target=target,
-        purpose=Purpose.TEST,
-        key=f"test:{channel.pk}:{timezone.now().timestamp()}",
-        enqueue=False,  # sent right here, so the answer says how it went
-    )
-    return delivery_send(delivery.pk) or delivery
-
-
-@transaction.atomic
-def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = None) -> Channel:
-    """Create or change a channel; an empty secret keeps the stored one; saving makes it healthy again."""
-    from etl_monitor.errors import InvalidInput, model_validate
-
-    perm = "integrations.change_channel" if channel else "integrations.add_channel"
-    permission_require(user, perm, "manage notification channels")
-    allowed = {"name", "kind", "enabled", "url", "secret"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise InvalidInput({name: ["Unknown field."] for name in unknown})
-    channel = channel or Channel()
-    old_name = channel.name if channel.pk else None
-    for name, value in data.items():
-        if name == "secret" and not value:
-            continue
-        setattr(channel, name, value)
-    errors: dict[str, list[str]] = {}
-    if channel.kind == ChannelKind.WEBHOOK and not channel.url:
-        errors["url"] = ["A generic webhook needs a URL."]
-    if channel.kind == ChannelKind.SLACK_WEBHOOK and not channel.secret:
-        errors["secret"] = ["Paste the incoming-webhook URL here."]
-    if (
-        channel.kind == ChannelKind.SLACK_WEBHOOK
-        and channel.secret
-        and not secret_undecryptable(channel.secret)  # kept as stored; sending says it must be set again
-        and not channel.secret.startswith("https://")
-    ):
-        errors["secret"] = ["An incoming-webhook URL starts with https://."]
-    model_validate(channel, errors)
-    channel.healthy, channel.unhealthy_reason, channel.unhealthy_since = True, "", None
-    channel._history_user = user
-    channel.save()
-    if old_name and old_name != channel.name:
-        _rules_rename_channel(user, old_name, channel.name)
-    return channel
-
-
-def _rules_rename_channel(user: Any, old: str, new: str) -> None:
-    """A renamed channel stays routed: the rules (and their tiers) that named it name it anew."""
-
-    def renamed(names: list[str]) -> list[str]:
-        return [new if name == old else name for name in names or []]
-
-    for rule in NotificationRule.objects.select_for_update(of=("self",)).order_by("pk"):
-        tiers = [{**tier, "channels": renamed(tier.get("channels"))} for tier in rule.escalation_tiers or []]
-        if old in (rule.channels or []) or tiers != (rule.escalation_tiers or []):
-            rule.channels, rule.escalation_tiers = renamed(rule.channels), tiers
-            rule._history_user = user
-            rule.save(update_fields=["channels", "escalation_tiers", "updated_at"])

@@ -1,9 +1,9 @@
-"""Notification routing as people edit it: notification rules, and the channel checks routing needs.
+"""Notification rules as people edit them: who may be told about incidents of a severity.
 
 The admin, the API and ``apply_config`` all write rules through ``notification_rule_save``,
 so a rule that names an unknown channel, a malformed address or a badly shaped
 escalation tier is refused the same way everywhere (with the field that is wrong).
-Sending lives in ``integrations.notify``; this module only decides who *may* be told.
+Routing the incidents by these rules lives in ``integrations.notifications.routing``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from etl_monitor.errors import InvalidInput, StateConflict, fields_known
+from etl_monitor.errors import InvalidInput, fields_known
 from etl_monitor.permissions import permission_require
-from integrations.models import Channel, ChannelKind, Delivery, NotificationRule
-from loaders.models import Severity, Tag, Team
+from integrations.models import Channel, NotificationRule
+from integrations.notifications.transports import kinds_unrouted, transport_for
+from loaders.models import Tag, Team
 
 RULE_FIELDS = (
     "severity",
@@ -77,15 +78,12 @@ def _check_target(
             bad.append(address)
     if bad:
         errors.setdefault(f"{prefix}recipients", []).append(f"Not valid email address(es): {', '.join(bad)}.")
-    kinds = {channels[n].kind: n for n in names if n in channels}
-    if ChannelKind.EMAIL in kinds and not recipients and f"{prefix}recipients" not in errors:
-        errors.setdefault(f"{prefix}recipients", []).append(
-            f"Channel {kinds[ChannelKind.EMAIL]} sends email: give at least one recipient."
-        )
-    if ChannelKind.SLACK in kinds and not spec["slack_channel"]:
-        errors.setdefault(f"{prefix}slack_channel", []).append(
-            f"Channel {kinds[ChannelKind.SLACK]} posts to Slack: name the Slack channel, e.g. #alerts-critical."
-        )
+    # Each kind's transport says what the tier lacks for it (once per kind, naming its last channel);
+    # a field already refused above gets no second message.
+    for channel in {channels[n].kind: channels[n] for n in names if n in channels}.values():
+        for field, problem in transport_for(channel).tier_problems(spec).items():
+            if f"{prefix}{field}" not in errors:
+                errors[f"{prefix}{field}"] = [problem]
 
 
 def _check_tiers(value: Any, channels: dict[str, Channel], errors: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -143,8 +141,8 @@ def notification_rule_check(*, data: dict[str, Any], rule: NotificationRule | No
             rule.tag = tag
         elif name not in ("channels", "recipients", "slack_channel", "escalation_tiers"):
             setattr(rule, name, value)
-    # The Jira channel is not for routing: tickets follow the Jira settings.
-    channels = {c.name: c for c in Channel.objects.exclude(kind=ChannelKind.JIRA)}
+    # Some kinds are not for routing (Jira: tickets follow the Jira settings).
+    channels = {c.name: c for c in Channel.objects.exclude(kind__in=kinds_unrouted())}
     first = {key: data.get(key, getattr(rule, key)) for key in TIER_KEYS}
     _check_target(first, "", channels, errors)
     rule.channels, rule.recipients, rule.slack_channel = first["channels"], first["recipients"], first["slack_channel"]
@@ -205,35 +203,15 @@ def channel_rules(channel: Channel) -> list[NotificationRule]:
     return [rule for rule in rules if any(channel.name in (tier.get("channels") or []) for tier in rule.tiers())]
 
 
-@transaction.atomic
-def channel_delete(*, user: AbstractBaseUser, channel: Channel) -> None:
-    """Delete a channel nobody routes to and that never sent anything.
+def notification_rules_rename_channel(*, user: Any, old: str, new: str) -> None:
+    """A renamed channel stays routed: the rules (and their tiers) that named it name it anew."""
 
-    A channel named by a rule would make that rule notify nobody; a channel with deliveries
-    would take its outbox records (who was told, when) with it. Disable it instead."""
-    permission_require(user, "integrations.delete_channel", "delete notification channels")
-    if rules := channel_rules(channel):
-        named = ", ".join(str(rule) for rule in rules)
-        raise StateConflict(
-            f"Channel {channel.name} is used by the notification rule(s) {named}; remove it there first."
-        )
-    if sent := Delivery.objects.filter(channel=channel).count():
-        raise StateConflict(
-            f"Channel {channel.name} has {sent} deliveries, the record of who was told; disable it instead."
-        )
-    channel._history_user = user
-    channel.delete()
+    def renamed(names: list[str]) -> list[str]:
+        return [new if name == old else name for name in names or []]
 
-
-def channel_test_target(channel: Channel) -> str:
-    """Where a test message goes when nobody says: for the Slack bot, the Slack channel of the
-    least severe rule that routes to it (a test should not page the critical channel when a
-    quieter one exists). Empty for other kinds: ``notify.channel_test`` picks their target."""
-    if channel.kind != ChannelKind.SLACK:
-        return ""
-    rank = {severity: index for index, severity in enumerate(Severity.values)}
-    for rule in sorted(channel_rules(channel), key=lambda r: (not r.enabled, -rank.get(r.severity, 0), r.pk)):
-        for tier in rule.tiers():
-            if channel.name in (tier.get("channels") or []) and tier.get("slack_channel"):
-                return tier["slack_channel"]
-    return ""
+    for rule in NotificationRule.objects.select_for_update(of=("self",)).order_by("pk"):
+        tiers = [{**tier, "channels": renamed(tier.get("channels"))} for tier in rule.escalation_tiers or []]
+        if old in (rule.channels or []) or tiers != (rule.escalation_tiers or []):
+            rule.channels, rule.escalation_tiers = renamed(rule.channels), tiers
+            rule._history_user = user
+            rule.save(update_fields=["channels", "escalation_tiers", "updated_at"])
