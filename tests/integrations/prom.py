@@ -191,8 +191,9 @@ class Prometheus(_Server):
         )
         return self
 
-    def query(self, query: str) -> list[dict[str, Any]]:
-        answer = requests.get(f"{self.url}/api/v1/query", params={"query": query}, timeout=5).json()
+    def query(self, query: str, at: float | None = None) -> list[dict[str, Any]]:
+        params = {"query": query} if at is None else {"query": query, "time": at}
+        answer = requests.get(f"{self.url}/api/v1/query", params=params, timeout=5).json()
         return answer["data"]["result"]
 
     def wait_for(self, query: str, check: Callable[[list[dict[str, Any]]], bool], seconds: float = 20) -> list:

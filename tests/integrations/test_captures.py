@@ -138,7 +138,13 @@ def test_it_stores_the_availability_of_each_job_including_this_app(prom):
     now = timezone.now()
     [result] = captures_run(now=now, names=["availability"])
     assert (result.status, result.stored) == ("stored", 2)
-    assert signal_values("STATS-AVAIL") == {"exporter": 100.0, "etl-monitor": 100.0}
+    stored = signal_values("STATS-AVAIL")
+    # What Prometheus itself answers for the capture's query at the bucket's end (on a loaded
+    # machine a 1 s scrape can time out, so the share is not always 100).
+    query = Capture.objects.get(name="availability").query
+    assert stored == pytest.approx(series_values(prom.query(query, at=bucket_end(now).timestamp()), "job"))
+    assert set(stored) == {"exporter", "etl-monitor"}
+    assert all(50.0 < value <= 100.0 for value in stored.values()), stored
     assert set(
         Signal.objects.filter(loader__loader_code="STATS-AVAIL").values_list("metric_type", "metric_source")
     ) == {("UPTIME_PERCENT", "PROMETHEUS")}
