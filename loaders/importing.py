@@ -537,6 +537,11 @@ def import_job_create(
         submit=submit,
         rows_total=len(sheet.rows),
     )
+    return _import_job_start(job, sheet)
+
+
+def _import_job_start(job: ImportJob, sheet: Sheet) -> ImportJob:
+    """Run a small job now, while the user waits; queue a large one for the worker."""
     if len(sheet.rows) <= settings.LOADER_IMPORT_SYNC_ROWS:
         import_job_run(job_id=job.pk, sheet=sheet)
         job.refresh_from_db()
@@ -584,12 +589,7 @@ def import_job_confirm(*, user: AbstractBaseUser, preview: ImportJob) -> ImportJ
         rows_total=len(sheet.rows),
     )
     ImportJob.objects.filter(pk=preview.pk).update(content=b"")
-    if len(sheet.rows) <= settings.LOADER_IMPORT_SYNC_ROWS:
-        import_job_run(job_id=job.pk, sheet=sheet)
-        job.refresh_from_db()
-    else:
-        transaction.on_commit(lambda: _import_job_enqueue(job.pk))
-    return job
+    return _import_job_start(job, sheet)
 
 
 def import_jobs_cleanup(*, older_than: dt.timedelta = dt.timedelta(days=1)) -> int:

@@ -662,28 +662,32 @@ def loader_edit_check(*, user: AbstractBaseUser, loader: Loader, data: Mapping[s
     return changed
 
 
+def _maker_transition(*, user: AbstractBaseUser, version: LoaderVersion, action: str, reason: str) -> LoaderVersion:
+    """Submit or withdraw ``version`` under its row lock, recording who submitted it (or no one)."""
+    version = _version_lock(version)
+    loader_version_action_check(user=user, version=version, action=action)
+    if action == ACTION_SUBMIT:
+        version.submit()
+        version.submitted_by, version.submitted_at = user, timezone.now()
+    else:
+        version.withdraw()
+        version.submitted_by, version.submitted_at = None, None
+    _save(version, user=user, reason=reason)
+    return version
+
+
 @transaction.atomic
 def loader_version_submit(*, user: AbstractBaseUser, version: LoaderVersion, comment: str = "") -> LoaderVersion:
     """DRAFT → PENDING_APPROVAL. From now on the version is frozen until decided or withdrawn."""
-    version = _version_lock(version)
-    loader_version_action_check(user=user, version=version, action=ACTION_SUBMIT)
-    version.submit()
-    version.submitted_by = user
-    version.submitted_at = timezone.now()
-    _save(version, user=user, reason=_reason("Submitted for approval", comment))
-    return version
+    reason = _reason("Submitted for approval", comment)
+    return _maker_transition(user=user, version=version, action=ACTION_SUBMIT, reason=reason)
 
 
 @transaction.atomic
 def loader_version_withdraw(*, user: AbstractBaseUser, version: LoaderVersion, comment: str = "") -> LoaderVersion:
     """PENDING_APPROVAL → DRAFT, so the maker can keep editing."""
-    version = _version_lock(version)
-    loader_version_action_check(user=user, version=version, action=ACTION_WITHDRAW)
-    version.withdraw()
-    version.submitted_by = None
-    version.submitted_at = None
-    _save(version, user=user, reason=_reason("Withdrawn from approval", comment))
-    return version
+    reason = _reason("Withdrawn from approval", comment)
+    return _maker_transition(user=user, version=version, action=ACTION_WITHDRAW, reason=reason)
 
 
 @transaction.atomic
