@@ -263,6 +263,11 @@ def _refuse(result: RowResult, refusal: ServiceError) -> None:
     result.errors += _refusal_errors(refusal)
 
 
+def _refuse_new(new: list[tuple[RowResult, dict[str, Any]]], refused: services.RowsRefused) -> None:
+    for position, refusal in refused.refusals.items():
+        _refuse(new[position][0], refusal)
+
+
 def _row_new(result: RowResult, data: dict[str, Any], policies: dict[str, FieldPolicy]) -> None:
     """A row for a new loader: what it writes, shown (checked with the other new rows)."""
     defaults = _contract_defaults()
@@ -358,8 +363,7 @@ def loaders_import(
             try:
                 services.loaders_create_check(user=user, rows=[data for _, data in new], submit=submit)
             except services.RowsRefused as exc:
-                for index, refusal in exc.refusals.items():
-                    _refuse(new[index][0], refusal)
+                _refuse_new(new, exc)
     else:
         try:
             with transaction.atomic():
@@ -390,8 +394,7 @@ def _apply(
         try:
             services.loaders_create_many(user=user, rows=[data for _, data in new], reason=reason, submit=submit)
         except services.RowsRefused as exc:
-            for index, refusal in exc.refusals.items():
-                _refuse(new[index][0], refusal)
+            _refuse_new(new, exc)
             raise ImportAborted from exc
         report.submitted += len(new) if submit else 0
     for result, edit in edits:
