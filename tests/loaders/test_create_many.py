@@ -77,3 +77,11 @@ def test_loader_create_raises_its_rows_refusal(editor, team):
     with pytest.raises(InvalidInput) as refused:
         services.loader_create(user=editor, data={"loader_code": "A1", "name": "", "owner": "data-platform"})
     assert set(refused.value.errors) == {"name"}
+
+
+def test_a_long_reason_is_cut_to_what_history_holds(maker_checker, team):
+    reason = "Imported from " + "a-very-long-file-name-" * 5 + ".xlsx"
+    services.loaders_create_many(user=maker_checker, rows=rows(1), reason=reason, submit=True)
+    version = LoaderVersion.objects.get()
+    assert version.history.get().history_change_reason == (reason + " and submitted for approval")[:100]
+    assert Loader.objects.get().history.get().history_change_reason == reason[:100]
