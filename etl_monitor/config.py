@@ -10,14 +10,17 @@ goes through the owning app's services (so four-eyes and validation hold), and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import yaml
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
 from etl_monitor.errors import InvalidInput, ServiceError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -195,3 +198,33 @@ def config_report(ctx: ConfigContext, path: str, exc: ServiceError) -> None:
             ctx.error(f"{path}.{field}" if field != "non_field_errors" else path, "; ".join(messages))
     else:
         ctx.error(path, exc.message)
+
+
+def config_upsert(
+    ctx: ConfigContext,
+    *,
+    section: str,
+    key: str,
+    path: str,
+    existing: T | None,
+    save: Callable[[], T],
+    snapshot: Callable[[T | None], dict[str, Any]],
+) -> None:
+    """Create or change one item through ``save`` (its service) and report it: ``created``;
+    ``changed`` with the fields whose ``snapshot`` differs; or ``unchanged``, and then the save is
+    rolled back, so applying the same file again writes no history row and has no side effect.
+    A service's refusal is reported at ``path``."""
+    try:
+        with transaction.atomic():
+            before = snapshot(existing)  # before the save: services change the instance they are given
+            after = snapshot(save())
+            if existing is not None and before == after:
+                transaction.set_rollback(True)
+    except ServiceError as exc:
+        config_report(ctx, path, exc)
+        return
+    if existing is None:
+        ctx.change(section, key, "created")
+    else:
+        changed = sorted(k for k in after if before.get(k) != after.get(k))
+        ctx.change(section, key, "changed" if changed else "unchanged", changed)

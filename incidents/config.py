@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from django.db import transaction
-
-from etl_monitor.config import ConfigContext, config_report
-from etl_monitor.errors import ServiceError
+from etl_monitor.config import ConfigContext, config_upsert
 from incidents import services
 from incidents.models import DetectionRule
 
@@ -34,21 +32,8 @@ class DetectionRulesSection:
                 continue
             seen[name] = index
             existing = DetectionRule.objects.filter(name=name).first()
-            try:
-                with transaction.atomic():
-                    before = _snapshot(existing)
-                    rule = services.rule_save(user=ctx.user, data=dict(item), rule=existing)
-                    after = _snapshot(rule)
-                    if existing is not None and before == after:
-                        transaction.set_rollback(True)  # nothing changed: no history row, no reschedule
-            except ServiceError as exc:
-                config_report(ctx, path, exc)
-                continue
-            if existing is None:
-                ctx.change(self.key, name, "created")
-            else:
-                changed = sorted(k for k in after if before.get(k) != after.get(k))
-                ctx.change(self.key, name, "changed" if changed else "unchanged", changed)
+            save = partial(services.rule_save, user=ctx.user, data=dict(item), rule=existing)
+            config_upsert(ctx, section=self.key, key=name, path=path, existing=existing, save=save, snapshot=_snapshot)
 
 
 def _snapshot(rule: DetectionRule | None) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tu
     """
     from django.core.exceptions import ValidationError
 
-    from loaders.models import Tag, Team
+    from loaders.selectors import tag_by_name, team_by_slug
 
     unknown = sorted(set(data) - set(RULE_FIELDS))
     if unknown:
@@ -157,12 +157,12 @@ def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tu
                 errors["scope_loaders"] = [f"Unknown loader(s): {', '.join(missing)}."]
             loaders = list(found.values())
         elif name == "scope_tag":
-            tag = value if isinstance(value, Tag) or value is None else Tag.objects.filter(name=value).first()
+            tag = tag_by_name(value)
             if value is not None and tag is None:
                 errors["scope_tag"] = [f"Unknown tag {value!r}."]
             rule.scope_tag = tag
         elif name == "scope_owner":
-            team = value if isinstance(value, Team) or value is None else Team.objects.filter(slug=value).first()
+            team = team_by_slug(value)
             if value is not None and team is None:
                 errors["scope_owner"] = [f"Unknown team {value!r}."]
             rule.scope_owner = team

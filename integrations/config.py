@@ -6,11 +6,12 @@ the same services as the admin and the API; both need the Admin role (``--as``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.db import transaction
 
-from etl_monitor.config import ConfigContext, config_items, config_report
+from etl_monitor.config import ConfigContext, config_items, config_report, config_upsert
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.protection import SECRET_NAME_RE
 from integrations.models import Capture, Channel, DataSource, NotificationRule
@@ -205,21 +206,8 @@ class NotificationRulesSection:
             **({"tag__name": tag} if tag else {"tag__isnull": True}),
         ).first()
         label = severity + (f" team {team}" if team else f" tag {tag}" if tag else "")
-        try:
-            with transaction.atomic():
-                before = _snapshot(existing)
-                rule = rules.notification_rule_save(user=ctx.user, data={**data, "severity": severity}, rule=existing)
-                after = _snapshot(rule)
-                if existing is not None and before == after:
-                    transaction.set_rollback(True)  # nothing changed: no history row
-        except ServiceError as exc:
-            config_report(ctx, path, exc)
-            return
-        if existing is None:
-            ctx.change(self.key, label, "created")
-        else:
-            changed = sorted(k for k in after if before.get(k) != after.get(k))
-            ctx.change(self.key, label, "changed" if changed else "unchanged", changed)
+        save = partial(rules.notification_rule_save, user=ctx.user, data={**data, "severity": severity}, rule=existing)
+        config_upsert(ctx, section=self.key, key=label, path=path, existing=existing, save=save, snapshot=_snapshot)
 
 
 def _snapshot(rule: NotificationRule | None) -> dict[str, Any]:

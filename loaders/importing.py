@@ -1,15 +1,16 @@
 """Bulk import and export of loaders (xlsx / csv).
 
 One spreadsheet row is one loader, with the same flat fields as the API. The
-import validates every row with the model's own field validators and the same
-rules as the services (four-eyes, field protection, pending versions), reports
-every bad row with its row number and column, and writes all or nothing:
+import only reads cells as their fields' types and reports rows: every rule is the
+services', so a row is refused exactly as the API or the admin would refuse it,
+and the report names each bad row and column. It writes all or nothing:
 
-- new loaders get a DRAFT v1 (or PENDING_APPROVAL with ``submit``), written
-  with bulk inserts *and* their history rows — the row-by-row path of a
-  generic importer is ~50× slower at 10,000 rows;
+- new loaders go through ``services.loaders_create_many`` (a DRAFT v1, or
+  PENDING_APPROVAL with ``submit``): checked together and written with bulk
+  inserts and their history rows;
 - existing loaders go through ``services.loader_edit`` (a DRAFT from the ACTIVE
-  version), exactly like an edit in the admin.
+  version), exactly like an edit in the admin; the preview asks
+  ``services.loader_edit_check``.
 
 Nothing ever becomes ACTIVE here: approval stays a second person's decision.
 """
@@ -30,7 +31,6 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history
 
 from etl_monitor.crypto import secret_decrypt_bytes, secret_encrypt_bytes
 from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError, StateConflict
@@ -38,9 +38,8 @@ from etl_monitor.outage import cache_call, task_publish
 from etl_monitor.permissions import permission_require
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import selectors, services
-from loaders.models import ImportJob, Loader, LoaderVersion, Tag, Team, VersionState
+from loaders.models import ImportJob, Loader, LoaderVersion, Team, VersionState
 from loaders.spreadsheets import Sheet, SheetRow, spreadsheet_read, spreadsheet_write
-from loaders.validators import validate_loader_code
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +72,6 @@ COLUMNS: dict[str, str] = {
 REQUIRED = ("loader_code", "name", "owner")
 # Columns an export adds for information; an import ignores them so exports re-import as they are.
 INFO_COLUMNS = {"version": "Version number exported (ignored on import).", "state": "Its state (ignored on import)."}
-IDENTITY = ("name", "owner", "tags", "is_paused")
 EXAMPLE_ROW = {
     "loader_code": "SALES-DAILY",
     "name": "Daily sales load",
@@ -157,7 +155,7 @@ def _to_bool(value: Any) -> bool:
 
 
 def _contract_value(name: str, raw: Any) -> Any:
-    """Convert a cell into the model field's Python value with the field's own validation."""
+    """A cell as the model field's Python type (whether the value is allowed is the service's question)."""
     model_field = LoaderVersion._meta.get_field(name)
     text = _to_text(raw)
     if text == "":
@@ -166,14 +164,7 @@ def _contract_value(name: str, raw: Any) -> Any:
         if model_field.has_default() and not model_field.blank:
             return model_field.get_default()
         return ""
-    value = model_field.to_python(text)
-    model_field.run_validators(value)
-    if model_field.choices and value not in dict(model_field.choices):
-        allowed = ", ".join(str(k) for k, _ in model_field.choices)
-        raise ValidationError(f"{text!r} is not one of {allowed}.")
-    if hasattr(model_field, "max_length") and model_field.max_length and len(str(value)) > model_field.max_length:
-        raise ValidationError(f"At most {model_field.max_length} characters.")
-    return value
+    return model_field.to_python(text)
 
 
 def _messages(exc: ValidationError) -> str:
@@ -186,11 +177,11 @@ def _tag_names(raw: Any) -> list[str]:
 
 
 class _RowParser:
-    """Turns one sheet row into validated loader and contract values, or errors."""
+    """Turns one sheet row into the values the services take. Only a cell that cannot be read as
+    its field's type is an error here; every rule on the values is the services'."""
 
-    def __init__(self, *, headers: list[str], teams: dict[str, Team]) -> None:
+    def __init__(self, *, headers: list[str]) -> None:
         self.headers = [h for h in headers if h in COLUMNS]
-        self.teams = teams
 
     def parse(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         data: dict[str, Any] = {}
@@ -200,30 +191,10 @@ class _RowParser:
             if column != "loader_code" and _is_mask(raw):
                 continue  # a masked value (from an export) means "unchanged", whatever the column
             try:
-                if column == "loader_code":
-                    code = _to_text(raw)
-                    if not code:
-                        raise ValidationError("Required.")
-                    validate_loader_code(code)
-                    data[column] = code
-                elif column == "name":
-                    name = _to_text(raw)
-                    if not name:
-                        raise ValidationError("Required.")
-                    if len(name) > 200:
-                        raise ValidationError("At most 200 characters.")
-                    data[column] = name
-                elif column == "owner":
-                    slug = _to_text(raw)
-                    if not slug:
-                        raise ValidationError("Required.")
-                    if slug not in self.teams:
-                        raise ValidationError(f"Unknown team {slug!r}. Create the team first or use an existing slug.")
-                    data[column] = slug
+                if column in ("loader_code", "name", "owner"):
+                    data[column] = _to_text(raw)
                 elif column == "tags":
                     data[column] = _tag_names(raw)
-                    for tag in data[column]:
-                        Tag._meta.get_field("name").run_validators(tag)
                 elif column == "is_paused":
                     data[column] = _to_bool(raw)
                 elif column == "connection_password":
@@ -234,9 +205,6 @@ class _RowParser:
                     data[column] = _contract_value(column, raw)
             except ValidationError as exc:
                 errors.append((column, _messages(exc)))
-        low, high = data.get("expected_rows_min"), data.get("expected_rows_max")
-        if low is not None and high is not None and low > high:
-            errors.append(("expected_rows_min", f"Minimum {low} is above the maximum {high}."))
         return data, errors
 
 
@@ -246,8 +214,9 @@ def _display(policy: FieldPolicy, name: str, value: Any) -> Any:
     return policy.display(name, ", ".join(value) if isinstance(value, list) else value)
 
 
-def _diff(loader: Loader, data: dict[str, Any], policies: dict[str, FieldPolicy]) -> list[tuple[str, Any, Any]]:
-    changed = services.loader_changed_fields(loader=loader, data=data)
+def _diff(
+    loader: Loader, data: dict[str, Any], changed: list[str], policies: dict[str, FieldPolicy]
+) -> list[tuple[str, Any, Any]]:
     basis = loader.open_version or loader.active_version
     rows = []
     for name in changed:
@@ -271,6 +240,61 @@ def _diff(loader: Loader, data: dict[str, Any], policies: dict[str, FieldPolicy]
     return rows
 
 
+@lru_cache(maxsize=1)
+def _contract_defaults() -> dict[str, Any]:
+    probe = LoaderVersion()
+    return {f: getattr(probe, f) for f in LoaderVersion.CONTRACT_FIELDS}
+
+
+def _refusal_errors(refusal: ServiceError) -> list[tuple[str, str]]:
+    """A service's refusal of a row as (column, message) pairs; what concerns the whole row
+    (a rule across fields, a pending version) stands on its loader_code."""
+    if isinstance(refusal, InvalidInput):
+        return [
+            ("loader_code" if field == "non_field_errors" else field, message)
+            for field, messages in refusal.errors.items()
+            for message in messages
+        ]
+    return [("loader_code", refusal.message)]
+
+
+def _refuse(result: RowResult, refusal: ServiceError) -> None:
+    result.status = "error"
+    result.errors += _refusal_errors(refusal)
+
+
+def _refuse_new(new: list[tuple[RowResult, dict[str, Any]]], refused: services.RowsRefused) -> None:
+    for position, refusal in refused.refusals.items():
+        _refuse(new[position][0], refusal)
+
+
+def _row_new(result: RowResult, data: dict[str, Any], policies: dict[str, FieldPolicy]) -> None:
+    """A row for a new loader: what it writes, shown (checked with the other new rows)."""
+    defaults = _contract_defaults()
+    written = [f for f in LoaderVersion.CONTRACT_FIELDS if f in data and data[f] != defaults[f]]
+    result.status = "new"
+    result.changes = [(f, None, _display(policies["version"], f, data[f])) for f in written]
+
+
+def _row_edit(
+    user: AbstractBaseUser, result: RowResult, loader: Loader, data: dict[str, Any], policies: dict[str, FieldPolicy]
+) -> None:
+    """A row for an existing loader: its changes as an edit makes them, or the edit's refusal."""
+    changed = services.loader_changed_fields(loader=loader, data=data)
+    result.changes = _diff(loader, data, changed, policies)
+    result.status = "changed" if changed else "unchanged"
+    try:
+        services.loader_edit_check(user=user, loader=loader, data=data)
+    except ServiceError as exc:
+        _refuse(result, exc)
+
+
+def _tally(report: ImportReport) -> None:
+    statuses = [result.status for result in report.rows]
+    report.new, report.changed = statuses.count("new"), statuses.count("changed")
+    report.unchanged, report.error_rows = statuses.count("unchanged"), statuses.count("error")
+
+
 def loaders_import(
     *,
     user: AbstractBaseUser,
@@ -280,11 +304,13 @@ def loaders_import(
     source: str = "import",
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Validate every row of ``sheet`` and, unless ``dry_run`` or any row is bad, write them all.
+    """Check every row of ``sheet`` and, unless ``dry_run`` or any row is bad, write them all.
 
-    Returns a report with per-row status (new / changed / unchanged / error),
-    field-level changes (protected values masked for ``user``) and every error
-    with its row number and column.
+    New loaders are checked and created together by ``services.loaders_create_many``, rows
+    for existing loaders by ``services.loader_edit_check`` and ``services.loader_edit``: a
+    row is refused exactly as the API or the admin would refuse it. Returns a report with
+    per-row status (new / changed / unchanged / error), field-level changes (protected
+    values masked for ``user``) and every error with its row number and column.
     """
     permission_require(user, "loaders.add_loader", "import loaders")
     permission_require(user, "loaders.change_loaderversion", "import loaders")
@@ -306,214 +332,89 @@ def loaders_import(
 
     codes = {_to_text(r.values.get("loader_code")) for r in sheet.rows}
     existing = {loader.loader_code: loader for loader in selectors.loader_detail_list().filter(loader_code__in=codes)}
-    teams = {team.slug: team for team in Team.objects.all()}
-    parser = _RowParser(headers=sheet.headers, teams=teams)
+    parser = _RowParser(headers=sheet.headers)
     policies = {"version": policy_for(user, LoaderVersion), "loader": policy_for(user, Loader)}
-    may_add_tags = user.has_perm("loaders.add_tag")
-    known_tags = set(Tag.objects.values_list("name", flat=True)) if not may_add_tags else set()
     seen: dict[str, int] = {}
-    plans: list[tuple[RowResult, dict[str, Any]]] = []
+    new: list[tuple[RowResult, dict[str, Any]]] = []
+    edits: list[tuple[RowResult, dict[str, Any]]] = []
     total = len(sheet.rows)
     for index, row in enumerate(sheet.rows, start=1):
         data, errors = parser.parse(row.values)
-        code = data.get("loader_code") or _to_text(row.values.get("loader_code"))
-        result = RowResult(row=row.number, loader_code=code, status="error")
+        code = data["loader_code"]
+        result = RowResult(row=row.number, loader_code=code, status="error", errors=errors)
         if code and code in seen:
             errors.append(("loader_code", f"Duplicate loader_code {code!r} (also in row {seen[code]})."))
         elif code:
             seen[code] = row.number
-        loader = existing.get(code)
-        unknown_tags = [] if may_add_tags else sorted(set(data.get("tags", [])) - known_tags)
-        if unknown_tags:
-            errors.append(("tags", f"Unknown tag(s) {', '.join(unknown_tags)}; your role cannot create tags."))
-        if not errors:
-            errors += _plan_row(result, loader, data, policies)
-        result.errors = errors
+        report.rows.append(result)
         if errors:
-            result.status = "error"
-            report.error_rows += 1
+            pass
+        elif code in existing:
+            edit = {k: v for k, v in data.items() if k != "loader_code"}
+            _row_edit(user, result, existing[code], edit, policies)
+            edits.append((result, edit))
         else:
-            setattr(report, result.status, getattr(report, result.status) + 1)
-        plans.append((result, data))
+            _row_new(result, data, policies)
+            new.append((result, data))
         if progress and index % PROGRESS_EVERY == 0:
             progress(index, total)
-    report.rows = [result for result, _ in plans]
-    if dry_run or not report.ok:
-        return report
-    try:
-        with transaction.atomic():
-            _apply(user=user, plans=plans, existing=existing, teams=teams, submit=submit, source=source, report=report)
-    except ImportAborted as exc:
-        return exc.report
-    report.applied = True
-    if progress:
-        progress(total, total)
-    return report
-
-
-@lru_cache(maxsize=1)
-def _contract_defaults() -> dict[str, Any]:
-    probe = LoaderVersion()
-    return {f: getattr(probe, f) for f in LoaderVersion.CONTRACT_FIELDS}
-
-
-def _plan_row(result: RowResult, loader: Loader | None, data: dict[str, Any], policies: dict[str, FieldPolicy]) -> list:
-    """Decide new / changed / unchanged for a valid row; return protection or state errors."""
-    errors: list[tuple[str, str]] = []
-    if loader is None:
-        if "name" not in data or "owner" not in data:
-            return [("loader_code", "A new loader needs name and owner.")]
-        defaults = _contract_defaults()
-        written = [f for f in LoaderVersion.CONTRACT_FIELDS if f in data and data[f] != defaults[f]]
-        result.status = "new"
-        result.changes = [(f, None, _display(policies["version"], f, data[f])) for f in written]
-        for policy, fields in (
-            (policies["version"], written),
-            (policies["loader"], [f for f in ("tags", "is_paused") if data.get(f)]),
-        ):
+    if dry_run or any(result.errors for result in report.rows):
+        if new:
             try:
-                policy.check_write(fields)
-            except InvalidInput as exc:
-                errors += [(f, " ".join(m)) for f, m in exc.errors.items()]
-        return errors
-    edit = {k: v for k, v in data.items() if k != "loader_code"}
-    result.changes = _diff(loader, edit, policies)
-    changed = [name for name, _old, _new in result.changes]
-    result.status = "changed" if changed else "unchanged"
-    contract_changed = [f for f in changed if f in LoaderVersion.CONTRACT_FIELDS]
-    open_version = loader.open_version
-    if contract_changed and open_version is not None and open_version.state == VersionState.PENDING_APPROVAL:
-        errors.append(
-            (
-                "loader_code",
-                f"v{open_version.number} of {loader.loader_code} is pending approval; "
-                "withdraw it or wait for the decision before importing changes.",
-            )
-        )
-    for policy, fields in (
-        (policies["version"], contract_changed),
-        (policies["loader"], [f for f in changed if f in IDENTITY]),
-    ):
+                services.loaders_create_check(user=user, rows=[data for _, data in new], submit=submit)
+            except services.RowsRefused as exc:
+                _refuse_new(new, exc)
+    else:
         try:
-            policy.check_write(fields)
-        except InvalidInput as exc:
-            errors += [(f, " ".join(m)) for f, m in exc.errors.items()]
-    return errors
-
-
-def _created_history_tags(links: list[Any]) -> None:
-    """The tags of each loader's "created" history row, as a save would have recorded them (bulk
-    creation writes the history rows before the tag links exist). ``links``: the new through rows."""
-    if not links:
-        return
-    Through = Loader.history.model._meta.get_field("historicalloader_tags").related_model
-    created = dict(
-        Loader.history.filter(id__in={link.loader_id for link in links}, history_type="+").values_list(
-            "id", "history_id"
-        )
-    )
-    Through.objects.bulk_create(
-        [
-            Through(id=link.pk, history_id=created[link.loader_id], loader_id=link.loader_id, tag_id=link.tag_id)
-            for link in links
-        ],
-        batch_size=2000,
-    )
+            with transaction.atomic():
+                _apply(user=user, new=new, edits=edits, existing=existing, submit=submit, source=source, report=report)
+        except ImportAborted:
+            report.submitted = 0
+        else:
+            report.applied = True
+            if progress:
+                progress(total, total)
+    _tally(report)
+    return report
 
 
 def _apply(
     *,
     user: AbstractBaseUser,
-    plans: list[tuple[RowResult, dict[str, Any]]],
+    new: list[tuple[RowResult, dict[str, Any]]],
+    edits: list[tuple[RowResult, dict[str, Any]]],
     existing: dict[str, Loader],
-    teams: dict[str, Team],
     submit: bool,
     source: str,
     report: ImportReport,
 ) -> None:
-    reason = f"Imported from {source}"[:100]
-    now = timezone.now()
-    new_rows = [(r, d) for r, d in plans if r.status == "new"]
-    if new_rows:
-        wanted_tags = {t for _r, d in new_rows for t in d.get("tags", [])}
-        Tag.objects.bulk_create([Tag(name=t) for t in wanted_tags], ignore_conflicts=True)
-        tags = {t.name: t for t in Tag.objects.filter(name__in=wanted_tags)}
-        loaders = [
-            Loader(
-                loader_code=d["loader_code"],
-                name=d["name"],
-                owner=teams[d["owner"]],
-                is_paused=d.get("is_paused", False),
-                created_by=user,
-                created_at=now,
-                updated_at=now,
-            )
-            for _r, d in new_rows
-        ]
-        loaders = bulk_create_with_history(
-            loaders, Loader, batch_size=1000, default_user=user, default_change_reason=reason, default_date=now
-        )
-        by_code = {loader.loader_code: loader for loader in loaders}
-        through = Loader.tags.through
-        links = through.objects.bulk_create(
-            [
-                through(loader_id=by_code[d["loader_code"]].pk, tag_id=tags[t].pk)
-                for _r, d in new_rows
-                for t in d.get("tags", [])
-            ],
-            batch_size=2000,
-        )
-        _created_history_tags(links)
-        state = VersionState.PENDING_APPROVAL if submit else VersionState.DRAFT
-        versions = []
-        for _r, d in new_rows:
-            version = LoaderVersion(
-                loader=by_code[d["loader_code"]],
-                number=1,
-                state=state,
-                created_by=user,
-                submitted_by=user if submit else None,
-                submitted_at=now if submit else None,
-                **{f: d[f] for f in LoaderVersion.CONTRACT_FIELDS if f in d},
-            )
-            versions.append(version)
-        bulk_create_with_history(
-            versions,
-            LoaderVersion,
-            batch_size=1000,
-            default_user=user,
-            default_change_reason=reason + (" and submitted for approval" if submit else ""),
-            default_date=now,
-        )
-        if submit:
-            report.submitted += len(versions)
-    for result, data in plans:
+    """Write checked rows; a row refused now (a concurrent change) is reported and undoes all."""
+    reason = f"Imported from {source}"
+    if new:
+        try:
+            services.loaders_create_many(user=user, rows=[data for _, data in new], reason=reason, submit=submit)
+        except services.RowsRefused as exc:
+            _refuse_new(new, exc)
+            raise ImportAborted from exc
+        report.submitted += len(new) if submit else 0
+    for result, edit in edits:
         if result.status != "changed":
             continue
-        loader = existing[result.loader_code]
-        edit = {k: v for k, v in data.items() if k != "loader_code"}
         contract_changed = any(name in LoaderVersion.CONTRACT_FIELDS for name, _old, _new in result.changes)
         try:
-            loader = services.loader_edit(user=user, loader=loader, data=edit, reason=reason)
+            loader = services.loader_edit(user=user, loader=existing[result.loader_code], data=edit, reason=reason)
             draft = Loader.objects.get(pk=loader.pk).open_version
             # Submit only a draft this import changed, never someone's draft it merely passed by.
             if submit and contract_changed and draft is not None and draft.state == VersionState.DRAFT:
                 services.loader_version_submit(user=user, version=draft, comment=reason)
                 report.submitted += 1
         except ServiceError as exc:
-            # Validated above; a concurrent change can still refuse it: report the row and undo everything.
-            result.status = "error"
-            result.errors.append(("loader_code", str(exc) if isinstance(exc, InvalidInput) else exc.message))
-            report.error_rows += 1
-            raise ImportAborted(report) from exc
+            _refuse(result, exc)
+            raise ImportAborted from exc
 
 
 class ImportAborted(Exception):
-    """A row failed while writing (a concurrent change); nothing was written."""
-
-    def __init__(self, report: ImportReport) -> None:
-        super().__init__("The import was rolled back.")
-        self.report = report
+    """A row was refused while writing; everything written is rolled back."""
 
 
 # --- export and template -------------------------------------------------------------
@@ -639,6 +540,11 @@ def import_job_create(
         submit=submit,
         rows_total=len(sheet.rows),
     )
+    return _import_job_start(job, sheet)
+
+
+def _import_job_start(job: ImportJob, sheet: Sheet) -> ImportJob:
+    """Run a small job now, while the user waits; queue a large one for the worker."""
     if len(sheet.rows) <= settings.LOADER_IMPORT_SYNC_ROWS:
         import_job_run(job_id=job.pk, sheet=sheet)
         job.refresh_from_db()
@@ -686,12 +592,7 @@ def import_job_confirm(*, user: AbstractBaseUser, preview: ImportJob) -> ImportJ
         rows_total=len(sheet.rows),
     )
     ImportJob.objects.filter(pk=preview.pk).update(content=b"")
-    if len(sheet.rows) <= settings.LOADER_IMPORT_SYNC_ROWS:
-        import_job_run(job_id=job.pk, sheet=sheet)
-        job.refresh_from_db()
-    else:
-        transaction.on_commit(lambda: _import_job_enqueue(job.pk))
-    return job
+    return _import_job_start(job, sheet)
 
 
 def import_jobs_cleanup(*, older_than: dt.timedelta = dt.timedelta(days=1)) -> int:

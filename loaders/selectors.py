@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from loaders.models import OPEN_STATES, Loader, LoaderVersion, Tag, VersionState
+from loaders.models import OPEN_STATES, Loader, LoaderVersion, Tag, Team, VersionState
 
 
 def _flags(queryset: QuerySet[Loader]) -> QuerySet[Loader]:
@@ -90,3 +90,27 @@ def versions_awaiting_approval(*, user: AbstractBaseUser) -> QuerySet[LoaderVers
         .select_related("loader", "loader__owner", "submitted_by", "created_by")
         .order_by("submitted_at")
     )
+
+
+def teams_by_slug(slugs: Iterable[str]) -> dict[str, Team]:
+    """The teams named by ``slugs``, by slug, in one query; an unknown slug is simply absent."""
+    return {team.slug: team for team in Team.objects.filter(slug__in=set(slugs))}
+
+
+def tags_by_name(names: Iterable[str]) -> dict[str, Tag]:
+    """The tags named by ``names``, by name, in one query; an unknown name is simply absent."""
+    return {tag.name: tag for tag in Tag.objects.filter(name__in=set(names))}
+
+
+def team_by_slug(value: Team | str | None) -> Team | None:
+    """``value`` as a team: a Team (or None) as it is, a slug looked up; None for an unknown slug."""
+    if value is None or isinstance(value, Team):
+        return value
+    return teams_by_slug([str(value)]).get(str(value))
+
+
+def tag_by_name(value: Tag | str | None) -> Tag | None:
+    """``value`` as a tag: a Tag (or None) as it is, a name looked up; None for an unknown name."""
+    if value is None or isinstance(value, Tag):
+        return value
+    return tags_by_name([str(value)]).get(str(value))

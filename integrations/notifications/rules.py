@@ -19,7 +19,7 @@ from etl_monitor.errors import InvalidInput, fields_known
 from etl_monitor.permissions import permission_require
 from integrations.models import Channel, NotificationRule
 from integrations.notifications.transports import kinds_unrouted, transport_for
-from loaders.models import Tag, Team
+from loaders.selectors import tag_by_name, team_by_slug
 
 RULE_FIELDS = (
     "severity",
@@ -130,12 +130,12 @@ def notification_rule_check(*, data: dict[str, Any], rule: NotificationRule | No
     errors: dict[str, list[str]] = {}
     for name, value in data.items():
         if name == "team":
-            team = value if isinstance(value, Team) or value is None else Team.objects.filter(slug=value).first()
+            team = team_by_slug(value)
             if value is not None and team is None:
                 errors["team"] = [f"Unknown team {value!r}."]
             rule.team = team
         elif name == "tag":
-            tag = value if isinstance(value, Tag) or value is None else Tag.objects.filter(name=value).first()
+            tag = tag_by_name(value)
             if value is not None and tag is None:
                 errors["tag"] = [f"Unknown tag {value!r}."]
             rule.tag = tag

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import models
 from rest_framework import serializers
 
 from etl_monitor.api import RejectUnknownFieldsMixin
 from etl_monitor.protection import policy_for
-from loaders.models import ImportJob, Loader, LoaderVersion
+from loaders.models import ImportJob, Loader, LoaderVersion, Tag, Team
 from loaders.services import CONTRACT_FIELDS, LOADER_FIELDS
+
+
+def _max_length(model: type[models.Model], field: str) -> int | None:
+    return model._meta.get_field(field).max_length  # the model's limit, never a copy of it
 
 
 class ProtectedFieldsMixin:
@@ -104,10 +109,10 @@ class LoaderWriteSerializer(RejectUnknownFieldsMixin, serializers.ModelSerialize
     (started from the ACTIVE version when none is open) and need approval.
     """
 
-    loader_code = serializers.CharField(max_length=64)
-    name = serializers.CharField(max_length=200)
-    owner = serializers.SlugField(max_length=64, help_text="Slug of the owning team.")
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    loader_code = serializers.CharField(max_length=_max_length(Loader, "loader_code"))
+    name = serializers.CharField(max_length=_max_length(Loader, "name"))
+    owner = serializers.SlugField(max_length=_max_length(Team, "slug"), help_text="Slug of the owning team.")
+    tags = serializers.ListField(child=serializers.CharField(max_length=_max_length(Tag, "name")), required=False)
     is_paused = serializers.BooleanField(required=False)
 
     class Meta:

@@ -120,7 +120,7 @@ def test_bad_rows_write_nothing_and_each_is_named(editor, team, active_loader):
     assert "upper-case" in errors[(3, "loader_code")]
     assert "cron" in errors[(4, "schedule_cron")]
     assert "time zone" in errors[(5, "schedule_timezone")]
-    assert "above the maximum" in errors[(6, "expected_rows_min")]
+    assert "minimum must not exceed the maximum" in errors[(6, "loader_code")]  # a rule across fields
     assert "Duplicate loader_code 'GOOD-ONE' (also in row 2)" in errors[(7, "loader_code")]
     assert "Unknown team 'nobody'" in errors[(8, "owner")]
     assert "locked" in errors[(9, "default_severity")]
