@@ -32,7 +32,7 @@ from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
-from loaders import importing, selectors, services
+from loaders import exporting, importing, selectors, services
 from loaders.models import ImportJob, Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
 from loaders.spreadsheets import SpreadsheetError
 
@@ -309,8 +309,7 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheck
         return self._export(request, queryset, "csv")
 
     def _export(self, request: HttpRequest, queryset: QuerySet[Loader], file_format: str) -> HttpResponse:
-        loaders = selectors.loader_list().filter(pk__in=queryset.values("pk")).order_by("loader_code")
-        content = importing.loaders_export(user=request.user, loaders=loaders, file_format=file_format)
+        content = exporting.loaders_export_now(user=request.user, loaders=queryset, file_format=file_format)
         return file_response(content, file_format, "loaders")
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
