@@ -324,6 +324,41 @@ class ImportJob(models.Model):
         return f"{kind} of {self.filename} ({self.get_status_display().lower()})"
 
 
+class ExportJob(models.Model):
+    """One export of loaders to a spreadsheet, too large to write while the user waits.
+
+    The worker writes the file as its requester may see it (field protection applied,
+    secrets never included); only the requester and Admins may download it, and the hourly
+    cleanup drops it LOADER_EXPORT_KEEP_HOURS after it was written. The row stays, saying
+    who exported how many loaders and when.
+    """
+
+    Status = ImportJob.Status  # one vocabulary for the registry's background jobs
+
+    class Format(models.TextChoices):
+        XLSX = "xlsx", "Excel (.xlsx)"
+        CSV = "csv", "CSV"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file_format = models.CharField(max_length=4, choices=Format.choices, default=Format.XLSX)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # The loaders chosen when the export was asked for, in export order; emptied once it has run.
+    loader_ids = models.JSONField(default=list, editable=False)
+    rows_total = models.PositiveIntegerField(default=0)
+    content = models.BinaryField(editable=False, default=b"")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "loader export"
+
+    def __str__(self) -> str:
+        return f"export of {self.rows_total} loaders ({self.get_status_display().lower()})"
+
+
 class PendingApproval(LoaderVersion):
     """Proxy for the admin's "Waiting for my approval" list."""
 
