@@ -23,7 +23,8 @@ from integrations.notify import channel_test, escalations_run
 from integrations.outbox import deliveries_recover, delivery_send
 from integrations.transports import transport_for
 from loaders.models import Loader, Team
-from tests.integrations.conftest import FakeSlack, Mailbox, WebhookReceiver
+from tests.integrations.conftest import FakeSlack, WebhookReceiver
+from tests.mailbox import Mailbox
 from tests.net import free_port
 
 ONCALL = "platform-team@company.com"  # the seeded HIGH rule's recipient
