@@ -38,7 +38,7 @@ from django.test import Client
 from django.utils import timezone
 
 from etl_monitor.roles import Role, roles_sync
-from loaders import exporting
+from loaders import exporting, importing
 from loaders.models import ExportJob, Loader, LoaderVersion, Tag, Team, VersionState
 
 N = 50_000
@@ -48,6 +48,14 @@ START_TARGET_S = 2.0
 JOB_TARGET_S = 120.0
 SYNC_TARGET_S = 5.0
 CHANGELIST = "/admin/loaders/loader/"
+# The import template's example, with the fields it leaves empty filled: every column has a value.
+EXAMPLE_CONTRACT = {
+    **{name: value for name, value in importing.EXAMPLE_ROW.items() if name in LoaderVersion.CONTRACT_FIELDS},
+    "notification_hint": "#data-alerts",
+    "connection_port": 5432,
+    "connection_database": "prod",
+    "connection_user": "etl",
+}
 
 
 @transaction.atomic
@@ -78,22 +86,13 @@ def seed(rng: random.Random) -> None:
     def contract(i: int) -> dict[str, Any]:
         low = rng.randint(100, 10_000)
         return {
+            **EXAMPLE_CONTRACT,
             "description": f"Loads feed {i} into the warehouse",
-            "source_system": rng.choice(["SAP", "Salesforce", "Postgres OLTP", "Kafka"]),
             "target": f"dwh.table_{i % 300}",
             "schedule_cron": f"{rng.randint(0, 59)} {rng.randint(0, 23)} * * *",
-            "schedule_timezone": rng.choice(["UTC", "Europe/Berlin", "America/New_York"]),
-            "grace_minutes": rng.randint(5, 60),
-            "max_duration_minutes": rng.randint(10, 240),
             "expected_rows_min": low,
             "expected_rows_max": low * 10,
-            "freshness_sla_minutes": 1440,
-            "default_severity": rng.choice(["CRITICAL", "HIGH", "MEDIUM", "LOW"]),
-            "notification_hint": "#data-alerts",
             "connection_host": f"db{i % 50}.internal",
-            "connection_port": 5432,
-            "connection_database": "prod",
-            "connection_user": "etl",
             "connection_password": f"pw-{i}" if i % 5 == 0 else "",
         }
 
@@ -184,14 +183,15 @@ def main() -> list[str]:
     print(
         f"| request: button 'Export these loaders', one team: {sync_rows:,} loaders, the file at once | {sync_s:.2f} |"
     )
-    missed = []
-    if start_s > START_TARGET_S:
-        missed.append(f"loader export: starting took {start_s:.1f} s (target < {START_TARGET_S:.0f} s)")
-    if job_s > JOB_TARGET_S:
-        missed.append(f"loader export: the job took {job_s:.1f} s (target < {JOB_TARGET_S:.0f} s)")
-    if sync_s > SYNC_TARGET_S:
-        missed.append(
-            f"loader export: {sync_rows:,} loaders at once took {sync_s:.1f} s (target < {SYNC_TARGET_S:.0f} s)"
-        )
+    measured = [
+        (f"starting an export of {N:,} loaders", start_s, START_TARGET_S),
+        ("the job", job_s, JOB_TARGET_S),
+        (f"{sync_rows:,} loaders at once", sync_s, SYNC_TARGET_S),
+    ]
+    missed = [
+        f"loader export: {what} took {took:.1f} s (target < {limit:.0f} s)"
+        for what, took, limit in measured
+        if took > limit
+    ]
     cleanup()
     return missed
