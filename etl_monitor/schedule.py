@@ -32,7 +32,7 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": timedelta(hours=1),
     },
     # Previews never confirmed keep their checked rows (encrypted; they may hold
-    # secrets) only for a day.
+    # secrets) only for a day; finished exports keep their file LOADER_EXPORT_KEEP_HOURS.
     "loader-import-cleanup": {
         "task": "loaders.tasks.loader_import_cleanup",
         "schedule": timedelta(hours=1),

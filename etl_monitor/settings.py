@@ -312,6 +312,14 @@ LOADER_IMPORT_SYNC_ROWS = env.int("LOADER_IMPORT_SYNC_ROWS", default=2_000)
 LOADER_IMPORT_REPORT_ROWS = env.int("LOADER_IMPORT_REPORT_ROWS", default=1_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOADER_IMPORT_MAX_BYTES + 1024 * 1024
 
+# --- Loader export ---------------------------------------------------------------
+# Exports of up to this many loaders are written inside the request and downloaded at once (2.5 s
+# on a busy 2-core server: no longer than a job's page would take to offer the file, and one click
+# less); larger ones run as a background job with a progress page. The same number as imports.
+LOADER_EXPORT_SYNC_ROWS = env.int("LOADER_EXPORT_SYNC_ROWS", default=2_000)
+# A finished export's file is kept this long for its requester to download, then dropped.
+LOADER_EXPORT_KEEP_HOURS = env.int("LOADER_EXPORT_KEEP_HOURS", default=24)
+
 # --- Signal ingestion -------------------------------------------------------------
 SIGNAL_BATCH_MAX = env.int("SIGNAL_BATCH_MAX", default=5_000)
 SIGNAL_MAX_BODY_BYTES = env.int("SIGNAL_MAX_BODY_BYTES", default=5 * 1024 * 1024)

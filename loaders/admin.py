@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
@@ -32,8 +33,8 @@ from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
-from loaders import importing, selectors, services
-from loaders.models import ImportJob, Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
+from loaders import exporting, importing, selectors, services
+from loaders.models import ExportJob, ImportJob, Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
 from loaders.spreadsheets import SpreadsheetError
 
 STATE_COLOURS = {
@@ -309,9 +310,66 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheck
         return self._export(request, queryset, "csv")
 
     def _export(self, request: HttpRequest, queryset: QuerySet[Loader], file_format: str) -> HttpResponse:
-        loaders = selectors.loader_list().filter(pk__in=queryset.values("pk")).order_by("loader_code")
-        content = importing.loaders_export(user=request.user, loaders=loaders, file_format=file_format)
-        return file_response(content, file_format, "loaders")
+        """A few loaders come back as the file at once; more become a job whose page shows its progress."""
+        try:
+            if queryset.count() <= settings.LOADER_EXPORT_SYNC_ROWS:
+                content = exporting.loaders_export_now(user=request.user, loaders=queryset, file_format=file_format)
+                return file_response(content, file_format, "loaders")
+            job = exporting.export_job_create(user=request.user, loaders=queryset, file_format=file_format)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:loaders_loader_changelist"))
+        return HttpResponseRedirect(reverse("admin:loaders_loader_export_job", args=[job.pk]))
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        """Export every loader the list shows with its current filter and search (the query string)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            messages.error(request, "The list's filter is not valid; choose it again on the list.")
+            return HttpResponseRedirect(reverse("admin:loaders_loader_changelist"))
+        file_format = request.POST.get("format")
+        if request.method == "POST" and file_format in ExportJob.Format.values:
+            return self._export(request, changelist.queryset, file_format)
+        count = changelist.queryset.count()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Export loaders",
+            "count": count,
+            "filters": _filters_applied(changelist),
+            "search": changelist.query,
+            "list_url": reverse("admin:loaders_loader_changelist") + changelist.get_query_string(),
+            "in_background": count > settings.LOADER_EXPORT_SYNC_ROWS,
+            "formats": ExportJob.Format.choices,
+        }
+        return TemplateResponse(request, "admin/loaders/loader/export.html", context)
+
+    def export_job_view(self, request: HttpRequest, job_id: str) -> HttpResponse:
+        job = get_object_or_404(exporting.export_jobs_visible(user=request.user), pk=job_id)
+        done, total = exporting.export_job_progress(job)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Export of {total} loaders",
+            "job": job,
+            "running": job.status in (ExportJob.Status.QUEUED, ExportJob.Status.RUNNING),
+            "done": done,
+            "total": total,
+            "percent": int(100 * done / total) if total else 0,
+            "downloadable": job.status == ExportJob.Status.DONE and bool(job.content),
+            "keep_hours": settings.LOADER_EXPORT_KEEP_HOURS,
+        }
+        return TemplateResponse(request, "admin/loaders/loader/export_job.html", context)
+
+    def export_download_view(self, request: HttpRequest, job_id: str) -> HttpResponse:
+        job = get_object_or_404(exporting.export_jobs_visible(user=request.user), pk=job_id)
+        if job.status != ExportJob.Status.DONE or not job.content:
+            messages.error(request, "This export has no file to download (not finished, failed, or expired).")
+            return HttpResponseRedirect(reverse("admin:loaders_loader_export_job", args=[job.pk]))
+        return file_response(bytes(job.content), job.file_format, "loaders")
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("loaders.add_loader"):
@@ -387,6 +445,17 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheck
                 self.admin_site.admin_view(self.import_job_view),
                 name="loaders_loader_import_job",
             ),
+            path("export/", self.admin_site.admin_view(self.export_view), name="loaders_loader_export"),
+            path(
+                "export/<uuid:job_id>/",
+                self.admin_site.admin_view(self.export_job_view),
+                name="loaders_loader_export_job",
+            ),
+            path(
+                "export/<uuid:job_id>/download/",
+                self.admin_site.admin_view(self.export_download_view),
+                name="loaders_loader_export_download",
+            ),
             path(
                 "<int:pk>/start-draft/",
                 self.admin_site.admin_view(require_POST(self.start_draft_view)),
@@ -424,6 +493,17 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheck
                 ],
             )
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _filters_applied(changelist: Any) -> list[tuple[str, str]]:
+    """(title, chosen value) of each list filter in use, so the export page says what it exports."""
+    return [
+        (str(spec.title), str(choice["display"]))
+        for spec in changelist.filter_specs
+        if spec.used_parameters
+        for choice in spec.choices(changelist)
+        if choice["selected"]
+    ]
 
 
 # --- versions ----------------------------------------------------------------------

@@ -289,12 +289,8 @@ class LoaderVersion(FSMModelMixin, models.Model):
         pass
 
 
-class ImportJob(models.Model):
-    """One uploaded loader spreadsheet: a preview (dry run) or a real import.
-
-    The file is stored encrypted (it may hold connection secrets) and dropped
-    once a real import has run; large files run in the background with progress.
-    """
+class BackgroundJob(models.Model):
+    """What the registry's background jobs (imports, exports) share: who asked, when, how far."""
 
     class Status(models.TextChoices):
         QUEUED = "QUEUED", "Queued"
@@ -306,22 +302,59 @@ class ImportJob(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
+class ImportJob(BackgroundJob):
+    """One uploaded loader spreadsheet: a preview (dry run) or a real import.
+
+    The file is stored encrypted (it may hold connection secrets) and dropped
+    once a real import has run; large files run in the background with progress.
+    """
+
     filename = models.CharField(max_length=255)
     content = models.BinaryField(editable=False)
     dry_run = models.BooleanField(default=True)
     submit = models.BooleanField(default=False, help_text="Submit the drafts for approval in the same step.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    rows_total = models.PositiveIntegerField(default=0)
     report = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(BackgroundJob.Meta):
         verbose_name = "loader import"
 
     def __str__(self) -> str:
         kind = "preview" if self.dry_run else "import"
         return f"{kind} of {self.filename} ({self.get_status_display().lower()})"
+
+
+class ExportJob(BackgroundJob):
+    """One export of loaders to a spreadsheet, too large to write while the user waits.
+
+    The worker writes the file as its requester may see it (field protection applied,
+    secrets never included); only the requester and Admins may download it, and the hourly
+    cleanup drops it LOADER_EXPORT_KEEP_HOURS after it was written. The row stays, saying
+    who exported how many loaders and when.
+    """
+
+    class Format(models.TextChoices):
+        XLSX = "xlsx", "Excel (.xlsx)"
+        CSV = "csv", "CSV"
+
+    file_format = models.CharField(max_length=4, choices=Format.choices, default=Format.XLSX)
+    # The loaders chosen when the export was asked for, in export order; emptied once it has run.
+    loader_ids = models.JSONField(default=list, editable=False)
+    content = models.BinaryField(editable=False, default=b"")
+
+    class Meta(BackgroundJob.Meta):
+        verbose_name = "loader export"
+
+    def __str__(self) -> str:
+        return f"export of {self.rows_total} loaders ({self.get_status_display().lower()})"
 
 
 class PendingApproval(LoaderVersion):

@@ -15,26 +15,38 @@ helper reads the *active* sheet instead of the first one (the template's notes
 sheet could be active), loads every row before we could stop at the row limit,
 and loses the row numbers users need in error messages. CSV is parsed with the
 csv module for the same reason (physical line numbers of multi-line cells).
-Writing goes through import_export's ``XLSX`` and ``CSV`` format classes; keep the
-setting IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT off, because ``cell_neutralise``
-already does that job and the setting turns every cell, numbers included, into text.
+CSV is written through import_export's ``CSV`` format class; keep the setting
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT off, because ``cell_neutralise`` already does
+that job and the setting turns every cell, numbers included, into text. An .xlsx is
+written with openpyxl's write-only mode, row by row as the rows come: a 50,000-loader
+export would otherwise hold a million cell objects (hundreds of MB in the worker), and
+the rows' generator would finish long before the file is written, so its progress
+would say nothing about the wait.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import math
 import os
 import zipfile
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import openpyxl
 import tablib
-from import_export.formats.base_formats import CSV, XLSX
+from import_export.formats.base_formats import CSV
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 logger = logging.getLogger(__name__)
 
@@ -155,15 +167,16 @@ def spreadsheet_write(
     if notes is not None and file_format != "xlsx":
         raise ValueError("A notes sheet needs file_format='xlsx'; CSV has only one sheet.")
 
-    dataset = _dataset_build(title=sheet_title, headers=headers, rows=rows, for_xlsx=file_format == "xlsx")
     if file_format == "csv":
+        dataset = _dataset_build(title=sheet_title, headers=headers, rows=rows)
         return CSV().export_data(dataset).encode("utf-8-sig")
-    if notes is None:
-        return XLSX().export_data(dataset)
-    notes_dataset = _dataset_build(title="notes", headers=["column", "explanation"], rows=notes, for_xlsx=True)
-    # import_export's XLSX class writes a single Dataset; tablib's own xlsx writer
-    # (which that class calls) writes a Databook, one sheet per Dataset, in order.
-    return tablib.Databook([dataset, notes_dataset]).export("xlsx", column_width="adaptive")
+    workbook = openpyxl.Workbook(write_only=True)
+    _xlsx_sheet_write(workbook.create_sheet(sheet_title), headers=headers, rows=rows)
+    if notes is not None:
+        _xlsx_sheet_write(workbook.create_sheet("notes"), headers=["column", "explanation"], rows=notes)
+    stream = io.BytesIO()
+    workbook.save(stream)
+    return stream.getvalue()
 
 
 def cell_neutralise(value: object) -> object:
@@ -370,19 +383,45 @@ def _cell_value(value: object) -> object:
     return value
 
 
-def _dataset_build(
-    *, title: str, headers: Sequence[str], rows: Iterable[Sequence[object]], for_xlsx: bool
-) -> tablib.Dataset:
+def _dataset_build(*, title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> tablib.Dataset:
     dataset = tablib.Dataset(title=title)
-    dataset.headers = [_cell_for_export(header, for_xlsx=for_xlsx) for header in headers]
+    dataset.headers = [cell_neutralise(header) for header in headers]
     for row in rows:
-        dataset.append([_cell_for_export(value, for_xlsx=for_xlsx) for value in row])
+        dataset.append([cell_neutralise(value) for value in row])
     return dataset
 
 
-def _cell_for_export(value: object, *, for_xlsx: bool) -> object:
+# Column widths fit the header and the first rows: a write-only sheet takes them before its first row.
+WIDTH_SAMPLE_ROWS = 1000
+
+
+def _xlsx_sheet_write(sheet: WriteOnlyWorksheet, *, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Stream ``rows`` into ``sheet`` as they come, in the layout tablib's writer gave before:
+    a bold header row frozen on top, widths fitted to the text, multi-line cells wrapped."""
+    header = [_xlsx_cell(value) for value in headers]
+    rows = iter(rows)
+    sample = [[_xlsx_cell(value) for value in row] for row in itertools.islice(rows, WIDTH_SAMPLE_ROWS)]
+    for column, values in enumerate(itertools.zip_longest(header, *sample), start=1):
+        width = max((len(str(value)) for value in values if value is not None), default=0)
+        sheet.column_dimensions[get_column_letter(column)].width = width
+    sheet.freeze_panes = "A2"
+    bold, wrap = Font(bold=True), Alignment(wrap_text=True)
+    sheet.append([_styled(sheet, value, font=bold) for value in header])
+    rest = ([_xlsx_cell(value) for value in row] for row in rows)
+    for values in itertools.chain(sample, rest):
+        sheet.append([_styled(sheet, v, alignment=wrap) if isinstance(v, str) and "\n" in v else v for v in values])
+
+
+def _styled(sheet: WriteOnlyWorksheet, value: object, **style: object) -> WriteOnlyCell:
+    cell = WriteOnlyCell(sheet, value=value)
+    for name, setting in style.items():
+        setattr(cell, name, setting)
+    return cell
+
+
+def _xlsx_cell(value: object) -> object:
     value = cell_neutralise(value)
-    if for_xlsx and isinstance(value, str):
+    if isinstance(value, str):
         # openpyxl refuses control characters (a stray \x07 in a description would fail the
         # whole export); show them as the replacement character instead.
         value = ILLEGAL_CHARACTERS_RE.sub("\N{REPLACEMENT CHARACTER}", value)

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from loaders.exporting import export_job_run, export_jobs_cleanup
 from loaders.importing import import_job_run, import_jobs_cleanup
 
 
@@ -11,7 +12,14 @@ def loader_import_run(job_id: str) -> None:
     import_job_run(job_id=job_id)
 
 
+@shared_task(name="loaders.tasks.loader_export_run", acks_late=True)
+def loader_export_run(job_id: str) -> None:
+    """Write the file of a queued loader export (a finished job is left alone)."""
+    export_job_run(job_id=job_id)
+
+
 @shared_task(name="loaders.tasks.loader_import_cleanup")
 def loader_import_cleanup() -> int:
-    """Drop stored rows of unconfirmed previews older than a day."""
-    return import_jobs_cleanup()
+    """Drop stored rows of unconfirmed previews older than a day, and export files past their
+    retention (LOADER_EXPORT_KEEP_HOURS); returns how many jobs lost their stored content."""
+    return import_jobs_cleanup() + export_jobs_cleanup()

@@ -21,7 +21,7 @@ from etl_monitor.downloads import file_response
 from etl_monitor.errors import StateConflict
 from etl_monitor.permissions import RoleViewPermission
 from etl_monitor.protection import policy_for
-from loaders import importing, selectors, services
+from loaders import exporting, importing, selectors, services
 from loaders.api.serializers import (
     ImportJobSerializer,
     ImportRequestSerializer,
@@ -224,10 +224,7 @@ class LoaderViewSet(
         file_format = request.query_params.get("format", "xlsx")
         if file_format not in ("xlsx", "csv"):
             raise ValidationError({"format": ["Choose xlsx or csv."]})
-        loaders = self.get_queryset()
-        content = importing.loaders_export(
-            user=request.user, loaders=loaders.iterator(chunk_size=2000), file_format=file_format
-        )
+        content = exporting.loaders_export_now(user=request.user, loaders=self.get_queryset(), file_format=file_format)
         return file_response(content, file_format, "loaders")
 
     @extend_schema(summary="Version history, newest first", responses=VersionSerializer(many=True))

@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from tests.integrations import fakes, jira_fake
+from tests.mailbox import Mailbox
 from tests.net import free_port
 from tests.processes import CELERY, GUNICORN, celery_worker, process_start, process_stop
 
@@ -113,7 +114,7 @@ class Platform:
     redis_port: int
     slack: fakes.FakeSlack
     jira: jira_fake.FakeJira
-    inbox: fakes.Inbox
+    inbox: Mailbox
     passwords: dict[str, str] = field(default_factory=dict)  # username → password
     tokens: dict[str, str] = field(default_factory=dict)  # role → user API token
     admin_sessions: dict[str, requests.Session] = field(default_factory=dict)  # role → logged-in admin session
@@ -227,8 +228,8 @@ class Platform:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.stops.append(fakes.serve(self.slack))
         self.stops.append(jira_fake.serve(self.jira))
-        self.inbox.controller.start()
-        self.stops.append(self.inbox.controller.stop)
+        self.inbox.start()
+        self.stops.append(self.inbox.stop)
         self._database_create()
         self.env = self._environment()
         self._all_succeed(
@@ -464,7 +465,7 @@ def platform_for(workdir: Path, database_url: str) -> Platform:
         redis_port=free_port(),
         slack=fakes.FakeSlack(),
         jira=jira_fake.FakeJira(token=f"{MARKER}-jira-api"),
-        inbox=fakes.Inbox(),
+        inbox=Mailbox(),
     )
 
 

@@ -1,6 +1,6 @@
 """Local servers that speak each notification protocol, so the transports run their real clients.
 
-- ``mailbox``: an SMTP server (aiosmtpd) that keeps what it accepts; it can refuse a recipient or be down.
+- ``mailbox``: the SMTP server of tests/mailbox.py, keeping what it accepts; it can refuse a recipient or be down.
 - ``slack``: a Slack workspace's Web API on pytest-httpserver (chat.postMessage, chat.update,
   conversations.history, conversations.replies, conversations.list) with Slack's documented
   response shapes.
@@ -10,19 +10,15 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import hashlib
 import hmac
 import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.utils import timezone
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -31,46 +27,12 @@ from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident
 from loaders.models import Loader
 from tests.incidents.conftest import add_signals
-from tests.net import free_port
+from tests.mailbox import Mailbox
 
 SIGNAL_FAILURE_RULE = "Signal failure rate above 5%"  # seeded, HIGH: routed to email and #alerts-high
 
 
 # --- SMTP ------------------------------------------------------------------------------------------
-
-
-class Mailbox:
-    """An SMTP server on 127.0.0.1 keeping every message it accepts (parsed with ``email``)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.messages: list[EmailMessage] = []
-        self.refused: set[str] = set()  # recipients answered with 550
-        self._controller: Controller | None = None
-
-    def start(self) -> None:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-
-    def stop(self) -> None:
-        """Nothing listens on the port any more (connections are refused)."""
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [message for message in self.messages if address in message["To"]]
-
-    # aiosmtpd handler hooks
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list) -> str:
-        if address in self.refused:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 Message accepted for delivery"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-from tests.net import free_port
+from tests.mailbox import Mailbox
 
 CHANNEL_IDS = {
     "#alerts-critical": "C0CRIT",
@@ -208,40 +208,6 @@ def http_serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServ
     return server, stop
 
 
-class Inbox:
-    """An SMTP server (aiosmtpd) keeping every message and when each Message-ID first arrived;
-    a context manager that serves while inside it."""
-
-    def __init__(self, port: int = 0) -> None:
-        from email import message_from_bytes
-
-        from aiosmtpd.controller import Controller
-
-        port = port or free_port()
-        self.port = port
-        self.received: dict[str, float] = {}  # Message-ID → when it first arrived
-        self.messages: list[Any] = []  # every message, parsed (email.message.Message)
-        self.count = 0
-        inbox = self
-
-        class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-                message = message_from_bytes(envelope.content)
-                inbox.received.setdefault(message["Message-ID"], time.time())
-                inbox.messages.append(message)
-                inbox.count += 1
-                return "250 OK"
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-
-    def __enter__(self) -> Inbox:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
-
-
 def receiver_process(kind: str, pipe: Any) -> None:
     """Run one receiver in its own process (its own interpreter lock, as a remote server would
     be): send its address, serve until told to stop, then send what it received."""
@@ -253,9 +219,7 @@ def receiver_process(kind: str, pipe: Any) -> None:
         stop()
         pipe.send([(m["ts"], slack.stored_at[m["ts"]], m.get("metadata")) for m in slack.posts()])
     else:
-        inbox = Inbox()
-        inbox.controller.start()
-        pipe.send(inbox.port)
-        pipe.recv()
-        inbox.controller.stop()
-        pipe.send((inbox.received, inbox.count))
+        with Mailbox() as mailbox:
+            pipe.send(mailbox.port)
+            pipe.recv()
+        pipe.send((mailbox.received, mailbox.count))

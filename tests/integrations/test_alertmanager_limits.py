@@ -18,8 +18,8 @@ from django.test import Client
 from incidents.models import Incident
 from integrations.models import Delivery, DeliveryStatus
 from integrations.notifications.outbox import delivery_send
-from tests.integrations.conftest import Mailbox
 from tests.integrations.test_alertmanager import TOKEN, WEBHOOK, alert, payload, post
+from tests.mailbox import Mailbox
 
 CRITICAL_ONCALL = "oncall-team@company.com"  # the seeded CRITICAL rule's first recipient
 

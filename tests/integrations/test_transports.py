@@ -23,7 +23,8 @@ from integrations.notifications.outbox import channel_test, deliveries_recover, 
 from integrations.notifications.routing import escalations_run
 from integrations.notifications.transports import transport_for
 from loaders.models import Loader, Team
-from tests.integrations.conftest import FakeSlack, Mailbox, WebhookReceiver
+from tests.integrations.conftest import FakeSlack, WebhookReceiver
+from tests.mailbox import Mailbox
 from tests.net import free_port
 
 ONCALL = "platform-team@company.com"  # the seeded HIGH rule's recipient

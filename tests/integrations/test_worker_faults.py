@@ -24,7 +24,8 @@ from incidents.models import DetectionRule, Incident
 from integrations.models import Channel, Delivery, NotificationRule
 from integrations.notifications.outbox import deliveries_recover
 from tests.incidents.conftest import add_signals
-from tests.integrations.fakes import FakeSlack, Inbox, WebhookReceiver, serve
+from tests.integrations.fakes import FakeSlack, WebhookReceiver, serve
+from tests.mailbox import Mailbox
 from tests.net import free_port
 from tests.processes import celery_worker, process_stop
 
@@ -150,7 +151,7 @@ def test_a_mail_server_down_then_up_gets_the_message(fakes, smtp_port, active_lo
         incident = open_incident(active_loader, "LOW")
         failed = wait_for(lambda: one_delivery(incident, "FAILED"), "a failed attempt while SMTP is down")
         assert "SMTP server unreachable" in failed.last_error
-        with Inbox(smtp_port) as inbox:
+        with Mailbox(smtp_port) as inbox:
             delivery = wait_for(lambda: one_delivery(incident, "SENT"), "the email once SMTP is up")
     assert delivery.attempts >= 2
     assert len(inbox.messages) == 1
@@ -167,7 +168,7 @@ def test_a_permanent_error_stops_at_once_marks_the_channel_and_tells_the_admins(
     Channel.objects.update_or_create(name="slack", defaults={"kind": "SLACK", "enabled": True, "healthy": True})
     route("MEDIUM", channels=["slack"], slack_channel="#alerts-medium")
     slack.script = [("error", "invalid_auth")]
-    with Inbox(smtp_port) as inbox, worker(slack, smtp_port):
+    with Mailbox(smtp_port) as inbox, worker(slack, smtp_port):
         incident = open_incident(active_loader, "MEDIUM")
         delivery = wait_for(lambda: one_delivery(incident, "GAVE_UP"), "the delivery to give up")
         wait_for(lambda: inbox.messages, "the admins' email")

@@ -410,3 +410,15 @@ def test_it_refuses_a_csv_with_an_unclosed_quote_naming_the_line():
     message = refusal(b'code,name\nA,"unclosed\nB,C\n', "loaders.csv")
     assert message.startswith("The CSV cannot be read at line 2 (")
     assert message.endswith("); check the quotes around cells.")
+
+
+def test_it_lays_out_an_xlsx_export_for_reading():
+    rows = [["SALES-DAILY", "Loads the sales\nof yesterday"], ["A", "short"]]
+    content = spreadsheet_write(headers=["loader_code", "description"], rows=rows, file_format="xlsx")
+    worksheet = openpyxl.load_workbook(io.BytesIO(content)).worksheets[0]
+    assert worksheet.title == "loaders"
+    assert worksheet["A1"].font.bold and not worksheet["A2"].font.bold
+    assert worksheet.freeze_panes == "A2"  # the header stays in view
+    assert worksheet.column_dimensions["A"].width == len("SALES-DAILY")
+    assert worksheet.column_dimensions["B"].width == len("Loads the sales\nof yesterday")
+    assert worksheet["B2"].alignment.wrap_text and not worksheet["B3"].alignment.wrap_text
