@@ -627,6 +627,69 @@ def test_an_unknown_project_gives_up_naming_the_problem(jira: FakeJira, open_inc
     assert jira.created() == []
 
 
+def test_a_retry_after_the_settings_are_fixed_uses_the_fixed_settings(
+    jira: FakeJira, open_incident, admin_user, settings, django_capture_on_commit_callbacks
+):
+    """The ticket's text is the incident as it was; the project, issue type, priorities and
+    labels are the settings as they are when the retry runs."""
+    settings.JIRA_PROJECT = "NOPE"
+    incident = open_incident()
+    delivery = the_create(incident)
+    assert delivery.status == DeliveryStatus.GAVE_UP and "Specify a valid project ID or key" in delivery.last_error
+    Incident.objects.filter(pk=incident.pk).update(title="renamed since")  # a fact: the ticket keeps the old one
+
+    settings.JIRA_PROJECT = "OPS"
+    conf = JiraSettings.current()
+    conf.issue_type, conf.labels, conf.priorities = "Task", ["etl-monitoring", "fixed"], {"HIGH": "Highest"}
+    conf.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery_retry(user=admin_user, delivery=delivery)
+
+    [issue] = jira.created()
+    fields = issue["fields"]
+    assert fields["project"]["key"] == "OPS" and fields["issuetype"]["name"] == "Task"
+    assert fields["priority"]["name"] == "Highest"
+    assert {"etl-monitoring", "fixed", incident_label(incident.pk)} <= set(fields["labels"])
+    assert "auto-detected" not in fields["labels"]
+    assert fields["summary"] == f"[HIGH] {incident.title}"
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT and delivery.external_id == issue["key"]
+
+
+def test_an_automatic_retry_takes_the_settings_as_they_are_then(jira: FakeJira, open_incident):
+    jira.fail_next(1, 503, method="POST", path=CREATE)
+    incident = open_incident()
+    delivery = the_create(incident)
+    assert delivery.status == DeliveryStatus.FAILED
+
+    conf = JiraSettings.current()
+    conf.issue_type = "Task"
+    conf.save()
+    delivery_send(delivery.pk, now=delivery.next_attempt_at)
+
+    [issue] = jira.created()
+    assert issue["fields"]["issuetype"]["name"] == "Task"
+
+
+def test_a_follow_up_takes_the_transition_as_it_is_when_sent(jira: FakeJira, fire, operator, admin_user, committed):
+    incident = fire(timezone.now())
+    [issue] = jira.created()
+    conf = JiraSettings.current()
+    conf.done_transition = "Nope"
+    conf.save()
+    with committed():
+        incident_resolve(user=operator, incident=incident, comment="fixed")
+    [done] = jira_deliveries(incident, Purpose.RESOLVED)
+    assert done.status == DeliveryStatus.GAVE_UP and "no transition 'Nope'" in done.last_error
+
+    conf.done_transition = "Done"
+    conf.save()
+    with committed():
+        delivery_retry(user=admin_user, delivery=done)
+
+    assert status_category(jira, issue["key"]) == "done"
+
+
 # --- test connection -------------------------------------------------------------------------------------------
 
 
