@@ -27,14 +27,15 @@ from django.views.decorators.http import require_POST
 
 from etl_monitor.admin import ServiceErrorMessagesMixin
 from etl_monitor.admin_input import KeyCheckingAdminMixin
-from etl_monitor.crypto import secret_status
+from etl_monitor.crypto import secret_status, secret_undecryptable
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents.admin import incident_inline_register
-from integrations.jira import connection_check, jira_configured
+from integrations.jira import JiraAuth, connection_check, jira_configured, jira_personal_access_token
 from integrations.models import (
     Capture,
     Channel,
+    ChannelKind,
     DataSource,
     Delivery,
     DeliveryStatus,
@@ -118,7 +119,8 @@ class ChannelForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=(
             "Slack bot: a bot token (xoxb-…; none = SLACK_BOT_TOKEN). Slack incoming webhook: its URL. "
-            "Generic webhook: the signing secret (optional). Stored encrypted and never shown: "
+            "Generic webhook: the signing secret (optional). Jira with JIRA_AUTH=token: the personal access "
+            "token (none = JIRA_PERSONAL_ACCESS_TOKEN). Stored encrypted and never shown: "
             "leave empty to keep the stored secret."
         ),
     )
@@ -574,14 +576,26 @@ class JiraSettingsAdmin(ReadOnlyHistoryAdmin):
 
     @admin.display(description="connection")
     def connection(self, obj: JiraSettings) -> str:
+        """The JIRA_* settings as they are, credentials only as set or not (never their value)."""
         problem = jira_configured()
+        if settings.JIRA_AUTH == JiraAuth.TOKEN:
+            channel = Channel.objects.filter(kind=ChannelKind.JIRA).order_by("pk").first()
+            stored = channel is not None and bool(channel.secret) and not secret_undecryptable(channel.secret)
+            where = "jira channel" if stored else "JIRA_PERSONAL_ACCESS_TOKEN"
+            token = f"set ({where})" if jira_personal_access_token(channel) else "not set"
+            sign_in = format_html("sign-in personal access token (Bearer) · token {}", token)
+        else:
+            sign_in = format_html(
+                "sign-in basic · user {} · API token {}",
+                settings.JIRA_USERNAME or "—",
+                "set" if settings.JIRA_API_TOKEN else "not set",
+            )
         return format_html(
-            "{}<br>URL {} · user {} · project {} · API token {} · webhook secret {}",
+            "{}<br>URL {} · project {} · {} · webhook secret {}",
             "Off: " + problem if problem else "On",
             settings.JIRA_BASE_URL or "—",
-            settings.JIRA_USERNAME or "—",
             settings.JIRA_PROJECT or "—",
-            "set" if settings.JIRA_API_TOKEN else "not set",
+            sign_in,
             "set" if settings.JIRA_WEBHOOK_SECRET else "not set",
         )
 

@@ -30,9 +30,10 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from etl_monitor.crypto import secret_undecryptable
 from etl_monitor.errors import InvalidInput
 from etl_monitor.roles import Role, system_user_get
 from incidents.models import ACTIVE_STATUSES, EventKind, Incident, IncidentEvent
@@ -68,15 +69,43 @@ ROUTED = {
 }
 
 
-def jira_configured() -> str:
-    """Why Jira cannot be used (empty = it can)."""
+class JiraAuth(models.TextChoices):
+    """``JIRA_AUTH``: how ETL Monitor signs in to Jira."""
+
+    BASIC = "basic", "Basic: email + API token (Jira Cloud)"
+    TOKEN = "token", "Personal access token as a Bearer token (Jira Server / Data Center)"
+
+
+PAT_SOURCES = "JIRA_PERSONAL_ACCESS_TOKEN or the jira channel's secret"
+
+
+def jira_personal_access_token(channel: Channel | None = None) -> str:
+    """The personal access token of ``JIRA_AUTH=token``: the ``jira`` channel's secret (stored
+    encrypted, set in the admin or the API) or else JIRA_PERSONAL_ACCESS_TOKEN. ``channel``: the
+    jira channel when the caller holds it (the worker must not read the database)."""
+    if channel is None:
+        channel = Channel.objects.filter(kind=ChannelKind.JIRA).order_by("pk").first()
+    secret = channel.secret if channel is not None else ""
+    if secret and not secret_undecryptable(secret):
+        return secret
+    return settings.JIRA_PERSONAL_ACCESS_TOKEN
+
+
+def jira_configured(channel: Channel | None = None) -> str:
+    """Why Jira cannot be used (empty = it can): off, an unknown JIRA_AUTH, or what the
+    connection and the chosen sign-in lack."""
     if not settings.JIRA_ENABLED:
         return "JIRA_ENABLED is off"
-    missing = [
-        name
-        for name in ("JIRA_BASE_URL", "JIRA_USERNAME", "JIRA_API_TOKEN", "JIRA_PROJECT")
-        if not getattr(settings, name)
-    ]
+    if settings.JIRA_AUTH not in JiraAuth.values:
+        return f"JIRA_AUTH is {settings.JIRA_AUTH!r}: use basic (Jira Cloud) or token (Jira Data Center)"
+    basic = settings.JIRA_AUTH == JiraAuth.BASIC
+    names = ("JIRA_BASE_URL", "JIRA_USERNAME", "JIRA_API_TOKEN", "JIRA_PROJECT") if basic else ("JIRA_BASE_URL",)
+    missing = [name for name in names if not getattr(settings, name)]
+    if not basic:
+        if not jira_personal_access_token(channel):
+            missing.append(f"a personal access token for JIRA_AUTH=token ({PAT_SOURCES})")
+        if not settings.JIRA_PROJECT:
+            missing.append("JIRA_PROJECT")
     return f"not set: {', '.join(missing)}" if missing else ""
 
 
@@ -273,22 +302,35 @@ _client_lock = threading.Lock()
 _client: tuple[tuple[str, ...], Any] | None = None
 
 
-def jira_client() -> Any:
-    """One client per process and configuration (building one asks Jira for its server info)."""
+def jira_client(channel: Channel | None = None) -> Any:
+    """One client per process and configuration (building one asks Jira for its server info),
+    signed in as JIRA_AUTH says: basic (``JIRA_USERNAME`` + ``JIRA_API_TOKEN``) or a personal
+    access token as ``Authorization: Bearer`` (the jira library's ``token_auth``). The
+    credentials stay in this process's memory; nothing logs them."""
     global _client
     from jira import JIRA
 
-    config = (settings.JIRA_BASE_URL, settings.JIRA_USERNAME, settings.JIRA_API_TOKEN, str(settings.JIRA_TIMEOUT))
+    if settings.JIRA_AUTH == JiraAuth.TOKEN:
+        auth: dict[str, Any] = {"token_auth": jira_personal_access_token(channel)}
+    else:
+        auth = {"basic_auth": (settings.JIRA_USERNAME, settings.JIRA_API_TOKEN)}
+    config = (settings.JIRA_BASE_URL, repr(sorted(auth.items())), str(settings.JIRA_TIMEOUT))
     with _client_lock:
         if _client is None or _client[0] != config:
             client = JIRA(
                 server=settings.JIRA_BASE_URL,
-                basic_auth=(settings.JIRA_USERNAME, settings.JIRA_API_TOKEN),
                 max_retries=0,  # the outbox retries, knowing what was sent
                 timeout=settings.JIRA_TIMEOUT,
+                **auth,
             )
             _client = (config, client)
         return _client[1]
+
+
+def _credentials_hint() -> str:
+    if settings.JIRA_AUTH == JiraAuth.TOKEN:
+        return f"check the personal access token ({PAT_SOURCES})"
+    return "check JIRA_USERNAME/JIRA_API_TOKEN"
 
 
 def _error(exc: Exception, *, doing: str) -> Exception:
@@ -307,9 +349,7 @@ def _error(exc: Exception, *, doing: str) -> Exception:
         if status >= 500 or status in (0, 408):
             return Transient(f"Jira {status or 'unreachable'} while {doing}: {text}")
         if status in (401, 403):
-            return Permanent(
-                f"Jira refused the credentials ({status}) while {doing}: check JIRA_USERNAME/JIRA_API_TOKEN"
-            )
+            return Permanent(f"Jira refused the credentials ({status}) while {doing}: {_credentials_hint()}")
         return Permanent(f"Jira {status} while {doing}: {text}")
     if isinstance(exc, RequestException | OSError):
         return Transient(f"Jira unreachable while {doing}: {type(exc).__name__}")
@@ -334,7 +374,7 @@ class JiraTransport(Transport):
         return self.conf
 
     def configured(self) -> str | None:
-        return jira_configured() or None
+        return jira_configured(self.channel) or None
 
     def targets(self, tier: dict[str, Any]) -> list[str]:
         return []  # tickets follow the Jira settings (jira_route), not notification rules
@@ -363,16 +403,17 @@ class JiraTransport(Transport):
         return outcomes
 
     def send(self, delivery: Delivery) -> str:
-        if problem := jira_configured():
+        if problem := jira_configured(self.channel):
             raise Permanent(f"Jira is not configured: {problem}")
         payload = delivery.payload
         action = payload.get("action")
         try:
-            client = jira_client()
+            client = jira_client(self.channel)
         except Exception as exc:
             raise _error(exc, doing="connecting") from exc
         if action == "check":
-            problems = [f"{name}: {detail}" for name, ok, detail in connection_check(client, self._conf()) if not ok]
+            checks = connection_check(client, self._conf(), self.channel)
+            problems = [f"{name}: {detail}" for name, ok, detail in checks if not ok]
             if problems:
                 raise Permanent("; ".join(problems))
             return "check:ok"
@@ -437,18 +478,21 @@ class JiraTransport(Transport):
             incident_messages_refresh(Incident.objects.get(pk=delivery.incident_id), f"jira-{external_id}")
 
 
-def connection_check(client: Any = None, conf: JiraSettings | None = None) -> list[tuple[str, bool, str]]:
+def connection_check(
+    client: Any = None, conf: JiraSettings | None = None, channel: Channel | None = None
+) -> list[tuple[str, bool, str]]:
     """Every check of the "test connection" action: (what, passed, detail — what is wrong if not),
-    against the settings as they are now (``conf``: already read, in the worker)."""
+    against the settings as they are now (``conf`` and the jira ``channel``: already read, in the
+    worker)."""
     conf = conf or JiraSettings.current()
     issue_type, done = conf.issue_type, conf.done_transition
-    if problem := jira_configured():
+    if problem := jira_configured(channel):
         return [("configuration", False, problem)]
     results: list[tuple[str, bool, str]] = [
         ("configuration", True, f"{settings.JIRA_BASE_URL}, project {settings.JIRA_PROJECT}")
     ]
     try:
-        client = client or jira_client()
+        client = client or jira_client(channel)
         info = client.server_info()
         results.append(("server", True, f"{info.get('serverTitle', 'Jira')} {info.get('version', '')}".strip()))
         me = client.myself()
