@@ -57,7 +57,7 @@ def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = N
     if unknown:
         raise InvalidInput({name: ["Unknown field."] for name in unknown})
     channel = channel or Channel()
-    old_name = channel.name if channel.pk else None
+    old_name, old_kind = (channel.name, channel.kind) if channel.pk else (None, None)
     clear = "secret" in data and data["secret"] is None
     for name, value in data.items():
         if name == "secret" and not value:
@@ -67,8 +67,9 @@ def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = N
         channel.secret = ""
     # An unknown kind has no transport to ask: model_validate names it.
     errors = transport_for(channel).check() if channel.kind in transport_kinds() else {}
-    if channel.pk and not channel.secret:
-        # Cleared (now or before): not a reason to refuse saving; channel_configured reports it.
+    if not channel.secret and old_kind is not None and (clear or channel.kind == old_kind):
+        # Cleared (now, or before this change): not a reason to refuse saving; channel_configured
+        # reports it. A new channel, or one changing kind, still needs what its kind needs.
         errors.pop("secret", None)
     model_validate(channel, errors)
     channel.healthy, channel.unhealthy_reason, channel.unhealthy_since = True, "", None

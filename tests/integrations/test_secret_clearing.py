@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
+from etl_monitor.errors import InvalidInput
 from integrations.models import Channel, ChannelKind, DataSource
 from integrations.notifications.channels import channel_configured, channel_save
 
@@ -161,6 +162,15 @@ def test_a_webhook_channel_without_its_optional_secret_still_sends_unsigned(admi
     )
     channel = channel_save(user=admin_user, data={"secret": None}, channel=channel)
     assert channel.secret == "" and channel_configured(channel) is None
+
+
+def test_a_cleared_channel_can_still_be_changed_but_a_new_one_needs_its_secret(admin_user, hook: Channel):
+    hook = channel_save(user=admin_user, data={"secret": None}, channel=hook)
+    hook = channel_save(user=admin_user, data={"enabled": False}, channel=hook)
+    assert (hook.enabled, hook.secret, channel_configured(hook)) == (False, "", "disabled")
+    with pytest.raises(InvalidInput) as refused:
+        channel_save(user=admin_user, data={"name": "another-hook", "kind": ChannelKind.SLACK_WEBHOOK, "secret": None})
+    assert refused.value.errors == {"secret": ["Paste the incoming-webhook URL here."]}
 
 
 CLEAR_CHANNEL = """
