@@ -403,6 +403,11 @@ JIRA_ENABLED = env.bool("JIRA_ENABLED", default=False)
 JIRA_BASE_URL = env.str("JIRA_BASE_URL", default="")
 JIRA_USERNAME = env.str("JIRA_USERNAME", default="")
 JIRA_API_TOKEN = env.str("JIRA_API_TOKEN", default="")
+# How ETL Monitor signs in: "basic" (Jira Cloud: JIRA_USERNAME's email + JIRA_API_TOKEN) or "token"
+# (Jira Server / Data Center: a personal access token sent as a Bearer token — the jira channel's
+# secret, stored encrypted, or else JIRA_PERSONAL_ACCESS_TOKEN).
+JIRA_AUTH = env.str("JIRA_AUTH", default="basic").strip().lower()
+JIRA_PERSONAL_ACCESS_TOKEN = env.str("JIRA_PERSONAL_ACCESS_TOKEN", default="")
 JIRA_PROJECT = env.str("JIRA_PROJECT", default="")
 JIRA_WEBHOOK_SECRET = env.str("JIRA_WEBHOOK_SECRET", default="")
 # Replay protection: an event whose signed ``timestamp`` is older is refused (Jira Cloud retries a

@@ -27,14 +27,15 @@ from django.views.decorators.http import require_POST
 
 from etl_monitor.admin import ServiceErrorMessagesMixin
 from etl_monitor.admin_input import KeyCheckingAdminMixin
-from etl_monitor.crypto import secret_status
+from etl_monitor.crypto import secret_status, secret_undecryptable
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents.admin import incident_inline_register
-from integrations.jira import connection_check, jira_configured
+from integrations.jira import JiraAuth, connection_check, jira_configured, jira_personal_access_token
 from integrations.models import (
     Capture,
     Channel,
+    ChannelKind,
     DataSource,
     Delivery,
     DeliveryStatus,
@@ -91,15 +92,18 @@ class WriteOnlySecretAdminMixin:
         return secret_status(obj.secret) if obj is not None and obj.pk else "not set"
 
 
+SECRET_INPUTS = ("secret", "clear_secret")
+
+
 def _without_secret(fields: Any) -> tuple:
-    """A fieldset's fields without ``secret`` (rows of several fields are tuples)."""
+    """A fieldset's fields without the secret's inputs (rows of several fields are tuples)."""
     kept: list[Any] = []
     for entry in fields:
         if isinstance(entry, (list, tuple)):
-            row = tuple(name for name in entry if name != "secret")
+            row = tuple(name for name in entry if name not in SECRET_INPUTS)
             if row:
                 kept.append(row)
-        elif entry != "secret":
+        elif entry not in SECRET_INPUTS:
             kept.append(entry)
     return tuple(kept)
 
@@ -115,9 +119,15 @@ class ChannelForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=(
             "Slack bot: a bot token (xoxb-…; none = SLACK_BOT_TOKEN). Slack incoming webhook: its URL. "
-            "Generic webhook: the signing secret (optional). Stored encrypted and never shown: "
+            "Generic webhook: the signing secret (optional). Jira with JIRA_AUTH=token: the personal access "
+            "token (none = JIRA_PERSONAL_ACCESS_TOKEN). Stored encrypted and never shown: "
             "leave empty to keep the stored secret."
         ),
+    )
+    clear_secret = forms.BooleanField(
+        required=False,
+        label="Clear the stored secret",
+        help_text="Removes the stored secret. A channel whose kind needs one then cannot send until it gets a new one.",
     )
     user: Any = None  # set per request by ChannelAdmin.get_form
 
@@ -130,10 +140,15 @@ class ChannelForm(forms.ModelForm):
         self.initial.pop("secret", None)  # the stored secret never reaches the page, not even hidden
 
     def channel_data(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in CHANNEL_FIELDS if name in self.cleaned_data}
+        data = {name: self.cleaned_data[name] for name in CHANNEL_FIELDS if name in self.cleaned_data}
+        if self.cleaned_data.get("clear_secret"):
+            data["secret"] = None  # channel_save: None clears
+        return data
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if cleaned.get("clear_secret") and cleaned.get("secret"):
+            self.add_error("clear_secret", "Either type a new secret or clear the stored one, not both.")
         if self.errors:
             return cleaned
         # channel_save is the only validation there is: run it and roll it back, so its errors
@@ -156,14 +171,23 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
     list_display = ("name", "kind", "enabled", "healthy", "unhealthy_reason", "last_success_at")
     list_filter = ("kind", "enabled", "healthy")
     search_fields = ("name",)
-    readonly_fields = ("secret_status", "healthy", "unhealthy_reason", "unhealthy_since", "last_success_at", "test")
-    fieldsets = ((None, {"fields": ("name", "kind", "enabled", "url", "secret", "secret_status")}),)
+    readonly_fields = (
+        "secret_status",
+        "cannot_send",
+        "healthy",
+        "unhealthy_reason",
+        "unhealthy_since",
+        "last_success_at",
+        "test",
+    )
+    fieldsets = ((None, {"fields": ("name", "kind", "enabled", "url", "secret", "clear_secret", "secret_status")}),)
     actions = ("send_test",)
 
     def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> list:
-        sets = list(super().get_fieldsets(request, obj))  # without the secret input for who cannot save
+        sets = list(super().get_fieldsets(request, obj))  # without the secret inputs for who cannot save
         if obj is not None:
-            sets.append(("Health", {"fields": ("healthy", "unhealthy_reason", "unhealthy_since", "last_success_at")}))
+            health = ("cannot_send", "healthy", "unhealthy_reason", "unhealthy_since", "last_success_at")
+            sets.append(("Health", {"fields": health}))
             if self.has_change_permission(request, obj):
                 sets.append(("Test", {"fields": ("test",)}))
         return sets
@@ -176,6 +200,11 @@ class ChannelAdmin(ServiceErrorMessagesMixin, WriteOnlySecretAdminMixin, ReadOnl
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # one at a time, through channel_delete's checks
         return actions
+
+    @admin.display(description="can send")
+    def cannot_send(self, obj: Channel) -> str:
+        problem = channels.channel_configured(obj)
+        return f"No: {problem}" if problem else "Yes"
 
     @admin.display(description="send a test notification")
     def test(self, obj: Channel) -> str:
@@ -547,14 +576,26 @@ class JiraSettingsAdmin(ReadOnlyHistoryAdmin):
 
     @admin.display(description="connection")
     def connection(self, obj: JiraSettings) -> str:
+        """The JIRA_* settings as they are, credentials only as set or not (never their value)."""
         problem = jira_configured()
+        if settings.JIRA_AUTH == JiraAuth.TOKEN:
+            channel = Channel.objects.filter(kind=ChannelKind.JIRA).order_by("pk").first()
+            stored = channel is not None and bool(channel.secret) and not secret_undecryptable(channel.secret)
+            where = "jira channel" if stored else "JIRA_PERSONAL_ACCESS_TOKEN"
+            token = f"set ({where})" if jira_personal_access_token(channel) else "not set"
+            sign_in = format_html("sign-in personal access token (Bearer) · token {}", token)
+        else:
+            sign_in = format_html(
+                "sign-in basic · user {} · API token {}",
+                settings.JIRA_USERNAME or "—",
+                "set" if settings.JIRA_API_TOKEN else "not set",
+            )
         return format_html(
-            "{}<br>URL {} · user {} · project {} · API token {} · webhook secret {}",
+            "{}<br>URL {} · project {} · {} · webhook secret {}",
             "Off: " + problem if problem else "On",
             settings.JIRA_BASE_URL or "—",
-            settings.JIRA_USERNAME or "—",
             settings.JIRA_PROJECT or "—",
-            "set" if settings.JIRA_API_TOKEN else "not set",
+            sign_in,
             "set" if settings.JIRA_WEBHOOK_SECRET else "not set",
         )
 
@@ -607,6 +648,11 @@ class DataSourceForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False),
         help_text="Password, bearer token or API key; leave empty to keep the stored one. Never shown again.",
     )
+    clear_secret = forms.BooleanField(
+        required=False,
+        label="Clear the stored secret",
+        help_text="Removes the stored secret; set authentication to None in the same change.",
+    )
 
     class Meta:
         model = DataSource
@@ -618,13 +664,21 @@ class DataSourceForm(forms.ModelForm):
 
     def clean_secret(self) -> str:
         secret = self.cleaned_data.get("secret") or ""
+        if self.data.get(self.add_prefix("clear_secret")):
+            return secret  # cleared (clean() refuses a new one given as well)
         return secret or (self.instance.secret if self.instance.pk else "")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if data.get("clear_secret") and data.get("secret"):
+            self.add_error("clear_secret", "Either type a new secret or clear the stored one, not both.")
+            return data
         problems = auth_problems(
             data.get("kind", ""), data.get("auth", ""), data.get("username", ""), data.get("secret", "")
         )
+        if data.get("clear_secret") and "secret" in problems:
+            problems.pop("secret")
+            problems["clear_secret"] = ["This authentication needs a secret: to clear it, set authentication to None."]
         for field, errors in problems.items():
             for error in errors:
                 self.add_error(field, error)
@@ -642,14 +696,17 @@ class DataSourceAdmin(WriteOnlySecretAdminMixin, ReadOnlyHistoryAdmin):
     readonly_fields = ("secret_status", "last_success_at", "last_error", "last_error_at")
     fieldsets = (
         (None, {"fields": ("name", "kind", "url", "enabled")}),
-        ("Authentication", {"fields": ("auth", "username", "secret", "secret_status", "verify_tls")}),
+        ("Authentication", {"fields": ("auth", "username", "secret", "clear_secret", "secret_status", "verify_tls")}),
         ("Calls", {"fields": ("timeout_seconds",)}),
         ("Health", {"fields": ("last_success_at", "last_error_at", "last_error")}),
     )
     actions = ("test_connection",)
 
     def save_model(self, request: HttpRequest, obj: DataSource, form: DataSourceForm, change: bool) -> None:
-        data_source_save(user=request.user, data={}, source=obj, secret="")  # the form set the fields
+        # The form set the fields (a cleared secret is already empty on ``obj``).
+        data_source_save(
+            user=request.user, data={}, source=obj, secret="", secret_clear=form.cleaned_data["clear_secret"]
+        )
 
     @admin.action(description="Test the connection", permissions=["change"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[DataSource]) -> None:

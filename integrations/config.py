@@ -36,21 +36,30 @@ def _fields_refused(ctx: ConfigContext, path: str, item: dict[str, Any], allowed
 class _ItemsByName:
     """A section that is a list of items identified by ``name``: unknown and secret fields are
     refused, an item equal to what is stored is reported ``unchanged`` and not saved again (no
-    history row), the rest go through the section's service; items not in the file are left alone."""
+    history row), the rest go through the section's service; items not in the file are left alone.
+
+    Where the items have a write-only secret (``clears_secret``), ``secret: null`` clears the
+    stored one: clearing carries no secret; any other value is refused like every secret."""
 
     key: str
     allowed: tuple[str, ...]
+    clears_secret = False
 
     def apply(self, value: Any, ctx: ConfigContext) -> None:
         for path, item in config_items(value, self.key, ctx, "name"):
-            if not _fields_refused(ctx, path, item, self.allowed):
+            clearing = self.clears_secret and "secret" in item and item["secret"] is None
+            allowed = (*self.allowed, "secret") if clearing else self.allowed
+            if not _fields_refused(ctx, path, item, allowed):
                 self._apply_one(path, item, ctx)
 
     def stored(self, name: str) -> Any:
         raise NotImplementedError
 
     def current(self, existing: Any, field: str) -> Any:
-        """The stored value of ``field``, comparable with what a file holds."""
+        """The stored value of ``field``, comparable with what a file holds (a secret: only
+        whether there is one — None when there is none, as ``secret: null`` asks)."""
+        if field == "secret":
+            return "(stored)" if existing is not None and existing.secret else None
         return getattr(existing, field, None)
 
     def save(self, path: str, data: dict[str, Any], existing: Any, ctx: ConfigContext) -> None:
@@ -80,13 +89,15 @@ class ChannelsSection(_ItemsByName):
     SLACK_WEBHOOK or WEBHOOK; ``url`` is where a generic webhook posts. Secrets (a Slack bot
     token, an incoming-webhook URL, a signing secret) are refused here: files end up in Git.
     Set them in the admin or through the API; a Slack incoming webhook, which needs its URL
-    to exist, is therefore created there. Channels not in the file are left alone. Applied
-    before ``notification_rules`` so a rule may name a channel created in the same file.
+    to exist, is therefore created there. ``secret: null`` clears a stored secret. Channels not
+    in the file are left alone. Applied before ``notification_rules`` so a rule may name a
+    channel created in the same file.
     """
 
     key = "channels"
     order = 35
     allowed = ("name", "kind", "url", "enabled")
+    clears_secret = True
 
     def stored(self, name: str) -> Channel | None:
         return Channel.objects.filter(name=name).first()
@@ -224,19 +235,22 @@ class DataSourcesSection(_ItemsByName):
     ``kind`` is PROMETHEUS or ELASTICSEARCH; ``auth`` NONE (default), BASIC, BEARER or API_KEY.
     Secrets (passwords, tokens, API keys) are refused: files end up in Git. A source whose
     authentication needs one is created in the admin (which takes the secret); the file may then
-    manage its other settings. Sources not in the file are left alone. Only the Admin role may
-    apply it: the server fetches the URL.
+    manage its other settings. ``secret: null`` clears a stored secret (with ``auth: NONE``).
+    Sources not in the file are left alone. Only the Admin role may apply it: the server fetches
+    the URL.
     """
 
     key = "data_sources"
     order = 25  # before detection_rules, which may name a source
     allowed = SOURCE_FIELDS
+    clears_secret = True
 
     def stored(self, name: str) -> DataSource | None:
         return DataSource.objects.filter(name=name).first()
 
     def save(self, path: str, data: dict[str, Any], existing: DataSource | None, ctx: ConfigContext) -> None:
-        data_source_save(user=ctx.user, data=data, source=existing)
+        clear = "secret" in data and data.pop("secret") is None
+        data_source_save(user=ctx.user, data=data, source=existing, secret_clear=clear)
 
 
 class CapturesSection(_ItemsByName):

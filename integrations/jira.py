@@ -30,9 +30,10 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from etl_monitor.crypto import secret_undecryptable
 from etl_monitor.errors import InvalidInput
 from etl_monitor.roles import Role, system_user_get
 from incidents.models import ACTIVE_STATUSES, EventKind, Incident, IncidentEvent
@@ -68,15 +69,43 @@ ROUTED = {
 }
 
 
-def jira_configured() -> str:
-    """Why Jira cannot be used (empty = it can)."""
+class JiraAuth(models.TextChoices):
+    """``JIRA_AUTH``: how ETL Monitor signs in to Jira."""
+
+    BASIC = "basic", "Basic: email + API token (Jira Cloud)"
+    TOKEN = "token", "Personal access token as a Bearer token (Jira Server / Data Center)"
+
+
+PAT_SOURCES = "JIRA_PERSONAL_ACCESS_TOKEN or the jira channel's secret"
+
+
+def jira_personal_access_token(channel: Channel | None = None) -> str:
+    """The personal access token of ``JIRA_AUTH=token``: the ``jira`` channel's secret (stored
+    encrypted, set in the admin or the API) or else JIRA_PERSONAL_ACCESS_TOKEN. ``channel``: the
+    jira channel when the caller holds it (the worker must not read the database)."""
+    if channel is None:
+        channel = Channel.objects.filter(kind=ChannelKind.JIRA).order_by("pk").first()
+    secret = channel.secret if channel is not None else ""
+    if secret and not secret_undecryptable(secret):
+        return secret
+    return settings.JIRA_PERSONAL_ACCESS_TOKEN
+
+
+def jira_configured(channel: Channel | None = None) -> str:
+    """Why Jira cannot be used (empty = it can): off, an unknown JIRA_AUTH, or what the
+    connection and the chosen sign-in lack."""
     if not settings.JIRA_ENABLED:
         return "JIRA_ENABLED is off"
-    missing = [
-        name
-        for name in ("JIRA_BASE_URL", "JIRA_USERNAME", "JIRA_API_TOKEN", "JIRA_PROJECT")
-        if not getattr(settings, name)
-    ]
+    if settings.JIRA_AUTH not in JiraAuth.values:
+        return f"JIRA_AUTH is {settings.JIRA_AUTH!r}: use basic (Jira Cloud) or token (Jira Data Center)"
+    basic = settings.JIRA_AUTH == JiraAuth.BASIC
+    names = ("JIRA_BASE_URL", "JIRA_USERNAME", "JIRA_API_TOKEN", "JIRA_PROJECT") if basic else ("JIRA_BASE_URL",)
+    missing = [name for name in names if not getattr(settings, name)]
+    if not basic:
+        if not jira_personal_access_token(channel):
+            missing.append(f"a personal access token for JIRA_AUTH=token ({PAT_SOURCES})")
+        if not settings.JIRA_PROJECT:
+            missing.append("JIRA_PROJECT")
     return f"not set: {', '.join(missing)}" if missing else ""
 
 
@@ -159,25 +188,26 @@ def jira_route(event: IncidentEvent) -> None:
 
 
 def jira_payload(message: Message) -> dict[str, Any]:
-    """What a Jira delivery does, rendered when it is created (config included, so the worker
-    needs no other read)."""
+    """What a Jira delivery does, rendered when it is created: the incident's facts as they were
+    at the event (the ticket's text, the comment). What the Jira settings decide — the project,
+    the issue type, priorities, labels, the correlation field, the transitions — is not in it:
+    each attempt reads them afresh (``ticket_fields``, ``JiraTransport.send``), so a retry after
+    a settings fix uses the fixed settings."""
     purpose, incident, event = message.purpose, message.incident, message.event
-    conf = JiraSettings.current()
-    transitions = {"done": conf.done_transition, "reopen": conf.reopen_transition}
     if incident is None:
-        return {"action": "check", "transitions": transitions, "issue_type": conf.issue_type}
+        return {"action": "check"}
     ctx = message.context
     who = wiki_escape(event.actor.get_username(), inline=True) if event is not None and event.actor_id else ""
     if purpose == Purpose.OPENED:
         # An incident that already had a ticket (reopened after the window) links the new one to it.
         return {
             "action": "create",
-            "fields": _ticket_fields(incident, ctx, conf),
+            "ticket": _ticket_facts(ctx),
             "incident": incident.pk,
             "link_to": incident.external_key,
         }
     if purpose == Purpose.REOPENED:
-        return {"action": "reopen", "transitions": transitions, "comment": f"{MARKER} Reopened: the condition is back."}
+        return {"action": "reopen", "comment": f"{MARKER} Reopened: the condition is back."}
     if purpose == Purpose.ACKNOWLEDGED:
         return {"action": "comment", "comment": f"{MARKER} Acknowledged{' by ' + who if who else ''}."}
     if purpose == Purpose.COMMENTED:
@@ -193,17 +223,19 @@ def jira_payload(message: Message) -> dict[str, Any]:
     if purpose in (Purpose.RESOLVED, Purpose.CLOSED):
         done = "Resolved" if purpose == Purpose.RESOLVED else "Closed"
         how = f" by {who}" if who else (" automatically: the condition is clear" if purpose == Purpose.RESOLVED else "")
-        return {"action": "done", "transitions": transitions, "comment": f"{MARKER} {done}{how}."}
+        return {"action": "done", "comment": f"{MARKER} {done}{how}."}
     return {
         "action": "comment",
         "comment": f"{MARKER} {message.headline}{wiki_escape(ctx['title'], inline=True)}",
     }
 
 
-def _ticket_fields(incident: Incident, ctx: dict[str, Any], conf: JiraSettings) -> dict[str, Any]:
-    """The roadmap's ticket layout, in Jira's wiki markup (REST API v2). Every outside text goes
-    through ``wiki_escape``; only the labels, headings, table and our own links are markup. The
-    links' addresses are ours: their variable parts are percent-encoded where they are made."""
+def _ticket_facts(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The ticket's text as the incident was at the event, in Jira's wiki markup (REST API v2), and
+    the facts the settings map (severity → priority, category → label, the correlation id). Every
+    outside text goes through ``wiki_escape``; only the labels, headings, table and our own links
+    are markup. The links' addresses are ours: their variable parts are percent-encoded where
+    they are made."""
     links = ctx["links"]
     lines = [
         f"*Severity:* {ctx['severity']}",
@@ -232,19 +264,35 @@ def _ticket_fields(incident: Incident, ctx: dict[str, Any], conf: JiraSettings) 
             f"|{wiki_escape(str(k), inline=True)}|{wiki_escape(str(v), inline=True)}|"
             for k, v in ctx["metrics"].items()
         ]
-    labels = [*conf.labels, ctx["category"].lower(), incident_label(incident.pk)]
-    fields: dict[str, Any] = {
-        "project": {"key": settings.JIRA_PROJECT},
+    return {
         # The summary is plain text in Jira (not wiki markup), but one line.
         "summary": one_line(f"[{ctx['severity']}] {ctx['title']}")[:250],
         "description": "\n".join(lines)[:30000],
+        "severity": ctx["severity"],
+        "category": ctx["category"],
+        "correlation_id": ctx["correlation_id"] or "",
+    }
+
+
+def ticket_fields(payload: dict[str, Any], conf: JiraSettings) -> dict[str, Any]:
+    """The fields of a new ticket: the delivery's facts laid out by the settings as they are now
+    (``JIRA_PROJECT`` and the Jira settings). A payload queued before the facts were kept apart
+    carries its fields as rendered then."""
+    if "ticket" not in payload:
+        return dict(payload["fields"])
+    ticket = payload["ticket"]
+    labels = [*conf.labels, ticket["category"].lower(), incident_label(payload["incident"])]
+    fields: dict[str, Any] = {
+        "project": {"key": settings.JIRA_PROJECT},
+        "summary": ticket["summary"],
+        "description": ticket["description"],
         "issuetype": {"name": conf.issue_type},
         "labels": sorted({label.replace(" ", "-") for label in labels if label}),
     }
-    if priority := conf.priorities.get(ctx["severity"]):
+    if priority := conf.priorities.get(ticket["severity"]):
         fields["priority"] = {"name": priority}
-    if conf.correlation_field and ctx["correlation_id"]:
-        fields[conf.correlation_field] = one_line(ctx["correlation_id"])
+    if conf.correlation_field and ticket["correlation_id"]:
+        fields[conf.correlation_field] = one_line(ticket["correlation_id"])
     return fields
 
 
@@ -254,22 +302,35 @@ _client_lock = threading.Lock()
 _client: tuple[tuple[str, ...], Any] | None = None
 
 
-def jira_client() -> Any:
-    """One client per process and configuration (building one asks Jira for its server info)."""
+def jira_client(channel: Channel | None = None) -> Any:
+    """One client per process and configuration (building one asks Jira for its server info),
+    signed in as JIRA_AUTH says: basic (``JIRA_USERNAME`` + ``JIRA_API_TOKEN``) or a personal
+    access token as ``Authorization: Bearer`` (the jira library's ``token_auth``). The
+    credentials stay in this process's memory; nothing logs them."""
     global _client
     from jira import JIRA
 
-    config = (settings.JIRA_BASE_URL, settings.JIRA_USERNAME, settings.JIRA_API_TOKEN, str(settings.JIRA_TIMEOUT))
+    if settings.JIRA_AUTH == JiraAuth.TOKEN:
+        auth: dict[str, Any] = {"token_auth": jira_personal_access_token(channel)}
+    else:
+        auth = {"basic_auth": (settings.JIRA_USERNAME, settings.JIRA_API_TOKEN)}
+    config = (settings.JIRA_BASE_URL, repr(sorted(auth.items())), str(settings.JIRA_TIMEOUT))
     with _client_lock:
         if _client is None or _client[0] != config:
             client = JIRA(
                 server=settings.JIRA_BASE_URL,
-                basic_auth=(settings.JIRA_USERNAME, settings.JIRA_API_TOKEN),
                 max_retries=0,  # the outbox retries, knowing what was sent
                 timeout=settings.JIRA_TIMEOUT,
+                **auth,
             )
             _client = (config, client)
         return _client[1]
+
+
+def _credentials_hint() -> str:
+    if settings.JIRA_AUTH == JiraAuth.TOKEN:
+        return f"check the personal access token ({PAT_SOURCES})"
+    return "check JIRA_USERNAME/JIRA_API_TOKEN"
 
 
 def _error(exc: Exception, *, doing: str) -> Exception:
@@ -288,9 +349,7 @@ def _error(exc: Exception, *, doing: str) -> Exception:
         if status >= 500 or status in (0, 408):
             return Transient(f"Jira {status or 'unreachable'} while {doing}: {text}")
         if status in (401, 403):
-            return Permanent(
-                f"Jira refused the credentials ({status}) while {doing}: check JIRA_USERNAME/JIRA_API_TOKEN"
-            )
+            return Permanent(f"Jira refused the credentials ({status}) while {doing}: {_credentials_hint()}")
         return Permanent(f"Jira {status} while {doing}: {text}")
     if isinstance(exc, RequestException | OSError):
         return Transient(f"Jira unreachable while {doing}: {type(exc).__name__}")
@@ -304,9 +363,18 @@ class JiraTransport(Transport):
 
     kind = ChannelKind.JIRA
     unrouted = "Jira tickets follow the Jira settings, not notification rules"
+    conf: JiraSettings | None = None  # the Jira settings, read by prepare() before sending
+
+    def prepare(self) -> None:
+        self.conf = JiraSettings.current()
+
+    def _conf(self) -> JiraSettings:
+        if self.conf is None:
+            self.prepare()
+        return self.conf
 
     def configured(self) -> str | None:
-        return jira_configured() or None
+        return jira_configured(self.channel) or None
 
     def targets(self, tier: dict[str, Any]) -> list[str]:
         return []  # tickets follow the Jira settings (jira_route), not notification rules
@@ -335,16 +403,17 @@ class JiraTransport(Transport):
         return outcomes
 
     def send(self, delivery: Delivery) -> str:
-        if problem := jira_configured():
+        if problem := jira_configured(self.channel):
             raise Permanent(f"Jira is not configured: {problem}")
         payload = delivery.payload
         action = payload.get("action")
         try:
-            client = jira_client()
+            client = jira_client(self.channel)
         except Exception as exc:
             raise _error(exc, doing="connecting") from exc
         if action == "check":
-            problems = [f"{name}: {detail}" for name, ok, detail in connection_check(client, payload) if not ok]
+            checks = connection_check(client, self._conf(), self.channel)
+            problems = [f"{name}: {detail}" for name, ok, detail in checks if not ok]
             if problems:
                 raise Permanent("; ".join(problems))
             return "check:ok"
@@ -353,12 +422,13 @@ class JiraTransport(Transport):
         key = delivery.root.external_id if delivery.root else ""
         if not key:
             raise Permanent("no ticket to update (its creation failed)", channel_fault=False)
+        conf = self._conf()
         try:
             if action == "reopen":
-                self._transition(client, key, payload["transitions"]["reopen"], want_done=False)
+                self._transition(client, key, conf.reopen_transition, want_done=False)
             comment = client.add_comment(key, payload["comment"])
             if action == "done":
-                self._transition(client, key, payload["transitions"]["done"], want_done=True)
+                self._transition(client, key, conf.done_transition, want_done=True)
         except (Transient, Permanent):
             raise
         except Exception as exc:
@@ -367,7 +437,8 @@ class JiraTransport(Transport):
 
     def _create(self, client: Any, delivery: Delivery) -> str:
         label = creation_label(delivery)
-        fields = {**delivery.payload["fields"], "labels": [*delivery.payload["fields"]["labels"], label]}
+        fields = ticket_fields(delivery.payload, self._conf())
+        fields["labels"] = [*fields["labels"], label]
         try:
             if delivery.attempts > 1 or delivery.last_error:
                 # An earlier attempt may have created it (a timeout after Jira stored it): look first
@@ -407,18 +478,21 @@ class JiraTransport(Transport):
             incident_messages_refresh(Incident.objects.get(pk=delivery.incident_id), f"jira-{external_id}")
 
 
-def connection_check(client: Any = None, payload: dict[str, Any] | None = None) -> list[tuple[str, bool, str]]:
-    """Every check of the "test connection" action: (what, passed, detail — what is wrong if not)."""
-    conf = JiraSettings.current()
-    issue_type = payload["issue_type"] if payload else conf.issue_type
-    done = payload["transitions"]["done"] if payload else conf.done_transition
-    if problem := jira_configured():
+def connection_check(
+    client: Any = None, conf: JiraSettings | None = None, channel: Channel | None = None
+) -> list[tuple[str, bool, str]]:
+    """Every check of the "test connection" action: (what, passed, detail — what is wrong if not),
+    against the settings as they are now (``conf`` and the jira ``channel``: already read, in the
+    worker)."""
+    conf = conf or JiraSettings.current()
+    issue_type, done = conf.issue_type, conf.done_transition
+    if problem := jira_configured(channel):
         return [("configuration", False, problem)]
     results: list[tuple[str, bool, str]] = [
         ("configuration", True, f"{settings.JIRA_BASE_URL}, project {settings.JIRA_PROJECT}")
     ]
     try:
-        client = client or jira_client()
+        client = client or jira_client(channel)
         info = client.server_info()
         results.append(("server", True, f"{info.get('serverTitle', 'Jira')} {info.get('version', '')}".strip()))
         me = client.myself()

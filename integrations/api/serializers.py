@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from etl_monitor.api import RejectUnknownFieldsMixin
 from integrations.models import Capture, Channel, DataSource, Delivery, DeliveryStatus, NotificationRule
+from integrations.notifications.channels import channel_configured
 from integrations.notifications.rules import RULE_FIELDS
 from integrations.selectors import delivery_payload_visible
 from integrations.sources.services import CAPTURE_FIELDS, SOURCE_FIELDS
@@ -57,14 +58,18 @@ CHANNEL_STATE = (
 
 class WriteOnlySecretMixin(serializers.Serializer):
     """A ``secret`` that is written, never read: responses say only ``has_secret``. Omitted or
-    empty, the stored secret is kept."""
+    empty, the stored secret is kept; ``null`` clears it."""
 
     secret = serializers.CharField(
         write_only=True,
         required=False,
         allow_blank=True,
+        allow_null=True,
         style={"input_type": "password"},
-        help_text="Write-only. Omit it or send it empty to keep the stored secret.",
+        help_text=(
+            'Write-only. A value replaces the stored secret; omit it or send "" to keep the stored one; '
+            "send null to clear it (has_secret becomes false)."
+        ),
     )
     has_secret = serializers.SerializerMethodField()
 
@@ -73,11 +78,18 @@ class WriteOnlySecretMixin(serializers.Serializer):
 
 
 class ChannelSerializer(RejectUnknownFieldsMixin, WriteOnlySecretMixin, serializers.ModelSerializer):
+    cannot_send = serializers.SerializerMethodField(
+        help_text="Why the channel cannot send (disabled, no secret where its kind needs one…); null when it can."
+    )
+
     class Meta:
         model = Channel
-        fields = ("id", "name", "kind", "enabled", "url", "secret", *CHANNEL_STATE)
+        fields = ("id", "name", "kind", "enabled", "url", "secret", *CHANNEL_STATE, "cannot_send")
         read_only_fields = ("id", *CHANNEL_STATE)
         extra_kwargs = {"name": {"validators": []}}  # uniqueness answered by the service
+
+    def get_cannot_send(self, obj: Channel) -> str | None:
+        return channel_configured(obj)
 
 
 class ChannelTestSerializer(serializers.Serializer):

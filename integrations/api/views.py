@@ -170,8 +170,10 @@ class DataSourceViewSet(viewsets.ModelViewSet):
 
     def _save(self, serializer: DataSourceSerializer, source: DataSource | None) -> None:
         data = dict(serializer.validated_data)
-        secret = data.pop("secret", "")
-        serializer.instance = services.data_source_save(user=self.request.user, data=data, source=source, secret=secret)
+        secret = data.pop("secret", "")  # null clears the stored secret, "" keeps it
+        serializer.instance = services.data_source_save(
+            user=self.request.user, data=data, source=source, secret=secret or "", secret_clear=secret is None
+        )
 
     def perform_destroy(self, instance: DataSource) -> None:
         instance._history_user = self.request.user

@@ -44,7 +44,12 @@ def channel_configured(channel: Channel) -> str | None:
 
 @transaction.atomic
 def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = None) -> Channel:
-    """Create or change a channel; an empty secret keeps the stored one; saving makes it healthy again."""
+    """Create or change a channel; saving makes it healthy again.
+
+    ``secret``: a new one replaces the stored one; empty (or absent) keeps it; ``None`` clears
+    it. Clearing is always allowed: a channel whose kind needs the secret then cannot send, and
+    ``channel_configured`` says why. The history records that the secret was cleared, never a
+    value (the secret is not in the history at all)."""
     perm = "integrations.change_channel" if channel else "integrations.add_channel"
     permission_require(user, perm, "manage notification channels")
     allowed = {"name", "kind", "enabled", "url", "secret"}
@@ -52,16 +57,24 @@ def channel_save(*, user: Any, data: dict[str, Any], channel: Channel | None = N
     if unknown:
         raise InvalidInput({name: ["Unknown field."] for name in unknown})
     channel = channel or Channel()
-    old_name = channel.name if channel.pk else None
+    old_name, old_kind = (channel.name, channel.kind) if channel.pk else (None, None)
+    clear = "secret" in data and data["secret"] is None
     for name, value in data.items():
         if name == "secret" and not value:
             continue
         setattr(channel, name, value)
+    if clear:
+        channel.secret = ""
     # An unknown kind has no transport to ask: model_validate names it.
     errors = transport_for(channel).check() if channel.kind in transport_kinds() else {}
+    if not channel.secret and old_kind is not None and (clear or channel.kind == old_kind):
+        # Cleared (now, or before this change): not a reason to refuse saving; channel_configured
+        # reports it. A new channel, or one changing kind, still needs what its kind needs.
+        errors.pop("secret", None)
     model_validate(channel, errors)
     channel.healthy, channel.unhealthy_reason, channel.unhealthy_since = True, "", None
     channel._history_user = user
+    channel._change_reason = "secret cleared" if clear else None
     channel.save()
     if old_name and old_name != channel.name:
         notification_rules_rename_channel(user=user, old=old_name, new=channel.name)

@@ -243,13 +243,19 @@ def _transmit(deliveries: list[Delivery]) -> list[str | Exception]:
     for delivery in deliveries:
         by_channel.setdefault(delivery.channel_id, []).append(delivery)
 
+    # Each transport reads what it sends by here (the settings as they are now); the sends may run
+    # in other threads, which touch no database.
+    transports = {channel_id: transport_for(group[0].channel) for channel_id, group in by_channel.items()}
+    for transport in transports.values():
+        transport.prepare()
+
     def run(group: list[Delivery]) -> None:
         channel = group[0].channel
         if secret_undecryptable(channel.secret):
             # No configured key reads the channel's secret: sending without it cannot work.
             outcomes.update({delivery.pk: Permanent(UNDECRYPTABLE) for delivery in group})
             return
-        outcomes.update(transport_for(channel).send_many(group))
+        outcomes.update(transports[channel.pk].send_many(group))
 
     groups = list(by_channel.values())
     if len(deliveries) == 1:

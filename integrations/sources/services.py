@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from etl_monitor.errors import fields_known, model_validate
+from etl_monitor.errors import InvalidInput, fields_known, model_validate
 from etl_monitor.permissions import permission_require
 from integrations.models import Capture, DataSource, SourceAuth, SourceKind
 from loaders.models import Loader
@@ -34,23 +34,42 @@ def auth_problems(kind: str, auth: str, username: str, secret: str, *, from_file
 
 
 def data_source_save(
-    *, user: Any, data: dict[str, Any], source: DataSource | None = None, secret: str | None = None
+    *,
+    user: Any,
+    data: dict[str, Any],
+    source: DataSource | None = None,
+    secret: str | None = None,
+    secret_clear: bool = False,
 ) -> DataSource:
     """Create or change a data source. Only roles holding the data-source permissions (Admin) may:
     the server fetches the URL. ``secret``: a new password, token or API key ("" keeps the stored
     one); ``None`` for callers that may not carry secrets (configuration files), whose missing
-    secret is then reported on ``auth``."""
+    secret is then reported on ``auth``. ``secret_clear``: remove the stored secret — refused
+    while ``auth`` still needs one (set it to NONE in the same change); the history records that
+    it was cleared, never a value."""
     perm = "integrations.change_datasource" if source and source.pk else "integrations.add_datasource"
     permission_require(user, perm, "manage data sources")
     fields_known(data, SOURCE_FIELDS)
+    if secret_clear and secret:
+        raise InvalidInput({"secret": ["Either give a new secret or clear the stored one, not both."]})
     source = source or DataSource()
     for name, value in data.items():
         setattr(source, name, value)
-    if secret:
+    if secret_clear:
+        source.secret = ""
+    elif secret:
         source.secret = secret
-    errors = auth_problems(source.kind, source.auth, source.username, source.secret, from_file=secret is None)
+    errors = auth_problems(
+        source.kind, source.auth, source.username, source.secret, from_file=secret is None and not secret_clear
+    )
+    if secret_clear and "secret" in errors:
+        errors["secret"] = [
+            f"{source.get_auth_display()} authentication needs a secret: to clear it, set auth to NONE in the "
+            "same change."
+        ]
     model_validate(source, errors, exclude=("secret",))
     source._history_user = user
+    source._change_reason = "secret cleared" if secret_clear else None
     source.save()
     return source
 

@@ -106,6 +106,7 @@ class JiraRequest:
     body: Any
     at: float
     status: int = 0
+    authorization: str = ""  # the Authorization header as sent
 
 
 @dataclass
@@ -151,6 +152,7 @@ class FakeJira:
         *,
         username: str = "bot@example.com",
         token: str = "jira-token",
+        personal_access_token: str = "",
         projects: Mapping[str, list[str]] | None = None,
         custom_fields: Mapping[str, str] | None = None,
         deployment_type: str = "Cloud",
@@ -161,6 +163,7 @@ class FakeJira:
         self.server: ThreadingHTTPServer | None = None
         self.username = username
         self.token = token
+        self.personal_access_token = personal_access_token  # "" = Bearer tokens are refused (Jira Cloud)
         self.deployment_type = deployment_type
         self.timeout_delay = timeout_delay
         self.bot = {
@@ -353,7 +356,9 @@ class FakeJira:
             body = json.loads(raw_body) if raw_body else None
         except ValueError:
             body = raw_body.decode(errors="replace")
-        entry = JiraRequest(method, parsed.path, query, body, time.time())
+        entry = JiraRequest(
+            method, parsed.path, query, body, time.time(), authorization=headers.get("authorization", "")
+        )
         with self.lock:
             self.requests.append(entry)
             answer = self._injected_fault(method, parsed.path)
@@ -395,6 +400,8 @@ class FakeJira:
 
     def _authenticated(self, headers: Mapping[str, str]) -> bool:
         scheme, _, encoded = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":  # Jira Data Center's personal access tokens
+            return bool(self.personal_access_token) and encoded == self.personal_access_token
         if scheme.lower() != "basic":
             return False
         try:

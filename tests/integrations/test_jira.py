@@ -7,16 +7,19 @@ webhook — and asserts on the tickets the fake Jira holds and on what ETL Monit
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +38,7 @@ from integrations.models import (
     JiraWebhookReceipt,
     Purpose,
 )
+from integrations.notifications.channels import channel_configured
 from integrations.notifications.outbox import channel_test, deliveries_send, delivery_retry, delivery_send
 from loaders.models import Loader
 from loaders.services import loader_version_approve, loader_version_submit
@@ -627,6 +631,69 @@ def test_an_unknown_project_gives_up_naming_the_problem(jira: FakeJira, open_inc
     assert jira.created() == []
 
 
+def test_a_retry_after_the_settings_are_fixed_uses_the_fixed_settings(
+    jira: FakeJira, open_incident, admin_user, settings, django_capture_on_commit_callbacks
+):
+    """The ticket's text is the incident as it was; the project, issue type, priorities and
+    labels are the settings as they are when the retry runs."""
+    settings.JIRA_PROJECT = "NOPE"
+    incident = open_incident()
+    delivery = the_create(incident)
+    assert delivery.status == DeliveryStatus.GAVE_UP and "Specify a valid project ID or key" in delivery.last_error
+    Incident.objects.filter(pk=incident.pk).update(title="renamed since")  # a fact: the ticket keeps the old one
+
+    settings.JIRA_PROJECT = "OPS"
+    conf = JiraSettings.current()
+    conf.issue_type, conf.labels, conf.priorities = "Task", ["etl-monitoring", "fixed"], {"HIGH": "Highest"}
+    conf.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery_retry(user=admin_user, delivery=delivery)
+
+    [issue] = jira.created()
+    fields = issue["fields"]
+    assert fields["project"]["key"] == "OPS" and fields["issuetype"]["name"] == "Task"
+    assert fields["priority"]["name"] == "Highest"
+    assert {"etl-monitoring", "fixed", incident_label(incident.pk)} <= set(fields["labels"])
+    assert "auto-detected" not in fields["labels"]
+    assert fields["summary"] == f"[HIGH] {incident.title}"
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT and delivery.external_id == issue["key"]
+
+
+def test_an_automatic_retry_takes_the_settings_as_they_are_then(jira: FakeJira, open_incident):
+    jira.fail_next(1, 503, method="POST", path=CREATE)
+    incident = open_incident()
+    delivery = the_create(incident)
+    assert delivery.status == DeliveryStatus.FAILED
+
+    conf = JiraSettings.current()
+    conf.issue_type = "Task"
+    conf.save()
+    delivery_send(delivery.pk, now=delivery.next_attempt_at)
+
+    [issue] = jira.created()
+    assert issue["fields"]["issuetype"]["name"] == "Task"
+
+
+def test_a_follow_up_takes_the_transition_as_it_is_when_sent(jira: FakeJira, fire, operator, admin_user, committed):
+    incident = fire(timezone.now())
+    [issue] = jira.created()
+    conf = JiraSettings.current()
+    conf.done_transition = "Nope"
+    conf.save()
+    with committed():
+        incident_resolve(user=operator, incident=incident, comment="fixed")
+    [done] = jira_deliveries(incident, Purpose.RESOLVED)
+    assert done.status == DeliveryStatus.GAVE_UP and "no transition 'Nope'" in done.last_error
+
+    conf.done_transition = "Done"
+    conf.save()
+    with committed():
+        delivery_retry(user=admin_user, delivery=done)
+
+    assert status_category(jira, issue["key"]) == "done"
+
+
 # --- test connection -------------------------------------------------------------------------------------------
 
 
@@ -704,6 +771,116 @@ def test_the_admin_test_connection_reports_refused_credentials(jira: FakeJira, a
             "check JIRA_USERNAME/JIRA_API_TOKEN",
         ),
     ]
+
+
+# --- signing in: basic (Jira Cloud) or a personal access token (Jira Data Center) ----------------------
+
+PAT = "pat-never-show-me-0123456789"
+
+
+def authorizations(fake: FakeJira) -> set[str]:
+    return {call.authorization for call in fake.calls()}
+
+
+@pytest.fixture
+def data_center(jira: FakeJira, settings: Any) -> FakeJira:
+    """The fake Jira takes the personal access token; ETL Monitor signs in with JIRA_AUTH=token."""
+    jira.personal_access_token = PAT
+    settings.JIRA_AUTH = "token"
+    settings.JIRA_USERNAME = settings.JIRA_API_TOKEN = ""
+    return jira
+
+
+def test_basic_sign_in_sends_the_email_and_the_api_token(jira: FakeJira, open_incident):
+    incident = open_incident()
+
+    assert the_create(incident).status == DeliveryStatus.SENT
+    assert authorizations(jira) == {"Basic " + base64.b64encode(b"bot@example.com:jira-token").decode()}
+
+
+def test_a_personal_access_token_is_sent_as_a_bearer_token(data_center: FakeJira, open_incident, settings, caplog):
+    settings.JIRA_PERSONAL_ACCESS_TOKEN = PAT
+    caplog.set_level(logging.DEBUG)
+
+    incident = open_incident()
+
+    assert the_create(incident).status == DeliveryStatus.SENT and len(data_center.created()) == 1
+    assert authorizations(data_center) == {f"Bearer {PAT}"}
+    assert PAT not in caplog.text
+
+
+def test_the_jira_channel_holds_the_token_encrypted_write_only_and_before_the_environment(
+    data_center: FakeJira, open_incident, settings, admin_user
+):
+    settings.JIRA_PERSONAL_ACCESS_TOKEN = "an-older-token"
+    channel = Channel.objects.get(name="jira")
+    client = Client()
+    client.force_login(admin_user)
+    saved = client.post(
+        f"/admin/integrations/channel/{channel.pk}/change/",
+        {"name": "jira", "kind": "JIRA", "enabled": "on", "url": "", "secret": PAT},
+    )
+    assert saved.status_code == 302
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT secret FROM integrations_channel WHERE id = %s", [channel.pk])
+        [stored] = cursor.fetchone()
+    assert stored and PAT not in stored  # encrypted at rest
+
+    incident = open_incident()
+
+    assert the_create(incident).status == DeliveryStatus.SENT
+    assert authorizations(data_center) == {f"Bearer {PAT}"}
+    for url in (
+        reverse("admin:integrations_jirasettings_change", args=[JiraSettings.current().pk]),
+        f"/admin/integrations/channel/{channel.pk}/change/",
+        f"/admin/integrations/channel/{channel.pk}/history/",
+    ):
+        page = client.get(url).content.decode()
+        assert PAT not in page
+    settings_page = client.get(reverse("admin:integrations_jirasettings_change", args=[JiraSettings.current().pk]))
+    assert "personal access token (Bearer) · token set (jira channel)" in settings_page.content.decode()
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    assert PAT not in api.get("/api/v1/channels/jira/").content.decode()
+
+
+def test_token_sign_in_without_a_token_says_so_and_calls_nothing(data_center: FakeJira, open_incident, admin_user):
+    missing = (
+        "not set: a personal access token for JIRA_AUTH=token (JIRA_PERSONAL_ACCESS_TOKEN or the jira channel's secret)"
+    )
+
+    assert connection_messages(admin_user) == [("error", f"configuration: {missing}")]
+    assert channel_configured(Channel.objects.get(name="jira")) == missing
+    incident = open_incident()
+
+    assert jira_deliveries(incident) == [] and data_center.calls() == []
+
+
+def test_basic_sign_in_without_its_api_token_says_so(jira: FakeJira, admin_user, settings):
+    settings.JIRA_API_TOKEN = ""
+    assert connection_messages(admin_user) == [("error", "configuration: not set: JIRA_API_TOKEN")]
+    settings.JIRA_AUTH = "bearer"
+    assert connection_messages(admin_user) == [
+        ("error", "configuration: JIRA_AUTH is 'bearer': use basic (Jira Cloud) or token (Jira Data Center)")
+    ]
+    assert jira.calls() == []
+
+
+def test_a_refused_personal_access_token_gives_up_naming_where_it_comes_from(
+    data_center: FakeJira, open_incident, settings
+):
+    settings.JIRA_PERSONAL_ACCESS_TOKEN = "revoked"
+
+    incident = open_incident()
+
+    delivery = the_create(incident)
+    assert delivery.status == DeliveryStatus.GAVE_UP
+    assert "Jira refused the credentials (401)" in delivery.last_error
+    assert (
+        "check the personal access token (JIRA_PERSONAL_ACCESS_TOKEN or the jira channel's secret)"
+        in delivery.last_error
+    )
+    assert "revoked" not in delivery.last_error
 
 
 def test_the_jira_channel_test_notification_runs_the_same_checks(jira: FakeJira, admin_user):

@@ -19,7 +19,8 @@ from etl_monitor.models import FieldProtection
 from incidents.models import EventKind, Incident
 from incidents.services import incident_acknowledge, incident_resolve
 from integrations.models import Channel, ChannelKind, Delivery, DeliveryStatus, NotificationRule, Purpose
-from integrations.notifications.outbox import channel_test, deliveries_recover, delivery_send
+from integrations.notifications.channels import channel_save
+from integrations.notifications.outbox import channel_test, deliveries_recover, delivery_retry, delivery_send
 from integrations.notifications.routing import escalations_run
 from integrations.notifications.transports import transport_for
 from loaders.models import Loader, Team
@@ -245,6 +246,48 @@ def test_a_failing_webhook_is_retried_until_it_accepts_exactly_once(
     assert len(webhook.requests) == 4 and len(webhook.accepted) == 1
     assert {request["delivery"] for request in webhook.requests} == {delivery.key_digest}  # receivers can dedupe
     assert all(request["signed"] for request in webhook.requests)
+
+
+def test_a_retry_after_the_webhook_url_is_fixed_goes_to_the_fixed_url(
+    open_incident, httpserver, webhook: WebhookReceiver, webhook_channel: Channel, admin_user
+):
+    httpserver.expect_request("/gone", method="POST").respond_with_data("no such hook", status=404)
+    channel_save(user=admin_user, data={"url": httpserver.url_for("/gone")}, channel=webhook_channel)
+    incident = open_incident()
+    delivery = delivery_of(incident, ChannelKind.WEBHOOK)
+    assert delivery.status == DeliveryStatus.GAVE_UP and delivery.last_error == "webhook: HTTP 404"
+
+    channel_save(user=admin_user, data={"url": webhook.url}, channel=Channel.objects.get(pk=webhook_channel.pk))
+    delivery_retry(user=admin_user, delivery=delivery)
+    delivery = send_again(delivery)
+
+    assert delivery.status == DeliveryStatus.SENT
+    [payload] = webhook.accepted
+    assert payload["incident"]["id"] == incident.pk
+
+
+def test_a_retry_after_the_slack_webhook_url_is_fixed_posts_to_the_fixed_url(
+    open_incident, httpserver, team: Team, admin_user
+):
+    """The incoming-webhook URL is the channel's secret: read at each attempt, never in the payload."""
+    httpserver.expect_request("/services/old", method="POST").respond_with_data("no_service", status=404)
+    httpserver.expect_request("/services/new", method="POST").respond_with_data("ok")
+    channel = Channel.objects.create(
+        name="slack-hook", kind=ChannelKind.SLACK_WEBHOOK, secret=httpserver.url_for("/services/old")
+    )
+    route_to(team, "slack-hook")
+    incident = open_incident()
+    delivery = delivery_of(incident, ChannelKind.SLACK_WEBHOOK)
+    assert delivery.status == DeliveryStatus.GAVE_UP
+
+    channel.secret = httpserver.url_for("/services/new")  # channel_save wants https://: the local server is http
+    channel.save()
+    delivery_retry(user=admin_user, delivery=delivery)
+    delivery = send_again(delivery)
+
+    assert delivery.status == DeliveryStatus.SENT
+    assert [request.path for request, _response in httpserver.log] == ["/services/old", "/services/new"]
+    assert httpserver.log[-1][0].get_json()["text"] == f"[HIGH] {incident.title}"
 
 
 def test_a_slack_incoming_webhook_posts_the_blocks(open_incident, httpserver, team: Team):

@@ -24,7 +24,7 @@ here is loaded when the app is ready) or in an integration of its own that the a
   a choice of ``Channel.kind``, so ``makemigrations`` records it);
 - ``targets(tier)``, ``render(message)`` and ``send(delivery)`` — the three every channel has;
 - where they differ from the defaults below: ``configured()``, ``check()``,
-  ``tier_problems(tier)``, ``test_target(user, tiers)``, ``send_many()``, ``find()``,
+  ``tier_problems(tier)``, ``test_target(user, tiers)``, ``prepare()``, ``send_many()``, ``find()``,
   ``recorded()``, and the class attributes (``can_update``, ``can_find``, ``unrouted``,
   ``follow_ups``, ``test_prompt``, ``test_target_missing``, ``uses_admin_mail``);
 - and its tests: the real client against a local server (``tests/integrations/``).
@@ -114,7 +114,9 @@ class Transport:
         return ""
 
     def render(self, message: Message) -> dict[str, Any]:
-        """The payload of one delivery, rendered once when it is queued (what the worker sends)."""
+        """The payload of one delivery, rendered once when it is queued: the incident's facts as
+        they were at the event. What the channel's configuration decides (its URL, token, secret;
+        Jira's project and fields) is not in it: ``send`` takes it as it is at each attempt."""
         raise NotImplementedError
 
     def send(self, delivery: Delivery) -> str:
@@ -129,6 +131,12 @@ class Transport:
             return dict(
                 zip([d.pk for d in deliveries], pool.map(lambda d: send_outcome(self.send, d), deliveries), strict=True)
             )
+
+    def prepare(self) -> None:
+        """Read what sending needs from the database, before sending (the outbox calls it in its
+        own thread; ``send`` and ``send_many`` may run in others, which touch no database). The
+        channel row itself is read fresh for every attempt; a transport that sends by other
+        settings (Jira's) reads them here, so a retry after a fix uses the fixed ones."""
 
     def find(self, delivery: Delivery) -> str | None:
         return None

@@ -44,7 +44,7 @@ class SlackWebhookTransport(Transport):
     def send(self, delivery: Delivery) -> str:
         from slack_sdk.webhook import WebhookClient
 
-        url = delivery.channel.secret
+        url = self.channel.secret  # as it is now: a retry after a fix posts to the fixed URL
         if not url:
             raise Permanent("no incoming-webhook URL set on the channel")
         payload = delivery.payload

@@ -62,11 +62,17 @@ class WebhookTransport(Transport):
             "X-ETL-Monitor-Event": delivery.payload.get("event", ""),
             "X-ETL-Monitor-Timestamp": timestamp,
         }
-        if delivery.channel.secret:
-            headers["X-ETL-Monitor-Signature"] = webhook_signature(delivery.channel.secret, timestamp, body)
+        if self.channel.secret:
+            headers["X-ETL-Monitor-Signature"] = webhook_signature(self.channel.secret, timestamp, body)
         try:
             response = requests.post(
-                delivery.target, data=body, headers=headers, timeout=settings.NOTIFY_HTTP_TIMEOUT, allow_redirects=False
+                # The channel's URL as it is now (a retry after a fix goes to the fixed URL); the
+                # target is where it pointed when the delivery was queued.
+                self.channel.url or delivery.target,
+                data=body,
+                headers=headers,
+                timeout=settings.NOTIFY_HTTP_TIMEOUT,
+                allow_redirects=False,
             )
         except (TimeoutError, requests.RequestException) as exc:
             raise Transient(f"webhook unreachable: {type(exc).__name__}") from exc
