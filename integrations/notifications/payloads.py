@@ -14,6 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -21,7 +24,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from etl_monitor.protection import outbound_redact, scrub
+from etl_monitor.protection import FieldPolicy, outbound_redact, policy_for, scrub
 from incidents.models import EventKind, Incident, IncidentEvent
 from integrations.models import Purpose
 
@@ -62,15 +65,33 @@ def _when(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
+# The outbound protection policy of loaders, read once for a batch of messages (payloads_batch).
+_batch_policy: ContextVar[FieldPolicy | None] = ContextVar("batch_policy", default=None)
+
+
+@contextmanager
+def payloads_batch() -> Iterator[None]:
+    """Render a batch of messages (a storm's deliveries) with the field protection read once:
+    the messages rendered inside see the same rules, as one transaction would."""
+    token = _batch_policy.set(policy_for(None, "loaders.loader"))
+    try:
+        yield
+    finally:
+        _batch_policy.reset(token)
+
+
+def _loader_redact(data: dict[str, Any]) -> dict[str, Any]:
+    policy = _batch_policy.get()
+    return policy.redact(data) if policy is not None else outbound_redact("loaders.loader", data)
+
+
 def incident_context(incident: Incident) -> dict[str, Any]:
     """What every message says about an incident; protected loader fields never leave."""
     loader = incident.loader
     service = incident.subject
     owner = ""
     if loader is not None:
-        shown = outbound_redact(
-            "loaders.loader", {"name": loader.name, "owner": loader.owner.name if loader.owner_id else ""}
-        )
+        shown = _loader_redact({"name": loader.name, "owner": loader.owner.name if loader.owner_id else ""})
         service = f"{loader.loader_code} — {shown.get('name')}" if shown.get("name") else loader.loader_code
         owner = shown.get("owner") or ""
     metrics = {k: v for k, v in (incident.metrics or {}).items() if isinstance(v, (int, float, str)) and k != "error"}
