@@ -367,7 +367,7 @@ def _rule_decide(
                 refires.append(_Refire(rule, m, incident_id, report, len(report.decisions)))
                 report.decisions.append(Decision(rule.name, m.subject, m.value, True, "refired", incident_id))
                 continue
-        if breached and m.subject not in active:
+        if breached and m.subject not in active and settings.INCIDENT_OPEN_CHUNK_SIZE > 0:
             # Most likely a new incident: opened with the others of the batch (a storm costs a
             # few statements per chunk, not a few per incident); decided in _opens_apply.
             opening.append((m, len(report.decisions)))
