@@ -451,14 +451,32 @@ def _opens_write(
     now: dt.datetime,
     report: EvaluationReport,
 ) -> None:
-    """Open the incidents of ``opened`` at once: silences matched for all, one insert, the states'
-    transitions in one UPDATE, the timeline in one insert (announced once, as a list: routing
-    writes the deliveries for all). Should one of them have opened meanwhile (the fingerprint's
-    partial unique index refuses the insert), each takes the one-by-one path: that one fires again."""
+    """Open the incidents of ``opened`` at once (``incidents_open``) and write the states'
+    transitions in one UPDATE. Should one of them have opened meanwhile (the fingerprint's partial
+    unique index refuses the insert), each takes the one-by-one path: that one fires again."""
     incidents = [
-        _incident_stamp(_incident_build(rule, m), fingerprint_of(rule, m.subject), _snapshot(rule, m), now)
+        incident_stamp(_incident_build(rule, m), fingerprint_of(rule, m.subject), _snapshot(rule, m), now)
         for m, _index, _state in opened
     ]
+    actions = incidents_open(incidents, [m.value for m, _index, _state in opened], now)
+    if actions is None:
+        for m, index, state in opened:
+            with transaction.atomic():
+                incident, action = _fire(rule, m, now, state, known_inactive=False)
+            report.decisions[index] = Decision(rule.name, m.subject, m.value, True, action, incident.pk)
+        return
+    for (m, index, state), incident, action in zip(opened, incidents, actions, strict=True):
+        _transition_add(state, now)
+        report.decisions[index] = Decision(rule.name, m.subject, m.value, True, action, incident.pk)
+    _transitions_write([state for _m, _index, state in opened])
+
+
+def incidents_open(incidents: list[Incident], values: list[float | None], now: dt.datetime) -> list[str] | None:
+    """Open new incidents at once (built and stamped, ``incident_stamp``), as ``incident_fire``
+    opens each: silences matched for all, one insert, the timeline in one insert (OPENED, and
+    SUPPRESSED for the silenced), announced once as a list so routing writes the deliveries of all.
+    Returns each one's action, or None when the fingerprint's partial unique index refused the
+    insert (one opened meanwhile): nothing was written, the caller takes the one-by-one path."""
     silences = silences_matching(incidents, now)
     for incident, silence in zip(incidents, silences, strict=True):
         incident.suppressed = silence is not None
@@ -466,22 +484,18 @@ def _opens_write(
         with transaction.atomic():
             Incident.objects.bulk_create(incidents)
     except IntegrityError:
-        for m, index, state in opened:
-            with transaction.atomic():
-                incident, action = _fire(rule, m, now, state, known_inactive=False)
-            report.decisions[index] = Decision(rule.name, m.subject, m.value, True, action, incident.pk)
-        return
+        return None
     entries: list[tuple[Incident, str, str, dict[str, Any]]] = []
-    for (m, index, state), incident, silence in zip(opened, incidents, silences, strict=True):
-        _transition_add(state, now)
-        entries.append((incident, EventKind.OPENED, incident.description, {"value": m.value}))
-        action = "opened"
-        if silence is not None:
+    actions = []
+    for incident, value, silence in zip(incidents, values, silences, strict=True):
+        entries.append((incident, EventKind.OPENED, incident.description, {"value": value}))
+        if silence is None:
+            actions.append("opened")
+        else:
             entries.append((incident, EventKind.SUPPRESSED, f"Silenced by {silence}", {"silence": silence.pk}))
-            action = "opened (suppressed)"
-        report.decisions[index] = Decision(rule.name, m.subject, m.value, True, action, incident.pk)
-    _transitions_write([state for _m, _index, state in opened])
+            actions.append("opened (suppressed)")
     events_record_bulk(entries, at=now)
+    return actions
 
 
 def _transitions_write(states: list[RuleSubjectState]) -> None:
@@ -605,7 +619,7 @@ def _fire(
 
 
 def _incident_build(rule: DetectionRule, m: Measurement) -> Incident:
-    """The incident a rule's breach of subject ``m.subject`` opens (before ``_incident_stamp``)."""
+    """The incident a rule's breach of subject ``m.subject`` opens (before ``incident_stamp``)."""
     message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
     return Incident(
         title=message[:300],
@@ -620,7 +634,7 @@ def _incident_build(rule: DetectionRule, m: Measurement) -> Incident:
     )
 
 
-def _incident_stamp(incident: Incident, fingerprint: str, snapshot: dict[str, Any], now: dt.datetime) -> Incident:
+def incident_stamp(incident: Incident, fingerprint: str, snapshot: dict[str, Any], now: dt.datetime) -> Incident:
     """What every new incident gets as it opens: its fingerprint, times and first metrics."""
     incident.fingerprint = fingerprint
     incident.first_seen = incident.last_seen = incident.timeline_at = now
@@ -697,7 +711,7 @@ def incident_fire(
             )
             return recent, "reopened (suppressed)"
         return recent, "reopened"
-    incident = _incident_stamp(build(), fingerprint, snapshot, now)
+    incident = incident_stamp(build(), fingerprint, snapshot, now)
     try:
         with transaction.atomic():
             incident.save()
