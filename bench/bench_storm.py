@@ -12,10 +12,14 @@ timeline and two deliveries each, and commits; the commit queues the sends on Re
 worker runs: only the opening is measured). Two cases: 1,000 subjects breaching one rule,
 and 3 rules × 400 subjects evaluated in one batch. Reported: seconds from the claim to the
 commit, queries in the batch and per incident. Each case runs on fresh tables.
+
+Alertmanager: one webhook post of ALERTMANAGER_MAX_ALERTS (200) new critical alerts through
+Django's test client (authentication, parsing, opening and routing, commit): seconds and queries.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 from common import broker_use_and_purge, failing_loaders_drop, failing_loaders_seed
@@ -57,8 +61,9 @@ def _clean(rule_ids: list[int]) -> None:
     failing_loaders_drop("STM", "bench-storm")
 
 
-def _storm(rules: int, subjects: int) -> tuple[int, int, int, float]:
-    """(incidents, deliveries, queries, seconds) of one batch opening every incident."""
+def _storm(rules: int, subjects: int) -> tuple[int, int, int, float, float]:
+    """(incidents, deliveries, queries, seconds, CPU seconds of this process) of one batch opening
+    every incident."""
     rule_ids = _seed(rules, subjects)
     queries = 0
 
@@ -69,13 +74,66 @@ def _storm(rules: int, subjects: int) -> tuple[int, int, int, float]:
 
     try:
         with connection.execute_wrapper(counting):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             rules_evaluate_claimed(rule_ids=rule_ids, now=timezone.now())  # claims, opens, routes, commits
-            seconds = time.perf_counter() - started
-        return Incident.objects.count(), Delivery.objects.count(), queries, seconds
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return Incident.objects.count(), Delivery.objects.count(), queries, seconds, cpu
     finally:
         broker_use_and_purge()  # nothing is sent: drop the queued sends
         _clean(rule_ids)
+
+
+def _alertmanager() -> tuple[int, int, int, float, float]:
+    """(incidents, deliveries, queries, seconds, CPU seconds) of one Alertmanager post of the cap."""
+    from django.test import Client
+
+    token = "bench-am-token"
+    settings.ALERTMANAGER_WEBHOOK_TOKEN = token
+    count = settings.ALERTMANAGER_MAX_ALERTS
+    body = {
+        "version": "4",
+        "groupKey": "{}:{}",
+        "status": "firing",
+        "receiver": "etl-monitor",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": "ProbeFailure",
+                    "instance": f"https://shop-{n}.example.org",
+                    "severity": "critical",
+                },
+                "annotations": {"summary": "Shop probe failing"},
+                "startsAt": "2026-05-04T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": f"{n:016x}",
+            }
+            for n in range(count)
+        ],
+    }
+    data = json.dumps(body).encode()
+    queries = 0
+
+    def counting(execute, sql, params, many, context):
+        nonlocal queries
+        queries += 1
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(counting):
+            started, cpu = time.perf_counter(), time.process_time()
+            response = Client().post(
+                "/integrations/alertmanager/webhook/",
+                data=data,
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        assert response.status_code == 200, response.content[:300]
+        return Incident.objects.count(), Delivery.objects.count(), queries, seconds, cpu
+    finally:
+        broker_use_and_purge()
+        _clean([])
 
 
 def main() -> list[str]:
@@ -86,14 +144,16 @@ def main() -> list[str]:
     signals_partitions_ensure(days_before=1, days_ahead=2)
     broker_use_and_purge()  # the commit queues the sends on Redis, as in production
     print(f"Incident storm, PostgreSQL; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print("| rules × subjects | incidents | deliveries | queries | queries / incident | seconds |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| rules × subjects | incidents | deliveries | queries | queries / incident | seconds | CPU s (this process) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     missed = []
     for rules, subjects in CASES:
-        incidents, deliveries, queries, seconds = _storm(rules, subjects)
+        incidents, deliveries, queries, seconds, cpu = _storm(rules, subjects)
         print(
             f"| {rules} × {subjects:,} | {incidents:,} | {deliveries:,} | {queries:,} "
-            f"| {queries / max(incidents, 1):.2f} | {seconds:.2f} s |",
+            f"| {queries / max(incidents, 1):.2f} | {seconds:.2f} s | {cpu:.2f} s |",
             flush=True,
         )
         if incidents != rules * subjects or deliveries != 2 * incidents:
@@ -103,4 +163,12 @@ def main() -> list[str]:
                 f"storm: {incidents:,} incidents opened and routed in {seconds:.2f} s "
                 f"(target ≤ {MAX_SECONDS} s per 1,000)"
             )
+    incidents, deliveries, queries, seconds, cpu = _alertmanager()
+    print(
+        f"| Alertmanager post of {settings.ALERTMANAGER_MAX_ALERTS} alerts | {incidents:,} | {deliveries:,} "
+        f"| {queries:,} | {queries / max(incidents, 1):.2f} | {seconds:.2f} s | {cpu:.2f} s |",
+        flush=True,
+    )
+    if incidents != settings.ALERTMANAGER_MAX_ALERTS:
+        missed.append(f"storm: an Alertmanager post of {settings.ALERTMANAGER_MAX_ALERTS} opened {incidents}")
     return missed

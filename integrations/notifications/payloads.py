@@ -65,24 +65,30 @@ def _when(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
-# The outbound protection policy of loaders, read once for a batch of messages (payloads_batch).
-_batch_policy: ContextVar[FieldPolicy | None] = ContextVar("batch_policy", default=None)
+@dataclass
+class _Batch:
+    policy: FieldPolicy  # the outbound protection of loaders
+    contexts: dict[int, dict[str, Any]]  # each incident's context, by its pk
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("payloads_batch", default=None)
 
 
 @contextmanager
 def payloads_batch() -> Iterator[None]:
-    """Render a batch of messages (a storm's deliveries) with the field protection read once:
-    the messages rendered inside see the same rules, as one transaction would."""
-    token = _batch_policy.set(policy_for(None, "loaders.loader"))
+    """Render a batch of messages (a storm's new incidents, each told on several channels) with
+    the field protection read once and each incident's context made once: the incidents do not
+    change while their messages are rendered, as in one transaction."""
+    token = _batch.set(_Batch(policy_for(None, "loaders.loader"), {}))
     try:
         yield
     finally:
-        _batch_policy.reset(token)
+        _batch.reset(token)
 
 
 def _loader_redact(data: dict[str, Any]) -> dict[str, Any]:
-    policy = _batch_policy.get()
-    return policy.redact(data) if policy is not None else outbound_redact("loaders.loader", data)
+    batch = _batch.get()
+    return batch.policy.redact(data) if batch is not None else outbound_redact("loaders.loader", data)
 
 
 def incident_context(incident: Incident) -> dict[str, Any]:
@@ -164,7 +170,12 @@ class Message:
     def context(self) -> dict[str, Any]:
         if self.incident is None:
             return {"title": "Test notification", "severity": "LOW"}
-        return incident_context(self.incident)
+        batch = _batch.get()
+        if batch is None:
+            return incident_context(self.incident)
+        if self.incident.pk not in batch.contexts:
+            batch.contexts[self.incident.pk] = incident_context(self.incident)
+        return batch.contexts[self.incident.pk]
 
     @property
     def headline(self) -> str:
