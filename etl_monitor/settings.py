@@ -341,6 +341,10 @@ INCIDENT_FLAP_WINDOW_SECONDS = env.int("INCIDENT_FLAP_WINDOW_SECONDS", default=3
 INCIDENT_REFIRE_EVENT_SECONDS = env.int("INCIDENT_REFIRE_EVENT_SECONDS", default=300)
 # Rules evaluated together by one task (they share their reads and writes; 1 = a task per rule).
 DETECTION_BATCH_SIZE = env.int("DETECTION_BATCH_SIZE", default=50)
+# New incidents a rule opens at once (a storm) are written in chunks of this many: one atomic block
+# and a handful of statements per chunk (states, incidents, silences, timeline, deliveries). 0 = each
+# incident on its own path (a few dozen statements each), as before the bulk path.
+INCIDENT_OPEN_CHUNK_SIZE = env.int("INCIDENT_OPEN_CHUNK_SIZE", default=500)
 # A detection task not started within this time is dropped (the tick or the cycle enqueues it again).
 DETECTION_TASK_EXPIRES_SECONDS = env.int("DETECTION_TASK_EXPIRES_SECONDS", default=120)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,10 +24,11 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, JSONField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput
-from incidents.events import event_record
+from incidents.events import event_record, events_record_bulk
 from incidents.kinds import Measurement, SourceUnavailable, kind_get, kinds_all, source_cycle
 from incidents.models import (
     ACTIVE_STATUSES,
@@ -38,7 +40,7 @@ from incidents.models import (
     RuleSubjectState,
     Scope,
 )
-from incidents.silences import silence_matching
+from incidents.silences import silence_matching, silences_matching
 from loaders.models import Loader
 
 logger = logging.getLogger(__name__)
@@ -347,6 +349,7 @@ def _rule_decide(
         return quiet and subject not in active
 
     seen = set()
+    opening: list[tuple[Measurement, int]] = []  # (measurement, index of its decision in the report)
     for m in measurements:
         seen.add(m.subject)
         breached = m.breached if m.breached is not None else compare(m.value, rule.operator, rule.threshold)
@@ -364,8 +367,15 @@ def _rule_decide(
                 refires.append(_Refire(rule, m, incident_id, report, len(report.decisions)))
                 report.decisions.append(Decision(rule.name, m.subject, m.value, True, "refired", incident_id))
                 continue
+        if breached and m.subject not in active and settings.INCIDENT_OPEN_CHUNK_SIZE > 0:
+            # Most likely a new incident: opened with the others of the batch (a storm costs a
+            # few statements per chunk, not a few per incident); decided in _opens_apply.
+            opening.append((m, len(report.decisions)))
+            report.decisions.append(Decision(rule.name, m.subject, m.value, True, "pending"))
+            continue
         with transaction.atomic():
             report.decisions.append(_decide(rule, m, breached, now))
+    _opens_apply(rule, opening, now, report)
     # Subjects that fired before but produced no measurement now are clear (no data, no breach).
     codes = None
     if loader_id is not None:
@@ -377,6 +387,124 @@ def _rule_decide(
             continue  # the fast path only speaks for its own loader
         with transaction.atomic():
             report.decisions.append(_decide(rule, Measurement(subject=subject, value=None), False, now))
+
+
+def _opens_apply(
+    rule: DetectionRule, opening: list[tuple[Measurement, int]], now: dt.datetime, report: EvaluationReport
+) -> None:
+    """Decide the breaches of subjects without an open incident in chunks of
+    INCIDENT_OPEN_CHUNK_SIZE, each in an atomic block of its own (a savepoint when the batch is
+    claimed): the decisions are those ``_decide`` makes one by one, with one statement per step
+    per chunk. Subjects whose incident is active or recently resolved (fire again, reopen) take
+    the one-by-one path."""
+    size = max(1, settings.INCIDENT_OPEN_CHUNK_SIZE)
+    for start in range(0, len(opening), size):
+        with transaction.atomic():
+            _opens_chunk(rule, opening[start : start + size], now, report)
+
+
+def _opens_chunk(
+    rule: DetectionRule, chunk: list[tuple[Measurement, int]], now: dt.datetime, report: EvaluationReport
+) -> None:
+    subjects = [m.subject for m, _index in chunk]
+    RuleSubjectState.objects.bulk_create(
+        [RuleSubjectState(rule=rule, subject=subject) for subject in subjects], ignore_conflicts=True
+    )
+    states = {
+        state.subject: state
+        for state in RuleSubjectState.objects.select_for_update().filter(rule=rule, subject__in=subjects)
+    }
+    reopen_after = now - dt.timedelta(seconds=settings.INCIDENT_REOPEN_SECONDS)
+    known = set(
+        Incident.objects.filter(fingerprint__in=[fingerprint_of(rule, subject) for subject in subjects])
+        .filter(Q(status__in=ACTIVE_STATUSES) | Q(status=IncidentStatus.RESOLVED, resolved_at__gte=reopen_after))
+        .values_list("fingerprint", flat=True)
+    )
+    changed: list[RuleSubjectState] = []
+    opened: list[tuple[Measurement, int, RuleSubjectState]] = []
+    for m, index in chunk:
+        if fingerprint_of(rule, m.subject) in known:  # fires again or reopens: the one-by-one path
+            with transaction.atomic():
+                report.decisions[index] = _decide(rule, m, True, now)
+            continue
+        state = states[m.subject]
+        if state.consecutive_breaches < rule.open_after or state.clear_since is not None:
+            state.consecutive_breaches = min(state.consecutive_breaches + 1, rule.open_after)
+            state.clear_since = None
+            changed.append(state)
+        if state.consecutive_breaches < rule.open_after:
+            note = f"breach {state.consecutive_breaches} of {rule.open_after} needed"
+            report.decisions[index] = Decision(rule.name, m.subject, m.value, True, "pending", note=note)
+        else:
+            opened.append((m, index, state))
+    # One UPDATE: every changed state counts one more breach (up to open_after) and is no longer clear.
+    RuleSubjectState.objects.filter(pk__in=[state.pk for state in changed]).update(
+        consecutive_breaches=Least(F("consecutive_breaches") + 1, Value(rule.open_after)), clear_since=None
+    )
+    if opened:
+        _opens_write(rule, opened, now, report)
+
+
+def _opens_write(
+    rule: DetectionRule,
+    opened: list[tuple[Measurement, int, RuleSubjectState]],
+    now: dt.datetime,
+    report: EvaluationReport,
+) -> None:
+    """Open the incidents of ``opened`` at once (``incidents_open``) and write the states'
+    transitions in one UPDATE. Should one of them have opened meanwhile (the fingerprint's partial
+    unique index refuses the insert), each takes the one-by-one path: that one fires again."""
+    incidents = [
+        incident_stamp(_incident_build(rule, m), fingerprint_of(rule, m.subject), _snapshot(rule, m), now)
+        for m, _index, _state in opened
+    ]
+    actions = incidents_open(incidents, [m.value for m, _index, _state in opened], now)
+    if actions is None:
+        for m, index, state in opened:
+            with transaction.atomic():
+                incident, action = _fire(rule, m, now, state, known_inactive=False)
+            report.decisions[index] = Decision(rule.name, m.subject, m.value, True, action, incident.pk)
+        return
+    for (m, index, state), incident, action in zip(opened, incidents, actions, strict=True):
+        _transition_add(state, now)
+        report.decisions[index] = Decision(rule.name, m.subject, m.value, True, action, incident.pk)
+    _transitions_write([state for _m, _index, state in opened])
+
+
+def incidents_open(incidents: list[Incident], values: list[float | None], now: dt.datetime) -> list[str] | None:
+    """Open new incidents at once (built and stamped, ``incident_stamp``), as ``incident_fire``
+    opens each: silences matched for all, one insert, the timeline in one insert (OPENED, and
+    SUPPRESSED for the silenced), announced once as a list so routing writes the deliveries of all.
+    Returns each one's action, or None when the fingerprint's partial unique index refused the
+    insert (one opened meanwhile): nothing was written, the caller takes the one-by-one path."""
+    silences = silences_matching(incidents, now)
+    for incident, silence in zip(incidents, silences, strict=True):
+        incident.suppressed = silence is not None
+    try:
+        with transaction.atomic():
+            Incident.objects.bulk_create(incidents)
+    except IntegrityError:
+        return None
+    entries: list[tuple[Incident, str, str, dict[str, Any]]] = []
+    actions = []
+    for incident, value, silence in zip(incidents, values, silences, strict=True):
+        entries.append((incident, EventKind.OPENED, incident.description, {"value": value}))
+        if silence is None:
+            actions.append("opened")
+        else:
+            entries.append((incident, EventKind.SUPPRESSED, f"Silenced by {silence}", {"silence": silence.pk}))
+            actions.append("opened (suppressed)")
+    events_record_bulk(entries, at=now)
+    return actions
+
+
+def _transitions_write(states: list[RuleSubjectState]) -> None:
+    """Save the states' transitions: one UPDATE per distinct list (the states of a storm share theirs)."""
+    groups: dict[str, list[int]] = {}
+    for state in states:
+        groups.setdefault(json.dumps(state.transitions), []).append(state.pk)
+    for transitions, ids in groups.items():
+        RuleSubjectState.objects.filter(pk__in=ids).update(transitions=json.loads(transitions))
 
 
 def _refires_apply(refires: list[_Refire], now: dt.datetime) -> None:
@@ -460,11 +588,17 @@ def _snapshot(rule: DetectionRule, m: Measurement) -> dict[str, Any]:
 
 
 def _record_transition(state: RuleSubjectState, now: dt.datetime) -> int:
+    flips = _transition_add(state, now)
+    state.save(update_fields=["transitions"])
+    return flips
+
+
+def _transition_add(state: RuleSubjectState, now: dt.datetime) -> int:
+    """Note an open/resolve change on the (unsaved) state; the changes within the flap window."""
     window = dt.timedelta(seconds=settings.INCIDENT_FLAP_WINDOW_SECONDS)
     recent = [t for t in state.transitions if dt.datetime.fromisoformat(t) > now - window]
     recent.append(now.isoformat())
     state.transitions = recent[-50:]
-    state.save(update_fields=["transitions"])
     return len(recent)
 
 
@@ -473,29 +607,39 @@ def _fire(
 ) -> tuple[Incident, str]:
     """Open, fire again, or reopen the incident of (rule, subject); ``state`` is the subject's (locked)."""
 
-    def build() -> Incident:
-        message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
-        return Incident(
-            title=message[:300],
-            description=message,
-            severity=rule.severity,
-            category=rule.rule_type,
-            rule=rule,
-            loader_id=m.loader_id,
-            subject=m.subject[:300],
-            suggestion=render(rule.suggestion, rule, m),
-            correlation_id=m.correlation_id[:100],
-        )
-
     return incident_fire(
         fingerprint=fingerprint_of(rule, m.subject),
         snapshot=_snapshot(rule, m),
         value=m.value,
         now=now,
-        build=build,
+        build=lambda: _incident_build(rule, m),
         state_get=lambda: state,
         known_inactive=known_inactive,
     )
+
+
+def _incident_build(rule: DetectionRule, m: Measurement) -> Incident:
+    """The incident a rule's breach of subject ``m.subject`` opens (before ``incident_stamp``)."""
+    message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
+    return Incident(
+        title=message[:300],
+        description=message,
+        severity=rule.severity,
+        category=rule.rule_type,
+        rule=rule,
+        loader_id=m.loader_id,
+        subject=m.subject[:300],
+        suggestion=render(rule.suggestion, rule, m),
+        correlation_id=m.correlation_id[:100],
+    )
+
+
+def incident_stamp(incident: Incident, fingerprint: str, snapshot: dict[str, Any], now: dt.datetime) -> Incident:
+    """What every new incident gets as it opens: its fingerprint, times and first metrics."""
+    incident.fingerprint = fingerprint
+    incident.first_seen = incident.last_seen = incident.timeline_at = now
+    incident.metrics = snapshot
+    return incident
 
 
 def incident_fire(
@@ -567,10 +711,7 @@ def incident_fire(
             )
             return recent, "reopened (suppressed)"
         return recent, "reopened"
-    incident = build()
-    incident.fingerprint = fingerprint
-    incident.first_seen = incident.last_seen = incident.timeline_at = now
-    incident.metrics = snapshot
+    incident = incident_stamp(build(), fingerprint, snapshot, now)
     try:
         with transaction.atomic():
             incident.save()

@@ -9,7 +9,10 @@ and ``event``:
   own rows atomically with it, and one that raises rolls the entry back with the change it belongs
   to. Its receivers today, both connected in ``integrations/apps.py``: notifications
   (``integrations.notifications.routing.on_incident_event``) and Jira
-  (``integrations.jira.on_incident_event``), each subscribing for itself.
+  (``integrations.jira.on_incident_event``), each subscribing for itself. Entries written in bulk
+  (``events_record_bulk``: a detection batch opening many incidents, deliveries marked sent) are
+  announced once, as a list, with ``incident_events_recorded`` (``events``); the same two modules
+  subscribe to it (``on_incident_events``).
 - ``incident_event``, once that transaction has committed (``send_robust``: a failing receiver is
   logged, the others still run). Nothing in this codebase subscribes to it: it is the hook
   documented for a deployment's own code (docs/incidents.md, "For developers: the incident hooks").
@@ -34,6 +37,9 @@ incident_event = DjangoSignal()
 # Sent inside the transaction that records ``event``: receivers write their own rows (the
 # notification outbox) atomically with it. A receiver that raises rolls the event back with it.
 incident_event_recorded = DjangoSignal()
+# The same for a batch (``events``, a list, in the order written), sent once by ``events_record_bulk``:
+# receivers handle the batch in a few queries (a detection storm opens hundreds of incidents).
+incident_events_recorded = DjangoSignal()
 
 
 def event_record(
@@ -60,18 +66,27 @@ def event_record(
     return event
 
 
-def events_record_bulk(entries: list[tuple[int, str, str, dict[str, Any]]], *, at: dt.datetime) -> list[IncidentEvent]:
-    """Add many timeline entries in one insert: (incident id, kind, message, data) each.
-    The same hooks run as for one entry (recorded now, published after commit)."""
+def events_record_bulk(
+    entries: list[tuple[Incident | int, str, str, dict[str, Any]]], *, at: dt.datetime
+) -> list[IncidentEvent]:
+    """Add many timeline entries in one insert: (incident or its id, kind, message, data) each, in
+    that order. Announced once for them all: ``incident_events_recorded`` with the list (inside
+    the transaction), then ``incident_event`` for each entry after commit."""
     events = IncidentEvent.objects.bulk_create(
         [
-            IncidentEvent(incident_id=pk, kind=kind, at=at, message=message, data=data)
-            for pk, kind, message, data in entries
+            IncidentEvent(
+                **({"incident": incident} if isinstance(incident, Incident) else {"incident_id": incident}),
+                kind=kind,
+                at=at,
+                message=message,
+                data=data,
+            )
+            for incident, kind, message, data in entries
         ]
     )
     transaction.on_commit(lambda: [_publish(event) for event in events])
-    for event in events:
-        incident_event_recorded.send(sender=Incident, event=event)
+    if events:
+        incident_events_recorded.send(sender=Incident, events=events)
     return events
 
 

@@ -19,6 +19,7 @@ from django.db.models import Q
 from etl_monitor.errors import InvalidInput, model_validate
 from etl_monitor.permissions import permission_require
 from incidents.models import Incident, Silence
+from loaders.models import Loader
 
 SILENCE_FIELDS = (
     "loader",
@@ -59,23 +60,35 @@ def silence_is_active(silence: Silence, at: dt.datetime) -> bool:
 def silence_matching(incident: Incident, at: dt.datetime) -> Silence | None:
     """The first silence active at ``at`` whose matchers (loader, tag, owner, rule, severity) all fit
     the incident, or None."""
-    loader = incident.loader
+    return silences_matching([incident], at)[0]
+
+
+def silences_matching(incidents: list[Incident], at: dt.datetime) -> list[Silence | None]:
+    """``silence_matching`` of each incident, for a batch at once: the candidate silences, the
+    loaders' owners and (when a silence matches on a tag) their tags are read once."""
     candidates = Silence.objects.filter(Q(until__isnull=True) | Q(until__gte=at - dt.timedelta(days=1)))
-    candidates = candidates.filter(Q(loader__isnull=True) | Q(loader=loader))
-    candidates = candidates.filter(Q(rule__isnull=True) | Q(rule_id=incident.rule_id))
-    candidates = candidates.filter(Q(severity="") | Q(severity=incident.severity))
-    tag_ids: set[int] | None = None  # read only when a silence matches on a tag
-    for silence in candidates.filter(starts_at__lte=at):
-        if silence.tag_id is not None:
-            if tag_ids is None:
-                tag_ids = set(loader.tags.values_list("pk", flat=True)) if loader else set()
-            if silence.tag_id not in tag_ids:
-                continue
-        if silence.owner_id is not None and (loader is None or loader.owner_id != silence.owner_id):
-            continue
-        if silence_is_active(silence, at):
-            return silence
-    return None
+    active = [silence for silence in candidates.filter(starts_at__lte=at) if silence_is_active(silence, at)]
+    if not active:
+        return [None] * len(incidents)
+    loader_ids = {incident.loader_id for incident in incidents if incident.loader_id is not None}
+    owners = dict(Loader.objects.filter(pk__in=loader_ids).values_list("pk", "owner_id"))
+    tags: dict[int, set[int]] = {}
+    if any(silence.tag_id is not None for silence in active):
+        links = Loader.tags.through.objects.filter(loader_id__in=loader_ids).values_list("loader_id", "tag_id")
+        for loader_id, tag_id in links:
+            tags.setdefault(loader_id, set()).add(tag_id)
+
+    def fits(silence: Silence, incident: Incident) -> bool:
+        loader_id = incident.loader_id
+        return (
+            silence.loader_id in (None, loader_id)
+            and silence.rule_id in (None, incident.rule_id)
+            and silence.severity in ("", incident.severity)
+            and (silence.tag_id is None or silence.tag_id in tags.get(loader_id, ()))
+            and (silence.owner_id is None or (loader_id is not None and owners.get(loader_id) == silence.owner_id))
+        )
+
+    return [next((silence for silence in active if fits(silence, incident)), None) for incident in incidents]
 
 
 @transaction.atomic

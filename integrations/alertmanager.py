@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput
-from incidents.detection import incident_fire, incident_resolve_auto
+from incidents.detection import incident_fire, incident_resolve_auto, incident_stamp, incidents_open
 from incidents.models import ACTIVE_STATUSES, Incident, RuleType
 from integrations.text import control_strip, one_line
 from loaders.models import Loader, Severity
@@ -247,8 +247,10 @@ def alerts_apply(alerts: list[Alert], *, now: dt.datetime | None = None) -> dict
     results = []
     with transaction.atomic():
         _serialize(alert.incident_fingerprint for alert in alerts)
-        for alert in alerts:
-            incident, action = _alert_apply(alert, now, loaders.get(alert.labels.get("loader_code", "")))
+        applied = _opens_apply(alerts, now, loaders)
+        for index, alert in enumerate(alerts):
+            loader = loaders.get(alert.labels.get("loader_code", ""))
+            incident, action = applied[index] if index in applied else _alert_apply(alert, now, loader)
             results.append(
                 {
                     "fingerprint": alert.fingerprint,
@@ -262,6 +264,42 @@ def alerts_apply(alerts: list[Alert], *, now: dt.datetime | None = None) -> dict
     return {"counts": counts, "alerts": results}
 
 
+def _opens_apply(alerts: list[Alert], now: dt.datetime, loaders: dict[str, Loader]) -> dict[int, tuple[Incident, str]]:
+    """Open at once the incidents of the firing alerts whose fingerprint has no incident yet (and
+    appears once in the post), in chunks of INCIDENT_OPEN_CHUNK_SIZE: what ``incident_fire`` does
+    for each, in a few statements per chunk. The rest (and all of a chunk whose insert met an
+    incident opened meanwhile) take the one-by-one path. Each opened alert's (incident, action)
+    by its index in ``alerts``."""
+    size = settings.INCIDENT_OPEN_CHUNK_SIZE
+    if size <= 0:
+        return {}
+    seen = Counter(alert.incident_fingerprint for alert in alerts)
+    known = set(Incident.objects.filter(fingerprint__in=list(seen)).values_list("fingerprint", flat=True))
+    fresh = [
+        index
+        for index, alert in enumerate(alerts)
+        if alert.status != "resolved"
+        and seen[alert.incident_fingerprint] == 1
+        and alert.incident_fingerprint not in known
+    ]
+    applied: dict[int, tuple[Incident, str]] = {}
+    for start in range(0, len(fresh), size):
+        chunk = fresh[start : start + size]
+        incidents = [
+            incident_stamp(
+                incident_build(alerts[i], loaders.get(alerts[i].labels.get("loader_code", ""))),
+                alerts[i].incident_fingerprint,
+                alerts[i].snapshot(),
+                now,
+            )
+            for i in chunk
+        ]
+        actions = incidents_open(incidents, [None] * len(incidents), now)
+        if actions is not None:
+            applied.update(zip(chunk, zip(incidents, actions, strict=True), strict=True))
+    return applied
+
+
 def _serialize(fingerprints: Iterable[str]) -> None:
     """Posts about the same fingerprints apply one after the other, so two identical posts at once
     neither open two incidents nor count the occurrence twice. SQLite's IMMEDIATE transactions run
@@ -269,9 +307,13 @@ def _serialize(fingerprints: Iterable[str]) -> None:
     (in a fixed order: no deadlock between posts sharing several)."""
     if connection.vendor != "postgresql":
         return
-    with connection.cursor() as cursor:
-        for fingerprint in sorted(set(fingerprints)):
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(fingerprint[:15], 16)])
+    keys = sorted({int(fingerprint[:15], 16) for fingerprint in fingerprints})
+    with connection.cursor() as cursor:  # one statement, the locks taken in the array's order
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(k, n) "
+            "ORDER BY n) AS ordered",
+            [keys],
+        )
 
 
 def _starts(incident: Incident) -> dt.datetime | None:

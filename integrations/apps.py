@@ -10,7 +10,7 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from etl_monitor.config import config_section_register
         from etl_monitor.protection import protection_register
-        from incidents.events import incident_event_recorded
+        from incidents.events import incident_event_recorded, incident_events_recorded
         from integrations import jira, tasks  # noqa: F401 — tasks: the outbox queues its tasks by name
         from integrations.config import (
             CapturesSection,
@@ -27,6 +27,9 @@ class IntegrationsConfig(AppConfig):
         # Notifications first, then Jira: each routes the entry in a savepoint of its own.
         incident_event_recorded.connect(routing.on_incident_event, dispatch_uid="integrations.notifications")
         incident_event_recorded.connect(jira.on_incident_event, dispatch_uid="integrations.jira")
+        # Entries written in bulk (a detection storm) are announced once, as a list.
+        incident_events_recorded.connect(routing.on_incident_events, dispatch_uid="integrations.notifications")
+        incident_events_recorded.connect(jira.on_incident_events, dispatch_uid="integrations.jira")
         protection_register(Channel, fields=(), secret_fields=("secret",))
         config_section_register(ChannelsSection())
         config_section_register(DataSourcesSection())

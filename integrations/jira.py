@@ -133,6 +133,15 @@ def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
         event_route_guarded(event, jira_route)
 
 
+def on_incident_events(sender: Any, events: list[IncidentEvent], **kwargs: Any) -> None:
+    """The same for entries written in bulk (``incident_events_recorded``): each in turn, none
+    while Jira is off (as ``jira_route`` would decide for each)."""
+    if jira_configured():
+        return
+    for event in events:
+        on_incident_event(sender, event)
+
+
 def jira_route(event: IncidentEvent) -> None:
     """Turn a timeline entry into a Jira delivery when the incident warrants a ticket."""
     purpose = ROUTED.get(event.kind)

@@ -14,6 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -21,7 +24,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from etl_monitor.protection import outbound_redact, scrub
+from etl_monitor.protection import FieldPolicy, outbound_redact, policy_for, scrub
 from incidents.models import EventKind, Incident, IncidentEvent
 from integrations.models import Purpose
 
@@ -62,15 +65,39 @@ def _when(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
+@dataclass
+class _Batch:
+    policy: FieldPolicy  # the outbound protection of loaders
+    contexts: dict[int, dict[str, Any]]  # each incident's context, by its pk
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("payloads_batch", default=None)
+
+
+@contextmanager
+def payloads_batch() -> Iterator[None]:
+    """Render a batch of messages (a storm's new incidents, each told on several channels) with
+    the field protection read once and each incident's context made once: the incidents do not
+    change while their messages are rendered, as in one transaction."""
+    token = _batch.set(_Batch(policy_for(None, "loaders.loader"), {}))
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+
+
+def _loader_redact(data: dict[str, Any]) -> dict[str, Any]:
+    batch = _batch.get()
+    return batch.policy.redact(data) if batch is not None else outbound_redact("loaders.loader", data)
+
+
 def incident_context(incident: Incident) -> dict[str, Any]:
     """What every message says about an incident; protected loader fields never leave."""
     loader = incident.loader
     service = incident.subject
     owner = ""
     if loader is not None:
-        shown = outbound_redact(
-            "loaders.loader", {"name": loader.name, "owner": loader.owner.name if loader.owner_id else ""}
-        )
+        shown = _loader_redact({"name": loader.name, "owner": loader.owner.name if loader.owner_id else ""})
         service = f"{loader.loader_code} — {shown.get('name')}" if shown.get("name") else loader.loader_code
         owner = shown.get("owner") or ""
     metrics = {k: v for k, v in (incident.metrics or {}).items() if isinstance(v, (int, float, str)) and k != "error"}
@@ -143,7 +170,12 @@ class Message:
     def context(self) -> dict[str, Any]:
         if self.incident is None:
             return {"title": "Test notification", "severity": "LOW"}
-        return incident_context(self.incident)
+        batch = _batch.get()
+        if batch is None:
+            return incident_context(self.incident)
+        if self.incident.pk not in batch.contexts:
+            batch.contexts[self.incident.pk] = incident_context(self.incident)
+        return batch.contexts[self.incident.pk]
 
     @property
     def headline(self) -> str:

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from etl_monitor.protection import scrub
-from incidents.events import event_record
+from incidents.events import event_record, events_record_bulk
 from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
 from integrations.models import (
     Channel,
@@ -37,8 +37,9 @@ from integrations.notifications.outbox import (
     enqueue_after_commit,
     incident_note,
 )
-from integrations.notifications.payloads import FOLLOW_UP
+from integrations.notifications.payloads import FOLLOW_UP, payloads_batch
 from integrations.notifications.transports import Transport, kinds_unrouted, transport_for
+from loaders.models import Loader
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,17 @@ def rule_for(incident: Incident) -> NotificationRule | None:
     """The notification rule of an incident: its team's, else one of its tags', else the severity's."""
     rules = list(NotificationRule.objects.filter(severity=incident.severity, enabled=True))
     loader = incident.loader
+    tag_ids = set(loader.tags.values_list("pk", flat=True)) if loader is not None else set()
+    return rule_pick(rules, loader, tag_ids)
+
+
+def rule_pick(rules: list[NotificationRule], loader: Loader | None, tag_ids: set[int]) -> NotificationRule | None:
+    """``rule_for`` over rules already read (the enabled ones of the incident's severity) and the
+    loader's tag ids."""
     if loader is not None:
         for rule in rules:
             if rule.team_id is not None and rule.team_id == loader.owner_id:
                 return rule
-        tag_ids = set(loader.tags.values_list("pk", flat=True))
         for rule in sorted(rules, key=lambda r: r.pk):
             if rule.tag_id is not None and rule.tag_id in tag_ids:
                 return rule
@@ -77,11 +84,38 @@ def _roots(incident: Incident) -> dict[tuple[int, str], Delivery]:
 
 
 def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRule, tier: int, purpose: str) -> int:
-    tiers = rule.tiers()
-    spec = tiers[min(tier, len(tiers) - 1)]
+    spec = _tier_spec(rule, tier)
     channels = {c.name: c for c in Channel.objects.filter(name__in=spec.get("channels") or [])}
     roots = _roots(incident) if purpose == Purpose.ESCALATED else {}
-    made, skipped = 0, []
+    fresh, skipped = _tier_deliveries(incident, event, spec, tier, purpose, channels, roots)
+    # A new event's deliveries are new (their keys name the event): one insert for them all.
+    for delivery in Delivery.objects.bulk_create(fresh):
+        enqueue_after_commit(delivery.pk)
+    if skipped:
+        incident_note(incident, *_skipped_note(skipped))
+    return len(fresh)
+
+
+def _tier_spec(rule: NotificationRule, tier: int) -> dict[str, Any]:
+    tiers = rule.tiers()
+    return tiers[min(tier, len(tiers) - 1)]
+
+
+def _skipped_note(skipped: list[str]) -> tuple[str, str, dict[str, Any]]:
+    return EventKind.NOT_NOTIFIED, "Some channels were skipped: " + "; ".join(skipped), {"skipped": skipped}
+
+
+def _tier_deliveries(
+    incident: Incident,
+    event: IncidentEvent,
+    spec: dict[str, Any],
+    tier: int,
+    purpose: str,
+    channels: dict[str, Channel],
+    roots: dict[tuple[int, str], Delivery],
+) -> tuple[list[Delivery], list[str]]:
+    """The (unsaved) deliveries of one tier's channels and targets, and the channels skipped (why)."""
+    skipped: list[str] = []
     fresh: list[Delivery] = []
     for name in spec.get("channels") or []:
         channel = channels.get(name)
@@ -113,15 +147,7 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
                     key=delivery_key(incident, event.pk, channel, target),
                 )
             )
-            made += 1
-    # A new event's deliveries are new (their keys name the event): one insert for them all.
-    for delivery in Delivery.objects.bulk_create(fresh):
-        enqueue_after_commit(delivery.pk)
-    if skipped:
-        incident_note(
-            incident, EventKind.NOT_NOTIFIED, "Some channels were skipped: " + "; ".join(skipped), {"skipped": skipped}
-        )
-    return made
+    return fresh, skipped
 
 
 def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
@@ -150,22 +176,18 @@ def _route(event: IncidentEvent) -> None:
     incident = event.incident
     now = event.at
     if event.kind == EventKind.SUPPRESSED:
-        incident_note(incident, EventKind.NOT_NOTIFIED, f"Nobody notified: {event.message or 'a silence matches'}.")
+        incident_note(incident, *_suppressed_note(event))
     elif event.kind in FIRST:
         if incident.suppressed:
             return  # the SUPPRESSED entry that follows says so
         rule = rule_for(incident)
         if rule is None:
-            incident_note(
-                incident, EventKind.NOT_NOTIFIED, f"Nobody notified: no notification rule for {incident.severity}."
-            )
+            incident_note(incident, *_no_rule_note(incident))
             return
-        due = now + dt.timedelta(seconds=rule.escalation_timeout) if rule.escalation_timeout else None
-        fields = {"rule": rule, "tier": 0, "escalations": 0, "last_reminder_at": now, "next_escalation_at": due}
         if event.kind == EventKind.OPENED:  # a new incident: nothing to read first
-            IncidentNotification.objects.create(incident=incident, **fields)
+            IncidentNotification.objects.create(incident=incident, **_first_state(rule, now))
         else:
-            IncidentNotification.objects.update_or_create(incident=incident, defaults=fields)
+            IncidentNotification.objects.update_or_create(incident=incident, defaults=_first_state(rule, now))
         _notify_tier(incident, event, rule, 0, FIRST[event.kind])
     elif event.kind == EventKind.ESCALATED:
         state = IncidentNotification.objects.filter(incident=incident).select_related("rule").first()
@@ -176,6 +198,93 @@ def _route(event: IncidentEvent) -> None:
     elif event.kind in FOLLOW_UP:
         IncidentNotification.objects.filter(incident=incident).update(next_escalation_at=None)  # stops escalation
         _follow_up(incident, event, FOLLOW_UP[event.kind])
+
+
+def _suppressed_note(event: IncidentEvent) -> tuple[str, str]:
+    return EventKind.NOT_NOTIFIED, f"Nobody notified: {event.message or 'a silence matches'}."
+
+
+def _no_rule_note(incident: Incident) -> tuple[str, str]:
+    return EventKind.NOT_NOTIFIED, f"Nobody notified: no notification rule for {incident.severity}."
+
+
+def _first_state(rule: NotificationRule, now: dt.datetime) -> dict[str, Any]:
+    """The notification state of an incident as its rule's first tier is told."""
+    due = now + dt.timedelta(seconds=rule.escalation_timeout) if rule.escalation_timeout else None
+    return {"rule": rule, "tier": 0, "escalations": 0, "last_reminder_at": now, "next_escalation_at": due}
+
+
+# Entries a batch routes at once; any other kind in a batch is routed one by one.
+BATCHED = {EventKind.OPENED, EventKind.SUPPRESSED}
+
+
+def on_incident_events(sender: Any, events: list[IncidentEvent], **kwargs: Any) -> None:
+    """Route a batch of timeline entries (``incident_events_recorded``, e.g. a detection batch
+    opening hundreds of incidents) as ``on_incident_event`` routes each, in a few queries: the
+    rules, loaders, tags and channels are read once, the notification states and deliveries
+    inserted once, the notes written once. Should the batch fail, each entry is routed on its own
+    (and a failure noted on its incident's timeline)."""
+    if not settings.NOTIFICATIONS_ENABLED:
+        return
+    batch = [event for event in events if event.kind in BATCHED]
+    for event in events:
+        if event.kind not in BATCHED:
+            on_incident_event(sender, event)
+    if not batch:
+        return
+    try:
+        with transaction.atomic(), payloads_batch():  # the field protection is read once for the batch
+            _route_opened(batch)
+    except Exception:
+        logger.exception("routing a batch of %d incident entries failed: routing each on its own", len(batch))
+        for event in batch:
+            on_incident_event(sender, event)
+
+
+def _route_opened(events: list[IncidentEvent]) -> None:
+    """Route OPENED and SUPPRESSED entries of new incidents (see ``on_incident_events``)."""
+    incidents = {event.incident_id: event.incident for event in events}
+    loaders = Loader.objects.select_related("owner").in_bulk(
+        {incident.loader_id for incident in incidents.values() if incident.loader_id is not None}
+    )
+    tag_ids: dict[int, set[int]] = {}
+    for loader_id, tag_id in Loader.tags.through.objects.filter(loader_id__in=loaders).values_list(
+        "loader_id", "tag_id"
+    ):
+        tag_ids.setdefault(loader_id, set()).add(tag_id)
+    rules: dict[str, list[NotificationRule]] = {}
+    severities = {incident.severity for incident in incidents.values()}
+    for rule in NotificationRule.objects.filter(severity__in=severities, enabled=True):
+        rules.setdefault(rule.severity, []).append(rule)
+    specs = [spec for group in rules.values() for rule in group for spec in rule.tiers()]
+    names = {name for spec in specs for name in spec.get("channels") or []}
+    channels = {c.name: c for c in Channel.objects.filter(name__in=names)} if names else {}
+    states: list[IncidentNotification] = []
+    fresh: list[Delivery] = []
+    notes: list[tuple[Incident, str, str, dict[str, Any]]] = []
+    for event in events:
+        incident = incidents[event.incident_id]
+        if incident.loader_id is not None:
+            incident.loader = loaders[incident.loader_id]  # read once, for the rule and the payloads
+        if event.kind == EventKind.SUPPRESSED:
+            notes.append((incident, *_suppressed_note(event), {}))
+            continue
+        if incident.suppressed:
+            continue  # the SUPPRESSED entry that follows says so
+        rule = rule_pick(rules.get(incident.severity, []), incident.loader, tag_ids.get(incident.loader_id, set()))
+        if rule is None:
+            notes.append((incident, *_no_rule_note(incident), {}))
+            continue
+        states.append(IncidentNotification(incident=incident, **_first_state(rule, event.at)))
+        made, skipped = _tier_deliveries(incident, event, _tier_spec(rule, 0), 0, Purpose.OPENED, channels, {})
+        fresh.extend(made)
+        if skipped:
+            notes.append((incident, *_skipped_note(skipped)))
+    IncidentNotification.objects.bulk_create(states)
+    for delivery in Delivery.objects.bulk_create(fresh):
+        enqueue_after_commit(delivery.pk)
+    if notes:
+        events_record_bulk(notes, at=timezone.now())
 
 
 def _to_those_told(
