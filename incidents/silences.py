@@ -92,7 +92,6 @@ def silences_matching(incidents: list[Incident], at: dt.datetime) -> list[Silenc
 
 
 @transaction.atomic
-@transaction.atomic
 def silence_save(*, user: AbstractBaseUser, data: dict[str, Any], silence: Silence | None = None) -> Silence:
     """Create or change a silence: a time range, optionally recurring (RFC 5545 RRULE), and matchers."""
     from django.core.exceptions import ValidationError
