@@ -140,7 +140,7 @@ def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tu
     """
     from django.core.exceptions import ValidationError
 
-    from loaders.selectors import tag_by_name, team_by_slug
+    from loaders.selectors import tag_named, team_named
 
     unknown = sorted(set(data) - set(RULE_FIELDS))
     if unknown:
@@ -157,15 +157,9 @@ def rule_check(*, data: dict[str, Any], rule: DetectionRule | None = None) -> tu
                 errors["scope_loaders"] = [f"Unknown loader(s): {', '.join(missing)}."]
             loaders = list(found.values())
         elif name == "scope_tag":
-            tag = tag_by_name(value)
-            if value is not None and tag is None:
-                errors["scope_tag"] = [f"Unknown tag {value!r}."]
-            rule.scope_tag = tag
+            rule.scope_tag = tag_named(value, name, errors)
         elif name == "scope_owner":
-            team = team_by_slug(value)
-            if value is not None and team is None:
-                errors["scope_owner"] = [f"Unknown team {value!r}."]
-            rule.scope_owner = team
+            rule.scope_owner = team_named(value, name, errors)
         else:
             setattr(rule, name, value)
     try:

@@ -114,3 +114,19 @@ def tag_by_name(value: Tag | str | None) -> Tag | None:
     if value is None or isinstance(value, Tag):
         return value
     return tags_by_name([str(value)]).get(str(value))
+
+
+def team_named(value: Team | str | None, field: str, errors: dict[str, list[str]]) -> Team | None:
+    """``team_by_slug`` for a service checking input: an unknown slug is reported on ``field``."""
+    team = team_by_slug(value)
+    if value is not None and team is None:
+        errors[field] = [f"Unknown team {value!r}."]
+    return team
+
+
+def tag_named(value: Tag | str | None, field: str, errors: dict[str, list[str]]) -> Tag | None:
+    """``tag_by_name`` for a service checking input: an unknown name is reported on ``field``."""
+    tag = tag_by_name(value)
+    if value is not None and tag is None:
+        errors[field] = [f"Unknown tag {value!r}."]
+    return tag

@@ -19,7 +19,7 @@ from etl_monitor.errors import InvalidInput, fields_known
 from etl_monitor.permissions import permission_require
 from integrations.models import Channel, NotificationRule
 from integrations.notifications.transports import kinds_unrouted, transport_for
-from loaders.selectors import tag_by_name, team_by_slug
+from loaders.selectors import tag_named, team_named
 
 RULE_FIELDS = (
     "severity",
@@ -130,15 +130,9 @@ def notification_rule_check(*, data: dict[str, Any], rule: NotificationRule | No
     errors: dict[str, list[str]] = {}
     for name, value in data.items():
         if name == "team":
-            team = team_by_slug(value)
-            if value is not None and team is None:
-                errors["team"] = [f"Unknown team {value!r}."]
-            rule.team = team
+            rule.team = team_named(value, name, errors)
         elif name == "tag":
-            tag = tag_by_name(value)
-            if value is not None and tag is None:
-                errors["tag"] = [f"Unknown tag {value!r}."]
-            rule.tag = tag
+            rule.tag = tag_named(value, name, errors)
         elif name not in ("channels", "recipients", "slack_channel", "escalation_tiers"):
             setattr(rule, name, value)
     # Some kinds are not for routing (Jira: tickets follow the Jira settings).

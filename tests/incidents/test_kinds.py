@@ -228,3 +228,14 @@ def test_run_duration_parameters_of_the_wrong_shape_are_named_not_a_crash(admin_
         rule_save(user=admin_user, data={"name": "d", "kind": "run_duration", "params": params})
     assert [name for name in exc.value.errors if name.split(".")[0] == "params"]
     assert not DetectionRule.objects.filter(name="d").exists()
+
+
+def test_an_unknown_scope_tag_or_team_is_named_on_its_field(admin_user):
+    data = {"name": "scoped", "kind": "run_failed"}
+    with pytest.raises(InvalidInput) as exc:
+        rule_save(user=admin_user, data={**data, "scope": "TAG", "scope_tag": "no-such-tag"})
+    assert exc.value.errors["scope_tag"] == ["Unknown tag 'no-such-tag'."]
+    with pytest.raises(InvalidInput) as exc:
+        rule_save(user=admin_user, data={**data, "scope": "OWNER", "scope_owner": "nobody"})
+    assert exc.value.errors["scope_owner"] == ["Unknown team 'nobody'."]
+    assert not DetectionRule.objects.filter(name="scoped").exists()
