@@ -234,8 +234,8 @@ def test_an_unknown_scope_tag_or_team_is_named_on_its_field(admin_user):
     data = {"name": "scoped", "kind": "run_failed"}
     with pytest.raises(InvalidInput) as exc:
         rule_save(user=admin_user, data={**data, "scope": "TAG", "scope_tag": "no-such-tag"})
-    assert exc.value.errors["scope_tag"] == ["Unknown tag 'no-such-tag'."]
+    assert exc.value.errors["scope_tag"][0] == "Unknown tag 'no-such-tag'."
     with pytest.raises(InvalidInput) as exc:
         rule_save(user=admin_user, data={**data, "scope": "OWNER", "scope_owner": "nobody"})
-    assert exc.value.errors["scope_owner"] == ["Unknown team 'nobody'."]
+    assert exc.value.errors["scope_owner"][0] == "Unknown team 'nobody'."
     assert not DetectionRule.objects.filter(name="scoped").exists()
