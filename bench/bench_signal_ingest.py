@@ -46,6 +46,7 @@ from loaders import services as loader_services
 from loaders.models import Loader, Team
 from signals_app import services
 from signals_app.models import Signal
+from signals_app.services import SIGNAL_COLUMNS, SignalRow
 from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,26 +170,26 @@ def _batch_ingest(port: int, token: str, bodies: list[bytes]) -> float:
 def _copy_baseline(loader: Loader, items: list[dict]) -> float:
     now = timezone.now()
     rows = [
-        (
-            loader.pk,
-            i["signal_key"],
-            str(i["signal_value"]),
-            float(i["signal_value"]),
-            i["validation_status"],
-            i["metric_type"],
-            "ETL",
-            dt.datetime.fromisoformat(i["captured_at"].replace("Z", "+00:00")),
-            now,
-            i["correlation_id"],
-            None,
-            None,
-            None,
-            False,
-            False,
+        SignalRow(
+            loader_id=loader.pk,
+            signal_key=i["signal_key"],
+            signal_value=str(i["signal_value"]),
+            value_number=float(i["signal_value"]),
+            validation_status=i["validation_status"],
+            metric_type=i["metric_type"],
+            metric_source="ETL",
+            captured_at=dt.datetime.fromisoformat(i["captured_at"].replace("Z", "+00:00")),
+            received_at=now,
+            correlation_id=i["correlation_id"],
+            run_id=None,
+            attributes=None,
+            idempotency_key=None,
+            loader_paused=False,
+            no_active_version=False,
         )
         for i in items
     ]
-    columns = ", ".join(services.SIGNAL_COLUMNS)
+    columns = ", ".join(SIGNAL_COLUMNS)
     started = time.perf_counter()
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY signals_app_signal ({columns}) FROM STDIN") as copy:
         for row in rows:

@@ -16,7 +16,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -219,7 +219,34 @@ def _count(value: Any, field: str, errors: _Errors, index: int | None) -> int | 
 
 # --- signals ---------------------------------------------------------------------------------
 
-SIGNAL_FIELDS = {
+
+class SignalRow(NamedTuple):
+    """One signal as the columns of its table, in the order COPY and INSERT write them.
+
+    A tuple, not a model instance: a batch of thousands is validated into these and written
+    with COPY as they are. ``attributes`` is the JSON object itself (encoded when written).
+    """
+
+    loader_id: int
+    signal_key: str
+    signal_value: str
+    value_number: float | None
+    validation_status: str
+    metric_type: str
+    metric_source: str
+    captured_at: dt.datetime
+    received_at: dt.datetime
+    correlation_id: str
+    run_id: int | None
+    attributes: dict[str, Any] | None
+    idempotency_key: str | None
+    loader_paused: bool
+    no_active_version: bool
+
+
+SIGNAL_COLUMNS = SignalRow._fields
+
+SIGNAL_FIELDS = {  # what a signal sent to the API may hold
     "loader_code",
     "signal_key",
     "signal_value",
@@ -241,9 +268,9 @@ def _signal_row(
     runs: Mapping[str, Run],
     errors: _Errors,
     now: dt.datetime,
-) -> tuple | None:
-    """One validated signal as a row of SIGNAL_COLUMNS (plain tuples: a batch of thousands
-    must not pay for model instances), or None with errors recorded."""
+) -> SignalRow | None:
+    """One validated signal as a row (a tuple: a batch of thousands must not pay for model
+    instances), or None with errors recorded."""
     if not isinstance(item, dict):
         errors.add(index, "non_field_errors", "Each signal must be a JSON object.")
         return None
@@ -309,22 +336,22 @@ def _signal_row(
             errors.add(index, "run_id", "This run belongs to another loader.")
     if loader is None:
         return None
-    return (
-        loader.pk,
-        key,
-        text,
-        number,
-        status,
-        metric_type,
-        source,
-        captured,
-        now,
-        correlation,
-        run.pk if run is not None else None,
-        attributes,
-        idem,
-        loader.is_paused,
-        not getattr(loader, "has_active", True),
+    return SignalRow(
+        loader_id=loader.pk,
+        signal_key=key,
+        signal_value=text,
+        value_number=number,
+        validation_status=status,
+        metric_type=metric_type,
+        metric_source=source,
+        captured_at=captured,
+        received_at=now,
+        correlation_id=correlation,
+        run_id=run.pk if run is not None else None,
+        attributes=attributes,
+        idempotency_key=idem,
+        loader_paused=loader.is_paused,
+        no_active_version=not getattr(loader, "has_active", True),
     )
 
 
@@ -363,21 +390,21 @@ def signals_ingest(*, writer: Writer, payload: Any) -> dict[str, Any]:
     run_ids = [str(i["run_id"]) for i in items if isinstance(i, dict) and i.get("run_id") is not None]
     runs = {str(r.run_id): r for r in Run.objects.filter(run_id__in=_uuids(run_ids))} if run_ids else {}
     errors = _Errors()
-    rows: list[tuple] = []
+    rows: list[SignalRow] = []
     for index, item in enumerate(items):
         row = _signal_row(item, None if single else index, loaders, runs, errors, now)
         if row is not None:
             rows.append(row)
     errors.raise_if_any(single)
     by_id = {loader.pk: loader for loader in loaders.values()}
-    for loader_id in {row[0] for row in rows}:
+    for loader_id in {row.loader_id for row in rows}:
         writer.check(by_id[loader_id])
-    keys_in_batch = [r[IDEM] for r in rows if r[IDEM]]
+    keys_in_batch = [row.idempotency_key for row in rows if row.idempotency_key]
     if len(keys_in_batch) != len(set(keys_in_batch)):
         raise InvalidInput({"idempotency_key": ["The same idempotency_key appears twice in this request."]})
     stored = _signals_write(rows)
-    metrics.signals_received((by_id[rows[i][0]].loader_code, rows[i][STATUS]) for i in stored)
-    for loader_id in {rows[i][0] for i in stored if rows[i][STATUS] == ValidationStatus.FAILED}:
+    metrics.signals_received((by_id[rows[i].loader_id].loader_code, rows[i].validation_status) for i in stored)
+    for loader_id in {rows[i].loader_id for i in stored if rows[i].validation_status == ValidationStatus.FAILED}:
         failure_ingested.send(sender=Signal, loader_id=loader_id)
     return {"accepted": len(rows)}
 
@@ -405,22 +432,22 @@ def signals_capture(
         if len(idem) > 200:  # the key column's size: a long key is kept unique by its hash
             idem = f"{idempotency_prefix}#{hashlib.sha256(key.encode()).hexdigest()}"
         rows.append(
-            (
-                loader.pk,
-                key[:200],
-                format(value, ".10g"),
-                value,
-                ValidationStatus.SUCCESS,
-                metric_type,
-                metric_source,
-                captured_at,
-                now,
-                "",
-                None,
-                attributes,
-                idem,
-                loader.is_paused,
-                no_active,
+            SignalRow(
+                loader_id=loader.pk,
+                signal_key=key[:200],
+                signal_value=format(value, ".10g"),
+                value_number=value,
+                validation_status=ValidationStatus.SUCCESS,
+                metric_type=metric_type,
+                metric_source=metric_source,
+                captured_at=captured_at,
+                received_at=now,
+                correlation_id="",
+                run_id=None,
+                attributes=attributes,
+                idempotency_key=idem,
+                loader_paused=loader.is_paused,
+                no_active_version=no_active,
             )
         )
     stored = _signals_write(rows)
@@ -446,37 +473,15 @@ def _uuids(values: Iterable[str]) -> list[uuid.UUID]:
     return out
 
 
-SIGNAL_COLUMNS = (  # the order of a signal row (tuple) everywhere in this module
-    "loader_id",
-    "signal_key",
-    "signal_value",
-    "value_number",
-    "validation_status",
-    "metric_type",
-    "metric_source",
-    "captured_at",
-    "received_at",
-    "correlation_id",
-    "run_id",
-    "attributes",
-    "idempotency_key",
-    "loader_paused",
-    "no_active_version",
-)
-STATUS, RECEIVED, ATTRIBUTES, IDEM = (
-    SIGNAL_COLUMNS.index(c) for c in ("validation_status", "received_at", "attributes", "idempotency_key")
-)
-
-
-def _signals_write(rows: list[tuple]) -> list[int]:
-    """Insert ``rows`` (tuples of SIGNAL_COLUMNS); return the indexes of the rows that were new.
+def _signals_write(rows: list[SignalRow]) -> list[int]:
+    """Insert ``rows``; return the indexes of the rows that were new.
 
     Keyed rows first claim their (loader, key) in SignalKey; only rows whose claim
     succeeded are stored, so a retry — even one racing the original — stores nothing twice.
     """
     if not rows:
         return []
-    keyed = any(r[IDEM] for r in rows)
+    keyed = any(r.idempotency_key for r in rows)
     if not keyed and len(rows) <= SMALL_BATCH:
         # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips, and
         # for a handful of rows it beats COPY's extra protocol steps.
@@ -485,25 +490,27 @@ def _signals_write(rows: list[tuple]) -> list[int]:
     with transaction.atomic():
         new_indexes = list(range(len(rows)))
         if keyed:
-            claimed = _keys_claim([(r[0], r[IDEM]) for r in rows if r[IDEM]], rows[0][RECEIVED])
-            new_indexes = [i for i, r in enumerate(rows) if not r[IDEM] or (r[0], r[IDEM]) in claimed]
+            claimed = _keys_claim(
+                [(r.loader_id, r.idempotency_key) for r in rows if r.idempotency_key], rows[0].received_at
+            )
+            new_indexes = [
+                i for i, r in enumerate(rows) if not r.idempotency_key or (r.loader_id, r.idempotency_key) in claimed
+            ]
         fresh = [rows[i] for i in new_indexes]
         if connection.vendor == "postgresql":
             _signals_copy(fresh)
         else:
-            Signal.objects.bulk_create(
-                [Signal(**dict(zip(SIGNAL_COLUMNS, r, strict=True))) for r in fresh], batch_size=1000
-            )
+            Signal.objects.bulk_create([Signal(**r._asdict()) for r in fresh], batch_size=1000)
     return new_indexes
 
 
 SMALL_BATCH = 20
 
 
-def _signals_insert(rows: list[tuple]) -> None:
+def _signals_insert(rows: list[SignalRow]) -> None:
     columns = ", ".join(SIGNAL_COLUMNS)
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(SIGNAL_COLUMNS)) + ")"] * len(rows))
-    values = [json.dumps(v) if i == ATTRIBUTES and v is not None else v for r in rows for i, v in enumerate(r)]
+    values = [value for row in rows for value in _attributes_encoded(row)]
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {Signal._meta.db_table} ({columns}) VALUES {placeholders}", values)  # noqa: S608
 
@@ -530,17 +537,20 @@ def _keys_claim(pairs: list[tuple[int, str]], now: dt.datetime) -> set[tuple[int
     return set(fresh)
 
 
-def _signals_copy(rows: list[tuple]) -> None:
+def _signals_copy(rows: list[SignalRow]) -> None:
     """COPY the rows in (PostgreSQL): several times faster than INSERT for large batches."""
     if not rows:
         return
     with connection.cursor() as cursor:
         sql = f"COPY {Signal._meta.db_table} ({', '.join(SIGNAL_COLUMNS)}) FROM STDIN"
         with cursor.cursor.copy(sql) as copy:
-            for r in rows:
-                if r[ATTRIBUTES] is not None:
-                    r = (*r[:ATTRIBUTES], json.dumps(r[ATTRIBUTES]), *r[ATTRIBUTES + 1 :])
-                copy.write_row(r)
+            for row in rows:
+                copy.write_row(_attributes_encoded(row))
+
+
+def _attributes_encoded(row: SignalRow) -> SignalRow:
+    """The row as the database driver takes it: ``attributes`` as JSON text."""
+    return row if row.attributes is None else row._replace(attributes=json.dumps(row.attributes))
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -664,23 +674,23 @@ def _run_signals(run: Run) -> None:
     status = ValidationStatus.SUCCESS if run.status == RunStatus.SUCCEEDED else ValidationStatus.FAILED
     received = timezone.now()
 
-    def row(key: str, text: str, number: float | None, metric_type: str) -> tuple:
-        return (
-            run.loader_id,
-            key,
-            text,
-            number,
-            status,
-            metric_type,
-            MetricSource.ETL,
-            run.finished_at,
-            received,
-            run.correlation_id,
-            run.pk,
-            None,
-            f"run:{run.run_id}:{key}",
-            run.loader_paused,
-            run.no_active_version,
+    def row(key: str, text: str, number: float | None, metric_type: str) -> SignalRow:
+        return SignalRow(
+            loader_id=run.loader_id,
+            signal_key=key,
+            signal_value=text,
+            value_number=number,
+            validation_status=status,
+            metric_type=metric_type,
+            metric_source=MetricSource.ETL,
+            captured_at=run.finished_at,
+            received_at=received,
+            correlation_id=run.correlation_id,
+            run_id=run.pk,
+            attributes=None,
+            idempotency_key=f"run:{run.run_id}:{key}",
+            loader_paused=run.loader_paused,
+            no_active_version=run.no_active_version,
         )
 
     rows = [
@@ -692,7 +702,7 @@ def _run_signals(run: Run) -> None:
         if value is not None:
             rows.append(row(name, str(value), float(value), MetricType.ROW_COUNT))
     stored = _signals_write(rows)
-    metrics.signals_received((run.loader.loader_code, rows[i][STATUS]) for i in stored)
+    metrics.signals_received((run.loader.loader_code, rows[i].validation_status) for i in stored)
     metrics.run_finished(run)
 
 
