@@ -44,7 +44,7 @@ from django.utils import timezone
 from etl_monitor.roles import Role, roles_sync
 from loaders import services as loader_services
 from loaders.models import Loader, Team
-from signals_app import services
+from signals_app import tokens
 from signals_app.models import Signal
 from signals_app.services import SIGNAL_COLUMNS, SignalRow
 from tests.net import free_port
@@ -72,7 +72,7 @@ def _setup() -> tuple[Loader, str]:
     )
     version = loader_services.loader_version_submit(user=maker, version=loader.open_version)
     loader_services.loader_version_approve(user=checker, version=version)
-    _token, raw = services.ingest_token_create(user=maker, loader=loader, name="bench")
+    _token, raw = tokens.ingest_token_create(user=maker, loader=loader, name="bench")
     return Loader.objects.get(pk=loader.pk), raw
 
 

@@ -1,7 +1,8 @@
-"""Writes of runs, signals and ingest tokens — the one path every ingest entry point uses.
+"""Writes of runs and signals — the one path every ingest entry point uses.
 
 ETL jobs authenticate with an ingest token scoped to one loader (or a user with
-the right permission uses their own API token). Signals are validated item by
+the right permission uses their own API token); who may write for which loader is the
+``Writer``'s rule (signals_app.tokens). Signals are validated item by
 item without DRF serializers (a batch of 5,000 must stay fast), all-or-nothing,
 and written with COPY on PostgreSQL when no item carries an idempotency key.
 """
@@ -12,21 +13,16 @@ import datetime as dt
 import hashlib
 import json
 import math
-import secrets
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
-from etl_monitor.permissions import permission_require
-from etl_monitor.tokens import token_digest
 from loaders.models import Loader, LoaderVersion, VersionState
 from loaders.validators import LOADER_CODE_RE
 from signals_app import metrics
@@ -40,98 +36,15 @@ from signals_app.models import (
     SignalKey,
     ValidationStatus,
 )
+from signals_app.tokens import Writer
 
 # Sent when a FAILED signal or a failed run was stored (inside the ingest transaction);
 # detection subscribes to evaluate the loader's rules right after commit.
 failure_ingested = DjangoSignal()
 
-TOKEN_PREFIX = {IngestToken.Kind.API: "etlm_", IngestToken.Kind.PING: ""}
-LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # don't write the token row on every request
 ERROR_TEXT_MAX = 4_000
 MAX_COUNT = 2**63 - 1  # a PostgreSQL bigint
 LOG_EXCERPT_MAX = 10_000
-
-
-# --- writers: who is sending ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Writer:
-    """The sender of runs and signals: an ingest token (one loader) or a user."""
-
-    token: IngestToken | None = None
-    user: AbstractBaseUser | None = None
-
-    @property
-    def label(self) -> str:
-        if self.token is not None:
-            return f"token {self.token.prefix}…"
-        return f"user {self.user.get_username()}" if self.user else "unknown"
-
-    def check(self, loader: Loader) -> None:
-        if self.token is not None:
-            if self.token.kind != IngestToken.Kind.API:
-                raise PermissionRefused("A ping key can only be used with the ping URLs.")
-            if self.token.loader_id != loader.pk:
-                raise PermissionRefused(f"This token may not write for loader {loader.loader_code}.")
-            return
-        permission_require(self.user, "signals_app.add_signal", "send runs or signals")
-
-
-# --- tokens ----------------------------------------------------------------------------
-
-
-@transaction.atomic
-def ingest_token_create(
-    *, user: AbstractBaseUser, loader: Loader, name: str, kind: str = IngestToken.Kind.API
-) -> tuple[IngestToken, str]:
-    """Create a token for ``loader``; returns it with the plaintext, which is never stored or shown again."""
-    if not user.has_perm("signals_app.add_ingesttoken"):
-        raise PermissionRefused("Your role does not allow you to create ingest tokens.")
-    name = (name or "").strip()
-    if not name:
-        raise InvalidInput({"name": ["Give the token a name saying what uses it."]})
-    if kind not in IngestToken.Kind.values:
-        raise InvalidInput({"kind": [f"Choose one of {', '.join(IngestToken.Kind.values)}."]})
-    raw = TOKEN_PREFIX[kind] + secrets.token_urlsafe(32 if kind == IngestToken.Kind.API else 18)
-    token = IngestToken.objects.create(
-        loader=loader, kind=kind, name=name[:100], prefix=raw[:12], token_hash=token_digest(raw), created_by=user
-    )
-    return token, raw
-
-
-@transaction.atomic
-def ingest_token_revoke(*, user: AbstractBaseUser, token: IngestToken) -> IngestToken:
-    if not user.has_perm("signals_app.change_ingesttoken"):
-        raise PermissionRefused("Your role does not allow you to revoke ingest tokens.")
-    token = IngestToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is None:
-        token.revoked_at, token.revoked_by = timezone.now(), user
-        token.save(update_fields=["revoked_at", "revoked_by"])
-    return token
-
-
-def ingest_token_authenticate(raw: str, *, kind: str | None = None) -> IngestToken | None:
-    """The active token matching ``raw`` (of ``kind`` if given), or None. Records its last use."""
-    if not raw or len(raw) > 200:
-        return None
-    from django.db.models import Exists, OuterRef
-
-    active = LoaderVersion.objects.filter(loader=OuterRef("loader_id"), state=VersionState.ACTIVE)
-    token = (
-        IngestToken.objects.select_related("loader")
-        .annotate(loader_has_active=Exists(active))
-        .filter(token_hash=token_digest(raw))
-        .first()
-    )
-    if token is None or token.revoked_at is not None or (kind and token.kind != kind):
-        return None
-    token.loader.has_active = token.loader_has_active  # lets an ingest skip looking the loader up again
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
-    return token
 
 
 # --- validation helpers -------------------------------------------------------------------

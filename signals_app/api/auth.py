@@ -15,7 +15,7 @@ from rest_framework.throttling import BaseThrottle
 from etl_monitor import outage
 from signals_app import metrics
 from signals_app.models import IngestToken
-from signals_app.services import ingest_token_authenticate
+from signals_app.tokens import ingest_token_authenticate
 
 
 class IngestClient:

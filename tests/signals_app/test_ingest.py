@@ -55,9 +55,9 @@ def test_a_token_cannot_write_for_another_loader(job, new_loader):
 def test_tokens_are_stored_hashed_and_revocable(job, active_loader, editor):
     token = IngestToken.objects.get()
     assert len(token.token_hash) == 64 and token.prefix.startswith("etlm_")
-    from signals_app import services
+    from signals_app import tokens
 
-    services.ingest_token_revoke(user=editor, token=token)
+    tokens.ingest_token_revoke(user=editor, token=token)
     response = post(job, signal())
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
