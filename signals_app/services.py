@@ -115,7 +115,7 @@ def _choice(value: Any, field: str, choices: type, default: str | None, errors: 
     allowed = _CHOICE_VALUES.get(choices)
     if allowed is None:  # TextChoices.values rebuilds a list on every access; keep a set
         allowed = _CHOICE_VALUES[choices] = frozenset(choices.values)
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:  # a list or an object cannot be in a set
         errors.add(index, field, f"Must be one of {', '.join(choices.values)}.")
         return default or ""
     return value

@@ -88,6 +88,9 @@ def test_the_same_key_twice_in_one_batch_is_an_error(job):
         (signal(bogus=1), "bogus", "Unknown field"),
         (signal(attributes="x"), "attributes", "JSON object"),
         (signal(run_id="00000000-0000-0000-0000-000000000000"), "run_id", "Unknown run"),
+        (signal(validation_status=["SUCCESS"]), "validation_status", "Must be one of SUCCESS, FAILED"),
+        (signal(metric_type={}), "metric_type", "Must be one of ROW_COUNT"),
+        (signal(metric_source=[]), "metric_source", "Must be one of"),
     ],
 )
 def test_validation_names_the_field(job, payload, field, message):
