@@ -10,6 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from signals_app.models import IngestToken, Signal
+from tests.conftest import redis_cache
 from tests.signals_app.conftest import signal
 
 
@@ -137,6 +138,20 @@ def test_too_many_requests_get_429_with_retry_after(job, settings):
     response = post(job, signal())
     assert response.status_code == 429
     assert int(response["Retry-After"]) > 0
+
+
+def test_the_rate_limit_on_redis_counts_in_one_key_per_window_that_expires(job, settings, require_redis):
+    import redis
+    from django.core.cache import cache
+
+    settings.CACHES = redis_cache(require_redis)
+    settings.SIGNAL_INGEST_RATE = "2/min"
+    cache.clear()
+    assert [post(job, signal()).status_code for _ in range(3)] == [201, 201, 429]
+    server = redis.Redis.from_url(require_redis)
+    keys = server.keys("*ingest-rate:*")
+    assert len(keys) == 1 and int(server.get(keys[0])) == 3
+    assert 0 < server.ttl(keys[0]) <= 65  # the window (60 s) and a margin, renewed with each count
 
 
 def test_onboarding_loaders_are_accepted_and_marked(token_for, new_loader):
