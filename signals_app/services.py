@@ -341,30 +341,36 @@ def _signals_write(rows: list[SignalRow]) -> list[int]:
     """
     if not rows:
         return []
-    keyed = any(r.idempotency_key for r in rows)
-    if not keyed and len(rows) <= SMALL_BATCH:
-        # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips, and
-        # for a handful of rows it beats COPY's extra protocol steps.
-        _signals_insert(rows)
+    keys = [(r.loader_id, r.idempotency_key) for r in rows if r.idempotency_key]
+    if not keys and len(rows) <= SMALL_BATCH:
+        # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips.
+        _signals_store(rows)
         return list(range(len(rows)))
     with transaction.atomic():
         new_indexes = list(range(len(rows)))
-        if keyed:
-            claimed = _keys_claim(
-                [(r.loader_id, r.idempotency_key) for r in rows if r.idempotency_key], rows[0].received_at
-            )
+        if keys:
+            claimed = _keys_claim(keys, rows[0].received_at)
             new_indexes = [
                 i for i, r in enumerate(rows) if not r.idempotency_key or (r.loader_id, r.idempotency_key) in claimed
             ]
-        fresh = [rows[i] for i in new_indexes]
-        if connection.vendor == "postgresql":
-            _signals_copy(fresh)
-        else:
-            Signal.objects.bulk_create([Signal(**r._asdict()) for r in fresh], batch_size=1000)
+        _signals_store([rows[i] for i in new_indexes])
     return new_indexes
 
 
 SMALL_BATCH = 20
+
+
+def _signals_store(rows: list[SignalRow]) -> None:
+    """A handful of rows with one INSERT (COPY's extra protocol steps cost more than they save:
+    a job's single keyed signal, a run's standard signals), more with COPY on PostgreSQL."""
+    if not rows:
+        return
+    if len(rows) <= SMALL_BATCH:
+        _signals_insert(rows)
+    elif connection.vendor == "postgresql":
+        _signals_copy(rows)
+    else:
+        Signal.objects.bulk_create([Signal(**r._asdict()) for r in rows], batch_size=1000)
 
 
 def _signals_insert(rows: list[SignalRow]) -> None:
@@ -405,7 +411,7 @@ def _signals_copy(rows: list[SignalRow]) -> None:
         sql = f"COPY {Signal._meta.db_table} ({', '.join(SIGNAL_COLUMNS)}) FROM STDIN"
         with cursor.cursor.copy(sql) as copy:
             for row in rows:
-                copy.write_row(_attributes_encoded(row))
+                copy.write_row(row if row.attributes is None else _attributes_encoded(row))
 
 
 def _attributes_encoded(row: SignalRow) -> SignalRow:

@@ -73,6 +73,19 @@ def test_idempotent_retries_store_once_and_answer_the_same(job):
     assert Signal.objects.count() == 3
 
 
+@pytest.mark.parametrize(
+    ("count", "keyed"), [(1, False), (1, True), (25, False), (25, True)], ids=["one", "one-keyed", "many", "many-keyed"]
+)
+def test_attributes_are_stored_as_sent_whichever_way_the_batch_is_written(job, count, keyed):
+    attributes = {"host": "etl-01", "rows": [1, 2], "nested": {"ok": True, "ratio": 0.5}, "note": "ünïcode"}
+    batch = [
+        signal(signal_key=f"k{i}", attributes=attributes, **({"idempotency_key": f"a-{i}"} if keyed else {}))
+        for i in range(count)
+    ]
+    assert post(job, batch).json() == {"accepted": count}
+    assert [s.attributes for s in Signal.objects.all()] == [attributes] * count
+
+
 def test_the_same_key_twice_in_one_batch_is_an_error(job):
     response = post(job, [signal(idempotency_key="k"), signal(idempotency_key="k")])
     assert response.status_code == 400
