@@ -42,6 +42,7 @@ from incidents.detection import rules_evaluate_claimed
 from incidents.models import DetectionRule, Incident
 from loaders.models import Loader, LoaderVersion, Team, VersionState
 from signals_app import services as ingest
+from signals_app import tokens
 from signals_app.retention import signals_partitions_ensure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,7 +258,7 @@ def _latency(loaders: list[Loader], user: User) -> list[float]:
                 time.sleep(0.1)
         time.sleep(3)  # let the worker connect to the broker
         for loader in loaders[:LATENCY_SAMPLES]:
-            _token, raw = ingest.ingest_token_create(user=user, loader=loader, name="bench")
+            _token, raw = tokens.ingest_token_create(user=user, loader=loader, name="bench")
             headers = {"Authorization": f"Bearer {raw}", "Content-Type": "application/json"}
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request("POST", "/api/v1/runs/", body=json.dumps({"loader_code": loader.loader_code}), headers=headers)

@@ -18,6 +18,11 @@ encoded before the clock starts; 4 client threads with keep-alive connections
 send them. The COPY baseline writes the same 200,000 rows with psycopg's COPY
 from this process. The concurrent test uses ``wrk`` (Debian package) with 32
 connections for 10 s per endpoint, whoami and ingest alternating twice.
+
+Each wrk run also reports the CPU time per request of the processes that serve it — the
+gunicorn workers and this database's PostgreSQL backends, read from /proc (Redis, a process
+shared with others, is left out). On a shared machine requests per second move with the
+neighbours' load; CPU time per request moves far less, and says where the cost is.
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ from django.utils import timezone
 from etl_monitor.roles import Role, roles_sync
 from loaders import services as loader_services
 from loaders.models import Loader, Team
-from signals_app import services
+from signals_app import tokens
 from signals_app.models import Signal
+from signals_app.services import SIGNAL_COLUMNS, SignalRow
 from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +62,7 @@ MIN_COPY_SHARE = 0.30
 MIN_SINGLE_SHARE = 0.50
 WRK_SECONDS = 10
 WRK_CONNECTIONS = 32
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/<pid>/stat's CPU times
 
 
 def _setup() -> tuple[Loader, str]:
@@ -71,7 +78,7 @@ def _setup() -> tuple[Loader, str]:
     )
     version = loader_services.loader_version_submit(user=maker, version=loader.open_version)
     loader_services.loader_version_approve(user=checker, version=version)
-    _token, raw = services.ingest_token_create(user=maker, loader=loader, name="bench")
+    _token, raw = tokens.ingest_token_create(user=maker, loader=loader, name="bench")
     return Loader.objects.get(pk=loader.pk), raw
 
 
@@ -124,10 +131,15 @@ def _start_server(port: int, tmp: Path) -> subprocess.Popen:
     raise RuntimeError("gunicorn did not start")
 
 
+def _workers(master: int) -> list[int]:
+    return [
+        int(pid) for pid in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+    ]
+
+
 def _worker_rss_mb(master: int) -> list[float]:
-    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
     sizes = []
-    for pid in out:
+    for pid in _workers(master):
         status = Path(f"/proc/{pid}/status").read_text()
         match = re.search(r"VmRSS:\s+(\d+) kB", status)
         if match:
@@ -169,26 +181,26 @@ def _batch_ingest(port: int, token: str, bodies: list[bytes]) -> float:
 def _copy_baseline(loader: Loader, items: list[dict]) -> float:
     now = timezone.now()
     rows = [
-        (
-            loader.pk,
-            i["signal_key"],
-            str(i["signal_value"]),
-            float(i["signal_value"]),
-            i["validation_status"],
-            i["metric_type"],
-            "ETL",
-            dt.datetime.fromisoformat(i["captured_at"].replace("Z", "+00:00")),
-            now,
-            i["correlation_id"],
-            None,
-            None,
-            None,
-            False,
-            False,
+        SignalRow(
+            loader_id=loader.pk,
+            signal_key=i["signal_key"],
+            signal_value=str(i["signal_value"]),
+            value_number=float(i["signal_value"]),
+            validation_status=i["validation_status"],
+            metric_type=i["metric_type"],
+            metric_source="ETL",
+            captured_at=dt.datetime.fromisoformat(i["captured_at"].replace("Z", "+00:00")),
+            received_at=now,
+            correlation_id=i["correlation_id"],
+            run_id=None,
+            attributes=None,
+            idempotency_key=None,
+            loader_paused=False,
+            no_active_version=False,
         )
         for i in items
     ]
-    columns = ", ".join(services.SIGNAL_COLUMNS)
+    columns = ", ".join(SIGNAL_COLUMNS)
     started = time.perf_counter()
     with connection.cursor() as cursor, cursor.cursor.copy(f"COPY signals_app_signal ({columns}) FROM STDIN") as copy:
         for row in rows:
@@ -197,6 +209,35 @@ def _copy_baseline(loader: Loader, items: list[dict]) -> float:
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE signals_app_signal")
     return elapsed
+
+
+def _serving_cpu_seconds(master: int) -> dict[int, float]:
+    """CPU time (user + system) so far of each gunicorn worker and of this database's other
+    PostgreSQL backends (the workers' connections), by process id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        backends = [row[0] for row in cursor.fetchall()]
+    seconds = {}
+    for pid in [*_workers(master), *backends]:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:  # ended since it was listed
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
+def _wrk_measured(master: int, port: int, path: str, token: str, body: str | None, tmp: Path) -> dict[str, float]:
+    """A wrk run, with the serving processes' CPU time per request."""
+    before = _serving_cpu_seconds(master)
+    result = _wrk(port, path, token, body, tmp)
+    after = _serving_cpu_seconds(master)
+    used = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    result["cpu_ms"] = used / max(result["requests"], 1) * 1000
+    return result
 
 
 def _wrk(port: int, path: str, token: str, body: str | None, tmp: Path) -> dict[str, float]:
@@ -225,6 +266,7 @@ def _wrk(port: int, path: str, token: str, body: str | None, tmp: Path) -> dict[
         timeout=WRK_SECONDS + 60,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     latency = {}
     for pct in ("50", "99"):
@@ -233,6 +275,7 @@ def _wrk(port: int, path: str, token: str, body: str | None, tmp: Path) -> dict[
         latency[pct] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
     return {
         "rps": rps,
+        "requests": requests,
         "p50_ms": latency["50"],
         "p99_ms": latency["99"],
         "errors": int(non2xx.group(1)) if non2xx else 0,
@@ -243,6 +286,16 @@ def main() -> list[str]:
     if not shutil.which("wrk"):
         return ["signal ingest: wrk is not installed (apt-get install wrk)"]
     loader, token = _setup()
+    try:
+        return _measure(loader, token)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE signals_app_signal")
+        # Only this benchmark's loader: the seeded STATS-* loaders are held by their captures.
+        Loader.objects.filter(loader_code="BENCH-INGEST").delete()
+
+
+def _measure(loader: Loader, token: str) -> list[str]:
     captured = (timezone.now() - dt.timedelta(minutes=5)).isoformat()
     items = [_signal(i, captured) for i in range(TOTAL)]
     bodies = [json.dumps(items[i : i + BATCH]).encode() for i in range(0, TOTAL, BATCH)]
@@ -258,8 +311,8 @@ def main() -> list[str]:
         single_body = json.dumps(_signal(1, captured))
         runs = []
         for _ in range(2):
-            runs.append(("whoami", _wrk(port, "/api/v1/whoami/", token, None, tmp)))
-            runs.append(("ingest", _wrk(port, "/api/v1/signals/", token, single_body, tmp)))
+            runs.append(("whoami", _wrk_measured(server.pid, port, "/api/v1/whoami/", token, None, tmp)))
+            runs.append(("ingest", _wrk_measured(server.pid, port, "/api/v1/signals/", token, single_body, tmp)))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -272,6 +325,8 @@ def main() -> list[str]:
     whoami_rps = sum(r["rps"] for r in whoami) / len(whoami)
     ingest_rps = sum(r["rps"] for r in ingest) / len(ingest)
     single_share = ingest_rps / whoami_rps
+    whoami_cpu = sum(r["cpu_ms"] for r in whoami) / len(whoami)
+    ingest_cpu = sum(r["cpu_ms"] for r in ingest) / len(ingest)
     print(f"Signal ingestion, PostgreSQL + Redis, gunicorn 2x4; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print("| batch ingest (200,000 signals, 1,000 per request) | seconds | signals/s |")
     print("|---|---:|---:|")
@@ -281,16 +336,25 @@ def main() -> list[str]:
     )
     print(f"\nthroughput share of COPY: {share:.0%} (target ≥ {MIN_COPY_SHARE:.0%}); stored {stored:,} signals")
     print(f"web worker memory after the batch run (RSS): {', '.join(f'{m:.0f} MB' for m in rss)}\n")
-    print(f"| {WRK_CONNECTIONS} concurrent clients, {WRK_SECONDS} s each | req/s | p50 ms | p99 ms | non-2xx |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        f"| {WRK_CONNECTIONS} concurrent clients, {WRK_SECONDS} s each | req/s | p50 ms | p99 ms | non-2xx "
+        "| CPU ms per request |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name, r in runs:
         label = (
             "GET /api/v1/whoami/ (trivial authenticated view)"
             if name == "whoami"
             else "POST /api/v1/signals/ (1 signal)"
         )
-        print(f"| {label} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+        print(
+            f"| {label} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['cpu_ms']:.2f} |"
+        )
     print(f"\nsingle-signal rate share of the trivial view: {single_share:.0%} (target ≥ {MIN_SINGLE_SHARE:.0%})")
+    print(
+        f"CPU per request (gunicorn workers + PostgreSQL backends): whoami {whoami_cpu:.2f} ms, "
+        f"single-signal POST {ingest_cpu:.2f} ms; whoami's share {whoami_cpu / ingest_cpu:.0%}"
+    )
 
     missed = []
     if stored != TOTAL:
@@ -303,8 +367,4 @@ def main() -> list[str]:
         )
     if any(r["errors"] for _name, r in runs):
         missed.append("signal ingest: non-2xx answers under load")
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE signals_app_signal")
-    # Only this benchmark's loader: the seeded STATS-* loaders are held by their captures.
-    Loader.objects.filter(loader_code="BENCH-INGEST").delete()
     return missed

@@ -13,7 +13,7 @@ from django.utils.functional import cached_property
 
 from etl_monitor.admin_input import KeyCheckingAdminMixin, ViewOnlyAdmin
 from etl_monitor.errors import ServiceError
-from signals_app import services
+from signals_app import tokens
 from signals_app.models import IngestToken, Run, Signal
 
 
@@ -84,7 +84,7 @@ class IngestTokenAdmin(KeyCheckingAdminMixin, admin.ModelAdmin):
         return False  # revoke instead: the record of who had access stays
 
     def save_model(self, request: HttpRequest, obj: IngestToken, form: forms.ModelForm, change: bool) -> None:
-        token, raw = services.ingest_token_create(
+        token, raw = tokens.ingest_token_create(
             user=request.user,
             loader=form.cleaned_data["loader"],
             name=form.cleaned_data["name"],
@@ -106,7 +106,7 @@ class IngestTokenAdmin(KeyCheckingAdminMixin, admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[IngestToken]) -> None:
         try:
             for token in queryset:
-                services.ingest_token_revoke(user=request.user, token=token)
+                tokens.ingest_token_revoke(user=request.user, token=token)
         except ServiceError as exc:
             messages.error(request, exc.message)
             return

@@ -1,9 +1,12 @@
-"""Writes of runs, signals and ingest tokens — the one path every ingest entry point uses.
+"""Writes of runs and signals — the one path every ingest entry point uses.
 
 ETL jobs authenticate with an ingest token scoped to one loader (or a user with
-the right permission uses their own API token). Signals are validated item by
-item without DRF serializers (a batch of 5,000 must stay fast), all-or-nothing,
-and written with COPY on PostgreSQL when no item carries an idempotency key.
+the right permission uses their own API token); who may write for which loader is the
+``Writer``'s rule (signals_app.tokens). Signals are validated item by item with the
+field rules of signals_app.validators, without DRF serializers (a batch of 5,000 must stay
+fast), all-or-nothing, and written with COPY on PostgreSQL when no item carries an
+idempotency key. Runs are validated by the run contract's serializers (the ones the OpenAPI
+schema shows), built on the same rules.
 """
 
 from __future__ import annotations
@@ -12,24 +15,21 @@ import datetime as dt
 import hashlib
 import json
 import math
-import secrets
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.dispatch import Signal as DjangoSignal
 from django.utils import timezone
+from rest_framework import serializers
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
-from etl_monitor.permissions import permission_require
-from etl_monitor.tokens import token_digest
 from loaders.models import Loader, LoaderVersion, VersionState
 from loaders.validators import LOADER_CODE_RE
-from signals_app import metrics
+from signals_app import metrics, validators
+from signals_app.api.serializers import RunFinishSerializer, RunStartSerializer
 from signals_app.models import (
     IngestToken,
     MetricSource,
@@ -40,104 +40,23 @@ from signals_app.models import (
     SignalKey,
     ValidationStatus,
 )
+from signals_app.tokens import Writer
 
 # Sent when a FAILED signal or a failed run was stored (inside the ingest transaction);
 # detection subscribes to evaluate the loader's rules right after commit.
 failure_ingested = DjangoSignal()
 
-TOKEN_PREFIX = {IngestToken.Kind.API: "etlm_", IngestToken.Kind.PING: ""}
-LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # don't write the token row on every request
-ERROR_TEXT_MAX = 4_000
-MAX_COUNT = 2**63 - 1  # a PostgreSQL bigint
-LOG_EXCERPT_MAX = 10_000
+# TextChoices.values builds a new list on every access: the allowed values, once.
+STATUSES, TYPES, SOURCES = (tuple(c.values) for c in (ValidationStatus, MetricType, MetricSource))
 
 
-# --- writers: who is sending ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Writer:
-    """The sender of runs and signals: an ingest token (one loader) or a user."""
-
-    token: IngestToken | None = None
-    user: AbstractBaseUser | None = None
-
-    @property
-    def label(self) -> str:
-        if self.token is not None:
-            return f"token {self.token.prefix}…"
-        return f"user {self.user.get_username()}" if self.user else "unknown"
-
-    def check(self, loader: Loader) -> None:
-        if self.token is not None:
-            if self.token.kind != IngestToken.Kind.API:
-                raise PermissionRefused("A ping key can only be used with the ping URLs.")
-            if self.token.loader_id != loader.pk:
-                raise PermissionRefused(f"This token may not write for loader {loader.loader_code}.")
-            return
-        permission_require(self.user, "signals_app.add_signal", "send runs or signals")
-
-
-# --- tokens ----------------------------------------------------------------------------
-
-
-@transaction.atomic
-def ingest_token_create(
-    *, user: AbstractBaseUser, loader: Loader, name: str, kind: str = IngestToken.Kind.API
-) -> tuple[IngestToken, str]:
-    """Create a token for ``loader``; returns it with the plaintext, which is never stored or shown again."""
-    if not user.has_perm("signals_app.add_ingesttoken"):
-        raise PermissionRefused("Your role does not allow you to create ingest tokens.")
-    name = (name or "").strip()
-    if not name:
-        raise InvalidInput({"name": ["Give the token a name saying what uses it."]})
-    if kind not in IngestToken.Kind.values:
-        raise InvalidInput({"kind": [f"Choose one of {', '.join(IngestToken.Kind.values)}."]})
-    raw = TOKEN_PREFIX[kind] + secrets.token_urlsafe(32 if kind == IngestToken.Kind.API else 18)
-    token = IngestToken.objects.create(
-        loader=loader, kind=kind, name=name[:100], prefix=raw[:12], token_hash=token_digest(raw), created_by=user
-    )
-    return token, raw
-
-
-@transaction.atomic
-def ingest_token_revoke(*, user: AbstractBaseUser, token: IngestToken) -> IngestToken:
-    if not user.has_perm("signals_app.change_ingesttoken"):
-        raise PermissionRefused("Your role does not allow you to revoke ingest tokens.")
-    token = IngestToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is None:
-        token.revoked_at, token.revoked_by = timezone.now(), user
-        token.save(update_fields=["revoked_at", "revoked_by"])
-    return token
-
-
-def ingest_token_authenticate(raw: str, *, kind: str | None = None) -> IngestToken | None:
-    """The active token matching ``raw`` (of ``kind`` if given), or None. Records its last use."""
-    if not raw or len(raw) > 200:
-        return None
-    from django.db.models import Exists, OuterRef
-
-    active = LoaderVersion.objects.filter(loader=OuterRef("loader_id"), state=VersionState.ACTIVE)
-    token = (
-        IngestToken.objects.select_related("loader")
-        .annotate(loader_has_active=Exists(active))
-        .filter(token_hash=token_digest(raw))
-        .first()
-    )
-    if token is None or token.revoked_at is not None or (kind and token.kind != kind):
-        return None
-    token.loader.has_active = token.loader_has_active  # lets an ingest skip looking the loader up again
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
-    return token
-
-
-# --- validation helpers -------------------------------------------------------------------
+# --- a request's refusals ----------------------------------------------------------------------
 
 
 class _Errors:
+    """The refusals of one request's signals: by item (``"0"``, ``"1"``…) then field, or by field
+    alone for a single signal — all of them, so a sender fixes a batch in one go."""
+
     def __init__(self) -> None:
         self.by_item: dict[str, dict[str, list[str]]] = {}
 
@@ -153,73 +72,36 @@ class _Errors:
         raise InvalidInput(self.by_item)
 
 
-def _timestamp(value: Any, field: str, errors: _Errors, index: int | None, now: dt.datetime) -> dt.datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        errors.add(index, field, "Must be an ISO 8601 timestamp string, e.g. 2026-11-28T02:30:00Z.")
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        errors.add(index, field, f"{value!r} is not an ISO 8601 timestamp, e.g. 2026-11-28T02:30:00Z.")
-        return None
-    if parsed.tzinfo is None:
-        errors.add(index, field, "Must include a time zone (e.g. Z or +01:00).")
-        return None
-    tolerance = dt.timedelta(seconds=settings.SIGNAL_FUTURE_TOLERANCE_SECONDS)
-    if parsed > now + tolerance:
-        errors.add(
-            index, field, f"Is more than {int(tolerance.total_seconds())} s in the future; check the sender's clock."
-        )
-        return None
-    return parsed
-
-
-def _text(value: Any, field: str, max_length: int, errors: _Errors, index: int | None, required: bool = False) -> str:
-    if value is None or value == "":
-        if required:
-            errors.add(index, field, "Required.")
-        return ""
-    if not isinstance(value, str):
-        errors.add(index, field, "Must be a string.")
-        return ""
-    if "\x00" in value:
-        errors.add(index, field, "Must not contain NUL characters.")
-        return ""
-    if len(value) > max_length:
-        errors.add(index, field, f"At most {max_length} characters.")
-        return ""
-    return value
-
-
-_CHOICE_VALUES: dict[type, frozenset[str]] = {}
-
-
-def _choice(value: Any, field: str, choices: type, default: str | None, errors: _Errors, index: int | None) -> str:
-    if value is None and default is not None:
-        return default
-    allowed = _CHOICE_VALUES.get(choices)
-    if allowed is None:  # TextChoices.values rebuilds a list on every access; keep a set
-        allowed = _CHOICE_VALUES[choices] = frozenset(choices.values)
-    if value not in allowed:
-        errors.add(index, field, f"Must be one of {', '.join(choices.values)}.")
-        return default or ""
-    return value
-
-
-def _count(value: Any, field: str, errors: _Errors, index: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-        errors.add(index, field, f"Must be a whole number from 0 to {MAX_COUNT}.")
-        return None
-    return value
-
-
 # --- signals ---------------------------------------------------------------------------------
 
-SIGNAL_FIELDS = {
+
+class SignalRow(NamedTuple):
+    """One signal as the columns of its table, in the order COPY and INSERT write them.
+
+    A tuple, not a model instance: a batch of thousands is validated into these and written
+    with COPY as they are. ``attributes`` is the JSON object itself (encoded when written).
+    """
+
+    loader_id: int
+    signal_key: str
+    signal_value: str
+    value_number: float | None
+    validation_status: str
+    metric_type: str
+    metric_source: str
+    captured_at: dt.datetime
+    received_at: dt.datetime
+    correlation_id: str
+    run_id: int | None
+    attributes: dict[str, Any] | None
+    idempotency_key: str | None
+    loader_paused: bool
+    no_active_version: bool
+
+
+SIGNAL_COLUMNS = SignalRow._fields
+
+SIGNAL_FIELDS = {  # what a signal sent to the API may hold
     "loader_code",
     "signal_key",
     "signal_value",
@@ -241,55 +123,60 @@ def _signal_row(
     runs: Mapping[str, Run],
     errors: _Errors,
     now: dt.datetime,
-) -> tuple | None:
-    """One validated signal as a row of SIGNAL_COLUMNS (plain tuples: a batch of thousands
-    must not pay for model instances), or None with errors recorded."""
+) -> SignalRow | None:
+    """One validated signal as a row (a tuple: a batch of thousands must not pay for model
+    instances), or None with errors recorded."""
     if not isinstance(item, dict):
         errors.add(index, "non_field_errors", "Each signal must be a JSON object.")
         return None
-    for name in sorted(set(item) - SIGNAL_FIELDS):
-        errors.add(index, name, "Unknown field.")
-    code = _text(item.get("loader_code"), "loader_code", 64, errors, index, required=True)
+    if not SIGNAL_FIELDS.issuperset(item):  # the usual case builds no set
+        for name in sorted(set(item) - SIGNAL_FIELDS):
+            errors.add(index, name, "Unknown field.")
+    code = validators.text(item.get("loader_code"), "loader_code", 64, errors, index, required=True)
     loader = loaders.get(code)
     if code and loader is None:
         errors.add(index, "loader_code", f"Unknown loader {code!r}.")
-    key = _text(item.get("signal_key"), "signal_key", 200, errors, index, required=True)
+    signal_key = validators.text(item.get("signal_key"), "signal_key", 200, errors, index, required=True)
     raw_value = item.get("signal_value")
-    number: float | None = None
+    value_number: float | None = None
     if isinstance(raw_value, bool):
-        text, number = ("true" if raw_value else "false"), float(raw_value)
-    elif isinstance(raw_value, int | float):
+        signal_value, value_number = ("true" if raw_value else "false"), float(raw_value)
+    elif isinstance(raw_value, (int, float)):  # a tuple: `int | float` would be built anew per item
         if isinstance(raw_value, float) and not math.isfinite(raw_value):
             errors.add(index, "signal_value", "Must be a finite number.")
-        text = repr(raw_value) if isinstance(raw_value, float) else str(raw_value)
+        signal_value = repr(raw_value) if isinstance(raw_value, float) else str(raw_value)
         try:
-            number = float(raw_value)
+            value_number = float(raw_value)
         except OverflowError:
             errors.add(index, "signal_value", "Number too large; send it as a string.")
-        if len(text) > 500:
+        if len(signal_value) > 500:
             errors.add(index, "signal_value", "At most 500 characters.")
     elif raw_value is None:
-        text = ""
+        signal_value = ""
     elif isinstance(raw_value, str):
-        text = raw_value
-        if "\x00" in text:
+        signal_value = raw_value
+        if "\x00" in signal_value:
             errors.add(index, "signal_value", "Must not contain NUL characters.")
-        if len(text) > 500:
+        if len(signal_value) > 500:
             errors.add(index, "signal_value", "At most 500 characters.")
         try:
-            parsed = float(text)
-            number = parsed if math.isfinite(parsed) else None
+            parsed = float(signal_value)
+            value_number = parsed if math.isfinite(parsed) else None
         except ValueError:
-            number = None
+            value_number = None
     else:
         errors.add(index, "signal_value", "Must be a number, a string, a boolean or null.")
-        text = ""
-    status = _choice(item.get("validation_status"), "validation_status", ValidationStatus, None, errors, index)
-    metric_type = _choice(item.get("metric_type"), "metric_type", MetricType, MetricType.CUSTOM, errors, index)
-    source = _choice(item.get("metric_source"), "metric_source", MetricSource, MetricSource.ETL, errors, index)
-    captured = _timestamp(item.get("captured_at"), "captured_at", errors, index, now) or now
-    correlation = _text(item.get("correlation_id"), "correlation_id", 100, errors, index)
-    idem = _text(item.get("idempotency_key"), "idempotency_key", 200, errors, index) or None
+        signal_value = ""
+    validation_status = validators.choice(
+        item.get("validation_status"), "validation_status", STATUSES, None, errors, index
+    )
+    metric_type = validators.choice(item.get("metric_type"), "metric_type", TYPES, MetricType.CUSTOM, errors, index)
+    metric_source = validators.choice(
+        item.get("metric_source"), "metric_source", SOURCES, MetricSource.ETL, errors, index
+    )
+    captured_at = validators.timestamp(item.get("captured_at"), "captured_at", errors, index, now) or now
+    correlation_id = validators.text(item.get("correlation_id"), "correlation_id", 100, errors, index)
+    idempotency_key = validators.text(item.get("idempotency_key"), "idempotency_key", 200, errors, index) or None
     attributes = item.get("attributes")
     if attributes is not None:
         encoded = json.dumps(attributes) if isinstance(attributes, dict) else ""
@@ -309,22 +196,22 @@ def _signal_row(
             errors.add(index, "run_id", "This run belongs to another loader.")
     if loader is None:
         return None
-    return (
+    return SignalRow(  # by position, in the fields' order: keywords cost a batch of 1,000 about 1 ms
         loader.pk,
-        key,
-        text,
-        number,
-        status,
+        signal_key,
+        signal_value,
+        value_number,
+        validation_status,
         metric_type,
-        source,
-        captured,
-        now,
-        correlation,
-        run.pk if run is not None else None,
+        metric_source,
+        captured_at,
+        now,  # received_at
+        correlation_id,
+        run.pk if run is not None else None,  # run_id
         attributes,
-        idem,
-        loader.is_paused,
-        not getattr(loader, "has_active", True),
+        idempotency_key,
+        loader.is_paused,  # loader_paused
+        not getattr(loader, "has_active", True),  # no_active_version
     )
 
 
@@ -363,21 +250,21 @@ def signals_ingest(*, writer: Writer, payload: Any) -> dict[str, Any]:
     run_ids = [str(i["run_id"]) for i in items if isinstance(i, dict) and i.get("run_id") is not None]
     runs = {str(r.run_id): r for r in Run.objects.filter(run_id__in=_uuids(run_ids))} if run_ids else {}
     errors = _Errors()
-    rows: list[tuple] = []
+    rows: list[SignalRow] = []
     for index, item in enumerate(items):
         row = _signal_row(item, None if single else index, loaders, runs, errors, now)
         if row is not None:
             rows.append(row)
     errors.raise_if_any(single)
     by_id = {loader.pk: loader for loader in loaders.values()}
-    for loader_id in {row[0] for row in rows}:
+    for loader_id in {row.loader_id for row in rows}:
         writer.check(by_id[loader_id])
-    keys_in_batch = [r[IDEM] for r in rows if r[IDEM]]
+    keys_in_batch = [row.idempotency_key for row in rows if row.idempotency_key]
     if len(keys_in_batch) != len(set(keys_in_batch)):
         raise InvalidInput({"idempotency_key": ["The same idempotency_key appears twice in this request."]})
     stored = _signals_write(rows)
-    metrics.signals_received((by_id[rows[i][0]].loader_code, rows[i][STATUS]) for i in stored)
-    for loader_id in {rows[i][0] for i in stored if rows[i][STATUS] == ValidationStatus.FAILED}:
+    metrics.signals_received((by_id[rows[i].loader_id].loader_code, rows[i].validation_status) for i in stored)
+    for loader_id in {rows[i].loader_id for i in stored if rows[i].validation_status == ValidationStatus.FAILED}:
         failure_ingested.send(sender=Signal, loader_id=loader_id)
     return {"accepted": len(rows)}
 
@@ -405,22 +292,22 @@ def signals_capture(
         if len(idem) > 200:  # the key column's size: a long key is kept unique by its hash
             idem = f"{idempotency_prefix}#{hashlib.sha256(key.encode()).hexdigest()}"
         rows.append(
-            (
-                loader.pk,
-                key[:200],
-                format(value, ".10g"),
-                value,
-                ValidationStatus.SUCCESS,
-                metric_type,
-                metric_source,
-                captured_at,
-                now,
-                "",
-                None,
-                attributes,
-                idem,
-                loader.is_paused,
-                no_active,
+            SignalRow(
+                loader_id=loader.pk,
+                signal_key=key[:200],
+                signal_value=format(value, ".10g"),
+                value_number=value,
+                validation_status=ValidationStatus.SUCCESS,
+                metric_type=metric_type,
+                metric_source=metric_source,
+                captured_at=captured_at,
+                received_at=now,
+                correlation_id="",
+                run_id=None,
+                attributes=attributes,
+                idempotency_key=idem,
+                loader_paused=loader.is_paused,
+                no_active_version=no_active,
             )
         )
     stored = _signals_write(rows)
@@ -446,64 +333,50 @@ def _uuids(values: Iterable[str]) -> list[uuid.UUID]:
     return out
 
 
-SIGNAL_COLUMNS = (  # the order of a signal row (tuple) everywhere in this module
-    "loader_id",
-    "signal_key",
-    "signal_value",
-    "value_number",
-    "validation_status",
-    "metric_type",
-    "metric_source",
-    "captured_at",
-    "received_at",
-    "correlation_id",
-    "run_id",
-    "attributes",
-    "idempotency_key",
-    "loader_paused",
-    "no_active_version",
-)
-STATUS, RECEIVED, ATTRIBUTES, IDEM = (
-    SIGNAL_COLUMNS.index(c) for c in ("validation_status", "received_at", "attributes", "idempotency_key")
-)
-
-
-def _signals_write(rows: list[tuple]) -> list[int]:
-    """Insert ``rows`` (tuples of SIGNAL_COLUMNS); return the indexes of the rows that were new.
+def _signals_write(rows: list[SignalRow]) -> list[int]:
+    """Insert ``rows``; return the indexes of the rows that were new.
 
     Keyed rows first claim their (loader, key) in SignalKey; only rows whose claim
     succeeded are stored, so a retry — even one racing the original — stores nothing twice.
     """
     if not rows:
         return []
-    keyed = any(r[IDEM] for r in rows)
-    if not keyed and len(rows) <= SMALL_BATCH:
-        # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips, and
-        # for a handful of rows it beats COPY's extra protocol steps.
-        _signals_insert(rows)
+    keys = [(r.loader_id, r.idempotency_key) for r in rows if r.idempotency_key]
+    if not keys and len(rows) <= SMALL_BATCH:
+        # One INSERT statement is atomic on its own: no BEGIN/COMMIT round trips.
+        _signals_store(rows)
         return list(range(len(rows)))
     with transaction.atomic():
         new_indexes = list(range(len(rows)))
-        if keyed:
-            claimed = _keys_claim([(r[0], r[IDEM]) for r in rows if r[IDEM]], rows[0][RECEIVED])
-            new_indexes = [i for i, r in enumerate(rows) if not r[IDEM] or (r[0], r[IDEM]) in claimed]
-        fresh = [rows[i] for i in new_indexes]
-        if connection.vendor == "postgresql":
-            _signals_copy(fresh)
-        else:
-            Signal.objects.bulk_create(
-                [Signal(**dict(zip(SIGNAL_COLUMNS, r, strict=True))) for r in fresh], batch_size=1000
-            )
+        if keys:
+            claimed = _keys_claim(keys, rows[0].received_at)
+            new_indexes = [
+                i for i, r in enumerate(rows) if not r.idempotency_key or (r.loader_id, r.idempotency_key) in claimed
+            ]
+        _signals_store([rows[i] for i in new_indexes])
     return new_indexes
 
 
 SMALL_BATCH = 20
 
 
-def _signals_insert(rows: list[tuple]) -> None:
+def _signals_store(rows: list[SignalRow]) -> None:
+    """A handful of rows with one INSERT (COPY's extra protocol steps cost more than they save:
+    a job's single keyed signal, a run's standard signals), more with COPY on PostgreSQL."""
+    if not rows:
+        return
+    if len(rows) <= SMALL_BATCH:
+        _signals_insert(rows)
+    elif connection.vendor == "postgresql":
+        _signals_copy(rows)
+    else:
+        Signal.objects.bulk_create([Signal(**r._asdict()) for r in rows], batch_size=1000)
+
+
+def _signals_insert(rows: list[SignalRow]) -> None:
     columns = ", ".join(SIGNAL_COLUMNS)
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(SIGNAL_COLUMNS)) + ")"] * len(rows))
-    values = [json.dumps(v) if i == ATTRIBUTES and v is not None else v for r in rows for i, v in enumerate(r)]
+    values = [value for row in rows for value in _attributes_encoded(row)]
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {Signal._meta.db_table} ({columns}) VALUES {placeholders}", values)  # noqa: S608
 
@@ -530,128 +403,91 @@ def _keys_claim(pairs: list[tuple[int, str]], now: dt.datetime) -> set[tuple[int
     return set(fresh)
 
 
-def _signals_copy(rows: list[tuple]) -> None:
+def _signals_copy(rows: list[SignalRow]) -> None:
     """COPY the rows in (PostgreSQL): several times faster than INSERT for large batches."""
     if not rows:
         return
     with connection.cursor() as cursor:
         sql = f"COPY {Signal._meta.db_table} ({', '.join(SIGNAL_COLUMNS)}) FROM STDIN"
         with cursor.cursor.copy(sql) as copy:
-            for r in rows:
-                if r[ATTRIBUTES] is not None:
-                    r = (*r[:ATTRIBUTES], json.dumps(r[ATTRIBUTES]), *r[ATTRIBUTES + 1 :])
-                copy.write_row(r)
+            for row in rows:
+                copy.write_row(row if row.attributes is None else _attributes_encoded(row))
+
+
+def _attributes_encoded(row: SignalRow) -> SignalRow:
+    """The row as the database driver takes it: ``attributes`` as JSON text."""
+    return row if row.attributes is None else row._replace(attributes=json.dumps(row.attributes))
 
 
 # --- runs ----------------------------------------------------------------------------------
 
 
-def _bounded(text: Any, limit: int) -> str:
-    # Free text from jobs (errors, logs) is kept, minus what PostgreSQL cannot store.
-    text = "" if text is None else str(text).replace("\x00", "\ufffd")
-    return text if len(text) <= limit else text[: limit - 20] + "\n…(truncated)"
+def _contract_valid(contract: type[serializers.Serializer], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` checked by the run contract's serializer — the one the OpenAPI schema shows — or
+    InvalidInput naming every field at fault."""
+    serializer = contract(data=data)
+    if not serializer.is_valid():
+        raise InvalidInput(
+            {field: [str(message) for message in messages] for field, messages in serializer.errors.items()}
+        )
+    return serializer.validated_data
 
 
 @transaction.atomic
 def run_start(*, writer: Writer, data: Mapping[str, Any]) -> tuple[Run, bool]:
-    """Start a run (``data``: loader_code, optional run_id, started_at, correlation_id).
+    """Start a run (``data``: loader_code, optional run_id, started_at, correlation_id; see
+    ``RunStartSerializer``).
 
     Starting a run_id that already exists returns it unchanged (a retried start),
     so the second value says whether it was created now.
     """
-    errors = _Errors()
-    allowed = {"loader_code", "run_id", "started_at", "correlation_id"}
-    for name in sorted(set(data) - allowed):
-        errors.add(None, name, "Unknown field.")
-    code = _text(data.get("loader_code"), "loader_code", 64, errors, None, required=True)
-    loader = _loaders_by_code([code]).get(code) if code else None
-    if code and loader is None:
-        errors.add(None, "loader_code", f"Unknown loader {code!r}.")
-    run_uuid = None
-    if data.get("run_id") is not None:
-        try:
-            run_uuid = uuid.UUID(str(data["run_id"]))
-        except ValueError:
-            errors.add(None, "run_id", "Must be a UUID.")
-    now = timezone.now()
-    started = _timestamp(data.get("started_at"), "started_at", errors, None, now) or now
-    correlation = _text(data.get("correlation_id"), "correlation_id", 100, errors, None)
-    errors.raise_if_any(single=True)
+    valid = _contract_valid(RunStartSerializer, data)
+    loader: Loader = valid["loader"]
     writer.check(loader)
-    if run_uuid is not None:
-        existing = Run.objects.filter(run_id=run_uuid).first()
+    if valid["run_id"] is not None:
+        existing = Run.objects.filter(run_id=valid["run_id"]).first()
         if existing is not None:
             if existing.loader_id != loader.pk:
                 raise StateConflict("This run_id belongs to another loader.")
             return existing, False
     active = loader.versions.filter(state=VersionState.ACTIVE).first()
     run = Run.objects.create(
-        run_id=run_uuid or uuid.uuid4(),
+        run_id=valid["run_id"] or uuid.uuid4(),
         loader=loader,
         loader_version=active,
-        started_at=started,
-        correlation_id=correlation,
+        started_at=valid["started_at"] or timezone.now(),
+        correlation_id=valid["correlation_id"],
         loader_paused=loader.is_paused,
         no_active_version=active is None,
     )
     return run, True
 
 
-FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT)
-
-
 @transaction.atomic
 def run_finish(*, writer: Writer, run: Run, data: Mapping[str, Any]) -> Run:
-    """Finish a RUNNING run and record its standard signals (duration, row counts, status).
+    """Finish a RUNNING run and record its standard signals (duration, row counts, status);
+    ``data`` as ``RunFinishSerializer`` describes it.
 
     Finishing an already finished run with the same status is accepted and
     changes nothing (a retried request); another status is a conflict.
     """
-    errors = _Errors()
-    allowed = {
-        "status",
-        "finished_at",
-        "rows_read",
-        "rows_written",
-        "rows_rejected",
-        "error_text",
-        "correlation_id",
-        "exit_status",
-        "log_excerpt",
-    }
-    for name in sorted(set(data) - allowed):
-        errors.add(None, name, "Unknown field.")
-    status = data.get("status")
-    if status not in FINAL_STATUSES:
-        errors.add(None, "status", f"Must be one of {', '.join(FINAL_STATUSES)}.")
-    now = timezone.now()
-    finished = _timestamp(data.get("finished_at"), "finished_at", errors, None, now) or now
-    counts = {f: _count(data.get(f), f, errors, None) for f in ("rows_read", "rows_written", "rows_rejected")}
-    correlation = _text(data.get("correlation_id"), "correlation_id", 100, errors, None)
-    exit_status = data.get("exit_status")
-    if exit_status is not None and (
-        isinstance(exit_status, bool) or not isinstance(exit_status, int) or not 0 <= exit_status <= 255
-    ):
-        errors.add(None, "exit_status", "Must be a whole number from 0 to 255.")
-    errors.raise_if_any(single=True)
+    valid = _contract_valid(RunFinishSerializer, data)
     run = Run.objects.select_for_update().select_related("loader").get(pk=run.pk)
     writer.check(run.loader)
     if run.status != RunStatus.RUNNING:
-        if run.status == status:
+        if run.status == valid["status"]:
             return run
         raise StateConflict(f"This run already finished as {run.status}.")
+    finished = valid["finished_at"] or timezone.now()
     if finished < run.started_at:
         raise InvalidInput({"finished_at": ["Is before the run started."]})
-    run.status = status
+    run.status = valid["status"]
     run.finished_at = finished
     run.duration_seconds = (finished - run.started_at).total_seconds()
-    for name, value in counts.items():
-        setattr(run, name, value)
-    run.error_text = _bounded(data.get("error_text"), ERROR_TEXT_MAX)
-    run.log_excerpt = _bounded(data.get("log_excerpt"), LOG_EXCERPT_MAX)
-    run.exit_status = exit_status
-    if correlation:
-        run.correlation_id = correlation
+    for name in ("rows_read", "rows_written", "rows_rejected", "exit_status", "error_text", "log_excerpt"):
+        setattr(run, name, valid[name])
+    if valid["correlation_id"]:
+        run.correlation_id = valid["correlation_id"]
     run.save()
     _run_signals(run)
     if run.status != RunStatus.SUCCEEDED:
@@ -664,23 +500,23 @@ def _run_signals(run: Run) -> None:
     status = ValidationStatus.SUCCESS if run.status == RunStatus.SUCCEEDED else ValidationStatus.FAILED
     received = timezone.now()
 
-    def row(key: str, text: str, number: float | None, metric_type: str) -> tuple:
-        return (
-            run.loader_id,
-            key,
-            text,
-            number,
-            status,
-            metric_type,
-            MetricSource.ETL,
-            run.finished_at,
-            received,
-            run.correlation_id,
-            run.pk,
-            None,
-            f"run:{run.run_id}:{key}",
-            run.loader_paused,
-            run.no_active_version,
+    def row(key: str, text: str, number: float | None, metric_type: str) -> SignalRow:
+        return SignalRow(
+            loader_id=run.loader_id,
+            signal_key=key,
+            signal_value=text,
+            value_number=number,
+            validation_status=status,
+            metric_type=metric_type,
+            metric_source=MetricSource.ETL,
+            captured_at=run.finished_at,
+            received_at=received,
+            correlation_id=run.correlation_id,
+            run_id=run.pk,
+            attributes=None,
+            idempotency_key=f"run:{run.run_id}:{key}",
+            loader_paused=run.loader_paused,
+            no_active_version=run.no_active_version,
         )
 
     rows = [
@@ -692,7 +528,7 @@ def _run_signals(run: Run) -> None:
         if value is not None:
             rows.append(row(name, str(value), float(value), MetricType.ROW_COUNT))
     stored = _signals_write(rows)
-    metrics.signals_received((run.loader.loader_code, rows[i][STATUS]) for i in stored)
+    metrics.signals_received((run.loader.loader_code, rows[i].validation_status) for i in stored)
     metrics.run_finished(run)
 
 
@@ -779,7 +615,7 @@ def ping_record(*, token: IngestToken, loader_code: str, action: str, body: str 
         _ping_turn(loader)
         now = timezone.now()
         if action == "start":
-            return _ping_start(loader, now, _bounded(body, LOG_EXCERPT_MAX), run_id)
+            return _ping_start(loader, now, validators.free_text(body, validators.LOG_EXCERPT_MAX), run_id)
         failed = action == "fail" or (exit_status or 0) != 0
         return _ping_finish(token, loader, now, failed=failed, exit_status=exit_status, body=body, run_id=run_id)
 

@@ -1,10 +1,24 @@
-"""Shapes of the ingest API. Input is validated by signals_app.services (fast path);
-these serializers describe it for the OpenAPI schema and format the output."""
+"""Shapes of the ingest API.
+
+The run contract (``RunStartSerializer``, ``RunFinishSerializer``) is what ``run_start`` and
+``run_finish`` validate with, and what the OpenAPI schema shows: one source of truth. Its fields
+check input with the rules of signals_app.validators, the same functions — and words — as the
+signal fast path. Signals themselves are validated by that fast path (a batch of 5,000 cannot
+afford a serializer per item); ``SignalInSerializer`` describes them for the schema only.
+"""
 
 from __future__ import annotations
 
-from rest_framework import serializers
+from typing import Any
 
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.fields import empty
+
+from etl_monitor.errors import InvalidInput, fields_known
+from loaders.models import Loader
+from loaders.validators import LOADER_CODE_RE
+from signals_app import validators
 from signals_app.models import IngestToken, MetricSource, MetricType, Run, RunStatus, Signal, ValidationStatus
 
 
@@ -55,23 +69,118 @@ class SignalSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RunStartSerializer(serializers.Serializer):
-    loader_code = serializers.CharField(max_length=64)
-    run_id = serializers.UUIDField(required=False, help_text="Your own id for the run; generated if absent.")
-    started_at = serializers.DateTimeField(required=False)
-    correlation_id = serializers.CharField(max_length=100, required=False)
+# --- the run contract ------------------------------------------------------------------------
 
 
-class RunFinishSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=[s for s in RunStatus.choices if s[0] != RunStatus.RUNNING])
-    finished_at = serializers.DateTimeField(required=False)
-    rows_read = serializers.IntegerField(required=False, min_value=0)
-    rows_written = serializers.IntegerField(required=False, min_value=0)
-    rows_rejected = serializers.IntegerField(required=False, min_value=0)
-    error_text = serializers.CharField(required=False, help_text="Kept up to 4,000 characters.")
-    log_excerpt = serializers.CharField(required=False, help_text="Kept up to 10,000 characters.")
-    exit_status = serializers.IntegerField(required=False, min_value=0, max_value=255)
-    correlation_id = serializers.CharField(max_length=100, required=False)
+class _RaiseRefusal:
+    """The run contract's sink for signals_app.validators: a refusal is the field's error at once."""
+
+    def add(self, index: int | None, field: str, message: str) -> None:
+        raise serializers.ValidationError(message)
+
+
+_RAISE = _RaiseRefusal()
+
+
+class _Checked:
+    """A field checked by a rule of signals_app.validators instead of DRF's own checks (which
+    turn 5 into "5", trim spaces and word their messages differently); the DRF field class it
+    is mixed into still describes the field in the OpenAPI schema. Absent and null are both
+    None to the rule, so every field is in ``validated_data``."""
+
+    def run_validation(self, data: Any = empty) -> Any:
+        return self.check(None if data is empty else data)
+
+    def check(self, value: Any) -> Any:
+        raise NotImplementedError
+
+
+class CheckedText(_Checked, serializers.CharField):
+    def check(self, value: Any) -> str:
+        return validators.text(value, self.field_name, self.max_length, _RAISE, None, self.required)
+
+
+class LoaderCode(CheckedText):
+    """A loader's code, validated into the Loader itself."""
+
+    def check(self, value: Any) -> Loader:
+        code = super().check(value)
+        loader = Loader.objects.filter(loader_code=code).first() if LOADER_CODE_RE.match(code) else None
+        if loader is None:
+            raise serializers.ValidationError(f"Unknown loader {code!r}.")
+        return loader
+
+
+class FreeText(_Checked, serializers.CharField):
+    """Text from the job that is never refused, only bounded (``validators.free_text``)."""
+
+    def __init__(self, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit = limit
+
+    def check(self, value: Any) -> str:
+        return validators.free_text(value, self.limit)
+
+
+class CheckedTimestamp(_Checked, serializers.DateTimeField):
+    def check(self, value: Any) -> Any:
+        return validators.timestamp(value, self.field_name, _RAISE, None, timezone.now())
+
+
+class CheckedUUID(_Checked, serializers.UUIDField):
+    def check(self, value: Any) -> Any:
+        return validators.uuid_value(value, self.field_name, _RAISE, None)
+
+
+class CheckedChoice(_Checked, serializers.ChoiceField):
+    def check(self, value: Any) -> str:
+        return validators.choice(value, self.field_name, tuple(self.choices), None, _RAISE, None)
+
+
+class WholeNumber(_Checked, serializers.IntegerField):
+    """An integer from 0 to ``max_value``, or to the largest a bigint column holds."""
+
+    def check(self, value: Any) -> int | None:
+        maximum = validators.MAX_COUNT if self.max_value is None else self.max_value
+        return validators.whole_number(value, self.field_name, maximum, _RAISE, None)
+
+
+# A field the contract does not have is refused together with the other fields' errors
+# (``RejectUnknownFieldsMixin`` names unknown fields only once every known one is valid).
+# A comment, not a docstring: the schema would show it as both serializers' description.
+class _RunContract(serializers.Serializer):
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        errors: dict[str, Any] = {}
+        try:
+            fields_known(data, set(self.fields))
+        except InvalidInput as refused:
+            errors.update(refused.errors)
+        try:
+            valid = super().to_internal_value(data)
+        except serializers.ValidationError as invalid:
+            errors.update(invalid.detail)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return valid
+
+
+class RunStartSerializer(_RunContract):
+    loader_code = LoaderCode(max_length=64, source="loader")
+    run_id = CheckedUUID(required=False, help_text="Your own id for the run; generated if absent.")
+    started_at = CheckedTimestamp(required=False)
+    correlation_id = CheckedText(max_length=100, required=False)
+
+
+class RunFinishSerializer(_RunContract):
+    status = CheckedChoice(choices=[s for s in RunStatus.choices if s[0] != RunStatus.RUNNING])
+    finished_at = CheckedTimestamp(required=False)
+    rows_read = WholeNumber(required=False, min_value=0)
+    rows_written = WholeNumber(required=False, min_value=0)
+    rows_rejected = WholeNumber(required=False, min_value=0)
+    correlation_id = CheckedText(max_length=100, required=False)
+    exit_status = WholeNumber(required=False, min_value=0, max_value=255)
+    error_text = FreeText(limit=validators.ERROR_TEXT_MAX, required=False, help_text="Kept up to 4,000 characters.")
+    log_excerpt = FreeText(limit=validators.LOG_EXCERPT_MAX, required=False, help_text="Kept up to 10,000 characters.")
 
 
 class RunSerializer(serializers.ModelSerializer):

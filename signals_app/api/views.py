@@ -24,7 +24,7 @@ from etl_monitor.permissions import RoleModelPermissions, RoleViewPermission
 from etl_monitor.request_input import json_loads
 from etl_monitor.token_auth import ApiTokenAuthentication
 from loaders.models import Loader
-from signals_app import services
+from signals_app import services, tokens
 from signals_app.api.auth import IngestRateThrottle, IngestTokenAuthentication
 from signals_app.api.serializers import (
     IngestResultSerializer,
@@ -75,10 +75,10 @@ def json_body(request: Request) -> Any:
         raise exceptions.ParseError(f"The body is not valid JSON: {exc}")
 
 
-def writer_of(request: Request) -> services.Writer:
+def writer_of(request: Request) -> tokens.Writer:
     if isinstance(request.auth, IngestToken):
-        return services.Writer(token=request.auth)
-    return services.Writer(user=request.user)
+        return tokens.Writer(token=request.auth)
+    return tokens.Writer(user=request.user)
 
 
 class SignalCursorPagination(CursorPagination):
@@ -293,7 +293,7 @@ class LoaderTokenViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def create(self, request: Request, loader_code: str) -> Response:
         params = IngestTokenCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        token, raw = services.ingest_token_create(
+        token, raw = tokens.ingest_token_create(
             user=request.user,
             loader=self._loader(),
             name=params.validated_data["name"],
@@ -305,7 +305,7 @@ class LoaderTokenViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(summary="Revoke a token (kept for the record, never usable again)", responses={204: None})
     def destroy(self, request: Request, loader_code: str, pk: str) -> Response:
         token = get_object_or_404(self.get_queryset(), pk=pk)
-        services.ingest_token_revoke(user=request.user, token=token)
+        tokens.ingest_token_revoke(user=request.user, token=token)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -318,7 +318,7 @@ def ping(request: HttpRequest, key: str, loader_code: str, action: str = "succes
     and shell scripts; ``rid`` ties a start to its finish and makes a retried ping harmless."""
     if request.method not in ("GET", "POST", "HEAD"):
         return HttpResponse("Use GET or POST.\n", status=405, content_type="text/plain")
-    token = services.ingest_token_authenticate(key, kind=IngestToken.Kind.PING)
+    token = tokens.ingest_token_authenticate(key, kind=IngestToken.Kind.PING)
     if token is None:
         return HttpResponse("Unknown or revoked ping key.\n", status=404, content_type="text/plain")
     if request.method == "HEAD":

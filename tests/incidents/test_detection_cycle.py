@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from incidents.models import DetectionRule, Incident
 from incidents.tasks import detection_tick
-from signals_app import services as ingest
+from signals_app import tokens as ingest
 
 
 def test_the_roadmap_and_etl_rules_are_seeded(db):

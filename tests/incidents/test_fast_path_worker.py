@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from etl_monitor.celery import app
 from incidents.models import Incident
-from signals_app import services as ingest
+from signals_app import tokens as ingest
 from tests.processes import celery_worker
 
 ROOT = Path(__file__).resolve().parents[2]

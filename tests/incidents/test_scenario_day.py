@@ -17,7 +17,7 @@ from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident
 from loaders import services as registry
 from loaders.models import Loader
-from signals_app import services as ingest
+from signals_app import tokens as ingest
 
 DAY = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 TICK = dt.timedelta(minutes=10)

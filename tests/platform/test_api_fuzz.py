@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from etl_monitor.models import ApiToken
 from etl_monitor.roles import Role
 from etl_monitor.tokens import api_token_create
-from signals_app import services
+from signals_app.tokens import ingest_token_create
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 NUL_PROBED_EXAMPLES = 3  # per operation: these are sent again with a NUL in each text field
@@ -135,7 +135,7 @@ def test_the_api_never_answers_5xx(who, make_user, active_loader, editor, keep_t
     keys = {
         "admin": admin_key,
         "viewer": api_token_create(user=make_user(Role.VIEWER), name="fuzz")[1],
-        "ingest-token": services.ingest_token_create(user=editor, loader=active_loader, name="fuzz")[1],
+        "ingest-token": ingest_token_create(user=editor, loader=active_loader, name="fuzz")[1],
     }
     header = f"{scheme} {keys[who]}"
     # Django's WSGI handler itself (etl_monitor.wsgi adds only the start-up refusals, tested elsewhere);

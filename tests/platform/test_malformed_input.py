@@ -26,8 +26,8 @@ from etl_monitor.request_input import JSON_MAX_DEPTH, json_depth_exceeds
 from incidents.models import DetectionRule, Silence
 from integrations.models import NotificationRule
 from loaders.models import Loader, Tag, Team
-from signals_app import services as signal_services
 from signals_app.models import Run, Signal
+from signals_app.tokens import ingest_token_create
 
 DEEP = "[" * 100_000
 NUL_MESSAGE = "NUL characters are not allowed."
@@ -201,7 +201,7 @@ def test_deep_json_to_the_api_answers_400(admin_user):
 
 
 def test_deep_json_to_the_ingest_endpoints_answers_400(active_loader, editor):
-    _token, key = signal_services.ingest_token_create(user=editor, loader=active_loader, name="job")
+    _token, key = ingest_token_create(user=editor, loader=active_loader, name="job")
     job = APIClient()
     job.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     deep_refused(job.post("/api/v1/signals/", DEEP, content_type="application/json"))

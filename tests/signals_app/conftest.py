@@ -3,14 +3,14 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from signals_app import services
+from signals_app import tokens
 from signals_app.models import IngestToken
 
 
 @pytest.fixture
 def token_for(editor):
     def make(loader, kind=IngestToken.Kind.API) -> str:
-        _token, raw = services.ingest_token_create(user=editor, loader=loader, name="etl job", kind=kind)
+        _token, raw = tokens.ingest_token_create(user=editor, loader=loader, name="etl job", kind=kind)
         return raw
 
     return make

@@ -10,6 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from signals_app.models import IngestToken, Signal
+from tests.conftest import redis_cache
 from tests.signals_app.conftest import signal
 
 
@@ -55,9 +56,9 @@ def test_a_token_cannot_write_for_another_loader(job, new_loader):
 def test_tokens_are_stored_hashed_and_revocable(job, active_loader, editor):
     token = IngestToken.objects.get()
     assert len(token.token_hash) == 64 and token.prefix.startswith("etlm_")
-    from signals_app import services
+    from signals_app import tokens
 
-    services.ingest_token_revoke(user=editor, token=token)
+    tokens.ingest_token_revoke(user=editor, token=token)
     response = post(job, signal())
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
@@ -70,6 +71,19 @@ def test_idempotent_retries_store_once_and_answer_the_same(job):
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json() == {"accepted": 3}
     assert Signal.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("count", "keyed"), [(1, False), (1, True), (25, False), (25, True)], ids=["one", "one-keyed", "many", "many-keyed"]
+)
+def test_attributes_are_stored_as_sent_whichever_way_the_batch_is_written(job, count, keyed):
+    attributes = {"host": "etl-01", "rows": [1, 2], "nested": {"ok": True, "ratio": 0.5}, "note": "ünïcode"}
+    batch = [
+        signal(signal_key=f"k{i}", attributes=attributes, **({"idempotency_key": f"a-{i}"} if keyed else {}))
+        for i in range(count)
+    ]
+    assert post(job, batch).json() == {"accepted": count}
+    assert [s.attributes for s in Signal.objects.all()] == [attributes] * count
 
 
 def test_the_same_key_twice_in_one_batch_is_an_error(job):
@@ -88,6 +102,9 @@ def test_the_same_key_twice_in_one_batch_is_an_error(job):
         (signal(bogus=1), "bogus", "Unknown field"),
         (signal(attributes="x"), "attributes", "JSON object"),
         (signal(run_id="00000000-0000-0000-0000-000000000000"), "run_id", "Unknown run"),
+        (signal(validation_status=["SUCCESS"]), "validation_status", "Must be one of SUCCESS, FAILED"),
+        (signal(metric_type={}), "metric_type", "Must be one of ROW_COUNT"),
+        (signal(metric_source=[]), "metric_source", "Must be one of"),
     ],
 )
 def test_validation_names_the_field(job, payload, field, message):
@@ -134,6 +151,20 @@ def test_too_many_requests_get_429_with_retry_after(job, settings):
     response = post(job, signal())
     assert response.status_code == 429
     assert int(response["Retry-After"]) > 0
+
+
+def test_the_rate_limit_on_redis_counts_in_one_key_per_window_that_expires(job, settings, require_redis):
+    import redis
+    from django.core.cache import cache
+
+    settings.CACHES = redis_cache(require_redis)
+    settings.SIGNAL_INGEST_RATE = "2/min"
+    cache.clear()
+    assert [post(job, signal()).status_code for _ in range(3)] == [201, 201, 429]
+    server = redis.Redis.from_url(require_redis)
+    keys = server.keys("*ingest-rate:*")
+    assert len(keys) == 1 and int(server.get(keys[0])) == 3
+    assert 0 < server.ttl(keys[0]) <= 65  # the window (60 s) and a margin, renewed with each count
 
 
 def test_onboarding_loaders_are_accepted_and_marked(token_for, new_loader):
