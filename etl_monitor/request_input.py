@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 JSON_MAX_DEPTH = 64
 NUL_MESSAGE = "NUL characters are not allowed."
+SURROGATE_MESSAGE = "Unpaired surrogate escapes (such as \\ud800) are not valid Unicode text."
 
 # Every byte but the brackets and the quote: what the depth scan throws away first.
 _NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'[]{}"')
@@ -33,6 +34,8 @@ _OPENER = ord("[")
 # A NUL in a valid JSON string is always the escape \u0000 (a raw NUL byte is invalid JSON), not
 # itself escaped: preceded by an even number of backslashes.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# Any surrogate escape (paired ones decode to one character; only then are the strings looked at).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JSONRefused(ValueError):
@@ -70,21 +73,36 @@ def json_depth_exceeds(raw: bytes, limit: int = JSON_MAX_DEPTH) -> bool:
     return False
 
 
-def json_nul_path(value: Any) -> str | None:
-    """The dotted path of the first string (value or key) holding a NUL, in document order, or None.
+def _has_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def _unpaired_surrogate(text: str) -> bool:
+    """A lone UTF-16 surrogate (``"\\ud800"``) decodes in Python but is not Unicode text: no
+    UTF-8 encoder (PostgreSQL's, the response's) can write it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def json_nul_path(value: Any, bad: Callable[[str], bool] = _has_nul) -> str | None:
+    """The dotted path of the first string (value or key) holding a NUL (or for which ``bad`` holds),
+    in document order, or None.
     Iterative: the value may be as deep as JSON_MAX_DEPTH allows without using the call stack."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
+            if bad(item):
                 return path
         elif isinstance(item, dict):
             children = []
             for key, child in item.items():
                 key_path = f"{path}.{key}" if path else key
-                if "\x00" in key:
-                    return key_path.replace("\x00", "\\u0000")
+                if bad(key):
+                    return key_path.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
                 children.append((key_path, child))
             stack.extend(reversed(children))
         elif isinstance(item, list):
@@ -105,6 +123,10 @@ def json_loads(raw: bytes | str, *, nul_allowed: bool = False, parse_constant: A
         path = json_nul_path(value)
         if path is not None:
             raise JSONRefused(NUL_MESSAGE, path or "non_field_errors")
+    if _SURROGATE_ESCAPE.search(data):
+        path = json_nul_path(value, _unpaired_surrogate)
+        if path is not None:
+            raise JSONRefused(SURROGATE_MESSAGE, path or "non_field_errors")
     return value
 
 

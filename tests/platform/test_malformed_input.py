@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from etl_monitor.request_input import JSON_MAX_DEPTH, json_depth_exceeds
+from etl_monitor.request_input import JSON_MAX_DEPTH, SURROGATE_MESSAGE, json_depth_exceeds
 from incidents.models import DetectionRule, Silence
 from integrations.models import NotificationRule
 from loaders.models import Loader, Tag, Team
@@ -207,6 +207,27 @@ def test_deep_json_to_the_ingest_endpoints_answers_400(active_loader, editor):
     deep_refused(job.post("/api/v1/signals/", DEEP, content_type="application/json"))
     deep_refused(job.post("/api/v1/runs/", DEEP, content_type="application/json"))
     assert not Signal.objects.exists() and not Run.objects.exists()
+
+
+def test_an_unpaired_surrogate_escape_is_refused_naming_the_field(active_loader, editor, admin_user):
+    """ "\\ud800" decodes in Python but no UTF-8 encoder can write it (it was a 500 on every JSON API,
+    ingestion included); a paired escape is an ordinary character and is kept."""
+    _token, key = ingest_token_create(user=editor, loader=active_loader, name="job")
+    job = APIClient()
+    job.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    code = active_loader.loader_code
+    run = '{"loader_code": "' + code + '", "correlation_id": "abc\\ud800"}'
+    response = job.post("/api/v1/runs/", run, content_type="application/json")
+    assert response.status_code == 400
+    assert f"correlation_id: {SURROGATE_MESSAGE}" in response.json()["detail"]
+    signal = '[{"loader_code": "' + code + '", "signal_key": "k", "value": 1, "attributes": {"\\udc00": 1}}]'
+    response = job.post("/api/v1/signals/", signal, content_type="application/json")
+    assert response.status_code == 400
+    assert not Signal.objects.exists() and not Run.objects.exists()
+    rule = '{"name": "smile \\ud83d\\ude00", "kind": "run_failed"}'
+    created = api(admin_user).post("/api/v1/rules/", rule, content_type="application/json")
+    assert created.status_code == 201, created.json()
+    assert DetectionRule.objects.get(pk=created.json()["id"]).name == "smile \U0001f600"
 
 
 def test_json_at_the_depth_limit_is_parsed(admin_user):
