@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from common import broker_use_and_purge, failing_loaders_drop, failing_loaders_seed
 from django.conf import settings
@@ -31,6 +33,8 @@ from incidents.detection import rules_evaluate_claimed
 from incidents.models import DetectionRule, Incident
 from integrations.models import Channel, Delivery, NotificationRule
 from signals_app.retention import signals_partitions_ensure
+
+T = TypeVar("T")
 
 MAX_SECONDS = 3.0  # 1,000 incidents opened and routed in one batch
 CASES = ((1, 1_000), (3, 400))  # (rules, subjects)
@@ -61,10 +65,8 @@ def _clean(rule_ids: list[int]) -> None:
     failing_loaders_drop("STM", "bench-storm")
 
 
-def _storm(rules: int, subjects: int) -> tuple[int, int, int, float, float]:
-    """(incidents, deliveries, queries, seconds, CPU seconds of this process) of one batch opening
-    every incident."""
-    rule_ids = _seed(rules, subjects)
+def _measured(call: Callable[[], T]) -> tuple[T, int, float, float]:
+    """(what ``call`` returned, queries it ran, seconds, CPU seconds of this process)."""
     queries = 0
 
     def counting(execute, sql, params, many, context):
@@ -72,11 +74,20 @@ def _storm(rules: int, subjects: int) -> tuple[int, int, int, float, float]:
         queries += 1
         return execute(sql, params, many, context)
 
+    with connection.execute_wrapper(counting):
+        started, cpu = time.perf_counter(), time.process_time()
+        result = call()
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return result, queries, seconds, cpu
+
+
+def _storm(rules: int, subjects: int) -> tuple[int, int, int, float, float]:
+    """(incidents, deliveries, queries, seconds, CPU seconds of this process) of one batch opening
+    every incident."""
+    rule_ids = _seed(rules, subjects)
     try:
-        with connection.execute_wrapper(counting):
-            started, cpu = time.perf_counter(), time.process_time()
-            rules_evaluate_claimed(rule_ids=rule_ids, now=timezone.now())  # claims, opens, routes, commits
-            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        # claims, opens, routes, commits
+        _, queries, seconds, cpu = _measured(lambda: rules_evaluate_claimed(rule_ids=rule_ids, now=timezone.now()))
         return Incident.objects.count(), Delivery.objects.count(), queries, seconds, cpu
     finally:
         broker_use_and_purge()  # nothing is sent: drop the queued sends
@@ -112,23 +123,15 @@ def _alertmanager() -> tuple[int, int, int, float, float]:
         ],
     }
     data = json.dumps(body).encode()
-    queries = 0
-
-    def counting(execute, sql, params, many, context):
-        nonlocal queries
-        queries += 1
-        return execute(sql, params, many, context)
-
     try:
-        with connection.execute_wrapper(counting):
-            started, cpu = time.perf_counter(), time.process_time()
-            response = Client().post(
+        response, queries, seconds, cpu = _measured(
+            lambda: Client().post(
                 "/integrations/alertmanager/webhook/",
                 data=data,
                 content_type="application/json",
                 headers={"Authorization": f"Bearer {token}"},
             )
-            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        )
         assert response.status_code == 200, response.content[:300]
         return Incident.objects.count(), Delivery.objects.count(), queries, seconds, cpu
     finally:
