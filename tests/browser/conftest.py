@@ -1,0 +1,132 @@
+"""Browser tests: Debian's headless Chromium driven by Selenium against the live test server.
+
+pytest-django's ``live_server`` is the machinery of Django's ``StaticLiveServerTestCase`` (a
+``LiveServerThread`` serving the app with the staticfiles handler), so pages load their real CSS
+and JavaScript; the pytest form lets these tests share the role fixtures of ``tests/conftest.py``.
+
+Screenshots go to ``$BROWSER_ARTIFACTS`` (default ``var/test/screenshots``), one file per
+``page.screenshot(name)``, so a reviewer can look at every screen a test walked through.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from tests.conftest import _service_unavailable
+
+CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", "var/test/screenshots"))
+DESKTOP = (1366, 900)
+PHONE = (390, 844)
+PASSWORD = "pw-for-tests-123"  # tests/conftest.py make_user's password
+WAIT_SECONDS = 10
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the session; each test starts from a cleared cookie jar."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        _service_unavailable("Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_argument(f"--window-size={DESKTOP[0]},{DESKTOP[1]}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Page:
+    """What a browser test does with the browser, in the words of the test."""
+
+    def __init__(self, driver: Any, base_url: str, test_name: str) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.test_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", test_name)[:120]
+
+    def open(self, path: str) -> Page:
+        self.driver.get(self.base_url + path)
+        return self
+
+    def login(self, user: User, password: str = PASSWORD) -> Page:
+        """Sign in through the real admin login form."""
+        from selenium.webdriver.common.by import By
+
+        self.open("/admin/login/")
+        self.driver.find_element(By.NAME, "username").send_keys(user.username)
+        self.driver.find_element(By.NAME, "password").send_keys(password)
+        self.driver.find_element(By.CSS_SELECTOR, "[type=submit]").click()
+        self.wait_for(lambda d: "/admin/login/" not in d.current_url)
+        return self
+
+    def wait_for(self, condition: Callable[[Any], Any], seconds: float = WAIT_SECONDS) -> Any:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(self.driver, seconds).until(condition)
+
+    def find(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def find_all(self, css: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def click(self, css: str) -> Page:
+        self.find(css).click()
+        return self
+
+    def text(self) -> str:
+        return self.find("body").text
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{self.test_name}--{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def viewport(self, size: tuple[int, int]) -> Page:
+        self.driver.set_window_size(*size)
+        return self
+
+    def horizontal_overflow(self) -> int:
+        """How many CSS pixels the page is wider than the window (0 = no horizontal scroll)."""
+        return int(self.js("return document.documentElement.scrollWidth - window.innerWidth"))
+
+    def load_ms(self) -> float:
+        """Navigation Timing: from navigation start to the end of the load event, in ms."""
+        self.wait_for(lambda d: d.execute_script("return document.readyState") == "complete")
+        return float(
+            self.js(
+                "const n = performance.getEntriesByType('navigation')[0];"
+                "return n.loadEventEnd > 0 ? n.loadEventEnd - n.startTime : performance.now();"
+            )
+        )
+
+
+@pytest.fixture
+def page(chromium: Any, live_server: Any, request: pytest.FixtureRequest) -> Iterator[Page]:
+    chromium.delete_all_cookies()
+    chromium.set_window_size(*DESKTOP)
+    yield Page(chromium, live_server.url, request.node.name)
