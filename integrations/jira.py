@@ -47,7 +47,7 @@ from integrations.models import (
     JiraWebhookReceipt,
     Purpose,
 )
-from integrations.notifications.outbox import delivery_key, delivery_queue
+from integrations.notifications.outbox import delivery_queue
 from integrations.notifications.payloads import Message
 from integrations.notifications.routing import event_route_guarded, incident_messages_refresh
 from integrations.notifications.transports import Deferred, Permanent, Transient, Transport, transport_register
@@ -192,7 +192,6 @@ def jira_route(event: IncidentEvent) -> None:
         target=target,
         purpose=purpose,
         root=root,
-        key=delivery_key(incident, event.pk, channel, target),
     )
 
 

@@ -62,17 +62,17 @@ def delivery_queue(
     purpose: str,
     tier: int = 0,
     root: Delivery | None = None,
-    key: str,
+    key: str | None = None,
     enqueue: bool = True,
 ) -> Delivery:
     """Put one message in the outbox (once per ``key``: an existing delivery is returned as it is)
     and, unless told not to, send it once the transaction commits. Routing and Jira both queue
-    through here."""
+    through here. The key defaults to the one of this timeline entry, channel and target."""
     fields = delivery_new(
         incident=incident, event=event, channel=channel, target=target, purpose=purpose, tier=tier, root=root, key=key
     )
     defaults = {f.attname: getattr(fields, f.attname) for f in Delivery._meta.concrete_fields if f.attname != "id"}
-    delivery, created = Delivery.objects.get_or_create(key=key, defaults=defaults)
+    delivery, created = Delivery.objects.get_or_create(key=fields.key, defaults=defaults)
     if created and enqueue:
         enqueue_after_commit(delivery.pk)
     return delivery
@@ -87,9 +87,12 @@ def delivery_new(
     purpose: str,
     tier: int,
     root: Delivery | None,
-    key: str,
+    key: str | None = None,
 ) -> Delivery:
-    """An unsaved delivery with its payload rendered."""
+    """An unsaved delivery with its payload rendered; without a ``key``, the one of the timeline
+    entry (``event``), channel and target."""
+    if key is None:
+        key = delivery_key(incident, event.pk if event else None, channel, target)
     transport = transport_for(channel)
     in_place = purpose in FOLLOW_UP.values() or purpose == Purpose.UPDATED
     update = root is not None and transport.can_update and in_place

@@ -144,7 +144,6 @@ def _tier_deliveries(
                     purpose=purpose,
                     tier=tier,
                     root=root,
-                    key=delivery_key(incident, event.pk, channel, target),
                 )
             )
     return fresh, skipped
