@@ -15,6 +15,15 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 
+def postgres_test_url() -> str:
+    """The URL of the test database (PostgreSQL) for a process a test starts: the test's own
+    connections and the process's then see the same rows once committed."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 def celery_worker(*extra: str, concurrency: int = 1) -> list[str]:
     """The command of a Celery worker as deploy/Procfile.dev runs it (a test's worker is alone: no
     gossip, no mingle), plus ``extra`` options."""

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from rest_framework.test import APIClient
 
 from etl_monitor.celery import app
 from incidents.models import Incident
 from signals_app import tokens as ingest
-from tests.processes import celery_worker
+from tests.processes import celery_worker, postgres_test_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,10 +35,9 @@ def test_a_failed_run_opens_an_incident_through_a_real_worker(
     DetectionRule.objects.update_or_create(
         name="Run failed", defaults={"kind": "run_failed", "threshold": 0.0, "window_seconds": 900, "enabled": True}
     )
-    db = settings.DATABASES["default"]
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": postgres_test_url(),
     }
     worker = subprocess.Popen(
         celery_worker("--loglevel", "WARNING"),

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from etl_monitor.celery import app
@@ -27,7 +26,7 @@ from tests.incidents.conftest import add_signals
 from tests.integrations.fakes import FakeSlack, WebhookReceiver, serve
 from tests.mailbox import Mailbox
 from tests.net import free_port
-from tests.processes import celery_worker, process_stop
+from tests.processes import celery_worker, postgres_test_url, process_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -57,10 +56,9 @@ def smtp_port(settings) -> int:
 def worker(slack: FakeSlack, smtp_port: int) -> Iterator[subprocess.Popen]:
     from tests.platform.test_celery_worker import purge_broker
 
-    db = settings.DATABASES["default"]
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": postgres_test_url(),
         "SLACK_BOT_TOKEN": "xoxb-test",
         "SLACK_API_BASE_URL": slack.url,
         "EMAIL_HOST": "127.0.0.1",

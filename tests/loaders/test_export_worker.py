@@ -13,7 +13,7 @@ import pytest
 from etl_monitor.celery import app
 from loaders.models import ExportJob
 from tests.platform.test_celery_worker import purge_broker
-from tests.processes import celery_worker, process_start, process_stop
+from tests.processes import celery_worker, postgres_test_url, process_start, process_stop
 
 
 @pytest.mark.services
@@ -25,8 +25,7 @@ def test_a_large_export_is_written_by_a_real_worker(
     settings.LOADER_EXPORT_SYNC_ROWS = 1
     for code in ("C-THREE", "A-ONE", "B-TWO"):
         new_loader(code)
-    db = settings.DATABASES["default"]
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = postgres_test_url()
     purge_broker()
     worker = process_start(celery_worker(), env={**os.environ, "DATABASE_URL": url}, log=tmp_path / "worker.log")
     try:

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from etl_monitor.log_filters import log_redact
 from tests.net import free_port
+from tests.processes import postgres_test_url
 
 ROOT = Path(__file__).resolve().parents[2]
 PING_KEY = "pk9Zq4RtW2vYx7LmNa3b"
@@ -94,7 +95,7 @@ def database_url(tmp_path: Path) -> str:
     """The test database for PostgreSQL; on SQLite (in memory in tests) a migrated file of the test's own."""
     db = settings.DATABASES["default"]
     if db["ENGINE"] == "django.db.backends.postgresql":
-        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        return postgres_test_url()
     url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
     env = {**os.environ, "DEBUG": "true", "DATABASE_URL": url, "ETL_MONITOR_VAR_DIR": str(tmp_path / "var")}
     subprocess.run(

@@ -11,10 +11,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from django.conf import settings
-
 from tests.net import free_port
-from tests.processes import GUNICORN, process_start, process_stop
+from tests.processes import GUNICORN, postgres_test_url, process_start, process_stop
 
 
 def http(url: str, *, body: bytes | None = None, token: str = "") -> tuple[int, bytes, float]:
@@ -33,12 +31,11 @@ def http(url: str, *, body: bytes | None = None, token: str = "") -> tuple[int, 
 def gunicorn_serving(tmp_path: Path, env: Mapping[str, str]) -> Iterator[str]:
     """Two gunicorn workers serving the app (``env`` added to this process's); yields the base
     URL once ``/healthz`` answers, stops them after. Metrics files go to ``tmp_path/prom``."""
-    db = settings.DATABASES["default"]
     port = free_port()
     full_env = {
         **os.environ,
         "DEBUG": "true",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": postgres_test_url(),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
         "ETL_MONITOR_VAR_DIR": str(tmp_path / "var"),
         "WEB_CONCURRENCY": "2",
