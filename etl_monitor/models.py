@@ -92,7 +92,26 @@ class FieldKeyCheck(models.Model):
         return f"field key check {self.pk}"  # never the token
 
 
-class ApiToken(models.Model):
+class HashedToken(models.Model):
+    """What every token the platform issues stores: the first characters to recognise it, a
+    SHA-256 digest (never the token), when it was made, last used and revoked, and by whom it
+    was revoked (a revoked token stays for the record). ``ApiToken`` and ingest tokens share it."""
+
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the token.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
+class ApiToken(HashedToken):
     """A person's API token (``Authorization: Token <key>``), issued by POST /api/v1/auth/token/.
 
     Like ingest tokens, only a SHA-256 digest and the first characters are stored: the key is
@@ -103,18 +122,9 @@ class ApiToken(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, blank=True, help_text="What uses it, e.g. 'nightly report script'.")
-    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the token.")
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(HashedToken.Meta):
         verbose_name = "API token"
 
     def __str__(self) -> str:

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from etl_monitor.models import HashedToken
 from loaders.models import Loader, LoaderVersion
 
 
@@ -42,7 +43,7 @@ class MetricSource(models.TextChoices):
     CALCULATED = "CALCULATED", "Calculated"
 
 
-class IngestToken(models.Model):
+class IngestToken(HashedToken):
     """A machine credential scoped to one loader. Only a SHA-256 hash is stored;
     the plaintext is shown once, at creation. API tokens write runs and signals;
     ping keys can only hit the ping URLs."""
@@ -54,20 +55,12 @@ class IngestToken(models.Model):
     loader = models.ForeignKey(Loader, on_delete=models.CASCADE, related_name="ingest_tokens")
     kind = models.CharField(max_length=4, choices=Kind.choices, default=Kind.API)
     name = models.CharField(max_length=100, help_text="What uses it, e.g. 'airflow prod'.")
-    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the token.")
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(HashedToken.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.loader.loader_code} {self.get_kind_display()} {self.prefix}…"
