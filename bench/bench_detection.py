@@ -28,11 +28,10 @@ import http.client
 import json
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
-from common import production_env, start, stop, workers_start
+from common import gunicorn_command, production_env, queries_counted, start, stop, workers_start
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
@@ -209,16 +208,9 @@ def _cycle(now: dt.datetime) -> float:
 
 
 def _cycle_queries(now: dt.datetime) -> int:
-    count = 0
-
-    def counting(execute, sql, params, many, context):
-        nonlocal count
-        count += 1
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(counting):
+    with queries_counted() as queries:
         _cycle(now)
-    return count
+    return queries.count
 
 
 def _cycle_median(now: dt.datetime) -> float:
@@ -231,20 +223,7 @@ def _latency(loaders: list[Loader], user: User) -> list[float]:
 
     port = free_port()
     env = production_env(SIGNAL_INGEST_RATE="100000000/min")
-    bin_dir = Path(sys.executable).parent
-    web = start(
-        [
-            str(bin_dir / "gunicorn"),
-            "etl_monitor.wsgi",
-            "-c",
-            "deploy/gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--access-logfile",
-            "/dev/null",
-        ],
-        env,
-    )
+    web = start(gunicorn_command(port), env)
     workers = workers_start(1, env, "detect", concurrency=2)
     samples = []
     try:

@@ -39,13 +39,12 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import production_env
+from common import gunicorn_command, production_env
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.utils import timezone
@@ -107,18 +106,8 @@ def _start_server(port: int, tmp: Path) -> subprocess.Popen:
         WEB_CONCURRENCY="2",
         WEB_THREADS="4",
     )
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     proc = subprocess.Popen(
-        [
-            gunicorn,
-            "etl_monitor.wsgi",
-            "-c",
-            "deploy/gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--access-logfile",
-            "/dev/null",
-        ],
+        gunicorn_command(port),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from common import broker_use_and_purge, failing_loaders_drop, failing_loaders_seed
+from common import broker_use_and_purge, failing_loaders_drop, failing_loaders_seed, queries_counted
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -67,18 +67,11 @@ def _clean(rule_ids: list[int]) -> None:
 
 def _measured(call: Callable[[], T]) -> tuple[T, int, float, float]:
     """(what ``call`` returned, queries it ran, seconds, CPU seconds of this process)."""
-    queries = 0
-
-    def counting(execute, sql, params, many, context):
-        nonlocal queries
-        queries += 1
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(counting):
+    with queries_counted() as queries:
         started, cpu = time.perf_counter(), time.process_time()
         result = call()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return result, queries, seconds, cpu
+    return result, queries.count, seconds, cpu
 
 
 def _storm(rules: int, subjects: int) -> tuple[int, int, int, float, float]:

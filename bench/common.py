@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,33 @@ def production_env(**extra: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         **extra,
     }
+
+
+def gunicorn_command(port: int) -> list[str]:
+    """gunicorn as deploy/gunicorn.conf.py configures it, on 127.0.0.1:``port``, no access log."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    return [gunicorn, "etl_monitor.wsgi", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+            "--access-logfile", "/dev/null"]  # fmt: skip
+
+
+class QueryCounter:
+    """Counts the SQL statements this process's default connection runs (an execute wrapper)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+@contextmanager
+def queries_counted() -> Iterator[QueryCounter]:
+    from django.db import connection
+
+    counter = QueryCounter()
+    with connection.execute_wrapper(counter):
+        yield counter
 
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
