@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from django.db import connections, transaction
 
 from incidents.models import DetectionRule
 from signals_app.models import Run, Signal
@@ -51,3 +55,26 @@ def add_run(loader, *, status="SUCCEEDED", started: dt.datetime, seconds: float 
         duration_seconds=seconds,
         rows_written=rows_written,
     )
+
+
+@contextmanager
+def rule_held_by_another_worker(rule: DetectionRule) -> Iterator[None]:
+    """While inside, another connection (a thread) holds the rule's row lock in an open
+    transaction, as a second worker evaluating it would (PostgreSQL)."""
+    ready, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with transaction.atomic():
+            DetectionRule.objects.select_for_update().get(pk=rule.pk)
+            ready.set()
+            release.wait(timeout=10)
+        connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    ready.wait(timeout=10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(timeout=10)

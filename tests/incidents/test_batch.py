@@ -4,10 +4,8 @@ if each were evaluated alone."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connections, transaction
 from django.test import override_settings
 
 from incidents.detection import (
@@ -23,7 +21,7 @@ from incidents.models import DetectionRule, Incident
 from incidents.services import incident_resolve
 from incidents.tasks import detection_tick
 from loaders.models import Loader, Tag
-from tests.incidents.conftest import NOW, add_signals
+from tests.incidents.conftest import NOW, add_signals, rule_held_by_another_worker
 
 
 @pytest.fixture
@@ -171,23 +169,8 @@ def test_the_tick_evaluates_every_due_rule_in_batches(active_loader, rule_factor
 def test_a_claimed_batch_skips_only_the_rule_another_worker_holds(require_postgres, two_loaders, rule_factory):
     _only_our_rules()
     held, free = rule_factory("run_failed"), rule_factory("signal_failure_rate", threshold=5.0)
-    ready, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with transaction.atomic():
-            DetectionRule.objects.select_for_update().get(pk=held.pk)
-            ready.set()
-            release.wait(timeout=10)
-        connections.close_all()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    ready.wait(timeout=10)
-    try:
+    with rule_held_by_another_worker(held):
         reports = rules_evaluate_claimed(rule_ids=[held.pk, free.pk], now=NOW)
-    finally:
-        release.set()
-        thread.join(timeout=10)
     assert [r.rule_id for r in reports] == [free.pk]
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connections
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, StateConflict
 from incidents import services
 from incidents.detection import rule_evaluate, rule_evaluate_claimed
 from incidents.models import EventKind, Incident, IncidentStatus
 from tests.conftest import at_once
-from tests.incidents.conftest import NOW, add_signals
+from tests.incidents.conftest import NOW, add_signals, rule_held_by_another_worker
 
 
 @pytest.fixture
@@ -99,26 +96,8 @@ def test_concurrent_evaluations_never_open_two_incidents(require_postgres, rule_
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_claimed_rule_is_skipped_by_a_second_worker(require_postgres, rule_factory, active_loader):
-    from django.db import transaction
-
-    from incidents.models import DetectionRule
 
     rule = rule_factory("signal_failure_rate", threshold=5.0)
-    holder_ready, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with transaction.atomic():
-            DetectionRule.objects.select_for_update().get(pk=rule.pk)
-            holder_ready.set()
-            release.wait(timeout=10)
-        connections.close_all()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    holder_ready.wait(timeout=10)
-    try:
+    with rule_held_by_another_worker(rule):
         assert rule_evaluate_claimed(rule_id=rule.pk, now=NOW) is None  # skipped, not blocked
-    finally:
-        release.set()
-        thread.join(timeout=10)
     assert rule_evaluate_claimed(rule_id=rule.pk, now=NOW) is not None

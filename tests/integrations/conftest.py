@@ -275,3 +275,22 @@ def incident_open_for(loader: Any) -> Incident:
         first_seen=now,
         last_seen=now,
     )
+
+
+def channel_pages(client: Any, channel: Any) -> list[Any]:
+    """Every admin page that shows a channel: the list, its change page, its history and each
+    historical record. All answer 200."""
+    urls = [
+        "/admin/integrations/channel/",
+        f"/admin/integrations/channel/{channel.pk}/change/",
+        f"/admin/integrations/channel/{channel.pk}/history/",
+        *(f"/admin/integrations/channel/{channel.pk}/history/{r.history_id}/" for r in channel.history.all()),
+    ]
+    pages = [client.get(url) for url in urls]
+    assert [page.status_code for page in pages] == [200] * len(urls), urls
+    return pages
+
+
+def assert_never_shown(channel: Any, client: Any, *values: str) -> None:
+    for page in channel_pages(client, channel):
+        assert not any(value in page.content.decode() for value in values)

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from etl_monitor.errors import InvalidInput
 from integrations.models import Channel, ChannelKind, DataSource
 from integrations.notifications.channels import channel_configured, channel_save
+from tests.integrations.conftest import assert_never_shown
 
 HOOK = "https://hooks.slack.com/services/T0/B0/never-show-me-0123456789"
 TOKEN = "xoxb-never-show-me-0123456789"
@@ -65,21 +66,6 @@ def source(db: Any) -> DataSource:
 
 def channel_form(channel: Channel, **overrides: str) -> dict[str, str]:
     return {"name": channel.name, "kind": channel.kind, "enabled": "on", "url": channel.url, "secret": "", **overrides}
-
-
-def assert_never_shown(channel: Channel, client: Client, *values: str) -> None:
-    pages = [
-        client.get("/admin/integrations/channel/"),
-        client.get(f"/admin/integrations/channel/{channel.pk}/change/"),
-        client.get(f"/admin/integrations/channel/{channel.pk}/history/"),
-        *(
-            client.get(f"/admin/integrations/channel/{channel.pk}/history/{record.history_id}/")
-            for record in channel.history.all()
-        ),
-    ]
-    for page in pages:
-        assert page.status_code == 200
-        assert not any(value in page.content.decode() for value in values)
 
 
 # --- channels -------------------------------------------------------------------------------------
