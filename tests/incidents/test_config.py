@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from io import StringIO
-
-import pytest
-from django.core.management import CommandError, call_command
-
 from incidents.models import DetectionRule
+from tests.config_files import config_apply, config_refused
 
 RULES = """\
 detection_rules:
@@ -23,11 +19,7 @@ detection_rules:
 
 
 def apply(tmp_path, text: str) -> str:
-    path = tmp_path / "rules.yaml"
-    path.write_text(text)
-    out = StringIO()
-    call_command("apply_config", str(path), "--as", "ada-admin", stdout=out, stderr=out)
-    return out.getvalue()
+    return config_apply(tmp_path, text, "--as", "ada-admin")
 
 
 def test_rules_are_created_and_reapplying_changes_nothing(tmp_path, admin_user, active_loader):
@@ -42,21 +34,12 @@ def test_rules_are_created_and_reapplying_changes_nothing(tmp_path, admin_user, 
 
 def test_bad_rules_name_the_key_path_and_line(tmp_path, admin_user, active_loader):
     bad = RULES.replace("aggregation: max", "aggregation: median").replace("SALES-DAILY]", "NOPE]")
-    path = tmp_path / "rules.yaml"
-    path.write_text(bad)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), "--as", "ada-admin", stdout=StringIO(), stderr=err)
-    text = err.getvalue()
+    text = config_refused(tmp_path, bad, "--as", "ada-admin")
     assert "detection_rules[0].params.aggregation: Must be one of" in text
     assert "detection_rules[0].scope_loaders: Unknown loader(s): NOPE." in text
     assert "line 4" in text
 
 
 def test_only_admins_may_apply_rules(tmp_path, editor, active_loader):
-    path = tmp_path / "rules.yaml"
-    path.write_text(RULES)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), "--as", editor.username, stdout=StringIO(), stderr=err)
-    assert "does not allow you to manage detection rules" in err.getvalue()
+    err = config_refused(tmp_path, RULES, "--as", editor.username)
+    assert "does not allow you to manage detection rules" in err

@@ -5,17 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-from io import StringIO
 
 import pytest
 from django.core import mail
-from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from incidents.models import Incident
 from integrations.models import Channel, Delivery, DeliveryStatus, NotificationRule
 from integrations.notifications import channels
+from tests.config_files import config_apply, config_refused
 from tests.integrations.conftest import assert_never_shown, channel_pages
 
 TOKEN = "xoxb-never-show-me-1234567890"
@@ -406,20 +405,11 @@ notification_rules:
 
 
 def apply(tmp_path, text: str, user: str = "ada-admin") -> str:
-    path = tmp_path / "routing.yaml"
-    path.write_text(text)
-    out = StringIO()
-    call_command("apply_config", str(path), "--as", user, stdout=out, stderr=out)
-    return out.getvalue()
+    return config_apply(tmp_path, text, "--as", user)
 
 
 def apply_fails(tmp_path, text: str, user: str = "ada-admin") -> str:
-    path = tmp_path / "routing.yaml"
-    path.write_text(text)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), "--as", user, stdout=StringIO(), stderr=err)
-    return err.getvalue()
+    return config_refused(tmp_path, text, "--as", user)
 
 
 def rows() -> list[tuple]:

@@ -13,6 +13,7 @@ from werkzeug import Response
 from incidents.detection import rule_evaluate, rules_evaluate
 from incidents.models import DetectionRule, Incident
 from integrations.models import DataSource
+from tests.config_files import config_apply, config_refused
 from tests.incidents.conftest import NOW, add_signals
 from tests.net import free_port
 
@@ -216,15 +217,7 @@ data_sources:
 
 
 def _apply(tmp_path, text: str, user: str):
-    from io import StringIO
-
-    from django.core.management import call_command
-
-    path = tmp_path / "sources.yaml"
-    path.write_text(text)
-    out = StringIO()
-    call_command("apply_config", str(path), "--as", user, stdout=out, stderr=out)
-    return out.getvalue()
+    return config_apply(tmp_path, text, "--as", user)
 
 
 def test_data_sources_apply_from_yaml_idempotently(tmp_path, admin_user):
@@ -252,23 +245,14 @@ def test_data_sources_apply_from_yaml_idempotently(tmp_path, admin_user):
     ],
 )
 def test_bad_data_sources_name_the_path_and_change_nothing(tmp_path, admin_user, item, message):
-    from django.core.management import CommandError
-
     text = f"data_sources:\n  - name: p\n    {item}\n"
     if "url:" not in item:
         text += "    url: http://p:9090\n"
     if "kind:" not in item:
         text += "    kind: PROMETHEUS\n"
-    from io import StringIO
 
-    from django.core.management import call_command
-
-    path = tmp_path / "sources.yaml"
-    path.write_text(text)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), "--as", admin_user.username, stdout=StringIO(), stderr=err)
-    assert message in err.getvalue()
+    err = config_refused(tmp_path, text, "--as", admin_user.username)
+    assert message in err
     assert not DataSource.objects.exists()
 
 

@@ -5,17 +5,16 @@ the secret then says it cannot send; and no surface ever shows the old value."""
 
 from __future__ import annotations
 
-from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
 from etl_monitor.errors import InvalidInput
 from integrations.models import Channel, ChannelKind, DataSource
 from integrations.notifications.channels import channel_configured, channel_save
+from tests.config_files import config_apply, config_refused
 from tests.integrations.conftest import assert_never_shown
 
 HOOK = "https://hooks.slack.com/services/T0/B0/never-show-me-0123456789"
@@ -30,20 +29,11 @@ def api(user: Any) -> APIClient:
 
 
 def apply(tmp_path: Any, text: str, user: str = "ada-admin") -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    out = StringIO()
-    call_command("apply_config", str(path), "--as", user, stdout=out, stderr=out)
-    return out.getvalue()
+    return config_apply(tmp_path, text, "--as", user)
 
 
 def apply_fails(tmp_path: Any, text: str, user: str = "ada-admin") -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), "--as", user, stdout=StringIO(), stderr=err)
-    return err.getvalue()
+    return config_refused(tmp_path, text, "--as", user)
 
 
 @pytest.fixture

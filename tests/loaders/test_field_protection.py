@@ -17,6 +17,7 @@ from etl_monitor.protection import MASK, outbound_redact, policy_for
 from etl_monitor.roles import Role
 from loaders import services
 from loaders.models import Loader, LoaderVersion
+from tests.config_files import config_refused
 
 SECRET = "S3CRET-MARKER-7731"
 HOST = "HOST-MARKER-4412"
@@ -173,17 +174,9 @@ def test_a_locked_field_is_read_only_in_the_admin_form(client, editor, new_loade
 
 
 def test_a_locked_field_in_apply_config_is_an_error(tmp_path, active_loader):
-    from io import StringIO
-
-    from django.core.management import CommandError, call_command
-
     protect("default_severity", "LOCKED")
-    path = tmp_path / "c.yaml"
-    path.write_text("loaders:\n  - loader_code: SALES-DAILY\n    default_severity: LOW\n")
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), stdout=StringIO(), stderr=err)
-    assert "loaders[0].default_severity: This field is locked" in err.getvalue()
+    err = config_refused(tmp_path, "loaders:\n  - loader_code: SALES-DAILY\n    default_severity: LOW\n")
+    assert "loaders[0].default_severity: This field is locked" in err
 
 
 def test_a_secret_is_replaceable_but_never_readable(editor, new_loader):

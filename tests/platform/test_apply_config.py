@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
 from django.core.management import CommandError, call_command
 
 from loaders.models import Loader, LoaderVersion, Team, VersionState
+from tests.config_files import config_apply, config_refused
 
 GOOD = """\
 teams:
@@ -31,11 +30,7 @@ loaders:
 
 
 def apply(tmp_path, text: str, *args: str) -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    out = StringIO()
-    call_command("apply_config", str(path), *args, stdout=out, stderr=out)
-    return out.getvalue()
+    return config_apply(tmp_path, text, *args)
 
 
 @pytest.fixture
@@ -99,12 +94,7 @@ def test_errors_name_the_key_path_and_line_and_nothing_is_written(tmp_path, role
     with pytest.raises(CommandError, match="error"):
         apply(tmp_path, bad)
     assert not Loader.objects.exists() and not Team.objects.exists()
-    err = StringIO()
-    path = tmp_path / "bad.yaml"
-    path.write_text(bad)
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), stdout=StringIO(), stderr=err)
-    text = err.getvalue()
+    text = config_refused(tmp_path, bad)
     assert "line 10: loaders[0].schedule_cron:" in text
     assert "loaders[1].owner: Unknown team 'nobody'" in text
     assert "loaders[2].loader_code: Duplicate loader_code 'SALES-DAILY'" in text
@@ -123,12 +113,8 @@ def test_errors_name_the_key_path_and_line_and_nothing_is_written(tmp_path, role
     ],
 )
 def test_bad_files_get_clear_errors(tmp_path, roles, text, message):
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), stdout=StringIO(), stderr=err)
-    assert message in err.getvalue()
+    err = config_refused(tmp_path, text)
+    assert message in err
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path, roles):
@@ -137,10 +123,6 @@ def test_a_missing_file_is_a_clear_error(tmp_path, roles):
 
 
 def test_acting_as_a_user_without_rights_is_refused(tmp_path, roles, viewer):
-    path = tmp_path / "c.yaml"
-    path.write_text(GOOD)
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), "--as", viewer.username, stdout=StringIO(), stderr=err)
-    assert "does not allow you to create teams" in err.getvalue()
+    err = config_refused(tmp_path, GOOD, "--as", viewer.username)
+    assert "does not allow you to create teams" in err
     assert not Team.objects.exists()
