@@ -29,6 +29,8 @@ import json
 import random
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from common import gunicorn_command, production_env, queries_counted, start, stop, workers_start
@@ -42,7 +44,8 @@ from incidents.models import DetectionRule, Incident
 from loaders.models import Loader, LoaderVersion, Team, VersionState
 from signals_app import services as ingest
 from signals_app import tokens
-from signals_app.retention import signals_partitions_ensure
+from signals_app.models import Signal
+from signals_app.retention import signal_partitions, signals_partitions_ensure
 
 ROOT = Path(__file__).resolve().parent.parent
 N_LOADERS = 1_000
@@ -213,6 +216,48 @@ def _cycle_queries(now: dt.datetime) -> int:
     return queries.count
 
 
+@contextmanager
+def _history_detached(before: dt.date) -> Iterator[None]:
+    """Detach the day partitions older than ``before`` (the 9M of history) and attach them again
+    after: the table then holds the recent days only, so the cycle can be timed with and without
+    the history alternately, in the same minutes of a noisy machine."""
+    table = Signal._meta.db_table
+    days = [dt.datetime.strptime(name[-8:], "%Y%m%d").date() for name in signal_partitions()]
+    old = [day for day in days if day < before]
+    with connection.cursor() as cursor:
+        for day in old:
+            cursor.execute(f'ALTER TABLE {table} DETACH PARTITION "{table}_p{day:%Y%m%d}"')
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            for day in old:
+                start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+                cursor.execute(
+                    f'ALTER TABLE {table} ATTACH PARTITION "{table}_p{day:%Y%m%d}" FOR VALUES FROM (%s) TO (%s)',
+                    [start, start + dt.timedelta(days=1)],
+                )
+
+
+def _signals_count() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM signals_app_signal")
+        return cursor.fetchone()[0]
+
+
+def _cycle_alternated(now: dt.datetime, rounds: int = 3) -> tuple[float, float, int]:
+    """(median cycle with the history detached, median cycle with it, rows without it), the two
+    measured in turn ``rounds`` times."""
+    recent, full = [], []
+    history_before = (now - dt.timedelta(days=3)).date()
+    for i in range(rounds):
+        with _history_detached(history_before):
+            rows = _signals_count()
+            recent.append(_cycle(now + dt.timedelta(seconds=20 + 2 * i)))
+        full.append(_cycle(now + dt.timedelta(seconds=21 + 2 * i)))
+    return statistics.median(recent), statistics.median(full), rows
+
+
 def _cycle_median(now: dt.datetime) -> float:
     _cycle(now)  # warm-up (plans, caches)
     return statistics.median(_cycle(now + dt.timedelta(seconds=i)) for i in range(1, 4))
@@ -270,10 +315,11 @@ def main() -> list[str]:
     cycle_10m = _cycle_median(now)
     queries = _cycle_queries(now + dt.timedelta(seconds=10))
     opened = Incident.objects.count()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM signals_app_signal")
-        rows = cursor.fetchone()[0]
-    growth = cycle_10m / cycle_1m
+    rows = _signals_count()
+    recent_alt, full_alt, recent_rows = _cycle_alternated(now)
+    # The verdict takes the alternated pair: the sequential one spans the 9M COPY's minutes, in
+    # which the machine's other load may have changed.
+    growth = full_alt / recent_alt
     print(f"Incident detection, PostgreSQL + Redis; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print(f"| cycle: {N_RULES} rules over {N_LOADERS:,} loaders | signals in table | seconds (median of 3) |")
     print("|---|---:|---:|")
@@ -283,8 +329,12 @@ def main() -> list[str]:
         f"\n{queries} queries per cycle (batches of {settings.DETECTION_BATCH_SIZE}); {opened} incidents open",
     )
     print(
-        f"cycle(10M) / cycle(1M) = {growth:.2f} (target ≤ {MAX_GROWTH}); cycle(10M) {cycle_10m:.2f} s "
-        f"(target ≤ {MAX_CYCLE_S:.0f} s)",
+        f"alternated, 3 rounds: history detached ({recent_rows:,} signals) {recent_alt:.3f} s, "
+        f"attached ({rows:,}) {full_alt:.3f} s (medians)"
+    )
+    print(
+        f"cycle(10M) / cycle(recent days), alternated = {growth:.2f} (target ≤ {MAX_GROWTH}); "
+        f"cycle(10M) {full_alt:.2f} s (target ≤ {MAX_CYCLE_S:.0f} s)",
         flush=True,
     )
     Incident.objects.all().delete()
@@ -298,8 +348,8 @@ def main() -> list[str]:
         f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {max(samples) * 1000:.0f} ms (target p95 ≤ 2 s)"
     )
     missed = []
-    if cycle_10m > MAX_CYCLE_S:
-        missed.append(f"detection: cycle {cycle_10m:.2f} s with 10M signals (target ≤ {MAX_CYCLE_S} s)")
+    if full_alt > MAX_CYCLE_S:
+        missed.append(f"detection: cycle {full_alt:.2f} s with 10M signals (target ≤ {MAX_CYCLE_S} s)")
     if growth > MAX_GROWTH:
         missed.append(f"detection: cycle grows {growth:.2f}x from 1M to 10M signals (target ≤ {MAX_GROWTH}x)")
     if p95 > MAX_P95_S:
