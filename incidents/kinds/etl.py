@@ -14,9 +14,9 @@ from typing import Any
 from croniter import croniter
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
 
-from incidents.kinds import Measurement, Param, RuleKind, kind_register, scope_key
+from incidents.kinds import Measurement, Param, RuleKind, human_time, kind_register, scope_key
 from loaders.models import Loader, LoaderVersion, VersionState
-from signals_app.models import Run, RunStatus, Signal, ValidationStatus
+from signals_app.models import Run, RunStatus, Signal, ValidationStatus, run_signals_q
 
 
 def _window(rule: Any, now: dt.datetime) -> dt.datetime:
@@ -32,6 +32,7 @@ CONTRACT_COLUMNS = (
     "max_duration_minutes",
     "expected_rows_min",
     "expected_rows_max",
+    "freshness_sla_minutes",
     "decided_at",
 )
 
@@ -45,7 +46,11 @@ def _active_versions(loaders: QuerySet[Loader] | list[int]) -> dict[int, LoaderV
 @kind_register
 class SignalFailureRate(RuleKind):
     """FAILED share of signals in the window, in percent, per loader or over all loaders
-    (the roadmap's rule 1: more than 5% in 5 minutes → HIGH)."""
+    (the roadmap's rule 1: more than 5% in 5 minutes → HIGH).
+
+    Only the signals jobs send count: the ones the platform writes for a finished run
+    (``run_status``, ``run_duration_seconds``, row counts) restate the run, and a failed run is
+    the ``run_failed`` rule's — one failed run is one incident, not also a failure rate."""
 
     name = "signal_failure_rate"
     description = "Percentage of FAILED signals in the window."
@@ -60,7 +65,9 @@ class SignalFailureRate(RuleKind):
         return (rule.window_seconds, rule.params.get("per", "loader"), rule.params.get("min_signals", 1))
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now)
+        signals = Signal.objects.filter(
+            loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now
+        ).exclude(run_signals_q())
         minimum = rule.params.get("min_signals", 1)
         if rule.params.get("per", "loader") == "overall":
             totals = signals.aggregate(total=Count("id"), failed=Count("id", filter=Q(validation_status="FAILED")))
@@ -86,15 +93,25 @@ class SignalFailureRate(RuleKind):
 
 @kind_register
 class RunFailed(RuleKind):
-    """Runs that finished FAILED (or TIMED_OUT) and FAILED signals sent directly, per loader, in the window."""
+    """Runs that finished FAILED (or TIMED_OUT) and FAILED signals sent directly, per loader, in the window.
+
+    Each new failure is a new breach (the measurement's episode is the latest failure), so the
+    incident counts failures, and one resolved by hand comes back only with a new failure. With
+    ``resolve_on_success`` (the default) a run that succeeds after the latest failure clears the
+    loader at once: the open incident resolves, naming that run."""
 
     name = "run_failed"
     description = "Failed runs and FAILED signals in the window."
     default_threshold = 0.0
     fast_path = True
+    params = {
+        "resolve_on_success": Param(
+            bool, default=True, help="A run that succeeds after the latest failure resolves the incident."
+        ),
+    }
 
     def share_key(self, rule: Any) -> Any:
-        return rule.window_seconds
+        return (rule.window_seconds, rule.params.get("resolve_on_success", True))
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         since = _window(rule, now)
@@ -103,18 +120,21 @@ class RunFailed(RuleKind):
         )
         runs = list(failed.values("loader_id", "loader__loader_code").annotate(count=Count("id")))
         # The latest failed run of each loader gives the error and correlation id shown on the incident.
-        latest = {}
+        latest: dict[int, Run] = {}
         if runs:
-            for run in failed.order_by("loader_id", "-finished_at").only("loader_id", "error_text", "correlation_id"):
+            for run in failed.order_by("loader_id", "-finished_at", "-pk").only(
+                "pk", "run_id", "loader_id", "finished_at", "error_text", "correlation_id"
+            ):
                 latest.setdefault(run.loader_id, run)
         # Signals of runs are already counted as runs; here only the ones jobs sent themselves.
         signals = (
             Signal.objects.filter(loader__in=loaders, captured_at__gte=since, captured_at__lte=now, run__isnull=True)
             .filter(validation_status=ValidationStatus.FAILED)
             .values("loader_id", "loader__loader_code")
-            .annotate(count=Count("id"), correlation=Max("correlation_id"))
+            .annotate(count=Count("id"), correlation=Max("correlation_id"), last=Max("captured_at"))
         )
         found: dict[int, Measurement] = {}
+        last_failure: dict[int, tuple[dt.datetime, str]] = {}  # loader → (when, which failure)
         for r in runs:
             last = latest.get(r["loader_id"])
             found[r["loader_id"]] = Measurement(
@@ -124,12 +144,50 @@ class RunFailed(RuleKind):
                 details={"failed_runs": r["count"], "error": (last.error_text if last else "")[:500]},
                 correlation_id=last.correlation_id if last else "",
             )
+            if last is not None:
+                found[r["loader_id"]].details["run_id"] = str(last.run_id)
+                last_failure[r["loader_id"]] = (last.finished_at, f"run {last.run_id}")
         for r in signals:
             m = found.setdefault(r["loader_id"], Measurement(r["loader__loader_code"], 0.0, loader_id=r["loader_id"]))
             m.value = (m.value or 0) + r["count"]
             m.details["failed_signals"] = r["count"]
             m.correlation_id = m.correlation_id or r["correlation"] or ""
+            if r["loader_id"] not in last_failure or r["last"] > last_failure[r["loader_id"]][0]:
+                last_failure[r["loader_id"]] = (r["last"], "a FAILED signal")
+        if not found:
+            return []
+        zones = {loader_id: v.schedule_timezone for loader_id, v in _active_versions(list(found)).items()}
+        successes = self._latest_successes(rule, list(found), since, now)
+        for loader_id, m in found.items():
+            when, what = last_failure[loader_id]
+            zone = zones.get(loader_id)
+            m.details["latest_at"] = human_time(when, zone)
+            m.episode = f"{what}@{when.isoformat()}"
+            m.summary = f"{what} failed at {human_time(when, zone)}"
+            success = successes.get(loader_id)
+            if success is not None and success.finished_at > when:
+                # Rerun and fixed: whatever the count in the window, the loader works again.
+                m.breached = False
+                m.details["resolved_by_run"] = str(success.run_id)
+                m.summary = f"run {success.run_id} succeeded at {human_time(success.finished_at, zone)}"
         return list(found.values())
+
+    @staticmethod
+    def _latest_successes(rule: Any, loader_ids: list[int], since: dt.datetime, now: dt.datetime) -> dict[int, Run]:
+        """The latest run of each loader that succeeded in the window (when successes resolve)."""
+        if not rule.params.get("resolve_on_success", True):
+            return {}
+        runs = (
+            Run.objects.filter(
+                loader_id__in=loader_ids, status=RunStatus.SUCCEEDED, finished_at__gte=since, finished_at__lte=now
+            )
+            .order_by("loader_id", "-finished_at")
+            .only("loader_id", "run_id", "finished_at")
+        )
+        latest: dict[int, Run] = {}
+        for run in runs:
+            latest.setdefault(run.loader_id, run)
+        return latest
 
 
 @kind_register
@@ -395,35 +453,59 @@ class MissedRun(RuleKind):
     The latest scheduled time at or before ``now - grace`` is computed in the
     loader's time zone (croniter on aware datetimes, so daylight-saving changes
     move the UTC time as they should); a run started since that time, less a
-    small tolerance for early starts, satisfies it."""
+    tolerance for early starts, satisfies it. The tolerance is a fraction of the
+    schedule's period (``early_tolerance_fraction`` of the gap to the slot before),
+    capped by ``early_tolerance_seconds``: a fixed five minutes would let the run of
+    the previous slot of a ``*/5`` loader satisfy the current one, so a skipped run
+    was never reported, and a loader every minute that stopped was reported only
+    about six minutes late."""
 
     name = "missed_run"
     description = "A scheduled run did not start within its grace period."
-    params = {"early_tolerance_seconds": Param(int, default=300)}
+    params = {
+        "early_tolerance_seconds": Param(
+            int, default=300, help="Upper bound of how early a run may start and still count for its slot."
+        ),
+        "early_tolerance_fraction": Param(
+            float, default=0.25, help="How early a run may start, as a fraction of the schedule's period (0–0.5)."
+        ),
+    }
     self_deciding = True
 
+    def check(self, params: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+        fraction = params.get("early_tolerance_fraction")
+        if fraction is not None and not 0 <= fraction <= 0.5:
+            # Beyond half the period a run would count for two slots at once.
+            errors["params.early_tolerance_fraction"] = ["Must be between 0 and 0.5."]
+        if params.get("early_tolerance_seconds", 0) < 0:
+            errors["params.early_tolerance_seconds"] = ["Must be 0 or more."]
+        return params
+
     def share_key(self, rule: Any) -> Any:
-        return rule.params.get("early_tolerance_seconds", 300)
+        return (rule.params.get("early_tolerance_seconds", 300), rule.params.get("early_tolerance_fraction", 0.25))
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        cap = rule.params.get("early_tolerance_seconds", 300)
+        fraction = rule.params.get("early_tolerance_fraction", 0.25)
         versions = _active_versions(loaders)
-        expected: dict[int, tuple[dt.datetime, LoaderVersion]] = {}
+        # loader → (the slot due, how early a run may start for it, the version)
+        expected: dict[int, tuple[dt.datetime, dt.timedelta, LoaderVersion]] = {}
         for loader_id, version in versions.items():
             if not version.schedule_cron:
                 continue
             zone = zoneinfo.ZoneInfo(version.schedule_timezone or "UTC")
             deadline = now - dt.timedelta(minutes=version.grace_minutes)
-            previous = croniter(version.schedule_cron, deadline.astimezone(zone)).get_prev(dt.datetime)
-            # On the night clocks go back, a local time exists twice: a run at either one counts.
-            wall = previous.replace(tzinfo=None)
-            due = min(wall.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1))
+            slots = croniter(version.schedule_cron, deadline.astimezone(zone))
+            due = _utc_slot(slots.get_prev(dt.datetime), zone)
             if version.decided_at is not None and due < version.decided_at:
                 continue  # scheduled before this version was approved: not its run to miss
-            expected[loader_id] = (due, version)
+            before = _utc_slot(slots.get_prev(dt.datetime), zone)
+            period = (due - before).total_seconds()
+            tolerance = dt.timedelta(seconds=min(cap, fraction * period))
+            expected[loader_id] = (due, tolerance, version)
         if not expected:
             return []
-        tolerance = dt.timedelta(seconds=rule.params.get("early_tolerance_seconds", 300))
-        earliest = min(t for t, _v in expected.values()) - tolerance
+        earliest = min(due - tolerance for due, tolerance, _v in expected.values())
         last_start = dict(
             Run.objects.filter(loader_id__in=expected, started_at__gte=earliest)
             .values("loader_id")
@@ -432,10 +514,11 @@ class MissedRun(RuleKind):
         )
         codes = dict(Loader.objects.filter(pk__in=expected).values_list("pk", "loader_code"))
         found = []
-        for loader_id, (due, version) in expected.items():
+        for loader_id, (due, tolerance, version) in expected.items():
             started = last_start.get(loader_id)
             ok = started is not None and started >= due - tolerance
             late = (now - due).total_seconds() / 60.0
+            zone_name = version.schedule_timezone or "UTC"
             found.append(
                 Measurement(
                     codes[loader_id],
@@ -444,10 +527,117 @@ class MissedRun(RuleKind):
                     breached=not ok,
                     details={
                         "expected_at": due.isoformat(),
+                        "expected_at_local": human_time(due, zone_name),
                         "schedule": version.schedule_cron,
                         "timezone": version.schedule_timezone,
                         "grace_minutes": version.grace_minutes,
+                        "early_tolerance_seconds": tolerance.total_seconds(),
                     },
+                    # Each missed slot is its own breach: the next slot missed is a new one.
+                    episode=f"due:{due.isoformat()}",
+                    summary=f"the run due {human_time(due, zone_name)} did not start",
+                )
+            )
+        return found
+
+
+def _utc_slot(previous: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """A slot croniter gave in local time, in UTC. On the night clocks go back a local time exists
+    twice: the earlier one, so a run at either one counts."""
+    wall = previous.replace(tzinfo=None)
+    return min(wall.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1))
+
+
+def _duration_text(seconds: float) -> str:
+    """An age as people say it: "2 h 5 min", "45 min", "3 d 2 h"."""
+    minutes = int(seconds // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    return " ".join(p for p in parts if p) or "less than a minute"
+
+
+@kind_register
+class Freshness(RuleKind):
+    """The loader's data is older than its ACTIVE version's freshness SLA.
+
+    The data is as fresh as the latest successful run (its finish) or the latest signal the job
+    sent that did not fail, whichever is later — and never older than the version's approval: a
+    contract approved a moment ago gives its loader the SLA to deliver. Loaders without an active
+    version or without an SLA are not measured, nor are paused ones (the rule's scope leaves them
+    out), so they are never stale. A stale loader stays the same breach until data arrives; the
+    condition clears, and the incident resolves, once fresh data does. Lookups reach back at most
+    the rule's window: data older than that reads as "none in the window"."""
+
+    name = "freshness"
+    description = "Data older than the active version's freshness SLA."
+    self_deciding = True
+
+    def share_key(self, rule: Any) -> Any:
+        return rule.window_seconds
+
+    def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
+        versions = {
+            loader_id: version
+            for loader_id, version in _active_versions(loaders).items()
+            if version.freshness_sla_minutes
+        }
+        if not versions:
+            return []
+        since = _window(rule, now)
+        fresh_at: dict[int, dt.datetime] = dict(
+            Run.objects.filter(
+                loader_id__in=versions, status=RunStatus.SUCCEEDED, finished_at__gte=since, finished_at__lte=now
+            )
+            .values("loader_id")
+            .annotate(last=Max("finished_at"))
+            .values_list("loader_id", "last")
+        )
+
+        def stale(loader_id: int) -> bool:
+            limit = now - dt.timedelta(minutes=versions[loader_id].freshness_sla_minutes)
+            return loader_id not in fresh_at or fresh_at[loader_id] < limit
+
+        # Signals only for the loaders their runs do not keep fresh (jobs that report by signals alone).
+        by_signals = [loader_id for loader_id in versions if stale(loader_id)]
+        if by_signals:
+            rows = (
+                Signal.objects.filter(loader_id__in=by_signals, captured_at__gte=since, captured_at__lte=now)
+                .exclude(validation_status=ValidationStatus.FAILED)
+                .values("loader_id")
+                .annotate(last=Max("captured_at"))
+                .values_list("loader_id", "last")
+            )
+            for loader_id, last in rows:
+                if loader_id not in fresh_at or last > fresh_at[loader_id]:
+                    fresh_at[loader_id] = last
+        codes = dict(Loader.objects.filter(pk__in=versions).values_list("pk", "loader_code"))
+        found = []
+        for loader_id, version in versions.items():
+            data_at = fresh_at.get(loader_id)
+            reference = max((t for t in (data_at, version.decided_at) if t is not None), default=None)
+            sla = dt.timedelta(minutes=version.freshness_sla_minutes)
+            age = now - (reference or since)
+            zone = version.schedule_timezone
+            last_text = (
+                human_time(data_at, zone) if data_at else f"none in the last {_duration_text(rule.window_seconds)}"
+            )
+            found.append(
+                Measurement(
+                    codes[loader_id],
+                    age.total_seconds() / 60.0,
+                    loader_id=loader_id,
+                    breached=age > sla,
+                    details={
+                        "sla_minutes": version.freshness_sla_minutes,
+                        "age": _duration_text(age.total_seconds()),
+                        "last_data_at": last_text,
+                        "fresh_since": reference.isoformat() if reference else None,
+                    },
+                    # Stale since the same data: the same breach, until newer data arrives.
+                    episode=f"fresh:{reference.isoformat() if reference else 'none'}",
+                    summary=f"no fresh data for {_duration_text(age.total_seconds())} (last data: {last_text})"
+                    if age > sla
+                    else f"fresh data at {last_text}",
                 )
             )
         return found
