@@ -9,12 +9,14 @@ import datetime as dt
 import pytest
 
 from incidents.detection import rule_evaluate
-from incidents.models import DetectionRule, Incident
+from incidents.models import DetectionRule, EventKind, Incident
+from incidents.services import incident_resolve
 from loaders import services as registry
 from loaders.models import Loader, LoaderVersion
 from signals_app import services as ingestion
 from signals_app import tokens as ingest
 from signals_app.models import Signal
+from tests.incidents.conftest import add_signals
 
 START = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
 TICK = dt.timedelta(minutes=1)  # the seeded rules' interval
@@ -168,3 +170,113 @@ def test_a_new_contract_gets_its_sla_before_it_is_stale(contract_loader):
     assert incidents_of(loader) == []
     tick(START + dt.timedelta(minutes=31))
     assert [i.rule.kind for i in incidents_of(loader)] == ["freshness"]
+
+
+# --- one problem, one incident: resolving, reopening, counting --------------------------------------
+
+
+@pytest.fixture
+def daily(contract_loader):
+    """A loader due at 10:00 UTC (no missed-run noise), with a writer for its runs."""
+    return contract_loader("DAILY", schedule_cron="0 10 * * *", schedule_timezone="UTC", grace_minutes=30)
+
+
+def ticks(start: dt.datetime, minutes: int) -> dt.datetime:
+    """A tick every minute from ``start`` for ``minutes`` minutes; the last moment ticked."""
+    for minute in range(minutes):
+        tick(start + minute * TICK)
+    return start + (minutes - 1) * TICK
+
+
+def test_a_successful_rerun_resolves_the_run_failed_incident_naming_the_run(daily):
+    loader, writer = daily
+    run(writer, loader, START, status="FAILED")
+    ticks(START + TICK, 3)
+    rerun = run(writer, loader, START + 4 * TICK)
+    ticks(START + 5 * TICK, 3)
+    (incident,) = incidents_of(loader)
+    assert incident.status == "RESOLVED" and incident.resolved_by is None
+    resolved = incident.events.get(kind=EventKind.RESOLVED)
+    assert str(rerun.run_id) in resolved.message and resolved.data == {"run_id": str(rerun.run_id)}
+    assert "Thu 26 Nov 10:05 UTC" in resolved.message
+
+
+def test_with_resolve_on_success_off_a_rerun_leaves_the_incident_open(daily):
+    loader, writer = daily
+    DetectionRule.objects.filter(name="Run failed").update(params={"resolve_on_success": False})
+    run(writer, loader, START, status="FAILED")
+    run(writer, loader, START + 2 * TICK)
+    ticks(START + 4 * TICK, 3)
+    assert [i.status for i in incidents_of(loader)] == ["OPEN"]
+
+
+def test_a_manual_resolve_without_a_new_failure_stays_resolved(daily, operator):
+    loader, writer = daily
+    run(writer, loader, START, status="FAILED")
+    ticks(START + TICK, 2)
+    (incident,) = incidents_of(loader)
+    incident_resolve(user=operator, incident=incident, comment="known, fixed upstream")
+    ticks(START + 3 * TICK, 20)  # the failed run is still in the 15-minute window for most of them
+    (incident,) = incidents_of(loader)
+    assert incident.status == "RESOLVED" and incident.occurrences == 1
+    assert not incident.events.filter(kind=EventKind.REOPENED).exists()
+
+
+def test_a_manual_resolve_then_a_new_failure_reopens_saying_which(daily, operator):
+    loader, writer = daily
+    run(writer, loader, START, status="FAILED")
+    ticks(START + TICK, 2)
+    (incident,) = incidents_of(loader)
+    incident_resolve(user=operator, incident=incident)
+    ticks(START + 3 * TICK, 3)
+    second = run(writer, loader, START + 6 * TICK, status="FAILED")
+    ticks(START + 7 * TICK, 2)
+    (incident,) = incidents_of(loader)
+    assert incident.status == "OPEN" and incident.occurrences == 2
+    (reopened,) = incident.events.filter(kind=EventKind.REOPENED)
+    assert str(second.run_id) in reopened.message and "10:07 UTC" in reopened.message
+
+
+def test_titles_follow_the_counts_and_occurrences_count_failures_not_evaluations(daily):
+    loader, writer = daily
+    run(writer, loader, START, status="FAILED")
+    ticks(START + TICK, 5)
+    (incident,) = incidents_of(loader)
+    assert incident.occurrences == 1 and incident.title.startswith("DAILY: 1 failed run(s)")
+    run(writer, loader, START + 6 * TICK, status="FAILED")
+    run(writer, loader, START + 8 * TICK, status="FAILED")
+    ticks(START + 10 * TICK, 3)
+    (incident,) = incidents_of(loader)
+    assert incident.occurrences == 2  # two evaluations saw new failures (the two came in one tick)
+    assert (
+        incident.title.startswith("DAILY: 3 failed run(s)") and "the latest at Thu 26 Nov 10:09 UTC" in incident.title
+    )
+    assert incident.description.startswith(incident.title) and "ORA-00942" not in incident.title
+    assert incident.metrics["failed_runs"] == 3
+    new_breaches = incident.events.filter(kind=EventKind.REFIRED, data__new_breach=True)
+    assert new_breaches.count() == 1 and "failed at Thu 26 Nov 10:09 UTC" in new_breaches.get().message
+
+
+def test_a_threshold_rule_resolved_by_hand_comes_back_only_after_a_clear(rule_factory, daily, operator):
+    loader, _writer = daily
+    DetectionRule.objects.update(enabled=False)
+    rule = rule_factory("signal_failure_rate", threshold=5.0, message="{subject}: {value}% failed")
+    add_signals(loader, failed=5, ok=5, at=START)
+    rule_evaluate(rule=rule, now=START)
+    incident_resolve(user=operator, incident=Incident.objects.get())
+    for minute in range(1, 4):  # the same failures, still in the window
+        assert rule_evaluate(rule=rule, now=START + minute * TICK).decisions[0].action == "held"
+    rule_evaluate(rule=rule, now=START + 10 * TICK)  # out of the window: clear
+    add_signals(loader, failed=9, ok=1, at=START + 12 * TICK)
+    assert rule_evaluate(rule=rule, now=START + 12 * TICK).decisions[0].action == "reopened"
+    incident = Incident.objects.get()
+    assert incident.occurrences == 2 and incident.title == "DAILY: 90% failed"
+    assert incident.events.get(kind=EventKind.REOPENED).message == "Reopened by a new breach: DAILY: 90% failed"
+
+
+def test_a_stale_loader_is_one_occurrence_however_many_ticks(contract_loader):
+    loader, writer = contract_loader("STALE-LONG", schedule_cron="", freshness_sla_minutes=30)
+    run(writer, loader, START - dt.timedelta(hours=2))
+    ticks(START, 15)
+    (incident,) = incidents_of(loader)
+    assert incident.occurrences == 1 and "no fresh data for 2 h 13 min" in incident.title  # the age as it is now
