@@ -126,9 +126,7 @@ def test_a_broken_rule_in_a_batch_is_reported_and_the_others_complete(two_loader
     assert broken.next_due_at == NOW + dt.timedelta(seconds=broken.interval_seconds)  # not retried every tick
 
 
-def test_an_ongoing_breach_is_refreshed_in_the_batch_update_without_counting_an_occurrence(
-    active_loader, rule_factory
-):
+def test_an_ongoing_breach_is_refreshed_in_the_batch_update_without_counting_an_occurrence(active_loader, rule_factory):
     _only_our_rules()
     add_signals(active_loader, failed=5, ok=5)
     rule = rule_factory("signal_failure_rate", threshold=5.0, message="{subject}: {value}% failed")
