@@ -282,8 +282,8 @@ def source_fingerprint(name: str) -> str:
 def source_unreachable(
     name: str, reason: str, now: dt.datetime, *, category: str = "INFRASTRUCTURE"
 ) -> tuple[Incident, str]:
-    """The one "data source unreachable" incident of source ``name`` fires (opens, or counts one
-    more occurrence): however many rules and captures use the source, it is one incident."""
+    """The one "data source unreachable" incident of source ``name`` fires (opens, or is refreshed
+    while the outage lasts): however many rules and captures use the source, it is one incident."""
 
     def build() -> Incident:
         return Incident(
@@ -297,8 +297,15 @@ def source_unreachable(
         )
 
     with transaction.atomic():
+        # One outage is one breach however many cycles meet it; a reopen says what failed.
         return incident_fire(
-            fingerprint=source_fingerprint(name), snapshot={"error": reason}, value=None, now=now, build=build
+            fingerprint=source_fingerprint(name),
+            snapshot={"error": reason},
+            value=None,
+            now=now,
+            build=build,
+            new_breach=False,
+            reason=f"data source {name!r} cannot be queried: {reason}",
         )
 
 
