@@ -258,13 +258,17 @@ class RunDuration(RuleKind):
                     and (seconds > current.value if mode == "max" else seconds < current.value)
                 )
             ):
+                running = run.status == "RUNNING"
                 worst[run.loader_id] = Measurement(
                     run.loader.loader_code,
                     seconds,
                     loader_id=run.loader_id,
                     breached=breached,
-                    details={"limit_seconds": limit, "run_id": str(run.run_id), "running": run.status == "RUNNING"},
+                    details={"limit_seconds": limit, "run_id": str(run.run_id), "running": running},
                     correlation_id=run.correlation_id,
+                    episode=f"run:{run.run_id}",  # each run out of bounds is its own breach
+                    summary=f"run {run.run_id} {'has been running for' if running else 'took'} "
+                    f"{_duration_text(seconds)} ({'limit' if mode == 'max' else 'minimum'} {_duration_text(limit)})",
                 )
         return list(worst.values())
 
@@ -306,6 +310,8 @@ class VolumeOutOfRange(RuleKind):
                     breached=breached,
                     details={"expected_min": low, "expected_max": high, "run_id": str(run.run_id)},
                     correlation_id=run.correlation_id,
+                    episode=f"run:{run.run_id}",  # each run out of range is its own breach
+                    summary=f"run {run.run_id} wrote {rows:,} rows",
                 )
             )
         return found
@@ -549,11 +555,13 @@ def _utc_slot(previous: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
 
 
 def _duration_text(seconds: float) -> str:
-    """An age as people say it: "2 h 5 min", "45 min", "3 d 2 h"."""
+    """A duration as people say it: "2 h 5 min", "45 min", "3 d 2 h", "40 s"."""
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} s"
     minutes = int(seconds // 60)
     days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
     parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
-    return " ".join(p for p in parts if p) or "less than a minute"
+    return " ".join(p for p in parts if p)
 
 
 @kind_register

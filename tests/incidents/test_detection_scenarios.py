@@ -280,3 +280,31 @@ def test_a_stale_loader_is_one_occurrence_however_many_ticks(contract_loader):
     ticks(START, 15)
     (incident,) = incidents_of(loader)
     assert incident.occurrences == 1 and "no fresh data for 2 h 13 min" in incident.title  # the age as it is now
+
+
+def test_each_run_out_of_range_is_a_breach_and_a_manual_resolve_waits_for_the_next_one(daily, operator):
+    loader, writer = daily
+    volume = DetectionRule.objects.get(name="Volume out of range")
+    DetectionRule.objects.exclude(pk=volume.pk).update(enabled=False)
+
+    def low_run(at: dt.datetime):
+        created, _new = ingestion.run_start(
+            writer=writer, data={"loader_code": loader.loader_code, "started_at": at.isoformat()}
+        )
+        finished = (at + TICK).isoformat()
+        return ingestion.run_finish(
+            writer=writer, run=created, data={"status": "SUCCEEDED", "finished_at": finished, "rows_written": 3}
+        )
+
+    low_run(START)
+    ticks(START + 2 * TICK, 5)  # five evaluations of the one run: one occurrence
+    (incident,) = incidents_of(loader)
+    assert incident.occurrences == 1
+    incident_resolve(user=operator, incident=incident)
+    ticks(START + 7 * TICK, 3)
+    assert Incident.objects.get(pk=incident.pk).status == "RESOLVED"  # the same run: it stays resolved
+    second = low_run(START + 10 * TICK)
+    ticks(START + 12 * TICK, 2)
+    incident.refresh_from_db()
+    assert incident.status == "OPEN" and incident.occurrences == 2
+    assert f"run {second.run_id} wrote 3 rows" in incident.events.get(kind=EventKind.REOPENED).message
