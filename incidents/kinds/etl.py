@@ -14,12 +14,13 @@ from typing import Any
 from croniter import croniter
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
 
-from incidents.kinds import Measurement, Param, RuleKind, human_time, kind_register, scope_key
+from incidents.kinds import Measurement, Param, RuleKind, human_duration, human_time, kind_register, scope_key
 from loaders.models import Loader, LoaderVersion, VersionState
 from signals_app.models import Run, RunStatus, Signal, ValidationStatus, run_signals_q
 
 
-def _window(rule: Any, now: dt.datetime) -> dt.datetime:
+def window_start(rule: Any, now: dt.datetime) -> dt.datetime:
+    """The start of the rule's window at ``now``: every query of a kind is bounded by it."""
     return now - dt.timedelta(seconds=rule.window_seconds)
 
 
@@ -37,7 +38,7 @@ CONTRACT_COLUMNS = (
 )
 
 
-def _active_versions(loaders: QuerySet[Loader] | list[int]) -> dict[int, LoaderVersion]:
+def active_versions(loaders: QuerySet[Loader] | list[int]) -> dict[int, LoaderVersion]:
     """The ACTIVE contract of the given loaders (only the columns detection reads)."""
     versions = LoaderVersion.objects.filter(loader__in=loaders, state=VersionState.ACTIVE).only(*CONTRACT_COLUMNS)
     return {v.loader_id: v for v in versions}
@@ -66,7 +67,7 @@ class SignalFailureRate(RuleKind):
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         signals = Signal.objects.filter(
-            loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now
+            loader__in=loaders, captured_at__gte=window_start(rule, now), captured_at__lte=now
         ).exclude(run_signals_q())
         minimum = rule.params.get("min_signals", 1)
         if rule.params.get("per", "loader") == "overall":
@@ -114,7 +115,7 @@ class RunFailed(RuleKind):
         return (rule.window_seconds, rule.params.get("resolve_on_success", True))
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        since = _window(rule, now)
+        since = window_start(rule, now)
         failed = Run.objects.filter(loader__in=loaders, finished_at__gte=since, finished_at__lte=now).filter(
             status__in=[RunStatus.FAILED, RunStatus.TIMED_OUT]
         )
@@ -156,7 +157,7 @@ class RunFailed(RuleKind):
                 last_failure[r["loader_id"]] = (r["last"], "a FAILED signal")
         if not found:
             return []
-        zones = {loader_id: v.schedule_timezone for loader_id, v in _active_versions(list(found)).items()}
+        zones = {loader_id: v.schedule_timezone for loader_id, v in active_versions(list(found)).items()}
         successes = self._latest_successes(rule, list(found), since, now)
         for loader_id, m in found.items():
             when, what = last_failure[loader_id]
@@ -213,7 +214,7 @@ class RunDuration(RuleKind):
         return (rule.window_seconds, rule.params.get("mode", "max"), rule.threshold)
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        since = _window(rule, now)
+        since = window_start(rule, now)
         mode = rule.params.get("mode", "max")
         runs = Run.objects.filter(loader__in=loaders).select_related("loader")
         if mode == "max":
@@ -232,7 +233,7 @@ class RunDuration(RuleKind):
                 "run_id",
             )
         )
-        versions = _active_versions([run.loader_id for run in runs]) if runs else {}
+        versions = active_versions([run.loader_id for run in runs]) if runs else {}
         for run in runs:
             seconds = (
                 run.duration_seconds if run.duration_seconds is not None else (now - run.started_at).total_seconds()
@@ -268,7 +269,7 @@ class RunDuration(RuleKind):
                     correlation_id=run.correlation_id,
                     episode=f"run:{run.run_id}",  # each run out of bounds is its own breach
                     summary=f"run {run.run_id} {'has been running for' if running else 'took'} "
-                    f"{_duration_text(seconds)} ({'limit' if mode == 'max' else 'minimum'} {_duration_text(limit)})",
+                    f"{human_duration(seconds)} ({'limit' if mode == 'max' else 'minimum'} {human_duration(limit)})",
                 )
         return list(worst.values())
 
@@ -286,14 +287,14 @@ class VolumeOutOfRange(RuleKind):
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         runs = (
-            Run.objects.filter(loader__in=loaders, finished_at__gte=_window(rule, now), rows_written__isnull=False)
+            Run.objects.filter(loader__in=loaders, finished_at__gte=window_start(rule, now), rows_written__isnull=False)
             .order_by("loader_id", "-finished_at")
             .select_related("loader")
         )
         latest: dict[int, Run] = {}
         for run in runs:
             latest.setdefault(run.loader_id, run)
-        versions = _active_versions(list(latest)) if latest else {}
+        versions = active_versions(list(latest)) if latest else {}
         found = []
         for loader_id, run in latest.items():
             version = versions.get(loader_id)
@@ -415,7 +416,9 @@ class MetricThreshold(RuleKind):
         return by_key
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now)
+        signals = Signal.objects.filter(
+            loader__in=loaders, captured_at__gte=window_start(rule, now), captured_at__lte=now
+        )
         if key := rule.params.get("signal_key"):
             signals = signals.filter(signal_key=key)
         if metric_type := rule.params.get("metric_type"):
@@ -493,7 +496,7 @@ class MissedRun(RuleKind):
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         cap = rule.params.get("early_tolerance_seconds", 300)
         fraction = rule.params.get("early_tolerance_fraction", 0.25)
-        versions = _active_versions(loaders)
+        versions = active_versions(loaders)
         # loader → (the slot due, how early a run may start for it, the version)
         expected: dict[int, tuple[dt.datetime, dt.timedelta, LoaderVersion]] = {}
         for loader_id, version in versions.items():
@@ -552,100 +555,3 @@ def _utc_slot(previous: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     twice: the earlier one, so a run at either one counts."""
     wall = previous.replace(tzinfo=None)
     return min(wall.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1))
-
-
-def _duration_text(seconds: float) -> str:
-    """A duration as people say it: "2 h 5 min", "45 min", "3 d 2 h", "40 s"."""
-    if seconds < 60:
-        return f"{max(seconds, 0):.0f} s"
-    minutes = int(seconds // 60)
-    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
-    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
-    return " ".join(p for p in parts if p)
-
-
-@kind_register
-class Freshness(RuleKind):
-    """The loader's data is older than its ACTIVE version's freshness SLA.
-
-    The data is as fresh as the latest successful run (its finish) or the latest signal the job
-    sent that did not fail, whichever is later — and never older than the version's approval: a
-    contract approved a moment ago gives its loader the SLA to deliver. Loaders without an active
-    version or without an SLA are not measured, nor are paused ones (the rule's scope leaves them
-    out), so they are never stale. A stale loader stays the same breach until data arrives; the
-    condition clears, and the incident resolves, once fresh data does. Lookups reach back at most
-    the rule's window: data older than that reads as "none in the window"."""
-
-    name = "freshness"
-    description = "Data older than the active version's freshness SLA."
-    self_deciding = True
-
-    def share_key(self, rule: Any) -> Any:
-        return rule.window_seconds
-
-    def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        versions = {
-            loader_id: version
-            for loader_id, version in _active_versions(loaders).items()
-            if version.freshness_sla_minutes
-        }
-        if not versions:
-            return []
-        since = _window(rule, now)
-        fresh_at: dict[int, dt.datetime] = dict(
-            Run.objects.filter(
-                loader_id__in=versions, status=RunStatus.SUCCEEDED, finished_at__gte=since, finished_at__lte=now
-            )
-            .values("loader_id")
-            .annotate(last=Max("finished_at"))
-            .values_list("loader_id", "last")
-        )
-
-        def stale(loader_id: int) -> bool:
-            limit = now - dt.timedelta(minutes=versions[loader_id].freshness_sla_minutes)
-            return loader_id not in fresh_at or fresh_at[loader_id] < limit
-
-        # Signals only for the loaders their runs do not keep fresh (jobs that report by signals alone).
-        by_signals = [loader_id for loader_id in versions if stale(loader_id)]
-        if by_signals:
-            rows = (
-                Signal.objects.filter(loader_id__in=by_signals, captured_at__gte=since, captured_at__lte=now)
-                .exclude(validation_status=ValidationStatus.FAILED)
-                .values("loader_id")
-                .annotate(last=Max("captured_at"))
-                .values_list("loader_id", "last")
-            )
-            for loader_id, last in rows:
-                if loader_id not in fresh_at or last > fresh_at[loader_id]:
-                    fresh_at[loader_id] = last
-        codes = dict(Loader.objects.filter(pk__in=versions).values_list("pk", "loader_code"))
-        found = []
-        for loader_id, version in versions.items():
-            data_at = fresh_at.get(loader_id)
-            reference = max((t for t in (data_at, version.decided_at) if t is not None), default=None)
-            sla = dt.timedelta(minutes=version.freshness_sla_minutes)
-            age = now - (reference or since)
-            zone = version.schedule_timezone
-            last_text = (
-                human_time(data_at, zone) if data_at else f"none in the last {_duration_text(rule.window_seconds)}"
-            )
-            found.append(
-                Measurement(
-                    codes[loader_id],
-                    age.total_seconds() / 60.0,
-                    loader_id=loader_id,
-                    breached=age > sla,
-                    details={
-                        "sla_minutes": version.freshness_sla_minutes,
-                        "age": _duration_text(age.total_seconds()),
-                        "last_data_at": last_text,
-                        "fresh_since": reference.isoformat() if reference else None,
-                    },
-                    # Stale since the same data: the same breach, until newer data arrives.
-                    episode=f"fresh:{reference.isoformat() if reference else 'none'}",
-                    summary=f"no fresh data for {_duration_text(age.total_seconds())} (last data: {last_text})"
-                    if age > sla
-                    else f"fresh data at {last_text}",
-                )
-            )
-        return found
