@@ -265,7 +265,13 @@ class RunDuration(RuleKind):
                     seconds,
                     loader_id=run.loader_id,
                     breached=breached,
-                    details={"limit_seconds": limit, "run_id": str(run.run_id), "running": running},
+                    details={
+                        "limit_seconds": limit,
+                        "run_id": str(run.run_id),
+                        "running": running,
+                        "duration": human_duration(seconds),  # for messages: "1 h 10 min", not 4200.0
+                        "limit": human_duration(limit),
+                    },
                     correlation_id=run.correlation_id,
                     episode=f"run:{run.run_id}",  # each run out of bounds is its own breach
                     summary=f"run {run.run_id} {'has been running for' if running else 'took'} "

@@ -1,7 +1,8 @@
 """The freshness rule (the contract's freshness SLA, enforced), and seeded messages people can read.
 
-"Missed run" named its slot as an ISO timestamp and "Run failed" did not say when the latest failure
-was; both now use the kinds' human times (in the loader's time zone). A message someone changed is
+"Missed run" named its slot as an ISO timestamp, "Run failed" did not say when the latest failure
+was, "Run too long" gave seconds with decimals; they now use the kinds' human times (in the
+loader's time zone) and durations. A message someone changed is
 left as they wrote it.
 """
 
@@ -20,6 +21,10 @@ MESSAGES = {
     "Missed run": (
         "{subject}: the run due at {expected_at} did not start ({value} minutes late)",
         "{subject}: the run due {expected_at_local} did not start ({value} minutes late)",
+    ),
+    "Run too long": (
+        "{subject}: a run has taken {value} s (limit {limit_seconds} s)",
+        "{subject}: a run has taken {duration} (limit {limit})",
     ),
     "Run failed": (
         "{subject}: {value} failed run(s) or FAILED signal(s) in the last 15 minutes",
