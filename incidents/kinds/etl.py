@@ -99,7 +99,7 @@ class RunFailed(RuleKind):
     Each new failure is a new breach (the measurement's episode is the latest failure), so the
     incident counts failures, and one resolved by hand comes back only with a new failure. With
     ``resolve_on_success`` (the default) a run that succeeds after the latest failure clears the
-    loader at once: the open incident resolves, naming that run."""
+    loader whatever the count: the open incident resolves, naming that run."""
 
     name = "run_failed"
     description = "Failed runs and FAILED signals in the window."
