@@ -308,3 +308,21 @@ def test_each_run_out_of_range_is_a_breach_and_a_manual_resolve_waits_for_the_ne
     incident.refresh_from_db()
     assert incident.status == "OPEN" and incident.occurrences == 2
     assert f"run {second.run_id} wrote 3 rows" in incident.events.get(kind=EventKind.REOPENED).message
+
+
+def test_a_stale_loader_resolved_by_hand_reopens_only_when_it_goes_stale_again(contract_loader, operator):
+    loader, writer = contract_loader("STALE-AGAIN", schedule_cron="", freshness_sla_minutes=30)
+    run(writer, loader, START - dt.timedelta(minutes=60))
+    tick(START)
+    (incident,) = incidents_of(loader)
+    incident_resolve(user=operator, incident=incident, comment="source system down, known")
+    ticks(START + TICK, 5)  # still stale since the same data
+    assert Incident.objects.get(pk=incident.pk).status == "RESOLVED"
+    run(writer, loader, START + 10 * TICK)  # fresh data at 10:11 UTC (11:11 CET)
+    tick(START + 12 * TICK)
+    tick(START + 42 * TICK)  # 31 minutes later: stale again, since newer data
+    incident.refresh_from_db()
+    assert incident.status == "OPEN" and incident.occurrences == 2
+    reopened = incident.events.get(kind=EventKind.REOPENED).message
+    assert reopened.startswith("Reopened by a new breach: STALE-AGAIN: no fresh data for 31 min")
+    assert "last data: Thu 26 Nov 11:11 CET" in reopened
