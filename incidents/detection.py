@@ -4,7 +4,12 @@ Evaluation: a rule's kind measures each subject; a breach held for
 ``open_after`` evaluations fires the incident of fingerprint (rule, subject) —
 opened, fired again, or reopened within ``INCIDENT_REOPEN_SECONDS`` of its
 resolution; a condition clear for ``resolve_after_seconds`` resolves it by
-itself. Too many open/resolve cycles in ``INCIDENT_FLAP_WINDOW_SECONDS`` mark the
+itself. A breach is an *episode* (the kind names it — the latest failed run,
+the missed slot — or else a breach after a clear evaluation is a new one): the
+same episode measured again refreshes the incident (title, metrics) without
+counting an occurrence and never reopens one that was resolved or closed — a
+person's resolve sticks until a new breach, and every reopen says which.
+Too many open/resolve cycles in ``INCIDENT_FLAP_WINDOW_SECONDS`` mark the
 incident flapping and keep it open instead. An external source that cannot be
 queried is one "data source unreachable" incident, resolved when the source answers
 again. Rules are claimed with SKIP LOCKED, so a rule is never evaluated twice at once.
@@ -23,7 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, JSONField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, CharField, F, JSONField, OuterRef, Q, QuerySet, Subquery, TextField, Value, When
 from django.db.models.functions import Least
 from django.utils import timezone
 
@@ -129,7 +134,9 @@ class Decision:
     subject: str
     value: float | None
     breached: bool
-    action: str  # opened | opened (suppressed) | refired | reopened | resolved | pending | clear | flapping
+    # opened | opened (suppressed) | refired (a new breach) | ongoing (the same breach) | reopened | resolved
+    # | pending | clear | flapping | held (resolved or closed, and the breach is the one it was about)
+    action: str
     incident_id: int | None = None
     note: str = ""
 
@@ -275,8 +282,8 @@ def source_fingerprint(name: str) -> str:
 def source_unreachable(
     name: str, reason: str, now: dt.datetime, *, category: str = "INFRASTRUCTURE"
 ) -> tuple[Incident, str]:
-    """The one "data source unreachable" incident of source ``name`` fires (opens, or counts one
-    more occurrence): however many rules and captures use the source, it is one incident."""
+    """The one "data source unreachable" incident of source ``name`` fires (opens, or is refreshed
+    while the outage lasts): however many rules and captures use the source, it is one incident."""
 
     def build() -> Incident:
         return Incident(
@@ -290,8 +297,15 @@ def source_unreachable(
         )
 
     with transaction.atomic():
+        # One outage is one breach however many cycles meet it; a reopen says what failed.
         return incident_fire(
-            fingerprint=source_fingerprint(name), snapshot={"error": reason}, value=None, now=now, build=build
+            fingerprint=source_fingerprint(name),
+            snapshot={"error": reason},
+            value=None,
+            now=now,
+            build=build,
+            new_breach=False,
+            reason=f"data source {name!r} cannot be queried: {reason}",
         )
 
 
@@ -322,11 +336,30 @@ def incident_resolve_auto(incident: Incident, now: dt.datetime, message: str, da
 
 @dataclass
 class _Refire:
+    """An ongoing breach (the same episode) of an open incident: refreshed in the batch's one UPDATE."""
+
     rule: DetectionRule
     m: Measurement
     incident_id: int
     report: EvaluationReport
     index: int  # of its decision in the report (replaced if the incident was closed meanwhile)
+
+
+def _episode_of(m: Measurement, state: RuleSubjectState | None, now: dt.datetime) -> str:
+    """The breach episode ``m`` belongs to: the one its kind names, or — for kinds that cannot tell
+    (thresholds) — the one the subject is in while it keeps breaching, a new one after a clear."""
+    if m.episode is not None:
+        return m.episode[:300]
+    if state is not None and state.episode and state.consecutive_breaches > 0 and state.clear_since is None:
+        return state.episode
+    return f"since:{now.isoformat()}"
+
+
+def _breach_text(rule: DetectionRule, m: Measurement) -> str:
+    """What breached, in words, for the timeline (a reopen, a new occurrence): never empty."""
+    if m.summary:
+        return f"{m.subject}: {m.summary}"
+    return render(rule.message, rule, m) or f"{m.subject}: {_number(m.value)} against {rule.threshold}"
 
 
 def _rule_decide(
@@ -358,14 +391,21 @@ def _rule_decide(
             continue
         state = states.get(m.subject)
         ongoing = state is not None and state.consecutive_breaches >= rule.open_after and state.clear_since is None
-        if breached and ongoing and m.subject in active:
-            # An ongoing breach of an open incident: counted in the batch's one UPDATE (the rule
-            # row lock, held by the claiming task, keeps other evaluations of this rule away); a
-            # timeline entry at most every INCIDENT_REFIRE_EVENT_SECONDS.
+        same = ongoing and state is not None and state.episode == _episode_of(m, state, now)
+        if breached and same and m.subject not in active:
+            # The breach its incident was about, resolved or closed since (by a person, a success):
+            # it stays so until a new breach. No write.
+            note = "resolved or closed; waits for a new breach"
+            report.decisions.append(Decision(rule.name, m.subject, m.value, True, "held", note=note))
+            continue
+        if breached and same and m.subject in active:
+            # The same breach of an open incident: refreshed in the batch's one UPDATE (the rule row
+            # lock, held by the claiming task, keeps other evaluations of this rule away); a "still
+            # firing" timeline entry at most every INCIDENT_REFIRE_EVENT_SECONDS.
             incident_id, timeline_at = active[m.subject]
             if timeline_at is not None and now - timeline_at < refire_interval:
                 refires.append(_Refire(rule, m, incident_id, report, len(report.decisions)))
-                report.decisions.append(Decision(rule.name, m.subject, m.value, True, "refired", incident_id))
+                report.decisions.append(Decision(rule.name, m.subject, m.value, True, "ongoing", incident_id))
                 continue
         if breached and m.subject not in active and settings.INCIDENT_OPEN_CHUNK_SIZE > 0:
             # Most likely a new incident: opened with the others of the batch (a storm costs a
@@ -421,6 +461,7 @@ def _opens_chunk(
         .values_list("fingerprint", flat=True)
     )
     changed: list[RuleSubjectState] = []
+    new_episodes: list[RuleSubjectState] = []
     opened: list[tuple[Measurement, int, RuleSubjectState]] = []
     for m, index in chunk:
         if fingerprint_of(rule, m.subject) in known:  # fires again or reopens: the one-by-one path
@@ -428,6 +469,15 @@ def _opens_chunk(
                 report.decisions[index] = _decide(rule, m, True, now)
             continue
         state = states[m.subject]
+        episode = _episode_of(m, state, now)
+        if episode == state.episode and state.consecutive_breaches >= rule.open_after and state.clear_since is None:
+            # Its incident was closed (or resolved long ago) on this very breach: not opened again.
+            note = "resolved or closed; waits for a new breach"
+            report.decisions[index] = Decision(rule.name, m.subject, m.value, True, "held", note=note)
+            continue
+        if episode != state.episode:
+            state.episode = episode
+            new_episodes.append(state)
         if state.consecutive_breaches < rule.open_after or state.clear_since is not None:
             state.consecutive_breaches = min(state.consecutive_breaches + 1, rule.open_after)
             state.clear_since = None
@@ -441,6 +491,8 @@ def _opens_chunk(
     RuleSubjectState.objects.filter(pk__in=[state.pk for state in changed]).update(
         consecutive_breaches=Least(F("consecutive_breaches") + 1, Value(rule.open_after)), clear_since=None
     )
+    if new_episodes:
+        RuleSubjectState.objects.bulk_update(new_episodes, ["episode"])
     if opened:
         _opens_write(rule, opened, now, report)
 
@@ -508,8 +560,10 @@ def _transitions_write(states: list[RuleSubjectState]) -> None:
 
 
 def _refires_apply(refires: list[_Refire], now: dt.datetime) -> None:
-    """Count one more occurrence of each open incident in one UPDATE; an incident closed meanwhile
-    (by a person, between the read and now) takes the full decision path instead."""
+    """Refresh each open incident whose breach goes on — last seen, metrics, and the title and
+    description with the counts as they are now — in one UPDATE (the same breach is no new
+    occurrence); an incident closed meanwhile (by a person, between the read and now) takes the
+    full decision path instead."""
     if not refires:
         return
     ids = [r.incident_id for r in refires]
@@ -517,9 +571,12 @@ def _refires_apply(refires: list[_Refire], now: dt.datetime) -> None:
         *(When(pk=r.incident_id, then=Value(_snapshot(r.rule, r.m), output_field=JSONField())) for r in refires),
         output_field=JSONField(),
     )
+    texts = [(r.incident_id, _incident_text(r.rule, r.m)) for r in refires]
+    titles = Case(*(When(pk=pk, then=Value(title)) for pk, (title, _d) in texts), output_field=CharField())
+    descriptions = Case(*(When(pk=pk, then=Value(text)) for pk, (_t, text) in texts), output_field=TextField())
     with transaction.atomic():
         updated = Incident.objects.filter(pk__in=ids, status__in=ACTIVE_STATUSES).update(
-            occurrences=F("occurrences") + 1, last_seen=now, metrics=snapshots
+            last_seen=now, metrics=snapshots, title=titles, description=descriptions
         )
         if updated == len(set(ids)):
             return
@@ -552,11 +609,17 @@ def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetim
     state, _ = RuleSubjectState.objects.select_for_update().get_or_create(rule=rule, subject=m.subject)
     active = Incident.objects.filter(fingerprint=fingerprint_of(rule, m.subject), status__in=ACTIVE_STATUSES).first()
     if breached:
+        episode = _episode_of(m, state, now)
+        new_breach = episode != state.episode
+        fired = (
+            not new_breach and state.consecutive_breaches >= rule.open_after and state.clear_since is None
+        )  # this breach already fired its incident
         # The counter only matters up to open_after: an ongoing breach then costs no state write.
-        if state.consecutive_breaches < rule.open_after or state.clear_since is not None:
+        if state.consecutive_breaches < rule.open_after or state.clear_since is not None or new_breach:
             state.consecutive_breaches = min(state.consecutive_breaches + 1, rule.open_after)
             state.clear_since = None
-            state.save(update_fields=["consecutive_breaches", "clear_since"])
+            state.episode = episode
+            state.save(update_fields=["consecutive_breaches", "clear_since", "episode"])
         if state.consecutive_breaches < rule.open_after and active is None:
             return Decision(
                 rule.name,
@@ -566,7 +629,10 @@ def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetim
                 "pending",
                 note=f"breach {state.consecutive_breaches} of {rule.open_after} needed",
             )
-        incident, action = _fire(rule, m, now, state, known_inactive=active is None)
+        if fired and active is None:
+            note = "resolved or closed; waits for a new breach"
+            return Decision(rule.name, m.subject, m.value, True, "held", note=note)
+        incident, action = _fire(rule, m, now, state, known_inactive=active is None, new_breach=not fired)
         return Decision(rule.name, m.subject, m.value, True, action, incident.pk)
     state.consecutive_breaches = 0
     state.clear_since = state.clear_since or now
@@ -578,7 +644,9 @@ def _decide(rule: DetectionRule, m: Measurement, breached: bool, now: dt.datetim
     if active.flapping:
         return Decision(rule.name, m.subject, m.value, False, "flapping", active.pk, "kept open while flapping")
     incident = Incident.objects.select_for_update().get(pk=active.pk)
-    incident_resolve_auto(incident, now, "Resolved automatically: the condition is clear.")
+    why = f"Resolved automatically: {m.summary}." if m.summary else "Resolved automatically: the condition is clear."
+    run = m.details.get("resolved_by_run")
+    incident_resolve_auto(incident, now, why, {"run_id": run} if run else None)
     _record_transition(state, now)
     return Decision(rule.name, m.subject, m.value, False, "resolved", incident.pk)
 
@@ -603,7 +671,13 @@ def _transition_add(state: RuleSubjectState, now: dt.datetime) -> int:
 
 
 def _fire(
-    rule: DetectionRule, m: Measurement, now: dt.datetime, state: RuleSubjectState, *, known_inactive: bool
+    rule: DetectionRule,
+    m: Measurement,
+    now: dt.datetime,
+    state: RuleSubjectState,
+    *,
+    known_inactive: bool,
+    new_breach: bool = True,
 ) -> tuple[Incident, str]:
     """Open, fire again, or reopen the incident of (rule, subject); ``state`` is the subject's (locked)."""
 
@@ -615,15 +689,28 @@ def _fire(
         build=lambda: _incident_build(rule, m),
         state_get=lambda: state,
         known_inactive=known_inactive,
+        new_breach=new_breach,
+        reason=_breach_text(rule, m),
     )
+
+
+def _incident_text(rule: DetectionRule, m: Measurement) -> tuple[str, str]:
+    """Title and description of a rule's incident about ``m`` — rendered anew at every evaluation,
+    so the counts they name are the current ones. The description adds what the kind says of the
+    latest breach (or of what cleared it)."""
+    message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
+    description = message
+    if m.summary:
+        description = f"{message}\n\n{m.summary[0].upper()}{m.summary[1:]}."
+    return message[:300], description
 
 
 def _incident_build(rule: DetectionRule, m: Measurement) -> Incident:
     """The incident a rule's breach of subject ``m.subject`` opens (before ``incident_stamp``)."""
-    message = render(rule.message, rule, m) or f"{rule.name}: {m.subject}"
+    title, description = _incident_text(rule, m)
     return Incident(
-        title=message[:300],
-        description=message,
+        title=title,
+        description=description,
         severity=rule.severity,
         category=rule.rule_type,
         rule=rule,
@@ -651,6 +738,8 @@ def incident_fire(
     build: Callable[[], Incident],
     state_get: Callable[[], RuleSubjectState | None] = lambda: None,
     known_inactive: bool = False,
+    new_breach: bool = True,
+    reason: str = "",
 ) -> tuple[Incident, str]:
     """Open, fire again, or reopen the incident of ``fingerprint`` (call inside a transaction).
 
@@ -658,6 +747,10 @@ def incident_fire(
     an unreachable data source) alike: an active incident fires again, one resolved within
     ``INCIDENT_REOPEN_SECONDS`` reopens, otherwise ``build()`` gives the new incident (title,
     severity, category, subject…) and it opens. Silences, flapping and the timeline apply the same.
+
+    ``new_breach`` says whether this is a new breach (a new failure, a new firing) or the one the
+    active incident is about, measured again: only a new one counts an occurrence. ``reason``
+    names the breach in words; a reopen always says why, with it or with the measured value.
     """
     # A caller that has just seen no active incident (in this transaction) spares the query; should
     # one open meanwhile, the unique index refuses the new one and the retry below fires it.
@@ -667,19 +760,31 @@ def incident_fire(
             Incident.objects.select_for_update().filter(fingerprint=fingerprint, status__in=ACTIVE_STATUSES).first()
         )
     if active is not None:
-        active.occurrences += 1
+        if new_breach:
+            active.occurrences += 1
         active.last_seen = now
         active.metrics = snapshot
-        # The timeline gets a REFIRED entry at most every INCIDENT_REFIRE_EVENT_SECONDS while a
-        # condition lasts (occurrences and last_seen still move every time).
+        fresh = build()  # the title and description with the counts as they are now
+        active.title, active.description = fresh.title, fresh.description
+        # The timeline gets a REFIRED entry for each new breach, and while one breach lasts, a "still
+        # firing" entry at most every INCIDENT_REFIRE_EVENT_SECONDS (reminders follow those).
         last_entry = active.timeline_at or active.first_seen
         write_event = (now - last_entry).total_seconds() >= settings.INCIDENT_REFIRE_EVENT_SECONDS
+        write_event = write_event or (new_breach and bool(reason))
         if write_event:
             active.timeline_at = now
-        active.save(update_fields=["occurrences", "last_seen", "metrics", "timeline_at", "updated_at"])
+        active.save(
+            update_fields=["occurrences", "last_seen", "metrics", "title", "description", "timeline_at", "updated_at"]
+        )
         if write_event:
-            event_record(active, EventKind.REFIRED, at=now, data={"value": value, "occurrences": active.occurrences})
-        return active, "refired"
+            event_record(
+                active,
+                EventKind.REFIRED,
+                at=now,
+                message=f"New breach: {reason}" if new_breach and reason else "Still firing.",
+                data={"value": value, "occurrences": active.occurrences, "new_breach": new_breach},
+            )
+        return active, "refired" if new_breach else "ongoing"
     state = state_get()
     reopen_after = now - dt.timedelta(seconds=settings.INCIDENT_REOPEN_SECONDS)
     recent = (
@@ -701,10 +806,15 @@ def incident_fire(
             event_record(
                 recent, EventKind.FLAPPING, at=now, message=f"{flips} open/resolve changes within the flap window."
             )
+        fresh = build()
+        recent.title, recent.description = fresh.title, fresh.description
         silence = silence_matching(recent, now)
         recent.suppressed = silence is not None
         recent.save()
-        event_record(recent, EventKind.REOPENED, at=now, data={"value": value})
+        why = reason or (f"value {_number(value)}" if value is not None else "it fired again")
+        event_record(
+            recent, EventKind.REOPENED, at=now, message=f"Reopened by a new breach: {why}", data={"value": value}
+        )
         if silence is not None:
             event_record(
                 recent, EventKind.SUPPRESSED, at=now, message=f"Silenced by {silence}", data={"silence": silence.pk}

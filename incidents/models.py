@@ -211,6 +211,12 @@ class RuleSubjectState(models.Model):
     consecutive_breaches = models.PositiveIntegerField(default=0)
     clear_since = models.DateTimeField(null=True, blank=True)
     transitions = models.JSONField(default=list, blank=True, help_text="Recent open/resolve times (flapping).")
+    episode = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="The breach the subject is in, or was last in (the latest failed run, the missed slot…): "
+        "the same breach measured again is not a new occurrence and never reopens a resolved incident.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["rule", "subject"], name="rulesubjectstate_unique")]

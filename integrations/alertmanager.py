@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput
 from incidents.detection import incident_fire, incident_resolve_auto, incident_stamp, incidents_open
+from incidents.kinds import human_time
 from incidents.models import ACTIVE_STATUSES, Incident, RuleType
 from integrations.text import control_strip, one_line
 from loaders.models import Loader, Severity
@@ -348,4 +349,5 @@ def _alert_apply(alert: Alert, now: dt.datetime, loader: Loader | None) -> tuple
         value=None,
         now=now,
         build=lambda: incident_build(alert, loader),
+        reason=f"{alert.alertname} fired again, starting {human_time(alert.starts_at)}",  # a reopen says which
     )

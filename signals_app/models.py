@@ -151,6 +151,21 @@ class Signal(models.Model):
         return f"{self.loader_id}:{self.signal_key}={self.signal_value} ({self.validation_status})"
 
 
+# The signals the platform writes itself when a run finishes (``services._run_signals``). They
+# restate the run, so the run's own rule judges them: a failed run is one "run failed" incident, not
+# also a failure rate of its own status, duration and row counts.
+RUN_SIGNAL_KEYS = ("run_status", "run_duration_seconds", "rows_read", "rows_written", "rows_rejected")
+RUN_SIGNAL_IDEMPOTENCY_PREFIX = "run:"
+
+
+def run_signals_q() -> Q:
+    """The platform's own signals of finished runs: attached to the run, under one of
+    RUN_SIGNAL_KEYS and keyed ``run:<run id>:<key>``; a job's own signals never match all three."""
+    return Q(
+        run__isnull=False, signal_key__in=RUN_SIGNAL_KEYS, idempotency_key__startswith=RUN_SIGNAL_IDEMPOTENCY_PREFIX
+    )
+
+
 class SignalKey(models.Model):
     """Idempotency keys of stored signals, one per (loader, key).
 

@@ -31,6 +31,7 @@ from loaders.validators import LOADER_CODE_RE
 from signals_app import metrics, validators
 from signals_app.api.serializers import RunFinishSerializer, RunStartSerializer
 from signals_app.models import (
+    RUN_SIGNAL_IDEMPOTENCY_PREFIX,
     IngestToken,
     MetricSource,
     MetricType,
@@ -514,11 +515,12 @@ def _run_signals(run: Run) -> None:
             correlation_id=run.correlation_id,
             run_id=run.pk,
             attributes=None,
-            idempotency_key=f"run:{run.run_id}:{key}",
+            idempotency_key=f"{RUN_SIGNAL_IDEMPOTENCY_PREFIX}{run.run_id}:{key}",
             loader_paused=run.loader_paused,
             no_active_version=run.no_active_version,
         )
 
+    # The keys are RUN_SIGNAL_KEYS: what the failure-rate rule leaves to the run's own rule.
     rows = [
         row("run_status", run.status, None, MetricType.RUN_STATUS),
         row("run_duration_seconds", f"{run.duration_seconds:.3f}", run.duration_seconds, MetricType.DURATION_SECONDS),

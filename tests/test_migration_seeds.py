@@ -33,6 +33,8 @@ def seeds_assert_present() -> None:
     """Every row the seed migrations write, named from the migrations themselves."""
     rules = _migration("incidents", "0002_default_rules").RULES
     assert set(DetectionRule.objects.values_list("name", flat=True)) >= {r["name"] for r in rules}
+    freshness = _migration("incidents", "0005_freshness_rule_readable_messages").FRESHNESS
+    assert DetectionRule.objects.filter(name=freshness["name"], kind="freshness", enabled=True).exists()
 
     routing = _migration("integrations", "0002_seed_roadmap_routing").ROADMAP
     defaults = NotificationRule.objects.filter(team=None, tag=None)

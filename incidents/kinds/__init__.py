@@ -10,11 +10,14 @@ engine reports that as its own incident and goes on with the other rules.
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.conf import settings
 
 from etl_monitor.errors import InvalidInput
 
@@ -81,6 +84,34 @@ class Measurement:
     breached: bool | None = None  # kinds that decide themselves (missed_run) set it; else operator/threshold decide
     details: dict[str, Any] = field(default_factory=dict)
     correlation_id: str = ""
+    # Which breach this is (the latest failed run, the missed slot…), when the kind can tell: the same
+    # episode measured again is the same problem (never a new occurrence, never a reopen after a
+    # resolve), another one is a new breach. None: the engine counts a breach after a clear one as new.
+    episode: str | None = None
+    # One sentence on what was measured, for the timeline: the new failure that reopens an incident,
+    # the run that cleared it.
+    summary: str = ""
+
+
+def human_time(at: dt.datetime, zone: str | None = None) -> str:
+    """``at`` as people read it in titles and messages — "Thu 26 Nov 02:00 CET" — in ``zone`` (the
+    loader's schedule time zone) or else the installation's TIME_ZONE; never an ISO timestamp."""
+    try:
+        tz = zoneinfo.ZoneInfo(zone or settings.TIME_ZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    local = at.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b %H:%M} {local.tzname()}"
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as people say it: "2 h 5 min", "45 min", "3 d 2 h", "40 s"."""
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} s"
+    minutes = int(seconds // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    return " ".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)

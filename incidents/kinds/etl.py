@@ -14,12 +14,13 @@ from typing import Any
 from croniter import croniter
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
 
-from incidents.kinds import Measurement, Param, RuleKind, kind_register, scope_key
+from incidents.kinds import Measurement, Param, RuleKind, human_duration, human_time, kind_register, scope_key
 from loaders.models import Loader, LoaderVersion, VersionState
-from signals_app.models import Run, RunStatus, Signal, ValidationStatus
+from signals_app.models import Run, RunStatus, Signal, ValidationStatus, run_signals_q
 
 
-def _window(rule: Any, now: dt.datetime) -> dt.datetime:
+def window_start(rule: Any, now: dt.datetime) -> dt.datetime:
+    """The start of the rule's window at ``now``: every query of a kind is bounded by it."""
     return now - dt.timedelta(seconds=rule.window_seconds)
 
 
@@ -32,11 +33,12 @@ CONTRACT_COLUMNS = (
     "max_duration_minutes",
     "expected_rows_min",
     "expected_rows_max",
+    "freshness_sla_minutes",
     "decided_at",
 )
 
 
-def _active_versions(loaders: QuerySet[Loader] | list[int]) -> dict[int, LoaderVersion]:
+def active_versions(loaders: QuerySet[Loader] | list[int]) -> dict[int, LoaderVersion]:
     """The ACTIVE contract of the given loaders (only the columns detection reads)."""
     versions = LoaderVersion.objects.filter(loader__in=loaders, state=VersionState.ACTIVE).only(*CONTRACT_COLUMNS)
     return {v.loader_id: v for v in versions}
@@ -45,7 +47,11 @@ def _active_versions(loaders: QuerySet[Loader] | list[int]) -> dict[int, LoaderV
 @kind_register
 class SignalFailureRate(RuleKind):
     """FAILED share of signals in the window, in percent, per loader or over all loaders
-    (the roadmap's rule 1: more than 5% in 5 minutes → HIGH)."""
+    (the roadmap's rule 1: more than 5% in 5 minutes → HIGH).
+
+    Only the signals jobs send count: the ones the platform writes for a finished run
+    (``run_status``, ``run_duration_seconds``, row counts) restate the run, and a failed run is
+    the ``run_failed`` rule's — one failed run is one incident, not also a failure rate."""
 
     name = "signal_failure_rate"
     description = "Percentage of FAILED signals in the window."
@@ -60,7 +66,9 @@ class SignalFailureRate(RuleKind):
         return (rule.window_seconds, rule.params.get("per", "loader"), rule.params.get("min_signals", 1))
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now)
+        signals = Signal.objects.filter(
+            loader__in=loaders, captured_at__gte=window_start(rule, now), captured_at__lte=now
+        ).exclude(run_signals_q())
         minimum = rule.params.get("min_signals", 1)
         if rule.params.get("per", "loader") == "overall":
             totals = signals.aggregate(total=Count("id"), failed=Count("id", filter=Q(validation_status="FAILED")))
@@ -86,35 +94,48 @@ class SignalFailureRate(RuleKind):
 
 @kind_register
 class RunFailed(RuleKind):
-    """Runs that finished FAILED (or TIMED_OUT) and FAILED signals sent directly, per loader, in the window."""
+    """Runs that finished FAILED (or TIMED_OUT) and FAILED signals sent directly, per loader, in the window.
+
+    Each new failure is a new breach (the measurement's episode is the latest failure), so the
+    incident counts failures, and one resolved by hand comes back only with a new failure. With
+    ``resolve_on_success`` (the default) a run that succeeds after the latest failure clears the
+    loader whatever the count: the open incident resolves, naming that run."""
 
     name = "run_failed"
     description = "Failed runs and FAILED signals in the window."
     default_threshold = 0.0
     fast_path = True
+    params = {
+        "resolve_on_success": Param(
+            bool, default=True, help="A run that succeeds after the latest failure resolves the incident."
+        ),
+    }
 
     def share_key(self, rule: Any) -> Any:
-        return rule.window_seconds
+        return (rule.window_seconds, rule.params.get("resolve_on_success", True))
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        since = _window(rule, now)
+        since = window_start(rule, now)
         failed = Run.objects.filter(loader__in=loaders, finished_at__gte=since, finished_at__lte=now).filter(
             status__in=[RunStatus.FAILED, RunStatus.TIMED_OUT]
         )
         runs = list(failed.values("loader_id", "loader__loader_code").annotate(count=Count("id")))
         # The latest failed run of each loader gives the error and correlation id shown on the incident.
-        latest = {}
+        latest: dict[int, Run] = {}
         if runs:
-            for run in failed.order_by("loader_id", "-finished_at").only("loader_id", "error_text", "correlation_id"):
+            for run in failed.order_by("loader_id", "-finished_at", "-pk").only(
+                "pk", "run_id", "loader_id", "finished_at", "error_text", "correlation_id"
+            ):
                 latest.setdefault(run.loader_id, run)
         # Signals of runs are already counted as runs; here only the ones jobs sent themselves.
         signals = (
             Signal.objects.filter(loader__in=loaders, captured_at__gte=since, captured_at__lte=now, run__isnull=True)
             .filter(validation_status=ValidationStatus.FAILED)
             .values("loader_id", "loader__loader_code")
-            .annotate(count=Count("id"), correlation=Max("correlation_id"))
+            .annotate(count=Count("id"), correlation=Max("correlation_id"), last=Max("captured_at"))
         )
         found: dict[int, Measurement] = {}
+        last_failure: dict[int, tuple[dt.datetime, str]] = {}  # loader → (when, which failure)
         for r in runs:
             last = latest.get(r["loader_id"])
             found[r["loader_id"]] = Measurement(
@@ -124,12 +145,50 @@ class RunFailed(RuleKind):
                 details={"failed_runs": r["count"], "error": (last.error_text if last else "")[:500]},
                 correlation_id=last.correlation_id if last else "",
             )
+            if last is not None:
+                found[r["loader_id"]].details["run_id"] = str(last.run_id)
+                last_failure[r["loader_id"]] = (last.finished_at, f"run {last.run_id}")
         for r in signals:
             m = found.setdefault(r["loader_id"], Measurement(r["loader__loader_code"], 0.0, loader_id=r["loader_id"]))
             m.value = (m.value or 0) + r["count"]
             m.details["failed_signals"] = r["count"]
             m.correlation_id = m.correlation_id or r["correlation"] or ""
+            if r["loader_id"] not in last_failure or r["last"] > last_failure[r["loader_id"]][0]:
+                last_failure[r["loader_id"]] = (r["last"], "a FAILED signal")
+        if not found:
+            return []
+        zones = {loader_id: v.schedule_timezone for loader_id, v in active_versions(list(found)).items()}
+        successes = self._latest_successes(rule, list(found), since, now)
+        for loader_id, m in found.items():
+            when, what = last_failure[loader_id]
+            zone = zones.get(loader_id)
+            m.details["latest_at"] = human_time(when, zone)
+            m.episode = f"{what}@{when.isoformat()}"
+            m.summary = f"{what} failed at {human_time(when, zone)}"
+            success = successes.get(loader_id)
+            if success is not None and success.finished_at > when:
+                # Rerun and fixed: whatever the count in the window, the loader works again.
+                m.breached = False
+                m.details["resolved_by_run"] = str(success.run_id)
+                m.summary = f"run {success.run_id} succeeded at {human_time(success.finished_at, zone)}"
         return list(found.values())
+
+    @staticmethod
+    def _latest_successes(rule: Any, loader_ids: list[int], since: dt.datetime, now: dt.datetime) -> dict[int, Run]:
+        """The latest run of each loader that succeeded in the window (when successes resolve)."""
+        if not rule.params.get("resolve_on_success", True):
+            return {}
+        runs = (
+            Run.objects.filter(
+                loader_id__in=loader_ids, status=RunStatus.SUCCEEDED, finished_at__gte=since, finished_at__lte=now
+            )
+            .order_by("loader_id", "-finished_at")
+            .only("loader_id", "run_id", "finished_at")
+        )
+        latest: dict[int, Run] = {}
+        for run in runs:
+            latest.setdefault(run.loader_id, run)
+        return latest
 
 
 @kind_register
@@ -155,7 +214,7 @@ class RunDuration(RuleKind):
         return (rule.window_seconds, rule.params.get("mode", "max"), rule.threshold)
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        since = _window(rule, now)
+        since = window_start(rule, now)
         mode = rule.params.get("mode", "max")
         runs = Run.objects.filter(loader__in=loaders).select_related("loader")
         if mode == "max":
@@ -174,7 +233,7 @@ class RunDuration(RuleKind):
                 "run_id",
             )
         )
-        versions = _active_versions([run.loader_id for run in runs]) if runs else {}
+        versions = active_versions([run.loader_id for run in runs]) if runs else {}
         for run in runs:
             seconds = (
                 run.duration_seconds if run.duration_seconds is not None else (now - run.started_at).total_seconds()
@@ -200,13 +259,23 @@ class RunDuration(RuleKind):
                     and (seconds > current.value if mode == "max" else seconds < current.value)
                 )
             ):
+                running = run.status == "RUNNING"
                 worst[run.loader_id] = Measurement(
                     run.loader.loader_code,
                     seconds,
                     loader_id=run.loader_id,
                     breached=breached,
-                    details={"limit_seconds": limit, "run_id": str(run.run_id), "running": run.status == "RUNNING"},
+                    details={
+                        "limit_seconds": limit,
+                        "run_id": str(run.run_id),
+                        "running": running,
+                        "duration": human_duration(seconds),  # for messages: "1 h 10 min", not 4200.0
+                        "limit": human_duration(limit),
+                    },
                     correlation_id=run.correlation_id,
+                    episode=f"run:{run.run_id}",  # each run out of bounds is its own breach
+                    summary=f"run {run.run_id} {'has been running for' if running else 'took'} "
+                    f"{human_duration(seconds)} ({'limit' if mode == 'max' else 'minimum'} {human_duration(limit)})",
                 )
         return list(worst.values())
 
@@ -224,14 +293,14 @@ class VolumeOutOfRange(RuleKind):
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         runs = (
-            Run.objects.filter(loader__in=loaders, finished_at__gte=_window(rule, now), rows_written__isnull=False)
+            Run.objects.filter(loader__in=loaders, finished_at__gte=window_start(rule, now), rows_written__isnull=False)
             .order_by("loader_id", "-finished_at")
             .select_related("loader")
         )
         latest: dict[int, Run] = {}
         for run in runs:
             latest.setdefault(run.loader_id, run)
-        versions = _active_versions(list(latest)) if latest else {}
+        versions = active_versions(list(latest)) if latest else {}
         found = []
         for loader_id, run in latest.items():
             version = versions.get(loader_id)
@@ -248,6 +317,8 @@ class VolumeOutOfRange(RuleKind):
                     breached=breached,
                     details={"expected_min": low, "expected_max": high, "run_id": str(run.run_id)},
                     correlation_id=run.correlation_id,
+                    episode=f"run:{run.run_id}",  # each run out of range is its own breach
+                    summary=f"run {run.run_id} wrote {rows:,} rows",
                 )
             )
         return found
@@ -351,7 +422,9 @@ class MetricThreshold(RuleKind):
         return by_key
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        signals = Signal.objects.filter(loader__in=loaders, captured_at__gte=_window(rule, now), captured_at__lte=now)
+        signals = Signal.objects.filter(
+            loader__in=loaders, captured_at__gte=window_start(rule, now), captured_at__lte=now
+        )
         if key := rule.params.get("signal_key"):
             signals = signals.filter(signal_key=key)
         if metric_type := rule.params.get("metric_type"):
@@ -395,35 +468,59 @@ class MissedRun(RuleKind):
     The latest scheduled time at or before ``now - grace`` is computed in the
     loader's time zone (croniter on aware datetimes, so daylight-saving changes
     move the UTC time as they should); a run started since that time, less a
-    small tolerance for early starts, satisfies it."""
+    tolerance for early starts, satisfies it. The tolerance is a fraction of the
+    schedule's period (``early_tolerance_fraction`` of the gap to the slot before),
+    capped by ``early_tolerance_seconds``: a fixed five minutes would let the run of
+    the previous slot of a ``*/5`` loader satisfy the current one, so a skipped run
+    was never reported, and a loader every minute that stopped was reported only
+    about six minutes late."""
 
     name = "missed_run"
     description = "A scheduled run did not start within its grace period."
-    params = {"early_tolerance_seconds": Param(int, default=300)}
+    params = {
+        "early_tolerance_seconds": Param(
+            int, default=300, help="Upper bound of how early a run may start and still count for its slot."
+        ),
+        "early_tolerance_fraction": Param(
+            float, default=0.25, help="How early a run may start, as a fraction of the schedule's period (0–0.5)."
+        ),
+    }
     self_deciding = True
 
+    def check(self, params: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+        fraction = params.get("early_tolerance_fraction")
+        if fraction is not None and not 0 <= fraction <= 0.5:
+            # Beyond half the period a run would count for two slots at once.
+            errors["params.early_tolerance_fraction"] = ["Must be between 0 and 0.5."]
+        if params.get("early_tolerance_seconds", 0) < 0:
+            errors["params.early_tolerance_seconds"] = ["Must be 0 or more."]
+        return params
+
     def share_key(self, rule: Any) -> Any:
-        return rule.params.get("early_tolerance_seconds", 300)
+        return (rule.params.get("early_tolerance_seconds", 300), rule.params.get("early_tolerance_fraction", 0.25))
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        versions = _active_versions(loaders)
-        expected: dict[int, tuple[dt.datetime, LoaderVersion]] = {}
+        cap = rule.params.get("early_tolerance_seconds", 300)
+        fraction = rule.params.get("early_tolerance_fraction", 0.25)
+        versions = active_versions(loaders)
+        # loader → (the slot due, how early a run may start for it, the version)
+        expected: dict[int, tuple[dt.datetime, dt.timedelta, LoaderVersion]] = {}
         for loader_id, version in versions.items():
             if not version.schedule_cron:
                 continue
             zone = zoneinfo.ZoneInfo(version.schedule_timezone or "UTC")
             deadline = now - dt.timedelta(minutes=version.grace_minutes)
-            previous = croniter(version.schedule_cron, deadline.astimezone(zone)).get_prev(dt.datetime)
-            # On the night clocks go back, a local time exists twice: a run at either one counts.
-            wall = previous.replace(tzinfo=None)
-            due = min(wall.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1))
+            slots = croniter(version.schedule_cron, deadline.astimezone(zone))
+            due = _utc_slot(slots.get_prev(dt.datetime), zone)
             if version.decided_at is not None and due < version.decided_at:
                 continue  # scheduled before this version was approved: not its run to miss
-            expected[loader_id] = (due, version)
+            before = _utc_slot(slots.get_prev(dt.datetime), zone)
+            period = (due - before).total_seconds()
+            tolerance = dt.timedelta(seconds=min(cap, fraction * period))
+            expected[loader_id] = (due, tolerance, version)
         if not expected:
             return []
-        tolerance = dt.timedelta(seconds=rule.params.get("early_tolerance_seconds", 300))
-        earliest = min(t for t, _v in expected.values()) - tolerance
+        earliest = min(due - tolerance for due, tolerance, _v in expected.values())
         last_start = dict(
             Run.objects.filter(loader_id__in=expected, started_at__gte=earliest)
             .values("loader_id")
@@ -432,10 +529,11 @@ class MissedRun(RuleKind):
         )
         codes = dict(Loader.objects.filter(pk__in=expected).values_list("pk", "loader_code"))
         found = []
-        for loader_id, (due, version) in expected.items():
+        for loader_id, (due, tolerance, version) in expected.items():
             started = last_start.get(loader_id)
             ok = started is not None and started >= due - tolerance
             late = (now - due).total_seconds() / 60.0
+            zone_name = version.schedule_timezone or "UTC"
             found.append(
                 Measurement(
                     codes[loader_id],
@@ -444,10 +542,22 @@ class MissedRun(RuleKind):
                     breached=not ok,
                     details={
                         "expected_at": due.isoformat(),
+                        "expected_at_local": human_time(due, zone_name),
                         "schedule": version.schedule_cron,
                         "timezone": version.schedule_timezone,
                         "grace_minutes": version.grace_minutes,
+                        "early_tolerance_seconds": tolerance.total_seconds(),
                     },
+                    # Each missed slot is its own breach: the next slot missed is a new one.
+                    episode=f"due:{due.isoformat()}",
+                    summary=f"the run due {human_time(due, zone_name)} did not start",
                 )
             )
         return found
+
+
+def _utc_slot(previous: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """A slot croniter gave in local time, in UTC. On the night clocks go back a local time exists
+    twice: the earlier one, so a run at either one counts."""
+    wall = previous.replace(tzinfo=None)
+    return min(wall.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1))

@@ -124,17 +124,18 @@ def test_a_broken_rule_in_a_batch_is_reported_and_the_others_complete(two_loader
     assert broken.next_due_at == NOW + dt.timedelta(seconds=broken.interval_seconds)  # not retried every tick
 
 
-def test_an_ongoing_breach_is_counted_in_the_batch_update(active_loader, rule_factory):
+def test_an_ongoing_breach_is_refreshed_in_the_batch_update_without_counting_an_occurrence(active_loader, rule_factory):
     _only_our_rules()
     add_signals(active_loader, failed=5, ok=5)
-    rule = rule_factory("signal_failure_rate", threshold=5.0)
+    rule = rule_factory("signal_failure_rate", threshold=5.0, message="{subject}: {value}% failed")
     rule_evaluate(rule=rule, now=NOW)
     add_signals(active_loader, failed=9, ok=1, at=NOW + dt.timedelta(seconds=60))
     report = rule_evaluate(rule=rule, now=NOW + dt.timedelta(seconds=60))
-    assert report.decisions[0].action == "refired"
+    assert report.decisions[0].action == "ongoing"
     incident = Incident.objects.get()
-    assert incident.occurrences == 2 and incident.last_seen == NOW + dt.timedelta(seconds=60)
+    assert incident.occurrences == 1 and incident.last_seen == NOW + dt.timedelta(seconds=60)  # one breach
     assert incident.metrics["value"] == pytest.approx(100.0 * 14 / 20)  # the latest measurement
+    assert incident.title == "SALES-DAILY: 70% failed" == incident.description  # the count as it is now
     assert list(incident.events.values_list("kind", flat=True)) == ["OPENED"]  # no timeline entry yet
 
 
@@ -151,8 +152,9 @@ def test_a_refire_of_an_incident_resolved_meanwhile_takes_the_full_path(active_l
     incident_resolve(user=operator, incident=incident)
     _refires_apply([refire], later)
     incident.refresh_from_db()
-    assert report.decisions[0].action == "reopened" and incident.status == "OPEN"
-    assert incident.occurrences == 2
+    # The person's resolve sticks: the breach the batch saw is the one the incident was about.
+    assert report.decisions[0].action == "held" and incident.status == "RESOLVED"
+    assert incident.occurrences == 1
 
 
 @override_settings(DETECTION_BATCH_SIZE=2)
@@ -197,5 +199,5 @@ def test_a_cycle_over_many_open_incidents_costs_a_few_queries(
     assert Incident.objects.filter(status="OPEN").count() == 3 * 21
     with django_assert_max_num_queries(8):
         reports = rules_evaluate(rules=rules, now=NOW + dt.timedelta(seconds=10))
-    assert {d.action for r in reports for d in r.decisions} == {"refired"}
-    assert set(Incident.objects.values_list("occurrences", flat=True)) == {2}
+    assert {d.action for r in reports for d in r.decisions} == {"ongoing"}
+    assert set(Incident.objects.values_list("occurrences", flat=True)) == {1}  # breaches, not evaluations

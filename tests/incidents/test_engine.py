@@ -34,19 +34,20 @@ def events(incident) -> list[str]:
     return list(incident.events.values_list("kind", flat=True))
 
 
-def test_a_breach_opens_one_incident_and_refires_it(failing, settings):
+def test_a_breach_opens_one_incident_and_an_ongoing_one_is_no_new_occurrence(failing, settings):
     settings.INCIDENT_REFIRE_EVENT_SECONDS = 120
     first = rule_evaluate(rule=failing, now=NOW)
     assert [d.action for d in first.decisions] == ["opened"]
-    rule_evaluate(rule=failing, now=NOW + MIN)
+    assert [d.action for d in rule_evaluate(rule=failing, now=NOW + MIN).decisions] == ["ongoing"]
     incident = Incident.objects.get()
-    assert (incident.status, incident.occurrences, incident.severity) == ("OPEN", 2, "HIGH")
+    assert (incident.status, incident.occurrences, incident.severity) == ("OPEN", 1, "HIGH")
     assert incident.title == "SALES-DAILY: 50% of signals failed (threshold 5%)"
     assert incident.suggestion == "Check the SALES-DAILY job logs."
     assert incident.metrics["failed"] == 5 and incident.loader.loader_code == "SALES-DAILY"
     assert events(incident) == [EventKind.OPENED]  # a minute later: counted, not yet a timeline entry
     rule_evaluate(rule=failing, now=NOW + 3 * MIN)
-    assert events(Incident.objects.get()) == [EventKind.OPENED, EventKind.REFIRED]
+    assert events(Incident.objects.get()) == [EventKind.OPENED, EventKind.REFIRED]  # "still firing"
+    assert Incident.objects.get().events.last().message == "Still firing."
 
 
 def test_hysteresis_needs_n_breaches_before_opening(failing):

@@ -141,6 +141,11 @@ def test_missed_run_follows_daylight_saving_time(rule_factory, active_loader):
         ("metric_threshold", {}, "params.signal_key"),
         ("metric_threshold", {"signal_key": "x", "aggregation": "median"}, "params.aggregation"),
         ("run_duration", {"mode": 3}, "params.mode"),
+        ("missed_run", {"early_tolerance_fraction": 0.9}, "params.early_tolerance_fraction"),
+        ("missed_run", {"early_tolerance_fraction": "a quarter"}, "params.early_tolerance_fraction"),
+        ("missed_run", {"early_tolerance_seconds": -1}, "params.early_tolerance_seconds"),
+        ("run_failed", {"resolve_on_success": "yes"}, "params.resolve_on_success"),
+        ("freshness", {"sla_minutes": 5}, "params.sla_minutes"),
     ],
 )
 def test_parameters_are_validated_per_kind(kind, params, field):

@@ -110,8 +110,7 @@ def test_a_day_of_runs_gives_exactly_the_expected_incidents(day_setup):
     assert found == sorted(
         [
             ("Missed run", "LATE"),
-            ("Run failed", "FAILED"),
-            ("Signal failure rate above 5%", "FAILED"),
+            ("Run failed", "FAILED"),  # one failed run, one incident: its own signals are not a failure rate
             ("Run too long", "LONG"),
             ("Volume out of range", "LOW-VOL"),
         ]
@@ -121,4 +120,11 @@ def test_a_day_of_runs_gives_exactly_the_expected_incidents(day_setup):
     assert by_rule["Run failed"].status == "RESOLVED"  # out of the 15-minute window again
     assert by_rule["Volume out of range"].status == "OPEN"  # still the latest run of the day
     assert by_rule["Missed run"].first_seen == at("03:20")
+    # Titles people read: local times and durations in words, the counts as they were last measured.
+    assert by_rule["Missed run"].title.startswith("LATE: the run due Thu 26 Nov 03:00 UTC did not start")
+    assert by_rule["Run too long"].title == "LONG: a run has taken 1 h 10 min (limit 30 min)"
+    assert by_rule["Run failed"].title.endswith(
+        "1 failed run(s) or FAILED signal(s) in the last 15 minutes, the latest at Thu 26 Nov 04:05 UTC"
+    )
+    assert {i.occurrences for i in by_rule.values()} == {1}  # one breach each, however many ticks saw it
     assert by_rule["Run too long"].first_seen == at("05:40")

@@ -355,6 +355,8 @@ def test_a_new_occurrence_after_the_resolution_reopens_the_incident():
     incident = Incident.objects.get()
     assert incident.status == IncidentStatus.OPEN and incident.occurrences == 2
     assert timeline(incident) == [EventKind.OPENED, EventKind.RESOLVED, EventKind.REOPENED]
+    reopened = incident.events.get(kind=EventKind.REOPENED).message
+    assert reopened.startswith("Reopened by a new breach: ") and "Mon 4 May 11:30" in reopened  # says which
 
 
 def test_an_occurrence_already_resolved_is_not_reopened_by_a_repost(operator):

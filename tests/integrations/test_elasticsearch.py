@@ -119,7 +119,7 @@ def test_an_unreachable_source_is_one_incident_and_the_other_rules_complete(sett
     rule_evaluate(rule=log_rule, now=NOW + dt.timedelta(minutes=1))
     unreachable.refresh_from_db()
     assert Incident.objects.filter(subject="source:elasticsearch").count() == 1  # deduplicated
-    assert unreachable.occurrences == 2
+    assert unreachable.occurrences == 1 and unreachable.last_seen == NOW + dt.timedelta(minutes=1)  # one outage
     source = DataSource.objects.get(name="elasticsearch")
     assert "ConnectionError" in source.last_error and source.last_success_at is None
 

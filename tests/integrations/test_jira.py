@@ -86,6 +86,12 @@ def fire(jira: FakeJira, active_loader: Loader, django_capture_on_commit_callbac
     return fire_
 
 
+def breach_ends(at: dt.datetime) -> None:
+    """Detection sees the failures gone (out of the rule's window): the next failure is a new breach,
+    which reopens an incident resolved by hand (the same breach never does)."""
+    rule_evaluate(rule=DetectionRule.objects.get(name=SIGNAL_FAILURE_RULE), now=at)
+
+
 @pytest.fixture
 def committed(django_capture_on_commit_callbacks: Any) -> Callable[[], Any]:
     """Run what a person does and then what its commit triggers (the deliveries are sent)."""
@@ -289,14 +295,14 @@ def test_re_fires_comment_on_the_ticket_at_most_every_refire_comment_seconds(jir
     assert len(timeline(incident, EventKind.REFIRED)) == 2
     reminders = [body for body in comment_bodies(jira, "OPS-1") if body.startswith("[ETL Monitor] Still firing")]
     assert len(reminders) == 1
-    assert reminders[0].startswith("[ETL Monitor] Still firing: 2 occurrences, last seen ")
+    assert reminders[0].startswith("[ETL Monitor] Still firing: 1 occurrences, last seen ")  # one ongoing breach
 
     fire(t0 + 3700 * S)  # past the hour: the next re-fire comments again
 
     assert len(timeline(incident, EventKind.REFIRED)) == 3
     reminders = [body for body in comment_bodies(jira, "OPS-1") if body.startswith("[ETL Monitor] Still firing")]
     assert len(reminders) == 2
-    assert reminders[1].startswith("[ETL Monitor] Still firing: 4 occurrences, last seen ")
+    assert reminders[1].startswith("[ETL Monitor] Still firing: 1 occurrences, last seen ")
     assert len(jira.created()) == 1
 
 
@@ -307,7 +313,8 @@ def test_a_reopen_within_the_window_reopens_the_same_ticket(jira: FakeJira, fire
         incident_resolve(user=operator, incident=incident)
     assert status_category(jira, "OPS-1") == "done"
 
-    reopened = fire(t0 + 120 * S)
+    breach_ends(t0 + 400 * S)
+    reopened = fire(t0 + 420 * S)
 
     assert reopened.pk == incident.pk and reopened.status == "OPEN"
     assert len(jira.created()) == 1
@@ -325,7 +332,8 @@ def test_a_reopen_after_the_window_makes_a_new_ticket_linked_to_the_old_one(jira
     with committed():
         incident_resolve(user=operator, incident=incident)
 
-    reopened = fire(t0 + 120 * S)
+    breach_ends(t0 + 400 * S)
+    reopened = fire(t0 + 420 * S)
 
     assert reopened.pk == incident.pk
     old, new = jira.created()
@@ -432,7 +440,8 @@ def test_our_own_transitions_echoed_back_by_jira_change_nothing(jira: FakeJira, 
     with committed():
         incident_resolve(user=operator, incident=incident)
     done_echo = jira.webhook_payload("jira:issue_updated", "OPS-1", user=jira.bot)  # our move to Done
-    incident = fire(t0 + 120 * S)  # detection reopens it before Jira's webhook for that move arrives
+    breach_ends(t0 + 400 * S)
+    incident = fire(t0 + 420 * S)  # detection reopens it before Jira's webhook for that move arrives
     reopen_echo = jira.webhook_payload("jira:issue_updated", "OPS-1", user=jira.bot)
     events = incident.events.count()
 

@@ -41,6 +41,12 @@ def fire(active_loader):
     return fire
 
 
+def breach_ends(at: dt.datetime) -> None:
+    """Detection sees the failures gone (out of the rules' window): the next failure is a new breach."""
+    for rule in DetectionRule.objects.filter(name__startswith="failures "):
+        rule_evaluate(rule=rule, now=at)
+
+
 def sent(incident: Incident, purpose: str | None = None) -> list[tuple[str, str, str]]:
     deliveries = Delivery.objects.filter(incident=incident).order_by("pk")
     if purpose:
@@ -96,6 +102,7 @@ def test_a_team_rule_wins_over_a_tag_rule_and_the_severity_rule(fire, active_loa
     NotificationRule.objects.create(
         severity="HIGH", team=active_loader.owner, channels=["slack"], slack_channel="#data-platform"
     )
+    breach_ends(T0 + 3000 * S)
     incident = fire("HIGH", at=T0 + 3600 * S)
     assert sent(incident) == [("slack", "#data-platform", "OPENED")]
 
@@ -216,6 +223,7 @@ def test_a_reopened_incident_is_announced_again(fire, settings):
     settings.INCIDENT_REOPEN_SECONDS = 3600
     incident = fire("MEDIUM")
     incident_resolve(user=_admin(), incident=incident)
+    breach_ends(T0 + 400 * S)  # a resolve by hand sticks until a new breach
     again = fire("MEDIUM", at=T0 + 600 * S)
     assert again.pk == incident.pk
     assert [p for _c, _t, p in sent(incident)] == ["OPENED", "RESOLVED", "REOPENED"]

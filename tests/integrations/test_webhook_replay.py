@@ -26,7 +26,7 @@ from integrations.models import JiraWebhookReceipt
 from tests.conftest import at_once
 from tests.integrations import test_jira
 from tests.integrations.jira_fake import FakeJira
-from tests.integrations.test_jira import SECRET, WEBHOOK, post_webhook
+from tests.integrations.test_jira import SECRET, WEBHOOK, breach_ends, post_webhook
 
 S = dt.timedelta(seconds=1)
 
@@ -66,7 +66,8 @@ def test_a_captured_done_event_replayed_under_a_new_identifier_does_not_resolve_
     body = json.dumps(done_in_jira(jira)).encode()
     first = post_raw(body, delivery_id="wh-1")
     assert first.json() == {"status": "applied", "reason": "incident resolved"}
-    reopened = fire(t0 + 120 * S)  # detection sees the failures again: the incident reopens
+    breach_ends(t0 + 400 * S)
+    reopened = fire(t0 + 420 * S)  # detection sees new failures: the incident reopens
     assert reopened.pk == incident.pk and reopened.status == "OPEN"
     events = reopened.events.count()
 
@@ -198,7 +199,8 @@ def test_a_replay_after_its_receipt_was_pruned_is_stale(jira: FakeJira, fire, se
     incident = fire(t0)
     body = json.dumps(done_in_jira(jira)).encode()
     assert post_raw(body, delivery_id="wh-1").json()["status"] == "applied"
-    reopened = fire(t0 + 120 * S)
+    breach_ends(t0 + 400 * S)
+    reopened = fire(t0 + 420 * S)
     time.sleep(1.5)  # the event is now older than the window
     jira_receipts_prune(now=timezone.now() + dt.timedelta(hours=1))
     assert JiraWebhookReceipt.objects.count() == 0
