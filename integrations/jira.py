@@ -48,7 +48,7 @@ from integrations.models import (
     Purpose,
 )
 from integrations.notifications.outbox import delivery_queue
-from integrations.notifications.payloads import Message
+from integrations.notifications.payloads import Message, still_firing
 from integrations.notifications.routing import event_route_guarded, incident_messages_refresh
 from integrations.notifications.transports import Deferred, Permanent, Transient, Transport, transport_register
 from integrations.text import one_line, wiki_escape
@@ -226,7 +226,7 @@ def jira_payload(message: Message) -> dict[str, Any]:
     if purpose == Purpose.REMINDER:
         return {
             "action": "comment",
-            "comment": f"{MARKER} Still firing: {ctx['occurrences']} occurrences, last seen {ctx['last_seen']}.",
+            "comment": f"{MARKER} {still_firing(ctx)}",
         }
     if purpose in (Purpose.RESOLVED, Purpose.CLOSED):
         done = "Resolved" if purpose == Purpose.RESOLVED else "Closed"

@@ -146,8 +146,14 @@ def _follow_up_text(purpose: str, ctx: dict[str, Any], event: IncidentEvent | No
     if purpose == Purpose.ESCALATED:
         return "Not acknowledged in time: escalated."
     if purpose == Purpose.REMINDER:
-        return f"Still firing: {ctx['occurrences']} occurrences, last seen {ctx['last_seen']}."
+        return still_firing(ctx)
     return ""
+
+
+def still_firing(ctx: dict[str, Any]) -> str:
+    """The reminder's sentence: how many breaches so far and when the last was seen."""
+    count = ctx["occurrences"]
+    return f"Still firing: {count} occurrence{'' if count == 1 else 's'}, last seen {ctx['last_seen']}."
 
 
 @dataclass(frozen=True)

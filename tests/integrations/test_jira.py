@@ -295,14 +295,14 @@ def test_re_fires_comment_on_the_ticket_at_most_every_refire_comment_seconds(jir
     assert len(timeline(incident, EventKind.REFIRED)) == 2
     reminders = [body for body in comment_bodies(jira, "OPS-1") if body.startswith("[ETL Monitor] Still firing")]
     assert len(reminders) == 1
-    assert reminders[0].startswith("[ETL Monitor] Still firing: 1 occurrences, last seen ")  # one ongoing breach
+    assert reminders[0].startswith("[ETL Monitor] Still firing: 1 occurrence, last seen ")  # one ongoing breach
 
     fire(t0 + 3700 * S)  # past the hour: the next re-fire comments again
 
     assert len(timeline(incident, EventKind.REFIRED)) == 3
     reminders = [body for body in comment_bodies(jira, "OPS-1") if body.startswith("[ETL Monitor] Still firing")]
     assert len(reminders) == 2
-    assert reminders[1].startswith("[ETL Monitor] Still firing: 1 occurrences, last seen ")
+    assert reminders[1].startswith("[ETL Monitor] Still firing: 1 occurrence, last seen ")
     assert len(jira.created()) == 1
 
 
