@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_GET, require_POST
 
 from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
-from incidents import detection, services, silences
+from incidents import detection, selectors, services, silences
 from incidents.kinds import kinds_all
-from incidents.models import DetectionRule, Incident, IncidentStatus, Silence
-
-SEVERITY_COLOURS = {"CRITICAL": "#b71c1c", "HIGH": "#e65100", "MEDIUM": "#f9a825", "LOW": "#607d8b"}
+from incidents.models import ACTIVE_STATUSES, DetectionRule, Incident, IncidentStatus, Silence
+from incidents.selectors import contract_fields_hidden
+from incidents.wording import duration_words, what_fired
+from loaders.models import Loader, Severity
 
 
 class RuleForm(forms.ModelForm):
@@ -92,24 +99,127 @@ class SilenceForm(forms.ModelForm):
         fields = silences.SILENCE_FIELDS
 
 
+class ActiveNowFilter(admin.SimpleListFilter):
+    """Which silences have a window open right now (recurrences evaluated in their time zone)."""
+
+    title = "active now"
+    parameter_name = "active_now"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Active now"), ("no", "Not active now")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Silence]) -> QuerySet[Silence]:
+        if self.value() not in ("yes", "no"):
+            return queryset
+        active = [silence.pk for silence in silences.silences_active(timezone.now())]
+        return queryset.filter(pk__in=active) if self.value() == "yes" else queryset.exclude(pk__in=active)
+
+
+class RecurringSilenceForm(forms.Form):
+    """A weekly maintenance window as people think of it; the service stores it as an RRULE."""
+
+    weekdays = forms.MultipleChoiceField(
+        choices=list(zip(silences.WEEKDAYS, silences.WEEKDAY_NAMES, strict=True)),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+    start_time = forms.TimeField(required=False, help_text="Wall-clock time in the time zone below (HH:MM).")
+    duration_minutes = forms.IntegerField(required=False, initial=60, help_text="How long each window lasts.")
+    timezone = forms.CharField(initial="UTC", help_text="IANA name, e.g. Europe/Berlin.")
+    starts_on = forms.DateField(required=False, help_text="First day (default: today).")
+    until = forms.DateField(required=False, help_text="Last day a window may start (empty: no end).")
+    loader = forms.ModelChoiceField(Loader.objects.all(), required=False, to_field_name="loader_code")
+    rule = forms.ModelChoiceField(DetectionRule.objects.all(), required=False)
+    severity = forms.ChoiceField(choices=[("", "any"), *Severity.choices], required=False)
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["loader"].widget = forms.TextInput(attrs={"placeholder": "LOADER-CODE (empty: every loader)"})
+
+    def save(self, user: Any) -> Silence | None:
+        """Call the service; its errors land on the fields they name. None when nothing was saved."""
+        data = self.cleaned_data
+        matchers = {name: data.get(name) for name in ("loader", "rule") if data.get(name)}
+        if data.get("severity"):
+            matchers["severity"] = data["severity"]
+        try:
+            return silences.silence_recurring_save(
+                user=user,
+                weekdays=data.get("weekdays") or [],
+                start_time=data.get("start_time"),
+                duration_minutes=data.get("duration_minutes"),
+                timezone_name=data.get("timezone") or "",
+                matchers=matchers,
+                comment=data.get("comment") or "",
+                starts_on=data.get("starts_on"),
+                until=data.get("until"),
+            )
+        except InvalidInput as exc:
+            for name, problems in exc.errors.items():
+                self.add_error(name if name in self.fields else None, "; ".join(problems))
+            return None
+
+
 @admin.register(Silence)
 class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     form = SilenceForm
-    list_display = (
-        "__str__",
-        "loader",
-        "tag",
-        "owner",
-        "rule",
-        "severity",
-        "starts_at",
-        "ends_at",
-        "recurrence",
-        "created_by",
-    )
-    list_filter = ("severity",)
+    list_display = ("__str__", "active_now", "when", "matches", "created_by")
+    list_filter = (ActiveNowFilter, "severity")
     search_fields = ("comment", "loader__loader_code")
+    list_select_related = ("loader", "tag", "owner", "rule", "created_by")
     autocomplete_fields = ("loader", "tag", "owner")
+    change_list_template = "admin/incidents/silence/change_list.html"
+
+    @admin.display(description="active now")
+    def active_now(self, obj: Silence) -> str:
+        if silences.silence_is_active(obj, timezone.now()):
+            return format_html('<span class="badge badge-ok">{}</span>', "Active now")
+        return format_html('<span class="badge badge-none">{}</span>', "Not active")
+
+    @admin.display(description="when", ordering="starts_at")
+    def when(self, obj: Silence) -> str:
+        return silences.silence_describe(obj)
+
+    @admin.display(description="matches")
+    def matches(self, obj: Silence) -> str:
+        parts = [
+            f"loader {obj.loader}" if obj.loader_id else "",
+            f"tag {obj.tag}" if obj.tag_id else "",
+            f"team {obj.owner}" if obj.owner_id else "",
+            f"rule {obj.rule}" if obj.rule_id else "",
+            f"severity {obj.get_severity_display()}" if obj.severity else "",
+        ]
+        return ", ".join(p for p in parts if p) or "everything"
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "recurring/",
+                self.admin_site.admin_view(self.recurring_view),
+                name="incidents_silence_recurring",
+            ),
+            *super().get_urls(),
+        ]
+
+    def recurring_view(self, request: HttpRequest) -> HttpResponse:
+        """Add a weekly maintenance window: weekdays, start time, duration, time zone."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = RecurringSilenceForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            silence = form.save(request.user)
+            if silence is not None:
+                messages.success(request, f"Recurring silence saved: {silences.silence_describe(silence)}.")
+                return HttpResponseRedirect(reverse("admin:incidents_silence_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Add a recurring silence",
+            "opts": self.opts,
+            "form": form,
+        }
+        status = 400 if request.method == "POST" else 200
+        return TemplateResponse(request, "admin/incidents/silence/recurring.html", context, status=status)
 
     def save_model(self, request: HttpRequest, obj: Silence, form: SilenceForm, change: bool) -> None:
         data = {k: v for k, v in form.cleaned_data.items() if k != "id"}
@@ -124,26 +234,55 @@ class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
             return HttpResponseRedirect(request.get_full_path())
 
 
+class IncidentStatusFilter(admin.SimpleListFilter):
+    """Status, defaulting to the incidents someone still has to act on (open and acknowledged)."""
+
+    title = "status"
+    parameter_name = "status"
+    DEFAULT = "active"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(self.DEFAULT, "Open and acknowledged"), *IncidentStatus.choices, ("all", "All")]
+
+    def chosen(self) -> str:
+        value = self.value()
+        return value if value in {self.DEFAULT, "all", *IncidentStatus.values} else self.DEFAULT
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Incident]) -> QuerySet[Incident]:
+        chosen = self.chosen()
+        if chosen == "all":
+            return queryset
+        if chosen == self.DEFAULT:
+            return queryset.filter(status__in=ACTIVE_STATUSES)
+        return queryset.filter(status=chosen)
+
+    def choices(self, changelist: Any) -> Any:
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.chosen() == lookup,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: lookup} if lookup != self.DEFAULT else {}, [self.parameter_name]
+                ),
+                "display": title,
+            }
+
+
+def _badge(kind: str, word: str) -> str:
+    return format_html('<span class="badge badge-{}">{}</span>', kind.lower(), word)
+
+
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "severity_badge",
-        "status",
-        "title",
-        "loader",
-        "rule",
-        "occurrences",
-        "last_seen",
-        "suppressed",
-        "flapping",
-    )
-    list_display_links = ("id", "title")
-    list_filter = ("status", "severity", "category", "suppressed", "flapping", "rule")
+    """The incident list (open ones first) and the on-call page: what fired, the error, the chart,
+    the timeline and the actions the reader's role and the incident's state allow."""
+
+    list_display = ("id", "severity_badge", "status_badge", "title_cell", "loader", "age", "last_seen_ago")
+    list_display_links = ("id", "title_cell")
+    list_filter = (IncidentStatusFilter, "severity", "category", "suppressed", "flapping", "rule")
     search_fields = ("title", "subject", "loader__loader_code", "correlation_id")
     list_select_related = ("loader", "rule")
-    date_hierarchy = "last_seen"
     change_form_template = "admin/incidents/incident/change_form.html"
+    change_list_template = "admin/incidents/incident/change_list.html"
     actions = ("acknowledge", "resolve", "close")
     inlines: tuple[type[InlineModelAdmin], ...] = ()  # added by the apps above (incident_inline_register)
 
@@ -156,16 +295,37 @@ class IncidentAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in Incident._meta.fields]
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return []  # the page shows the incident itself (change_form.html); the form only carries the inlines
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # changes are the lifecycle buttons below, never free edits
+        return False  # changes are the lifecycle buttons, never free edits
 
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj: Incident) -> str:
+        return _badge(obj.severity, obj.get_severity_display())
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Incident) -> str:
+        return _badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="title", ordering="title")
+    def title_cell(self, obj: Incident) -> str:
+        flags = [("closed", "silenced")] if obj.suppressed else []
+        flags += [("medium", "flapping")] if obj.flapping else []
         return format_html(
-            '<span style="color:#fff;background:{};padding:1px 6px;border-radius:3px">{}</span>',
-            SEVERITY_COLOURS.get(obj.severity, "#607d8b"),
-            obj.severity,
+            '<span class="incident-title">{}</span>{}',
+            obj.title,
+            format_html_join("", ' <span class="badge badge-{}">{}</span>', flags),
         )
+
+    @admin.display(description="age", ordering="first_seen")
+    def age(self, obj: Incident) -> str:
+        return duration_words((timezone.now() - obj.first_seen).total_seconds())
+
+    @admin.display(description="last seen", ordering="last_seen")
+    def last_seen_ago(self, obj: Incident) -> str:
+        return f"{duration_words((timezone.now() - obj.last_seen).total_seconds())} ago"
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[Incident], run: Any, done: str) -> None:
         count = 0
@@ -199,8 +359,21 @@ class IncidentAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(require_POST(self.do_view)),
                 name="incidents_incident_do",
             ),
+            path(
+                "<int:pk>/silence/",
+                self.admin_site.admin_view(require_POST(self.silence_view)),
+                name="incidents_incident_silence",
+            ),
+            path(
+                "<int:pk>/series/",
+                self.admin_site.admin_view(require_GET(self.series_view)),
+                name="incidents_incident_series",
+            ),
             *super().get_urls(),
         ]
+
+    def _back(self, pk: int) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[pk]))
 
     def do_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
         incident = get_object_or_404(Incident, pk=pk)
@@ -211,31 +384,124 @@ class IncidentAdmin(admin.ModelAdmin):
             "close": lambda: services.incident_close(user=request.user, incident=incident, comment=text),
             "comment": lambda: services.incident_comment(user=request.user, incident=incident, text=text),
         }.get(action)
+        done = {"acknowledge": "acknowledged", "resolve": "resolved", "close": "closed", "comment": "comment added"}
         if run is None:
             messages.error(request, f"Unknown action {action!r}.")
         else:
             try:
                 run()
-                messages.success(request, f"Incident #{pk}: {action} done.")
+                messages.success(request, f"Incident #{pk}: {done[action]}.")
             except ServiceError as exc:
                 messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
-        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[pk]))
+        return self._back(pk)
+
+    def silence_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Silence this loader or rule for ``hours`` (the 1 h / 4 h buttons) or ``until`` a local time."""
+        incident = get_object_or_404(Incident.objects.select_related("loader", "rule"), pk=pk)
+        try:
+            hours, until = silence_until_parse(request.POST)
+            silence = silences.silence_for_incident(
+                user=request.user,
+                incident=incident,
+                scope=request.POST.get("scope", ""),
+                hours=hours,
+                until=until,
+                comment=request.POST.get("comment", ""),
+            )
+        except ServiceError as exc:
+            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
+        else:
+            messages.success(request, f"Silenced until {timezone.localtime(silence.ends_at):%Y-%m-%d %H:%M %Z}.")
+        return self._back(pk)
+
+    def series_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The chart's data as JSON (Viewer and above: anyone who may read the incident)."""
+        if not self.has_view_permission(request):
+            return JsonResponse({"detail": "Your role does not allow you to read incidents."}, status=403)
+        incident = get_object_or_404(Incident.objects.select_related("rule"), pk=pk)
+        hours = request.GET.get("hours", "6")
+        if not hours.isdigit() or not 1 <= int(hours) <= 72:
+            return JsonResponse({"hours": ["A whole number of hours from 1 to 72."]}, status=400)
+        hidden = contract_fields_hidden(request.user)
+        return JsonResponse(selectors.incident_series(incident, hidden=hidden, hours=int(hours)))
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         holds = key_holds(self.opts.pk, unquote(object_id))  # else Django's page says it does not exist
-        incident = Incident.objects.filter(pk=unquote(object_id)).first() if holds else None
+        incident = (
+            Incident.objects.select_related("loader", "rule", "acknowledged_by", "resolved_by")
+            .filter(pk=unquote(object_id))
+            .first()
+            if holds
+            else None
+        )
         extra_context = extra_context or {}
-        if incident is not None:
-            can_act = request.user.has_perm("incidents.change_incident")
-            extra_context.update(
-                timeline=incident.events.select_related("actor"),
-                can_act=can_act,
-                can_acknowledge=can_act and incident.status == IncidentStatus.OPEN,
-                can_resolve=can_act and incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED),
-                can_close=can_act and incident.status != IncidentStatus.CLOSED,
-                can_comment=request.user.has_perm("incidents.add_incidentevent"),
-            )
+        if incident is not None and self.has_view_permission(request, incident):
+            extra_context.update(self._page_context(request, incident))
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _page_context(self, request: HttpRequest, incident: Incident) -> dict[str, Any]:
+        user = request.user
+        now = timezone.now()
+        hidden = contract_fields_hidden(user)
+        runs = selectors.incident_triggering_runs(incident)
+        rule = incident.rule
+        can_act = user.has_perm("incidents.change_incident")
+        active = incident.status in ACTIVE_STATUSES
+        scopes = [("loader", f"this loader ({incident.loader.loader_code})")] if incident.loader else []
+        scopes += [("rule", f"this rule ({rule.name})")] if rule else []
+        metrics = selectors.incident_metrics_visible(incident, hidden)
+        description = incident.description.strip()
+        return {
+            "title": incident.title,
+            "subtitle": None,
+            "incident": incident,
+            "age": duration_words((now - incident.first_seen).total_seconds()),
+            "last_seen_ago": duration_words((now - incident.last_seen).total_seconds()),
+            "what_fired": what_fired(
+                rule.kind if rule else None,
+                incident.metrics,
+                params=rule.params if rule else None,
+                window_seconds=rule.window_seconds if rule else None,
+                hidden=hidden,
+            ),
+            "description": "" if description in ("", incident.title.strip()) else description,
+            "error_text": selectors.incident_error_text(incident, runs),
+            "runs": runs,
+            "signals": selectors.incident_triggering_signals(incident),
+            "signals_url": (
+                f"{reverse('admin:signals_app_signal_changelist')}?q={incident.loader.loader_code}"
+                if incident.loader
+                else ""
+            ),
+            "timeline": incident.events.select_related("actor").order_by("-at", "-id"),
+            "metrics_json": json.dumps(metrics, indent=2, sort_keys=True, default=str),
+            "series_url": reverse("admin:incidents_incident_series", args=[incident.pk]),
+            "can_acknowledge": can_act and incident.status == IncidentStatus.OPEN,
+            "can_resolve": can_act and active,
+            "can_close": can_act and incident.status != IncidentStatus.CLOSED,
+            "can_comment": user.has_perm("incidents.add_incidentevent"),
+            "can_silence": user.has_perm("incidents.add_silence") and bool(scopes) and incident.status != "CLOSED",
+            "silence_scopes": scopes,
+            "silence_until_default": timezone.localtime(now + dt.timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M"),
+            "time_zone": timezone.get_current_timezone_name(),
+        }
+
+
+def silence_until_parse(form: Any) -> tuple[float | None, dt.datetime | None]:
+    """``hours`` (a number) or ``until`` (a local date and time, as a datetime-local input sends it)
+    from a posted form; InvalidInput names the field that does not parse."""
+    hours, until = form.get("hours", "").strip(), form.get("until", "").strip()
+    if hours:
+        try:
+            return float(hours), None
+        except ValueError:
+            raise InvalidInput({"hours": ["Must be a number of hours."]}) from None
+    if until:
+        parsed = parse_datetime(until.replace(" ", "T"))
+        if parsed is None:
+            raise InvalidInput({"until": ["Must be a date and time, e.g. 2026-12-03 22:00."]})
+        return None, parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+    return None, None
 
 
 def incident_inline_register(inline: type[InlineModelAdmin]) -> None:
