@@ -192,6 +192,11 @@ class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
         ]
         return ", ".join(p for p in parts if p) or "everything"
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new silence starts now and lasts an hour unless changed (the common case: a pause)."""
+        now = timezone.now().replace(second=0, microsecond=0)
+        return {"starts_at": now, "ends_at": now + dt.timedelta(hours=1), **super().get_changeform_initial_data(request)}
+
     def get_urls(self) -> list:
         return [
             path(
@@ -276,7 +281,7 @@ class IncidentAdmin(admin.ModelAdmin):
     """The incident list (open ones first) and the on-call page: what fired, the error, the chart,
     the timeline and the actions the reader's role and the incident's state allow."""
 
-    list_display = ("id", "severity_badge", "status_badge", "title_cell", "loader", "age", "last_seen_ago")
+    list_display = ("id", "severity_badge", "status_badge", "title_cell", "loader", "age")
     list_display_links = ("id", "title_cell")
     list_filter = (IncidentStatusFilter, "severity", "category", "suppressed", "flapping", "rule")
     search_fields = ("title", "subject", "loader__loader_code", "correlation_id")
@@ -313,19 +318,19 @@ class IncidentAdmin(admin.ModelAdmin):
     def title_cell(self, obj: Incident) -> str:
         flags = [("closed", "silenced")] if obj.suppressed else []
         flags += [("medium", "flapping")] if obj.flapping else []
+        last = duration_words((timezone.now() - obj.last_seen).total_seconds())
         return format_html(
-            '<span class="incident-title">{}</span>{}',
+            '<span class="incident-list-title">{}</span>{}<br><span class="muted">fired {} time{}, last {} ago</span>',
             obj.title,
             format_html_join("", ' <span class="badge badge-{}">{}</span>', flags),
+            obj.occurrences,
+            "" if obj.occurrences == 1 else "s",
+            last,
         )
 
     @admin.display(description="age", ordering="first_seen")
     def age(self, obj: Incident) -> str:
         return duration_words((timezone.now() - obj.first_seen).total_seconds())
-
-    @admin.display(description="last seen", ordering="last_seen")
-    def last_seen_ago(self, obj: Incident) -> str:
-        return f"{duration_words((timezone.now() - obj.last_seen).total_seconds())} ago"
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[Incident], run: Any, done: str) -> None:
         count = 0

@@ -97,3 +97,21 @@ def test_hidden_loader_fields_stay_hidden_on_the_incident_page(page: Page, viewe
     source = page.driver.page_source
     assert incident.loader.name not in source and incident.loader.owner.name not in source
     assert "SALES-DAILY" in page.text()
+
+
+def test_the_list_shows_open_incidents_with_long_titles_on_few_lines(page: Page, viewer, incident):
+    long_title = "SALES-DAILY: the nightly load of the sales warehouse failed after the upstream shop export came late"
+    Incident.objects.filter(pk=incident.pk).update(title=long_title)
+    page.login(viewer).open("/admin/incidents/incident/")
+    assert "Showing open and acknowledged incidents" in page.find("#incident-list-scope").text
+    title = page.find(".incident-list-title")
+    line_height = float(page.js("return parseFloat(getComputedStyle(arguments[0]).lineHeight)", title))
+    lines = round(page.js("return arguments[0].getBoundingClientRect().height", title) / line_height)
+    page.screenshot("list")
+    assert lines <= 3, f"a {len(long_title)}-character title wraps over {lines} lines"
+    assert page.find("td.field-status_badge").text == "Open"
+    assert page.js("return document.querySelector('#changelist .results').scrollWidth") <= page.js(
+        "return document.querySelector('#changelist .results').clientWidth"
+    ), "columns are cut off"
+    page.click("#incident-list-scope a")
+    assert "status=all" in page.driver.current_url

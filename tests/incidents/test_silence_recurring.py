@@ -190,3 +190,10 @@ def test_the_list_says_which_silences_are_active_now_and_filters_them(client, vi
     assert [s.pk for s in shown] == [current.pk]
     shown = client.get("/admin/incidents/silence/?active_now=no").context["cl"].result_list
     assert [s.pk for s in shown] == [later.pk]
+
+
+def test_a_new_silence_starts_now_and_lasts_an_hour_unless_changed(client, operator):
+    client.force_login(operator)
+    form = client.get("/admin/incidents/silence/add/").context["adminform"].form
+    starts, ends = form.initial["starts_at"], form.initial["ends_at"]
+    assert abs((starts - timezone.now()).total_seconds()) < 120 and ends - starts == dt.timedelta(hours=1)
