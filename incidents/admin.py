@@ -195,7 +195,8 @@ class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         """A new silence starts now and lasts an hour unless changed (the common case: a pause)."""
         now = timezone.now().replace(second=0, microsecond=0)
-        return {"starts_at": now, "ends_at": now + dt.timedelta(hours=1), **super().get_changeform_initial_data(request)}
+        given = super().get_changeform_initial_data(request)
+        return {"starts_at": now, "ends_at": now + dt.timedelta(hours=1), **given}
 
     def get_urls(self) -> list:
         return [
