@@ -27,6 +27,12 @@ def open_incident(page: Page, incident: Incident) -> Page:
     return page
 
 
+def shows(page: Page, text: str) -> None:
+    """Wait until the page (the one a click led to) shows ``text``. Read through script, so an
+    element of the page being left never goes stale under the wait."""
+    page.wait_for(lambda d: text in d.execute_script("return document.body ? document.body.innerText : ''"))
+
+
 def chart_drawn(page: Page) -> bool:
     page.wait_for(lambda d: d.find_elements("css selector", "#incident-chart[data-drawn=true] canvas"))
     return True
@@ -37,11 +43,11 @@ def test_an_operator_acknowledges_and_silences_for_an_hour_from_the_top_of_the_p
     page.screenshot("opened")
     assert page.find("#do-acknowledge").location["y"] < page.find("#what-fired").location["y"]
     page.click("#do-acknowledge")
-    page.wait_for(lambda d: "acknowledged" in d.find_element("css selector", ".messagelist").text)
+    shows(page, f"Incident #{incident.pk}: acknowledged.")
     assert Incident.objects.get(pk=incident.pk).status == "ACKNOWLEDGED"
     assert not page.find_all("#do-acknowledge")  # the state no longer allows it
     page.click("#silence-1h")
-    page.wait_for(lambda d: "Silenced until" in d.find_element("css selector", ".messagelist").text)
+    shows(page, "Silenced until")
     silence = Silence.objects.get()
     assert silence.loader_id == incident.loader_id and silence.rule_id is None
     assert 3590 <= (silence.ends_at - silence.starts_at).total_seconds() <= 3610
