@@ -224,3 +224,52 @@ def test_the_chart_leaves_out_a_contract_limit_the_reader_may_not_see(client, vi
     assert json.loads(client.get(url).content)["threshold"] is None
     page = page_of(client, viewer, incident)
     assert "Run duration 1 h &gt; (limit hidden) allowed" in page and "2700" not in page
+
+
+# --- incidents without a rule or loader; the other kinds' series ---------------------------------------
+
+
+def test_an_unreachable_source_incident_reads_without_rule_loader_or_chart_data(client, operator):
+    from incidents.detection import source_unreachable
+
+    incident, _action = source_unreachable("prometheus", "connection refused", timezone.now())
+    page = page_of(client, operator, incident)
+    assert "Data source unreachable: prometheus" in page
+    assert "connection refused" in page  # the description says more than the title
+    assert 'id="silence-1h"' not in page  # neither a loader nor a rule to silence
+    client.force_login(operator)
+    data = json.loads(client.get(f"/admin/incidents/incident/{incident.pk}/series/").content)
+    assert data["x"] == [] and data["series"] == []
+
+
+def test_the_failure_rate_chart_is_the_failed_share_per_ten_minutes(client, viewer, active_loader, rule_factory):
+    from tests.incidents.conftest import add_signals
+
+    at = timezone.now().replace(second=0, microsecond=0)
+    add_signals(active_loader, failed=1, ok=3, at=at - dt.timedelta(minutes=40))
+    add_signals(active_loader, failed=5, ok=5, at=at)
+    rule = rule_factory("signal_failure_rate", threshold=5.0, window_seconds=300)
+    rule_evaluate(rule=rule, now=at)
+    incident = Incident.objects.get(rule=rule)
+    client.force_login(viewer)
+    data = json.loads(client.get(f"/admin/incidents/incident/{incident.pk}/series/").content)
+    assert data["unit"] == "%" and data["threshold"] == 5.0
+    assert data["series"][0]["values"] == [25.0, 50.0]
+    assert "50 % of signals FAILED (5 of 10) &gt; 5 % allowed, over 5 min" in page_of(client, viewer, incident)
+
+
+def test_the_metric_chart_is_the_signals_values_with_the_rule_threshold(client, viewer, active_loader, rule_factory):
+    from tests.incidents.conftest import add_signals
+
+    at = timezone.now()
+    add_signals(active_loader, failed=0, ok=1, at=at - dt.timedelta(hours=1), key="row_lag", value=40.0)
+    add_signals(active_loader, failed=0, ok=1, at=at, key="row_lag", value=140.0)
+    add_signals(active_loader, failed=0, ok=1, at=at, key="other_key", value=999.0)
+    params = {"signal_key": "row_lag", "aggregation": "max"}
+    rule = rule_factory("metric_threshold", threshold=100.0, params=params, window_seconds=300)
+    rule_evaluate(rule=rule, now=at)
+    incident = Incident.objects.get(rule=rule)
+    client.force_login(viewer)
+    data = json.loads(client.get(f"/admin/incidents/incident/{incident.pk}/series/").content)
+    assert data["series"] == [{"label": "row_lag", "values": [40.0, 140.0]}] and data["threshold"] == 100.0
+    assert "max of row_lag 140 &gt; 100 over 5 min" in page_of(client, viewer, incident)
