@@ -66,8 +66,11 @@ def silence_is_active(silence: Silence, at: dt.datetime) -> bool:
 
 def silences_active(at: dt.datetime) -> list[Silence]:
     """The silences with a window open at ``at`` (the candidates are read in one query)."""
-    candidates = Silence.objects.filter(Q(until__isnull=True) | Q(until__gte=at - dt.timedelta(days=1)))
-    return [silence for silence in candidates.filter(starts_at__lte=at) if silence_is_active(silence, at)]
+    # One-off silences that ended are never read again (they pile up: one per "Silence 1 h" press).
+    one_off_current = Q(recurrence="", ends_at__gt=at)
+    recurring_current = ~Q(recurrence="") & (Q(until__isnull=True) | Q(until__gte=at - dt.timedelta(days=1)))
+    candidates = Silence.objects.filter(one_off_current | recurring_current, starts_at__lte=at)
+    return [silence for silence in candidates if silence_is_active(silence, at)]
 
 
 def silence_matching(incident: Incident, at: dt.datetime) -> Silence | None:
