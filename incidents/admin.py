@@ -125,17 +125,25 @@ class RecurringSilenceForm(forms.Form):
     )
     start_time = forms.TimeField(required=False, help_text="Wall-clock time in the time zone below (HH:MM).")
     duration_minutes = forms.IntegerField(required=False, initial=60, help_text="How long each window lasts.")
-    timezone = forms.CharField(initial="UTC", help_text="IANA name, e.g. Europe/Berlin.")
-    starts_on = forms.DateField(required=False, help_text="First day (default: today).")
-    until = forms.DateField(required=False, help_text="Last day a window may start (empty: no end).")
-    loader = forms.ModelChoiceField(Loader.objects.all(), required=False, to_field_name="loader_code")
+    timezone = forms.CharField(label="Time zone", initial="UTC", help_text="IANA name, e.g. Europe/Berlin.")
+    starts_on = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="First day (default: today)."
+    )
+    until = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Last day a window may start (empty: no end).",
+    )
+    loader = forms.ModelChoiceField(
+        Loader.objects.all(),
+        required=False,
+        to_field_name="loader_code",
+        widget=forms.TextInput(attrs={"placeholder": "SALES-DAILY"}),
+        help_text="A loader code; empty: every loader.",
+    )
     rule = forms.ModelChoiceField(DetectionRule.objects.all(), required=False)
     severity = forms.ChoiceField(choices=[("", "any"), *Severity.choices], required=False)
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["loader"].widget = forms.TextInput(attrs={"placeholder": "LOADER-CODE (empty: every loader)"})
 
     def save(self, user: Any) -> Silence | None:
         """Call the service; its errors land on the fields they name. None when nothing was saved."""

@@ -121,3 +121,24 @@ def test_the_list_shows_open_incidents_with_long_titles_on_few_lines(page: Page,
     ), "columns are cut off"
     page.click("#incident-list-scope a")
     assert "status=all" in page.driver.current_url
+
+
+def test_an_operator_sets_up_a_weekly_maintenance_window_and_the_list_says_it_in_words(page: Page, operator):
+    page.login(operator).open("/admin/incidents/silence/")
+    page.click("a[href$='/silence/recurring/']")
+    for day in ("MO", "WE"):
+        page.click(f"input[name=weekdays][value={day}]")
+    page.find("[name=start_time]").send_keys("22:00")
+    duration = page.find("[name=duration_minutes]")
+    duration.clear()
+    duration.send_keys("90")
+    zone = page.find("[name=timezone]")
+    zone.clear()
+    zone.send_keys("Europe/Berlin")
+    page.find("[name=comment]").send_keys("nightly DB maintenance")
+    page.screenshot("recurring-form")
+    page.click("#recurring-silence-form [type=submit]")
+    shows(page, "Recurring silence saved")
+    assert Silence.objects.get().recurrence == "FREQ=WEEKLY;BYDAY=MO,WE"
+    assert "Every Mon, Wed 22:00–23:30 (Europe/Berlin)" in page.find("#result_list").text
+    page.screenshot("silence-list")
