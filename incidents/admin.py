@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -459,8 +460,7 @@ class IncidentAdmin(admin.ModelAdmin):
         hidden = contract_fields_hidden(user)
         runs = selectors.incident_triggering_runs(incident)
         rule = incident.rule
-        can_act = user.has_perm("incidents.change_incident")
-        active = incident.status in ACTIVE_STATUSES
+        allowed = services.incident_allowed_actions(user=user, incident=incident)
         scopes = [("loader", f"this loader ({incident.loader.loader_code})")] if incident.loader else []
         scopes += [("rule", f"this rule ({rule.name})")] if rule else []
         metrics = selectors.incident_metrics_visible(incident, hidden)
@@ -483,18 +483,20 @@ class IncidentAdmin(admin.ModelAdmin):
             "runs": runs,
             "signals": selectors.incident_triggering_signals(incident),
             "signals_url": (
-                f"{reverse('admin:signals_app_signal_changelist')}?q={incident.loader.loader_code}"
+                f"{reverse('admin:signals_app_signal_changelist')}?{urlencode({'q': incident.loader.loader_code})}"
                 if incident.loader
                 else ""
             ),
             "timeline": incident.events.select_related("actor").order_by("-at", "-id"),
             "metrics_json": json.dumps(metrics, indent=2, sort_keys=True, default=str),
             "series_url": reverse("admin:incidents_incident_series", args=[incident.pk]),
-            "can_acknowledge": can_act and incident.status == IncidentStatus.OPEN,
-            "can_resolve": can_act and active,
-            "can_close": can_act and incident.status != IncidentStatus.CLOSED,
-            "can_comment": user.has_perm("incidents.add_incidentevent"),
-            "can_silence": user.has_perm("incidents.add_silence") and bool(scopes) and incident.status != "CLOSED",
+            "can_acknowledge": "acknowledge" in allowed,
+            "can_resolve": "resolve" in allowed,
+            "can_close": "close" in allowed,
+            "can_comment": "comment" in allowed,
+            "can_silence": user.has_perm("incidents.add_silence")
+            and bool(scopes)
+            and incident.status != IncidentStatus.CLOSED,
             "silence_scopes": scopes,
             "silence_until_default": timezone.localtime(now + dt.timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M"),
             "time_zone": timezone.get_current_timezone_name(),

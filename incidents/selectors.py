@@ -15,7 +15,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from etl_monitor.protection import policy_for, scrub
+from etl_monitor.protection import MASK, policy_for, scrub
 from incidents.models import ACTIVE_STATUSES, Incident
 from loaders.models import LoaderVersion
 from signals_app.models import Run, RunStatus, Signal, ValidationStatus
@@ -102,8 +102,6 @@ def incident_error_text(incident: Incident, runs: list[Run]) -> str:
 def incident_metrics_visible(incident: Incident, hidden: set[str]) -> dict[str, Any]:
     """The snapshot as this reader may see it: values taken from contract fields they may not read
     are masked."""
-    from etl_monitor.protection import MASK
-
     metrics = dict(incident.metrics) if isinstance(incident.metrics, dict) else {"value": incident.metrics}
     from_contract = {
         "limit_seconds": "max_duration_minutes" if metrics.get("threshold") is None else None,

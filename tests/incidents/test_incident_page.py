@@ -273,3 +273,31 @@ def test_the_metric_chart_is_the_signals_values_with_the_rule_threshold(client, 
     data = json.loads(client.get(f"/admin/incidents/incident/{incident.pk}/series/").content)
     assert data["series"] == [{"label": "row_lag", "values": [40.0, 140.0]}] and data["threshold"] == 100.0
     assert "max of row_lag 140 &gt; 100 over 5 min" in page_of(client, viewer, incident)
+
+
+# --- the buttons promise only what the services do ------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["OPEN", "ACKNOWLEDGED", "RESOLVED", "CLOSED"])
+@pytest.mark.parametrize("role", ["Viewer", "Operator", "Admin"])
+def test_an_action_is_offered_exactly_when_its_service_accepts_it(make_user, incident, status, role):
+    from etl_monitor.errors import ServiceError
+    from incidents import services
+
+    user = make_user(role)
+    run = {
+        "acknowledge": services.incident_acknowledge,
+        "resolve": services.incident_resolve,
+        "close": services.incident_close,
+    }
+    for action, service in run.items():
+        Incident.objects.filter(pk=incident.pk).update(status=status)
+        fresh = Incident.objects.get(pk=incident.pk)
+        offered = action in services.incident_allowed_actions(user=user, incident=fresh)
+        try:
+            service(user=user, incident=fresh)
+            accepted = True
+        except ServiceError:
+            accepted = False
+        assert offered is accepted, f"{role} on {status}: {action} offered={offered}, accepted={accepted}"
+    assert ("comment" in services.incident_allowed_actions(user=user, incident=fresh)) is (role != "Viewer")
