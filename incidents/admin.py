@@ -170,14 +170,22 @@ class IncidentAdmin(admin.ModelAdmin):
     def title_cell(self, obj: Incident) -> str:
         flags = [("closed", "silenced")] if obj.suppressed else []
         flags += [("medium", "flapping")] if obj.flapping else []
-        last = duration_words((timezone.now() - obj.last_seen).total_seconds())
+        now = timezone.now()
+        # On a phone the loader and age columns give way; the line under the title then says them.
+        phone_only = format_html(
+            '<span class="incident-list-phone">{} · {} old · </span>',
+            obj.loader.loader_code if obj.loader else obj.subject,
+            duration_words((now - obj.first_seen).total_seconds()),
+        )
         return format_html(
-            '<span class="incident-list-title">{}</span>{}<br><span class="muted">fired {} time{}, last {} ago</span>',
+            '<span class="incident-list-title">{}</span>{}'
+            '<br><span class="muted">{}fired {} time{}, last {} ago</span>',
             obj.title,
             format_html_join("", ' <span class="badge badge-{}">{}</span>', flags),
+            phone_only,
             obj.occurrences,
             "" if obj.occurrences == 1 else "s",
-            last,
+            duration_words((now - obj.last_seen).total_seconds()),
         )
 
     @admin.display(description="age", ordering="first_seen")

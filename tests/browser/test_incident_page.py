@@ -121,6 +121,11 @@ def test_the_list_shows_open_incidents_with_long_titles_on_few_lines(page: Page,
     ), "columns are cut off"
     page.click("#incident-list-scope a")
     assert "status=all" in page.driver.current_url
+    page.viewport(PHONE).open("/admin/incidents/incident/")
+    page.screenshot("phone-list")
+    assert page.js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    results = "document.querySelector('#changelist .results')"
+    assert page.js(f"return {results}.scrollWidth <= {results}.clientWidth"), "the list scrolls sideways on a phone"
 
 
 def test_an_operator_sets_up_a_weekly_maintenance_window_and_the_list_says_it_in_words(page: Page, operator):
