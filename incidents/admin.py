@@ -1,28 +1,33 @@
-"""Detection rules (Admin), silences (Operator) and incidents (Operator) in the admin."""
+"""Detection rules (Admin) and incidents (Operator) in the admin; silences are in ``silences_admin``."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_GET, require_POST
 
 from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
-from incidents import detection, services, silences
+from incidents import detection, selectors, services, silences
 from incidents.kinds import kinds_all
-from incidents.models import DetectionRule, Incident, IncidentStatus, Silence
-
-SEVERITY_COLOURS = {"CRITICAL": "#b71c1c", "HIGH": "#e65100", "MEDIUM": "#f9a825", "LOW": "#607d8b"}
+from incidents.models import ACTIVE_STATUSES, DetectionRule, Incident, IncidentStatus
+from incidents.selectors import contract_fields_hidden
+from incidents.wording import duration_words, what_fired
 
 
 class RuleForm(forms.ModelForm):
@@ -86,64 +91,55 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
             messages.add_message(request, level, f"{rule.name}: {report.error or summary}")
 
 
-class SilenceForm(forms.ModelForm):
-    class Meta:
-        model = Silence
-        fields = silences.SILENCE_FIELDS
+class IncidentStatusFilter(admin.SimpleListFilter):
+    """Status, defaulting to the incidents someone still has to act on (open and acknowledged)."""
+
+    title = "status"
+    parameter_name = "status"
+    DEFAULT = "active"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(self.DEFAULT, "Open and acknowledged"), *IncidentStatus.choices, ("all", "All")]
+
+    def chosen(self) -> str:
+        value = self.value()
+        return value if value in {self.DEFAULT, "all", *IncidentStatus.values} else self.DEFAULT
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Incident]) -> QuerySet[Incident]:
+        chosen = self.chosen()
+        if chosen == "all":
+            return queryset
+        if chosen == self.DEFAULT:
+            return queryset.filter(status__in=ACTIVE_STATUSES)
+        return queryset.filter(status=chosen)
+
+    def choices(self, changelist: Any) -> Any:
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.chosen() == lookup,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: lookup} if lookup != self.DEFAULT else {}, [self.parameter_name]
+                ),
+                "display": title,
+            }
 
 
-@admin.register(Silence)
-class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
-    form = SilenceForm
-    list_display = (
-        "__str__",
-        "loader",
-        "tag",
-        "owner",
-        "rule",
-        "severity",
-        "starts_at",
-        "ends_at",
-        "recurrence",
-        "created_by",
-    )
-    list_filter = ("severity",)
-    search_fields = ("comment", "loader__loader_code")
-    autocomplete_fields = ("loader", "tag", "owner")
-
-    def save_model(self, request: HttpRequest, obj: Silence, form: SilenceForm, change: bool) -> None:
-        data = {k: v for k, v in form.cleaned_data.items() if k != "id"}
-        silence = Silence.objects.get(pk=obj.pk) if change else None
-        obj.pk = silences.silence_save(user=request.user, data=data, silence=silence).pk
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().changeform_view(request, object_id, *args, **kwargs)
-        except ServiceError as exc:
-            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
-            return HttpResponseRedirect(request.get_full_path())
+def _badge(kind: str, word: str) -> str:
+    return format_html('<span class="badge badge-{}">{}</span>', kind.lower(), word)
 
 
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "severity_badge",
-        "status",
-        "title",
-        "loader",
-        "rule",
-        "occurrences",
-        "last_seen",
-        "suppressed",
-        "flapping",
-    )
-    list_display_links = ("id", "title")
-    list_filter = ("status", "severity", "category", "suppressed", "flapping", "rule")
+    """The incident list (open ones first) and the on-call page: what fired, the error, the chart,
+    the timeline and the actions the reader's role and the incident's state allow."""
+
+    list_display = ("id", "severity_badge", "status_badge", "title_cell", "loader", "age")
+    list_display_links = ("id", "title_cell")
+    list_filter = (IncidentStatusFilter, "severity", "category", "suppressed", "flapping", "rule")
     search_fields = ("title", "subject", "loader__loader_code", "correlation_id")
     list_select_related = ("loader", "rule")
-    date_hierarchy = "last_seen"
     change_form_template = "admin/incidents/incident/change_form.html"
+    change_list_template = "admin/incidents/incident/change_list.html"
     actions = ("acknowledge", "resolve", "close")
     inlines: tuple[type[InlineModelAdmin], ...] = ()  # added by the apps above (incident_inline_register)
 
@@ -156,16 +152,45 @@ class IncidentAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in Incident._meta.fields]
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return []  # the page shows the incident itself (change_form.html); the form only carries the inlines
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # changes are the lifecycle buttons below, never free edits
+        return False  # changes are the lifecycle buttons, never free edits
 
     @admin.display(description="severity", ordering="severity")
     def severity_badge(self, obj: Incident) -> str:
-        return format_html(
-            '<span style="color:#fff;background:{};padding:1px 6px;border-radius:3px">{}</span>',
-            SEVERITY_COLOURS.get(obj.severity, "#607d8b"),
-            obj.severity,
+        return _badge(obj.severity, obj.get_severity_display())
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Incident) -> str:
+        return _badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="title", ordering="title")
+    def title_cell(self, obj: Incident) -> str:
+        flags = [("closed", "silenced")] if obj.suppressed else []
+        flags += [("medium", "flapping")] if obj.flapping else []
+        now = timezone.now()
+        # On a phone the loader and age columns give way; the line under the title then says them.
+        phone_only = format_html(
+            '<span class="incident-list-phone">{} · {} old · </span>',
+            obj.loader.loader_code if obj.loader else obj.subject,
+            duration_words((now - obj.first_seen).total_seconds()),
         )
+        return format_html(
+            '<span class="incident-list-title">{}</span>{}'
+            '<br><span class="muted">{}fired {} time{}, last {} ago</span>',
+            obj.title,
+            format_html_join("", ' <span class="badge badge-{}">{}</span>', flags),
+            phone_only,
+            obj.occurrences,
+            "" if obj.occurrences == 1 else "s",
+            duration_words((now - obj.last_seen).total_seconds()),
+        )
+
+    @admin.display(description="age", ordering="first_seen")
+    def age(self, obj: Incident) -> str:
+        return duration_words((timezone.now() - obj.first_seen).total_seconds())
 
     def _bulk(self, request: HttpRequest, queryset: QuerySet[Incident], run: Any, done: str) -> None:
         count = 0
@@ -199,8 +224,21 @@ class IncidentAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(require_POST(self.do_view)),
                 name="incidents_incident_do",
             ),
+            path(
+                "<int:pk>/silence/",
+                self.admin_site.admin_view(require_POST(self.silence_view)),
+                name="incidents_incident_silence",
+            ),
+            path(
+                "<int:pk>/series/",
+                self.admin_site.admin_view(require_GET(self.series_view)),
+                name="incidents_incident_series",
+            ),
             *super().get_urls(),
         ]
+
+    def _back(self, pk: int) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[pk]))
 
     def do_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
         incident = get_object_or_404(Incident, pk=pk)
@@ -211,31 +249,125 @@ class IncidentAdmin(admin.ModelAdmin):
             "close": lambda: services.incident_close(user=request.user, incident=incident, comment=text),
             "comment": lambda: services.incident_comment(user=request.user, incident=incident, text=text),
         }.get(action)
+        done = {"acknowledge": "acknowledged", "resolve": "resolved", "close": "closed", "comment": "comment added"}
         if run is None:
             messages.error(request, f"Unknown action {action!r}.")
         else:
             try:
                 run()
-                messages.success(request, f"Incident #{pk}: {action} done.")
+                messages.success(request, f"Incident #{pk}: {done[action]}.")
             except ServiceError as exc:
                 messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
-        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[pk]))
+        return self._back(pk)
+
+    def silence_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Silence this loader or rule for ``hours`` (the 1 h / 4 h buttons) or ``until`` a local time."""
+        incident = get_object_or_404(Incident.objects.select_related("loader", "rule"), pk=pk)
+        try:
+            hours, until = silence_until_parse(request.POST)
+            silence = silences.silence_for_incident(
+                user=request.user,
+                incident=incident,
+                scope=request.POST.get("scope", ""),
+                hours=hours,
+                until=until,
+                comment=request.POST.get("comment", ""),
+            )
+        except ServiceError as exc:
+            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
+        else:
+            messages.success(request, f"Silenced until {timezone.localtime(silence.ends_at):%Y-%m-%d %H:%M %Z}.")
+        return self._back(pk)
+
+    def series_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The chart's data as JSON (Viewer and above: anyone who may read the incident)."""
+        if not self.has_view_permission(request):
+            return JsonResponse({"detail": "Your role does not allow you to read incidents."}, status=403)
+        incident = get_object_or_404(Incident.objects.select_related("rule"), pk=pk)
+        hours = request.GET.get("hours", "6")
+        if not hours.isdigit() or not 1 <= int(hours) <= 72:
+            return JsonResponse({"hours": ["A whole number of hours from 1 to 72."]}, status=400)
+        hidden = contract_fields_hidden(request.user)
+        return JsonResponse(selectors.incident_series(incident, hidden=hidden, hours=int(hours)))
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         holds = key_holds(self.opts.pk, unquote(object_id))  # else Django's page says it does not exist
-        incident = Incident.objects.filter(pk=unquote(object_id)).first() if holds else None
+        incident = (
+            Incident.objects.select_related("loader", "rule", "acknowledged_by", "resolved_by")
+            .filter(pk=unquote(object_id))
+            .first()
+            if holds
+            else None
+        )
         extra_context = extra_context or {}
-        if incident is not None:
-            can_act = request.user.has_perm("incidents.change_incident")
-            extra_context.update(
-                timeline=incident.events.select_related("actor"),
-                can_act=can_act,
-                can_acknowledge=can_act and incident.status == IncidentStatus.OPEN,
-                can_resolve=can_act and incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED),
-                can_close=can_act and incident.status != IncidentStatus.CLOSED,
-                can_comment=request.user.has_perm("incidents.add_incidentevent"),
-            )
+        if incident is not None and self.has_view_permission(request, incident):
+            extra_context.update(self._page_context(request, incident))
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _page_context(self, request: HttpRequest, incident: Incident) -> dict[str, Any]:
+        user = request.user
+        now = timezone.now()
+        hidden = contract_fields_hidden(user)
+        runs = selectors.incident_triggering_runs(incident)
+        rule = incident.rule
+        allowed = services.incident_allowed_actions(user=user, incident=incident)
+        scopes = [("loader", f"this loader ({incident.loader.loader_code})")] if incident.loader else []
+        scopes += [("rule", f"this rule ({rule.name})")] if rule else []
+        metrics = selectors.incident_metrics_visible(incident, hidden)
+        description = incident.description.strip()
+        return {
+            "title": incident.title,
+            "subtitle": None,
+            "incident": incident,
+            "age": duration_words((now - incident.first_seen).total_seconds()),
+            "last_seen_ago": duration_words((now - incident.last_seen).total_seconds()),
+            "what_fired": what_fired(
+                rule.kind if rule else None,
+                incident.metrics,
+                params=rule.params if rule else None,
+                window_seconds=rule.window_seconds if rule else None,
+                hidden=hidden,
+            ),
+            "description": "" if description in ("", incident.title.strip()) else description,
+            "error_text": selectors.incident_error_text(incident, runs),
+            "runs": runs,
+            "signals": selectors.incident_triggering_signals(incident),
+            "signals_url": (
+                f"{reverse('admin:signals_app_signal_changelist')}?{urlencode({'q': incident.loader.loader_code})}"
+                if incident.loader
+                else ""
+            ),
+            "timeline": incident.events.select_related("actor").order_by("-at", "-id"),
+            "metrics_json": json.dumps(metrics, indent=2, sort_keys=True, default=str),
+            "series_url": reverse("admin:incidents_incident_series", args=[incident.pk]),
+            "can_acknowledge": "acknowledge" in allowed,
+            "can_resolve": "resolve" in allowed,
+            "can_close": "close" in allowed,
+            "can_comment": "comment" in allowed,
+            "can_silence": user.has_perm("incidents.add_silence")
+            and bool(scopes)
+            and incident.status != IncidentStatus.CLOSED,
+            "silence_scopes": scopes,
+            "silence_until_default": timezone.localtime(now + dt.timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M"),
+            "time_zone": timezone.get_current_timezone_name(),
+        }
+
+
+def silence_until_parse(form: Any) -> tuple[float | None, dt.datetime | None]:
+    """``hours`` (a number) or ``until`` (a local date and time, as a datetime-local input sends it)
+    from a posted form; InvalidInput names the field that does not parse."""
+    hours, until = form.get("hours", "").strip(), form.get("until", "").strip()
+    if hours:
+        try:
+            return float(hours), None
+        except ValueError:
+            raise InvalidInput({"hours": ["Must be a number of hours."]}) from None
+    if until:
+        parsed = parse_datetime(until.replace(" ", "T"))
+        if parsed is None:
+            raise InvalidInput({"until": ["Must be a date and time, e.g. 2026-12-03 22:00."]})
+        return None, parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+    return None, None
 
 
 def incident_inline_register(inline: type[InlineModelAdmin]) -> None:
@@ -246,3 +378,7 @@ def incident_inline_register(inline: type[InlineModelAdmin]) -> None:
     """
     if inline not in IncidentAdmin.inlines:
         IncidentAdmin.inlines = (*IncidentAdmin.inlines, inline)
+
+
+# Silences have their own module (their list, the recurring form); importing it registers them.
+from incidents import silences_admin  # noqa: E402, F401

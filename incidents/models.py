@@ -176,6 +176,7 @@ class EventKind(models.TextChoices):
     REOPENED = "REOPENED", "Reopened"
     CLOSED = "CLOSED", "Closed"
     SUPPRESSED = "SUPPRESSED", "Suppressed by a silence"
+    SILENCED = "SILENCED", "Silence created"
     FLAPPING = "FLAPPING", "Marked flapping"
     ESCALATED = "ESCALATED", "Escalated"
     NOTIFIED = "NOTIFIED", "Notified"

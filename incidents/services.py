@@ -97,6 +97,24 @@ def incident_comment(*, user: AbstractBaseUser, incident: Incident, text: str, s
     return event_record(incident, EventKind.COMMENTED, at=timezone.now(), actor=user, message=text[:5000], data=data)
 
 
+# The lifecycle actions a person may take; detection's own (reopen) is not one of them.
+PEOPLES_TRANSITIONS = ("acknowledge", "resolve", "close")
+
+
+def incident_allowed_actions(*, user: AbstractBaseUser, incident: Incident) -> set[str]:
+    """The actions ``user`` may take on ``incident`` now, so a button never promises what the
+    services above refuse: the state machine's own transitions from the current status (the
+    sources the services check) for holders of the change permission, and commenting for holders
+    of the comment permission."""
+    allowed: set[str] = set()
+    if user.is_active and user.has_perm("incidents.change_incident"):
+        possible = {t.name for t in incident.get_available_status_transitions()}
+        allowed |= possible & set(PEOPLES_TRANSITIONS)
+    if user.is_active and user.has_perm("incidents.add_incidentevent"):
+        allowed.add("comment")
+    return allowed
+
+
 # --- rules: writes shared by admin, API and apply_config ------------------------------------------
 
 RULE_FIELDS = (
