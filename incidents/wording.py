@@ -115,6 +115,15 @@ def _missed_run(metrics: dict[str, Any], window: str, hidden: Collection[str]) -
     return f"The run due {when} did not start: {late} late{grace}"
 
 
+def _freshness(metrics: dict[str, Any], window: str, hidden: Collection[str]) -> str:
+    age = duration_words((metrics.get("value") or 0) * 60)
+    last = metrics.get("last_data_at") or "unknown"
+    if "freshness_sla_minutes" in hidden:
+        return f"No fresh data for {age} (last data: {last}); the freshness limit is hidden"
+    sla = duration_words((metrics.get("sla_minutes") or 0) * 60)
+    return f"No fresh data for {age} > {sla} allowed (last data: {last})"
+
+
 Sentence = Callable[[dict[str, Any], str, Collection[str]], str]
 
 SENTENCES: dict[str, Sentence] = {
@@ -124,6 +133,7 @@ SENTENCES: dict[str, Sentence] = {
     "signal_failure_rate": _failure_rate,
     "metric_threshold": _metric,
     "missed_run": _missed_run,
+    "freshness": _freshness,
 }
 
 

@@ -90,6 +90,12 @@ def test_durations_read_in_words(seconds, words):
             "The run due Thu 03 Dec 02:30 (Europe/Berlin) did not start: 35 min late, grace 20 min",
         ),
         (
+            "freshness",
+            {},
+            {"value": 1500.0, "threshold": None, "sla_minutes": 1440, "last_data_at": "Wed 02 Dec 02:41 CET"},
+            "No fresh data for 1 d 1 h > 1 d allowed (last data: Wed 02 Dec 02:41 CET)",
+        ),
+        (
             "promql_threshold",
             {},
             {"value": 0.93, "threshold": 0.9, "operator": "GT"},
@@ -107,6 +113,9 @@ def test_a_contract_limit_the_reader_may_not_see_is_left_out():
     assert sentence == "Run duration 52 min > (limit hidden) allowed"
     volume = {"value": 12.0, "expected_min": 100, "expected_max": 1000}
     assert "100" not in what_fired("volume_out_of_range", volume, hidden={"expected_rows_min"})
+    stale = {"value": 1500.0, "sla_minutes": 1440, "last_data_at": "Wed 02 Dec 02:41 CET"}
+    sentence = what_fired("freshness", stale, hidden={"freshness_sla_minutes"})
+    assert "1 d allowed" not in sentence and "freshness limit is hidden" in sentence
 
 
 def test_a_rule_threshold_is_shown_even_when_the_contract_limit_is_hidden():

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('incidents', '0004_alter_incidentevent_kind'),
+        ('incidents', '0006_rulesubjectstate_episode'),
     ]
 
     operations = [
