@@ -67,6 +67,12 @@ def queries_counted() -> Iterator[QueryCounter]:
         yield counter
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process on this machine has used so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
