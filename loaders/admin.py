@@ -32,6 +32,7 @@ from etl_monitor.admin_input import KeyCheckingAdminMixin, ViewOnlyAdmin, key_ho
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
+from etl_monitor.humanize import local_time
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import exporting, importing, selectors, services
 from loaders.models import ExportJob, ImportJob, Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
@@ -53,6 +54,10 @@ def state_badge(state: str) -> str:
         STATE_COLOURS[VersionState(state)],
         label,
     )
+
+
+def _username(user: Any) -> str:
+    return user.get_username() if user is not None else "a deleted user"
 
 
 def version_url(version: LoaderVersion) -> str:
@@ -688,6 +693,28 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
     def save_model(self, request: HttpRequest, obj: LoaderVersion, form: LoaderVersionForm, change: bool) -> None:
         services.loader_version_update(user=request.user, version=obj, data=form.contract_changes())
 
+    def response_change(self, request: HttpRequest, obj: LoaderVersion) -> HttpResponse:
+        """ "Save and submit for approval": the edit on the page was just saved (an invalid one never
+        gets here: the form shows its errors), then the version is submitted."""
+        if "_submit_for_approval" not in request.POST:
+            return super().response_change(request, obj)
+        label = f"{obj.loader.loader_code} v{obj.number}"
+        try:
+            services.loader_version_submit(
+                user=request.user, version=obj, comment=request.POST.get("submit_comment", "")
+            )
+        except ServiceError as exc:
+            messages.error(request, f"{label} was saved but not submitted for approval: {exc.message}")
+        else:
+            messages.success(request, f"{label} saved and submitted for approval.")
+        return HttpResponseRedirect(version_url(obj))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if request.method == "POST" and "_submit_for_approval" in request.POST:
+            # Only an invalid form is rendered after a POST: say why nothing was submitted.
+            context.update(submit_refused=True, submit_comment=request.POST.get("submit_comment", ""))
+        return super().render_change_form(request, context, *args, **kwargs)
+
     def get_urls(self) -> list:
         return [
             path(
@@ -760,16 +787,25 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
         extra_context = extra_context or {}
         holds = key_holds(self.opts.pk, unquote(object_id))  # else Django's page says it does not exist
         version = (
-            LoaderVersion.objects.select_related("loader").filter(pk=unquote(object_id)).first() if holds else None
+            LoaderVersion.objects.select_related("loader", "submitted_by").filter(pk=unquote(object_id)).first()
+            if holds
+            else None
         )
         if version is not None:
             extra_context["allowed_actions"] = services.loader_version_allowed_actions(
                 user=request.user, version=version
             )
             extra_context["comparison"] = version_comparison(version, self._policy(request))
+            if version.submitted_by_id is not None:
+                extra_context["submission_sentence"] = (
+                    f"Submitted by {_username(version.submitted_by)} at {local_time(version.submitted_at)}."
+                )
+            # Why an approver may not approve (four-eyes) helps them; telling an Editor that their
+            # role cannot approve does not: they never could, and the page has no such button.
             if (
                 version.state == VersionState.PENDING_APPROVAL
                 and services.ACTION_APPROVE not in extra_context["allowed_actions"]
+                and request.user.has_perm("loaders.approve_loaderversion")
             ):
                 try:
                     services.loader_version_action_check(

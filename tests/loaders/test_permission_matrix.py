@@ -53,7 +53,8 @@ def test_api_permission_matrix(action, role, make_user, active_loader, editor, t
     elif action == "submit":
         from loaders import services
 
-        services.loader_draft_start(user=editor, loader=active_loader)
+        draft = services.loader_draft_start(user=editor, loader=active_loader)
+        services.loader_version_update(user=editor, version=draft, data={"grace_minutes": 2})
     user = make_user(*([role] if role else []))
     client = APIClient()
     client.force_authenticate(user)
