@@ -90,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "integrations.context_processors.channel_health",
+                "loaders.context_processors.pending_approvals",
             ],
         },
     },
