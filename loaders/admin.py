@@ -8,6 +8,8 @@ the same as in the API); the admin only decides which buttons to show, using
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import re
 from contextvars import ContextVar
 from typing import Any
 
@@ -16,7 +18,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -25,6 +28,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
+from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
 
 from etl_monitor.admin import ServiceErrorMessagesMixin
@@ -74,6 +78,24 @@ class ProtectedHistoryContextHelper(HistoricalRecordContextHelper):
         changes = [c for c in delta.changes if c.field not in self.policy.hidden]
         return super().context_for_delta_changes(dataclasses.replace(delta, changes=changes))
 
+    def prepare_delta_change_value(self, change: Any, value: Any) -> Any:
+        """Values as people read them: a time in the site's zone, "(none)" for no person
+        (simple-history says "Deleted user (pk=None)"), "(not set)" for an empty value."""
+        field = self.model._meta.get_field(change.field)
+        if field.is_relation and not field.many_to_many:
+            if value is None or getattr(value, "pk", None) is None:
+                return "(none)"
+            if isinstance(value, DeletedObject):
+                return "a deleted user" if field.related_model is get_user_model() else f"(deleted, id {value.pk})"
+            return value.get_username() if hasattr(value, "get_username") else str(value)
+        if value is None or value == "":
+            return "(not set)"
+        if isinstance(value, dt.datetime):
+            return local_time(value)
+        if field.choices:
+            return dict(field.flatchoices).get(value, value)
+        return super().prepare_delta_change_value(change, value)
+
     def format_delta_change(self, change: Any) -> Any:
         if change.field not in self.policy.masked:
             return super().format_delta_change(change)
@@ -119,10 +141,40 @@ class ProtectedFieldsAdminMixin:
         _admin_user.set(request.user)
         return policy_for(request.user, self.model)
 
+    object_history_list_template = "admin/loaders/history_list.html"
+
     def get_historical_record_context_helper(self, request: HttpRequest, historical_record: Any) -> Any:
         helper = ProtectedHistoryContextHelper(self.model, historical_record)
         helper.policy = self._policy(request)
         return helper
+
+    def set_history_delta_changes(self, request: HttpRequest, page_obj: Any, *args: Any, **kwargs: Any) -> None:
+        super().set_history_delta_changes(request, page_obj, *args, **kwargs)
+        for record in page_obj.object_list:
+            record.history_sentence = history_sentence(record, self.model)
+
+
+_HISTORY_VERBS = {"+": "Created", "~": "Changed", "-": "Deleted"}
+_FIELD_NAME = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+
+
+def history_sentence(record: Any, model: type[Any]) -> str:
+    """One history entry as a sentence: "Submitted for approval by alice at 3 Dec 2026, 14:02
+    CET: “Month end is slower”". Field names in the reason read as their labels."""
+    reason = record.history_change_reason or _HISTORY_VERBS.get(record.history_type, "Changed")
+    head, colon, said = reason.partition(": ")
+
+    def label(match: re.Match[str]) -> str:
+        try:
+            return str(model._meta.get_field(match.group(0)).verbose_name)
+        except FieldDoesNotExist:
+            return match.group(0)
+
+    head = _FIELD_NAME.sub(label, head)
+    # Every write names its author (system accounts included): no author means one deleted since.
+    who = _username(record.history_user)
+    sentence = f"{head} by {who} at {local_time(record.history_date)}"
+    return f"{sentence}: “{said}”" if colon and said else f"{sentence}."
 
 
 # --- teams and tags ----------------------------------------------------------------
