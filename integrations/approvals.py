@@ -40,7 +40,10 @@ def on_version_transitioned(sender: Any, versions: list[LoaderVersion], action: 
     """Queue the news of a committed transition; with the broker away, send them here and now."""
     if action not in _NEWSWORTHY or not versions:
         return
-    args = ([version.pk for version in versions], action, getattr(user, "pk", None))
+    actor_id = getattr(user, "pk", None)
+    if not (settings.APPROVALS_SLACK_CHANNEL or _anyone_to_email(versions, action, actor_id)):
+        return  # nobody to tell: no task (and no broker round trip) at all
+    args = ([version.pk for version in versions], action, actor_id)
     if not task_publish(celery_app.tasks[APPROVALS_NOTIFY_TASK], args):
         approvals_notify(*args)
 
@@ -68,6 +71,13 @@ def approvers_for(versions: list[LoaderVersion], actor_id: int | None) -> list[A
         .distinct()
         .order_by("pk")
     )
+
+
+def _anyone_to_email(versions: list[LoaderVersion], action: str, actor_id: int | None) -> bool:
+    if action == loader_services.ACTION_SUBMIT:
+        return bool(approvers_for(versions, actor_id))
+    maker_ids = {i for v in versions for i in (v.submitted_by_id, v.created_by_id) if i is not None and i != actor_id}
+    return get_user_model().objects.filter(pk__in=maker_ids, is_active=True).exclude(email="").exists()
 
 
 def _makers(version: LoaderVersion, actor_id: int | None) -> list[Any]:
