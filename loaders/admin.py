@@ -36,7 +36,7 @@ from etl_monitor.admin_input import KeyCheckingAdminMixin, ViewOnlyAdmin, key_ho
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
-from etl_monitor.humanize import local_time
+from etl_monitor.humanize import cron_words, local_time
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import exporting, importing, selectors, services
 from loaders.models import ExportJob, ImportJob, Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
@@ -541,11 +541,20 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheck
             extra_context.update(
                 active_version=active,
                 active_schedule=_schedule_display(active, version_policy) if active else "",
+                active_schedule_words=_schedule_words(active, version_policy) if active else "",
+                active_decided_at=local_time(active.decided_at) if active else "",
                 open_version=open_version,
                 open_version_url=version_url(open_version) if open_version else None,
                 can_start_draft=request.user.has_perm("loaders.change_loaderversion") and open_version is None,
                 versions=[
-                    (v, version_url(v), state_badge(v.state), _schedule_display(v, version_policy))
+                    (
+                        v,
+                        version_url(v),
+                        state_badge(v.state),
+                        _schedule_display(v, version_policy),
+                        _schedule_words(v, version_policy),
+                        local_time(v.decided_at) if v.decided_at else "—",
+                    )
                     for v in selectors.loader_versions(loader=loader)
                 ],
             )
@@ -705,6 +714,8 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
             for name in fields:
                 if name in policy.hidden:
                     continue
+                if name == "schedule_timezone" and obj is not None and _schedule_words(obj, policy):
+                    shown.append("schedule_in_words")
                 if name in policy.secrets:
                     shown += [name, "masked__" + name, "clear_" + name] if editable else ["masked__" + name]
                 elif name in policy.masked and not editable:
@@ -718,7 +729,7 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
     def get_readonly_fields(self, request: HttpRequest, obj: LoaderVersion | None = None) -> tuple[str, ...]:
         policy = self._policy(request)
         masked = tuple("masked__" + f for f in sorted(policy.masked))
-        readonly = (*self.meta_fields, *masked)
+        readonly = (*self.meta_fields, *masked, "schedule_in_words")
         if obj is not None and not self.has_change_permission(request, obj):
             contract = tuple(f for f in LoaderVersion.CONTRACT_FIELDS if f not in policy.masked)
             return (*readonly, *contract)
@@ -737,6 +748,11 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
     @admin.display(description="state", ordering="state")
     def state_display(self, obj: LoaderVersion) -> str:
         return state_badge(obj.state)
+
+    @admin.display(description="schedule in words")
+    def schedule_in_words(self, obj: LoaderVersion) -> str:
+        # As saved: the words follow the stored expression, not one being typed.
+        return _schedule_words(obj, policy_for(_admin_user.get(None), LoaderVersion)) or "—"
 
     @admin.display(description="owner", ordering="loader__owner__name")
     def owner(self, obj: LoaderVersion) -> str:
@@ -866,6 +882,15 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
                 except ServiceError as exc:
                     extra_context["approve_refusal"] = exc.message
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _schedule_words(version: LoaderVersion, policy: FieldPolicy) -> str:
+    """The schedule in words ("At 02:30, Europe/Berlin time"), or "" when the role may not read it."""
+    if {"schedule_cron", "schedule_timezone"} & (policy.hidden | policy.masked):
+        return ""
+    if not version.schedule_cron:
+        return "On demand"
+    return f"{cron_words(version.schedule_cron)}, {version.schedule_timezone} time"
 
 
 def _schedule_display(version: LoaderVersion, policy: FieldPolicy) -> str:

@@ -34,6 +34,7 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError, StateConflict, fields_known
+from etl_monitor.humanize import count_phrase
 from etl_monitor.permissions import permission_require
 from etl_monitor.protection import policy_for
 from loaders.models import OPEN_STATES, Loader, LoaderVersion, Tag, Team, VersionState
@@ -348,7 +349,7 @@ class RowsRefused(ServiceError):
     code = "invalid"
 
     def __init__(self, refusals: dict[int, ServiceError]) -> None:
-        super().__init__(f"{len(refusals)} row(s) refused; nothing was written.")
+        super().__init__(f"{count_phrase(len(refusals), 'row')} refused; nothing was written.")
         self.refusals = refusals
 
 
