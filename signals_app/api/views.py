@@ -131,13 +131,7 @@ class SignalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                         raise exceptions.ValidationError({param: ["Must be a UUID."]})
                 queryset = queryset.filter(**{lookup: value})
         for param, lookup in (("from", "captured_at__gte"), ("to", "captured_at__lt")):
-            if value := params.get(param):
-                try:
-                    moment = parse_datetime(value)
-                except ValueError:
-                    moment = None
-                if moment is None or moment.tzinfo is None:
-                    raise exceptions.ValidationError({param: ["Use an ISO 8601 timestamp with a time zone."]})
+            if moment := _moment(params, param):
                 queryset = queryset.filter(**{lookup: moment})
         return queryset
 
@@ -295,6 +289,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 def _moment(params: Any, name: str) -> Any:
+    """The time in query parameter ``name`` (None when absent); 400 naming it when it is no time."""
     value = params.get(name)
     if not value:
         return None
