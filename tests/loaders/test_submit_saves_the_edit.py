@@ -130,3 +130,15 @@ def test_an_approver_who_submitted_is_told_why_they_cannot_approve(client, maker
     client.force_login(maker_checker)
     html = client.get(f"/admin/loaders/loaderversion/{v1.pk}/change/").content.decode()
     assert html.count("You submitted this version; another approver must approve it.") == 1
+
+
+def test_the_api_shows_the_approver_the_submitters_comment(approver, editor, draft_v2):
+    from rest_framework.test import APIClient
+
+    services.loader_version_update(user=editor, version=draft_v2, data={"grace_minutes": 35})
+    services.loader_version_submit(user=editor, version=draft_v2, comment="Month end is slower")
+    api = APIClient()
+    api.force_authenticate(approver)
+    versions = api.get("/api/v1/loaders/SALES-DAILY/versions/").json()
+    rows = versions["results"] if isinstance(versions, dict) else versions
+    assert next(v for v in rows if v["number"] == 2)["submitted_comment"] == "Month end is slower"
