@@ -5,7 +5,8 @@ The loaders app announces each committed transition (``loaders.services.loader_v
 without knowing who listens; ``IntegrationsConfig.ready`` connects ``on_version_transitioned``,
 which queues ``integrations.tasks.approvals_notify`` (by name). The news are a courtesy, not the
 record (the version's page and history are): a failure to send is logged, never retried, and never
-undoes the transition. Messages carry no contract values, so no HIDDEN or secret field can leak.
+undoes the transition. Messages name the loader by its code only and carry no contract values, so
+no field protection (a HIDDEN name, a secret) can be bypassed by email.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _submitted_text(versions: list[LoaderVersion]) -> tuple[str, str]:
     if len(versions) == 1:
         subject = f"[ETL Monitor] {_label(first)} waits for your approval"
         lines = [
-            f"{who} submitted {_label(first)} ({first.loader.name}) for approval at {local_time(first.submitted_at)}.",
+            f"{who} submitted {_label(first)} for approval at {local_time(first.submitted_at)}.",
             "",
             f"Their comment: {first.submitted_comment}" if first.submitted_comment else "They left no comment.",
             "",
@@ -110,7 +111,7 @@ def _decided_text(version: LoaderVersion, action: str) -> tuple[str, str]:
     who = version.decided_by.get_username() if version.decided_by else "someone"
     outcome = "approved" if action == loader_services.ACTION_APPROVE else "rejected"
     subject = f"[ETL Monitor] {_label(version)} was {outcome} by {who}"
-    lines = [f"{who} {outcome} {_label(version)} ({version.loader.name}) at {local_time(version.decided_at)}."]
+    lines = [f"{who} {outcome} {_label(version)} at {local_time(version.decided_at)}."]
     if action == loader_services.ACTION_APPROVE:
         lines.append("It is now the active version: monitoring follows its contract.")
     if version.decision_comment:

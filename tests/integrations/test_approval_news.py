@@ -164,3 +164,17 @@ def test_a_mail_server_that_is_down_does_not_undo_the_decision(
         services.loader_version_approve(user=approver, version=v2)
     assert "approval email" in caplog.text
     assert version(active_loader, 2).state == "ACTIVE"
+
+
+def test_the_news_carry_no_loader_name_nor_contract_values(
+    mailbox, people, active_loader, django_capture_on_commit_callbacks
+):
+    editor, approver, _approver2 = people
+    with django_capture_on_commit_callbacks(execute=True):
+        v2 = _submit(editor, active_loader)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.loader_version_approve(user=approver, version=v2)
+    for message in mailbox.messages:
+        text = message["Subject"] + message.get_content()
+        assert active_loader.name not in text  # the name may be HIDDEN from a role: the code says enough
+        assert "Nightly sales" not in text and "Europe/Berlin" not in text  # contract values
