@@ -668,11 +668,11 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
         "state_display",
         "based_on",
         "created_by",
-        "created_at",
+        "created_at_local",
         "submitted_by",
-        "submitted_at",
+        "submitted_at_local",
         "decided_by",
-        "decided_at",
+        "decided_at_local",
         "decision_comment",
     )
     fieldsets_spec = (
@@ -748,6 +748,18 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
     @admin.display(description="state", ordering="state")
     def state_display(self, obj: LoaderVersion) -> str:
         return state_badge(obj.state)
+
+    @admin.display(description="created at")
+    def created_at_local(self, obj: LoaderVersion) -> str:
+        return local_time(obj.created_at)
+
+    @admin.display(description="submitted at")
+    def submitted_at_local(self, obj: LoaderVersion) -> str:
+        return local_time(obj.submitted_at)
+
+    @admin.display(description="decided at")
+    def decided_at_local(self, obj: LoaderVersion) -> str:
+        return local_time(obj.decided_at)
 
     @admin.display(description="schedule in words")
     def schedule_in_words(self, obj: LoaderVersion) -> str:

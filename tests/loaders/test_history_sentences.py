@@ -57,3 +57,11 @@ def test_the_version_page_says_who_submitted_it_and_when_in_local_time(client, b
     html = client.get(f"/admin/loaders/loaderversion/{v2.pk}/change/").content.decode()
     assert f"Submitted by eddie-editor at {local_time(v2.submitted_at)}." in html
     assert timezone.localtime(v2.submitted_at).tzname() == "CET"
+
+
+def test_the_version_page_shows_its_times_in_local_time(client, berlin, approver, pending_loader):
+    client.force_login(approver)
+    v2 = version(pending_loader, 2)
+    html = client.get(f"/admin/loaders/loaderversion/{v2.pk}/change/").content.decode()
+    assert local_time(v2.created_at) in html and local_time(v2.created_at).endswith(" CET")
+    assert "p.m." not in html and "a.m." not in html
