@@ -1,4 +1,4 @@
-"""The admin header's "N waiting for your approval" link, for people who may approve."""
+"""The header's "N waiting for your approval" link, for people who may approve."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from loaders import selectors
 
 
 def pending_approvals(request: HttpRequest) -> dict[str, Any]:
-    """``pending_approvals_count``: the versions this user could approve now. Lazy, so a page
-    that does not show the header (an API answer, a download) costs no query."""
+    """``pending_approvals_count``: the versions this user could approve now (0 for people who
+    cannot approve). Lazy, so a page that does not show the header costs no query."""
     user = getattr(request, "user", None)
-    if not (user and user.is_authenticated and request.path.startswith("/admin/")):
+    if not (user and user.is_authenticated):
         return {}
-    if not user.has_perm("loaders.approve_loaderversion"):
-        return {}
-    return {
-        "pending_approvals_count": SimpleLazyObject(lambda: selectors.versions_awaiting_approval(user=user).count())
-    }
+
+    def count() -> int:
+        # Asked only by a page that shows the header (the admin's, and any page built on it).
+        if not user.has_perm("loaders.approve_loaderversion"):
+            return 0
+        return selectors.versions_awaiting_approval(user=user).count()
+
+    return {"pending_approvals_count": SimpleLazyObject(count)}
