@@ -64,6 +64,16 @@ def _username(user: Any) -> str:
     return user.get_username() if user is not None else "a deleted user"
 
 
+def _local_time_column(field: str) -> Any:
+    """A read-only admin column showing ``field`` in local time with its zone."""
+
+    @admin.display(description=field.replace("_", " "), ordering=field)
+    def column(model_admin: Any, obj: Any) -> str:
+        return local_time(getattr(obj, field))
+
+    return column
+
+
 def version_url(version: LoaderVersion) -> str:
     return reverse("admin:loaders_loaderversion_change", args=[version.pk])
 
@@ -749,17 +759,9 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
     def state_display(self, obj: LoaderVersion) -> str:
         return state_badge(obj.state)
 
-    @admin.display(description="created at")
-    def created_at_local(self, obj: LoaderVersion) -> str:
-        return local_time(obj.created_at)
-
-    @admin.display(description="submitted at")
-    def submitted_at_local(self, obj: LoaderVersion) -> str:
-        return local_time(obj.submitted_at)
-
-    @admin.display(description="decided at")
-    def decided_at_local(self, obj: LoaderVersion) -> str:
-        return local_time(obj.decided_at)
+    created_at_local = _local_time_column("created_at")
+    submitted_at_local = _local_time_column("submitted_at")
+    decided_at_local = _local_time_column("decided_at")
 
     @admin.display(description="schedule in words")
     def schedule_in_words(self, obj: LoaderVersion) -> str:
