@@ -18,13 +18,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# One shell for the whole start, so that the first-run admin password (kept in a shell variable,
+# never in a file) is repeated after migrations and demo data, just before the process logs
+# flood the terminal. Links in emails and Slack point at this PORT unless ETL_MONITOR_BASE_URL says otherwise.
 run: venv
-	DEBUG=$${DEBUG:-true} $(PY) manage.py migrate --noinput
-	DEBUG=$${DEBUG:-true} $(PY) manage.py ensure_admin
-	DEBUG=$${DEBUG:-true} $(PY) manage.py load_demo
-	DEBUG=$${DEBUG:-true} $(PY) manage.py collectstatic --noinput --verbosity 0
-	@echo "ETL Monitor on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/, health: /healthz /readyz)"
-	DEBUG=$${DEBUG:-true} WEB_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/honcho -f deploy/Procfile.dev start
+	@export DEBUG=$${DEBUG:-true} ETL_MONITOR_BASE_URL=$${ETL_MONITOR_BASE_URL:-http://127.0.0.1:$(PORT)}; \
+	set -e; \
+	$(PY) manage.py migrate --noinput; \
+	admin_notice="$$($(PY) manage.py ensure_admin)"; echo "$$admin_notice"; \
+	$(PY) manage.py load_demo; \
+	$(PY) manage.py collectstatic --noinput --verbosity 0; \
+	echo; echo "$$admin_notice"; \
+	echo "ETL Monitor on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/, health: /healthz /readyz)"; \
+	echo "Links in notifications point at $$ETL_MONITOR_BASE_URL"; echo; \
+	WEB_PORT=$(PORT) PATH="$(abspath $(VENV))/bin:$$PATH" exec $(VENV)/bin/honcho -f deploy/Procfile.dev start
 
 test: venv
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \

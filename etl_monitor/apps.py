@@ -23,3 +23,10 @@ class EtlMonitorConfig(AppConfig):
         post_save.connect(protection_rules_changed, sender=FieldProtection)
         post_delete.connect(protection_rules_changed, sender=FieldProtection)
         m2m_changed.connect(protection_rules_changed, sender=FieldProtection.exempt_groups.through)
+
+        from django.contrib.auth import get_user_model
+
+        # A role is enough to sign in to the admin: staff status follows the roles.
+        m2m_changed.connect(
+            roles.user_groups_changed, sender=get_user_model().groups.through, dispatch_uid="roles.staff"
+        )

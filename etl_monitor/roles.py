@@ -92,6 +92,36 @@ def roles_sync_after_migrate(
     roles_sync(apps=apps, using=using)
 
 
+def users_staff_sync(user_ids: Any) -> None:
+    """Staff status follows the roles: someone given a role may sign in to the admin (every
+    page of it checks the role's permissions), someone left with none may not. Superusers keep
+    theirs. Django's "staff status" box still refuses the admin to a person explicitly."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(pk__in=list(user_ids))
+    users.filter(is_staff=False, groups__name__in=Role.ALL).update(is_staff=True)
+    users.filter(is_staff=True, is_superuser=False).exclude(groups__name__in=Role.ALL).update(is_staff=False)
+
+
+def user_groups_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
+) -> None:
+    """``m2m_changed`` of User.groups, from either side (a user's form or a group's)."""
+    if reverse:  # ``instance`` is a group; ``pk_set`` its users (a clear: read them before)
+        if instance.name not in Role.ALL:
+            return
+        if action == "pre_clear":
+            instance._users_cleared = list(instance.user_set.values_list("pk", flat=True))
+            return
+        user_ids = instance.__dict__.pop("_users_cleared", []) if action == "post_clear" else pk_set
+    else:
+        user_ids = {instance.pk}
+    if action in ("post_add", "post_remove", "post_clear") and user_ids:
+        users_staff_sync(user_ids)
+        if not reverse:
+            instance.refresh_from_db(fields=["is_staff"])
+
+
 def user_roles(user: Any) -> list[str]:
     return sorted(user.groups.filter(name__in=Role.ALL).values_list("name", flat=True))
 

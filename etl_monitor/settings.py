@@ -90,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "integrations.context_processors.channel_health",
+                "loaders.context_processors.pending_approvals",
             ],
         },
     },
@@ -355,6 +356,9 @@ ETL_MONITOR_BASE_URL = env.str("ETL_MONITOR_BASE_URL", default="http://127.0.0.1
 GRAFANA_URL = env.str("GRAFANA_URL", default="")
 KIBANA_URL = env.str("KIBANA_URL", default="")
 SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
+# Where approval news go on Slack ("" = email only): a Slack channel such as #etl-approvals (posted
+# with the bot), or the name of an enabled Slack incoming-webhook channel of the platform.
+APPROVALS_SLACK_CHANNEL = env.str("APPROVALS_SLACK_CHANNEL", default="")
 SLACK_API_BASE_URL = env.str("SLACK_API_BASE_URL", default="https://slack.com/api/")
 NOTIFY_HTTP_TIMEOUT = env.float("NOTIFY_HTTP_TIMEOUT", default=10.0)  # Slack and webhooks, per request
 # Deliveries sent by one task (they share their bookkeeping), and HTTP sends in parallel per task.

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from etl_monitor.admin_input import ViewOnlyAdmin
 from etl_monitor.errors import ServiceError
+from etl_monitor.humanize import count_phrase
 from etl_monitor.models import ApiToken
 from etl_monitor.tokens import api_token_revoke
 
@@ -100,7 +101,10 @@ class ApiTokenAdmin(ViewOnlyAdmin):
                 continue
             revoked += 1
         if revoked:
-            self.message_user(request, f"Revoked {revoked} API token(s); they can never be used again.")
+            pronoun = "it" if revoked == 1 else "they"
+            self.message_user(
+                request, f"{count_phrase(revoked, 'API token')} revoked; {pronoun} can never be used again."
+            )
         if already:
             self.message_user(
                 request, f"{already} was already revoked." if already == 1 else f"{already} were already revoked."

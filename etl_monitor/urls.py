@@ -37,6 +37,10 @@ urlpatterns = [
     path("api/redoc/", login_required(SpectacularRedocView.as_view(url_name="schema")), name="api-redoc"),
     path("ping/<str:key>/<str:loader_code>", ping, name="ping"),
     path("ping/<str:key>/<str:loader_code>/<str:action>", ping, name="ping-action"),
+    # The same with a trailing slash, as people and tools often write URLs (no redirect:
+    # curl -X POST would lose its body).
+    path("ping/<str:key>/<str:loader_code>/", ping),
+    path("ping/<str:key>/<str:loader_code>/<str:action>/", ping),
     path("integrations/", include("integrations.urls")),
     path("metrics", metrics_view, name="metrics"),
     path("healthz", health.healthz, name="healthz"),

@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from integrations.approvals import approvals_notify
 from integrations.jira import jira_receipts_prune
 from integrations.notifications import outbox, routing
 from integrations.sources.captures import captures_run
@@ -48,3 +49,10 @@ def captures_run_task() -> None:
 def jira_receipts_prune_task() -> None:
     """Drop Jira webhook receipts past their retention (never one a replay could still use)."""
     jira_receipts_prune()
+
+
+@shared_task(name="integrations.tasks.approvals_notify", ignore_result=True)
+def approvals_notify_task(version_ids: list[int], action: str, actor_id: int | None) -> None:
+    """Tell approvers a loader version waits for them, or its makers that it was decided (never
+    retried: the news are a courtesy, the version's page is the record)."""
+    approvals_notify(version_ids, action, actor_id)

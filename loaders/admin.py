@@ -8,6 +8,8 @@ the same as in the API); the admin only decides which buttons to show, using
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import re
 from contextvars import ContextVar
 from typing import Any
 
@@ -16,7 +18,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -25,6 +28,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
+from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
 
 from etl_monitor.admin import ServiceErrorMessagesMixin
@@ -32,6 +36,7 @@ from etl_monitor.admin_input import KeyCheckingAdminMixin, ViewOnlyAdmin, key_ho
 from etl_monitor.downloads import file_response
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
+from etl_monitor.humanize import cron_words, local_time
 from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import exporting, importing, selectors, services
 from loaders.models import ExportJob, ImportJob, Loader, LoaderVersion, PendingApproval, Tag, Team, VersionState
@@ -55,6 +60,20 @@ def state_badge(state: str) -> str:
     )
 
 
+def _username(user: Any) -> str:
+    return user.get_username() if user is not None else "a deleted user"
+
+
+def _local_time_column(field: str) -> Any:
+    """A read-only admin column showing ``field`` in local time with its zone."""
+
+    @admin.display(description=field.replace("_", " "), ordering=field)
+    def column(model_admin: Any, obj: Any) -> str:
+        return local_time(getattr(obj, field))
+
+    return column
+
+
 def version_url(version: LoaderVersion) -> str:
     return reverse("admin:loaders_loaderversion_change", args=[version.pk])
 
@@ -68,6 +87,24 @@ class ProtectedHistoryContextHelper(HistoricalRecordContextHelper):
     def context_for_delta_changes(self, delta: Any) -> list[dict[str, Any]]:
         changes = [c for c in delta.changes if c.field not in self.policy.hidden]
         return super().context_for_delta_changes(dataclasses.replace(delta, changes=changes))
+
+    def prepare_delta_change_value(self, change: Any, value: Any) -> Any:
+        """Values as people read them: a time in the site's zone, "(none)" for no person
+        (simple-history says "Deleted user (pk=None)"), "(not set)" for an empty value."""
+        field = self.model._meta.get_field(change.field)
+        if field.is_relation and not field.many_to_many:
+            if value is None or getattr(value, "pk", None) is None:
+                return "(none)"
+            if isinstance(value, DeletedObject):
+                return "a deleted user" if field.related_model is get_user_model() else f"(deleted, id {value.pk})"
+            return value.get_username() if hasattr(value, "get_username") else str(value)
+        if value is None or value == "":
+            return "(not set)"
+        if isinstance(value, dt.datetime):
+            return local_time(value)
+        if field.choices:
+            return dict(field.flatchoices).get(value, value)
+        return super().prepare_delta_change_value(change, value)
 
     def format_delta_change(self, change: Any) -> Any:
         if change.field not in self.policy.masked:
@@ -114,10 +151,40 @@ class ProtectedFieldsAdminMixin:
         _admin_user.set(request.user)
         return policy_for(request.user, self.model)
 
+    object_history_list_template = "admin/loaders/history_list.html"
+
     def get_historical_record_context_helper(self, request: HttpRequest, historical_record: Any) -> Any:
         helper = ProtectedHistoryContextHelper(self.model, historical_record)
         helper.policy = self._policy(request)
         return helper
+
+    def set_history_delta_changes(self, request: HttpRequest, page_obj: Any, *args: Any, **kwargs: Any) -> None:
+        super().set_history_delta_changes(request, page_obj, *args, **kwargs)
+        for record in page_obj.object_list:
+            record.history_sentence = history_sentence(record, self.model)
+
+
+_HISTORY_VERBS = {"+": "Created", "~": "Changed", "-": "Deleted"}
+_FIELD_NAME = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+
+
+def history_sentence(record: Any, model: type[Any]) -> str:
+    """One history entry as a sentence: "Submitted for approval by alice at 3 Dec 2026, 14:02
+    CET: “Month end is slower”". Field names in the reason read as their labels."""
+    reason = record.history_change_reason or _HISTORY_VERBS.get(record.history_type, "Changed")
+    head, colon, said = reason.partition(": ")
+
+    def label(match: re.Match[str]) -> str:
+        try:
+            return str(model._meta.get_field(match.group(0)).verbose_name)
+        except FieldDoesNotExist:
+            return match.group(0)
+
+    head = _FIELD_NAME.sub(label, head)
+    # Every write names its author (system accounts included): no author means one deleted since.
+    who = _username(record.history_user)
+    sentence = f"{head} by {who} at {local_time(record.history_date)}"
+    return f"{sentence}: “{said}”" if colon and said else f"{sentence}."
 
 
 # --- teams and tags ----------------------------------------------------------------
@@ -484,11 +551,20 @@ class LoaderAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, KeyCheck
             extra_context.update(
                 active_version=active,
                 active_schedule=_schedule_display(active, version_policy) if active else "",
+                active_schedule_words=_schedule_words(active, version_policy) if active else "",
+                active_decided_at=local_time(active.decided_at) if active else "",
                 open_version=open_version,
                 open_version_url=version_url(open_version) if open_version else None,
                 can_start_draft=request.user.has_perm("loaders.change_loaderversion") and open_version is None,
                 versions=[
-                    (v, version_url(v), state_badge(v.state), _schedule_display(v, version_policy))
+                    (
+                        v,
+                        version_url(v),
+                        state_badge(v.state),
+                        _schedule_display(v, version_policy),
+                        _schedule_words(v, version_policy),
+                        local_time(v.decided_at) if v.decided_at else "—",
+                    )
                     for v in selectors.loader_versions(loader=loader)
                 ],
             )
@@ -602,11 +678,11 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
         "state_display",
         "based_on",
         "created_by",
-        "created_at",
+        "created_at_local",
         "submitted_by",
-        "submitted_at",
+        "submitted_at_local",
         "decided_by",
-        "decided_at",
+        "decided_at_local",
         "decision_comment",
     )
     fieldsets_spec = (
@@ -648,6 +724,8 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
             for name in fields:
                 if name in policy.hidden:
                     continue
+                if name == "schedule_timezone" and obj is not None and _schedule_words(obj, policy):
+                    shown.append("schedule_in_words")
                 if name in policy.secrets:
                     shown += [name, "masked__" + name, "clear_" + name] if editable else ["masked__" + name]
                 elif name in policy.masked and not editable:
@@ -661,7 +739,7 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
     def get_readonly_fields(self, request: HttpRequest, obj: LoaderVersion | None = None) -> tuple[str, ...]:
         policy = self._policy(request)
         masked = tuple("masked__" + f for f in sorted(policy.masked))
-        readonly = (*self.meta_fields, *masked)
+        readonly = (*self.meta_fields, *masked, "schedule_in_words")
         if obj is not None and not self.has_change_permission(request, obj):
             contract = tuple(f for f in LoaderVersion.CONTRACT_FIELDS if f not in policy.masked)
             return (*readonly, *contract)
@@ -681,12 +759,43 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
     def state_display(self, obj: LoaderVersion) -> str:
         return state_badge(obj.state)
 
+    created_at_local = _local_time_column("created_at")
+    submitted_at_local = _local_time_column("submitted_at")
+    decided_at_local = _local_time_column("decided_at")
+
+    @admin.display(description="schedule in words")
+    def schedule_in_words(self, obj: LoaderVersion) -> str:
+        # As saved: the words follow the stored expression, not one being typed.
+        return _schedule_words(obj, policy_for(_admin_user.get(None), LoaderVersion)) or "—"
+
     @admin.display(description="owner", ordering="loader__owner__name")
     def owner(self, obj: LoaderVersion) -> str:
         return obj.loader.owner.name
 
     def save_model(self, request: HttpRequest, obj: LoaderVersion, form: LoaderVersionForm, change: bool) -> None:
         services.loader_version_update(user=request.user, version=obj, data=form.contract_changes())
+
+    def response_change(self, request: HttpRequest, obj: LoaderVersion) -> HttpResponse:
+        """ "Save and submit for approval": the edit on the page was just saved (an invalid one never
+        gets here: the form shows its errors), then the version is submitted."""
+        if "_submit_for_approval" not in request.POST:
+            return super().response_change(request, obj)
+        label = f"{obj.loader.loader_code} v{obj.number}"
+        try:
+            services.loader_version_submit(
+                user=request.user, version=obj, comment=request.POST.get("submit_comment", "")
+            )
+        except ServiceError as exc:
+            messages.error(request, f"{label} was saved but not submitted for approval: {exc.message}")
+        else:
+            messages.success(request, f"{label} saved and submitted for approval.")
+        return HttpResponseRedirect(version_url(obj))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if request.method == "POST" and "_submit_for_approval" in request.POST:
+            # Only an invalid form is rendered after a POST: say why nothing was submitted.
+            context.update(submit_refused=True, submit_comment=request.POST.get("submit_comment", ""))
+        return super().render_change_form(request, context, *args, **kwargs)
 
     def get_urls(self) -> list:
         return [
@@ -760,16 +869,25 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
         extra_context = extra_context or {}
         holds = key_holds(self.opts.pk, unquote(object_id))  # else Django's page says it does not exist
         version = (
-            LoaderVersion.objects.select_related("loader").filter(pk=unquote(object_id)).first() if holds else None
+            LoaderVersion.objects.select_related("loader", "submitted_by").filter(pk=unquote(object_id)).first()
+            if holds
+            else None
         )
         if version is not None:
             extra_context["allowed_actions"] = services.loader_version_allowed_actions(
                 user=request.user, version=version
             )
             extra_context["comparison"] = version_comparison(version, self._policy(request))
+            if version.submitted_by_id is not None:
+                extra_context["submission_sentence"] = (
+                    f"Submitted by {_username(version.submitted_by)} at {local_time(version.submitted_at)}."
+                )
+            # Why an approver may not approve (four-eyes) helps them; telling an Editor that their
+            # role cannot approve does not: they never could, and the page has no such button.
             if (
                 version.state == VersionState.PENDING_APPROVAL
                 and services.ACTION_APPROVE not in extra_context["allowed_actions"]
+                and request.user.has_perm("loaders.approve_loaderversion")
             ):
                 try:
                     services.loader_version_action_check(
@@ -778,6 +896,15 @@ class LoaderVersionAdmin(ServiceErrorMessagesMixin, ProtectedFieldsAdminMixin, R
                 except ServiceError as exc:
                     extra_context["approve_refusal"] = exc.message
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _schedule_words(version: LoaderVersion, policy: FieldPolicy) -> str:
+    """The schedule in words ("At 02:30, Europe/Berlin time"), or "" when the role may not read it."""
+    if {"schedule_cron", "schedule_timezone"} & (policy.hidden | policy.masked):
+        return ""
+    if not version.schedule_cron:
+        return "On demand"
+    return f"{cron_words(version.schedule_cron)}, {version.schedule_timezone} time"
 
 
 def _schedule_display(version: LoaderVersion, policy: FieldPolicy) -> str:

@@ -40,6 +40,7 @@ from etl_monitor.protection import MASK, FieldPolicy, policy_for
 from loaders import selectors, services
 from loaders.models import ImportJob, Loader, LoaderVersion, Team, VersionState
 from loaders.spreadsheets import Sheet, SheetRow, spreadsheet_read, spreadsheet_write
+from loaders.validators import EXAMPLE_LOADER_CODE
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ REQUIRED = ("loader_code", "name", "owner")
 # Columns an export adds for information; an import ignores them so exports re-import as they are.
 INFO_COLUMNS = {"version": "Version number exported (ignored on import).", "state": "Its state (ignored on import)."}
 EXAMPLE_ROW = {
-    "loader_code": "SALES-DAILY",
-    "name": "Daily sales load",
-    "owner": "data-platform",
+    "loader_code": EXAMPLE_LOADER_CODE,  # refused if left in: it can change no real loader
+    "name": "Daily sales load (example: replace this row)",
+    "owner": "your-team-slug",
     "tags": "sales, daily",
     "is_paused": False,
     "description": "Previous day's sales into the warehouse",
@@ -273,7 +274,24 @@ def _row_new(result: RowResult, data: dict[str, Any], policies: dict[str, FieldP
     defaults = _contract_defaults()
     written = [f for f in LoaderVersion.CONTRACT_FIELDS if f in data and data[f] != defaults[f]]
     result.status = "new"
-    result.changes = [(f, None, _display(policies["version"], f, data[f])) for f in written]
+    # Every field the row sets, its identity (name, owner, tags, paused) first.
+    identity = [(f, _new_identity_display(policies["loader"], f, data[f])) for f in _IDENTITY_SHOWN if f in data]
+    result.changes = [(f, None, shown) for f, shown in identity if shown is not None]
+    result.changes += [(f, None, _display(policies["version"], f, data[f])) for f in written]
+
+
+_IDENTITY_SHOWN = ("name", "owner", "tags", "is_paused")
+
+
+def _new_identity_display(policy: FieldPolicy, name: str, value: Any) -> Any:
+    """A new row's identity field as the preview shows it (None: nothing worth a line)."""
+    if name == "tags" and not value:
+        return None
+    if name == "is_paused":
+        return "yes" if value else None
+    if name in policy.hidden:
+        return MASK  # hidden from this role: say only that it is set
+    return _display(policy, name, value)
 
 
 def _row_edit(

@@ -212,6 +212,9 @@ class LoaderVersion(FSMModelMixin, models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     submitted_at = models.DateTimeField(null=True, blank=True)
+    submitted_comment = models.TextField(
+        blank=True, help_text="What the submitter told the approvers (the history's reason holds only 100 characters)."
+    )
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -92,6 +92,19 @@ def versions_awaiting_approval(*, user: AbstractBaseUser) -> QuerySet[LoaderVers
     )
 
 
+def version_active_differences(*, version: LoaderVersion) -> tuple[LoaderVersion | None, list[str]]:
+    """The loader's ACTIVE version and the contract fields in which ``version`` differs from it
+    (every field when there is no active version yet: a first version is all new)."""
+    active = (
+        LoaderVersion.objects.filter(loader_id=version.loader_id, state=VersionState.ACTIVE)
+        .exclude(pk=version.pk)
+        .first()
+    )
+    if active is None:
+        return None, list(LoaderVersion.CONTRACT_FIELDS)
+    return active, [f for f in LoaderVersion.CONTRACT_FIELDS if getattr(active, f) != getattr(version, f)]
+
+
 def teams_by_slug(slugs: Iterable[str]) -> dict[str, Team]:
     """The teams named by ``slugs``, by slug, in one query; an unknown slug is simply absent."""
     return {team.slug: team for team in Team.objects.filter(slug__in=set(slugs))}

@@ -12,7 +12,9 @@ Rules enforced here and nowhere else:
 - at most one open (DRAFT/PENDING) and one ACTIVE version per loader, under a
   row lock on the loader so concurrent approvals serialise;
 - ``loader_code`` is immutable once any version has been ACTIVE;
-- every change is saved with its author and reason in history.
+- a version is submitted only when its contract differs from the ACTIVE one (no empty changes);
+- every change is saved with its author and reason in history, and every submission and
+  decision is announced (``loader_version_transitioned``) once committed.
 """
 
 from __future__ import annotations
@@ -27,14 +29,21 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Max
+from django.dispatch import Signal
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError, StateConflict, fields_known
+from etl_monitor.humanize import count_phrase
 from etl_monitor.permissions import permission_require
 from etl_monitor.protection import policy_for
 from loaders.models import OPEN_STATES, Loader, LoaderVersion, Tag, Team, VersionState
-from loaders.selectors import tags_by_name, team_by_slug, teams_by_slug
+from loaders.selectors import tags_by_name, team_by_slug, teams_by_slug, version_active_differences
+
+# Sent after the commit of every submission, withdrawal, approval and rejection (kwargs: versions,
+# a list — an import submits many at once —, action, user). The notifications live in
+# integrations, above this app, and connect to it there.
+loader_version_transitioned = Signal()
 
 LOADER_FIELDS = ("loader_code", "name", "owner", "tags", "is_paused")
 CONTRACT_FIELDS = LoaderVersion.CONTRACT_FIELDS
@@ -340,7 +349,7 @@ class RowsRefused(ServiceError):
     code = "invalid"
 
     def __init__(self, refusals: dict[int, ServiceError]) -> None:
-        super().__init__(f"{len(refusals)} row(s) refused; nothing was written.")
+        super().__init__(f"{count_phrase(len(refusals), 'row')} refused; nothing was written.")
         self.refusals = refusals
 
 
@@ -466,6 +475,7 @@ def _loaders_write(*, user: AbstractBaseUser, prepared: list[_NewLoader], reason
     for new in prepared:
         new.version.loader = by_code[new.loader.loader_code]
         new.version.submitted_at = now if submit else None
+        new.version.submitted_comment = reason if submit else ""
     bulk_create_with_history(
         [new.version for new in prepared],
         LoaderVersion,
@@ -474,6 +484,8 @@ def _loaders_write(*, user: AbstractBaseUser, prepared: list[_NewLoader], reason
         default_change_reason=_change_reason(reason + (" and submitted for approval" if submit else "")),
         default_date=now,
     )
+    if submit:
+        _transition_announce(versions=[new.version for new in prepared], action=ACTION_SUBMIT, user=user)
     return loaders
 
 
@@ -663,25 +675,49 @@ def loader_edit_check(*, user: AbstractBaseUser, loader: Loader, data: Mapping[s
     return changed
 
 
-def _maker_transition(*, user: AbstractBaseUser, version: LoaderVersion, action: str, reason: str) -> LoaderVersion:
+def _maker_transition(
+    *, user: AbstractBaseUser, version: LoaderVersion, action: str, reason: str, comment: str = ""
+) -> LoaderVersion:
     """Submit or withdraw ``version`` under its row lock, recording who submitted it (or no one)."""
     version = _version_lock(version)
     loader_version_action_check(user=user, version=version, action=action)
     if action == ACTION_SUBMIT:
+        _change_require(version)
         version.submit()
-        version.submitted_by, version.submitted_at = user, timezone.now()
+        version.submitted_by, version.submitted_at, version.submitted_comment = user, timezone.now(), comment
     else:
         version.withdraw()
-        version.submitted_by, version.submitted_at = None, None
+        version.submitted_by, version.submitted_at, version.submitted_comment = None, None, ""
     _save(version, user=user, reason=reason)
+    _transition_announce(versions=[version], action=action, user=user)
     return version
+
+
+def _change_require(version: LoaderVersion) -> None:
+    """Refuse to submit a version whose contract equals the active one: the approver would be
+    asked to approve nothing (an edit that was never saved, or undone)."""
+    active, differences = version_active_differences(version=version)
+    if active is not None and not differences:
+        raise StateConflict(
+            f"{version.loader.loader_code} v{version.number} has no differences from the active version "
+            f"v{active.number}; change its contract (and save it) before submitting it for approval."
+        )
+
+
+def _transition_announce(*, versions: list[LoaderVersion], action: str, user: AbstractBaseUser) -> None:
+    """Tell the receivers of loader_version_transitioned, once the transition is committed (a
+    rolled-back approval notifies nobody)."""
+    transaction.on_commit(
+        lambda: loader_version_transitioned.send(sender=LoaderVersion, versions=versions, action=action, user=user)
+    )
 
 
 @transaction.atomic
 def loader_version_submit(*, user: AbstractBaseUser, version: LoaderVersion, comment: str = "") -> LoaderVersion:
     """DRAFT → PENDING_APPROVAL. From now on the version is frozen until decided or withdrawn."""
+    comment = (comment or "").strip()
     reason = _reason("Submitted for approval", comment)
-    return _maker_transition(user=user, version=version, action=ACTION_SUBMIT, reason=reason)
+    return _maker_transition(user=user, version=version, action=ACTION_SUBMIT, reason=reason, comment=comment)
 
 
 @transaction.atomic
@@ -719,6 +755,7 @@ def loader_version_approve(*, user: AbstractBaseUser, version: LoaderVersion, co
     version.decided_at = now
     version.decision_comment = comment
     _save(version, user=user, reason=_reason("Approved", comment))
+    _transition_announce(versions=[version], action=ACTION_APPROVE, user=user)
     if loader.first_activated_at is None:
         loader.first_activated_at = now
         _save(loader, user=user, reason=f"First version approved (v{version.number}); loader code locked")
@@ -740,6 +777,7 @@ def loader_version_reject(*, user: AbstractBaseUser, version: LoaderVersion, rea
     version.decided_at = timezone.now()
     version.decision_comment = reason
     _save(version, user=user, reason=f"Rejected: {reason}")
+    _transition_announce(versions=[version], action=ACTION_REJECT, user=user)
     return version
 
 

@@ -12,7 +12,18 @@ from django.core.exceptions import ValidationError
 LOADER_CODE_RE = re.compile(r"^[A-Z0-9](?:[A-Z0-9_-]{0,62}[A-Z0-9])?$")
 
 
+# The import template's example row carries this code, so that a file sent with the example still
+# in it changes no real loader: no loader may take it, on any path.
+EXAMPLE_LOADER_CODE = "EXAMPLE-DELETE-ME"
+
+
 def validate_loader_code(value: str) -> None:
+    if value == EXAMPLE_LOADER_CODE:
+        raise ValidationError(
+            "%(value)s is the template's example row: delete that row, or give the loader its own code.",
+            code="example_loader_code",
+            params={"value": value},
+        )
     if not LOADER_CODE_RE.match(value or ""):
         raise ValidationError(
             "Loader code must be 1-64 upper-case letters, digits, '-' or '_', "

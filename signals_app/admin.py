@@ -13,6 +13,7 @@ from django.utils.functional import cached_property
 
 from etl_monitor.admin_input import KeyCheckingAdminMixin, ViewOnlyAdmin
 from etl_monitor.errors import ServiceError
+from etl_monitor.humanize import count_phrase, duration_words
 from signals_app import tokens
 from signals_app.models import IngestToken, Run, Signal
 
@@ -29,13 +30,17 @@ class CappedCountPaginator(Paginator):
 
 @admin.register(Run)
 class RunAdmin(ViewOnlyAdmin):
-    list_display = ("loader", "status", "started_at", "duration_seconds", "rows_written", "source", "run_id")
+    list_display = ("loader", "status", "started_at", "duration_display", "rows_written", "source", "run_id")
     list_filter = ("status", "source", "no_active_version", "loader__owner")
     search_fields = ("loader__loader_code", "correlation_id", "=run_id")
     list_select_related = ("loader",)
     date_hierarchy = "started_at"
     paginator = CappedCountPaginator
     show_full_result_count = False
+
+    @admin.display(description="duration", ordering="duration_seconds")
+    def duration_display(self, obj: Run) -> str:
+        return duration_words(obj.duration_seconds)
 
 
 @admin.register(Signal)
@@ -110,4 +115,4 @@ class IngestTokenAdmin(KeyCheckingAdminMixin, admin.ModelAdmin):
         except ServiceError as exc:
             messages.error(request, exc.message)
             return
-        messages.success(request, f"{queryset.count()} token(s) revoked.")
+        messages.success(request, f"{count_phrase(queryset.count(), 'token')} revoked.")

@@ -5,9 +5,11 @@ Writes go through incidents.services (rules) and incidents.silences.
 
 from __future__ import annotations
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from etl_monitor.api import RejectUnknownFieldsMixin
+from incidents.links import incident_runs
 from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
 from incidents.services import RULE_FIELDS
 from incidents.silences import SILENCE_FIELDS
@@ -82,10 +84,19 @@ class IncidentSerializer(serializers.ModelSerializer):
 
 class IncidentDetailSerializer(IncidentSerializer):
     events = EventSerializer(many=True, read_only=True)
+    triggering_runs = serializers.SerializerMethodField(
+        help_text="The runs that fired the incident (newest first): their ids and API URLs."
+    )
 
     class Meta(IncidentSerializer.Meta):
-        fields = (*IncidentSerializer.Meta.fields, "events")
+        fields = (*IncidentSerializer.Meta.fields, "events", "triggering_runs")
         read_only_fields = fields
+
+    def get_triggering_runs(self, incident: Incident) -> list[dict[str, str]]:
+        return [
+            {"run_id": str(run.run_id), "url": reverse("v1:run-detail", args=[run.run_id])}
+            for run in incident_runs(incident)
+        ]
 
 
 class IncidentActionSerializer(serializers.Serializer):

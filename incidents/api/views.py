@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,7 +24,9 @@ from incidents.api.serializers import (
     SilenceSerializer,
 )
 from incidents.kinds import kinds_all
+from incidents.links import incidents_of_run
 from incidents.models import DetectionRule, EventKind, Incident, Silence
+from signals_app.models import Run
 
 
 class RuleViewSet(viewsets.ModelViewSet):
@@ -90,6 +93,7 @@ class SilenceViewSet(viewsets.ModelViewSet):
             OpenApiParameter("loader", str),
             OpenApiParameter("rule", str),
             OpenApiParameter("suppressed", bool),
+            OpenApiParameter("run", str, description="A run id: the incidents that run fired."),
         ]
     )
 )
@@ -112,6 +116,14 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
                 queryset = queryset.filter(**{lookup: value})
         if (suppressed := params.get("suppressed")) is not None:
             queryset = queryset.filter(suppressed=suppressed.lower() in ("1", "true", "yes"))
+        if run_id := params.get("run"):  # the incidents one run fired (a run's ``incidents_url``)
+            try:
+                run = Run.objects.get(run_id=uuid.UUID(run_id))
+            except ValueError:
+                raise exceptions.ValidationError({"run": ["Must be a run id (a UUID)."]}) from None
+            except Run.DoesNotExist:
+                return queryset.none()
+            queryset = queryset.filter(pk__in=incidents_of_run(run).values("pk"))
         if self.action == "retrieve":
             queryset = queryset.prefetch_related("events__actor")
         return queryset

@@ -52,6 +52,7 @@ class VersionSerializer(ProtectedFieldsMixin, serializers.ModelSerializer):
             "updated_at",
             "submitted_by",
             "submitted_at",
+            "submitted_comment",
             "decided_by",
             "decided_at",
             "decision_comment",

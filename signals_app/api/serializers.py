@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -186,6 +187,8 @@ class RunFinishSerializer(_RunContract):
 class RunSerializer(serializers.ModelSerializer):
     loader_code = serializers.CharField(source="loader.loader_code", read_only=True)
     loader_version = serializers.IntegerField(source="loader_version.number", read_only=True, allow_null=True)
+    url = serializers.SerializerMethodField(help_text="This run in the API.")
+    incidents_url = serializers.SerializerMethodField(help_text="The incidents this run fired, in the incidents API.")
 
     class Meta:
         model = Run
@@ -207,8 +210,17 @@ class RunSerializer(serializers.ModelSerializer):
             "source",
             "loader_paused",
             "no_active_version",
+            "url",
+            "incidents_url",
         )
         read_only_fields = fields
+
+    def get_url(self, run: Run) -> str:
+        return reverse("v1:run-detail", args=[run.run_id])
+
+    def get_incidents_url(self, run: Run) -> str:
+        # A URL, not a list: the incidents app sits above this one (it answers ``?run=``).
+        return f"{reverse('v1:incident-list')}?run={run.run_id}"
 
 
 class IngestTokenSerializer(serializers.ModelSerializer):

@@ -38,7 +38,7 @@ from signals_app.api.serializers import (
     SignalSerializer,
     WhoAmISerializer,
 )
-from signals_app.models import IngestToken, Run, Signal
+from signals_app.models import IngestToken, Run, RunStatus, Signal
 
 INGEST_AUTH = [IngestTokenAuthentication, ApiTokenAuthentication, SessionAuthentication]
 
@@ -131,13 +131,7 @@ class SignalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                         raise exceptions.ValidationError({param: ["Must be a UUID."]})
                 queryset = queryset.filter(**{lookup: value})
         for param, lookup in (("from", "captured_at__gte"), ("to", "captured_at__lt")):
-            if value := params.get(param):
-                try:
-                    moment = parse_datetime(value)
-                except ValueError:
-                    moment = None
-                if moment is None or moment.tzinfo is None:
-                    raise exceptions.ValidationError({param: ["Use an ISO 8601 timestamp with a time zone."]})
+            if moment := _moment(params, param):
                 queryset = queryset.filter(**{lookup: moment})
         return queryset
 
@@ -186,11 +180,21 @@ class SignalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(result, status=status.HTTP_201_CREATED)
 
 
-class RunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """``POST`` starts a run; ``PATCH /{run_id}/`` finishes it; ``GET`` reads it."""
+class RunCursorPagination(CursorPagination):
+    # A cursor, not page numbers: runs arrive all the time and a page must not shift under its reader.
+    ordering = ("-started_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """``GET`` lists runs (filtered, cursor-paginated) or reads one; ``POST`` starts a run;
+    ``PATCH /{run_id}/`` finishes it."""
 
     queryset = Run.objects.select_related("loader", "loader_version")
     serializer_class = RunSerializer
+    pagination_class = RunCursorPagination
     lookup_field = "run_id"
     lookup_value_regex = r"[0-9a-fA-F-]{32,36}"
     http_method_names = ["get", "post", "patch", "head", "options"]
@@ -210,6 +214,29 @@ class RunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         except ValueError:
             raise exceptions.NotFound("No run with this id (run ids are UUIDs).")
         return get_object_or_404(self.get_queryset(), run_id=run_uuid)
+
+    def filter_queryset(self, queryset: QuerySet[Run]) -> QuerySet[Run]:
+        """The list: a person needs a role that reads runs; an ingest token sees its loader's only."""
+        if self.action != "list":
+            return queryset
+        if isinstance(self.request.auth, IngestToken):
+            queryset = queryset.filter(loader_id=self.request.auth.loader_id)
+        elif not self.request.user.has_perm("signals_app.view_run"):
+            raise exceptions.PermissionDenied("Your role does not allow you to read runs.")
+        return runs_filter(queryset, self.request.query_params)
+
+    @extend_schema(
+        summary="List runs, newest first (filters: loader, status, from, to; cursor-paginated)",
+        parameters=[
+            OpenApiParameter("loader", str, description="A loader code."),
+            OpenApiParameter("status", str, enum=RunStatus.values),
+            OpenApiParameter("from", str, description="Started at or after (ISO 8601 with a time zone)."),
+            OpenApiParameter("to", str, description="Started before (ISO 8601 with a time zone)."),
+            OpenApiParameter("page_size", int, description="Up to 500 (default 50)."),
+        ],
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
 
     def get_object(self) -> Run:
         run = self._run(self.kwargs["run_id"])
@@ -259,6 +286,37 @@ class RunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             raise exceptions.NotFound()
         run = services.run_finish(writer=writer_of(request), run=run, data=_mapping(json_body(request)))
         return Response(RunSerializer(run).data)
+
+
+def _moment(params: Any, name: str) -> Any:
+    """The time in query parameter ``name`` (None when absent); 400 naming it when it is no time."""
+    value = params.get(name)
+    if not value:
+        return None
+    try:
+        moment = parse_datetime(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise exceptions.ValidationError({name: ["Use an ISO 8601 timestamp with a time zone."]})
+    return moment
+
+
+def runs_filter(queryset: QuerySet[Run], params: Any) -> QuerySet[Run]:
+    """The run list's filters; a value that cannot be one is a 400 naming its parameter."""
+    if any("\x00" in value for value in params.values()):
+        raise exceptions.ValidationError({"non_field_errors": ["Query parameters must not contain NUL characters."]})
+    if code := params.get("loader"):
+        queryset = queryset.filter(loader__loader_code=code)
+    if run_status := params.get("status"):
+        if run_status.upper() not in RunStatus.values:
+            raise exceptions.ValidationError({"status": [f"Unknown status; use one of {', '.join(RunStatus.values)}."]})
+        queryset = queryset.filter(status=run_status.upper())
+    if since := _moment(params, "from"):
+        queryset = queryset.filter(started_at__gte=since)
+    if until := _moment(params, "to"):
+        queryset = queryset.filter(started_at__lt=until)
+    return queryset
 
 
 def _mapping(payload: Any) -> dict[str, Any]:

@@ -258,7 +258,7 @@ def test_the_template_has_headers_an_example_and_notes(viewer):
     assert book.sheetnames[:2] == ["loaders", "notes"]
     rows = list(book["loaders"].values)
     assert list(rows[0][:3]) == ["loader_code", "name", "owner"]
-    assert rows[1][0] == "SALES-DAILY"
+    assert rows[1][0] == "EXAMPLE-DELETE-ME"
     notes = {r[0]: r[1] for r in book["notes"].values}
     assert "cron" in notes["schedule_cron"]
 

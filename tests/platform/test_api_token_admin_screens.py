@@ -75,7 +75,7 @@ def test_revoking_an_already_revoked_token_says_so(root: Client, tokens) -> None
         follow=True,
     )
     text = answer.content.decode()
-    assert "Revoked 1 API token(s)" in text
+    assert "1 API token was revoked; it can never be used again." in text
     assert "1 was already revoked" in text
     tokens["revoked"].refresh_from_db()
     assert tokens["revoked"].revoked_at == revoked_at

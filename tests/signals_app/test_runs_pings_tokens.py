@@ -244,3 +244,20 @@ def test_a_bad_rid_is_refused_naming_it(active_loader, token_for):
     response = Client().get(f"/ping/{key}/SALES-DAILY/start?rid=tonight")
     assert response.status_code == 400 and "rid: Must be a UUID" in response.content.decode()
     assert Run.objects.count() == 0
+
+
+def test_pings_accept_a_trailing_slash(active_loader, token_for):
+    key = token_for(active_loader, kind=IngestToken.Kind.PING)
+    client = Client()
+    started = client.get(f"/ping/{key}/SALES-DAILY/start/?rid=6f1c2a3e-0000-4000-8000-000000000001")
+    assert started.status_code == 200 and "RUNNING" in started.content.decode()
+    done = client.post(
+        f"/ping/{key}/SALES-DAILY/?rid=6f1c2a3e-0000-4000-8000-000000000001",
+        data=b"loaded 7 rows",
+        content_type="text/plain",
+    )
+    assert done.status_code == 200 and "SUCCEEDED" in done.content.decode()
+    assert Run.objects.get().log_excerpt == "loaded 7 rows"  # no redirect: the body arrived
+    assert client.get(f"/ping/{key}/SALES-DAILY/fail/").status_code == 200
+    assert client.get(f"/ping/{key}/SALES-DAILY/999/").status_code == 400
+    assert client.get("/ping/wrong-key/SALES-DAILY/").status_code == 404
