@@ -138,10 +138,8 @@ def test_submitting_a_draft_equal_to_the_active_version_is_an_error_naming_the_l
     services.loader_version_submit(user=sales.open_version.created_by, version=sales.open_version)
     services.loader_version_approve(user=approver, version=sales.open_version)
     services.loader_draft_start(user=editor, loader=sales)  # a draft nobody changed
-    path = tmp_path / "config.yaml"
-    path.write_text(GOOD.replace("    expected_rows_max: 5000\n", "    expected_rows_max: 5000\n    submit: true\n"))
-    err = StringIO()
-    with pytest.raises(CommandError):
-        call_command("apply_config", str(path), stdout=StringIO(), stderr=err)
-    assert "SALES-DAILY v2 has no differences from the active version v1" in err.getvalue()
+    err = config_refused(
+        tmp_path, GOOD.replace("    expected_rows_max: 5000\n", "    expected_rows_max: 5000\n    submit: true\n")
+    )
+    assert "SALES-DAILY v2 has no differences from the active version v1" in err
     assert Loader.objects.get(loader_code="SALES-DAILY").open_version.state == VersionState.DRAFT
