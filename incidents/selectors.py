@@ -24,6 +24,7 @@ FAILED_RUN_STATUSES = (RunStatus.FAILED, RunStatus.TIMED_OUT)
 RUN_KINDS = {"run_failed", "run_duration", "volume_out_of_range", "missed_run", "freshness"}
 SIGNAL_KINDS = {"signal_failure_rate", "metric_threshold"}
 TRIGGER_LIMIT = 10
+LINKS_MAX = 100  # the API's links of an incident that fired for weeks: the newest runs, not all
 SERIES_LIMIT = 2000
 RATE_BUCKET_MINUTES = 10
 
@@ -49,8 +50,8 @@ def _window(incident: Incident) -> tuple[dt.datetime, dt.datetime]:
     return incident.first_seen - dt.timedelta(seconds=seconds), incident.last_seen
 
 
-def incident_triggering_runs(incident: Incident) -> list[Run]:
-    """The runs that fired the incident, newest first (at most ``TRIGGER_LIMIT``).
+def incident_triggering_runs(incident: Incident, limit: int = TRIGGER_LIMIT) -> list[Run]:
+    """The runs that fired the incident, newest first (at most ``limit``).
 
     The run the kind named (``run_id`` in the snapshot) when there is one; for failed runs, the
     loader's failed runs in the rule's window up to the last time it fired; else the runs that
@@ -72,7 +73,24 @@ def incident_triggering_runs(incident: Incident) -> list[Run]:
         found = runs.filter(correlation_id=incident.correlation_id)
     else:
         return []
-    return list(found.order_by("-started_at")[:TRIGGER_LIMIT])
+    return list(found.order_by("-started_at")[:limit])
+
+
+def incidents_of_run(run: Run) -> QuerySet[Incident]:
+    """The incidents ``run`` fired: those whose snapshot names it, and for a failed run the
+    loader's "run failed" incidents whose window held its end."""
+    condition = Q(metrics__run_id=str(run.run_id))
+    if run.status in FAILED_RUN_STATUSES and run.finished_at is not None:
+        candidates = Incident.objects.filter(
+            loader_id=run.loader_id, rule__kind="run_failed", last_seen__gte=run.finished_at
+        ).select_related("rule")
+        ids = [
+            incident.pk
+            for incident in candidates.only("pk", "first_seen", "rule__window_seconds")[:LINKS_MAX]
+            if incident.first_seen - dt.timedelta(seconds=incident.rule.window_seconds) <= run.finished_at
+        ]
+        condition |= Q(pk__in=ids)
+    return Incident.objects.filter(condition)
 
 
 def incident_triggering_signals(incident: Incident) -> list[Signal]:

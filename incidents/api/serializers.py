@@ -9,8 +9,8 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from etl_monitor.api import RejectUnknownFieldsMixin
-from incidents.links import incident_runs
 from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
+from incidents.selectors import LINKS_MAX, incident_triggering_runs
 from incidents.services import RULE_FIELDS
 from incidents.silences import SILENCE_FIELDS
 from loaders.models import Loader, Tag, Team
@@ -95,7 +95,7 @@ class IncidentDetailSerializer(IncidentSerializer):
     def get_triggering_runs(self, incident: Incident) -> list[dict[str, str]]:
         return [
             {"run_id": str(run.run_id), "url": reverse("v1:run-detail", args=[run.run_id])}
-            for run in incident_runs(incident)
+            for run in incident_triggering_runs(incident, limit=LINKS_MAX)
         ]
 
 

@@ -24,8 +24,8 @@ from incidents.api.serializers import (
     SilenceSerializer,
 )
 from incidents.kinds import kinds_all
-from incidents.links import incidents_of_run
 from incidents.models import DetectionRule, EventKind, Incident, Silence
+from incidents.selectors import incidents_of_run
 from signals_app.models import Run
 
 
