@@ -24,6 +24,8 @@ def duration_words(seconds: float | None) -> str:
     """A duration as people say it: "0.4 s", "12 s", "1 min 5 s", "2 h 3 min", "3 d 4 h"."""
     if seconds is None:
         return "—"
+    if seconds <= 0:
+        return "0 s"
     if seconds < 0.1:
         return "under 0.1 s"
     if seconds < 10:

@@ -17,24 +17,9 @@ import zoneinfo
 from collections.abc import Callable, Collection
 from typing import Any
 
+from etl_monitor.humanize import duration_words
+
 OPERATOR_SIGNS = {"GT": ">", "GTE": "≥", "LT": "<", "LTE": "≤", "EQ": "=", "NEQ": "≠", "EXISTS": "exists"}
-
-
-def duration_words(seconds: float | None) -> str:
-    """A duration as people say it: "45 s", "52 min", "3 h 12 min", "2 d 4 h"."""
-    if seconds is None:
-        return "—"
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, _ = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def number_words(value: float | None) -> str:

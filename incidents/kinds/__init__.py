@@ -104,16 +104,6 @@ def human_time(at: dt.datetime, zone: str | None = None) -> str:
     return f"{local:%a} {local.day} {local:%b %H:%M} {local.tzname()}"
 
 
-def human_duration(seconds: float) -> str:
-    """A duration as people say it: "2 h 5 min", "45 min", "3 d 2 h", "40 s"."""
-    if seconds < 60:
-        return f"{max(seconds, 0):.0f} s"
-    minutes = int(seconds // 60)
-    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
-    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
-    return " ".join(p for p in parts if p)
-
-
 @dataclass(frozen=True)
 class Param:
     type: type

@@ -14,7 +14,8 @@ from typing import Any
 from croniter import croniter
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
 
-from incidents.kinds import Measurement, Param, RuleKind, human_duration, human_time, kind_register, scope_key
+from etl_monitor.humanize import duration_words
+from incidents.kinds import Measurement, Param, RuleKind, human_time, kind_register, scope_key
 from loaders.models import Loader, LoaderVersion, VersionState
 from signals_app.models import Run, RunStatus, Signal, ValidationStatus, run_signals_q
 
@@ -269,13 +270,13 @@ class RunDuration(RuleKind):
                         "limit_seconds": limit,
                         "run_id": str(run.run_id),
                         "running": running,
-                        "duration": human_duration(seconds),  # for messages: "1 h 10 min", not 4200.0
-                        "limit": human_duration(limit),
+                        "duration": duration_words(seconds),  # for messages: "1 h 10 min", not 4200.0
+                        "limit": duration_words(limit),
                     },
                     correlation_id=run.correlation_id,
                     episode=f"run:{run.run_id}",  # each run out of bounds is its own breach
                     summary=f"run {run.run_id} {'has been running for' if running else 'took'} "
-                    f"{human_duration(seconds)} ({'limit' if mode == 'max' else 'minimum'} {human_duration(limit)})",
+                    f"{duration_words(seconds)} ({'limit' if mode == 'max' else 'minimum'} {duration_words(limit)})",
                 )
         return list(worst.values())
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from django.db.models import Max, QuerySet
 
-from incidents.kinds import Measurement, RuleKind, human_duration, human_time, kind_register
+from etl_monitor.humanize import duration_words
+from incidents.kinds import Measurement, RuleKind, human_time, kind_register
 from incidents.kinds.etl import active_versions, window_start
 from loaders.models import Loader
 from signals_app.models import Run, RunStatus, Signal, ValidationStatus
@@ -81,7 +82,7 @@ class Freshness(RuleKind):
             age = now - (reference or since)
             zone = version.schedule_timezone
             last_text = (
-                human_time(data_at, zone) if data_at else f"none in the last {human_duration(rule.window_seconds)}"
+                human_time(data_at, zone) if data_at else f"none in the last {duration_words(rule.window_seconds)}"
             )
             found.append(
                 Measurement(
@@ -91,13 +92,13 @@ class Freshness(RuleKind):
                     breached=age > sla,
                     details={
                         "sla_minutes": version.freshness_sla_minutes,
-                        "age": human_duration(age.total_seconds()),
+                        "age": duration_words(age.total_seconds()),
                         "last_data_at": last_text,
                         "fresh_since": reference.isoformat() if reference else None,
                     },
                     # Stale since the same data: the same breach, until newer data arrives.
                     episode=f"fresh:{reference.isoformat() if reference else 'none'}",
-                    summary=f"no fresh data for {human_duration(age.total_seconds())} (last data: {last_text})"
+                    summary=f"no fresh data for {duration_words(age.total_seconds())} (last data: {last_text})"
                     if age > sla
                     else f"fresh data at {last_text}",
                 )

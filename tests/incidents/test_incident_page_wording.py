@@ -11,7 +11,7 @@ from incidents.wording import duration_words, what_fired
     ("seconds", "words"),
     [
         (0, "0 s"),
-        (1.104584, "1 s"),
+        (1.104584, "1.1 s"),
         (59.6, "1 min"),
         (3120, "52 min"),
         (11520, "3 h 12 min"),

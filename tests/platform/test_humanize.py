@@ -11,6 +11,7 @@ from etl_monitor.humanize import count_phrase, cron_words, duration_words
     ("seconds", "words"),
     [
         (1.104584, "1.1 s"),
+        (0, "0 s"),
         (0.04, "under 0.1 s"),
         (2.0, "2 s"),
         (12.4, "12 s"),
