@@ -21,8 +21,8 @@
       width: width, height: 40, legend: { show: false }, cursor: { show: false }, select: { show: false },
       axes: [{ show: false }, { show: false, scale: "s" }, { show: false, scale: "rows" }],
       scales: { x: { time: true }, s: {}, rows: {} },
-      series: [{}, { label: "Duration (s)", scale: "s", stroke: "#1d4ed8", width: 1.5 },
-               { label: "Rows written", scale: "rows", stroke: "#a16207", width: 1, dash: [3, 2] }],
+      series: [{}, { label: "Duration (s)", scale: "s", stroke: "#1d4ed8", width: 1.5, points: { show: false } },
+               { label: "Rows written", scale: "rows", stroke: "#a16207", width: 1, dash: [3, 2], points: { show: false } }],
     };
     var chart = new uPlot(opts, [spark.t, spark.duration, spark.rows], el);
     el.dataset.drawn = "1";
@@ -57,18 +57,21 @@
     var label = which === "duration" ? "Duration (s)" : "Rows written";
     var series = [{}, { label: label, stroke: which === "duration" ? "#1d4ed8" : "#a16207", width: 2,
                         points: { show: t.length < 200 } }];
-    var columns = [t, values];
+    // Failed runs as red dots on the same scale, so a failure reads at a glance (and in the legend).
+    series.push({ label: "Failed run", stroke: "#b91c1c", fill: "#b91c1c", paths: function () { return null; },
+                  points: { show: true, size: 9, fill: "#b91c1c" } });
+    var columns = [t, values, values.map(function (v, i) { return data.failed[i] ? (v === null ? 0 : v) : null; })];
     var bands = [];
     var low = which === "duration" ? 0 : data.expected.rows_min;
     var high = which === "duration" ? data.expected.duration_max_seconds : data.expected.rows_max;
     if (high !== null && high !== undefined) {
       // The approved range as a band between two flat series (the expected maximum and minimum).
-      series.push({ label: "Expected max", stroke: "rgba(21,128,61,0.7)", width: 1, dash: [4, 4] });
-      series.push({ label: "Expected min", stroke: "rgba(21,128,61,0.7)", width: 1, dash: [4, 4] });
+      series.push({ label: "Expected max", stroke: "rgba(21,128,61,0.7)", width: 1, dash: [4, 4], points: { show: false } });
+      series.push({ label: "Expected min", stroke: "rgba(21,128,61,0.7)", width: 1, dash: [4, 4], points: { show: false } });
       columns.push(constant(t, high), constant(t, low === null || low === undefined ? 0 : low));
-      bands.push({ series: [2, 3], fill: "rgba(21,128,61,0.12)" });
+      bands.push({ series: [3, 4], fill: "rgba(21,128,61,0.12)" });
     } else if (low !== null && low !== undefined) {
-      series.push({ label: "Expected min", stroke: "rgba(21,128,61,0.7)", width: 1, dash: [4, 4] });
+      series.push({ label: "Expected min", stroke: "rgba(21,128,61,0.7)", width: 1, dash: [4, 4], points: { show: false } });
       columns.push(constant(t, low));
     }
     var opts = {
