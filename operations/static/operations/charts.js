@@ -28,6 +28,7 @@
     el.dataset.drawn = "1";
     el.dataset.series = String(chart.series.length - 1);
     el.uplot = chart;
+    window.opsLastDrawMs = performance.now();  // when the page was last drawn (bench/bench_overview.py reads it)
   }
 
   function approvalsPlugin(approvals) {
