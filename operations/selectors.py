@@ -243,7 +243,7 @@ def _healths(
                 last_run=run,
                 last_success_at=row["last_success_at"],
                 next_run_at=next_run,
-                timezone_name=(version or {}).get("schedule_timezone") or "UTC" if schedule_visible else "UTC",
+                timezone_name=version["schedule_timezone"] if version and schedule_visible else "UTC",
                 open_incidents=open_incidents.get(row["pk"], 0),
             )
         )

@@ -61,7 +61,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "overview": data,
         "filters": filters,
         "filter_errors": errors,
-        "statuses": [(h.value, h.label, data.counts[h.value]) for h in Health],
+        # (value, word, loaders, the query string that filters by it with the team and tag kept)
+        "statuses": [(h.value, h.label, data.counts[h.value], filters.query(status=h.value)) for h in Health],
         "previous_query": filters.query(page=data.page - 1) if data.page > 1 else None,
         "next_query": filters.query(page=data.page + 1) if data.page < data.pages else None,
     }

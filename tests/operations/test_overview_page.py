@@ -80,6 +80,8 @@ def test_team_and_tag_filters_narrow_the_grid(make_loader, viewer) -> None:
     by_tag = client_for(viewer).get("/admin/?tag=gdpr").content.decode()
     assert 'data-loader="TAGGED-1"' in by_tag and 'data-loader="THEIRS-1"' not in by_tag
     assert theirs.owner == other
+    # The status badges filter within the chosen team.
+    assert '<a href="?team=finance&amp;status=failed" data-status="failed"' in by_team
 
 
 @pytest.mark.parametrize(
