@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import models
+from django.db import connection, models
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -307,16 +307,44 @@ def _health_decide(
 
 
 def _sparks(loader_ids: list[int], now: dt.datetime) -> dict[int, dict[str, list[Any]]]:
-    """The last SPARK_POINTS finished runs of each loader: one windowed query."""
-    ranked = (
-        Run.objects.filter(loader_id__in=loader_ids, started_at__gte=now - dt.timedelta(days=SPARK_DAYS))
-        .exclude(status=RunStatus.RUNNING)
-        .annotate(rank=Window(RowNumber(), partition_by=[F("loader_id")], order_by=[F("started_at").desc()]))
-        .filter(rank__lte=SPARK_POINTS)
-        .values("loader_id", "started_at", "duration_seconds", "rows_written")
-    )
+    """The last SPARK_POINTS finished runs of each loader, in one query.
+
+    On PostgreSQL a LATERAL join reads each loader's newest runs straight from the
+    (loader, -started_at) index: 20 rows per loader, where the windowed query (the portable
+    form, kept for SQLite) ranks every run of 30 days first (≈ 2,900 for a 15-minute loader)."""
+    if not loader_ids:
+        return {}
+    since = now - dt.timedelta(days=SPARK_DAYS)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT r.loader_id, r.started_at, r.duration_seconds, r.rows_written
+                FROM unnest(%s::int[]) AS l(id)
+                CROSS JOIN LATERAL (
+                    SELECT loader_id, started_at, duration_seconds, rows_written
+                    FROM signals_app_run
+                    WHERE loader_id = l.id AND started_at >= %s AND status <> %s
+                    ORDER BY started_at DESC
+                    LIMIT %s
+                ) AS r
+                """,
+                [loader_ids, since, RunStatus.RUNNING.value, SPARK_POINTS],
+            )
+            rows = [
+                dict(zip(("loader_id", "started_at", "duration_seconds", "rows_written"), r, strict=True))
+                for r in cursor.fetchall()
+            ]
+    else:
+        rows = list(
+            Run.objects.filter(loader_id__in=loader_ids, started_at__gte=since)
+            .exclude(status=RunStatus.RUNNING)
+            .annotate(rank=Window(RowNumber(), partition_by=[F("loader_id")], order_by=[F("started_at").desc()]))
+            .filter(rank__lte=SPARK_POINTS)
+            .values("loader_id", "started_at", "duration_seconds", "rows_written")
+        )
     sparks: dict[int, dict[str, list[Any]]] = defaultdict(lambda: {"t": [], "duration": [], "rows": []})
-    for run in sorted(ranked, key=lambda r: r["started_at"]):
+    for run in sorted(rows, key=lambda r: r["started_at"]):
         spark = sparks[run["loader_id"]]
         spark["t"].append(int(run["started_at"].timestamp()))
         spark["duration"].append(run["duration_seconds"])

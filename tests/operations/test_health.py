@@ -109,3 +109,17 @@ def test_the_next_expected_run_across_a_daylight_saving_change(make_loader, view
     loader = make_loader("BERLIN-DAILY", cron="30 3 * * *", timezone="Europe/Berlin", approved=now)
     result = loader_health(user=viewer, loader=loader, now=now)
     assert result.next_run_at == dt.datetime(2026, 10, 25, 2, 30, tzinfo=dt.UTC)  # 03:30 CET
+
+
+def test_a_tiles_sparkline_holds_the_last_20_finished_runs_oldest_first(make_loader, viewer) -> None:
+    from operations.selectors import OverviewFilters, overview_read
+
+    loader = make_loader("SPARKY", cron="")
+    for hours in range(25, 0, -1):
+        make_run(loader, started=NOW - dt.timedelta(hours=hours), seconds=hours, rows=hours * 10)
+    make_run(loader, RunStatus.RUNNING, started=NOW - dt.timedelta(minutes=5))
+    make_run(loader, started=NOW - dt.timedelta(days=31), seconds=999)  # older than 30 days
+    (tile,) = overview_read(user=viewer, filters=OverviewFilters(), now=NOW).tiles
+    assert tile.spark["duration"] == [float(h) for h in range(20, 0, -1)]
+    assert tile.spark["rows"] == [h * 10 for h in range(20, 0, -1)]
+    assert tile.spark["t"] == sorted(tile.spark["t"])
