@@ -102,6 +102,7 @@ class LoaderHealth:
     code: str
     name: str | None  # None: HIDDEN for this user
     team: str | None
+    team_id: int | None
     tags: list[str] | None
     status: Health
     reason: str
@@ -181,7 +182,7 @@ def _healths(
     )
     rows = list(
         loaders.annotate(last_run_id=Subquery(last_run), last_success_at=Subquery(last_success)).values(
-            "pk", "loader_code", "name", "is_paused", "owner__name", "last_run_id", "last_success_at"
+            "pk", "loader_code", "name", "is_paused", "owner_id", "owner__name", "last_run_id", "last_success_at"
         )
     )
     ids = loaders.values("pk")
@@ -237,6 +238,7 @@ def _healths(
                 code=row["loader_code"],
                 name=row["name"] if _visible(policy, "name") else None,
                 team=row["owner__name"] if _visible(policy, "owner") else None,
+                team_id=row["owner_id"] if _visible(policy, "owner") else None,
                 tags=tags.get(row["pk"], []) if tags is not None else None,
                 status=status,
                 reason=reason,

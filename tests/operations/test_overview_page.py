@@ -127,9 +127,22 @@ def test_the_fleet_figures_count_runs_incidents_and_signals(make_loader, viewer)
     assert summary["signals_last_hour"] == 2
 
 
-def test_figure_tiles_link_to_the_matching_filtered_lists(make_loader, viewer) -> None:
-    make_loader("LINKS-1")
-    page = client_for(viewer).get("/admin/").content.decode()
+def test_figure_tiles_link_to_the_matching_filtered_lists(make_loader, viewer, ops_team) -> None:
+    loader = make_loader("LINKS-1")
+    now = timezone.now()
+    Incident.objects.create(
+        title="x", severity="LOW", category="TRANSACTION", loader=loader, subject="LINKS-1", fingerprint="l1",
+        first_seen=now, last_seen=now,
+    )  # fmt: skip
+    client = client_for(viewer)
+    page = client.get("/admin/").content.decode()
+    incidents_link = "/admin/incidents/incident/?q=LINKS-1&amp;status__in=OPEN,ACKNOWLEDGED"
+    team_link = f"/admin/loaders/loader/?owner__id__exact={ops_team.pk}"
+    assert f'<a href="{incidents_link}">1 open</a>' in page
+    assert team_link in page
+    # The lists answer those filters (an unknown lookup would redirect with ?e=1).
+    assert client.get(incidents_link.replace("&amp;", "&")).status_code == 200
+    assert client.get(team_link).status_code == 200
     assert "/admin/incidents/incident/?status__in=OPEN,ACKNOWLEDGED&amp;severity__exact=CRITICAL" in page
     assert "/admin/signals_app/run/?status__exact=FAILED" in page
     assert '<a href="/admin/models/" id="all-models">All models</a>' in page
