@@ -102,7 +102,10 @@ def _snippets(base: str, code: str) -> list[tuple[str, str]]:
     its hash is stored (docs/ingest-api.md has the full API)."""
     ping = f"{base}/ping/$PING_KEY/{code}"
     return [
-        ("Ping URL (cron, shell)", f"{ping}/start   then   {ping}   or   {ping}/fail"),
+        (
+            "Ping URLs (GET or POST)",
+            f"start:       {ping}/start\nsuccess:     {ping}\nfailure:     {ping}/fail\nexit status: {ping}/<0-255>",
+        ),
         (
             "curl with a ping key",
             f'curl -fsS -m 10 --retry 3 "{ping}/start"\n./run-my-job.sh\ncurl -fsS -m 10 --retry 3 "{ping}/$?"',
