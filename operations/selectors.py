@@ -296,7 +296,10 @@ def _health_decide(
     grace = dt.timedelta(minutes=version["grace_minutes"] or 0)
     due = clock.previous(cron, zone_name, now - grace)
     if unmet(due):
-        return Health.MISSED, f"The run due {_local(due.at, zone_name)} did not start within {grace.seconds // 60} min."
+        return (
+            Health.MISSED,
+            f"The run due {_local(due.at, zone_name)} did not start within {version['grace_minutes']} min.",
+        )
     current = clock.previous(cron, zone_name, now - LATE_AFTER)
     if unmet(current):
         return Health.LATE, f"The run due {_local(current.at, zone_name)} has not started yet."

@@ -123,3 +123,9 @@ def test_a_tiles_sparkline_holds_the_last_20_finished_runs_oldest_first(make_loa
     assert tile.spark["duration"] == [float(h) for h in range(20, 0, -1)]
     assert tile.spark["rows"] == [h * 10 for h in range(20, 0, -1)]
     assert tile.spark["t"] == sorted(tile.spark["t"])
+
+
+def test_a_grace_of_a_day_or_more_is_said_in_full(make_loader, viewer) -> None:
+    loader = make_loader("WEEKLY-MISSED", cron="0 6 * * 1", grace=1500, approved=NOW - dt.timedelta(days=30))
+    make_run(loader, started=NOW - dt.timedelta(days=12))
+    assert health(loader, viewer).reason.endswith("did not start within 1500 min.")
