@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "signals_app",
     "incidents",
     "integrations",
+    "operations",
 ]
 
 MIDDLEWARE = [

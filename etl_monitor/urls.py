@@ -8,6 +8,8 @@ from rest_framework.routers import SimpleRouter
 from etl_monitor import health
 from etl_monitor.auth_api import ApiTokenViewSet, TokenView
 from etl_monitor.schema import SchemaView
+from operations import views as operations_views
+from operations.urls import admin_urlpatterns as operations_urls
 from signals_app.api.views import ping
 from signals_app.views import metrics_view
 
@@ -29,6 +31,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", operations_views.overview_view, name="home"),
+    # Before the admin's own URLs: /admin/ is the operations overview, the stock index is /admin/models/.
+    path("admin/", include((operations_urls, "operations"), namespace="operations")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/auth/", include("rest_framework.urls")),  # login for the browsable API
