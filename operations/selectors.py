@@ -30,7 +30,7 @@ from etl_monitor.errors import InvalidInput
 from etl_monitor.protection import FieldPolicy, policy_for
 from incidents.models import ACTIVE_STATUSES, Incident
 from loaders.models import Loader, LoaderVersion, Severity, Tag, Team, VersionState
-from operations.schedule import ScheduleClock
+from loaders.schedule import ScheduleClock
 from signals_app.models import IngestToken, Run, RunStatus, Signal
 
 PAGE_SIZE = 120  # tiles per overview page; the most urgent come first
@@ -291,7 +291,7 @@ def _health_decide(
     def unmet(slot: Any) -> bool:
         if slot is None or (approved is not None and slot.at < approved):
             return False
-        return started is None or started < slot.at - slot.tolerance
+        return started is None or started < slot.at - slot.tolerance()
 
     grace = dt.timedelta(minutes=version["grace_minutes"] or 0)
     due = clock.previous(cron, zone_name, now - grace)

@@ -7,16 +7,15 @@ rule's cost follows the window, not the size of the signals table.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
-from croniter import croniter
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
 
 from etl_monitor.humanize import duration_words
 from incidents.kinds import Measurement, Param, RuleKind, human_time, kind_register, scope_key
 from loaders.models import Loader, LoaderVersion, VersionState
+from loaders.schedule import EARLY_TOLERANCE_FRACTION, EARLY_TOLERANCE_SECONDS, previous_slot
 from signals_app.models import Run, RunStatus, Signal, ValidationStatus, run_signals_q
 
 
@@ -480,10 +479,14 @@ class MissedRun(RuleKind):
     description = "A scheduled run did not start within its grace period."
     params = {
         "early_tolerance_seconds": Param(
-            int, default=300, help="Upper bound of how early a run may start and still count for its slot."
+            int,
+            default=EARLY_TOLERANCE_SECONDS,
+            help="Upper bound of how early a run may start and still count for its slot.",
         ),
         "early_tolerance_fraction": Param(
-            float, default=0.25, help="How early a run may start, as a fraction of the schedule's period (0–0.5)."
+            float,
+            default=EARLY_TOLERANCE_FRACTION,
+            help="How early a run may start, as a fraction of the schedule's period (0–0.5).",
         ),
     }
     self_deciding = True
@@ -498,27 +501,25 @@ class MissedRun(RuleKind):
         return params
 
     def share_key(self, rule: Any) -> Any:
-        return (rule.params.get("early_tolerance_seconds", 300), rule.params.get("early_tolerance_fraction", 0.25))
+        return (
+            rule.params.get("early_tolerance_seconds", EARLY_TOLERANCE_SECONDS),
+            rule.params.get("early_tolerance_fraction", EARLY_TOLERANCE_FRACTION),
+        )
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
-        cap = rule.params.get("early_tolerance_seconds", 300)
-        fraction = rule.params.get("early_tolerance_fraction", 0.25)
+        cap = rule.params.get("early_tolerance_seconds", EARLY_TOLERANCE_SECONDS)
+        fraction = rule.params.get("early_tolerance_fraction", EARLY_TOLERANCE_FRACTION)
         versions = active_versions(loaders)
         # loader → (the slot due, how early a run may start for it, the version)
         expected: dict[int, tuple[dt.datetime, dt.timedelta, LoaderVersion]] = {}
         for loader_id, version in versions.items():
-            if not version.schedule_cron:
-                continue
-            zone = zoneinfo.ZoneInfo(version.schedule_timezone or "UTC")
             deadline = now - dt.timedelta(minutes=version.grace_minutes)
-            slots = croniter(version.schedule_cron, deadline.astimezone(zone))
-            due = _utc_slot(slots.get_prev(dt.datetime), zone)
-            if version.decided_at is not None and due < version.decided_at:
+            slot = previous_slot(version.schedule_cron, version.schedule_timezone, deadline)
+            if slot is None:
+                continue  # no schedule (on demand)
+            if version.decided_at is not None and slot.at < version.decided_at:
                 continue  # scheduled before this version was approved: not its run to miss
-            before = _utc_slot(slots.get_prev(dt.datetime), zone)
-            period = (due - before).total_seconds()
-            tolerance = dt.timedelta(seconds=min(cap, fraction * period))
-            expected[loader_id] = (due, tolerance, version)
+            expected[loader_id] = (slot.at, slot.tolerance(fraction, cap), version)
         if not expected:
             return []
         earliest = min(due - tolerance for due, tolerance, _v in expected.values())
@@ -555,10 +556,3 @@ class MissedRun(RuleKind):
                 )
             )
         return found
-
-
-def _utc_slot(previous: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """A slot croniter gave in local time, in UTC. On the night clocks go back a local time exists
-    twice: the earlier one, so a run at either one counts."""
-    wall = previous.replace(tzinfo=None)
-    return min(wall.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1))

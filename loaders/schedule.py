@@ -1,9 +1,13 @@
-"""When a loader's ACTIVE schedule expects its runs: the slots around a moment, in the loader's time zone.
+"""When a loader's schedule expects its runs: the slots around a moment, in the loader's time zone.
+
+One reading for every part of the product: the missed-run rule (``incidents.kinds.etl.MissedRun``)
+and the overview's late/missed statuses (``operations.selectors``) both ask here, so a loader the
+overview calls missed is one detection reports.
 
 Cron is read in the version's IANA time zone (croniter on aware datetimes), so daylight-saving
 changes move the UTC time as they should; on the night clocks go back a wall time exists twice
-and the earlier instant counts, as in ``incidents.kinds.etl.MissedRun``. Many loaders share a
-schedule, so a ``ScheduleClock`` computes each (cron, zone, moment) once per page.
+and the earlier instant counts (a run at either one counts). Many loaders share a schedule, so a
+``ScheduleClock`` computes each (cron, zone, moment) once per page.
 """
 
 from __future__ import annotations
@@ -15,20 +19,28 @@ from dataclasses import dataclass
 from croniter import croniter
 
 # A run that starts a little before its slot still counts for it (clocks drift, jobs start
-# early). Five minutes, but never more than half the schedule's period: with a loader that runs
-# every five minutes the previous slot's run must not satisfy the current one.
-EARLY_TOLERANCE = dt.timedelta(minutes=5)
+# early): a quarter of the schedule's period, at most five minutes. A fixed five minutes would let
+# the previous slot's run of a loader every five minutes satisfy the current one.
+EARLY_TOLERANCE_FRACTION = 0.25
+EARLY_TOLERANCE_SECONDS = 300
 
 
 @dataclass(frozen=True)
 class Slot:
-    """The latest scheduled time at or before a moment, and how early a run may start for it."""
+    """The latest scheduled time at or before a moment, and the time since the slot before it."""
 
     at: dt.datetime
-    tolerance: dt.timedelta
+    period: dt.timedelta
+
+    def tolerance(
+        self, fraction: float = EARLY_TOLERANCE_FRACTION, cap_seconds: float = EARLY_TOLERANCE_SECONDS
+    ) -> dt.timedelta:
+        """How early a run may start and still count for this slot."""
+        return dt.timedelta(seconds=min(cap_seconds, fraction * self.period.total_seconds()))
 
 
-def _utc(wall_aware: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+def slot_utc(wall_aware: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """A slot croniter gave in local time, in UTC; of a wall time that exists twice, the earlier."""
     wall = wall_aware.replace(tzinfo=None)
     return min(wall.replace(tzinfo=zone, fold=fold).astimezone(dt.UTC) for fold in (0, 1))
 
@@ -45,14 +57,14 @@ class ScheduleClock:
         """The latest slot at or before ``at`` (None for an empty or unreadable schedule)."""
         key = (cron, timezone_name, at)
         if key not in self._previous:
-            self._previous[key] = _previous_slot(cron, timezone_name, at)
+            self._previous[key] = previous_slot(cron, timezone_name, at)
         return self._previous[key]
 
     def next(self, cron: str, timezone_name: str, after: dt.datetime) -> dt.datetime | None:
         """The first slot after ``after``, in UTC (None for an empty or unreadable schedule)."""
         key = (cron, timezone_name, after)
         if key not in self._next:
-            self._next[key] = _next_slot(cron, timezone_name, after)
+            self._next[key] = next_slot(cron, timezone_name, after)
         return self._next[key]
 
 
@@ -63,7 +75,8 @@ def _zone(timezone_name: str) -> zoneinfo.ZoneInfo | None:
         return None
 
 
-def _previous_slot(cron: str, timezone_name: str, at: dt.datetime) -> Slot | None:
+def previous_slot(cron: str, timezone_name: str, at: dt.datetime) -> Slot | None:
+    """The latest slot at or before ``at`` (None for an empty or unreadable schedule or zone)."""
     zone = _zone(timezone_name)
     if not cron or zone is None:
         return None
@@ -73,15 +86,16 @@ def _previous_slot(cron: str, timezone_name: str, at: dt.datetime) -> Slot | Non
         before = walk.get_prev(dt.datetime)
     except (ValueError, KeyError):
         return None
-    slot, earlier = _utc(latest, zone), _utc(before, zone)
-    return Slot(at=slot, tolerance=min(EARLY_TOLERANCE, (slot - earlier) / 2))
+    slot = slot_utc(latest, zone)
+    return Slot(at=slot, period=slot - slot_utc(before, zone))
 
 
-def _next_slot(cron: str, timezone_name: str, after: dt.datetime) -> dt.datetime | None:
+def next_slot(cron: str, timezone_name: str, after: dt.datetime) -> dt.datetime | None:
+    """The first slot after ``after``, in UTC (None for an empty or unreadable schedule or zone)."""
     zone = _zone(timezone_name)
     if not cron or zone is None:
         return None
     try:
-        return _utc(croniter(cron, after.astimezone(zone)).get_next(dt.datetime), zone)
+        return slot_utc(croniter(cron, after.astimezone(zone)).get_next(dt.datetime), zone)
     except (ValueError, KeyError):
         return None
