@@ -76,9 +76,18 @@ class Page:
         return self
 
     def wait_for(self, condition: Callable[[Any], Any], seconds: float = WAIT_SECONDS) -> Any:
+        """Until ``condition(driver)`` is truthy. An element of the page being left goes stale
+        under the wait: that counts as "not yet", not as a failure."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, seconds).until(condition)
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        return WebDriverWait(self.driver, seconds, ignored_exceptions=ignored).until(condition)
+
+    def wait_for_text(self, text: str, seconds: float = WAIT_SECONDS) -> Page:
+        """Until the page shows ``text`` (read through script: no element to go stale)."""
+        self.wait_for(lambda d: text in (d.execute_script("return document.body ? document.body.innerText : ''")))
+        return self
 
     def find(self, css: str) -> Any:
         from selenium.webdriver.common.by import By
@@ -112,7 +121,10 @@ class Page:
 
     def horizontal_overflow(self) -> int:
         """How many CSS pixels the page is wider than the window (0 = no horizontal scroll)."""
-        return int(self.js("return document.documentElement.scrollWidth - window.innerWidth"))
+        # clientWidth leaves out a vertical scrollbar (innerWidth counts it, which made a page
+        # with one read as negative overflow).
+        root = "document.documentElement"
+        return max(0, int(self.js(f"return {root}.scrollWidth - {root}.clientWidth")))
 
     def load_ms(self) -> float:
         """Navigation Timing: from navigation start to the end of the load event, in ms."""

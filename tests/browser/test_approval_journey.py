@@ -40,7 +40,7 @@ def test_an_editor_submits_an_edit_and_an_approver_approves_it_reading_comment_a
     _type(page, "submit_comment", "Month-end loads are slower")
     page.screenshot("editor-before-submit")
     _submit(page)
-    page.wait_for(lambda d: "submitted for approval" in d.find_element("tag name", "body").text)
+    page.wait_for_text("submitted for approval")
     v2 = version(draft_v2.loader, 2)
     assert (v2.state, v2.grace_minutes, v2.submitted_comment) == (
         VersionState.PENDING_APPROVAL,
@@ -59,7 +59,7 @@ def test_an_editor_submits_an_edit_and_an_approver_approves_it_reading_comment_a
     assert "Grace" in row and "20" in row and "35" in row
     page.screenshot("approver-reads-comment-and-diff")
     page.click("form[action*='/approve/'] button[type=submit]")
-    page.wait_for(lambda d: "approve" in d.find_element("tag name", "body").text.lower())
+    page.wait_for_text("approved; it is now the active version")
     assert version(draft_v2.loader, 2).state == VersionState.ACTIVE
     page.screenshot("approver-approved")
 
@@ -70,7 +70,7 @@ def test_an_invalid_edit_is_refused_and_stays_in_the_form(page: Page, editor: An
     _type(page, "expected_rows_min", "5000")  # above the maximum (1000)
     _type(page, "submit_comment", "please")
     _submit(page)
-    page.wait_for(lambda d: "Not submitted for approval" in d.find_element("tag name", "body").text)
+    page.wait_for_text("Not submitted for approval")
     assert page.find("[name=grace_minutes]").get_attribute("value") == "35"
     assert page.find("[name=submit_comment]").get_attribute("value") == "please"
     assert version(draft_v2.loader, 2).state == VersionState.DRAFT
@@ -80,6 +80,6 @@ def test_an_invalid_edit_is_refused_and_stays_in_the_form(page: Page, editor: An
 def test_an_unchanged_draft_is_not_sent_to_the_approver(page: Page, editor: Any, draft_v2: LoaderVersion) -> None:
     page.login(editor).open(f"/admin/loaders/loaderversion/{draft_v2.pk}/change/")
     _submit(page)
-    page.wait_for(lambda d: "no differences" in d.find_element("tag name", "body").text.lower())
+    page.wait_for_text("has no differences from the active version")
     assert version(draft_v2.loader, 2).state == VersionState.DRAFT
     page.screenshot("empty-change-refused")

@@ -23,7 +23,7 @@ def test_an_editor_exports_the_filtered_list_in_the_background_and_gets_the_file
     assert f"“{active_loader.loader_code}”" in page.text()  # the search the list had
     page.screenshot("export-page")
     page.click("button[name=format][value=xlsx]")
-    page.wait_for(lambda d: "Download the file" in d.find_element("tag name", "body").text)
+    page.wait_for_text("Download the file")
     link = page.find("a.button.default")
     assert link.get_attribute("href").endswith("/download/")
     page.screenshot("export-job-done")
@@ -44,7 +44,7 @@ def test_an_admin_clears_a_stored_secret_and_a_viewer_sees_neither_box_nor_value
     assert HOOK not in page.driver.page_source
     page.click("[name=clear_secret]").screenshot("admin-ticks-clear")
     page.click("[name=_continue]")
-    page.wait_for(lambda d: "was changed successfully" in d.find_element("tag name", "body").text)
+    page.wait_for_text("was changed successfully")
     assert Channel.objects.get(pk=hook.pk).secret in ("", None)
     assert "cannot send" in page.text().lower()
     page.screenshot("admin-secret-cleared")
