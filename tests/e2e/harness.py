@@ -180,7 +180,7 @@ class Platform:
         return raw
 
     def incidents(self, code: str, rule: str = "Run failed") -> list[dict[str, Any]]:
-        """``code``'s incidents opened by ``rule`` (a failed run also fails the failure-rate rule)."""
+        """``code``'s incidents opened by ``rule``."""
         answer = self.get("Viewer", "/api/v1/incidents/", params={"loader": code, "rule": rule})
         answer.raise_for_status()
         return answer.json()["results"]
