@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -70,6 +71,21 @@ class IngestTokenForm(forms.ModelForm):
         fields = ("loader", "kind", "name")
 
 
+def token_usage(token: IngestToken, raw: str) -> str:
+    """A ready-made line to use a new token with: the ping URL and a curl line for a ping key, a
+    curl line starting a run for an API token (the loader page keeps these snippets, without the
+    secret)."""
+    base = settings.ETL_MONITOR_BASE_URL.rstrip("/")
+    code = token.loader.loader_code
+    if token.kind == IngestToken.Kind.PING:
+        url = f"{base}/ping/{raw}/{code}"
+        return f"Ping URL: {url} — at the end of the job: curl -fsS -m 10 --retry 3 {url} (add /start and /fail)."
+    return (
+        f"Start a run: curl -fsS -X POST {base}/api/v1/runs/ -H 'Authorization: Bearer {raw}' "
+        f"-H 'Content-Type: application/json' -d '{{\"loader_code\": \"{code}\"}}'"
+    )
+
+
 @admin.register(IngestToken)
 class IngestTokenAdmin(KeyCheckingAdminMixin, admin.ModelAdmin):
     """Create a token (its plaintext is shown once, in the confirmation message) or revoke one."""
@@ -96,15 +112,17 @@ class IngestTokenAdmin(KeyCheckingAdminMixin, admin.ModelAdmin):
             kind=form.cleaned_data["kind"],
         )
         obj.pk = token.pk
-        self._plaintext = raw
+        # On the request, not on this admin: one ModelAdmin serves every request, and two people
+        # creating tokens at once must each see their own.
+        request.ingest_token_plaintext = raw  # type: ignore[attr-defined]
 
     def response_add(
         self, request: HttpRequest, obj: IngestToken, post_url_continue: str | None = None
     ) -> HttpResponse:
-        raw = getattr(self, "_plaintext", "")
-        self._plaintext = ""
+        raw = getattr(request, "ingest_token_plaintext", "")
         kind = "ping key" if obj.kind == IngestToken.Kind.PING else "token"
         messages.warning(request, f"Copy this {kind} now, it will not be shown again: {raw}")
+        messages.info(request, token_usage(obj, raw))
         return HttpResponseRedirect("../")
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])
