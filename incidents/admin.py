@@ -70,8 +70,11 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
 
     @admin.display(description="condition")
     def condition(self, obj: DetectionRule) -> str:
-        threshold = "" if obj.threshold is None else f" {obj.threshold:g}"
-        return f"{obj.get_operator_display()}{threshold} over {obj.window_seconds} s"
+        """ "> 5 over 15 min"; a kind that decides without a threshold reads "over 1 h"."""
+        window = duration_words(obj.window_seconds)
+        if obj.threshold is None:
+            return f"over {window}"
+        return f"{obj.get_operator_display()} {obj.threshold:g} over {window}"
 
     def save_model(self, request: HttpRequest, obj: DetectionRule, form: RuleForm, change: bool) -> None:
         data = {k: v for k, v in form.cleaned_data.items() if k in services.RULE_FIELDS}

@@ -128,3 +128,14 @@ def test_a_rule_threshold_is_shown_even_when_the_contract_limit_is_hidden():
 def test_an_incident_from_outside_without_a_value_has_no_sentence():
     assert what_fired(None, {"alertname": "DiskFull"}) == ""
     assert what_fired(None, {"value": 3}) == "Measured: 3"
+
+
+def test_the_rules_list_reads_conditions_in_words(client, viewer):
+    from incidents.models import DetectionRule
+
+    DetectionRule.objects.create(name="w-rate", kind="signal_failure_rate", threshold=5, window_seconds=900)
+    DetectionRule.objects.create(name="w-missed", kind="missed_run", threshold=None, window_seconds=3600)
+    client.force_login(viewer)
+    page = client.get("/admin/incidents/detectionrule/?q=w-").content.decode()
+    assert "&gt; 5 over 15 min" in page and "over 1 h" in page
+    assert "3600 s" not in page and "&gt; over" not in page
