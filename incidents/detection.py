@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, CharField, F, JSONField, OuterRef, Q, QuerySet, Subquery, TextField, Value, When
 from django.db.models.functions import Least
 from django.utils import timezone
@@ -567,17 +567,9 @@ def _refires_apply(refires: list[_Refire], now: dt.datetime) -> None:
     if not refires:
         return
     ids = [r.incident_id for r in refires]
-    snapshots = Case(
-        *(When(pk=r.incident_id, then=Value(_snapshot(r.rule, r.m), output_field=JSONField())) for r in refires),
-        output_field=JSONField(),
-    )
-    texts = [(r.incident_id, _incident_text(r.rule, r.m)) for r in refires]
-    titles = Case(*(When(pk=pk, then=Value(title)) for pk, (title, _d) in texts), output_field=CharField())
-    descriptions = Case(*(When(pk=pk, then=Value(text)) for pk, (_t, text) in texts), output_field=TextField())
+    rows = [(r.incident_id, _snapshot(r.rule, r.m), *_incident_text(r.rule, r.m)) for r in refires]
     with transaction.atomic():
-        updated = Incident.objects.filter(pk__in=ids, status__in=ACTIVE_STATUSES).update(
-            last_seen=now, metrics=snapshots, title=titles, description=descriptions
-        )
+        updated = _refreshes_write(rows, now)
         if updated == len(set(ids)):
             return
         still_active = set(Incident.objects.filter(pk__in=ids, status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
@@ -585,6 +577,37 @@ def _refires_apply(refires: list[_Refire], now: dt.datetime) -> None:
         if r.incident_id not in still_active:
             with transaction.atomic():
                 r.report.decisions[r.index] = _decide(r.rule, r.m, True, now)
+
+
+def _refreshes_write(rows: list[tuple[int, dict[str, Any], str, str]], now: dt.datetime) -> int:
+    """Write (incident id, metrics, title, description) to the still active incidents among them,
+    with ``last_seen``; returns how many were written. On PostgreSQL one ``UPDATE … FROM unnest``
+    of four arrays: the ORM's form, a CASE of one WHEN per incident for each column, cost more
+    to build in Python (and to match in SQL) than the rest of a cycle over 900 open incidents."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Incident._meta.db_table} AS i SET last_seen = %s, metrics = v.metrics::jsonb, "  # noqa: S608
+                "title = v.title, description = v.description "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS v(id, metrics, title, description) "
+                "WHERE i.id = v.id AND i.status = ANY(%s)",
+                [
+                    now,
+                    [row[0] for row in rows],
+                    [json.dumps(row[1]) for row in rows],
+                    [row[2] for row in rows],
+                    [row[3] for row in rows],
+                    list(ACTIVE_STATUSES),
+                ],
+            )
+            return cursor.rowcount
+    pick = [(pk, Value(metrics, output_field=JSONField()), title, text) for pk, metrics, title, text in rows]
+    return Incident.objects.filter(pk__in=[row[0] for row in rows], status__in=ACTIVE_STATUSES).update(
+        last_seen=now,
+        metrics=Case(*(When(pk=pk, then=m) for pk, m, _t, _d in pick), output_field=JSONField()),
+        title=Case(*(When(pk=pk, then=Value(t)) for pk, _m, t, _d in pick), output_field=CharField()),
+        description=Case(*(When(pk=pk, then=Value(d)) for pk, _m, _t, d in pick), output_field=TextField()),
+    )
 
 
 def _rules_mark_evaluated(rules: list[DetectionRule], now: dt.datetime, errors: dict[int, str]) -> None:
