@@ -43,8 +43,9 @@ def _seeds_survive_flushes() -> Iterator[None]:
 
     from tests.seeds import migration_seeds_restore
 
-    # Sent once per app: the last app's signal comes after the role groups are back.
-    sender = list(apps.get_app_configs())[-1]
+    # Sent once per app that has models (Django skips the others): the last such app's signal
+    # comes after the role groups are back.
+    sender = [config for config in apps.get_app_configs() if config.models_module is not None][-1]
     post_migrate.connect(migration_seeds_restore, sender=sender, dispatch_uid="tests.seeds")
     yield
     post_migrate.disconnect(sender=sender, dispatch_uid="tests.seeds")
