@@ -178,6 +178,9 @@ class Delivery(models.Model):
     payload_digest = models.CharField(max_length=64)
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    rate_limited_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Of the attempts, those the receiver refused as rate-limited (HTTP 429)."
+    )
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(db_index=True)
     attempt_started_at = models.DateTimeField(null=True, blank=True)

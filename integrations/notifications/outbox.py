@@ -345,14 +345,23 @@ def _defer(delivery: Delivery, outcome: Deferred) -> None:
 def _failed(
     delivery: Delivery, reason: str, retry_after: float | None = None, *, rate_limited: bool = False
 ) -> Delivery:
-    """A transient failure: try again after a backoff, or give up once the attempts are spent
-    (a receiver that is only rate-limiting us gets NOTIFY_MAX_ATTEMPTS_RATE_LIMITED of them)."""
-    limit = settings.NOTIFY_MAX_ATTEMPTS_RATE_LIMITED if rate_limited else settings.NOTIFY_MAX_ATTEMPTS
-    if delivery.attempts >= max(limit, settings.NOTIFY_MAX_ATTEMPTS):
+    """A transient failure: try again after a backoff, or give up once the attempts are spent.
+
+    Two budgets: NOTIFY_MAX_ATTEMPTS failures that are not rate limits, and
+    NOTIFY_MAX_ATTEMPTS_RATE_LIMITED attempts in all for a receiver that is rate-limiting us. The
+    rate-limited attempts do not count against the first: a delivery that waited out a burst of
+    429s and then met one timeout has failed once, not nine times."""
+    rate_limited_attempts = delivery.rate_limited_attempts + (1 if rate_limited else 0)
+    if rate_limited:
+        spent = delivery.attempts >= max(settings.NOTIFY_MAX_ATTEMPTS_RATE_LIMITED, settings.NOTIFY_MAX_ATTEMPTS)
+    else:
+        spent = delivery.attempts - rate_limited_attempts >= settings.NOTIFY_MAX_ATTEMPTS
+    if spent:
         return _gave_up(delivery, f"{reason} (after {delivery.attempts} attempts)", permanent=False)
     now = timezone.now()
     wait = backoff_seconds(delivery.attempts, retry_after)
     Delivery.objects.filter(pk=delivery.pk).update(
+        rate_limited_attempts=rate_limited_attempts,
         status=DeliveryStatus.FAILED,
         last_error=scrub(reason)[:1000],
         next_attempt_at=now + dt.timedelta(seconds=wait),
@@ -452,9 +461,9 @@ def delivery_retry(*, user: Any, delivery: Delivery) -> Delivery:
                 "only one that failed can be retried."
             )
         delivery.status = DeliveryStatus.PENDING
-        delivery.attempts = 0
+        delivery.attempts = delivery.rate_limited_attempts = 0
         delivery.next_attempt_at = timezone.now()
-        delivery.save(update_fields=["status", "attempts", "next_attempt_at", "updated_at"])
+        delivery.save(update_fields=["status", "attempts", "rate_limited_attempts", "next_attempt_at", "updated_at"])
         transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
 

@@ -75,7 +75,7 @@ def test_two_senders_racing_for_the_same_deliveries_send_each_once(require_postg
     assert Delivery.objects.get().status == "SENT" and Delivery.objects.get().attempts == 1
 
 
-def _webhook_delivery(statuses: list[int], attempts: int) -> tuple[Delivery, object]:
+def _webhook_delivery(statuses: list[int], attempts: int, rate_limited: int = 0) -> tuple[Delivery, object]:
     """A delivery to a receiver that answers ``statuses`` in turn, ``attempts`` already spent."""
     from integrations.models import Purpose
     from tests.integrations.fakes import WebhookReceiver
@@ -93,6 +93,7 @@ def _webhook_delivery(statuses: list[int], attempts: int) -> tuple[Delivery, obj
         payload={"version": "1", "event": "incident.test"},
         payload_digest="x",
         attempts=attempts,
+        rate_limited_attempts=rate_limited,
         next_attempt_at=now,
     )
     return delivery, stop
@@ -108,6 +109,39 @@ def test_a_receiver_that_only_rate_limits_gets_more_attempts_than_a_broken_one(d
         stop()
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (outcome, 8)
+
+
+def test_attempts_refused_as_rate_limited_do_not_count_against_the_other_failures(db, settings):
+    # Seen in the Jira benchmark: six 429s, then one timeout, and the delivery gave up at once.
+    settings.NOTIFY_MAX_ATTEMPTS, settings.NOTIFY_MAX_ATTEMPTS_RATE_LIMITED = 8, 30
+    delivery, stop = _webhook_delivery([500], attempts=8, rate_limited=6)  # the 9th; 2 real failures so far
+    try:
+        deliveries_send([delivery.pk])
+    finally:
+        stop()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.rate_limited_attempts) == ("FAILED", 9, 6)
+
+
+def test_a_rate_limited_attempt_is_counted_as_one(db, settings):
+    delivery, stop = _webhook_delivery([429], attempts=2, rate_limited=1)
+    try:
+        deliveries_send([delivery.pk])
+    finally:
+        stop()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.rate_limited_attempts) == ("FAILED", 3, 2)
+
+
+def test_other_failures_still_give_up_at_their_limit(db, settings):
+    settings.NOTIFY_MAX_ATTEMPTS, settings.NOTIFY_MAX_ATTEMPTS_RATE_LIMITED = 8, 30
+    delivery, stop = _webhook_delivery([500], attempts=13, rate_limited=6)  # the 8th that is not a 429
+    try:
+        deliveries_send([delivery.pk])
+    finally:
+        stop()
+    delivery.refresh_from_db()
+    assert delivery.status == "GAVE_UP" and "after 14 attempts" in delivery.last_error
 
 
 def test_rate_limits_too_give_up_at_their_own_limit(db, settings):
