@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import TimedScenario
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.test import Client
@@ -196,7 +197,7 @@ def _tag_names() -> list[str]:
 
 
 @dataclass
-class Scenario:
+class Scenario(TimedScenario):
     group: str  # "admin", "api" or "baseline"
     label: str
     url: str | None = None  # None: an ORM-only baseline
@@ -228,20 +229,6 @@ class Scenario:
             self.query_counts.append(len(ctx.captured_queries))
             self.sql_times.append(sum(float(q["time"]) for q in ctx.captured_queries) * 1000)
             self.last_queries = list(ctx.captured_queries)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.times)
-        return ordered[math.ceil(0.95 * len(ordered)) - 1]
-
-    @property
-    def queries(self) -> str:
-        lo, hi = min(self.query_counts), max(self.query_counts)
-        return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def _count_rows(group: str, response: Any) -> int:

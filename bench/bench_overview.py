@@ -31,7 +31,6 @@ both measured from navigation start.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import random
 import shutil
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import TimedScenario
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.test import Client
@@ -240,7 +240,7 @@ def _seed_incidents(loaders: list[Loader], now: dt.datetime, rng: random.Random)
 
 
 @dataclass
-class Scenario:
+class Scenario(TimedScenario):
     group: str  # "overview", "chart", "reference" or "baseline"
     label: str
     url: str
@@ -260,20 +260,6 @@ class Scenario:
         if record:
             self.times.append(elapsed)
             self.query_counts.append(len(ctx.captured_queries))
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.times)
-        return ordered[math.ceil(0.95 * len(ordered)) - 1]
-
-    @property
-    def queries(self) -> str:
-        lo, hi = min(self.query_counts), max(self.query_counts)
-        return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def _browser_drawn(client: Client) -> tuple[list[float], list[float]] | str:

@@ -3,8 +3,10 @@ processes, starting and stopping them, and loaders with failing signals to open 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +73,28 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process on this machine has used so far (/proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class TimedScenario:
+    """What a page benchmark reads off its samples: ``times`` (ms) and ``query_counts``, one per
+    timed request."""
+
+    times: list[float]
+    query_counts: list[int]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.times)
+        return ordered[math.ceil(0.95 * len(ordered)) - 1]
+
+    @property
+    def queries(self) -> str:
+        lo, hi = min(self.query_counts), max(self.query_counts)
+        return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:

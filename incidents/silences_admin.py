@@ -18,8 +18,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from etl_monitor.admin import ServiceErrorMessagesMixin
 from etl_monitor.admin_input import KeyCheckingAdminMixin
-from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.errors import InvalidInput
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents import silences
 from incidents.models import DetectionRule, Silence
@@ -103,7 +104,7 @@ class RecurringSilenceForm(forms.Form):
 
 
 @admin.register(Silence)
-class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
+class SilenceAdmin(ServiceErrorMessagesMixin, KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     form = SilenceForm
     list_display = ("__str__", "active_now", "when", "matches", "created_by")
     list_filter = (ActiveNowFilter, "severity")
@@ -172,10 +173,3 @@ class SilenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
         data = {k: v for k, v in form.cleaned_data.items() if k != "id"}
         silence = Silence.objects.get(pk=obj.pk) if change else None
         obj.pk = silences.silence_save(user=request.user, data=data, silence=silence).pk
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().changeform_view(request, object_id, *args, **kwargs)
-        except ServiceError as exc:
-            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
-            return HttpResponseRedirect(request.get_full_path())
