@@ -211,3 +211,29 @@ def test_on_sqlite_the_command_says_it_needs_postgresql(monkeypatch: pytest.Monk
     monkeypatch.setattr(connection, "vendor", "sqlite")  # on SQLite itself this changes nothing
     with pytest.raises(CommandError, match="database: The Grafana role needs PostgreSQL; this database is sqlite"):
         call_command("grafana_role", role="etl_monitor_grafana")
+
+
+# What the command will grant is decided without PostgreSQL, so these also run on SQLite.
+
+
+def columns_of(table: str) -> tuple[str, ...]:
+    return next((g.columns for g in grafana_role_grants() if g.table == table), ())
+
+
+def test_the_grants_follow_the_viewer_policy_and_its_exemptions(db: None) -> None:
+    assert "name" in columns_of("loaders_loader")
+    rule = FieldProtection.objects.create(model_label="loaders.loader", field_name="name", level="LOCKED")
+    assert "name" in columns_of("loaders_loader")  # LOCKED: Viewers still read it
+    rule.level = "HIDDEN"
+    rule.save()
+    rule.exempt_groups.set(Group.objects.filter(name__in=[Role.ADMIN, Role.OPERATOR]))
+    assert "name" not in columns_of("loaders_loader")
+    rule.exempt_groups.add(*Group.objects.filter(name=Role.VIEWER))
+    assert "name" in columns_of("loaders_loader")
+
+
+def test_the_grants_never_name_a_secret_or_a_token_table(db: None) -> None:
+    tables = {g.table for g in grafana_role_grants()}
+    columns = {c for g in grafana_role_grants() for c in g.columns}
+    assert not tables & {"signals_app_ingesttoken", "etl_monitor_apitoken", "integrations_channel", "auth_user"}
+    assert not columns & {"connection_password", "error_text", "log_excerpt", "token_hash", "secret", "attributes"}
