@@ -22,7 +22,7 @@ the UI can replace a secret, never reveal it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,22 +186,19 @@ def policy_for(user: Any, model: type[models.Model] | str) -> FieldPolicy:
         cache.clear()  # a rule changed in this process since the policy was cached
     if cache is not None and label in cache:
         return cache[label]
-    secrets = frozenset(secret_fields(label))
-    levels: dict[str, str] = dict.fromkeys(secrets, "MASKED")
     group_ids: set[int] | None = None
-    for rule in _rules(label):
-        if rule.field_name in secrets:
-            levels[rule.field_name] = "HIDDEN" if rule.level == "HIDDEN" else "MASKED"
-            continue
-        if user is not None and getattr(user, "is_superuser", False):
-            continue
-        if user is not None:
-            if group_ids is None:
-                group_ids = set(user.groups.values_list("id", flat=True)) if user.is_authenticated else set()
-            if group_ids & {g.pk for g in rule.exempt_groups.all()}:
-                continue
-        levels[rule.field_name] = rule.level
-    policy = FieldPolicy(label=label, levels=levels, secrets=secrets)
+
+    def exempt(rule: Any) -> bool:
+        nonlocal group_ids
+        if user is None:
+            return False
+        if getattr(user, "is_superuser", False):
+            return True
+        if group_ids is None:
+            group_ids = set(user.groups.values_list("id", flat=True)) if user.is_authenticated else set()
+        return bool(group_ids & {g.pk for g in rule.exempt_groups.all()})
+
+    policy = _policy(label, exempt)
     if user is not None:
         if cache is None:
             cache = {"generation": _generation}
@@ -212,6 +209,26 @@ def policy_for(user: Any, model: type[models.Model] | str) -> FieldPolicy:
         cache["generation"] = _generation
         cache[label] = policy
     return policy
+
+
+def policy_for_role(role: str, model: type[models.Model] | str) -> FieldPolicy:
+    """The policy of a member of the group ``role`` and of no other group (not a superuser):
+    what that role sees wherever a path has no user of its own, e.g. the Grafana database role."""
+    label = model if isinstance(model, str) else model._meta.label_lower
+    return _policy(label, lambda rule: role in {g.name for g in rule.exempt_groups.all()})
+
+
+def _policy(label: str, exempt: Callable[[Any], bool]) -> FieldPolicy:
+    """The policy on ``label``: every rule applies unless ``exempt(rule)``; secrets stay masked
+    (or hidden, if a rule says so) whoever asks."""
+    secrets = frozenset(secret_fields(label))
+    levels: dict[str, str] = dict.fromkeys(secrets, "MASKED")
+    for rule in _rules(label):
+        if rule.field_name in secrets:
+            levels[rule.field_name] = "HIDDEN" if rule.level == "HIDDEN" else "MASKED"
+        elif not exempt(rule):
+            levels[rule.field_name] = rule.level
+    return FieldPolicy(label=label, levels=levels, secrets=secrets)
 
 
 _generation = 0
