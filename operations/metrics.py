@@ -13,10 +13,12 @@ HIDDEN (``fleet_state_read`` reads as the system, with no role's exemption).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.db import DatabaseError
+from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -72,12 +74,17 @@ def _families(state: FleetState) -> Iterator[Metric]:
 
 
 class StateCollector:
-    """A prometheus_client collector (``collect`` only: registering it must not query)."""
+    """A prometheus_client collector (``collect`` only: registering it must not query).
+
+    ``clock`` says what "now" is (the wall clock; a test gives a fixed moment)."""
+
+    def __init__(self, clock: Callable[[], dt.datetime] = timezone.now) -> None:
+        self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("metrics_state_up", "1 when the state gauges were read from the database, 0 if not.")
         try:
-            families = list(_families(fleet_state_read()))
+            families = list(_families(fleet_state_read(now=self.clock())))
         except DatabaseError:
             # The counters are still worth serving while the database is away; say the state is missing.
             logger.exception("metrics: the state gauges could not be read")
