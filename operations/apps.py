@@ -9,3 +9,10 @@ class OperationsConfig(AppConfig):
 
     name = "operations"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        # /metrics (signals_app) cannot import this app: it is handed the state collector instead.
+        from operations.metrics import StateCollector
+        from signals_app.metrics import state_collector_register
+
+        state_collector_register(StateCollector())

@@ -430,6 +430,43 @@ def overview_read(*, user: Any, filters: OverviewFilters, now: dt.datetime | Non
     )
 
 
+@dataclass
+class FleetState:
+    """What ``/metrics`` reports as state, read at scrape time (operations/metrics.py)."""
+
+    healths: list[LoaderHealth]  # every loader, as the system sees it (no role's exemption)
+    incidents_open: dict[tuple[str, str], int]  # (severity, status) → active incidents
+    runs_24h: dict[tuple[str, str], int]  # (loader_code, status) → finished runs started in 24 h
+
+
+def fleet_state_read(*, now: dt.datetime | None = None) -> FleetState:
+    """Every loader's health, the active incidents by severity and status, and the finished runs
+    of the last 24 h by loader and result: a fixed number of queries whatever the fleet's size.
+
+    Read as the system (``user=None``): a field HIDDEN from anyone is left out, as on a
+    notification, because a scrape has no user whose exemption could apply."""
+    now = now or timezone.now()
+    healths = _healths(Loader.objects.all(), user=None, now=now)
+    incidents = {
+        (row["severity"], row["status"]): row["n"]
+        for row in Incident.objects.filter(status__in=ACTIVE_STATUSES)
+        .values("severity", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    }
+    # The overview's 24 h window (runs started since, finished now), so the page and a panel agree.
+    runs = {
+        (row["loader__loader_code"], row["status"]): row["n"]
+        for row in Run.objects.filter(
+            started_at__gte=now - dt.timedelta(hours=24), status__in=[RunStatus.SUCCEEDED, *FAILED_RUN]
+        )
+        .values("loader__loader_code", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    }
+    return FleetState(healths=healths, incidents_open=incidents, runs_24h=runs)
+
+
 # --- one loader ----------------------------------------------------------------------------
 
 

@@ -5,6 +5,11 @@ gunicorn runs several processes; each counts what it received. With
 keeps each process's values in a memory-mapped file there and ``/metrics``
 adds them up, so a scrape sees the total whichever worker answers. Without
 it (tests, ``runserver``), the process's own registry is used.
+
+State ("how many incidents are open now") cannot be a counter per process: apps above this one
+register a collector with ``state_collector_register`` and ``exposition`` runs it once per scrape,
+in the worker that answers, so its values are read from the database and never added up across
+workers. This app imports none of them (the import layers forbid it).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client.registry import Collector
 
 SIGNALS_RECEIVED = Counter(
     "signals_received",
@@ -53,12 +59,29 @@ def rate_limit_unavailable() -> None:
     RATE_LIMIT_UNAVAILABLE.inc()
 
 
+_STATE_COLLECTORS: list[Collector] = []
+
+
+def state_collector_register(collector: Collector) -> None:
+    """Add ``collector`` to every scrape (one of each class, however often an app's ``ready`` runs).
+
+    It is kept out of the process registries on purpose: it runs in the answering worker only,
+    and only when ``/metrics`` is scraped, never at registration."""
+    if not any(type(known) is type(collector) for known in _STATE_COLLECTORS):
+        _STATE_COLLECTORS.append(collector)
+
+
 def exposition() -> tuple[bytes, str]:
-    """The metrics text of all processes (multiprocess mode) or of this one."""
+    """The counters of all processes (multiprocess mode) or of this one, and the state collectors'
+    values read now."""
+    # auto_describe=False: registering must not run a collector (that would query the database).
+    registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST
+    else:
+        registry.register(DEFAULT_REGISTRY)
+    for collector in _STATE_COLLECTORS:
+        registry.register(collector)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -143,7 +143,7 @@ def test_metrics_count_signals_and_runs(job, client):
     assert "loader_execution_seconds" in text
 
 
-def test_metrics_need_the_token_when_one_is_set(client, settings):
+def test_metrics_need_the_token_when_one_is_set(db, client, settings):  # a scrape reads the state gauges
     settings.METRICS_TOKEN = "scrape-secret"
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
@@ -152,7 +152,7 @@ def test_metrics_need_the_token_when_one_is_set(client, settings):
 
 
 @pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"])
-def test_metrics_through_a_local_proxy_need_the_token(client, settings, header):
+def test_metrics_through_a_local_proxy_need_the_token(db, client, settings, header):
     """A reverse proxy on the same machine makes every visitor look local: without METRICS_TOKEN,
     a forwarded request is refused; with it, the token decides."""
     settings.METRICS_TOKEN = ""
