@@ -179,6 +179,19 @@ class Platform:
         self.credentials.append(raw)
         return raw
 
+    def run_failed(self, code: str, token: str, error_text: str) -> str:
+        """What a job does when it fails: start a run, then finish it FAILED; the run id."""
+        client = self.ingest(token)
+        run_id = str(uuid.uuid4())
+        started = client.post(self.url("/api/v1/runs/"), json={"loader_code": code, "run_id": run_id}, timeout=30)
+        failed = client.patch(
+            self.url(f"/api/v1/runs/{run_id}/"),
+            json={"status": "FAILED", "error_text": error_text},
+            timeout=HTTP_TIMEOUT,
+        )
+        assert (started.status_code, failed.status_code) == (201, 200), failed.text
+        return run_id
+
     def incidents(self, code: str, rule: str = "Run failed") -> list[dict[str, Any]]:
         """``code``'s incidents opened by ``rule``."""
         answer = self.get("Viewer", "/api/v1/incidents/", params={"loader": code, "rule": rule})

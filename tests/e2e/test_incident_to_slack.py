@@ -4,26 +4,17 @@ worker and beat: the request only stores the run; detection and delivery happen 
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from tests.e2e.harness import HTTP_TIMEOUT, MARKER, Platform, wait_until
+from tests.e2e.harness import MARKER, Platform, wait_until
 
 pytestmark = pytest.mark.services
 
 
 def test_a_failed_run_opens_an_incident_and_slack_gets_one_message(platform: Platform):
     code = platform.loader_create("E2E-SLACK")
-    client = platform.ingest(platform.token_create(code))
-    run_id = str(uuid.uuid4())
-    started = client.post(platform.url("/api/v1/runs/"), json={"loader_code": code, "run_id": run_id}, timeout=30)
-    failed = client.patch(
-        platform.url(f"/api/v1/runs/{run_id}/"),
-        json={"status": "FAILED", "error_text": "ORA-00942: table or view does not exist"},
-        timeout=HTTP_TIMEOUT,
-    )
-    assert (started.status_code, failed.status_code) == (201, 200)
+    platform.run_failed(code, platform.token_create(code), "ORA-00942: table or view does not exist")
 
     [incident] = wait_until(lambda: platform.incidents(code), f"an incident for {code}", timeout=60)
     message = wait_until(

@@ -5,7 +5,6 @@ API pages with a cursor and links runs and incidents both ways, and pings accept
 from __future__ import annotations
 
 import itertools
-import uuid
 from typing import Any
 
 import pytest
@@ -15,19 +14,6 @@ from tests.e2e.harness import HTTP_TIMEOUT, Platform, http_session, wait_until
 
 pytestmark = pytest.mark.services
 _codes = itertools.count(1)
-
-
-def _failed_run(platform: Platform, code: str, token: str) -> str:
-    client = platform.ingest(token)
-    run_id = str(uuid.uuid4())
-    started = client.post(platform.url("/api/v1/runs/"), json={"loader_code": code, "run_id": run_id}, timeout=30)
-    failed = client.patch(
-        platform.url(f"/api/v1/runs/{run_id}/"),
-        json={"status": "FAILED", "error_text": "Traceback (most recent call last):\n  ValueError: bad row 17"},
-        timeout=HTTP_TIMEOUT,
-    )
-    assert (started.status_code, failed.status_code) == (201, 200), failed.text
-    return run_id
 
 
 def _all_incidents(platform: Platform, code: str) -> list[dict[str, Any]]:
@@ -40,7 +26,9 @@ def _all_incidents(platform: Platform, code: str) -> list[dict[str, Any]]:
 def failed_loader(platform: Platform) -> dict[str, Any]:
     """A loader whose job reported one failed run, and the incident the worker opened for it."""
     code = platform.loader_create(f"E2E-OPS-{next(_codes)}")
-    run_id = _failed_run(platform, code, platform.token_create(code))
+    run_id = platform.run_failed(
+        code, platform.token_create(code), "Traceback (most recent call last):\n  ValueError: bad row 17"
+    )
     [incident] = wait_until(lambda: _all_incidents(platform, code), f"an incident for {code}", timeout=60)
     return {"code": code, "run_id": run_id, "incident": incident}
 

@@ -4,24 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from incidents.wording import duration_words, what_fired
-
-
-@pytest.mark.parametrize(
-    ("seconds", "words"),
-    [
-        (0, "0 s"),
-        (1.104584, "1.1 s"),
-        (59.6, "1 min"),
-        (3120, "52 min"),
-        (11520, "3 h 12 min"),
-        (7200, "2 h"),
-        (187200, "2 d 4 h"),
-        (None, "—"),
-    ],
-)
-def test_durations_read_in_words(seconds, words):
-    assert duration_words(seconds) == words
+from incidents.wording import what_fired
 
 
 @pytest.mark.parametrize(

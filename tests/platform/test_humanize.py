@@ -19,7 +19,11 @@ from etl_monitor.humanize import count_phrase, cron_words, duration_words
         (120, "2 min"),
         (3600, "1 h"),
         (3780, "1 h 3 min"),
+        (59.6, "1 min"),
+        (3120, "52 min"),
+        (11520, "3 h 12 min"),
         (90000, "1 d 1 h"),
+        (187200, "2 d 4 h"),
         (None, "—"),
     ],
 )
