@@ -2,9 +2,10 @@
 
 A link into ETL Monitor is ``${etl_monitor_url}/…`` (the hidden variable ``manage.py
 grafana_dashboards`` sets to ETL_MONITOR_BASE_URL). Each one is filled in as Grafana would for a
-row of real data — a loader code, an incident id of objects created here — resolved with Django's
-own URL resolver, and opened with the test client as an Admin and as a Viewer: both get the page
-(200, not a redirect to the login or to the admin's "invalid filter" ``?e=1``).
+row of real data (a loader code, an incident id, a run's correlation id, of objects created
+here), resolved with Django's own URL resolver, and opened with the test client as an Admin and
+as a Viewer: both get the page (200, not a redirect to the login or to the admin's "invalid
+filter" ``?e=1``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from incidents.models import Incident
 from loaders.models import Loader
+from signals_app.models import Run
 from tests.grafana.dashboards import Link, dashboards, links
 
 ALL_LINKS = [link for uid, dashboard in dashboards().items() for link in links(uid, dashboard)]
@@ -30,6 +32,8 @@ INTO_ETL_MONITOR = "${etl_monitor_url}/"
 # the value it stands for, so the test can open it.
 LOADER_FIELDS = {"loader_code", "Loader", "loader"}
 INCIDENT_FIELDS = {"id", "incident_id", "Incident"}
+CORRELATION_FIELDS = {"correlation_id"}
+CORRELATION_ID = "9f1c2e4a-run-of-sales-daily"
 FIELD = re.compile(r"\$\{__data\.fields(?:\.(\w+)|\[\"([^\"]+)\"\])\}")
 
 
@@ -93,6 +97,13 @@ def incident(active_loader: Loader) -> Incident:
     )
 
 
+@pytest.fixture
+def run(active_loader: Loader) -> Run:
+    return Run.objects.create(
+        loader=active_loader, status="FAILED", started_at=timezone.now(), correlation_id=CORRELATION_ID
+    )
+
+
 def filled(url: str, *, loader: Loader, incident: Incident) -> str:
     """``url`` as Grafana makes it for a row showing ``loader`` and ``incident``, relative to
     ETL Monitor's address."""
@@ -103,6 +114,8 @@ def filled(url: str, *, loader: Loader, incident: Incident) -> str:
             return loader.loader_code
         if name in INCIDENT_FIELDS:
             return str(incident.pk)
+        if name in CORRELATION_FIELDS:
+            return CORRELATION_ID
         raise AssertionError(f"{url!r}: the field {name!r} is not known to hold a loader code or an incident id")
 
     path = FIELD.sub(field, url.removeprefix("${etl_monitor_url}"))
@@ -116,7 +129,7 @@ INTO = [link for link in ALL_LINKS if link.url.startswith(INTO_ETL_MONITOR)]
 @pytest.mark.django_db
 @pytest.mark.parametrize("link", INTO, ids=lambda link: f"{link.dashboard}: {link.where}")
 def test_a_link_into_etl_monitor_opens_its_page_for_admins_and_viewers(
-    link: Link, active_loader: Loader, incident: Incident, admin_user: Any, viewer: Any
+    link: Link, active_loader: Loader, incident: Incident, run: Run, admin_user: Any, viewer: Any
 ) -> None:
     url = filled(link.url, loader=active_loader, incident=incident)
     path = urlsplit(url).path

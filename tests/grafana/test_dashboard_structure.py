@@ -310,6 +310,15 @@ def test_every_variable_used_is_defined(uid: str) -> None:
     assert "environment" in used, "the environment variable filters nothing"
 
 
+@by_dashboard
+def test_every_variable_offered_is_used(uid: str) -> None:
+    # A drop-down that filters nothing tells the reader the panels are filtered when they are not.
+    dashboard = ALL[uid]
+    used = {name for _, text in _used_texts(dashboard) for name in variables_used(text)}
+    unused = sorted(set(_variables(dashboard)) - used)
+    assert not unused, f"variables no query or link uses: {unused}"
+
+
 def test_the_variable_scan_finds_every_syntax() -> None:
     text = "$a ${b} ${c:regex} [[d]] [[e:csv]] ${__data.fields.loader_code} ${__value.raw} $__timeFilter(x) '^$'"
     assert variables_used(text) == {"a", "b", "c", "d", "e", "__data", "__value", "__timeFilter"}
