@@ -160,14 +160,16 @@ def _links_within(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]
     # Data links sit at any depth of a panel: fieldConfig.defaults.links, an override's
     # {"id": "links", "value": [...]}, options.dataLinks of some panel types.
     if isinstance(value, dict):
+        if isinstance(value.get("matcher"), dict):  # an override: name the field it applies to
+            where = f"field {value['matcher'].get('options')} "
         if value.get("id") == "links" and isinstance(value.get("value"), list):
             for link in value["value"]:
-                yield f"{where} override", link
+                yield f"{where}link {link.get('title', '')!r}", link
         for key, inner in value.items():
             if key in ("links", "dataLinks") and isinstance(inner, list):
                 for link in inner:
                     if isinstance(link, dict):
-                        yield f"{where} {key}", link
+                        yield f"{where}{key} {link.get('title', '')!r}", link
             elif key != "panels":  # a row's panels are walked as panels of their own
                 yield from _links_within(inner, where)
     elif isinstance(value, list):
@@ -177,9 +179,10 @@ def _links_within(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]
 
 def links(uid: str, dashboard: dict[str, Any]) -> list[Link]:
     """Every link of ``dashboard``: its own links, each panel's links and every data link."""
-    found = [Link(uid, "dashboard", link) for link in dashboard.get("links", [])]
+    found = [Link(uid, f"dashboard link {link.get('title', '')!r}", link) for link in dashboard.get("links", [])]
     for panel in panels(dashboard):
-        found += [Link(uid, f"{panel.get('title', '?')}: {where}", link) for where, link in _links_within(panel, "")]
+        title = panel.get("title", "?")
+        found += [Link(uid, f"{title}: {where}", link) for where, link in _links_within(panel, "")]
     return found
 
 
