@@ -23,6 +23,7 @@ from incidents.models import Incident
 from loaders.models import Loader
 from signals_app.models import Run
 from tests.grafana.dashboards import Link, dashboards, links
+from tests.integrations.conftest import incident_open_for
 
 ALL_LINKS = [link for uid, dashboard in dashboards().items() for link in links(uid, dashboard)]
 INTO_ETL_MONITOR = "${etl_monitor_url}/"
@@ -84,17 +85,7 @@ def test_no_dashboard_names_a_host(uid: str) -> None:
 
 @pytest.fixture
 def incident(active_loader: Loader) -> Incident:
-    now = timezone.now()
-    return Incident.objects.create(
-        loader=active_loader,
-        title="SALES-DAILY failed",
-        severity="HIGH",
-        category="TRANSACTION",
-        subject="SALES-DAILY",
-        fingerprint="sales-daily-failed",
-        first_seen=now,
-        last_seen=now,
-    )
+    return incident_open_for(active_loader)
 
 
 @pytest.fixture
