@@ -175,3 +175,47 @@ def terms_body(
             }
         },
     }
+
+
+# What Grafana's backend names the columns of a table query's answer (response_parser.go).
+METRIC_NAMES = {
+    "count": "Count",
+    "min": "Min",
+    "max": "Max",
+    "avg": "Average",
+    "sum": "Sum",
+    "value_count": "Value Count",
+    "cardinality": "Unique Count",
+}
+DOCUMENT_KEYS = ("_id", "_type", "_index", "sort", "highlight")
+
+
+def _flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def table_columns(target: dict[str, Any], answer: dict[str, Any]) -> list[str]:
+    """The columns Grafana makes of ``answer``: for raw documents the flattened ``_source`` keys
+    (dotted) and the hit's ``_id``, ``_type``, ``_index``, ``sort``, ``highlight``; for a table of
+    buckets the terms field(s), then one column per metric named by its type ("Count", "Min"),
+    with the field appended only when two metrics share a type ("Min @timestamp")."""
+    metrics = target.get("metrics") or [{"id": "1", "type": "count"}]
+    if metrics[0]["type"] in ("raw_data", "raw_document"):
+        keys: dict[str, None] = dict.fromkeys(DOCUMENT_KEYS)
+        for hit in answer["hits"]["hits"]:
+            keys.update(dict.fromkeys(_flatten(hit["_source"])))
+        return list(keys)
+    columns = [b["field"] for b in target.get("bucketAggs") or [] if b["type"] == "terms"]
+    types = [m["type"] for m in metrics]
+    for metric in metrics:
+        name = METRIC_NAMES[metric["type"]]
+        if metric["type"] != "count" and types.count(metric["type"]) > 1:
+            name += " " + metric["field"]
+        columns.append(name)
+    return columns

@@ -20,7 +20,15 @@ from pytest_httpserver import HTTPServer
 
 from tests.grafana.dashboards import ELASTICSEARCH, Target, dashboard_load, targets
 from tests.grafana.es_double import ElasticsearchDouble, to_millis
-from tests.grafana.grafana_es import ALL, lucene_variables, msearch_header, search_body, terms_body
+from tests.grafana.grafana_es import (
+    ALL,
+    DOCUMENT_KEYS,
+    lucene_variables,
+    msearch_header,
+    search_body,
+    table_columns,
+    terms_body,
+)
 
 DAY_START = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
 DAY_END = DAY_START + dt.timedelta(days=1)
@@ -285,3 +293,27 @@ def test_loader_columns_link_to_the_loader_in_etl_monitor():
     names = {v["name"]: v for v in DASHBOARD["templating"]["list"]}
     assert names["etl_monitor_url"]["type"] == "textbox" and names["etl_monitor_url"]["hide"] == 2
     assert names["correlation_id"]["type"] == "textbox"
+
+
+TABLES = [t for t in ES_TARGETS if t.panel["type"] == "table"]
+
+
+@pytest.mark.parametrize("target", TABLES, ids=[t.name for t in TABLES])
+def test_table_transformations_and_overrides_name_columns_grafana_makes(es, target):
+    """An organize transformation or an override naming a column Grafana does not make does
+    nothing, silently: a renamed column keeps its raw name, a link never appears."""
+    client, _ = es
+    columns = table_columns(target.target, run(client, target, PROD))
+    shown = list(columns)
+    for transformation in target.panel.get("transformations", []):
+        assert transformation["id"] == "organize"
+        options = transformation["options"]
+        for key in ("excludeByName", "indexByName", "renameByName"):
+            unknown = set(options.get(key, {})) - set(columns) - set(DOCUMENT_KEYS)
+            assert not unknown, f"{target.name}: {key} names {unknown}, Grafana's columns are {columns}"
+        shown = [options.get("renameByName", {}).get(c, c) for c in columns if not options["excludeByName"].get(c)]
+    for override in target.panel["fieldConfig"]["overrides"]:
+        assert override["matcher"]["id"] == "byName"
+        assert override["matcher"]["options"] in shown, f"{target.name}: override for a column not shown: {shown}"
+    for sort in target.panel["options"].get("sortBy", []):
+        assert sort["displayName"] in shown
