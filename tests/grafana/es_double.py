@@ -195,7 +195,10 @@ def lucene_matches(node: tree.Item, document: dict[str, Any], field: str | None 
     if field is None:  # an unfielded term: any field (Elasticsearch's default_field *)
         if isinstance(node, tree.Word) and node.value == "*":
             return True
-        return any(lucene_matches(node, document, name) for name in _all_fields(document))
+        # Across all fields query_string is lenient: a word that is no date skips the date fields.
+        return any(
+            lucene_matches(node, document, name) for name in _all_fields(document) if name not in DATE_FIELDS
+        ) or any(_lenient(node, document, name) for name in _all_fields(document) if name in DATE_FIELDS)
     values = field_values(document, field)
     if isinstance(node, tree.Word):
         term = node.value
@@ -208,6 +211,13 @@ def lucene_matches(node: tree.Item, document: dict[str, Any], field: str | None 
     if isinstance(node, tree.Range):
         return _range_matches(values, field, node)
     raise unsupported(f"query_string syntax [{type(node).__name__}: {node}]")
+
+
+def _lenient(node: tree.Item, document: dict[str, Any], field: str) -> bool:
+    try:
+        return lucene_matches(node, document, field)
+    except EsError:
+        return False
 
 
 def lucene_parse(text: str) -> tree.Item:
