@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
+from etl_monitor.metrics import Outcome, TargetService, http_client_call
 from integrations.models import ChannelKind, Delivery
 from integrations.notifications.payloads import Message
 from integrations.notifications.transports import (
@@ -27,6 +28,20 @@ def message_id(delivery: Delivery) -> str:
     """Stable per delivery, so a resend after an unknown outcome carries the same Message-ID."""
     domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "etl-monitor.local"
     return f"<delivery-{delivery.pk}.{delivery.key_digest}@{domain}>"
+
+
+def smtp_outcome(exc: BaseException) -> Outcome | None:
+    """SMTP's replies in the HTTP classes of ``http_client_request_duration_seconds``: a 5xx reply
+    refuses what we sent for good (a recipient, our credentials) — ``client_error``; a 4xx reply is
+    the server unable to take it now (busy, greylisting) — ``server_error``. Refused recipients
+    count as ``send`` treats them: all refused for good, else deferred. No reply at all (refused
+    connection, timeout): None."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        return Outcome.CLIENT_ERROR if all(code >= 500 for code in codes) else Outcome.SERVER_ERROR
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return Outcome.CLIENT_ERROR if exc.smtp_code >= 500 else Outcome.SERVER_ERROR
+    return None
 
 
 @transport_register
@@ -118,7 +133,8 @@ class EmailTransport(Transport):
         if payload.get("html"):
             msg.attach_alternative(payload["html"], "text/html")
         try:
-            msg.send()
+            with http_client_call(TargetService.SMTP, classify=smtp_outcome):
+                msg.send()
         except smtplib.SMTPRecipientsRefused as exc:
             codes = {code for code, _msg in exc.recipients.values()}
             if all(code >= 500 for code in codes):
