@@ -28,7 +28,7 @@ from etl_monitor.metrics import TargetService, http_client_call
 from etl_monitor.outage import task_publish
 from integrations.models import Channel, ChannelKind
 from integrations.notifications.transports import transport_for
-from integrations.notifications.transports.email import smtp_outcome
+from integrations.notifications.transports.email import smtp_call
 from integrations.text import one_line, slack_escape
 from loaders import services as loader_services
 from loaders.models import LoaderVersion
@@ -133,8 +133,9 @@ def _mail(recipients: Iterable[Any], subject: str, body: str) -> int:
     if not messages:
         return 0
     try:
-        with http_client_call(TargetService.SMTP, classify=smtp_outcome):  # one connection, one observation
-            return get_connection(fail_silently=False).send_messages(messages) or 0
+        connection = get_connection(fail_silently=False)
+        with smtp_call(connection):  # one connection, one observation
+            return connection.send_messages(messages) or 0
     except Exception as exc:  # noqa: BLE001 — whatever SMTP answers, the transition stands
         logger.warning("approval email %r not sent: %s", subject, exc)
         return 0
