@@ -19,6 +19,7 @@ from werkzeug import Response
 
 from etl_monitor.metrics import HTTP_CLIENT_REQUEST_SECONDS, Outcome, TargetService, http_client_call
 from incidents.kinds import SourceUnavailable
+from incidents.services import incident_acknowledge
 from integrations.models import Channel, ChannelKind, DataSource, DeliveryStatus, SourceKind
 from integrations.notifications.outbox import channel_test
 from integrations.sources.clients import es_search, prom_query
@@ -121,6 +122,28 @@ def test_a_slack_post_records_one_call_by_slacks_answer(admin_user, slack: FakeS
     assert recorded(post) == one(TargetService.SLACK, Outcome.CLIENT_ERROR)
     slack.fail_next("chat.postMessage", "internal_error", status=500)
     assert recorded(post) == one(TargetService.SLACK, Outcome.SERVER_ERROR)
+
+
+def test_an_opened_incident_records_one_call_per_message_and_an_update_with_its_thread_reply_one(
+    open_incident, mailbox: Mailbox, slack: FakeSlack, operator, django_capture_on_commit_callbacks
+):
+    incident = None
+
+    def open_() -> None:
+        nonlocal incident
+        incident = open_incident()
+
+    opened = recorded(open_)
+    assert opened == one(TargetService.SMTP, Outcome.SUCCESS) + one(TargetService.SLACK, Outcome.SUCCESS)
+
+    def acknowledge() -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            incident_acknowledge(user=operator, incident=incident)
+
+    assert recorded(acknowledge) == one(TargetService.SLACK, Outcome.SUCCESS)
+    [post] = slack.posts("#alerts-high")
+    assert "*Acknowledged*" in json.dumps(post["blocks"], ensure_ascii=False)  # updated in place
+    assert len(slack.replies(post)) == 1  # two requests (chat.update, a reply in the thread), one send
 
 
 def test_a_slack_incoming_webhook_records_one_slack_call(admin_user, httpserver: HTTPServer):
