@@ -195,6 +195,12 @@ def test_a_jira_send_is_one_observation_however_many_requests_it_takes(admin_use
             TargetService.JIRA, Outcome.SUCCESS
         )
         assert len(fake.calls()) > 1
+        settings.JIRA_PROJECT = "NOPE"  # Jira answers, and the check finds no such project: Jira refuses
+        assert recorded(lambda: channel_test(user=admin_user, channel=channel)) == one(
+            TargetService.JIRA, Outcome.CLIENT_ERROR
+        )
+        settings.JIRA_PROJECT = "OPS"
+        Channel.objects.filter(pk=channel.pk).update(healthy=True)
         settings.JIRA_API_TOKEN = "revoked"  # a new client: Jira answers 401 to its first request
         assert recorded(lambda: channel_test(user=admin_user, channel=channel)) == one(
             TargetService.JIRA, Outcome.CLIENT_ERROR
