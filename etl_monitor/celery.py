@@ -53,8 +53,8 @@ def _worker_metrics_prepare(**kwargs: object) -> None:
 
 @worker_ready.connect
 def _worker_metrics_serve(**kwargs: object) -> None:
-    # Once the pool runs: the endpoint answers only when there is something to count. A port in
-    # use is logged and the worker goes on: notifications matter more than their metrics.
+    # Served once the worker is ready (its pool up). A port in use is logged and the worker goes
+    # on: notifications matter more than their metrics.
     from django.conf import settings
 
     if settings.WORKER_METRICS_PORT:
