@@ -248,3 +248,52 @@ def test_a_worker_given_the_webs_directory_refuses_to_start(tmp_path):
     )
     assert done.returncode == 1
     assert "WORKER_METRICS_DIR" in done.stderr and "web's metrics directory" in done.stderr
+
+
+def documented_queries() -> list[str]:
+    """The PromQL of docs/monitoring.md's section on these calls (a line starting with spaces
+    continues the query above it)."""
+    text = (ROOT / "docs" / "monitoring.md").read_text()
+    section = text.split("### ETL Monitor's calls to other services", 1)[1].split("\n### ", 1)[0]
+    block = section.split("```promql\n", 1)[1].split("```", 1)[0]
+    queries: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        if line.startswith(" ") and queries:
+            queries[-1] += " " + line.strip()
+        else:
+            queries.append(line)
+    return queries
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prometheus_scrapes_the_worker_and_the_documented_queries_answer(receivers, tmp_path):
+    from tests.conftest import _service_unavailable
+    from tests.integrations.prom import Prometheus
+
+    if not Prometheus.available():
+        _service_unavailable("Prometheus (the Debian package `prometheus`)")
+    slack, accepting, _failing = receivers
+    hook = Channel.objects.create(name="hook-ok", kind=ChannelKind.WEBHOOK, url=accepting.url)
+    down = Channel.objects.create(name="hook-down", kind=ChannelKind.WEBHOOK, url=f"http://127.0.0.1:{free_port()}/")
+    port = free_port()
+    server = Prometheus({"etl-monitor-worker": ([f"127.0.0.1:{port}"], "/metrics")})
+    with worker(tmp_path, env=worker_env(slack, port, tmp_path / "worker-metrics")):
+        server.start()
+        try:
+            ids = [*queue(hook, hook.url, 3), *queue(down, down.url)]
+            wait_for(lambda: finished(ids), "the webhook deliveries")
+            totals = server.wait_for(
+                'sum by (target_service, outcome) (http_client_request_duration_seconds_count{service="etl-monitor"})',
+                lambda result: len(result) == 2,
+            )
+            time.sleep(2)  # a few more scrapes: rates need two samples
+            answers = {query: server.query(query) for query in documented_queries()}
+        finally:
+            server.stop()
+    assert {(s["metric"]["target_service"], s["metric"]["outcome"]): float(s["value"][1]) for s in totals} == {
+        ("webhook", "success"): 3.0,
+        ("webhook", "error"): 1.0,
+    }
+    assert len(answers) == 3 and all(answers.values()), answers
