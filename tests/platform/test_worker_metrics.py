@@ -131,6 +131,7 @@ def worker_env(slack: FakeSlack, port: int, directory: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_endpoint_counts_every_delivery_of_both_pool_processes_by_receiver_and_outcome(receivers, tmp_path):
     slack, accepting, failing = receivers
@@ -176,6 +177,7 @@ def test_the_worker_endpoint_counts_every_delivery_of_both_pool_processes_by_rec
     assert len(slack.posts()) == 3 and len(accepting.accepted()) == 3
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_pool_processes_replaced_after_each_task_keep_their_counts(receivers, tmp_path):
     slack, accepting, _failing = receivers
@@ -267,6 +269,7 @@ def documented_queries() -> list[str]:
     return queries
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_prometheus_scrapes_the_worker_and_the_documented_queries_answer(receivers, tmp_path):
     from tests.conftest import _service_unavailable
