@@ -332,6 +332,13 @@ PING_BODY_MAX_BYTES = env.int("PING_BODY_MAX_BYTES", default=10_000)
 # A start ping repeated with the same body this soon (without ?rid=) is a retry: the same run.
 PING_START_RETRY_SECONDS = env.int("PING_START_RETRY_SECONDS", default=10)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token for /metrics; unset = loopback only
+# The Celery worker's own metrics endpoint (what its tasks measure: ETL Monitor's calls to other
+# services), served by the worker's main process over all its pool processes (docs/monitoring.md).
+# 0 = off. Its multiprocess directory is emptied when the worker starts: one directory per worker
+# on a host, never the web's (var/prometheus).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default="127.0.0.1")
+WORKER_METRICS_DIR = env.str("WORKER_METRICS_DIR", default=str(VAR_DIR / "prometheus-worker"))
 
 # --- Incidents ------------------------------------------------------------------------
 # A breach within this time after an incident resolved reopens it instead of opening a new one.
