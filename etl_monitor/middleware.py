@@ -7,10 +7,34 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.urls import resolve
 
 from etl_monitor.request_input import NUL_MESSAGE, form_nul_field
 
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class ProbeMiddleware:
+    """Answer ``/healthz``, ``/readyz`` and ``/metrics`` whatever the ``Host`` header says.
+
+    Kubernetes probes, container health checks and Prometheus reach a pod by its address, so their
+    ``Host`` is ``10.1.2.3:8000``, which ``ALLOWED_HOSTS`` (the public name) rightly refuses, and
+    ``SECURE_SSL_REDIRECT`` would send them to HTTPS. These three views never build a URL from the
+    host, need no session or CSRF token, and carry their own access rule (``/metrics``: the
+    ``METRICS_TOKEN`` bearer or loopback only), so they are served here, first, and every other
+    path keeps Django's host validation. Only GET and HEAD are answered here.
+    """
+
+    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info not in self.PATHS or request.method not in ("GET", "HEAD"):
+            return self.get_response(request)
+        match = resolve(request.path_info)  # the URLconf's own views (etl_monitor.urls)
+        return match.func(request, *match.args, **match.kwargs)
 
 
 class RejectNulMiddleware:

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: probes and scrapes reach a pod by its address (etl_monitor.middleware.ProbeMiddleware).
+    "etl_monitor.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "etl_monitor.middleware.RejectNulMiddleware",
