@@ -10,7 +10,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 graceful_timeout = 20
-accesslog = "-"
+# With LOG_FORMAT=json the app writes the request log itself, as JSON with the request id
+# (etl_monitor.middleware.RequestContextMiddleware); gunicorn's plain access log would be a second line.
+accesslog = None if os.environ.get("LOG_FORMAT", "plain").strip().lower() == "json" else "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 _var_dir = os.environ.get("ETL_MONITOR_VAR_DIR", "var")
