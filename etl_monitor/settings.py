@@ -133,8 +133,11 @@ if REDIS_URL:
             "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS},
         }
     }
-    CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+    # Another broker (RabbitMQ: amqp://…) may carry the tasks while Redis keeps the cache (docs/scaling.md).
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
+        {"visibility_timeout": 3600} if CELERY_BROKER_URL.startswith("redis") else {}
+    )
 else:
     # No Redis: a file cache and kombu's filesystem transport, both under var/,
     # so web, worker and beat share them without any service installed.
