@@ -4,7 +4,15 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import beat_init, celeryd_init, worker_init, worker_process_shutdown, worker_ready
+from celery.signals import (
+    beat_init,
+    celeryd_init,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_shutdown,
+    worker_ready,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "etl_monitor.settings")
 
@@ -80,3 +88,18 @@ def _install_beat_schedule(sender: Celery, **kwargs: object) -> None:
     from etl_monitor.schedule import BEAT_SCHEDULE
 
     sender.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@task_prerun.connect
+def _log_context_enter(task_id: str | None = None, **kwargs: object) -> None:
+    """A task's log lines carry its id as their request id (etl_monitor.log_filters)."""
+    from etl_monitor.log_filters import REQUEST_ID
+
+    REQUEST_ID.set(f"task-{task_id}")
+
+
+@task_postrun.connect
+def _log_context_leave(**kwargs: object) -> None:
+    from etl_monitor.log_filters import REQUEST_ID
+
+    REQUEST_ID.set("-")
