@@ -9,7 +9,12 @@ import YAML from "yaml";
 const schemas = "./node_modules/@kubernetes-models/prometheus-operator/_schemas/ComGithubPrometheusOperatorPrometheusOperatorPkgApisMonitoringV1";
 const { validate: prometheusRule } = await import(`${schemas}PrometheusRule.js`);
 const { validate: serviceMonitor } = await import(`${schemas}ServiceMonitor.js`);
-const validators = { "monitoring.coreos.com/v1/PrometheusRule": prometheusRule, "monitoring.coreos.com/v1/ServiceMonitor": serviceMonitor };
+const { validate: podMonitor } = await import(`${schemas}PodMonitor.js`);
+const validators = {
+  "monitoring.coreos.com/v1/PrometheusRule": prometheusRule,
+  "monitoring.coreos.com/v1/ServiceMonitor": serviceMonitor,
+  "monitoring.coreos.com/v1/PodMonitor": podMonitor,
+};
 let failed = 0;
 for (const file of process.argv.slice(2)) {
   for (const doc of YAML.parseAllDocuments(readFileSync(file, "utf8"))) {
