@@ -8,6 +8,7 @@ run as the image's numeric non-root user. Standard library only (runs before any
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
@@ -62,7 +63,9 @@ def main(image: str) -> None:
         "FIELD_ENCRYPTION_KEY": urlsafe_b64encode(os.urandom(32)).decode(),
         "ALLOWED_HOSTS": "etl-monitor.example.com",
         "WEB_PORT": str(port),
+        "LOG_FORMAT": "json",
     }
+    worker_port = free_port()
     env_args = [arg for name, value in env.items() for arg in ("--env", f"{name}={value}")]
     common = [*PODMAN, "run", "--network", "host", "--read-only", "--volume", "/var/lib/etl-monitor", "--tmpfs", "/tmp"]  # noqa: S108 (a tmpfs inside the container)
     names = ["etl-image-web", "etl-image-worker"]
@@ -73,7 +76,9 @@ def main(image: str) -> None:
         if migrate.returncode:
             fail(f"migrate exited {migrate.returncode}:\n{migrate.stdout[-2000:]}{migrate.stderr[-2000:]}")
         run(*common, "--detach", "--name", "etl-image-web", *env_args, image, "web")
-        run(*common, "--detach", "--name", "etl-image-worker", *env_args, image, "worker", "--concurrency", "1")
+        worker_env = ["--env", f"WORKER_METRICS_PORT={worker_port}", "--env", "WORKER_METRICS_ADDR=127.0.0.1"]
+        worker = ["worker", "--concurrency", "1"]
+        run(*common, "--detach", "--name", "etl-image-worker", *env_args, *worker_env, image, *worker)
 
         deadline = time.monotonic() + 60
         while True:
@@ -116,6 +121,30 @@ def main(image: str) -> None:
         if worker_ping.returncode or "pong" not in worker_ping.stdout:
             fail(f"the worker does not answer a ping: {worker_ping.stdout}{worker_ping.stderr}", *names)
         print("image: web and worker run as uid 10001 on a read-only root filesystem; the worker answers")
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/metrics", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    fail("the worker's metrics endpoint (WORKER_METRICS_PORT) never answered", *names)
+                time.sleep(1)
+        print("image: the worker serves its own /metrics")
+
+        # Probes are not logged (ProbeMiddleware answers them first); a page request is, with its id.
+        page = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        page.request("GET", "/admin/login/", headers={"Host": "etl-monitor.example.com", "X-Request-ID": "ci-image-1"})
+        if page.getresponse().status != 301:  # SECURE_SSL_REDIRECT: the proxy would have sent https
+            fail("GET /admin/login/ over http was not redirected to https", *names)
+        logs = run(*PODMAN, "logs", "etl-image-web")
+        lines = [line for line in (logs.stdout + logs.stderr).splitlines() if line.startswith("{")]
+        requests = [json.loads(line) for line in lines if '"etl_monitor.requests"' in line]
+        if not any(entry.get("request_id") == "ci-image-1" and entry.get("status") == 301 for entry in requests):
+            fail(f"the web container's log has no JSON request line for the page: {lines[-5:]}", *names)
+        print(f"image: LOG_FORMAT=json gives JSON request lines with request ids ({len(requests)} seen)")
     finally:
         for name in names:
             run(*PODMAN, "rm", "--force", name, check=False)
