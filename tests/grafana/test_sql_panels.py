@@ -42,9 +42,14 @@ FAILED_SIGNALS = {"BETA-1": 9, "ALPHA-1": 5, "ALPHA-2": 3, "BETA-2": 1}
 RUNS = {
     "ALPHA-1": [(23.5, "SUCCEEDED"), (18, "FAILED"), (12, "SUCCEEDED"), (6, "TIMED_OUT"), (0.2, "RUNNING")],
     "ALPHA-2": [(20, "SUCCEEDED"), (10, "SUCCEEDED"), (30, "FAILED"), (26, "TIMED_OUT")],
-    "BETA-1": [(22, "FAILED"), (16, "FAILED"), (8, "SUCCEEDED"), (2, "TIMED_OUT")],
+    "BETA-1": [(28, "SUCCEEDED"), (22, "FAILED"), (16, "FAILED"), (8, "SUCCEEDED"), (2, "TIMED_OUT")],
     "BETA-2": [(14, "SUCCEEDED")],
 }
+# Rows written by the successful runs above (2,000 where not given), against each ACTIVE
+# version's expected range: 1,000..5,000, except BETA-2, which has no range (never outside it).
+RUN_ROWS = {("ALPHA-1", 23.5): 500, ("ALPHA-2", 20): 9000, ("ALPHA-2", 10): 100, ("BETA-1", 28): 1, ("BETA-1", 8): 6000}
+RUN_ROWS[("BETA-2", 14)] = 999_999
+EXPECTED_ROWS = {"ALPHA-1": (1000, 5000), "ALPHA-2": (1000, 5000), "BETA-1": (1000, 5000), "BETA-2": (None, None)}
 # (severity, status, loader or None, hours since first seen)
 INCIDENTS = [
     ("HIGH", "OPEN", "ALPHA-1", 3),
@@ -89,7 +94,14 @@ def day(require_postgres: None) -> Day:
         for code, team in LOADERS.items()
     }
     LoaderVersion.objects.bulk_create(
-        LoaderVersion(loader=loader, number=1, state=VersionState.ACTIVE) for loader in loaders.values()
+        LoaderVersion(
+            loader=loader,
+            number=1,
+            state=VersionState.ACTIVE,
+            expected_rows_min=EXPECTED_ROWS[code][0],
+            expected_rows_max=EXPECTED_ROWS[code][1],
+        )
+        for code, loader in loaders.items()
     )
     signals, last_failure = [], {}
     for code, loader in loaders.items():
@@ -116,7 +128,13 @@ def day(require_postgres: None) -> Day:
         for hours, status in runs:
             started = now - dt.timedelta(hours=hours)
             finished = None if status == "RUNNING" else started + dt.timedelta(minutes=5)
-            Run.objects.create(loader=loaders[code], status=status, started_at=started, finished_at=finished)
+            Run.objects.create(
+                loader=loaders[code],
+                status=status,
+                started_at=started,
+                finished_at=finished,
+                rows_written=RUN_ROWS.get((code, hours), 2000) if status == "SUCCEEDED" else None,
+            )
     Incident.objects.bulk_create(
         Incident(
             title=f"{code or 'platform'} {severity.lower()} trouble",
@@ -209,10 +227,43 @@ def runs_by_status(result: Result, scope: str, day: Day) -> None:
     assert got == counts
 
 
+def loads_outside_volume(result: Result, scope: str, day: Day) -> None:
+    outside: dict[str, list[tuple[float, int]]] = {}
+    for code, runs in RUNS.items():
+        low, high = EXPECTED_ROWS[code]
+        for hours, status in runs:
+            rows = RUN_ROWS.get((code, hours), 2000)
+            if (
+                status == "SUCCEEDED"
+                and hours < 24
+                and low is not None
+                and not low <= rows <= high
+                and in_scope(code, scope)
+            ):
+                outside.setdefault(code, []).append((hours, rows))
+    expected = [
+        {
+            "loader_code": code,
+            "team": LOADERS[code],
+            "loads_outside": len(loads),
+            "fewest_rows": min(rows for _, rows in loads),
+            "most_rows": max(rows for _, rows in loads),
+            "expected_rows_min": EXPECTED_ROWS[code][0],
+            "expected_rows_max": EXPECTED_ROWS[code][1],
+            "last_outside": day.now - dt.timedelta(hours=min(hours for hours, _ in loads)),
+        }
+        for code, loads in sorted(outside.items(), key=lambda item: (-len(item[1]), item[0]))
+    ]
+    assert result.dicts() == expected
+    if scope == "all":
+        assert [row["loader_code"] for row in expected] == ["ALPHA-2", "ALPHA-1", "BETA-1"]  # not BETA-2: no range
+
+
 EXPECTED: dict[tuple[str, str], Callable[[Result, str, Day], None]] = {
     ("etl-transaction-monitoring", "Top 5 failed loaders (24 h)"): top_failed,
     ("etl-transaction-monitoring", "Open incidents"): open_incidents,
     ("etl-transaction-monitoring", "Finished runs by status"): runs_by_status,
+    ("etl-transaction-monitoring", "Loads outside the expected volume"): loads_outside_volume,
 }
 
 
