@@ -8,7 +8,9 @@ Method
 The data set is the operations overview's (``bench_overview``: 1,000 loaders in 20 teams, ≈ 510,000
 runs and ``BENCH_OVERVIEW_SIGNALS`` = 10,000,000 signals over 30 days in day partitions, 300 open
 incidents), built by its own functions, or reused when a kept run left it in the database
-(``BENCH_OVERVIEW_KEEP=1``/``BENCH_GRAFANA_SQL_KEEP=1`` keep it afterwards). The read-only role is
+(``BENCH_OVERVIEW_KEEP=1``/``BENCH_GRAFANA_SQL_KEEP=1`` keep it afterwards); a reused data set is
+measured over the 24 hours that end at its newest signal, so the range holds a full day of data
+however long ago it was built. The read-only role is
 created by ``grafana_role_apply`` as in production, and every query runs over a connection *as
 that role* (psycopg, TCP, like Grafana's), with its text built as Grafana sends it: the dashboard
 variables (All, one team, one loader), then the data source's macros for now-24h..now at a 1m
@@ -159,10 +161,11 @@ def main() -> list[str]:
                 started = time.perf_counter()
                 q.rows = len(conn.execute(q.sql).fetchall())
                 q.times.append((time.perf_counter() - started) * 1000)
+    load = os.getloadavg()[0]
     lines = [
         f"Grafana SQL panels as role {ROLE}, {Loader.objects.count():,} loaders, ~{_signals_estimate():,} signals, "
         f"range now-24h..now (data up to {now:%Y-%m-%d %H:%M} UTC), PostgreSQL {connection.pg_version // 10000}; "
-        f"{WARMUPS} warm-ups, {ROUNDS} interleaved rounds; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+        f"{WARMUPS} warm-ups, {ROUNDS} interleaved rounds; {time.strftime('%Y-%m-%d %H:%M %Z')}, load {load:.1f}; "
         f"Python {sys.version.split()[0]}",
         "",
         "| panel (variables) | rows | ms median | ms p95 | signal partitions read | target |",
