@@ -22,9 +22,7 @@ relation of the plan that is a partition of ``signals_app_signal`` must be a day
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from common import TimedScenario
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -50,21 +49,14 @@ RESULTS_FILE = Path(__file__).resolve().parent / "results" / "grafana_sql.md"
 
 
 @dataclass
-class Query:
+class Query(TimedScenario):
+    """One panel query with its variables; ``times`` in ms (median and p95 from TimedScenario)."""
+
     label: str
     sql: str
     times: list[float] = field(default_factory=list)
     rows: int = 0
     partitions: list[str] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.times)
-        return ordered[math.ceil(0.95 * len(ordered)) - 1]
 
 
 def _dataset() -> tuple[dt.datetime, float | None]:
