@@ -135,6 +135,23 @@ def variable_defaults(dashboard: dict[str, Any]) -> dict[str, str | list[str]]:
     return values
 
 
+# ``${__data.fields.X}`` or ``${__data.fields["X"]}`` (its quotes escaped, as json.dumps writes them).
+_FIELD_REFERENCE = re.compile(r'\$\{__data\.fields(?:\.(\w+)|\[\\"([^"\\]+)\\"\])')
+
+
+def field_references(panel: dict[str, Any]) -> set[str]:
+    """The field names a panel's links and overrides depend on: ``${__data.fields.X}`` in any link
+    and the ``byName`` matchers of its overrides. A query must return each of them (a table's
+    column; a time series' series name), or the link is dead and the override colours nothing."""
+    config = panel.get("fieldConfig", {})
+    names = {m.group(1) or m.group(2) for m in _FIELD_REFERENCE.finditer(json.dumps(config))}
+    for override in config.get("overrides", []):
+        matcher = override.get("matcher", {})
+        if matcher.get("id") == "byName":
+            names.add(matcher["options"])
+    return names
+
+
 def provisioned_datasources() -> dict[str, str]:
     """uid → type of each data source in the provisioning file."""
     import yaml
