@@ -2,6 +2,7 @@
 
 import logging
 import os
+from collections.abc import Callable
 
 from celery import Celery
 from celery.signals import (
@@ -24,23 +25,28 @@ app.autodiscover_tasks()
 logger = logging.getLogger(__name__)
 
 
-@worker_init.connect
-@beat_init.connect
-def _refuse_insecure_settings(**kwargs: object) -> None:
-    """A worker or scheduler never runs on development defaults with DEBUG off, nor with field keys
-    that cannot read the database (etl_monitor.checks.platform_refuse_to_start).
+def _refuse_to_start_unless(check: Callable[[], None]) -> None:
+    """Run ``check``; an ImproperlyConfigured it raises ends the process.
 
     Celery logs and swallows any Exception a signal receiver raises, then starts anyway; SystemExit is
     not an Exception, so it ends the process: status 1, the message on stderr."""
     from django.core.exceptions import ImproperlyConfigured
 
-    from etl_monitor.checks import platform_refuse_to_start
-
     try:
-        platform_refuse_to_start()
+        check()
     except ImproperlyConfigured as exc:
         logger.critical("Refusing to start: %s", exc)
         raise SystemExit(f"Refusing to start: {exc}") from exc
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_insecure_settings(**kwargs: object) -> None:
+    """A worker or scheduler never runs on development defaults with DEBUG off, nor with field keys
+    that cannot read the database (etl_monitor.checks.platform_refuse_to_start)."""
+    from etl_monitor.checks import platform_refuse_to_start
+
+    _refuse_to_start_unless(platform_refuse_to_start)
 
 
 @celeryd_init.connect
@@ -48,15 +54,9 @@ def _worker_metrics_prepare(**kwargs: object) -> None:
     """The worker's metrics directory, emptied and in use before the pool forks (WORKER_METRICS_PORT;
     etl_monitor.worker_metrics says why). A directory shared with the web would spoil both
     endpoints' counts: the worker refuses to start, as for insecure settings."""
-    from django.core.exceptions import ImproperlyConfigured
-
     from etl_monitor.worker_metrics import worker_metrics_prepare
 
-    try:
-        worker_metrics_prepare()
-    except ImproperlyConfigured as exc:
-        logger.critical("Refusing to start: %s", exc)
-        raise SystemExit(f"Refusing to start: {exc}") from exc
+    _refuse_to_start_unless(worker_metrics_prepare)
 
 
 @worker_ready.connect
