@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: run test bench lint venv clean
+.PHONY: run test bench lint venv clean deploy-check image
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,5 +45,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 
+# Offline validation of deploy/ (yamllint, hadolint, compose schema, kustomize + kubernetes-validate,
+# CRD schemas, promtool, checkov) in its own venv; and the container image built and run with podman.
+deploy-check:
+	bash .ci/deploy-check
+
+image:
+	bash .ci/image
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-deploy var .pytest_cache .ruff_cache

@@ -10,9 +10,15 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 graceful_timeout = 20
-accesslog = "-"
+# With LOG_FORMAT=json the app writes the request log itself, as JSON with the request id
+# (etl_monitor.middleware.RequestContextMiddleware); gunicorn's plain access log would be a second line.
+accesslog = None if os.environ.get("LOG_FORMAT", "plain").strip().lower() == "json" else "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+_var_dir = os.environ.get("ETL_MONITOR_VAR_DIR", "var")
+# gunicornc's control socket goes to the writable var directory (the image's root filesystem is
+# read-only; gunicorn's default is under $HOME, which the container user does not own).
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", os.path.join(_var_dir, "gunicorn.ctl"))
 
 
 class RedactingLogger(Logger):
@@ -44,9 +50,7 @@ logger_class = RedactingLogger
 # Prometheus multiprocess mode: every worker writes its metric values under this
 # directory and /metrics adds them up (see signals_app/metrics.py). The directory
 # is emptied when gunicorn starts, so counters from a previous run don't linger.
-_metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", os.path.join(os.environ.get("ETL_MONITOR_VAR_DIR", "var"), "prometheus")
-)
+_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_var_dir, "prometheus"))
 
 
 def on_starting(server: object) -> None:

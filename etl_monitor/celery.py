@@ -4,7 +4,15 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import beat_init, worker_init
+from celery.signals import (
+    beat_init,
+    celeryd_init,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_shutdown,
+    worker_ready,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "etl_monitor.settings")
 
@@ -35,6 +43,44 @@ def _refuse_insecure_settings(**kwargs: object) -> None:
         raise SystemExit(f"Refusing to start: {exc}") from exc
 
 
+@celeryd_init.connect
+def _worker_metrics_prepare(**kwargs: object) -> None:
+    """The worker's metrics directory, emptied and in use before the pool forks (WORKER_METRICS_PORT;
+    etl_monitor.worker_metrics says why). A directory shared with the web would spoil both
+    endpoints' counts: the worker refuses to start, as for insecure settings."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from etl_monitor.worker_metrics import worker_metrics_prepare
+
+    try:
+        worker_metrics_prepare()
+    except ImproperlyConfigured as exc:
+        logger.critical("Refusing to start: %s", exc)
+        raise SystemExit(f"Refusing to start: {exc}") from exc
+
+
+@worker_ready.connect
+def _worker_metrics_serve(**kwargs: object) -> None:
+    # Served once the worker is ready (its pool up). A port in use is logged and the worker goes
+    # on: notifications matter more than their metrics.
+    from django.conf import settings
+
+    if settings.WORKER_METRICS_PORT:
+        from etl_monitor.worker_metrics import worker_metrics_serve
+
+        try:
+            worker_metrics_serve()
+        except OSError:
+            logger.exception("worker metrics endpoint not started on port %s", settings.WORKER_METRICS_PORT)
+
+
+@worker_process_shutdown.connect
+def _worker_child_exited(pid: int, **kwargs: object) -> None:
+    from etl_monitor.worker_metrics import worker_child_exited
+
+    worker_child_exited(pid)
+
+
 @app.on_after_finalize.connect
 def _install_beat_schedule(sender: Celery, **kwargs: object) -> None:
     # Imported late: the schedule module imports task names only, but keeping
@@ -42,3 +88,18 @@ def _install_beat_schedule(sender: Celery, **kwargs: object) -> None:
     from etl_monitor.schedule import BEAT_SCHEDULE
 
     sender.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@task_prerun.connect
+def _log_context_enter(task_id: str | None = None, **kwargs: object) -> None:
+    """A task's log lines carry its id as their request id (etl_monitor.log_filters)."""
+    from etl_monitor.log_filters import REQUEST_ID
+
+    REQUEST_ID.set(f"task-{task_id}")
+
+
+@task_postrun.connect
+def _log_context_leave(**kwargs: object) -> None:
+    from etl_monitor.log_filters import REQUEST_ID
+
+    REQUEST_ID.set("-")

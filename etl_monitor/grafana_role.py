@@ -151,6 +151,17 @@ def _require_postgres() -> None:
         raise InvalidInput({"database": [f"The Grafana role needs PostgreSQL; this database is {connection.vendor}."]})
 
 
+def scram_verifier(password: str, role: str) -> str:
+    """``password`` as the SCRAM-SHA-256 verifier PostgreSQL stores in ``pg_authid``
+    (``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>``), computed here by libpq
+    (``PQencryptPasswordConn``: random salt, the server's iteration count, SASLprep as the server
+    does it). ``CREATE/ALTER ROLE … PASSWORD`` given a verifier stores it as it is, so the
+    plaintext never travels to the server and cannot land in its statement log."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    return pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+
+
 def grafana_role_apply(*, role: str, password: str | None = None) -> list[Grant]:
     """Create or update ``role`` (LOGIN with ``password``, else NOLOGIN) and leave it holding
     exactly today's grants: CONNECT, USAGE on the schema, SELECT on the allowed columns."""
@@ -163,7 +174,11 @@ def grafana_role_apply(*, role: str, password: str | None = None) -> list[Grant]
         raise InvalidInput({"password": ["The password variable is set but empty."]})
     grants = grafana_role_grants()
     name = sql.Identifier(role)
-    login = sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(password)) if password else sql.SQL("NOLOGIN")
+    login = (
+        sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(scram_verifier(password, role)))
+        if password
+        else sql.SQL("NOLOGIN")
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT current_user, current_database()")
         current_user, database = cursor.fetchone()

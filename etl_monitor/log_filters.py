@@ -4,12 +4,19 @@ Two kinds of credentials travel in URLs and so end up in request logs: the ping 
 (``/ping/<key>/<loader>``, the whole credential of a cron job) and query values such as
 the Jira webhook's ``?secret=``. ``log_redact`` masks both, and everything ``scrub``
 knows (passwords, tokens, credentials in URLs, our ciphertext). Django's loggers use it
-through ``ScrubbingFormatter``; gunicorn's access log through the logger class in
+through ``ScrubbingFormatter`` (or ``JsonFormatter`` with ``LOG_FORMAT=json``, one JSON object per
+line for log shipping); gunicorn's access log through the logger class in
 ``deploy/gunicorn.conf.py``.
+
+Every record carries the request id and correlation id of the request or task it was logged in
+(``RequestContextFilter``), so one request's lines can be found across processes.
 """
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
+import json
 import logging
 import re
 
@@ -37,3 +44,49 @@ class ScrubbingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return log_redact(super().format(record))
+
+
+# The request (or Celery task) being handled in this thread/context, set by RequestContextMiddleware
+# and the worker's task_prerun; "-" outside any.
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+CORRELATION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+# What a client may send as X-Request-ID / X-Correlation-ID: anything else is replaced, so a log
+# line can never be forged or broken through these headers.
+SAFE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def safe_id(value: str | None) -> str | None:
+    return value if value and SAFE_ID_RE.match(value) else None
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds ``request_id`` and ``correlation_id`` to every record (for both formatters)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        record.correlation_id = CORRELATION_ID.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, request_id,
+    correlation_id, process, and the exception's traceback if any — every string scrubbed as
+    ``ScrubbingFormatter`` scrubs, before encoding, so the line stays valid JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": log_redact(record.getMessage()),
+            "request_id": getattr(record, "request_id", REQUEST_ID.get()),
+            "correlation_id": getattr(record, "correlation_id", CORRELATION_ID.get()),
+            "process": record.process,
+        }
+        for field in ("method", "path", "status", "duration_ms"):  # the request log's own fields
+            if hasattr(record, field):
+                value = getattr(record, field)
+                entry[field] = log_redact(value) if isinstance(value, str) else value
+        if record.exc_info:
+            entry["exception"] = log_redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)

@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.urls import resolve
 
 from etl_monitor.request_input import NUL_MESSAGE, form_nul_field
 
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+access_logger = logging.getLogger("etl_monitor.requests")
+
+
+class ProbeMiddleware:
+    """Answer ``/healthz``, ``/readyz`` and ``/metrics`` whatever the ``Host`` header says.
+
+    Kubernetes probes, container health checks and Prometheus reach a pod by its address, so their
+    ``Host`` is ``10.1.2.3:8000``, which ``ALLOWED_HOSTS`` (the public name) rightly refuses, and
+    ``SECURE_SSL_REDIRECT`` would send them to HTTPS. These three views never build a URL from the
+    host, need no session or CSRF token, and carry their own access rule (``/metrics``: the
+    ``METRICS_TOKEN`` bearer or loopback only), so they are served here, first, and every other
+    path keeps Django's host validation. Only GET and HEAD are answered here.
+    """
+
+    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info not in self.PATHS or request.method not in ("GET", "HEAD"):
+            return self.get_response(request)
+        match = resolve(request.path_info)  # the URLconf's own views (etl_monitor.urls)
+        return match.func(request, *match.args, **match.kwargs)
 
 
 class RejectNulMiddleware:
@@ -41,6 +68,48 @@ class RejectNulMiddleware:
             if field is not None:
                 return JsonResponse({field: [NUL_MESSAGE]}, status=400)
         return self.get_response(request)
+
+
+class RequestContextMiddleware:
+    """Gives each request an id for its log lines and answers it in ``X-Request-ID``.
+
+    The id is the ingress's ``X-Request-ID`` when it sent a well-formed one (so the proxy's log and
+    ours match), a new one otherwise; ``X-Correlation-ID`` (a loader's run, across services) is kept
+    the same way. With ``LOG_FORMAT=json`` it also writes the request log line (gunicorn's access
+    log is then off): method, redacted path, status, duration, ids."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from django.conf import settings
+
+        from etl_monitor.log_filters import CORRELATION_ID, REQUEST_ID, safe_id
+
+        request_id = safe_id(request.headers.get("X-Request-ID")) or uuid.uuid4().hex
+        request_token = REQUEST_ID.set(request_id)
+        correlation_token = CORRELATION_ID.set(safe_id(request.headers.get("X-Correlation-ID")) or "-")
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            if settings.LOG_FORMAT == "json":
+                access_logger.info(
+                    "%s %s %s",
+                    request.method,
+                    request.path,
+                    response.status_code,
+                    extra={
+                        "method": request.method,
+                        "path": request.get_full_path(),
+                        "status": response.status_code,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    },
+                )
+            return response
+        finally:
+            REQUEST_ID.reset(request_token)
+            CORRELATION_ID.reset(correlation_token)
 
 
 # The methods a label may name; any other (clients may invent them) is counted as "other".

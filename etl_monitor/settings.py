@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ETL_MONITOR_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -62,6 +63,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: probes and scrapes reach a pod by its address (etl_monitor.middleware.ProbeMiddleware).
+    "etl_monitor.middleware.ProbeMiddleware",
+    "etl_monitor.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "etl_monitor.middleware.RejectNulMiddleware",
@@ -129,8 +133,11 @@ if REDIS_URL:
             "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS},
         }
     }
-    CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+    # Another broker (RabbitMQ: amqp://…) may carry the tasks while Redis keeps the cache (docs/scaling.md).
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
+        {"visibility_timeout": 3600} if CELERY_BROKER_URL.startswith("redis") else {}
+    )
 else:
     # No Redis: a file cache and kombu's filesystem transport, both under var/,
     # so web, worker and beat share them without any service installed.
@@ -332,6 +339,13 @@ PING_BODY_MAX_BYTES = env.int("PING_BODY_MAX_BYTES", default=10_000)
 # A start ping repeated with the same body this soon (without ?rid=) is a retry: the same run.
 PING_START_RETRY_SECONDS = env.int("PING_START_RETRY_SECONDS", default=10)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token for /metrics; unset = loopback only
+# The Celery worker's own metrics endpoint (what its tasks measure: ETL Monitor's calls to other
+# services), served by the worker's main process over all its pool processes (docs/monitoring.md).
+# 0 = off. Its multiprocess directory is emptied when the worker starts: one directory per worker
+# on a host, never the web's (var/prometheus).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default="127.0.0.1")
+WORKER_METRICS_DIR = env.str("WORKER_METRICS_DIR", default=str(VAR_DIR / "prometheus-worker"))
 
 # --- Incidents ------------------------------------------------------------------------
 # A breach within this time after an incident resolved reopens it instead of opening a new one.
@@ -448,16 +462,23 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="etl-monitor@localhos
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Logging ------------------------------------------------------------------
+# plain: one readable line per record; json: one JSON object per line (log shipping), with the
+# request log written by the app instead of gunicorn's access log.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "etl_monitor.log_filters.RequestContextFilter"}},
     "formatters": {
         "plain": {
             "()": "etl_monitor.log_filters.ScrubbingFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-        }
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+        "json": {"()": "etl_monitor.log_filters.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

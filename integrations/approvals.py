@@ -24,9 +24,11 @@ from django.urls import reverse
 
 from etl_monitor.celery import app as celery_app
 from etl_monitor.humanize import local_time
+from etl_monitor.metrics import TargetService, http_client_call
 from etl_monitor.outage import task_publish
 from integrations.models import Channel, ChannelKind
 from integrations.notifications.transports import transport_for
+from integrations.notifications.transports.email import smtp_call
 from integrations.text import one_line, slack_escape
 from loaders import services as loader_services
 from loaders.models import LoaderVersion
@@ -131,7 +133,9 @@ def _mail(recipients: Iterable[Any], subject: str, body: str) -> int:
     if not messages:
         return 0
     try:
-        return get_connection(fail_silently=False).send_messages(messages) or 0
+        connection = get_connection(fail_silently=False)
+        with smtp_call(connection):  # one connection, one observation
+            return connection.send_messages(messages) or 0
     except Exception as exc:  # noqa: BLE001 — whatever SMTP answers, the transition stands
         logger.warning("approval email %r not sent: %s", subject, exc)
         return 0
@@ -149,12 +153,16 @@ def _slack(text: str) -> None:
         if webhook is not None:
             from slack_sdk.webhook import WebhookClient
 
-            response = WebhookClient(webhook.secret, timeout=settings.NOTIFY_HTTP_TIMEOUT).send(text=text)
+            with http_client_call(TargetService.SLACK) as call:
+                response = WebhookClient(webhook.secret, timeout=settings.NOTIFY_HTTP_TIMEOUT).send(text=text)
+                call.status = response.status_code
             if response.status_code != 200:
                 logger.warning("approval news not posted to %s: HTTP %s", target, response.status_code)
             return
         bot = Channel.objects.filter(kind=ChannelKind.SLACK, enabled=True).first() or Channel(kind=ChannelKind.SLACK)
-        transport_for(bot).client().chat_postMessage(channel=target, text=text)
+        client = transport_for(bot).client()
+        with http_client_call(TargetService.SLACK):
+            client.chat_postMessage(channel=target, text=text)
     except Exception as exc:  # noqa: BLE001 — Slack's errors, a missing token: logged, the transition stands
         logger.warning("approval news not posted to %s: %s", target, exc)
 

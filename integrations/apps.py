@@ -18,11 +18,13 @@ class IntegrationsConfig(AppConfig):
             DataSourcesSection,
             NotificationRulesSection,
         )
+        from integrations.metrics import OutboxCollector
         from integrations.models import Channel
         from integrations.notifications import routing
         from integrations.notifications.transports import transports_load
         from integrations.sources import kinds  # noqa: F401 — registers the rule kinds over the sources
         from loaders.services import loader_version_transitioned
+        from signals_app.metrics import state_collector_register
 
         transports_load()  # one module per channel kind, each registering its transport (Jira's: jira.py)
         # Notifications first, then Jira: each routes the entry in a savepoint of its own.
@@ -37,3 +39,4 @@ class IntegrationsConfig(AppConfig):
         config_section_register(DataSourcesSection())
         config_section_register(CapturesSection())
         config_section_register(NotificationRulesSection())
+        state_collector_register(OutboxCollector())  # the backlog on /metrics (signals_app cannot import us)

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from etl_monitor.crypto import secret_undecryptable
 from etl_monitor.errors import InvalidInput
+from etl_monitor.metrics import Outcome, TargetService, http_client_call
 from etl_monitor.roles import Role, system_user_get
 from incidents.models import ACTIVE_STATUSES, EventKind, Incident, IncidentEvent
 from incidents.services import incident_comment, incident_resolve
@@ -364,6 +365,12 @@ def _error(exc: Exception, *, doing: str) -> Exception:
     return exc
 
 
+def _refusal_outcome(exc: BaseException) -> Outcome | None:
+    """A ``Permanent`` of our own, raised on what Jira answered (no such transition, a failed
+    connection check), is Jira refusing what we ask: ``client_error``. None: go by the status."""
+    return Outcome.CLIENT_ERROR if isinstance(exc, Permanent) and exc.__cause__ is None else None
+
+
 @transport_register
 class JiraTransport(Transport):
     """Jira as a channel: each delivery creates, comments on or transitions the incident's ticket
@@ -413,6 +420,12 @@ class JiraTransport(Transport):
     def send(self, delivery: Delivery) -> str:
         if problem := jira_configured(self.channel):
             raise Permanent(f"Jira is not configured: {problem}")
+        # One observation per send, however many requests it takes (search, create, link; or
+        # transition, comment, transition): the outcome is that of the request that failed, if any.
+        with http_client_call(TargetService.JIRA, classify=_refusal_outcome):
+            return self._send(delivery)
+
+    def _send(self, delivery: Delivery) -> str:
         payload = delivery.payload
         action = payload.get("action")
         try:

@@ -13,6 +13,8 @@ class OperationsConfig(AppConfig):
     def ready(self) -> None:
         # /metrics (signals_app) cannot import this app: it is handed the state collector instead.
         from operations.metrics import StateCollector
+        from operations.platform_metrics import PlatformHealthCollector
         from signals_app.metrics import state_collector_register
 
         state_collector_register(StateCollector())
+        state_collector_register(PlatformHealthCollector())

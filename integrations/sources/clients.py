@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from etl_monitor.metrics import Outcome, TargetService, http_client_call, outcome_of_status
 from etl_monitor.protection import scrub
 from incidents.kinds import SourceNotConfigured, SourceUnavailable, source_failed, source_known_down
 from integrations.models import DataSource, SourceAuth, SourceKind
@@ -102,13 +104,31 @@ def es_client(source: DataSource) -> Any:
     )
 
 
+TARGET_SERVICES = {
+    SourceKind.PROMETHEUS: TargetService.PROMETHEUS,
+    SourceKind.ELASTICSEARCH: TargetService.ELASTICSEARCH,
+}
+_PROM_STATUS_RE = re.compile(r"^HTTP Status Code (\d{3}) ")
+
+
+def _source_outcome(exc: BaseException) -> Outcome | None:
+    """prometheus-api-client keeps the status of a refused query only in its message
+    (``HTTP Status Code 503 (b'...')``); the others carry it as an attribute (None: look there)."""
+    from prometheus_api_client import PrometheusApiClientException
+
+    if isinstance(exc, PrometheusApiClientException) and (match := _PROM_STATUS_RE.match(str(exc))):
+        return outcome_of_status(int(match.group(1)))
+    return None
+
+
 def _ask(source: DataSource, call: Callable[[], Any]) -> Any:
-    """``call()`` against the source, its health recorded. Any failure is SourceUnavailable, and
-    within a detection or capture cycle the source is then not asked again (its timeout is paid
-    once, not once per rule)."""
+    """``call()`` against the source, its health recorded and its duration measured (by the
+    source's kind, never its name or URL). Any failure is SourceUnavailable, and within a detection
+    or capture cycle the source is then not asked again (its timeout is paid once, not once per rule)."""
     source_known_down(source.name)
     try:
-        result = call()
+        with http_client_call(TARGET_SERVICES[SourceKind(source.kind)], classify=_source_outcome):
+            result = call()
     except Exception as exc:  # every failure of the source is reported, never raised on
         reason = _reason(exc)
         health_record(source, reason)
@@ -190,10 +210,11 @@ def source_check(source: DataSource) -> tuple[bool, str]:
         if source.kind == SourceKind.ELASTICSEARCH:
             # The server, then the log index the rules and captures search (_count: can we read it?).
             client = es_client(source)
-            info = client.info()
-            body = info.body if hasattr(info, "body") else info
             index = settings.ELASTICSEARCH_INDEX
-            counted = client.count(index=index)
+            with http_client_call(TargetService.ELASTICSEARCH):
+                info = client.info()
+                counted = client.count(index=index)
+            body = info.body if hasattr(info, "body") else info
             count = (counted.body if hasattr(counted, "body") else counted)["count"]
             detail = (
                 f"Elasticsearch {body['version']['number']} (cluster {body.get('cluster_name', '?')}); "

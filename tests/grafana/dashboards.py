@@ -168,3 +168,81 @@ def variables(kind: str | None = None) -> list[Variable]:
             if kind is None or query.datasource == kind:
                 found.append(query)
     return found
+
+
+# ``${__data.fields.X}`` or ``${__data.fields["X"]}`` (its quotes escaped, as json.dumps writes them).
+_FIELD_REFERENCE = re.compile(r'\$\{__data\.fields(?:\.(\w+)|\[\\"([^"\\]+)\\"\])')
+
+
+def field_references(panel: dict[str, Any]) -> set[str]:
+    """The field names a panel's links and overrides depend on: ``${__data.fields.X}`` in any link
+    and the ``byName`` matchers of its overrides. A query must return each of them (a table's
+    column; a time series' series name), or the link is dead and the override colours nothing."""
+    config = panel.get("fieldConfig", {})
+    names = {m.group(1) or m.group(2) for m in _FIELD_REFERENCE.finditer(json.dumps(config))}
+    for override in config.get("overrides", []):
+        matcher = override.get("matcher", {})
+        if matcher.get("id") == "byName":
+            names.add(matcher["options"])
+    return names
+
+
+def provisioned_datasources() -> dict[str, str]:
+    """uid → type of each data source in the provisioning file."""
+    import yaml
+
+    provisioned = yaml.safe_load(DATASOURCES_FILE.read_text())
+    return {source["uid"]: source["type"] for source in provisioned["datasources"]}
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link of a dashboard: a dashboard link, a panel link, or a data link of a field."""
+
+    dashboard: str  # the dashboard's uid
+    where: str  # "dashboard", or the panel's title and where in it
+    link: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        return self.link.get("url", "")
+
+
+def _links_within(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    # Data links sit at any depth of a panel: fieldConfig.defaults.links, an override's
+    # {"id": "links", "value": [...]}, options.dataLinks of some panel types.
+    if isinstance(value, dict):
+        if isinstance(value.get("matcher"), dict):  # an override: name the field it applies to
+            where = f"field {value['matcher'].get('options')} "
+        if value.get("id") == "links" and isinstance(value.get("value"), list):
+            for link in value["value"]:
+                yield f"{where}link {link.get('title', '')!r}", link
+        for key, inner in value.items():
+            if key in ("links", "dataLinks") and isinstance(inner, list):
+                for link in inner:
+                    if isinstance(link, dict):
+                        yield f"{where}{key} {link.get('title', '')!r}", link
+            elif key != "panels":  # a row's panels are walked as panels of their own
+                yield from _links_within(inner, where)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _links_within(inner, where)
+
+
+def links(uid: str, dashboard: dict[str, Any]) -> list[Link]:
+    """Every link of ``dashboard``: its own links, each panel's links and every data link."""
+    found = [Link(uid, f"dashboard link {link.get('title', '')!r}", link) for link in dashboard.get("links", [])]
+    for panel in panels(dashboard):
+        title = panel.get("title", "?")
+        found += [Link(uid, f"{title}: {where}", link) for where, link in _links_within(panel, "")]
+    return found
+
+
+# Grafana's own variable syntax (its template_srv regex): $name, [[name]], [[name:format]],
+# ${name}, ${name:format}, ${name.field.path:format}.
+GRAFANA_VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}")
+
+
+def variables_used(text: str) -> set[str]:
+    """The names of the variables ``text`` refers to (``__data`` for ``${__data.fields.X}``)."""
+    return {match.group(1) or match.group(2) or match.group(4) for match in GRAFANA_VARIABLE.finditer(text)}

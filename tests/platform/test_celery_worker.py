@@ -134,3 +134,29 @@ def test_beat_and_worker_run_the_scheduled_heartbeat(tmp_path, not_eager):
         env=env,
     ) as proc:
         wait_for_heartbeat(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), proc, timeout=90)
+
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.mark.services
+def test_the_tasks_can_go_through_rabbitmq_while_redis_keeps_the_cache(require_redis, db, not_eager):
+    """CELERY_BROKER_URL=amqp://… (docs/scaling.md): a worker takes a task from RabbitMQ, and what
+    it does is seen through the shared Redis cache."""
+    import kombu
+
+    try:
+        with kombu.Connection(RABBITMQ_URL, connect_timeout=3) as probe:
+            probe.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means no RabbitMQ here
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"RabbitMQ at {RABBITMQ_URL} is not reachable in CI: {exc}")
+        pytest.skip(f"RabbitMQ not reachable at {RABBITMQ_URL}: {exc}")
+    cache.delete(HEARTBEAT_CACHE_KEY)
+    with celery_process(
+        "worker", "--concurrency", "1", "--without-gossip", "--without-mingle", env={"CELERY_BROKER_URL": RABBITMQ_URL}
+    ) as proc:
+        with kombu.Connection(RABBITMQ_URL) as rabbit:
+            app.send_task("etl_monitor.tasks.platform_heartbeat", connection=rabbit)
+        wait_for_heartbeat(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), proc, timeout=60)
+    assert "amqp://guest:**@127.0.0.1:5672//" in proc.stdout.read()  # the worker's banner: it used RabbitMQ

@@ -34,3 +34,35 @@ def test_readyz_reports_the_last_worker_heartbeat(client, db):
 
     stamp = platform_heartbeat()  # eager in tests: runs the real task body
     assert client.get("/readyz").json()["worker_heartbeat"] == stamp
+
+
+POD = "10.244.1.17:8000"  # how a kubelet probe or a Prometheus scrape addresses a pod
+
+
+def test_probes_answer_a_pod_address_that_allowed_hosts_refuses(client, db, settings):
+    settings.ALLOWED_HOSTS = ["etl-monitor.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    settings.METRICS_TOKEN = "scrape-token"
+    assert client.get("/healthz", HTTP_HOST=POD).json() == {"status": "ok"}
+    assert client.get("/readyz", HTTP_HOST=POD).status_code == 200
+    scrape = client.get("/metrics", HTTP_HOST=POD, HTTP_AUTHORIZATION="Bearer scrape-token")
+    assert scrape.status_code == 200
+    assert b"signals_received_total" in scrape.content
+
+
+def test_metrics_by_pod_address_still_needs_its_token(client, db, settings):
+    settings.ALLOWED_HOSTS = ["etl-monitor.example.com"]
+    settings.METRICS_TOKEN = "scrape-token"
+    assert client.get("/metrics", HTTP_HOST=POD).status_code == 401
+    assert client.get("/metrics", HTTP_HOST=POD, HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+
+
+def test_every_other_path_keeps_host_validation_and_the_https_redirect(client, db, settings):
+    settings.ALLOWED_HOSTS = ["etl-monitor.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/admin/login/", HTTP_HOST=POD).status_code == 400
+    assert client.get("/healthz/", HTTP_HOST=POD).status_code == 400  # only the exact probe paths
+    assert client.post("/healthz", HTTP_HOST=POD).status_code == 400  # and only reads
+    redirect = client.get("/admin/login/", HTTP_HOST="etl-monitor.example.com")
+    assert redirect.status_code == 301
+    assert redirect["Location"].startswith("https://etl-monitor.example.com/")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import smtplib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from email.utils import parseaddr
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.template.loader import render_to_string
 
+from etl_monitor.metrics import Outcome, TargetService, http_client_call
 from integrations.models import ChannelKind, Delivery
 from integrations.notifications.payloads import Message
 from integrations.notifications.transports import (
@@ -27,6 +30,28 @@ def message_id(delivery: Delivery) -> str:
     """Stable per delivery, so a resend after an unknown outcome carries the same Message-ID."""
     domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "etl-monitor.local"
     return f"<delivery-{delivery.pk}.{delivery.key_digest}@{domain}>"
+
+
+def smtp_outcome(exc: BaseException) -> Outcome | None:
+    """SMTP's replies in the HTTP classes of ``http_client_request_duration_seconds``: a 5xx reply
+    refuses what we sent for good (a recipient, our credentials) — ``client_error``; a 4xx reply is
+    the server unable to take it now (busy, greylisting) — ``server_error``. Refused recipients
+    count as ``send`` treats them: all refused for good, else deferred. No reply at all (refused
+    connection, timeout): None."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        return Outcome.CLIENT_ERROR if all(code >= 500 for code in codes) else Outcome.SERVER_ERROR
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return Outcome.CLIENT_ERROR if exc.smtp_code >= 500 else Outcome.SERVER_ERROR
+    return None
+
+
+def smtp_call(connection: Any) -> AbstractContextManager[Any]:
+    """Measure sending over ``connection`` as a call to SMTP when it is one: Django's console and
+    in-memory backends (development, tests) call nobody and draw no edge on the service map."""
+    if isinstance(connection, SMTPBackend):
+        return http_client_call(TargetService.SMTP, classify=smtp_outcome)
+    return nullcontext()
 
 
 @transport_register
@@ -100,6 +125,7 @@ class EmailTransport(Transport):
 
     def send(self, delivery: Delivery, connection: Any = None) -> str:
         payload = delivery.payload
+        connection = connection or get_connection(timeout=settings.EMAIL_TIMEOUT)
         recipients = [address for address in delivery.target.split(",") if address]
         msg = EmailMultiAlternatives(
             # One line whatever the payload says: a CR or LF makes Django refuse the header, and a
@@ -113,12 +139,13 @@ class EmailTransport(Transport):
                 "X-ETL-Monitor-Incident": str(delivery.incident_id or ""),
                 "X-ETL-Monitor-Severity": payload.get("severity", ""),
             },
-            connection=connection or get_connection(timeout=settings.EMAIL_TIMEOUT),
+            connection=connection,
         )
         if payload.get("html"):
             msg.attach_alternative(payload["html"], "text/html")
         try:
-            msg.send()
+            with smtp_call(connection):
+                msg.send()
         except smtplib.SMTPRecipientsRefused as exc:
             codes = {code for code, _msg in exc.recipients.values()}
             if all(code >= 500 for code in codes):

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
+from etl_monitor.metrics import TargetService, http_client_call
 from incidents.models import IncidentStatus
 from integrations.models import ChannelKind, Delivery, Purpose
 from integrations.notifications.payloads import Message
@@ -117,22 +118,24 @@ class SlackTransport(Transport):
             "event_type": METADATA_EVENT,
             "event_payload": {"delivery": delivery.pk, "key": delivery.key_digest},
         }
+        # One observation per send, whether it posts, or updates and replies in the thread.
         try:
-            if root is not None and payload.get("update") and root.external_id:
-                channel_id, ts = root.external_id.split(":", 1)
-                client.chat_update(channel=channel_id, ts=ts, text=payload["text"], blocks=payload["blocks"])
-                if payload.get("thread_text"):
-                    client.chat_postMessage(
-                        channel=channel_id, thread_ts=ts, text=payload["thread_text"], metadata=metadata
-                    )
-                return f"{channel_id}:{ts}"
-            kwargs: dict[str, Any] = {"channel": delivery.target, "text": payload["text"], "metadata": metadata}
-            if root is not None and root.external_id:
-                channel_id, ts = root.external_id.split(":", 1)
-                kwargs.update(channel=channel_id, thread_ts=ts, text=payload.get("thread_text") or payload["text"])
-            else:
-                kwargs["blocks"] = payload["blocks"]
-            response = client.chat_postMessage(**kwargs)
+            with http_client_call(TargetService.SLACK):
+                if root is not None and payload.get("update") and root.external_id:
+                    channel_id, ts = root.external_id.split(":", 1)
+                    client.chat_update(channel=channel_id, ts=ts, text=payload["text"], blocks=payload["blocks"])
+                    if payload.get("thread_text"):
+                        client.chat_postMessage(
+                            channel=channel_id, thread_ts=ts, text=payload["thread_text"], metadata=metadata
+                        )
+                    return f"{channel_id}:{ts}"
+                kwargs: dict[str, Any] = {"channel": delivery.target, "text": payload["text"], "metadata": metadata}
+                if root is not None and root.external_id:
+                    channel_id, ts = root.external_id.split(":", 1)
+                    kwargs.update(channel=channel_id, thread_ts=ts, text=payload.get("thread_text") or payload["text"])
+                else:
+                    kwargs["blocks"] = payload["blocks"]
+                response = client.chat_postMessage(**kwargs)
         except (Transient, Permanent):
             raise
         except Exception as exc:

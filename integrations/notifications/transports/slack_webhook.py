@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from etl_monitor.crypto import secret_undecryptable
+from etl_monitor.metrics import TargetService, http_client_call
 from integrations.models import ChannelKind, Delivery
 from integrations.notifications.payloads import Message
 from integrations.notifications.transports import Permanent, Transient, Transport, transport_register
@@ -49,10 +50,12 @@ class SlackWebhookTransport(Transport):
             raise Permanent("no incoming-webhook URL set on the channel")
         payload = delivery.payload
         try:
-            response = WebhookClient(url, timeout=settings.NOTIFY_HTTP_TIMEOUT).send(
-                text=payload.get("thread_text") if payload.get("update") else payload["text"],
-                blocks=None if payload.get("update") else payload["blocks"],
-            )
+            with http_client_call(TargetService.SLACK) as call:
+                response = WebhookClient(url, timeout=settings.NOTIFY_HTTP_TIMEOUT).send(
+                    text=payload.get("thread_text") if payload.get("update") else payload["text"],
+                    blocks=None if payload.get("update") else payload["blocks"],
+                )
+                call.status = response.status_code
         except Exception as exc:
             raise Transient(f"Slack webhook unreachable: {type(exc).__name__}") from exc
         if response.status_code == 200:

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
+from etl_monitor.metrics import TargetService, http_client_call
 from integrations.models import ChannelKind, Delivery, Purpose
 from integrations.notifications.payloads import Message
 from integrations.notifications.transports import Permanent, Transient, Transport, transport_register
@@ -65,15 +66,17 @@ class WebhookTransport(Transport):
         if self.channel.secret:
             headers["X-ETL-Monitor-Signature"] = webhook_signature(self.channel.secret, timestamp, body)
         try:
-            response = requests.post(
-                # The channel's URL as it is now (a retry after a fix goes to the fixed URL); the
-                # target is where it pointed when the delivery was queued.
-                self.channel.url or delivery.target,
-                data=body,
-                headers=headers,
-                timeout=settings.NOTIFY_HTTP_TIMEOUT,
-                allow_redirects=False,
-            )
+            with http_client_call(TargetService.WEBHOOK) as call:
+                response = requests.post(
+                    # The channel's URL as it is now (a retry after a fix goes to the fixed URL); the
+                    # target is where it pointed when the delivery was queued.
+                    self.channel.url or delivery.target,
+                    data=body,
+                    headers=headers,
+                    timeout=settings.NOTIFY_HTTP_TIMEOUT,
+                    allow_redirects=False,
+                )
+                call.status = response.status_code
         except (TimeoutError, requests.RequestException) as exc:
             raise Transient(f"webhook unreachable: {type(exc).__name__}") from exc
         if 200 <= response.status_code < 300:
