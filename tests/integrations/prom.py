@@ -144,7 +144,8 @@ class _Server:
 class Prometheus(_Server):
     """A real Prometheus scraping ``jobs`` (job name → (targets, metrics path)) every second,
     evaluating ``rules`` (the text of a rule file) every second and sending alerts to
-    ``alertmanager`` (a base URL) when given."""
+    ``alertmanager`` (a base URL) when given. ``labels`` are target labels of every job (the
+    dashboards' ``environment``, as a site's scrape configuration sets it)."""
 
     binary_name = "prometheus"
 
