@@ -65,11 +65,14 @@ def _families(state: FleetState) -> Iterator[Metric]:
     runs_24h = GaugeMetricFamily(
         "loader_runs_24h",
         "Finished runs started in the last 24 hours, by loader and final status.",
-        labels=["loader_code", "status"],
+        labels=["loader_code", "owner_team", "status"],
     )
-    for code in sorted(h.code for h in state.healths):
+    # The team label follows loader_status's rule (blank when hidden), so a panel filters both alike.
+    for health in sorted(state.healths, key=lambda h: h.code):
         for status in FINISHED:
-            runs_24h.add_metric([code, status.value], state.runs_24h.get((code, status), 0))
+            runs_24h.add_metric(
+                [health.code, health.team or "", status.value], state.runs_24h.get((health.code, status), 0)
+            )
     yield runs_24h
 
 

@@ -135,6 +135,41 @@ def variable_defaults(dashboard: dict[str, Any]) -> dict[str, str | list[str]]:
     return values
 
 
+@dataclass(frozen=True)
+class Variable:
+    """One templating variable of a dashboard that asks a data source for its values."""
+
+    dashboard: str  # the dashboard's uid
+    variable: dict[str, Any]
+
+    @property
+    def datasource(self) -> str:
+        return (self.variable.get("datasource") or {}).get("uid", "")
+
+    @property
+    def query(self) -> str:
+        """The variable's query text (``label_values(...)``, ``query_result(...)``, or SQL)."""
+        query = self.variable.get("query", "")
+        return query.get("query", "") if isinstance(query, dict) else query
+
+    @property
+    def name(self) -> str:
+        return f"{self.dashboard} / ${self.variable.get('name', '?')}"
+
+
+def variables(kind: str | None = None) -> list[Variable]:
+    """Every query variable of the dashboards, of data source uid ``kind`` if given."""
+    found = []
+    for uid, dashboard in dashboards().items():
+        for variable in dashboard.get("templating", {}).get("list", []):
+            if variable.get("type") != "query":
+                continue
+            query = Variable(uid, variable)
+            if kind is None or query.datasource == kind:
+                found.append(query)
+    return found
+
+
 # ``${__data.fields.X}`` or ``${__data.fields["X"]}`` (its quotes escaped, as json.dumps writes them).
 _FIELD_REFERENCE = re.compile(r'\$\{__data\.fields(?:\.(\w+)|\[\\"([^"\\]+)\\"\])')
 

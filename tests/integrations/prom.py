@@ -144,7 +144,8 @@ class _Server:
 class Prometheus(_Server):
     """A real Prometheus scraping ``jobs`` (job name → (targets, metrics path)) every second,
     evaluating ``rules`` (the text of a rule file) every second and sending alerts to
-    ``alertmanager`` (a base URL) when given."""
+    ``alertmanager`` (a base URL) when given. ``labels`` are target labels of every job (the
+    dashboards' ``environment``, as a site's scrape configuration sets it)."""
 
     binary_name = "prometheus"
 
@@ -155,9 +156,11 @@ class Prometheus(_Server):
         rules: str = "",
         alertmanager: str = "",
         lookback: str = "3s",
+        labels: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.jobs, self.rules, self.alertmanager, self.lookback = jobs, rules, alertmanager, lookback
+        self.labels = labels or {}  # target labels of every job (e.g. the environment)
 
     def config(self) -> str:
         lines = ["global:", "  scrape_interval: 1s", "  evaluation_interval: 1s", "scrape_configs:"]
@@ -168,6 +171,8 @@ class Prometheus(_Server):
                 "    static_configs:",
                 f"      - targets: [{', '.join(repr(t) for t in targets)}]",
             ]
+            if self.labels:
+                lines += ["        labels:", *(f"          {k}: {v!r}" for k, v in self.labels.items())]
         if self.rules:
             (self.tmp / "rules.yml").write_text(self.rules)
             lines += ["rule_files:", f"  - {self.tmp / 'rules.yml'}"]

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from etl_monitor.models import FieldProtection
 from incidents.models import Incident, IncidentStatus
+from loaders.models import Team
 from operations.metrics import StateCollector
 from operations.selectors import Health
 from signals_app.metrics import exposition
@@ -80,9 +81,9 @@ def test_incidents_open_counts_open_and_acknowledged_by_severity_and_leaves_the_
     assert sum(gauges.values()) == 3
 
 
-def test_runs_24h_counts_finished_runs_started_in_the_last_day_by_loader_and_result(make_loader) -> None:
+def test_runs_24h_counts_finished_runs_started_in_the_last_day_by_loader_team_and_result(make_loader) -> None:
     loader = make_loader("RUNS-1")
-    make_loader("RUNS-IDLE")  # no run: its three series are 0
+    make_loader("RUNS-IDLE", team=Team.objects.create(slug="billing", name="Billing"))  # no run: its series are 0
     for minutes in (10, 70, 130):
         make_run(loader, started=NOW - dt.timedelta(minutes=minutes))
     make_run(loader, RunStatus.FAILED, started=NOW - dt.timedelta(hours=5))
@@ -91,8 +92,10 @@ def test_runs_24h_counts_finished_runs_started_in_the_last_day_by_loader_and_res
     make_run(loader, started=NOW - dt.timedelta(hours=25))  # older than a day: not counted
     gauges = {tuple(v for _, v in k): n for k, n in samples()["loader_runs_24h"].items()}
     assert gauges == {
-        ("RUNS-1", "SUCCEEDED"): 3, ("RUNS-1", "FAILED"): 1, ("RUNS-1", "TIMED_OUT"): 1,
-        ("RUNS-IDLE", "SUCCEEDED"): 0, ("RUNS-IDLE", "FAILED"): 0, ("RUNS-IDLE", "TIMED_OUT"): 0,
+        ("RUNS-1", "Ops Data", "SUCCEEDED"): 3, ("RUNS-1", "Ops Data", "FAILED"): 1,
+        ("RUNS-1", "Ops Data", "TIMED_OUT"): 1,
+        ("RUNS-IDLE", "Billing", "SUCCEEDED"): 0, ("RUNS-IDLE", "Billing", "FAILED"): 0,
+        ("RUNS-IDLE", "Billing", "TIMED_OUT"): 0,
     }  # fmt: skip
 
 
@@ -101,6 +104,7 @@ def test_a_hidden_owner_leaves_the_team_blank_and_no_loader_name_is_ever_a_label
     FieldProtection.objects.create(model_label="loaders.loader", field_name="owner", level="HIDDEN")
     text = exposition()[0].decode()
     assert 'loader_status{loader_code="SECRETIVE-1",owner_team="",status="ok"}' in text
+    assert 'loader_runs_24h{loader_code="SECRETIVE-1",owner_team="",status="FAILED"}' in text
     assert "Ops Data" not in text and "ops-data" not in text
     assert "SECRETIVE-1 job" not in text  # the name
 
