@@ -900,7 +900,7 @@ def rules_evaluate_claimed(
     ``only_due`` (the detection tick's tasks): claim only the rules still due once locked. Two
     ticks (two schedulers, or a queue slower than the tick) enqueue the same due rule twice; the
     task that runs after the first one committed finds ``next_due_at`` moved on and skips it, so
-    each due time is evaluated once. Each claim is logged with the due time it takes."""
+    each due time is evaluated once. Each claim is logged with its moment and the due time it takes."""
     now = now or timezone.now()
     with transaction.atomic():
         claimed = DetectionRule.objects.select_for_update(skip_locked=True).filter(pk__in=rule_ids, enabled=True)
@@ -911,5 +911,5 @@ def rules_evaluate_claimed(
             return []
         if only_due:
             due = [f"{rule.pk}@{rule.next_due_at.isoformat() if rule.next_due_at else 'first'}" for rule in rules]
-            logger.info("detection: claimed rule@due %s", " ".join(due))
+            logger.info("detection: claimed at %s rule@due %s", now.isoformat(), " ".join(due))
         return rules_evaluate(rules=rules, now=now, loader_id=loader_id)

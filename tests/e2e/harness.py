@@ -455,10 +455,11 @@ def _redis_answers(client: Any) -> bool:
         return False
 
 
-def platform_for(workdir: Path, database_url: str) -> Platform:
-    """A platform (not started yet) on the PostgreSQL server of ``database_url``."""
+def platform_for(workdir: Path, database_url: str, name_prefix: str = "etl_monitor_e2e") -> Platform:
+    """A platform (not started yet) on the PostgreSQL server of ``database_url``, in a new database
+    whose name starts with ``name_prefix``."""
     db = _db_settings(database_url)
-    database = f"etl_monitor_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    database = f"{name_prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin_database = {
         "host": db["HOST"] or "127.0.0.1",
         "port": int(db["PORT"] or 5432),

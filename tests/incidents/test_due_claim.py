@@ -55,4 +55,4 @@ def test_the_ticks_task_logs_each_claim_with_its_due_time(active_loader, rule_fa
         rules_evaluate_task([rule.pk])  # enqueued twice: the second finds it evaluated
 
     claims = [r.getMessage() for r in caplog.records if r.getMessage().startswith("detection: claimed")]
-    assert claims == [f"detection: claimed rule@due {rule.pk}@first"]
+    assert len(claims) == 1 and claims[0].endswith(f" rule@due {rule.pk}@first")
