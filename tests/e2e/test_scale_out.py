@@ -340,6 +340,19 @@ def _kill_the_sending_worker(platform: ScalePlatform, began: float) -> None:
         timeout=10,
         interval=0.1,
     )
+    # The batch's other channel (email, sent beside it) is recorded as soon as it is done: the kill
+    # lands while the worker waits on Slack alone.
+    wait_until(
+        lambda: (
+            not platform.query(
+                "SELECT d.id FROM integrations_delivery d JOIN integrations_channel c ON c.id = d.channel_id "
+                "WHERE d.status = 'SENDING' AND c.kind <> 'SLACK'"
+            )
+        ),
+        "the batch's email recorded",
+        timeout=10,
+        interval=0.1,
+    )
     proc = platform.procs.pop(victim)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
@@ -497,26 +510,11 @@ def test_two_web_three_workers_two_beats_under_load_lose_and_duplicate_nothing(c
     )
     emails = [m for m in platform.inbox.messages if ONCALL in m["To"]]
     email_copies = Counter(int(m["X-ETL-Monitor-Incident"]) for m in emails)
-    email_ids = {incident: {m["Message-ID"] for m in emails if int(m["X-ETL-Monitor-Incident"]) == incident}
-                 for incident in email_copies}  # fmt: skip
-    flagged = {
-        row[0]
-        for row in platform.query(
-            "SELECT incident_id FROM integrations_delivery d JOIN integrations_channel c ON c.id = d.channel_id "
-            "WHERE c.kind = 'EMAIL' AND d.possible_duplicate"
-        )
-    }
     assert all(n == 1 for n in slack_posts.values()) and set(slack_posts) == set(incidents), (
         f"Slack posts per incident {dict(slack_posts)}; incidents {sorted(incidents)}\n{summary}"
     )
-    assert set(email_copies) == set(incidents) and all(len(ids) == 1 for ids in email_ids.values()), (
+    assert all(n == 1 for n in email_copies.values()) and set(email_copies) == set(incidents), (
         f"emails per incident {dict(email_copies)}; incidents {sorted(incidents)}\n{summary}"
-    )
-    # An email whose sender died before recording it is sent again with the same Message-ID and
-    # flagged (SMTP cannot be asked what it received): a second copy only where the outbox says so.
-    extra = {incident for incident, n in email_copies.items() if n > 1}
-    assert extra <= flagged and all(email_copies[i] <= 2 for i in extra), (
-        f"email copies {dict(email_copies)}, flagged possible duplicates {sorted(flagged)}\n{summary}"
     )
 
     # Every rule's due time claimed once, though both beats sent ticks.
