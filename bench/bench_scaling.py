@@ -41,12 +41,20 @@ import subprocess
 import threading
 import time
 
-from common import REDIS_URL, cpu_seconds, gunicorn_command, production_env, start, workers_start
-from django.contrib.auth.models import Group, User
+from common import (
+    REDIS_URL,
+    cpu_seconds,
+    gunicorn_command,
+    healthz_wait,
+    maker_and_checker,
+    production_env,
+    start,
+    workers_start,
+)
+from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
-from etl_monitor.roles import Role, roles_sync
 from incidents.models import Incident, RuleSubjectState
 from loaders import services as loader_services
 from loaders.models import Loader, Team
@@ -73,12 +81,7 @@ SECONDS_PER_DAY = 86_400
 
 def _setup() -> dict[str, str]:
     """``LOADERS`` ACTIVE loaders (four eyes, through the services) and an ingest token each."""
-    roles_sync()
-    maker = User.objects.create_user("scaling-maker")
-    checker = User.objects.create_user("scaling-checker")
-    maker.groups.add(Group.objects.get(name=Role.EDITOR))
-    checker.groups.add(Group.objects.get(name=Role.APPROVER))
-    maker, checker = User.objects.get(pk=maker.pk), User.objects.get(pk=checker.pk)
+    maker, checker = maker_and_checker("scaling")
     team = Team.objects.create(slug="scaling", name="Scaling")
     raw_tokens = {}
     for i in range(LOADERS):
@@ -142,15 +145,8 @@ def _web_start(port: int) -> subprocess.Popen:
         ALLOWED_HOSTS="127.0.0.1,localhost", SIGNAL_INGEST_RATE="100000000/min", WEB_CONCURRENCY="1", WEB_THREADS="4"
     )
     proc = start(gunicorn_command(port), env)
-    for _ in range(300):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("gunicorn did not start")
+    healthz_wait(port)
+    return proc
 
 
 def _family(pid: int) -> list[int]:
