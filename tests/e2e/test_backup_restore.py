@@ -56,18 +56,9 @@ def populated() -> Iterator[Platform]:
         e2e._service_unavailable("redis-server, pg_dump and pg_restore (postgresql-client) for the backup/restore test")
     workdir = Path(tempfile.mkdtemp(prefix="etl-monitor-backup-"))
     platform = platform_for(workdir, database_url, name_prefix="etl_scale_backup")
-    e2e._running.append(platform)
-    try:
-        platform.start()
+    with e2e.platform_running(platform, "backup/restore platform"):
         _populate(platform)
         yield platform
-    finally:
-        platform.stop()
-        e2e._running.remove(platform)
-        if e2e._failed or os.environ.get("E2E_KEEP"):
-            print(f"\nbackup/restore platform logs kept in {workdir / 'logs'}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _populate(platform: Platform) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -98,21 +97,7 @@ class ScalePlatform(Platform):
             "WEB_THREADS": "4",
         }
 
-    def start(self) -> None:
-        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        from tests.integrations import fakes, jira_fake
-
-        self.stops.append(fakes.serve(self.slack))
-        self.stops.append(jira_fake.serve(self.jira))
-        self.inbox.start()
-        self.stops.append(self.inbox.stop)
-        self._database_create()
-        self.env = self._environment()
-        self._all_succeed(
-            [self._manage("migrate", "--noinput", "-v0"), self._manage("collectstatic", "--noinput", "-v0")]
-        )
-        users = self._users_create()
-        self.redis_start()
+    def _processes_start(self) -> None:
         for name, base in zip(("web-a", "web-b"), self.bases, strict=True):
             port = base.rsplit(":", 1)[1]
             self.procs[name] = process_start(
@@ -123,24 +108,15 @@ class ScalePlatform(Platform):
         for number in (1, 2, 3):
             self.worker_start(f"worker-{number}")
         for name in ("beat-1", "beat-2"):
+            schedule = str(self.workdir / f"{name}-schedule")
             self.procs[name] = process_start(
-                [
-                    CELERY,
-                    "--app",
-                    "etl_monitor",
-                    "beat",
-                    "--loglevel",
-                    "INFO",
-                    "--schedule",
-                    str(self.workdir / f"{name}-schedule"),
-                ],
+                [CELERY, "--app", "etl_monitor", "beat", "--loglevel", "INFO", "--schedule", schedule],
                 env=self.env_for(name),
                 log=self.log_path(name),
             )
-        self._all_succeed([users])
-        wait_until(self._ready, "both web instances, three workers and two beats", timeout=120)
-        self._sign_in()
-        self._configure()
+
+    def _configure(self) -> None:
+        super()._configure()
         self._routing_configure()
 
     def worker_start(self, name: str) -> None:
@@ -204,17 +180,8 @@ def cluster() -> Any:
     platform = ScalePlatform(**{name: getattr(base, name) for name in base.__dataclass_fields__})
     platform.bases = [base.base, f"http://127.0.0.1:{free_port()}"]
     platform.killed = {}
-    e2e._running.append(platform)
-    try:
-        platform.start()
+    with e2e.platform_running(platform, "scale-out platform"):
         yield platform
-    finally:
-        platform.stop()
-        e2e._running.remove(platform)
-        if e2e._failed or os.environ.get("E2E_KEEP"):
-            print(f"\nscale-out platform logs kept in {workdir / 'logs'}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --- the load --------------------------------------------------------------------------------------
