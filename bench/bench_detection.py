@@ -33,7 +33,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import cpu_seconds, gunicorn_command, production_env, queries_counted, start, stop, workers_start
+from common import (
+    cpu_seconds,
+    gunicorn_command,
+    healthz_wait,
+    production_env,
+    queries_counted,
+    start,
+    stop,
+    workers_start,
+)
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
@@ -283,14 +292,7 @@ def _latency(loaders: list[Loader], user: User) -> list[float]:
     workers = workers_start(1, env, "detect", concurrency=2)
     samples = []
     try:
-        for _ in range(200):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        healthz_wait(port, tries=200)
         time.sleep(3)  # let the worker connect to the broker
         for loader in loaders[:LATENCY_SAMPLES]:
             _token, raw = tokens.ingest_token_create(user=user, loader=loader, name="bench")

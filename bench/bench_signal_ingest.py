@@ -44,12 +44,10 @@ import threading
 import time
 from pathlib import Path
 
-from common import gunicorn_command, production_env
-from django.contrib.auth.models import Group, User
+from common import gunicorn_command, healthz_wait, maker_and_checker, production_env
 from django.db import connection
 from django.utils import timezone
 
-from etl_monitor.roles import Role, roles_sync
 from loaders import services as loader_services
 from loaders.models import Loader, Team
 from signals_app import tokens
@@ -70,12 +68,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/<pid>/stat's CPU tim
 
 
 def _setup() -> tuple[Loader, str]:
-    roles_sync()
-    maker = User.objects.create_user("bench-maker")
-    checker = User.objects.create_user("bench-checker")
-    maker.groups.add(Group.objects.get(name=Role.EDITOR))
-    checker.groups.add(Group.objects.get(name=Role.APPROVER))
-    maker, checker = User.objects.get(pk=maker.pk), User.objects.get(pk=checker.pk)
+    maker, checker = maker_and_checker("bench")
     team = Team.objects.create(slug="bench", name="Bench")
     loader = loader_services.loader_create(
         user=maker, data={"loader_code": "BENCH-INGEST", "name": "b", "owner": team.slug}
@@ -114,15 +107,8 @@ def _start_server(port: int, tmp: Path) -> subprocess.Popen:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    for _ in range(200):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("gunicorn did not start")
+    healthz_wait(port, tries=200)
+    return proc
 
 
 def _workers(master: int) -> list[int]:

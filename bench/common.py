@@ -49,6 +49,37 @@ def gunicorn_command(port: int) -> list[str]:
             "--access-logfile", "/dev/null"]  # fmt: skip
 
 
+def maker_and_checker(prefix: str):
+    """Two users for the four-eyes path: an Editor (maker) and an Approver (checker), read back
+    with their groups."""
+    from django.contrib.auth.models import Group, User
+
+    from etl_monitor.roles import Role, roles_sync
+
+    roles_sync()
+    maker = User.objects.create_user(f"{prefix}-maker")
+    checker = User.objects.create_user(f"{prefix}-checker")
+    maker.groups.add(Group.objects.get(name=Role.EDITOR))
+    checker.groups.add(Group.objects.get(name=Role.APPROVER))
+    return User.objects.get(pk=maker.pk), User.objects.get(pk=checker.pk)
+
+
+def healthz_wait(port: int, tries: int = 300) -> None:
+    """Wait until the server on 127.0.0.1:``port`` answers /healthz with 200 (gunicorn started)."""
+    import http.client
+    import time
+
+    for _ in range(tries):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("gunicorn did not start")
+
+
 class QueryCounter:
     """Counts the SQL statements this process's default connection runs (an execute wrapper)."""
 

@@ -891,17 +891,25 @@ def rule_evaluate_claimed(
 
 
 def rules_evaluate_claimed(
-    *, rule_ids: list[int], now: dt.datetime | None = None, loader_id: int | None = None
+    *, rule_ids: list[int], now: dt.datetime | None = None, loader_id: int | None = None, only_due: bool = False
 ) -> list[EvaluationReport]:
     """Evaluate the enabled rules of ``rule_ids`` that no other worker holds (row locks taken with
     SKIP LOCKED, so a rule is never evaluated twice at once and a busy one is skipped, not
-    waited for). Returns the reports of the rules evaluated; the caller sees which were skipped."""
+    waited for). Returns the reports of the rules evaluated; the caller sees which were skipped.
+
+    ``only_due`` (the detection tick's tasks): claim only the rules still due once locked. Two
+    ticks (two schedulers, or a queue slower than the tick) enqueue the same due rule twice; the
+    task that runs after the first one committed finds ``next_due_at`` moved on and skips it, so
+    each due time is evaluated once. Each claim is logged with its moment and the due time it takes."""
+    now = now or timezone.now()
     with transaction.atomic():
-        rules = list(
-            DetectionRule.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=rule_ids, enabled=True)
-            .order_by("pk")
-        )
+        claimed = DetectionRule.objects.select_for_update(skip_locked=True).filter(pk__in=rule_ids, enabled=True)
+        if only_due:
+            claimed = claimed.filter(Q(next_due_at__isnull=True) | Q(next_due_at__lte=now))
+        rules = list(claimed.order_by("pk"))
         if not rules:
             return []
+        if only_due:
+            due = [f"{rule.pk}@{rule.next_due_at.isoformat() if rule.next_due_at else 'first'}" for rule in rules]
+            logger.info("detection: claimed at %s rule@due %s", now.isoformat(), " ".join(due))
         return rules_evaluate(rules=rules, now=now, loader_id=loader_id)

@@ -26,8 +26,9 @@ def detection_tick() -> int:
 
 @shared_task(name="incidents.tasks.rules_evaluate", ignore_result=True, acks_late=True)
 def rules_evaluate_task(rule_ids: list[int]) -> None:
-    """Evaluate a batch of rules; a rule another worker holds is skipped (SELECT … FOR UPDATE SKIP LOCKED)."""
-    rules_evaluate_claimed(rule_ids=rule_ids)
+    """Evaluate a batch of due rules; a rule another worker holds, or one another tick's task
+    evaluated meanwhile (no longer due), is skipped (SELECT … FOR UPDATE SKIP LOCKED)."""
+    rules_evaluate_claimed(rule_ids=rule_ids, only_due=True)
 
 
 @shared_task(name="incidents.tasks.rule_evaluate", ignore_result=True, acks_late=True)

@@ -13,7 +13,8 @@ import datetime as dt
 import logging
 import random
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from django.conf import settings
@@ -223,10 +224,16 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
         for delivery in ready:
             delivery.status, delivery.attempts = DeliveryStatus.SENDING, delivery.attempts + 1
             delivery.attempt_started_at, delivery.lease_until = now, lease
-    outcomes = _transmit(ready)
-    sent = [(d, outcome) for d, outcome in zip(ready, outcomes, strict=True) if isinstance(outcome, str)]
+    for group, outcomes in _transmit(ready):
+        _outcomes_record(group, outcomes)
+    return ready + waiting
+
+
+def _outcomes_record(deliveries: list[Delivery], outcomes: list[str | Exception]) -> None:
+    """Record what became of ``deliveries`` (one channel's): the sent ones in one go, failures one by one."""
+    sent = [(d, outcome) for d, outcome in zip(deliveries, outcomes, strict=True) if isinstance(outcome, str)]
     _sent_many(sent)
-    for delivery, outcome in zip(ready, outcomes, strict=True):
+    for delivery, outcome in zip(deliveries, outcomes, strict=True):
         if isinstance(outcome, Deferred):
             _defer(delivery, outcome)
         elif isinstance(outcome, Transient):
@@ -235,13 +242,16 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
             _gave_up(delivery, outcome.reason, permanent=outcome.channel_fault)
         elif isinstance(outcome, Exception):
             _failed(delivery, f"{type(outcome).__name__}: {outcome}"[:300])
-    return ready + waiting
 
 
-def _transmit(deliveries: list[Delivery]) -> list[str | Exception]:
+def _transmit(deliveries: list[Delivery]) -> Iterator[tuple[list[Delivery], list[str | Exception]]]:
     """Send every delivery; each gets its external id or the exception that stopped it. Messages
-    of one channel go together (email: one SMTP connection); HTTP channels in parallel threads."""
-    outcomes: dict[int, str | Exception] = {}
+    of one channel go together (email: one SMTP connection); HTTP channels in parallel threads.
+
+    Yields each channel's deliveries and outcomes as soon as that channel is done, so the caller
+    records them while a slower channel is still sending: a worker that dies waiting on one receiver
+    (killed, or out of memory) leaves only that receiver's messages unrecorded — the others are not
+    sent a second time by the recovery sweep (email cannot be asked what it received)."""
     by_channel: dict[int, list[Delivery]] = {}
     for delivery in deliveries:
         by_channel.setdefault(delivery.channel_id, []).append(delivery)
@@ -252,27 +262,27 @@ def _transmit(deliveries: list[Delivery]) -> list[str | Exception]:
     for transport in transports.values():
         transport.prepare()
 
-    def run(group: list[Delivery]) -> None:
+    def run(group: list[Delivery]) -> tuple[list[Delivery], list[str | Exception]]:
         channel = group[0].channel
         if secret_undecryptable(channel.secret):
             # No configured key reads the channel's secret: sending without it cannot work.
-            outcomes.update({delivery.pk: Permanent(UNDECRYPTABLE) for delivery in group})
-            return
-        outcomes.update(transports[channel.pk].send_many(group))
+            return group, [Permanent(UNDECRYPTABLE) for _ in group]
+        outcomes = transports[channel.pk].send_many(group)
+        for delivery in group:
+            outcome = outcomes.get(delivery.pk)
+            if isinstance(outcome, Exception) and not isinstance(outcome, (Transient, Permanent)):
+                logger.error("delivery %s failed unexpectedly", delivery.pk, exc_info=outcome)
+        return group, [outcomes.get(d.pk, RuntimeError("not sent")) for d in group]
 
     groups = list(by_channel.values())
-    if len(deliveries) == 1:
-        run(groups[0])
+    if len(groups) == 1:
+        yield run(groups[0])
     elif groups:
-        # Within a group a transport may parallelise itself (HTTP); groups run side by side.
+        # Within a group a transport may parallelise itself (HTTP); groups run side by side, and
+        # each is handed back (to this thread, which owns the database connection) when it is done.
         with ThreadPoolExecutor(max_workers=min(len(groups), 4)) as pool:
-            for future in [pool.submit(run, group) for group in groups]:
-                future.result()
-    for delivery in deliveries:
-        outcome = outcomes.get(delivery.pk)
-        if isinstance(outcome, Exception) and not isinstance(outcome, (Transient, Permanent)):
-            logger.error("delivery %s failed unexpectedly", delivery.pk, exc_info=outcome)
-    return [outcomes.get(d.pk, RuntimeError("not sent")) for d in deliveries]
+            for future in as_completed([pool.submit(run, group) for group in groups]):
+                yield future.result()
 
 
 def _sent(delivery: Delivery, external_id: str) -> Delivery:

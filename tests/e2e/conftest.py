@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +35,26 @@ def platform() -> Iterator[Platform]:
     # A directory of its own, not under pytest's rotating tmp dirs (other runs would prune it):
     # kept with its logs when a test failed, removed otherwise.
     workdir = Path(tempfile.mkdtemp(prefix="etl-monitor-e2e-"))
-    running = platform_for(workdir, database_url)
-    _running.append(running)
-    try:
-        running.start()
+    with platform_running(platform_for(workdir, database_url), "end-to-end platform") as running:
         yield running
+
+
+@contextmanager
+def platform_running(platform: Platform, what: str) -> Iterator[Platform]:
+    """Start ``platform`` and stop it at the end; meanwhile its logs are attached to every failing
+    test's report. Its work directory is removed after a green run, kept (its path printed) after a
+    failure or with E2E_KEEP=1."""
+    _running.append(platform)
+    try:
+        platform.start()
+        yield platform
     finally:
-        running.stop()
-        _running.remove(running)
+        platform.stop()
+        _running.remove(platform)
         if _failed or os.environ.get("E2E_KEEP"):
-            print(f"\nend-to-end platform logs kept in {workdir / 'logs'}")
+            print(f"\n{what} logs kept in {platform.workdir / 'logs'}")
         else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(platform.workdir, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -250,6 +250,16 @@ class Platform:
         )
         users = self._users_create()
         self.redis_start()
+        self._processes_start()
+        self._all_succeed([users])
+        # Ready: database and broker reachable, the worker consuming, beat scheduling. (Beat's first
+        # heartbeat comes a full interval after it starts: not worth waiting for.)
+        wait_until(self._ready, "/readyz, the worker and beat", timeout=90)
+        self._sign_in()
+        self._configure()
+
+    def _processes_start(self) -> None:
+        """The platform's own programs: gunicorn, a Celery worker and beat."""
         port = int(self.base.rsplit(":", 1)[1])
         self.procs["gunicorn"] = process_start(
             [GUNICORN, "etl_monitor.wsgi", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
@@ -267,12 +277,6 @@ class Platform:
             env=self.env_for("beat"),
             log=self.log_path("beat"),
         )
-        self._all_succeed([users])
-        # Ready: database and broker reachable, the worker consuming, beat scheduling. (Beat's first
-        # heartbeat comes a full interval after it starts: not worth waiting for.)
-        wait_until(self._ready, "/readyz, the worker and beat", timeout=90)
-        self._sign_in()
-        self._configure()
 
     def stop(self) -> None:
         for name in ("beat", "worker", "gunicorn", "redis"):
@@ -455,10 +459,11 @@ def _redis_answers(client: Any) -> bool:
         return False
 
 
-def platform_for(workdir: Path, database_url: str) -> Platform:
-    """A platform (not started yet) on the PostgreSQL server of ``database_url``."""
+def platform_for(workdir: Path, database_url: str, name_prefix: str = "etl_monitor_e2e") -> Platform:
+    """A platform (not started yet) on the PostgreSQL server of ``database_url``, in a new database
+    whose name starts with ``name_prefix``."""
     db = _db_settings(database_url)
-    database = f"etl_monitor_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    database = f"{name_prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin_database = {
         "host": db["HOST"] or "127.0.0.1",
         "port": int(db["PORT"] or 5432),
