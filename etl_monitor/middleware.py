@@ -37,6 +37,7 @@ class ProbeMiddleware:
         if request.path_info not in self.PATHS or request.method not in ("GET", "HEAD"):
             return self.get_response(request)
         match = resolve(request.path_info)  # the URLconf's own views (etl_monitor.urls)
+        request.resolver_match = match  # the request metrics label it by its view, as any other
         return match.func(request, *match.args, **match.kwargs)
 
 

@@ -63,13 +63,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: probes and scrapes reach a pod by its address (etl_monitor.middleware.ProbeMiddleware).
+    # Counts every request, probes included; then probes and scrapes, which reach a pod by its
+    # address, are answered before the host check (etl_monitor.middleware.ProbeMiddleware).
+    "etl_monitor.middleware.RequestMetricsMiddleware",
     "etl_monitor.middleware.ProbeMiddleware",
     "etl_monitor.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "etl_monitor.middleware.RejectNulMiddleware",
-    "etl_monitor.middleware.RequestMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
