@@ -406,10 +406,16 @@ def _panel_target(title_start: str, ref: str) -> Target:
 
 
 def _evaluations(stack: Stack, record: str) -> list[float]:
-    """The instants at which Prometheus evaluated the recording rule ``record`` lately, the newest
-    left out (a second to settle), newest first."""
-    (series, *_) = stack.prometheus.query(f"{record}[8s]")
-    return sorted((float(t) for t, _ in series["values"]), reverse=True)[1:6]
+    """The instants at which Prometheus evaluated the recording rule ``record`` in the last 15 s,
+    the newest left out (a second to settle), newest first; at least six of them (the module's
+    Prometheus may have started only seconds ago)."""
+    deadline = time.monotonic() + 30
+    while True:
+        (series, *_) = stack.prometheus.query(f"{record}[15s]")
+        instants = sorted((float(t) for t, _ in series["values"]), reverse=True)[1:]
+        if len(instants) >= 6 or time.monotonic() > deadline:
+            return instants
+        time.sleep(1)
 
 
 def _instant(stack: Stack, expr: str, at: float, label: str) -> dict[str, float]:
@@ -422,9 +428,10 @@ def _instant(stack: Stack, expr: str, at: float, label: str) -> dict[str, float]
 
 def _same_as_raw(stack: Stack, record: str, shown: str, raw: str, label: str) -> None:
     """The panel's query ``shown`` answers what ``raw`` (the same from the scraped series) answers
-    at the rule's evaluation instants. A rule may miss a scrape still being written at its
-    instant (the raw query, later, sees it), so most, not all, of five evaluations must agree
-    exactly; and both must have data."""
+    at the rule's evaluation instants. A rule misses a scrape still being written at its instant
+    (the raw query, later, sees it; on a loaded machine the app's scrape takes a good part of
+    the second), so not every evaluation agrees; a wrong rule agrees exactly at none, so three
+    must. Both must have data."""
     agreeing, compared = 0, []
     for at in _evaluations(stack, record):
         panel, expected = _instant(stack, shown, at, label), _instant(stack, raw, at, label)
