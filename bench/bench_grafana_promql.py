@@ -20,7 +20,7 @@ A day of the series the dashboards read is written as OpenMetrics text with a sa
 
 The dashboards also read the recording rules of deploy/prometheus/rules/etl-monitor.yml (group
 ``etl-monitor.dashboards``). Their day is recorded as Prometheus records it: the Prometheus
-serving the raw day evaluates the group every minute over the day with
+serving the raw day evaluates the group at its interval (4 min) over the day with
 ``promtool tsdb create-blocks-from rules`` (the rules' own expressions, through its query API),
 the blocks are moved into its TSDB, and it is restarted so it loads them.
 
@@ -304,7 +304,7 @@ def _serve(work: Path, port: int) -> subprocess.Popen:
 
 
 def _record(work: Path, url: str, start: int, end: int) -> None:
-    """The recording group the dashboards read, evaluated every minute of the day by promtool
+    """The recording group the dashboards read, evaluated at its interval over the day by promtool
     against ``url`` (the raw day), as blocks in ``work/recorded``. Only that group: promtool would
     also record each alerting rule's expression under the alert's name."""
     rules = yaml.safe_load(RULES_FILE.read_text())

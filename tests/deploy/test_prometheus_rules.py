@@ -51,9 +51,10 @@ def test_compose_prometheus_reads_the_rules_file() -> None:
     assert loaded == [f"{inside}/{RULES_FILE.name}"]
 
 
-def test_the_recording_rules_follow_the_naming_convention_and_evaluate_every_minute() -> None:
+def test_the_recording_rules_follow_the_naming_convention_and_evaluate_every_four_minutes() -> None:
     (dashboards_group,) = [g for g in rules_file_groups() if g["name"] == "etl-monitor.dashboards"]
-    assert dashboards_group["interval"] == "1m"
+    # Within the 5-minute lookback and the rate5m windows (no gap between two evaluations).
+    assert dashboards_group["interval"] == "4m"
     for rule in dashboards_group["rules"]:
         level, metric, operation = rule["record"].split(":")
         assert level and operation, rule["record"]

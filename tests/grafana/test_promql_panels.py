@@ -10,7 +10,7 @@ range queries, with the variables at their defaults and at one concrete value ea
 answer without error and with data, except those listed in ``EMPTY`` with the reason.
 
 Prometheus loads the rules shipped in deploy/prometheus/rules/etl-monitor.yml (the recording rules
-some panels read), evaluated every second instead of every minute so their series exist at once;
+some panels read), evaluated every second instead of every 4 minutes so their series exist at once;
 the panels that read them must show what the raw series say.
 """
 
@@ -242,7 +242,7 @@ def _stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 def rules_every_second() -> str:
-    """The shipped rules file with every group evaluated each second (they say 1m)."""
+    """The shipped rules file with every group evaluated each second (they say 4m)."""
     rules = yaml.safe_load(RULES_FILE.read_text())
     for group in rules["groups"]:
         group["interval"] = "1s"
