@@ -8,6 +8,10 @@ kube-state-metrics, the kubelet's cAdvisor and four Micrometer-instrumented serv
 variable query is then asked as Grafana asks it: instant ones as instant queries, the others as
 range queries, with the variables at their defaults and at one concrete value each. Each must
 answer without error and with data, except those listed in ``EMPTY`` with the reason.
+
+Prometheus loads the rules shipped in deploy/prometheus/rules/etl-monitor.yml (the recording rules
+some panels read), evaluated every second instead of every 4 minutes so their series exist at once;
+the panels that read them must show what the raw series say.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import _service_unavailable
 from tests.grafana import exporters
@@ -38,6 +43,7 @@ from tests.signals_app.served import gunicorn_serving
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 ENVIRONMENT = "test"
+RULES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "etl-monitor.yml"
 
 # Panel targets that may answer nothing here, each with the reason (dashboard / panel / refId).
 # None today: every Prometheus panel has data on the generated day.
@@ -220,6 +226,7 @@ def _stack(tmp_path: Path) -> Iterator[Stack]:
                 },
                 labels={"environment": ENVIRONMENT},
                 lookback="5m",
+                rules=rules_every_second(),
             ).start()
             prometheus.wait_for("up", lambda result: len(result) == 8 and all(r["value"][1] == "1" for r in result))
             live_traffic(data, seconds=6)
@@ -232,6 +239,14 @@ def _stack(tmp_path: Path) -> Iterator[Stack]:
         node_proc.wait(timeout=10)
         for double in (*doubles, *services):
             double.stop()
+
+
+def rules_every_second() -> str:
+    """The shipped rules file with every group evaluated each second (they say 4m)."""
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+    return yaml.safe_dump(rules, sort_keys=False)
 
 
 def concrete(dashboard: dict[str, Any], stack: Stack) -> dict[str, str | list[str]]:
@@ -377,3 +392,102 @@ def test_the_app_reports_the_day_it_was_given(stack) -> None:
     missed = stack.prometheus.query('loader_status{loader_code="SALES-HOURLY", status="missed"}')
     assert [s["value"][1] for s in missed] == ["1"]
     assert float(stack.prometheus.query('sum(incidents_open{environment="test"})')[0]["value"][1]) >= 1
+
+
+def _panel_target(title_start: str, ref: str) -> Target:
+    (found,) = [
+        t
+        for t in targets(PROMETHEUS)
+        if t.dashboard == "etl-transaction-monitoring"
+        and t.panel["title"].startswith(title_start)
+        and t.target["refId"] == ref
+    ]
+    return found
+
+
+def _evaluations(stack: Stack, record: str) -> list[float]:
+    """The instants at which Prometheus evaluated the recording rule ``record`` in the last 15 s,
+    the newest left out (a second to settle), newest first; at least six of them (the module's
+    Prometheus may have started only seconds ago)."""
+    deadline = time.monotonic() + 30
+    while True:
+        (series, *_) = stack.prometheus.query(f"{record}[15s]")
+        instants = sorted((float(t) for t, _ in series["values"]), reverse=True)[1:]
+        if len(instants) >= 6 or time.monotonic() > deadline:
+            return instants
+        time.sleep(1)
+
+
+def _instant(stack: Stack, expr: str, at: float, label: str) -> dict[str, float]:
+    return {
+        s["metric"].get(label, ""): float(s["value"][1])
+        for s in stack.prometheus.query(expr, at=at)
+        if not math.isnan(float(s["value"][1]))
+    }
+
+
+def _same_as_raw(stack: Stack, record: str, shown: str, raw: str, label: str) -> list[dict[str, float]]:
+    """The panel's query ``shown`` answers what ``raw`` (the same from the scraped series) answers
+    at the rule's evaluation instants; the answers where they agree. A rule misses a scrape still
+    being written at its instant (the raw query, later, sees it; on a loaded machine the app's
+    scrape takes a good part of the second), so not every evaluation agrees; a wrong rule agrees
+    exactly at none, so three with data must. (An instant where the raw query has no number is
+    left out: seen once for the p99, NaN for a moment, not understood.)"""
+    agreed, compared = [], []
+    for at in _evaluations(stack, record):
+        panel, expected = _instant(stack, shown, at, label), _instant(stack, raw, at, label)
+        compared.append((at, panel, expected))
+        same = panel.keys() == expected.keys() and all(
+            panel[k] == pytest.approx(v, rel=1e-9) for k, v in expected.items()
+        )
+        if expected and same:
+            agreed.append(panel)
+    assert len(agreed) >= 3, f"{shown} against {raw}: {compared}"
+    return agreed
+
+
+def test_the_funnel_by_status_shows_the_raw_rates_of_the_selected_teams(stack) -> None:
+    target = _panel_target("Signal ingestion funnel", "B")
+    values = concrete(dashboards()[target.dashboard], stack)
+    shown = interpolate(target.target["expr"], values)
+    assert "team_status:signals_received:rate5m" in shown
+    # The team's loaders only (BILLING-DAILY belongs to Billing), by validation status.
+    raw = (
+        'sum by (validation_status) (rate(signals_received_total{environment="test", loader_code="SALES-HOURLY"}[5m]))'
+    )
+    _same_as_raw(stack, "team_status:signals_received:rate5m", shown, raw, "validation_status")
+    everyone = interpolate(target.target["expr"], variable_defaults(dashboards()[target.dashboard]))
+    raw_all = 'sum by (validation_status) (rate(signals_received_total{environment="test"}[5m]))'
+    _same_as_raw(stack, "team_status:signals_received:rate5m", everyone, raw_all, "validation_status")
+    assert set(_instant(stack, everyone, time.time(), "validation_status")) == {"SUCCESS", "FAILED", "WARNING"}
+
+
+def test_the_funnel_by_loader_shows_the_busiest_loaders_at_their_raw_rates(stack) -> None:
+    target = _panel_target("Signal ingestion funnel", "A")
+    assert "top 10" in target.panel["title"] and "10 busiest loaders" in target.panel["description"]
+    shown = interpolate(target.target["expr"], variable_defaults(dashboards()[target.dashboard]))
+    assert "topk(10," in shown
+    raw = 'sum by (loader_code) (rate(signals_received_total{environment="test"}[5m]))'
+    _same_as_raw(stack, "loader:signals_received:rate5m", shown, raw, "loader_code")
+    # Both loaders of the day (fewer than 10) are shown over the whole range, as Grafana asks it.
+    end = time.time()
+    params = {"query": shown, "start": end - 300, "end": end, "step": 15}
+    reply = requests.post(f"{stack.prometheus.url}/api/v1/query_range", data=params, timeout=10).json()
+    assert {s["metric"]["loader_code"] for s in reply["data"]["result"]} == {"SALES-HOURLY", "BILLING-DAILY"}
+    # The Loader variable narrows the top 10 to the picked loader.
+    picked = interpolate(target.target["expr"], concrete(dashboards()[target.dashboard], stack))
+    assert set(_instant(stack, picked, time.time(), "loader_code")) == {stack.loader}
+
+
+def test_the_p99_heatmap_shows_the_raw_hourly_p99_of_each_loader(stack) -> None:
+    target = _panel_target("p99 loader execution time", "A")
+    assert target.target["interval"] == "1h"
+    shown = interpolate(target.target["expr"], variable_defaults(dashboards()[target.dashboard]))
+    raw = (
+        "histogram_quantile(0.99, sum by (le, loader_code) "
+        '(rate(loader_execution_seconds_bucket{environment="test"}[1h])))'
+    )
+    agreed = _same_as_raw(stack, "loader:loader_execution_seconds:p99_1h", shown, raw, "loader_code")
+    # SALES-HOURLY's runs finished while Prometheus watched (9 minutes each): a p99 there.
+    for p99 in agreed:
+        assert 300 < p99[stack.loader] <= 600  # in the (300 s, 600 s] bucket
