@@ -28,9 +28,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from tests.integrations.fakes import http_serve
+from tests.integrations.prom import exposition_serve
 
 NAMESPACE = "monitoring-app"  # the infrastructure dashboard's default namespace
 NODES = ("node-a", "node-b")
@@ -101,22 +100,7 @@ class _Served:
         return max(0.0, at - self.started)
 
     def start(self) -> _Served:
-        served = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                body = served.text(time.time()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", served.content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        server, self._stop = http_serve(Handler)
-        self.address = f"127.0.0.1:{server.server_address[1]}"
+        self.address, self._stop = exposition_serve(lambda: self.text(time.time()).encode(), self.content_type)
         return self
 
     def stop(self) -> None:

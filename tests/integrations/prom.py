@@ -68,27 +68,33 @@ class Exporter:
             return "".join(f"{name} {value}\n" for name, value in self.series.items()).encode()
 
     def start(self) -> Exporter:
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                body = exporter.text()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        server, self._stop = http_serve(Handler)
-        self.address = f"127.0.0.1:{server.server_address[1]}"
+        self.address, self._stop = exposition_serve(self.text)
         return self
 
     def stop(self) -> None:
         if self._stop:
             self._stop()
+
+
+def exposition_serve(
+    body: Callable[[], bytes], content_type: str = "text/plain; version=0.0.4"
+) -> tuple[str, Callable[[], None]]:
+    """Serve ``body()`` to every GET, as an exporter's /metrics does: the address and the stop."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            data = body()
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server, stop = http_serve(Handler)
+    return f"127.0.0.1:{server.server_address[1]}", stop
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, what: str, seconds: float = 30) -> None:
