@@ -7,10 +7,12 @@ import time
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import resolve
 
+from etl_monitor.log_filters import CORRELATION_ID, REQUEST_ID, safe_id
 from etl_monitor.request_input import NUL_MESSAGE, form_nul_field
 
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -83,10 +85,6 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from django.conf import settings
-
-        from etl_monitor.log_filters import CORRELATION_ID, REQUEST_ID, safe_id
-
         request_id = safe_id(request.headers.get("X-Request-ID")) or uuid.uuid4().hex
         request_token = REQUEST_ID.set(request_id)
         correlation_token = CORRELATION_ID.set(safe_id(request.headers.get("X-Correlation-ID")) or "-")
