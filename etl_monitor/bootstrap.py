@@ -16,8 +16,13 @@ from django.db import transaction
 from etl_monitor.errors import InvalidInput
 from etl_monitor.roles import Role, roles_sync, system_user_get
 
-DEMO_MAKER = "demo-maker"
-DEMO_CHECKER = "demo-checker"
+# Demo data is recognisable, so that what counts as a team's own work (the onboarding checklist)
+# leaves it out: every demo object is written by a user whose name starts with DEMO_USER_PREFIX,
+# and every demo loader carries the tag DEMO_TAG.
+DEMO_USER_PREFIX = "demo-"
+DEMO_TAG = "demo"
+DEMO_MAKER = f"{DEMO_USER_PREFIX}maker"
+DEMO_CHECKER = f"{DEMO_USER_PREFIX}checker"
 
 
 @transaction.atomic
@@ -54,7 +59,7 @@ DEMO_LOADERS = [
         "loader_code": "SALES-DAILY",
         "name": "Daily sales load",
         "owner": "finance-analytics",
-        "tags": ["sales", "daily"],
+        "tags": [DEMO_TAG, "sales", "daily"],
         "description": "Loads the previous day's sales from the shop database into the warehouse.",
         "source_system": "shop-postgres",
         "target": "dwh.sales_fact",
@@ -75,7 +80,7 @@ DEMO_LOADERS = [
         "loader_code": "INVENTORY-HOURLY",
         "name": "Hourly inventory snapshot",
         "owner": "data-platform",
-        "tags": ["inventory", "hourly"],
+        "tags": [DEMO_TAG, "inventory", "hourly"],
         "source_system": "erp",
         "target": "dwh.inventory_snapshot",
         "schedule_cron": "5 * * * *",
@@ -90,7 +95,7 @@ DEMO_LOADERS = [
         "loader_code": "CRM-SYNC",
         "name": "CRM contacts sync",
         "owner": "data-platform",
-        "tags": ["crm"],
+        "tags": [DEMO_TAG, "crm"],
         "source_system": "crm-api",
         "target": "dwh.contacts",
         "schedule_cron": "0 */4 * * *",
