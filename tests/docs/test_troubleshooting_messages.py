@@ -24,10 +24,12 @@ from pathlib import Path
 
 import django
 import pytest
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "troubleshooting.md"
-APPS = ("etl_monitor", "loaders", "signals_app", "incidents", "integrations", "templates")
+# The project's own apps (those of INSTALLED_APPS that live in this repository) and the templates.
+APPS = (*(app for app in settings.INSTALLED_APPS if (ROOT / app).is_dir()), "templates")
 DJANGO = Path(django.__file__).resolve().parent
 QUOTE = re.compile(r"\*\*Error(?P<django> \(Django\))?:\*\* `(?P<text>[^`]+)`")
 MIN_MESSAGES = 10
