@@ -160,4 +160,3 @@ def github_anchors(page: Path) -> frozenset[str]:
         seen[slug] = count + 1
         anchors.add(slug if count == 0 else f"{slug}-{count}")
     return frozenset(anchors)
-

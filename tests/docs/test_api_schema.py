@@ -38,12 +38,14 @@ def test_a_stale_schema_fails_the_check_naming_the_command(tmp_path: Path) -> No
     stale = tmp_path / "openapi.yaml"
     stale.write_text(OPENAPI_FILE.read_text().replace("ETL Monitor API", "Old title", 1))
 
-    with pytest.raises(CommandError, match=rf"{stale} is out of date .*run `python manage.py docs_schema --output {stale}`"):
+    with pytest.raises(
+        CommandError, match=rf"{stale} is out of date .*run `python manage.py docs_schema --output {stale}`"
+    ):
         call_command("docs_schema", "--check", "--output", str(stale))
 
 
 def test_a_missing_schema_fails_the_check(tmp_path: Path) -> None:
-    with pytest.raises(CommandError, match="is missing: run `python manage.py docs_schema"):
+    with pytest.raises(CommandError, match=r"is missing: run `python manage\.py docs_schema"):
         call_command("docs_schema", "--check", "--output", str(tmp_path / "openapi.yaml"))
 
 

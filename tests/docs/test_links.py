@@ -60,7 +60,9 @@ def link_problems(page: Path, docs_dir: Path = DOCS_DIR, repo_dir: Path = REPO_D
             )
             continue
         if not target.exists():
-            problems.append(f"{where}: no such file {target.relative_to(repo_dir) if target.is_relative_to(repo_dir) else target}")
+            problems.append(
+                f"{where}: no such file {target.relative_to(repo_dir) if target.is_relative_to(repo_dir) else target}"
+            )
             continue
         if in_docs and target.is_dir():
             problems.append(f"{where}: a folder; the site links pages (name the .md file)")
@@ -121,7 +123,9 @@ def test_it_finds_a_missing_page_a_missing_anchor_and_a_link_out_of_docs(tmp_pat
 def test_it_resolves_reference_links(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     _write(docs, "target.md", "# Target\n")
-    page = _write(docs, "page.md", "# Page\n\nSee [the target][t] and [the other][o].\n\n[t]: target.md\n[o]: other.md\n")
+    page = _write(
+        docs, "page.md", "# Page\n\nSee [the target][t] and [the other][o].\n\n[t]: target.md\n[o]: other.md\n"
+    )
 
     problems = link_problems(page, docs_dir=docs, repo_dir=tmp_path)
 

@@ -18,7 +18,17 @@ from tests.docs.pages import DOCS_DIR, MKDOCS_YML
 def mkdocs_build(config: Path, site_dir: Path) -> subprocess.CompletedProcess[str]:
     # Not -v: MkDocs 1.6 skips its anchor validation when logging at DEBUG.
     return subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config), "--site-dir", str(site_dir)],
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(config),
+            "--site-dir",
+            str(site_dir),
+        ],
         cwd=config.parent,
         capture_output=True,
         text=True,
