@@ -115,16 +115,26 @@ def _site_markdown_extensions() -> tuple[list[str], dict[str, dict[str, Any]]]:
 
 
 def _openapi_markdown(text: str, page: Path) -> str:
-    """[OAD(file)] expanded as the site's plugin expands it (neoteroi.mkdocsoad, use_pymdownx)."""
+    """[OAD(file)] expanded as the site's plugin expands it (neoteroi.mkdocsoad, with mkdocs.yml's
+    options: pymdownx style, our templates)."""
     if "[OAD(" not in text:
         return text
     from openapidocs.mk.v3 import OpenAPIV3DocumentationHandler
     from openapidocs.utils.source import read_from_source
 
+    plugins = yaml.safe_load(MKDOCS_YML.read_text()).get("plugins", [])
+    options = next(entry["neoteroi.mkdocsoad"] for entry in plugins if "neoteroi.mkdocsoad" in entry)
+    templates = options.get("templates_path")
+
     def expand(match: re.Match[str]) -> str:
         source = match.group(1).strip("'\"")
         data = read_from_source(source, page.parent)
-        return OpenAPIV3DocumentationHandler(data, style="MKDOCS", source=source).write()
+        return OpenAPIV3DocumentationHandler(
+            data,
+            style="MKDOCS" if options.get("use_pymdownx") else "MARKDOWN",
+            source=source,
+            templates_path=str(REPO_DIR / templates) if templates else None,
+        ).write()
 
     return re.sub(r"\[OAD\(([^\)]+)\)\]", expand, text)
 

@@ -64,13 +64,17 @@ def test_the_api_reference_page_renders_the_schema(site: Path) -> None:
         "PATCH /api/v1/runs/{run_id}/",
     ):
         assert operation in text, operation
-    # Each operation is a heading of its own: searchable, with an anchor to link.
+    # Each operation is a heading of its own, under its resource: searchable, with an anchor to
+    # link, in the table of contents (one h1 only: Material lists the first h1's sections).
     assert 'id="post-apiv1loadersloader_codeapprove"' in reference
+    assert 'id="loaders"' in reference and 'id="incidents"' in reference
+    assert reference.count("<h1") == 1
 
 
 def test_a_broken_link_an_unknown_anchor_or_a_page_out_of_the_nav_fails_the_strict_build(tmp_path: Path) -> None:
     shutil.copytree(DOCS_DIR, tmp_path / "docs")
     shutil.copy(MKDOCS_YML, tmp_path / "mkdocs.yml")
+    shutil.copytree(MKDOCS_YML.parent / "docs-site", tmp_path / "docs-site")
     index = tmp_path / "docs" / "index.md"
     index.write_text(
         index.read_text() + "\n\nSee [a page that is not there](no-such-page.md) and "
