@@ -15,8 +15,8 @@ failure naming the page, the line and the offending text.
   variable the page leaves undefined whose name is not another service's (``$ETL_MONITOR_URL``,
   ``$BASE_URL``: the site's address; any other, like an undefined ``$API``, is a mistake).
 - ```cron lines are checked the same way (the command after the schedule).
-- Every ``manage.py <command>`` (in a code block of any shell kind, an unlabelled one, or a code
-  span) names a real management command.
+- Every ``manage.py <command>`` (in any code block, or a code span) names a real management
+  command.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from tests.docs.pages import OPENAPI_FILE, CodeBlock, code_blocks, doc_pages, in
 
 SHELL_LANGUAGES = {"sh", "bash", "shell", "zsh"}
 CONSOLE_LANGUAGES = {"console", "shell-session"}
-# Blocks whose commands may name curl or manage.py: shell, transcripts, and plain blocks (which
-# often hold a transcript with `$ ` prompts).
+# Blocks whose commands may call curl: shell, transcripts, plain blocks (which often hold a
+# transcript with `$ ` prompts) and crontabs.
 COMMAND_LANGUAGES = SHELL_LANGUAGES | CONSOLE_LANGUAGES | {"", "text", "cron"}
 CRON_SCHEDULE = re.compile(r"^\s*(@\w+|(\S+\s+){5})(?=\S)")
 
@@ -319,6 +319,8 @@ def sample_problems(page: Path) -> list[str]:
                 problems.append(Problem(block.line + exc.lineno - 1, source, f"invalid JSON: {exc.msg}"))
         if block.language in SHELL_LANGUAGES | CONSOLE_LANGUAGES:
             problems += bash_syntax_problems(block)
+        for number, source in enumerate(lines):  # any block: a Kubernetes Job, a Dockerfile, output
+            problems += [Problem(block.line + number, source, why) for why in manage_py_problems(source, commands)]
         if block.language not in COMMAND_LANGUAGES:
             continue
         if block.language in SHELL_LANGUAGES:
@@ -328,9 +330,6 @@ def sample_problems(page: Path) -> list[str]:
             line_map = {n: n for n in range(len(lines))}
         else:  # a transcript: only its `$ ` commands
             script, line_map = console_commands(block.text)
-        for number, source in enumerate(script.splitlines()):
-            line = line_map.get(number, 0)
-            problems += [Problem(block.line + line, lines[line], why) for why in manage_py_problems(source, commands)]
         for command in shell_commands(script, 0):
             line = line_map.get(command.line, 0)
             problems += [Problem(block.line + line, lines[line], why) for why in curl_problems(command, variables)]
@@ -384,6 +383,10 @@ curl -s http://127.0.0.1:8000/healthz && curl -sI http://127.0.0.1:8000/api/v1/r
 ```
 
 Then `python manage.py docs_schema` and `manage.py nope`.
+
+```yaml
+command: ["python", "manage.py", "migrat"]
+```
 """
 
 
@@ -404,6 +407,7 @@ def test_it_names_each_invalid_sample_with_its_line(tmp_path: Path) -> None:
         "30: curl: $UNDEFINED/loaders/: $UNDEFINED is defined nowhere on the page "
         "(e.g. `UNDEFINED=https://etl.example.com/api/v1`)",
         "34: manage.py has no command 'nope'",
+        "37: manage.py has no command 'migrat'",
     ]
 
 
