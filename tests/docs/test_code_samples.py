@@ -274,7 +274,10 @@ def endpoint_problem(method: str | None, path: str) -> str | None:
         matching = [template for template in api_paths() if _segments_match(template, path)]
         if not matching:
             return f"{path} is not a path of the API (docs/api/openapi.yaml)"
-        allowed = set().union(*(api_paths()[template] for template in matching))
+        # /api/v1/loaders/import/ is that path, not /api/v1/loaders/{loader_code}/: the template
+        # with the fewest parameters wins, as in the URLconf.
+        fewest = min(template.count("{") for template in matching)
+        allowed = set().union(*(api_paths()[t] for t in matching if t.count("{") == fewest))
         if "GET" in allowed:
             allowed.add("HEAD")
         if method is not None and method not in allowed:
@@ -375,7 +378,7 @@ $ python manage.py no_such_command
 
 ```sh
 curl -s -H "Authorization: Token $TOKEN" "$API/loaders/{loader_code}/versions/"
-curl -s -d '{"a": 1}' "$API/whoami/"
+curl -s -d '{"a": 1}' "$API/whoami/" && curl -s -X DELETE "$API/loaders/import/"
 curl -s "$API/nope/" | jq .
 curl -s https://grafana.example.com/api/datasources
 curl -s "$UNDEFINED/loaders/"
@@ -403,6 +406,7 @@ def test_it_names_each_invalid_sample_with_its_line(tmp_path: Path) -> None:
         "17: manage.py has no command 'no_such_command'",
         "22: curl: /pings/{key}/SALES-DAILY is no URL of ETL Monitor (neither the API schema's nor the URLconf's)",
         "27: curl: POST /api/v1/whoami/: the API has only GET, HEAD there",
+        "27: curl: DELETE /api/v1/loaders/import/: the API has only POST there",
         "28: curl: /api/v1/nope/ is not a path of the API (docs/api/openapi.yaml)",
         "30: curl: $UNDEFINED/loaders/: $UNDEFINED is defined nowhere on the page "
         "(e.g. `UNDEFINED=https://etl.example.com/api/v1`)",
