@@ -29,15 +29,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, output: str, check: bool, **options: Any) -> None:
         path = Path(output)
+        regenerate = "python manage.py docs_schema" + ("" if path == DOCS_SCHEMA_FILE else f" --output {path}")
+        if check and not path.is_file():
+            raise CommandError(f"{path} is missing: run `{regenerate}` (or `make docs`) and commit it.")
         try:
             schema = api_schema_document()
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
         if check:
-            if not path.is_file() or path.read_bytes() != schema:
-                state = "missing" if not path.is_file() else "out of date with the API's code"
-                regenerate = "python manage.py docs_schema" + ("" if path == DOCS_SCHEMA_FILE else f" --output {path}")
-                raise CommandError(f"{path} is {state}: run `{regenerate}` (or `make docs`) and commit it.")
+            if path.read_bytes() != schema:
+                raise CommandError(
+                    f"{path} is out of date with the API's code: run `{regenerate}` (or `make docs`) and commit it."
+                )
             self.stdout.write(f"{path} is up to date.")
             return
         path.parent.mkdir(parents=True, exist_ok=True)
