@@ -2,6 +2,7 @@
 #   make run    fresh machine → running platform (web + worker + beat) on SQLite and an embedded broker
 #   make test   fresh machine → full test suite (SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 #   make bench  benchmarks in bench/ (figures go to docs/benchmarks.md)
+#   make docs   the documentation site, built --strict into var/site (docs/testing.md)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: run test bench lint venv clean deploy-check image
+.PHONY: run test bench docs lint venv clean deploy-check image
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,13 @@ test: venv
 
 bench: venv
 	$(PY) bench/run.py
+
+# The API reference's schema regenerated from the code first (docs/api/openapi.yaml: commit it when
+# it changes), then the site; --strict turns every broken link, missing anchor and page left out
+# of the navigation (mkdocs.yml, validation:) into a failure.
+docs: venv
+	$(PY) manage.py docs_schema
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean --site-dir var/site
 
 lint: venv
 	$(VENV)/bin/ruff check .
