@@ -266,7 +266,7 @@ def _token_step(loader: Loader | None, loaders: QuerySet[Loader], base_url: str)
             0,
             True,
             f"{token.loader.loader_code} has the {token.get_kind_display().split(' (')[0].lower()} "
-            f"{token.prefix}… ({token.name}). Its secret was shown once, when it was created.",
+            f"{token.prefix}… ({token.name}).",
             reverse("operations:loader", args=[token.loader.loader_code]),
             f"Open {token.loader.loader_code}'s page",
             snippets=loader_snippets(base_url, token.loader.loader_code),
