@@ -287,25 +287,26 @@ def _token_step(loader: Loader | None, loaders: QuerySet[Loader], base_url: str)
 
 
 def _first_run_step(loader: Loader | None, loaders: QuerySet[Loader], base_url: str) -> StepState:
-    run = Run.objects.filter(loader__in=loaders).select_related("loader").order_by("created_at").first()
-    if run is not None:
+    # Asked per loader (an index probe on runs and signals each), never as a scan of those tables.
+    with_run = loaders.filter(Exists(Run.objects.filter(loader=OuterRef("pk")))).order_by("created_at").first()
+    if with_run is not None:
         return StepState(
             Step.FIRST_RUN,
             0,
             True,
-            f"A first run of {run.loader.loader_code} arrived ({run.get_status_display().lower()}).",
-            reverse("operations:loader", args=[run.loader.loader_code]),
-            f"Open {run.loader.loader_code}'s page",
+            f"A first run of {with_run.loader_code} arrived.",
+            reverse("operations:loader", args=[with_run.loader_code]),
+            f"Open {with_run.loader_code}'s page",
         )
-    signal = Signal.objects.filter(loader__in=loaders).select_related("loader").order_by("received_at").first()
-    if signal is not None:
+    with_signal = loaders.filter(Exists(Signal.objects.filter(loader=OuterRef("pk")))).order_by("created_at").first()
+    if with_signal is not None:
         return StepState(
             Step.FIRST_RUN,
             0,
             True,
-            f"A first signal of {signal.loader.loader_code} arrived ({signal.signal_key}).",
-            reverse("operations:loader", args=[signal.loader.loader_code]),
-            f"Open {signal.loader.loader_code}'s page",
+            f"A first signal of {with_signal.loader_code} arrived.",
+            reverse("operations:loader", args=[with_signal.loader_code]),
+            f"Open {with_signal.loader_code}'s page",
         )
     if loader is None:
         return StepState(Step.FIRST_RUN, 0, False, "Create a loader first.")

@@ -167,3 +167,24 @@ def test_when_every_step_is_done_it_collapses_to_one_line(
     assert "All 7 steps done" in html
     assert '<details class="onb onb-all-done" id="onboarding"\n' in html  # closed: one line
     assert all(r.first_done_at for r in StepRecord.objects.all())
+
+
+def test_the_checklist_costs_the_same_queries_for_one_loader_or_many(
+    admin_user: User, make_own_loader: Any, editor: User
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from onboarding.selectors import checklist_read
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            checklist_read(base_url="https://etl.example.com")
+        return len(captured)
+
+    make_own_loader("FIRST")
+    one = queries()
+    for n in range(8):
+        loader = make_own_loader(f"MORE-{n}")
+        ingest_token_create(user=editor, loader=loader, name="job")
+    assert queries() == one <= 15

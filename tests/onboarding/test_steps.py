@@ -119,7 +119,7 @@ def test_a_first_signal_counts(approved_loader: Loader, editor: User) -> None:
         },
     )
     assert done(Step.FIRST_RUN)
-    assert state(Step.FIRST_RUN).status == "A first signal of SALES-DAILY arrived (rows)."
+    assert state(Step.FIRST_RUN).status == "A first signal of SALES-DAILY arrived."
 
 
 def test_a_ping_counts_as_a_first_run(approved_loader: Loader, editor: User) -> None:
