@@ -265,7 +265,7 @@ def _token_step(loader: Loader | None, loaders: QuerySet[Loader], base_url: str)
             Step.TOKEN,
             0,
             True,
-            f"{token.loader.loader_code} has the {token.get_kind_display().split(' (')[0].lower()} "
+            f"{token.loader.loader_code} has the {'ping key' if token.kind == IngestToken.Kind.PING else 'API token'} "
             f"{token.prefix}… ({token.name}).",
             reverse("operations:loader", args=[token.loader.loader_code]),
             f"Open {token.loader.loader_code}'s page",

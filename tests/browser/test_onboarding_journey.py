@@ -15,7 +15,7 @@ from django.core import mail
 
 from loaders.models import Team
 from onboarding.models import Step
-from tests.browser.conftest import Page
+from tests.browser.conftest import PHONE, Page
 
 STEPS = [s.value for s in Step]
 
@@ -172,3 +172,21 @@ def test_an_admin_follows_the_checklist_to_the_end(
     page.open("/admin/models/").click("#onboarding-restore button")
     page.wait_for(lambda d: d.find_element("id", "onboarding"))
     page.screenshot("8-shown-again")
+
+
+def test_the_checklist_fits_a_phone(page: Page, admin_user: User, editor: User, approver: User) -> None:
+    from loaders import services
+    from signals_app.tokens import ingest_token_create
+
+    team, _ = services.team_upsert(user=editor, slug="data-platform", data={"name": "Data Platform"})
+    loader = services.loader_create(user=editor, data={"loader_code": "SALES-DAILY", "name": "x", "owner": team.slug})
+    services.loader_version_approve(
+        user=approver, version=services.loader_version_submit(user=editor, version=loader.open_version)
+    )
+    ingest_token_create(user=editor, loader=loader, name="job")
+    page.viewport(PHONE).login(admin_user)
+    states = _checklist(page)
+    assert [states[s] for s in STEPS] == [True, True, True, False, False, False, False]
+    assert page.find("#onboarding-step-first_run .onb-snippets").get_attribute("open") is not None
+    page.screenshot("phone")
+    assert page.horizontal_overflow() == 0

@@ -95,7 +95,8 @@ def test_a_token_or_a_ping_key_counts_until_it_is_revoked(approved_loader: Loade
     token, raw = ingest_token_create(user=editor, loader=approved_loader, name="airflow prod", kind=kind)
     assert done(Step.TOKEN)
     step = state(Step.TOKEN)
-    assert token.prefix in step.status and raw not in step.status
+    word = "ping key" if kind == IngestToken.Kind.PING else "API token"
+    assert step.status == f"SALES-DAILY has the {word} {token.prefix}… (airflow prod)." and raw not in step.status
     ingest_token_revoke(user=editor, token=token)
     assert not done(Step.TOKEN)
 
