@@ -188,3 +188,18 @@ def test_the_checklist_costs_the_same_queries_for_one_loader_or_many(
         loader = make_own_loader(f"MORE-{n}")
         ingest_token_create(user=editor, loader=loader, name="job")
     assert queries() == one <= 15
+
+
+def test_admins_read_the_step_records_and_nobody_edits_them(admin_user: User, editor: User) -> None:
+    from loaders import services
+
+    services.team_upsert(user=editor, slug="finance", data={"name": "Finance"})
+    overview(admin_user)
+    page = signed_in(admin_user).get("/admin/onboarding/steprecord/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Create a team" in html and "Review field protection" in html
+    record = StepRecord.objects.get(step=Step.TEAM)
+    assert signed_in(admin_user).post(f"/admin/onboarding/steprecord/{record.pk}/change/", {}).status_code == 403
+    assert signed_in(admin_user).get("/admin/onboarding/steprecord/add/").status_code == 403
+    assert signed_in(editor).get("/admin/onboarding/steprecord/").status_code == 403
