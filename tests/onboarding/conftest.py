@@ -3,7 +3,6 @@ setup built through the real services (loaders.services, signals_app.tokens and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from django.contrib.auth.models import User
 from etl_monitor.bootstrap import DEMO_CHECKER, DEMO_MAKER
 from etl_monitor.roles import Role, system_user_get
 from loaders import services
-from loaders.models import Loader, Team
+from loaders.models import Team
 from onboarding.models import Step
 from onboarding.selectors import checklist_read
 
@@ -33,26 +32,11 @@ def _no_grafana(settings: Any) -> None:
 
 
 @pytest.fixture
-def own_team(editor: User) -> Team:
+def team(editor: User) -> Team:
+    """tests/conftest.py's team, written through the service by a person: a team of one's own
+    (its history names who created it), so ``new_loader`` and ``active_loader`` build on it."""
     team, _ = services.team_upsert(user=editor, slug="data-platform", data={"name": "Data Platform"})
     return team
-
-
-@pytest.fixture
-def make_own_loader(editor: User, own_team: Team) -> Callable[..., Loader]:
-    def make(code: str = "SALES-DAILY", **data: Any) -> Loader:
-        payload = {"loader_code": code, "name": f"{code} loader", "owner": own_team.slug, **data}
-        return services.loader_create(user=editor, data=payload)
-
-    return make
-
-
-@pytest.fixture
-def approved_loader(make_own_loader: Callable[..., Loader], editor: User, approver: User) -> Loader:
-    loader = make_own_loader()
-    draft = services.loader_version_submit(user=editor, version=loader.open_version)
-    services.loader_version_approve(user=approver, version=draft)
-    return Loader.objects.get(pk=loader.pk)
 
 
 @pytest.fixture

@@ -74,9 +74,9 @@ def test_the_links_go_to_the_screens_that_do_each_step(admin_user: User) -> None
         assert signed_in(admin_user).get(url).status_code == 200, url
 
 
-def test_the_snippets_show_a_placeholder_never_a_stored_secret(admin_user: User, approved_loader: Any) -> None:
-    _, raw = ingest_token_create(user=admin_user, loader=approved_loader, name="job", kind=IngestToken.Kind.API)
-    _, ping = ingest_token_create(user=admin_user, loader=approved_loader, name="cron", kind=IngestToken.Kind.PING)
+def test_the_snippets_show_a_placeholder_never_a_stored_secret(admin_user: User, active_loader: Any) -> None:
+    _, raw = ingest_token_create(user=admin_user, loader=active_loader, name="job", kind=IngestToken.Kind.API)
+    _, ping = ingest_token_create(user=admin_user, loader=active_loader, name="cron", kind=IngestToken.Kind.PING)
     html = overview(admin_user)
     assert "3 of 7 done" in html  # team, loader, token
     assert "$ETL_MONITOR_TOKEN" in html and "/ping/$PING_KEY/SALES-DAILY/start" in html
@@ -148,7 +148,7 @@ def test_hiding_the_checklist_hides_it_for_that_person_only(editor: User, admin_
 
 
 def test_when_every_step_is_done_it_collapses_to_one_line(
-    admin_user: User, approved_loader: Any, settings: Any, mailoutbox: Any
+    admin_user: User, active_loader: Any, settings: Any, mailoutbox: Any
 ) -> None:
     from integrations.models import Channel
     from integrations.notifications import outbox
@@ -156,8 +156,8 @@ def test_when_every_step_is_done_it_collapses_to_one_line(
     from signals_app import services as signals
     from signals_app.tokens import Writer
 
-    token, _ = ingest_token_create(user=admin_user, loader=approved_loader, name="job")
-    signals.run_start(writer=Writer(token=token), data={"loader_code": approved_loader.loader_code})
+    token, _ = ingest_token_create(user=admin_user, loader=active_loader, name="job")
+    signals.run_start(writer=Writer(token=token), data={"loader_code": active_loader.loader_code})
     outbox.channel_test(user=admin_user, channel=Channel.objects.get(name="email"), target="ops@example.com")
     services.step_skip(user=admin_user, step=Step.PROTECTION)
     html = overview(admin_user)
@@ -170,7 +170,7 @@ def test_when_every_step_is_done_it_collapses_to_one_line(
 
 
 def test_the_checklist_costs_the_same_queries_for_one_loader_or_many(
-    admin_user: User, make_own_loader: Any, editor: User
+    admin_user: User, new_loader: Any, editor: User
 ) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -182,10 +182,10 @@ def test_the_checklist_costs_the_same_queries_for_one_loader_or_many(
             checklist_read(base_url="https://etl.example.com")
         return len(captured)
 
-    make_own_loader("FIRST")
+    new_loader("FIRST")
     one = queries()
     for n in range(8):
-        loader = make_own_loader(f"MORE-{n}")
+        loader = new_loader(f"MORE-{n}")
         ingest_token_create(user=editor, loader=loader, name="job")
     assert queries() == one <= 15
 

@@ -44,10 +44,8 @@ def test_it_leaves_out_demo_teams_and_teams_written_without_a_person(demo_users:
     assert not done(Step.TEAM)
 
 
-def test_a_loader_counts_only_once_a_second_person_approved_it(
-    make_own_loader: Any, editor: User, approver: User
-) -> None:
-    loader = make_own_loader()
+def test_a_loader_counts_only_once_a_second_person_approved_it(new_loader: Any, editor: User, approver: User) -> None:
+    loader = new_loader()
     assert not done(Step.LOADER)
     assert "is a draft" in state(Step.LOADER).status
     assert state(Step.LOADER).link_url == f"/admin/loaders/loaderversion/{loader.open_version.pk}/change/"
@@ -59,8 +57,8 @@ def test_a_loader_counts_only_once_a_second_person_approved_it(
     assert state(Step.LOADER).status == f"SALES-DAILY v1 was approved by {approver.username}."
 
 
-def test_a_rejected_loader_is_not_done(make_own_loader: Any, editor: User, approver: User) -> None:
-    loader = make_own_loader()
+def test_a_rejected_loader_is_not_done(new_loader: Any, editor: User, approver: User) -> None:
+    loader = new_loader()
     draft = services.loader_version_submit(user=editor, version=loader.open_version)
     services.loader_version_reject(user=approver, version=draft, reason="Wrong schedule")
     assert loader.versions.get().state == VersionState.REJECTED
@@ -78,9 +76,9 @@ def test_the_demo_does_not_count_for_any_step(admin_user: User) -> None:
 
 
 def test_a_loader_a_person_tagged_demo_does_not_count(
-    make_own_loader: Any, editor: User, approver: User, admin_user: User
+    new_loader: Any, editor: User, approver: User, admin_user: User
 ) -> None:
-    loader = make_own_loader(tags=[DEMO_TAG])
+    loader = new_loader(tags=[DEMO_TAG])
     draft = services.loader_version_submit(user=editor, version=loader.open_version)
     services.loader_version_approve(user=approver, version=draft)
     ingest_token_create(user=editor, loader=loader, name="job")
@@ -89,10 +87,10 @@ def test_a_loader_a_person_tagged_demo_does_not_count(
 
 
 @pytest.mark.parametrize("kind", [IngestToken.Kind.API, IngestToken.Kind.PING])
-def test_a_token_or_a_ping_key_counts_until_it_is_revoked(approved_loader: Loader, editor: User, kind: str) -> None:
+def test_a_token_or_a_ping_key_counts_until_it_is_revoked(active_loader: Loader, editor: User, kind: str) -> None:
     assert not done(Step.TOKEN)
-    assert state(Step.TOKEN).link_url == f"/admin/signals_app/ingesttoken/add/?loader={approved_loader.pk}"
-    token, raw = ingest_token_create(user=editor, loader=approved_loader, name="airflow prod", kind=kind)
+    assert state(Step.TOKEN).link_url == f"/admin/signals_app/ingesttoken/add/?loader={active_loader.pk}"
+    token, raw = ingest_token_create(user=editor, loader=active_loader, name="airflow prod", kind=kind)
     assert done(Step.TOKEN)
     step = state(Step.TOKEN)
     word = "ping key" if kind == IngestToken.Kind.PING else "API token"
@@ -101,19 +99,19 @@ def test_a_token_or_a_ping_key_counts_until_it_is_revoked(approved_loader: Loade
     assert not done(Step.TOKEN)
 
 
-def test_a_first_run_counts(approved_loader: Loader, editor: User) -> None:
-    token, _ = ingest_token_create(user=editor, loader=approved_loader, name="job")
+def test_a_first_run_counts(active_loader: Loader, editor: User) -> None:
+    token, _ = ingest_token_create(user=editor, loader=active_loader, name="job")
     assert not done(Step.FIRST_RUN)
-    signals.run_start(writer=Writer(token=token), data={"loader_code": approved_loader.loader_code})
+    signals.run_start(writer=Writer(token=token), data={"loader_code": active_loader.loader_code})
     assert done(Step.FIRST_RUN)
 
 
-def test_a_first_signal_counts(approved_loader: Loader, editor: User) -> None:
-    token, _ = ingest_token_create(user=editor, loader=approved_loader, name="job")
+def test_a_first_signal_counts(active_loader: Loader, editor: User) -> None:
+    token, _ = ingest_token_create(user=editor, loader=active_loader, name="job")
     signals.signals_ingest(
         writer=Writer(token=token),
         payload={
-            "loader_code": approved_loader.loader_code,
+            "loader_code": active_loader.loader_code,
             "signal_key": "rows",
             "signal_value": "12",
             "validation_status": "SUCCESS",
@@ -123,9 +121,9 @@ def test_a_first_signal_counts(approved_loader: Loader, editor: User) -> None:
     assert state(Step.FIRST_RUN).status == "A first signal of SALES-DAILY arrived."
 
 
-def test_a_ping_counts_as_a_first_run(approved_loader: Loader, editor: User) -> None:
-    key, _ = ingest_token_create(user=editor, loader=approved_loader, name="cron", kind=IngestToken.Kind.PING)
-    signals.ping_record(token=key, loader_code=approved_loader.loader_code, action="start")
+def test_a_ping_counts_as_a_first_run(active_loader: Loader, editor: User) -> None:
+    key, _ = ingest_token_create(user=editor, loader=active_loader, name="cron", kind=IngestToken.Kind.PING)
+    signals.ping_record(token=key, loader_code=active_loader.loader_code, action="start")
     assert done(Step.FIRST_RUN)
 
 
@@ -179,7 +177,7 @@ def test_dashboards_count_with_grafana_configured(settings: Any) -> None:
     assert state(Step.DASHBOARDS).link_url == "https://grafana.example.com"
 
 
-def test_dashboards_count_once_someone_opened_a_loader_page(client: Any, viewer: User, approved_loader: Loader) -> None:
+def test_dashboards_count_once_someone_opened_a_loader_page(client: Any, viewer: User, active_loader: Loader) -> None:
     client.force_login(viewer)
     assert client.get("/admin/ops/loaders/NOPE/").status_code == 404
     assert not done(Step.DASHBOARDS)
