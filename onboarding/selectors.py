@@ -337,8 +337,8 @@ def _channel_step() -> StepState:
         Step.CHANNEL,
         0,
         False,
-        "No channel has sent anything yet. Open a channel (email, Slack, a webhook), fill in what it needs, "
-        "save it, then press “Send a test notification” on its page.",
+        "No channel has sent anything yet. Open a channel (email, Slack, a webhook), fill in what it needs and "
+        "save it; then press “Send a test notification” on its page, or select it in the list and run that action.",
         reverse("admin:integrations_channel_changelist"),
         "Open the channels",
     )
