@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "incidents",
     "integrations",
     "operations",
+    "onboarding",
 ]
 
 MIDDLEWARE = [
@@ -78,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Records the first loader page each person opens (the onboarding checklist's dashboards step).
+    "onboarding.middleware.LoaderPageVisitMiddleware",
     # Last, as django-axes asks: turns a locked-out login into its answer (etl_monitor.lockout).
     "axes.middleware.AxesMiddleware",
 ]

@@ -34,6 +34,7 @@ urlpatterns = [
     path("", operations_views.overview_view, name="home"),
     # Before the admin's own URLs: /admin/ is the operations overview, the stock index is /admin/models/.
     path("admin/", include((operations_urls, "operations"), namespace="operations")),
+    path("admin/onboarding/", include("onboarding.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/auth/", include("rest_framework.urls")),  # login for the browsable API

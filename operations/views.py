@@ -91,15 +91,16 @@ def loader_page(request: HttpRequest, loader_code: str) -> HttpResponse:
         "runs": selectors.loader_recent_runs(loader=loader),
         "incidents": selectors.loader_incidents(loader=loader),
         "tokens": selectors.loader_tokens(loader=loader),
-        "snippets": _snippets(base, loader.loader_code),
+        "snippets": loader_snippets(base, loader.loader_code),
         "can_change": request.user.has_perm("loaders.change_loader"),
     }
     return TemplateResponse(request, "operations/loader.html", context)
 
 
-def _snippets(base: str, code: str) -> list[tuple[str, str]]:
+def loader_snippets(base: str, code: str) -> list[tuple[str, str]]:
     """Ready-made lines for instrumenting the loader; the token stays a placeholder because only
-    its hash is stored (docs/ingest-api.md has the full API)."""
+    its hash is stored (docs/ingest-api.md has the full API). Public: the onboarding checklist
+    shows the same lines."""
     ping = f"{base}/ping/$PING_KEY/{code}"
     return [
         (
