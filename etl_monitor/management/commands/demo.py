@@ -1,0 +1,56 @@
+"""``python manage.py demo [--loaders N] [--days D] [--seed S] [--reset]``: demo data, never in production."""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from etl_monitor.demo import DEFAULT_DAYS, DEFAULT_LOADERS, DEFAULT_SEED, DemoPresent, demo_generate, demo_remove
+from etl_monitor.errors import InvalidInput
+
+SHOWN = 10  # loaders in trouble named in the summary
+
+
+class Command(BaseCommand):
+    help = (
+        "Load demo data: teams, loaders in several time zones (one draft, some awaiting approval), D days of runs "
+        "and signals following each schedule, a few failing, late, slow and low-volume loaders, and incidents "
+        "with their timelines. Refuses when the demo is already there; --reset removes only the demo first. "
+        "Never run it in production."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--loaders", type=int, default=DEFAULT_LOADERS, help="How many loaders (default %(default)s).")
+        parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="Days of history (default %(default)s).")
+        parser.add_argument(
+            "--seed", type=int, default=DEFAULT_SEED, help="Random seed: the same seed gives the same data."
+        )
+        parser.add_argument(
+            "--reset", action="store_true", help="Remove the demo data (and only it) first, then load it again."
+        )
+
+    def handle(self, *args: Any, loaders: int, days: int, seed: int, reset: bool, **options: Any) -> None:
+        if reset:
+            removed = demo_remove()
+            self.stdout.write(
+                "Removed the demo: {loaders} loaders, {runs} runs, {signals} signals, {incidents} incidents.".format(
+                    **removed
+                )
+            )
+        try:
+            report = demo_generate(loaders=loaders, days=days, seed=seed)
+        except InvalidInput as exc:
+            raise CommandError(" ".join(f"--{name}: {' '.join(msgs)}" for name, msgs in exc.errors.items())) from None
+        except DemoPresent:
+            self.stdout.write("Demo data already present; nothing changed (use --reset to load it again).")
+            return
+        troubled = sorted(f"{code} ({p})" for code, p in report.profiles.items() if p != "healthy")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data loaded in {report.seconds:.1f} s: {report.loaders} loaders ({report.active} monitored), "
+                f"{report.runs} runs, {report.signals} signals, {report.incidents} incidents "
+                f"({report.events} timeline entries) over {days} days."
+            )
+        )
+        if troubled:
+            more = f" and {len(troubled) - SHOWN} more" if len(troubled) > SHOWN else ""
+            self.stdout.write(f"In trouble: {', '.join(troubled[:SHOWN])}{more}.")
