@@ -26,7 +26,7 @@ run: venv
 	set -e; \
 	$(PY) manage.py migrate --noinput; \
 	admin_notice="$$($(PY) manage.py ensure_admin)"; echo "$$admin_notice"; \
-	$(PY) manage.py load_demo; \
+	$(PY) manage.py demo; \
 	$(PY) manage.py collectstatic --noinput --verbosity 0; \
 	echo; echo "$$admin_notice"; \
 	echo "ETL Monitor on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/, health: /healthz /readyz)"; \

@@ -118,11 +118,11 @@ CADENCES = [
 ]
 
 ERRORS = [
-    "psycopg.OperationalError: connection to server at \"{host}\" failed: timeout expired",
-    "duplicate key value violates unique constraint \"{table}_pkey\"",
+    'psycopg.OperationalError: connection to server at "{host}" failed: timeout expired',
+    'duplicate key value violates unique constraint "{table}_pkey"',
     "HTTP 503 from the source API after 5 retries",
     "S3 upload failed: SlowDown (Please reduce your request rate)",
-    "column \"amount_eur\" does not exist",
+    'column "amount_eur" does not exist',
 ]
 COMMENTS = [
     "The source database was restarted for patching at the same time; rerunning.",
@@ -316,6 +316,8 @@ def _runs_plan(
     for index, slot in enumerate(slots):
         from_end = len(slots) - index  # 1 for the latest run
         started = slot + dt.timedelta(seconds=rng.uniform(2, 90))
+        if started > now:
+            continue  # the job starts a little after its slot: not yet
         duration = typical * rng.uniform(0.75, 1.25)
         rows = int(rows_typical * rng.uniform(0.8, 1.2) * (1.15 if slot.weekday() < 5 else 0.7))
         fail_rate = {HEALTHY: 0.01, FLAKY: 0.12}.get(profile, 0.03)
@@ -455,10 +457,7 @@ def _runs_write(plans: list[_RunPlan], report: DemoReport) -> None:
     _rows_insert(
         Run._meta.db_table,
         RUN_COLUMNS,
-        [
-            tuple(written if c in ("created_at", "updated_at") else getattr(run, c) for c in RUN_COLUMNS)
-            for run in runs
-        ],
+        [tuple(written if c in ("created_at", "updated_at") else getattr(run, c) for c in RUN_COLUMNS) for run in runs],
     )
     pks = dict(
         Run.objects.filter(loader_id__in={run.loader_id for run in runs}).values_list("run_id", "pk").iterator(BATCH)
@@ -559,9 +558,7 @@ class _Incidents:
             incident.acknowledged_at, incident.acknowledged_by = at, operator
             events.append(IncidentEvent(kind=EventKind.ACKNOWLEDGED, at=at, actor=operator, message="On it."))
             at = min(self.now, at + dt.timedelta(minutes=rng.randrange(5, 40)))
-            events.append(
-                IncidentEvent(kind=EventKind.COMMENTED, at=at, actor=operator, message=rng.choice(COMMENTS))
-            )
+            events.append(IncidentEvent(kind=EventKind.COMMENTED, at=at, actor=operator, message=rng.choice(COMMENTS)))
         if status in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED):
             at = at + dt.timedelta(minutes=rng.randrange(20, 180))
             incident.resolved_at, incident.resolved_by = at, operator
@@ -672,7 +669,11 @@ def _incidents_plan(
 
 
 def demo_generate(
-    *, loaders: int = DEFAULT_LOADERS, days: int = DEFAULT_DAYS, seed: int = DEFAULT_SEED, now: dt.datetime | None = None
+    *,
+    loaders: int = DEFAULT_LOADERS,
+    days: int = DEFAULT_DAYS,
+    seed: int = DEFAULT_SEED,
+    now: dt.datetime | None = None,
 ) -> DemoReport:
     """Write the demo: ``loaders`` loaders with ``days`` days of history up to ``now``.
 
@@ -695,9 +696,7 @@ def demo_generate(
         specs = _loader_specs(loaders, rng)
         created = _registry_write(specs, maker, checker)
         _history_backdate(created, start - dt.timedelta(days=1, hours=3))
-        by_code = {
-            loader.loader_code: loader for loader in Loader.objects.filter(pk__in=[x.pk for x in created])
-        }
+        by_code = {loader.loader_code: loader for loader in Loader.objects.filter(pk__in=[x.pk for x in created])}
         _pending_edits(by_code, maker)
         profiles = _profiles(specs, rng)
         rules = {r.name: r for r in DetectionRule.objects.filter(name__in=[v[0] for v in CURRENT_TROUBLE.values()])}

@@ -19,7 +19,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--loaders", type=int, default=DEFAULT_LOADERS, help="How many loaders (default %(default)s).")
+        parser.add_argument(
+            "--loaders", type=int, default=DEFAULT_LOADERS, help="How many loaders (default %(default)s)."
+        )
         parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="Days of history (default %(default)s).")
         parser.add_argument(
             "--seed", type=int, default=DEFAULT_SEED, help="Random seed: the same seed gives the same data."
