@@ -31,7 +31,7 @@ from typing import Any
 from croniter import croniter
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from etl_monitor.bootstrap import DEMO_CHECKER, DEMO_LOADERS, DEMO_MAKER, DEMO_TAG, DEMO_TEAMS, DEMO_USER_PREFIX
@@ -297,11 +297,14 @@ class _RunPlan:
 
 
 def _runs_plan(
-    loader: Loader, version: LoaderVersion, profile: str, start: dt.datetime, now: dt.datetime, rng: random.Random
+    loader: Loader, version: LoaderVersion, profile: str, start: dt.datetime, now: dt.datetime, seed: int
 ) -> list[_RunPlan]:
     """One run per slot of the schedule, shaped by the loader's profile: a failing loader's last
     runs failed, a late one's last two slots have no run, a slow one's runs grow past their limit,
-    a low-volume one's last runs write a fraction of the expected rows, a flaky one fails often."""
+    a low-volume one's last runs write a fraction of the expected rows, a flaky one fails often.
+
+    Each slot draws from its own random generator (seed, loader, slot), so a slot's run is the
+    same whenever the demo is loaded: a later ``now`` adds runs at the end and changes no other."""
     slots = list(_slots(version.schedule_cron, version.schedule_timezone, start, now))
     grace = dt.timedelta(minutes=version.grace_minutes or 0)
     due = [s for s in slots if s <= now - grace]
@@ -315,6 +318,7 @@ def _runs_plan(
     plans = []
     for index, slot in enumerate(slots):
         from_end = len(slots) - index  # 1 for the latest run
+        rng = random.Random(f"{seed}:{loader.loader_code}:{slot:%Y%m%dT%H%M}")
         started = slot + dt.timedelta(seconds=rng.uniform(2, 90))
         if started > now:
             continue  # the job starts a little after its slot: not yet
@@ -420,31 +424,47 @@ def _run_signal_rows(run: Run, run_pk: int, received: dt.datetime) -> list[Signa
     ]
 
 
-def _rows_insert(table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """Insert plain rows: COPY on PostgreSQL (as the ingest writes large batches), one prepared
-    INSERT run for every row elsewhere. Tens of thousands of model instances through
-    ``bulk_create`` would take most of a minute."""
+def _rows_insert(model: type[models.Model], columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Insert plain rows into ``model``'s table: COPY on PostgreSQL (as the ingest writes large
+    batches), one prepared INSERT run for all rows elsewhere. Tens of thousands of model instances
+    through ``bulk_create`` would take most of a minute."""
     if not rows:
         return
-    names = ", ".join(columns)
+    table, names = model._meta.db_table, ", ".join(columns)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             return
-        adapt = connection.ops.adapt_datetimefield_value  # the text the ORM stores, so lookups compare alike
-
-        def value(v: Any) -> Any:
-            if isinstance(v, dt.datetime):
-                return adapt(v)
-            return v.hex if isinstance(v, uuid.UUID) else v
-
         placeholders = ", ".join(["%s"] * len(columns))
         cursor.executemany(
             f"INSERT INTO {table} ({names}) VALUES ({placeholders})",  # noqa: S608 - the models' own tables
-            [tuple(value(v) for v in row) for row in rows],
+            _sqlite_values(model, columns, rows),
         )
+
+
+def _sqlite_values(model: type[models.Model], columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[list]:
+    """The rows as the ORM stores them in SQLite: times as naive UTC text (so lookups compare
+    alike), UUIDs as hex. A run's signals share their two times: each is converted once."""
+    fields = {f.column: f for f in model._meta.concrete_fields}
+    times = [i for i, c in enumerate(columns) if isinstance(fields[c], models.DateTimeField)]
+    uuids = [i for i, c in enumerate(columns) if isinstance(fields[c], models.UUIDField)]
+    texts: dict[dt.datetime, str] = {}
+    values = []
+    for row in rows:
+        value = list(row)
+        for i in times:
+            moment = value[i]
+            if moment is not None:
+                text = texts.get(moment)
+                if text is None:
+                    text = texts[moment] = str(moment.astimezone(dt.UTC).replace(tzinfo=None))
+                value[i] = text
+        for i in uuids:
+            value[i] = value[i].hex
+        values.append(value)
+    return values
 
 
 def _runs_write(plans: list[_RunPlan], report: DemoReport) -> None:
@@ -455,7 +475,7 @@ def _runs_write(plans: list[_RunPlan], report: DemoReport) -> None:
     written = timezone.now()
     runs = [p.run for p in plans]
     _rows_insert(
-        Run._meta.db_table,
+        Run,
         RUN_COLUMNS,
         [tuple(written if c in ("created_at", "updated_at") else getattr(run, c) for c in RUN_COLUMNS) for run in runs],
     )
@@ -467,9 +487,9 @@ def _runs_write(plans: list[_RunPlan], report: DemoReport) -> None:
     for run in runs:
         if run.status != RunStatus.RUNNING:
             signals.extend(_run_signal_rows(run, pks[run.run_id], run.finished_at + dt.timedelta(seconds=1)))
-    _rows_insert(Signal._meta.db_table, SIGNAL_COLUMNS, signals)
+    _rows_insert(Signal, SIGNAL_COLUMNS, signals)
     _rows_insert(
-        SignalKey._meta.db_table,
+        SignalKey,
         ("loader_id", "key", "created_at"),
         [(s.loader_id, s.idempotency_key, s.received_at) for s in signals],
     )
@@ -491,13 +511,14 @@ PAST_INCIDENTS_PER_LOADER = 3
 class _Incidents:
     """Incidents and their timelines, collected for two bulk inserts."""
 
-    def __init__(self, rules: dict[str, DetectionRule], operator: Any, rng: random.Random, now: dt.datetime) -> None:
-        self.rules, self.operator, self.rng, self.now = rules, operator, rng, now
+    def __init__(self, rules: dict[str, DetectionRule], operator: Any, now: dt.datetime) -> None:
+        self.rules, self.operator, self.now = rules, operator, now
+        self.rng = random.Random()  # reseeded for each loader (``_incidents_plan``)
         self.items: list[tuple[Incident, list[IncidentEvent]]] = []
         self.jira_number = 100
 
     def _jira(self, incident: Incident) -> None:
-        self.jira_number += self.rng.randrange(1, 9)
+        self.jira_number += 3
         incident.external_key = f"OPS-{self.jira_number}"
         incident.external_url = f"https://jira.example.com/browse/{incident.external_key}"
 
@@ -584,10 +605,11 @@ class _Incidents:
 
 
 def _incidents_plan(
-    book: _Incidents, loader: Loader, profile: str, plans: list[_RunPlan], now: dt.datetime, rng: random.Random
+    book: _Incidents, loader: Loader, profile: str, plans: list[_RunPlan], now: dt.datetime, seed: int
 ) -> None:
     """The loader's current trouble as an open or acknowledged incident, and a few of its past
     failures and overruns as incidents resolved or closed by the on-call operator."""
+    book.rng = rng = random.Random(f"{seed}:{loader.loader_code}:incidents")
     version = loader.active_version
     limit = (version.max_duration_minutes or 30) * 60
     finished = [p.run for p in plans if p.run.status != RunStatus.RUNNING]
@@ -700,7 +722,7 @@ def demo_generate(
         _pending_edits(by_code, maker)
         profiles = _profiles(specs, rng)
         rules = {r.name: r for r in DetectionRule.objects.filter(name__in=[v[0] for v in CURRENT_TROUBLE.values()])}
-        book = _Incidents(rules, operator, rng, now)
+        book = _Incidents(rules, operator, now)
         plans: list[_RunPlan] = []
         for spec in specs:
             loader = by_code[spec["loader_code"]]
@@ -709,8 +731,8 @@ def demo_generate(
                 continue
             profile = profiles.get(loader.loader_code, HEALTHY)
             report.profiles[loader.loader_code] = profile
-            loader_plans = _runs_plan(loader, version, profile, start, now, rng)
-            _incidents_plan(book, loader, profile, loader_plans, now, rng)
+            loader_plans = _runs_plan(loader, version, profile, start, now, seed)
+            _incidents_plan(book, loader, profile, loader_plans, now, seed)
             plans.extend(loader_plans)
             if len(plans) >= BATCH * 4:
                 _runs_write(plans, report)

@@ -148,6 +148,20 @@ def test_the_same_seed_and_now_give_the_same_history(db):
     assert history(now=NOW) != first
 
 
+def test_a_later_now_keeps_the_runs_of_the_slots_both_cover(db):
+    """Screenshots stay stable: each slot's run is the same whenever the demo is loaded."""
+
+    def healthy_runs(report, until):
+        codes = [code for code, profile in report.profiles.items() if profile == "healthy"]
+        runs = Run.objects.filter(loader__loader_code__in=codes, started_at__gte=NOW - dt.timedelta(days=1))
+        return set(runs.filter(started_at__lte=until).values_list("loader__loader_code", "started_at", "rows_written"))
+
+    first = healthy_runs(demo_generate(loaders=8, days=2, now=NOW), NOW - dt.timedelta(hours=1))
+    demo_remove()
+    later = healthy_runs(demo_generate(loaders=8, days=2, now=NOW + dt.timedelta(hours=3)), NOW - dt.timedelta(hours=1))
+    assert first == later and len(first) > 20
+
+
 def test_a_second_run_says_so_and_changes_nothing(db):
     call_command("demo", "--loaders", "6", "--days", "1", stdout=StringIO())
     counts = (Loader.objects.count(), Run.objects.count(), Signal.objects.count(), Incident.objects.count())
