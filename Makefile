@@ -2,6 +2,7 @@
 #   make run    fresh machine → running platform (web + worker + beat) on SQLite and an embedded broker
 #   make test   fresh machine → full test suite (SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 #   make bench  benchmarks in bench/ (figures go to docs/benchmarks.md)
+#   make screenshots  the documentation's screenshots (docs/img/), taken by the browser tests on the demo data
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: run test bench lint venv clean deploy-check image
+.PHONY: run test bench lint venv clean deploy-check image screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,11 @@ test: venv
 
 bench: venv
 	$(PY) bench/run.py
+
+# The browser tests of tests/browser/test_docs_screenshots.py walk the documented screens on the demo data and,
+# with DOCS_SCREENSHOTS set, write them as the PNGs the docs embed (needs Chromium and chromedriver).
+screenshots: venv
+	DOCS_SCREENSHOTS=docs/img $(VENV)/bin/pytest tests/browser/test_docs_screenshots.py -q -p no:cacheprovider
 
 lint: venv
 	$(VENV)/bin/ruff check .

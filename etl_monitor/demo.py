@@ -24,7 +24,7 @@ import random
 import time
 import uuid
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -532,7 +532,7 @@ class _Incidents:
         value: float,
         text: str,
         metrics: dict[str, Any],
-        occurrences: int = 1,
+        refired: Sequence[tuple[dt.datetime, str]] = (),
         jira: bool = False,
     ) -> None:
         """One incident about ``loader`` as the rule ``rule_name`` opens it, then taken as far as
@@ -551,7 +551,7 @@ class _Incidents:
             subject=subject,
             status=status,  # set once, here: the FSM field refuses later assignments
             fingerprint=fingerprint_of(rule, subject) if rule else f"demo:{rule_name}:{subject}",
-            occurrences=occurrences,
+            occurrences=1 + len(refired),
             first_seen=opened,
             last_seen=opened,
             timeline_at=opened,
@@ -560,18 +560,17 @@ class _Incidents:
             correlation_id=f"{subject.lower()}-{opened:%Y%m%dT%H%M}",
         )
         events = [IncidentEvent(kind=EventKind.OPENED, at=opened, message=incident.description, data={"value": value})]
-        at = opened
-        for refire in range(1, occurrences):
-            at = at + dt.timedelta(minutes=rng.randrange(20, 90))
+        for count, (at, breach) in enumerate(refired, start=2):  # each later breach (run) of the same trouble
             incident.last_seen = incident.timeline_at = at
             events.append(
                 IncidentEvent(
                     kind=EventKind.REFIRED,
                     at=at,
-                    message=f"New breach: {text}",
-                    data={"value": value, "occurrences": refire + 1, "new_breach": True},
+                    message=f"New breach: {breach}",
+                    data={"value": value, "occurrences": count, "new_breach": True},
                 )
             )
+        at = opened
         if jira:
             self._jira(incident)
         if status != IncidentStatus.OPEN:
@@ -581,13 +580,13 @@ class _Incidents:
             at = min(self.now, at + dt.timedelta(minutes=rng.randrange(5, 40)))
             events.append(IncidentEvent(kind=EventKind.COMMENTED, at=at, actor=operator, message=rng.choice(COMMENTS)))
         if status in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED):
-            at = at + dt.timedelta(minutes=rng.randrange(20, 180))
+            at = min(self.now, at + dt.timedelta(minutes=rng.randrange(20, 180)))
             incident.resolved_at, incident.resolved_by = at, operator
             events.append(
                 IncidentEvent(kind=EventKind.RESOLVED, at=at, actor=operator, message="Rerun succeeded; resolved.")
             )
         if status == IncidentStatus.CLOSED:
-            at = at + dt.timedelta(hours=rng.randrange(2, 30))
+            at = min(self.now, at + dt.timedelta(hours=rng.randrange(2, 30)))
             incident.closed_at = at
             events.append(IncidentEvent(kind=EventKind.CLOSED, at=at, actor=operator, message="Post-mortem done."))
         self.items.append((incident, events))
@@ -626,7 +625,7 @@ def _incidents_plan(
                 value=1,
                 text=f"run failed: {streak[0].error_text}",
                 metrics={"run_id": str(last.run_id)},
-                occurrences=len(streak),
+                refired=[(run.finished_at, f"run failed: {run.error_text}") for run in streak[1:]],
                 jira=jira,
             )
         elif profile == LATE:
@@ -652,7 +651,12 @@ def _incidents_plan(
                 value=round(last.duration_seconds),
                 text=f"a run has taken {round(last.duration_seconds)} s (limit {limit} s)",
                 metrics={"limit_seconds": limit},
-                occurrences=min(3, len(finished)),
+                refired=[
+                    (run.finished_at, f"a run has taken {round(run.duration_seconds)} s (limit {limit} s)")
+                    for run in finished[-2:]
+                ]
+                if len(finished) >= 3
+                else [],
                 jira=jira,
             )
         else:
@@ -665,7 +669,9 @@ def _incidents_plan(
                 text=f"{last.rows_written} rows written, expected {version.expected_rows_min}–"
                 f"{version.expected_rows_max}",
                 metrics={"expected_min": version.expected_rows_min, "expected_max": version.expected_rows_max},
-                occurrences=min(3, len(finished)),
+                refired=[(run.finished_at, f"{run.rows_written} rows written") for run in finished[-2:]]
+                if len(finished) >= 3
+                else [],
             )
     recent = now - dt.timedelta(days=1)
     past = [

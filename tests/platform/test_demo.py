@@ -126,7 +126,10 @@ def test_incidents_have_timelines_in_every_state_and_send_nothing(db):
         if incident.status != IncidentStatus.OPEN:
             assert EventKind.ACKNOWLEDGED in kinds and incident.acknowledged_by == operator
         if incident.status in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED):
-            assert EventKind.RESOLVED in kinds and incident.resolved_at >= incident.first_seen
+            assert EventKind.RESOLVED in kinds and incident.first_seen <= incident.resolved_at <= NOW
+        assert all(incident.first_seen <= at <= NOW for at in incident.events.values_list("at", flat=True))
+        assert incident.occurrences == 1 + kinds.count(EventKind.REFIRED)
+        assert incident.last_seen == max(e.at for e in incident.events.filter(kind__in=["OPENED", "REFIRED"]))
     assert IncidentEvent.objects.filter(incident__in=incidents).count() == report.events
     # One active incident per fingerprint, as the database demands of the engine.
     active = incidents.filter(status__in=[IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED])
