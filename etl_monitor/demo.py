@@ -368,27 +368,9 @@ def _runs_plan(
     return plans
 
 
-RUN_COLUMNS = (
-    "run_id",
-    "loader_id",
-    "loader_version_id",
-    "status",
-    "started_at",
-    "finished_at",
-    "duration_seconds",
-    "rows_read",
-    "rows_written",
-    "rows_rejected",
-    "error_text",
-    "log_excerpt",
-    "exit_status",
-    "correlation_id",
-    "source",
-    "loader_paused",
-    "no_active_version",
-    "created_at",
-    "updated_at",
-)
+# Every column of a run but its id, so a field added to Run is written here too.
+RUN_FIELDS = [f for f in Run._meta.concrete_fields if not f.primary_key]
+RUN_COLUMNS = tuple(f.column for f in RUN_FIELDS)
 
 
 def _run_signal_rows(run: Run, run_pk: int, received: dt.datetime) -> list[SignalRow]:
@@ -477,7 +459,10 @@ def _runs_write(plans: list[_RunPlan], report: DemoReport) -> None:
     _rows_insert(
         Run,
         RUN_COLUMNS,
-        [tuple(written if c in ("created_at", "updated_at") else getattr(run, c) for c in RUN_COLUMNS) for run in runs],
+        [
+            tuple(written if f.name in ("created_at", "updated_at") else getattr(run, f.attname) for f in RUN_FIELDS)
+            for run in runs
+        ],
     )
     pks = dict(
         Run.objects.filter(loader_id__in={run.loader_id for run in runs}).values_list("run_id", "pk").iterator(BATCH)
