@@ -38,7 +38,7 @@ from etl_monitor.bootstrap import DEMO_CHECKER, DEMO_LOADERS, DEMO_MAKER, DEMO_T
 from etl_monitor.errors import InvalidInput, StateConflict
 from etl_monitor.roles import Role, roles_sync, system_user_get
 from incidents.detection import fingerprint_of
-from incidents.models import DetectionRule, EventKind, Incident, IncidentEvent, IncidentStatus
+from incidents.models import DetectionRule, EventKind, Incident, IncidentEvent, IncidentStatus, RuleSubjectState
 from loaders import services as loader_services
 from loaders.models import Loader, LoaderVersion, Tag, Team, VersionState
 from loaders.schedule import slot_utc
@@ -143,6 +143,7 @@ class DemoReport:
 
     loaders: int = 0
     active: int = 0
+    days: int = 0
     runs: int = 0
     signals: int = 0
     incidents: int = 0
@@ -150,6 +151,7 @@ class DemoReport:
     partitions: int = 0
     seconds: float = 0.0
     profiles: dict[str, str] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)  # what ``reset`` removed first
 
 
 def demo_arguments_check(*, loaders: int, days: int) -> None:
@@ -500,6 +502,7 @@ class _Incidents:
         self.rules, self.operator, self.now = rules, operator, now
         self.rng = random.Random()  # reseeded for each loader (``_incidents_plan``)
         self.items: list[tuple[Incident, list[IncidentEvent]]] = []
+        self.episodes: dict[int, str] = {}  # id() of an incident → the breach it is about, as its kind names it
         self.jira_number = 100
 
     def _jira(self, incident: Incident) -> None:
@@ -519,6 +522,7 @@ class _Incidents:
         metrics: dict[str, Any],
         refired: Sequence[tuple[dt.datetime, str]] = (),
         jira: bool = False,
+        episode: str = "",
     ) -> None:
         """One incident about ``loader`` as the rule ``rule_name`` opens it, then taken as far as
         ``status`` by the on-call operator: acknowledged, commented, resolved, closed."""
@@ -575,6 +579,7 @@ class _Incidents:
             incident.closed_at = at
             events.append(IncidentEvent(kind=EventKind.CLOSED, at=at, actor=operator, message="Post-mortem done."))
         self.items.append((incident, events))
+        self.episodes[id(incident)] = episode
 
     def write(self, report: DemoReport) -> None:
         incidents = Incident.objects.bulk_create([incident for incident, _ in self.items], batch_size=BATCH)
@@ -586,10 +591,43 @@ class _Incidents:
         IncidentEvent.objects.bulk_create(events, batch_size=BATCH)
         report.incidents += len(incidents)
         report.events += len(events)
+        self._states_write(incidents)
+
+    def _states_write(self, incidents: list[Incident]) -> None:
+        """What the engine remembers of every subject a rule fired for (RuleSubjectState): breaching
+        while its latest incident is open or acknowledged, clear since it was resolved. So the
+        engine goes on from here: it refreshes an open incident that breaches again and resolves
+        one whose condition is clear, as it would have done with its own."""
+        latest: dict[tuple[int, str], Incident] = {}
+        for incident in sorted(incidents, key=lambda i: i.first_seen):
+            if incident.rule_id is not None:
+                latest[(incident.rule_id, incident.subject)] = incident
+        states = []
+        for (rule_id, subject), incident in latest.items():
+            active = incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+            states.append(
+                RuleSubjectState(
+                    rule_id=rule_id,
+                    subject=subject,
+                    consecutive_breaches=incident.rule.open_after if active else 0,
+                    episode=self.episodes[id(incident)],
+                    clear_since=None if active else incident.resolved_at,
+                    transitions=[incident.first_seen.isoformat()]
+                    + ([] if active else [incident.resolved_at.isoformat()]),
+                )
+            )
+        # A state left by a deleted loader of the same code is not the demo's to change.
+        RuleSubjectState.objects.bulk_create(states, batch_size=BATCH, ignore_conflicts=True)
 
 
 def _incidents_plan(
-    book: _Incidents, loader: Loader, profile: str, plans: list[_RunPlan], now: dt.datetime, seed: int
+    book: _Incidents,
+    loader: Loader,
+    profile: str,
+    plans: list[_RunPlan],
+    start: dt.datetime,
+    now: dt.datetime,
+    seed: int,
 ) -> None:
     """The loader's current trouble as an open or acknowledged incident, and a few of its past
     failures and overruns as incidents resolved or closed by the on-call operator."""
@@ -597,9 +635,9 @@ def _incidents_plan(
     version = loader.active_version
     limit = (version.max_duration_minutes or 30) * 60
     finished = [p.run for p in plans if p.run.status != RunStatus.RUNNING]
-    if profile in CURRENT_TROUBLE and finished:
+    if profile in CURRENT_TROUBLE and (finished or profile == LATE):
         rule_name, status, jira = CURRENT_TROUBLE[profile]
-        last = finished[-1]
+        last = finished[-1] if finished else None
         if profile == FAILING:
             streak = [p.run for p in plans if p.failed_streak]
             book.add(
@@ -612,20 +650,27 @@ def _incidents_plan(
                 metrics={"run_id": str(last.run_id)},
                 refired=[(run.finished_at, f"run failed: {run.error_text}") for run in streak[1:]],
                 jira=jira,
+                episode=f"run {last.run_id}@{last.finished_at.isoformat()}",  # as RunFailed names it
             )
         elif profile == LATE:
             grace = dt.timedelta(minutes=version.grace_minutes or 0)
-            missed = [s for s in _slots(version.schedule_cron, version.schedule_timezone, last.started_at, now)]
-            due = missed[0] if missed else now - grace
-            minutes = max(1, int((now - due).total_seconds() // 60))
+            since = last.started_at if last is not None else start  # a short demo may end before its first run
+            slots = _slots(version.schedule_cron, version.schedule_timezone, since, now - grace)
+            missed = list(slots) or [now - grace]
+
+            def text(due: dt.datetime) -> str:
+                return f"the run due at {due:%Y-%m-%d %H:%M} UTC did not start"
+
             book.add(
                 loader=loader,
                 rule_name=rule_name,
-                opened=min(now, due + grace),
+                opened=missed[0] + grace,
                 status=status,
-                value=minutes,
-                text=f"the run due at {due:%Y-%m-%d %H:%M} UTC did not start",
-                metrics={"expected_at": due.isoformat()},
+                value=max(1, int((now - missed[-1]).total_seconds() // 60)),
+                text=text(missed[0]),
+                metrics={"expected_at": missed[-1].isoformat()},
+                refired=[(due + grace, text(due)) for due in missed[1:]],
+                episode=f"due:{missed[-1].isoformat()}",  # each missed slot is its own breach (MissedRun)
             )
         elif profile == SLOW:
             book.add(
@@ -643,6 +688,7 @@ def _incidents_plan(
                 if len(finished) >= 3
                 else [],
                 jira=jira,
+                episode=f"run:{last.run_id}",  # each run out of bounds is its own breach (RunDuration)
             )
         else:
             book.add(
@@ -657,6 +703,7 @@ def _incidents_plan(
                 refired=[(run.finished_at, f"{run.rows_written} rows written") for run in finished[-2:]]
                 if len(finished) >= 3
                 else [],
+                episode=f"run:{last.run_id}",  # each run out of range is its own breach (VolumeOutOfRange)
             )
     recent = now - dt.timedelta(days=1)
     past = [
@@ -684,21 +731,29 @@ def _incidents_plan(
 def demo_generate(
     *,
     loaders: int = DEFAULT_LOADERS,
-    days: int = DEFAULT_DAYS,
+    days: int | None = None,
     seed: int = DEFAULT_SEED,
     now: dt.datetime | None = None,
+    reset: bool = False,
 ) -> DemoReport:
-    """Write the demo: ``loaders`` loaders with ``days`` days of history up to ``now``.
+    """Write the demo: ``loaders`` loaders with ``days`` days of history up to ``now`` (by default
+    DEFAULT_DAYS, or fewer when signals are kept for fewer days); with ``reset``, remove the demo
+    that is there first (``demo_remove``).
 
     Raises InvalidInput for sizes ``demo_arguments_check`` refuses and DemoPresent when the
-    database already holds the demo (nothing is written then). All or nothing."""
+    database already holds the demo (nothing is written then). All or nothing: a refused or failed
+    demo leaves the previous one in place."""
+    if days is None:
+        days = min(DEFAULT_DAYS, settings.SIGNAL_RETENTION_DAYS)
     demo_arguments_check(loaders=loaders, days=days)
     began = time.monotonic()
     now = (now or timezone.now()).replace(microsecond=0)
     start = now - dt.timedelta(days=days)
     rng = random.Random(seed)
-    report = DemoReport()
+    report = DemoReport(days=days)
     with transaction.atomic():
+        if reset:
+            report.removed = demo_remove()
         if demo_present():
             raise DemoPresent("The demo data is already in this database.")
         report.partitions = len(signals_partitions_ensure(today=now.date(), days_before=days + 1, days_ahead=1))
@@ -723,7 +778,7 @@ def demo_generate(
             profile = profiles.get(loader.loader_code, HEALTHY)
             report.profiles[loader.loader_code] = profile
             loader_plans = _runs_plan(loader, version, profile, start, now, seed)
-            _incidents_plan(book, loader, profile, loader_plans, now, seed)
+            _incidents_plan(book, loader, profile, loader_plans, start, now, seed)
             plans.extend(loader_plans)
             if len(plans) >= BATCH * 4:
                 _runs_write(plans, report)
@@ -749,6 +804,8 @@ def demo_remove() -> dict[str, int]:
     }
     SignalKey.objects.filter(loader_id__in=ids)._raw_delete(SignalKey.objects.db)
     removed["runs"] = Run.objects.filter(loader_id__in=ids)._raw_delete(Run.objects.db)
+    codes = list(Loader.objects.filter(pk__in=ids).values_list("loader_code", flat=True))
+    RuleSubjectState.objects.filter(subject__in=codes).delete()
     removed["loaders"] = Loader.objects.filter(pk__in=ids).delete()[1].get("loaders.Loader", 0)
     Team.objects.filter(slug__in=[t["slug"] for t in TEAMS], loaders__isnull=True).delete()
     Tag.objects.filter(name=DEMO_TAG, loaders__isnull=True).delete()

@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from etl_monitor.bootstrap import DEMO_TAG, DEMO_USER_PREFIX
 from etl_monitor.demo import DEMO_OPERATOR, demo_generate, demo_remove
-from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
+from incidents.detection import rules_evaluate
+from incidents.models import DetectionRule, EventKind, Incident, IncidentEvent, IncidentStatus
 from integrations.models import Channel, Delivery
 from loaders.models import Loader, LoaderVersion, Team, VersionState
 from operations.selectors import Health, OverviewFilters, overview_read
@@ -139,6 +140,40 @@ def test_incidents_have_timelines_in_every_state_and_send_nothing(db):
     assert not Team.objects.filter(loaders__in=demo_loaders()).exclude(email="").exists()
 
 
+def test_detection_goes_on_from_the_demo_incidents(db, settings):
+    """The engine treats the demo's incidents as its own: the breach they are about, measured
+    again, is not a new occurrence (no incident doubled, no new breach); once the failed run is out
+    of the rule's window, the incident resolves by itself."""
+    settings.NOTIFICATIONS_ENABLED = False
+    report = demo_generate(loaders=12, days=2, now=NOW)
+    by_profile = {profile: code for code, profile in report.profiles.items()}
+    run_failed, missed_run = (DetectionRule.objects.get(name=name) for name in ("Run failed", "Missed run"))
+    missed = Incident.objects.get(loader__loader_code=by_profile["late"], rule=missed_run)
+    occurrences = missed.occurrences
+    rules_evaluate(rules=[missed_run], now=NOW + dt.timedelta(seconds=30))
+    missed.refresh_from_db()
+    assert (missed.status, missed.occurrences) == (IncidentStatus.OPEN, occurrences)
+    assert missed.events.last().message == "Still firing."  # the same breach, not a new one
+    assert Incident.objects.filter(rule=missed_run, loader=missed.loader).count() == 1
+
+    failed = Incident.objects.get(loader__loader_code=by_profile["failing"], rule=run_failed, status="OPEN")
+    last_failure = Run.objects.filter(loader=failed.loader, status=RunStatus.FAILED).latest("finished_at")
+    rules_evaluate(rules=[run_failed], now=last_failure.finished_at + dt.timedelta(minutes=1))
+    again = Incident.objects.get(pk=failed.pk)
+    assert (again.status, again.occurrences) == (IncidentStatus.OPEN, failed.occurrences)
+    rules_evaluate(rules=[run_failed], now=last_failure.finished_at + dt.timedelta(minutes=16))
+    failed.refresh_from_db()
+    assert failed.status == IncidentStatus.RESOLVED
+    assert failed.events.last().message.startswith("Resolved automatically")
+
+
+def test_the_days_default_to_what_the_signals_are_kept_for(db, settings):
+    settings.SIGNAL_RETENTION_DAYS = 5
+    call_command("demo", "--loaders", "4", stdout=StringIO())
+    oldest = Run.objects.filter(loader__in=demo_loaders()).order_by("started_at").first().started_at
+    assert timezone.now() - dt.timedelta(days=5) < oldest < timezone.now() - dt.timedelta(days=4)
+
+
 def test_the_same_seed_and_now_give_the_same_history(db):
     demo_generate(loaders=10, days=2, now=NOW, seed=7)
     first = history(now=NOW)
@@ -200,6 +235,15 @@ def test_reset_removes_only_the_demo(db, new_loader, editor):
         "OWN-LOADER"
     ]
     assert not User.objects.filter(username__startswith=DEMO_USER_PREFIX).exists()
+
+
+def test_a_refused_reset_keeps_the_demo_that_is_there(db):
+    call_command("demo", "--loaders", "4", "--days", "1", stdout=StringIO())
+    before = set(demo_loaders().values_list("pk", flat=True))
+    with pytest.raises(CommandError, match="--days: Must be between 1 and 30"):
+        call_command("demo", "--reset", "--loaders", "4", "--days", "90", stdout=StringIO())
+    assert set(demo_loaders().values_list("pk", flat=True)) == before
+    assert Run.objects.filter(loader__in=demo_loaders()).exists()
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from etl_monitor.demo import DEFAULT_DAYS, DEFAULT_LOADERS, DEFAULT_SEED, DemoPresent, demo_generate, demo_remove
+from etl_monitor.demo import DEFAULT_DAYS, DEFAULT_LOADERS, DEFAULT_SEED, DemoPresent, demo_generate
 from etl_monitor.errors import InvalidInput
 
 SHOWN = 10  # loaders in trouble named in the summary
@@ -22,35 +22,41 @@ class Command(BaseCommand):
         parser.add_argument(
             "--loaders", type=int, default=DEFAULT_LOADERS, help="How many loaders (default %(default)s)."
         )
-        parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="Days of history (default %(default)s).")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=None,
+            help=f"Days of history (default {DEFAULT_DAYS}, or SIGNAL_RETENTION_DAYS when that is less).",
+        )
         parser.add_argument(
             "--seed", type=int, default=DEFAULT_SEED, help="Random seed: the same seed gives the same data."
         )
         parser.add_argument(
-            "--reset", action="store_true", help="Remove the demo data (and only it) first, then load it again."
+            "--reset",
+            action="store_true",
+            help="Remove the demo data (and only it) first, then load it again; all or nothing.",
         )
 
-    def handle(self, *args: Any, loaders: int, days: int, seed: int, reset: bool, **options: Any) -> None:
-        if reset:
-            removed = demo_remove()
-            self.stdout.write(
-                "Removed the demo: {loaders} loaders, {runs} runs, {signals} signals, {incidents} incidents.".format(
-                    **removed
-                )
-            )
+    def handle(self, *args: Any, loaders: int, days: int | None, seed: int, reset: bool, **options: Any) -> None:
         try:
-            report = demo_generate(loaders=loaders, days=days, seed=seed)
+            report = demo_generate(loaders=loaders, days=days, seed=seed, reset=reset)
         except InvalidInput as exc:
             raise CommandError(" ".join(f"--{name}: {' '.join(msgs)}" for name, msgs in exc.errors.items())) from None
         except DemoPresent:
             self.stdout.write("Demo data already present; nothing changed (use --reset to load it again).")
             return
+        if reset:
+            self.stdout.write(
+                "Removed the demo: {loaders} loaders, {runs} runs, {signals} signals, {incidents} incidents.".format(
+                    **report.removed
+                )
+            )
         troubled = sorted(f"{code} ({p})" for code, p in report.profiles.items() if p != "healthy")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data loaded in {report.seconds:.1f} s: {report.loaders} loaders ({report.active} monitored), "
                 f"{report.runs} runs, {report.signals} signals, {report.incidents} incidents "
-                f"({report.events} timeline entries) over {days} days."
+                f"({report.events} timeline entries) over {report.days} days."
             )
         )
         if troubled:
