@@ -5,7 +5,9 @@ submitted by ``demo-maker``, approved by ``demo-checker``: four-eyes holds for d
 ``days`` of runs and their standard signals following each loader's schedule in its time zone, and
 incidents with their timelines. Runs, signals and incidents are bulk-inserted into the very models
 and fields the ingest and the detection engine write (``signals_app.services._run_signals``,
-``incidents.detection``), so the pages read them as they read real ones.
+``incidents.detection``), so the pages read them as they read real ones; with the subject states
+and breach episodes the rule kinds name, so the engine, once it runs, goes on from them as from
+its own incidents (refreshes what still breaches, resolves what is clear).
 
 What it never does: announce incidents (the timeline is written straight to ``IncidentEvent``, not
 through ``incidents.events``, so no notification is queued and no Jira issue created; the Jira keys
@@ -13,7 +15,8 @@ are stored text), create a notification channel, give a team a mailbox, or touch
 not demo data. Every demo loader carries ``DEMO_TAG`` and every demo row is written by a user named
 ``DEMO_USER_PREFIX…``, so onboarding and ``demo_remove`` can tell demo data from a team's own work.
 
-The same seed and the same ``now`` give the same data; times are relative to ``now``.
+The same seed and the same ``now`` give the same data; times are relative to ``now``, and each
+schedule slot draws its run from its own generator, so a later ``now`` only adds runs at the end.
 """
 
 from __future__ import annotations
