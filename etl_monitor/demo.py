@@ -239,8 +239,10 @@ def _registry_write(specs: list[dict[str, Any]], maker: Any, checker: Any) -> li
     """Teams and loaders through the services: created and submitted by the maker, approved by
     the checker; CRM-SYNC stays a draft, SALES-DAILY (and one generated loader) gets a second
     version waiting for approval."""
+    existing = set(Team.objects.filter(slug__in=[t["slug"] for t in TEAMS]).values_list("slug", flat=True))
     for team in TEAMS:
-        loader_services.team_upsert(user=maker, slug=team["slug"], data={"name": team["name"]}, reason=REASON)
+        if team["slug"] not in existing:  # a team of the same name that is there already is not the demo's
+            loader_services.team_upsert(user=maker, slug=team["slug"], data={"name": team["name"]}, reason=REASON)
     drafts = [s for s in specs if s["loader_code"] == "CRM-SYNC"]
     submitted = [s for s in specs if s["loader_code"] != "CRM-SYNC"]
     loaders = loader_services.loaders_create_many(user=maker, rows=submitted, reason=REASON, submit=True)
@@ -797,8 +799,8 @@ def demo_generate(
 @transaction.atomic
 def demo_remove() -> dict[str, int]:
     """Remove the demo and nothing else: the loaders tagged DEMO_TAG with their runs, signals,
-    tokens and incidents, the demo's teams and tag when no other loader uses them, and the demo
-    users. Returns how many loaders, runs, signals and incidents went."""
+    tokens, incidents and the engine's states about them, the teams the demo created and its tag
+    when no other loader uses them, and the demo users. Returns how many loaders, runs, signals and incidents went."""
     ids = list(Loader.objects.filter(tags__name=DEMO_TAG).values_list("pk", flat=True))
     removed = {
         "incidents": Incident.objects.filter(loader_id__in=ids).delete()[1].get("incidents.Incident", 0),
@@ -810,7 +812,8 @@ def demo_remove() -> dict[str, int]:
     codes = list(Loader.objects.filter(pk__in=ids).values_list("loader_code", flat=True))
     RuleSubjectState.objects.filter(subject__in=codes).delete()
     removed["loaders"] = Loader.objects.filter(pk__in=ids).delete()[1].get("loaders.Loader", 0)
-    Team.objects.filter(slug__in=[t["slug"] for t in TEAMS], loaders__isnull=True).delete()
+    created = Team.history.filter(history_type="+", history_user__username__in=DEMO_USERS).values("id")
+    Team.objects.filter(pk__in=created, loaders__isnull=True).delete()
     Tag.objects.filter(name=DEMO_TAG, loaders__isnull=True).delete()
     get_user_model().objects.filter(username__in=DEMO_USERS).delete()
     return removed

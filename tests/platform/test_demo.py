@@ -221,6 +221,7 @@ def test_load_demo_is_the_small_demo(db):
 
 def test_reset_removes_only_the_demo(db, new_loader, editor):
     own = new_loader("OWN-LOADER")
+    Team.objects.create(slug="logistics", name="Our logistics")  # a team of ours, with the demo's slug
     call_command("demo", "--loaders", "5", "--days", "1", stdout=StringIO())
     first_ids = set(demo_loaders().values_list("pk", flat=True))
     out = StringIO()
@@ -235,6 +236,8 @@ def test_reset_removes_only_the_demo(db, new_loader, editor):
         "OWN-LOADER"
     ]
     assert not User.objects.filter(username__startswith=DEMO_USER_PREFIX).exists()
+    assert Team.objects.get(slug="logistics").name == "Our logistics"  # neither renamed nor removed
+    assert not Team.objects.filter(slug="marketing-insights").exists()  # the demo's own, gone with it
 
 
 def test_a_refused_reset_keeps_the_demo_that_is_there(db):
