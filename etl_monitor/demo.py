@@ -155,6 +155,7 @@ class DemoReport:
     seconds: float = 0.0
     profiles: dict[str, str] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)  # what ``reset`` removed first
+    left_out: list[str] = field(default_factory=list)  # codes taken by loaders that are not the demo's
 
 
 def demo_arguments_check(*, loaders: int, days: int) -> None:
@@ -226,7 +227,8 @@ def _profiles(specs: list[dict[str, Any]], rng: random.Random) -> dict[str, str]
     """Which loaders are in trouble, and how. The first demo's two active loaders stay healthy; of
     the generated ones, TROUBLE_SHARE each are failing, late, slow, low-volume and flaky (at least
     one of each while there are enough), picked at random so no domain is always the bad one."""
-    generated = [s["loader_code"] for s in specs[len(DEMO_LOADERS) :]]
+    first = {d["loader_code"] for d in DEMO_LOADERS}
+    generated = [s["loader_code"] for s in specs if s["loader_code"] not in first]
     each = max(1, round(len(generated) * TROUBLE_SHARE))
     picked = rng.sample(generated, min(len(generated), each * len(TROUBLES)))
     profiles = dict.fromkeys(generated, HEALTHY)
@@ -767,6 +769,10 @@ def demo_generate(
         checker = system_user_get(DEMO_CHECKER, Role.APPROVER)
         operator = system_user_get(DEMO_OPERATOR, Role.OPERATOR)
         specs = _loader_specs(loaders, rng)
+        # A loader of the same code that is there already is not the demo's: it is left alone.
+        taken = Loader.objects.filter(loader_code__in=[spec["loader_code"] for spec in specs])
+        report.left_out = sorted(taken.values_list("loader_code", flat=True))
+        specs = [spec for spec in specs if spec["loader_code"] not in report.left_out]
         created = _registry_write(specs, maker, checker)
         _history_backdate(created, start - dt.timedelta(days=1, hours=3))
         by_code = {loader.loader_code: loader for loader in Loader.objects.filter(pk__in=[x.pk for x in created])}

@@ -240,6 +240,19 @@ def test_reset_removes_only_the_demo(db, new_loader, editor):
     assert not Team.objects.filter(slug="marketing-insights").exists()  # the demo's own, gone with it
 
 
+def test_a_loader_of_yours_with_a_demo_code_is_left_alone(db, new_loader):
+    own = new_loader("SALES-DAILY")
+    versions = list(own.versions.values_list("pk", "state"))
+    out = StringIO()
+    call_command("demo", "--loaders", "6", "--days", "1", stdout=out)
+    assert "Left out, their codes are taken by loaders of yours: SALES-DAILY." in out.getvalue()
+    assert demo_loaders().count() == 5
+    own.refresh_from_db()
+    assert DEMO_TAG not in own.tags.values_list("name", flat=True)
+    assert list(own.versions.values_list("pk", "state")) == versions
+    assert not Run.objects.filter(loader=own).exists()
+
+
 def test_a_refused_reset_keeps_the_demo_that_is_there(db):
     call_command("demo", "--loaders", "4", "--days", "1", stdout=StringIO())
     before = set(demo_loaders().values_list("pk", flat=True))

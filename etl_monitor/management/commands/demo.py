@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from etl_monitor.demo import DEFAULT_DAYS, DEFAULT_LOADERS, DEFAULT_SEED, DemoPresent, demo_generate
-from etl_monitor.errors import InvalidInput
+from etl_monitor.errors import InvalidInput, ServiceError
 
 SHOWN = 10  # loaders in trouble named in the summary
 
@@ -45,6 +45,8 @@ class Command(BaseCommand):
         except DemoPresent:
             self.stdout.write("Demo data already present; nothing changed (use --reset to load it again).")
             return
+        except ServiceError as exc:
+            raise CommandError(f"The demo could not be loaded; nothing changed: {exc.message}") from None
         if reset:
             self.stdout.write(
                 "Removed the demo: {loaders} loaders, {runs} runs, {signals} signals, {incidents} incidents.".format(
@@ -59,6 +61,8 @@ class Command(BaseCommand):
                 f"({report.events} timeline entries) over {report.days} days."
             )
         )
+        if report.left_out:
+            self.stdout.write(f"Left out, their codes are taken by loaders of yours: {', '.join(report.left_out)}.")
         if troubled:
             more = f" and {len(troubled) - SHOWN} more" if len(troubled) > SHOWN else ""
             self.stdout.write(f"In trouble: {', '.join(troubled[:SHOWN])}{more}.")
