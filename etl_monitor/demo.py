@@ -16,7 +16,8 @@ not demo data. Every demo loader carries ``DEMO_TAG`` and every demo row is writ
 ``DEMO_USER_PREFIX…``, so onboarding and ``demo_remove`` can tell demo data from a team's own work.
 
 The same seed and the same ``now`` give the same data; times are relative to ``now``, and each
-schedule slot draws its run from its own generator, so a later ``now`` only adds runs at the end.
+schedule slot draws its run from its own generator, so for a healthy loader a later ``now`` only
+adds runs at the end.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def demo_present() -> bool:
 def _loader_specs(count: int, rng: random.Random) -> list[dict[str, Any]]:
     """The three loaders of the first demo, then generated ones: a domain, a region past the
     first sixteen, a cadence (weighted: most loaders run daily or hourly) and a time zone."""
-    specs = [dict(d, owner=d["owner"], tags=list(d["tags"])) for d in DEMO_LOADERS][:count]
+    specs = [dict(d, tags=list(d["tags"])) for d in DEMO_LOADERS][:count]
     for index in range(count - len(specs)):
         code, title, source, target = DOMAINS[index % len(DOMAINS)]
         lap = index // len(DOMAINS)
@@ -243,7 +244,7 @@ def _registry_write(specs: list[dict[str, Any]], maker: Any, checker: Any) -> li
     version waiting for approval."""
     existing = set(Team.objects.filter(slug__in=[t["slug"] for t in TEAMS]).values_list("slug", flat=True))
     for team in TEAMS:
-        if team["slug"] not in existing:  # a team of the same name that is there already is not the demo's
+        if team["slug"] not in existing:  # a team of that slug that is there already is not the demo's
             loader_services.team_upsert(user=maker, slug=team["slug"], data={"name": team["name"]}, reason=REASON)
     drafts = [s for s in specs if s["loader_code"] == "CRM-SYNC"]
     submitted = [s for s in specs if s["loader_code"] != "CRM-SYNC"]
@@ -312,14 +313,13 @@ def _runs_plan(
     runs failed, a late one's last two slots have no run, a slow one's runs grow past their limit,
     a low-volume one's last runs write a fraction of the expected rows, a flaky one fails often.
 
-    Each slot draws from its own random generator (seed, loader, slot), so a slot's run is the
-    same whenever the demo is loaded: a later ``now`` adds runs at the end and changes no other."""
+    Each slot draws from its own random generator (seed, loader, slot), so a healthy loader's run
+    of a slot is the same whenever the demo is loaded: a later ``now`` only adds runs at the end."""
     slots = list(_slots(version.schedule_cron, version.schedule_timezone, start, now))
     grace = dt.timedelta(minutes=version.grace_minutes or 0)
     due = [s for s in slots if s <= now - grace]
     if profile == LATE and len(due) >= 2:
-        slots = [s for s in slots if s < due[-2]]
-        due = [s for s in due if s < due[-2]]
+        slots = [s for s in slots if s < due[-2]]  # the last two slots that were due never ran
     limit = (version.max_duration_minutes or 30) * 60
     typical = limit / 2.2
     rows_min, rows_max = version.expected_rows_min or 1000, version.expected_rows_max or 10000
