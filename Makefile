@@ -3,6 +3,7 @@
 #   make test   fresh machine → full test suite (SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 #   make bench  benchmarks in bench/ (figures go to docs/benchmarks.md)
 #   make docs   the documentation site, built --strict into var/site (docs/testing.md)
+#   make screenshots  the documentation's screenshots (docs/img/), taken by the browser tests on the demo data
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: run test bench docs lint venv clean deploy-check image
+.PHONY: run test bench docs lint venv clean deploy-check image screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ run: venv
 	set -e; \
 	$(PY) manage.py migrate --noinput; \
 	admin_notice="$$($(PY) manage.py ensure_admin)"; echo "$$admin_notice"; \
-	$(PY) manage.py load_demo; \
+	$(PY) manage.py demo; \
 	$(PY) manage.py collectstatic --noinput --verbosity 0; \
 	echo; echo "$$admin_notice"; \
 	echo "ETL Monitor on http://127.0.0.1:$(PORT)/admin/  (API docs: /api/docs/, health: /healthz /readyz)"; \
@@ -47,6 +48,11 @@ bench: venv
 docs: venv
 	$(PY) manage.py docs_schema
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean --site-dir var/site
+
+# The browser tests of tests/browser/test_docs_screenshots.py walk the documented screens on the demo data and,
+# with DOCS_SCREENSHOTS set, write them as the PNGs the docs embed (needs Chromium and chromedriver).
+screenshots: venv
+	DOCS_SCREENSHOTS=docs/img $(VENV)/bin/pytest tests/browser/test_docs_screenshots.py -q -p no:cacheprovider
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""First-run setup used by ``make run``: the first admin and a small demo data set.
+"""First-run setup used by ``make run``: the first admin, and what marks demo data (``etl_monitor.demo``).
 
 Both are idempotent: running them again changes nothing.
 """
@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from etl_monitor.errors import InvalidInput
-from etl_monitor.roles import Role, roles_sync, system_user_get
+from etl_monitor.roles import Role, roles_sync
 
 # Demo data is recognisable, so that what counts as a team's own work (the onboarding checklist)
 # leaves it out: every demo object is written by a user whose name starts with DEMO_USER_PREFIX,
@@ -104,32 +104,16 @@ DEMO_LOADERS = [
 ]
 
 
-@transaction.atomic
 def demo_load() -> bool:
-    """Load teams and three loaders in typical states; False if the demo is already there.
+    """The small demo (``etl_monitor.demo`` with its defaults); False if the demo is already there.
 
     SALES-DAILY: v1 ACTIVE and v2 PENDING_APPROVAL (a reviewer can try the flow);
-    INVENTORY-HOURLY: v1 ACTIVE; CRM-SYNC: a DRAFT only (onboarding in progress).
+    INVENTORY-HOURLY: v1 ACTIVE; CRM-SYNC: a DRAFT only (onboarding in progress); and more.
     """
-    from loaders import services
-    from loaders.models import Loader
+    from etl_monitor.demo import DemoPresent, demo_generate
 
-    if Loader.objects.filter(loader_code__in=[d["loader_code"] for d in DEMO_LOADERS]).exists():
+    try:
+        demo_generate()
+    except DemoPresent:
         return False
-    roles_sync()
-    maker = system_user_get(DEMO_MAKER, Role.EDITOR)
-    checker = system_user_get(DEMO_CHECKER, Role.APPROVER)
-    for team in DEMO_TEAMS:
-        services.team_upsert(user=maker, slug=team["slug"], data={k: v for k, v in team.items() if k != "slug"})
-    for data in DEMO_LOADERS:
-        loader = services.loader_create(user=maker, data=data, reason="Demo data")
-        if data["loader_code"] == "CRM-SYNC":
-            continue
-        draft = services.loader_version_submit(user=maker, version=loader.open_version, comment="Demo data")
-        services.loader_version_approve(user=checker, version=draft, comment="Demo data")
-    sales = Loader.objects.get(loader_code="SALES-DAILY")
-    services.loader_edit(
-        user=maker, loader=sales, data={"max_duration_minutes": 60}, reason="Month-end runs are longer"
-    )
-    services.loader_version_submit(user=maker, version=sales.open_version, comment="Month-end runs are longer")
     return True

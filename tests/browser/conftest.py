@@ -5,11 +5,15 @@ pytest-django's ``live_server`` is the machinery of Django's ``StaticLiveServerT
 and JavaScript; the pytest form lets these tests share the role fixtures of ``tests/conftest.py``.
 
 Screenshots go to ``$BROWSER_ARTIFACTS`` (default ``var/test/screenshots``), one file per
-``page.screenshot(name)``, so a reviewer can look at every screen a test walked through.
+``page.screenshot(name)``, so a reviewer can look at every screen a test walked through. A
+screenshot given a docs name (``page.screenshot(name, docs="overview")``) is also written as
+``$DOCS_SCREENSHOTS/overview.png`` when that variable names a folder (``make screenshots``: the
+images of the documentation, docs/img/).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -25,6 +29,7 @@ from tests.conftest import _service_unavailable
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", "var/test/screenshots"))
+DOCS_SCREENSHOTS = os.environ.get("DOCS_SCREENSHOTS", "")
 DESKTOP = (1366, 900)
 PHONE = (390, 844)
 PASSWORD = "pw-for-tests-123"  # tests/conftest.py make_user's password
@@ -109,10 +114,28 @@ class Page:
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, docs: str = "") -> Path:
+        """Save the window as ``<test>--<name>.png`` among the artifacts; with ``docs`` and
+        ``$DOCS_SCREENSHOTS`` set, also as ``<docs>.png`` there (``docs_image``)."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{self.test_name}--{name}.png"
         self.driver.save_screenshot(str(path))
+        if docs and DOCS_SCREENSHOTS:
+            self.docs_image(Path(DOCS_SCREENSHOTS) / f"{docs}.png")
+        return path
+
+    def docs_image(self, path: Path) -> Path:
+        """The top of the page as a PNG for the docs: the window's width, cropped to the content
+        when the page is shorter than the window (a smaller file, no empty band)."""
+        self.js("window.scrollTo(0, 0)")
+        width, height = self.js(
+            "return [document.documentElement.clientWidth,"
+            " Math.min(window.innerHeight, document.documentElement.scrollHeight)]"
+        )
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
     def viewport(self, size: tuple[int, int]) -> Page:

@@ -36,12 +36,13 @@ def test_ensure_admin_uses_the_given_password(db, monkeypatch):
 def test_demo_data_loads_once(db):
     call_command("load_demo", stdout=StringIO())
     states = {loader.loader_code: sorted(v.state for v in loader.versions.all()) for loader in Loader.objects.all()}
-    assert states == {
+    assert {code: states[code] for code in ("SALES-DAILY", "INVENTORY-HOURLY", "CRM-SYNC")} == {
         "SALES-DAILY": sorted([VersionState.ACTIVE, VersionState.PENDING_APPROVAL]),
         "INVENTORY-HOURLY": [VersionState.ACTIVE],
         "CRM-SYNC": [VersionState.DRAFT],
     }
+    count = Loader.objects.count()
     out = StringIO()
     call_command("load_demo", stdout=out)
     assert "already present" in out.getvalue()
-    assert Loader.objects.count() == 3
+    assert Loader.objects.count() == count

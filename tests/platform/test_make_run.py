@@ -18,7 +18,7 @@ echo "python $* base_url=$ETL_MONITOR_BASE_URL"
 case "$*" in
   *ensure_admin*) echo "Created admin user 'admin' with password: Fresh-Pw-123"
                   echo "This password is shown only once";;
-  *load_demo*) i=0; while [ $i -lt 40 ]; do echo "demo line $i"; i=$((i+1)); done;;
+  *"manage.py demo"*) i=0; while [ $i -lt 40 ]; do echo "demo line $i"; i=$((i+1)); done;;
 esac
 """
 FAKE_HONCHO = """#!/bin/sh

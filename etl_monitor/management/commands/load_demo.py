@@ -1,17 +1,13 @@
-"""Load the small demo data set (idempotent)."""
+"""``python manage.py load_demo``: the small demo (``demo`` with its defaults), kept for older scripts."""
 
 from typing import Any
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
-
-from etl_monitor.bootstrap import demo_load
 
 
 class Command(BaseCommand):
-    help = "Load demo teams and loaders (one active, one with a version pending approval, one draft)."
+    help = "Load the small demo data set: the same as `manage.py demo` with its defaults (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if demo_load():
-            self.stdout.write(self.style.SUCCESS("Demo data loaded."))
-        else:
-            self.stdout.write("Demo data already present; nothing to do.")
+        call_command("demo", stdout=self.stdout, stderr=self.stderr)
