@@ -52,7 +52,7 @@ docs: venv
 # The browser tests of tests/browser/test_docs_screenshots.py walk the documented screens on the demo data and,
 # with DOCS_SCREENSHOTS set, write them as the PNGs the docs embed (needs Chromium and chromedriver).
 screenshots: venv
-	DOCS_SCREENSHOTS=docs/img $(VENV)/bin/pytest tests/browser/test_docs_screenshots.py -q -p no:cacheprovider
+	DOCS_SCREENSHOTS=docs/img $(VENV)/bin/pytest tests/browser/test_docs_screenshots.py tests/browser/test_onboarding_journey.py -q -p no:cacheprovider
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -124,7 +124,7 @@ def test_an_admin_follows_the_checklist_to_the_end(
     assert ping_key not in page.text()
     assert step.find_element("css selector", ".onb-snippets").get_attribute("open") is not None  # the next step
     assert "/ping/$PING_KEY/SALES-DAILY/start" in step.text
-    page.screenshot("3b-snippets")
+    page.screenshot("3b-snippets", docs="onboarding-checklist")
 
     # 4. The job pings: the first run arrives.
     with urllib.request.urlopen(f"{live_server.url}/ping/{ping_key}/SALES-DAILY/start", timeout=10) as answer:
