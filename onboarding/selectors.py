@@ -121,6 +121,13 @@ class Checklist:
         return {s.step for s in self.steps if s.done}
 
 
+def _at_loader(step: Step, done: bool, status: str, loader_code: str, **more: Any) -> StepState:
+    """A step whose link opens a loader's page."""
+    return StepState(
+        step, 0, done, status, reverse("operations:loader", args=[loader_code]), f"Open {loader_code}'s page", **more
+    )
+
+
 def _not_demo_user(prefix: str) -> Q:
     return ~Q(**{f"{prefix}username__startswith": DEMO_USER_PREFIX})
 
@@ -261,14 +268,12 @@ def _token_step(loader: Loader | None, loaders: QuerySet[Loader], base_url: str)
         .first()
     )
     if token is not None:
-        return StepState(
+        return _at_loader(
             Step.TOKEN,
-            0,
             True,
             f"{token.loader.loader_code} has the {'ping key' if token.kind == IngestToken.Kind.PING else 'API token'} "
             f"{token.prefix}… ({token.name}).",
-            reverse("operations:loader", args=[token.loader.loader_code]),
-            f"Open {token.loader.loader_code}'s page",
+            token.loader.loader_code,
             snippets=loader_snippets(base_url, token.loader.loader_code),
         )
     if loader is None:
@@ -290,34 +295,28 @@ def _first_run_step(loader: Loader | None, loaders: QuerySet[Loader], base_url: 
     # Asked per loader (an index probe on runs and signals each), never as a scan of those tables.
     with_run = loaders.filter(Exists(Run.objects.filter(loader=OuterRef("pk")))).order_by("created_at").first()
     if with_run is not None:
-        return StepState(
+        return _at_loader(
             Step.FIRST_RUN,
-            0,
             True,
             f"A first run of {with_run.loader_code} arrived.",
-            reverse("operations:loader", args=[with_run.loader_code]),
-            f"Open {with_run.loader_code}'s page",
+            with_run.loader_code,
         )
     with_signal = loaders.filter(Exists(Signal.objects.filter(loader=OuterRef("pk")))).order_by("created_at").first()
     if with_signal is not None:
-        return StepState(
+        return _at_loader(
             Step.FIRST_RUN,
-            0,
             True,
             f"A first signal of {with_signal.loader_code} arrived.",
-            reverse("operations:loader", args=[with_signal.loader_code]),
-            f"Open {with_signal.loader_code}'s page",
+            with_signal.loader_code,
         )
     if loader is None:
         return StepState(Step.FIRST_RUN, 0, False, "Create a loader first.")
-    return StepState(
+    return _at_loader(
         Step.FIRST_RUN,
-        0,
         False,
         f"Nothing arrived for {loader.loader_code} yet. Add one of these lines to its job, with the "
         "token or ping key of step 3 in place of $ETL_MONITOR_TOKEN or $PING_KEY.",
-        reverse("operations:loader", args=[loader.loader_code]),
-        f"Open {loader.loader_code}'s page",
+        loader.loader_code,
         snippets=loader_snippets(base_url, loader.loader_code),
     )
 
@@ -371,13 +370,11 @@ def _dashboards_step(loader: Loader | None) -> StepState:
         return StepState(Step.DASHBOARDS, 0, True, "GRAFANA_URL is configured.", settings.GRAFANA_URL, "Open Grafana")
     visit = LoaderPageVisit.objects.select_related("user").order_by("visited_at").first()
     if visit is not None:
-        return StepState(
+        return _at_loader(
             Step.DASHBOARDS,
-            0,
             True,
             f"{visit.user} opened the page of {visit.loader_code}.",
-            reverse("operations:loader", args=[visit.loader_code]),
-            f"Open {visit.loader_code}'s page",
+            visit.loader_code,
         )
     if loader is None:
         return StepState(
@@ -388,14 +385,12 @@ def _dashboards_step(loader: Loader | None) -> StepState:
             reverse("admin:loaders_loader_changelist"),
             "Open the loaders",
         )
-    return StepState(
+    return _at_loader(
         Step.DASHBOARDS,
-        0,
         False,
         f"Open {loader.loader_code}'s page: its health, runs, incidents and charts. "
         "Or configure GRAFANA_URL to link the Grafana dashboards.",
-        reverse("operations:loader", args=[loader.loader_code]),
-        f"Open {loader.loader_code}'s page",
+        loader.loader_code,
     )
 
 
