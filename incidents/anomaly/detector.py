@@ -1,0 +1,411 @@
+"""A streaming anomaly detector for one series: learned seasonal baseline, no look-ahead.
+
+``SeriesDetector.update(ts, value)`` scores a point with what was learned *before* it, then
+learns from it. The baseline is a robust additive Holt-Winters model (level + damped trend +
+seasonal profile), run for three seasonalities at once (none, daily = hour of day, weekly =
+hour of week). The one whose one-step-ahead errors have been smallest is the one used, so the
+seasonality is detected from the history, not configured (an override is allowed).
+
+Robustness, i.e. why an incident does not teach the baseline that it is normal:
+- every update is winsorised: an error beyond ``WINSOR_Z`` spreads moves the level, trend,
+  seasonal profile and spread only as far as an error of exactly ``WINSOR_Z`` spreads would;
+- a persistent shift (``shift_points`` consecutive points beyond ``SHIFT_Z`` spreads on the
+  same side) is a change point: the level jumps by the median of those errors, so the detector
+  alarms first and then adapts instead of alarming forever;
+- ``restart(at)`` is a *known* change point (a new approved loader version): from ``at`` the
+  level and trend are learned again from scratch, the seasonal shape is kept but weighs less,
+  and the detector is back in the learning state for ``relearn_points`` points.
+
+Pure Python and Django-free on purpose: the engine keeps one small JSON state per series
+(``to_dict``/``from_dict``) and ``manage.py anomaly_score`` streams millions of rows through it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Sensitivity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Direction(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    BOTH = "both"
+
+
+class Seasonality(StrEnum):
+    NONE = "none"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+# The score a point must reach to be an anomaly, per sensitivity; and the same as a distance
+# from the expected value in robust spreads (score = 1 - exp(-(z / SCORE_Z_SCALE) ** 2)).
+SCORE_Z_SCALE = 4.0
+SENSITIVITY_SCORE: dict[str, float] = {Sensitivity.LOW: 0.9, Sensitivity.MEDIUM: 0.75, Sensitivity.HIGH: 0.5}
+
+
+def score_to_z(score: float) -> float:
+    return SCORE_Z_SCALE * math.sqrt(-math.log(1.0 - score))
+
+
+SENSITIVITY_Z: dict[str, float] = {name: score_to_z(score) for name, score in SENSITIVITY_SCORE.items()}
+
+# Learning rates per point (exponential forgetting) and robustness constants. The spread is a
+# mean absolute error; NORMAL_SIGMA turns it into a standard deviation for Gaussian noise.
+ALPHA = 0.08  # level
+BETA = 0.01  # trend
+PHI = 0.98  # trend damping: a trend is believed less the further it is extrapolated
+GAMMA = 0.25  # seasonal profile (per visit of a bucket)
+ETA = 0.03  # spread
+WINSOR_Z = 2.0
+SHIFT_Z = 3.5
+NORMAL_SIGMA = 1.2533
+# The spread never falls below this share of the expected value's size, so a constant series
+# (rows written exactly 1,000 every day) does not alarm on 1,001.
+RELATIVE_FLOOR = 0.01
+ABSOLUTE_FLOOR = 1e-9
+# A more seasonal model must beat the simpler one's error by this factor to be chosen.
+SEASONALITY_MARGIN = 0.9
+EPOCH_MONDAY_OFFSET_H = 72  # 1970-01-01 was a Thursday: +3 days puts hour 0 on a Monday
+_PERIODS = {Seasonality.NONE: 1, Seasonality.DAILY: 24, Seasonality.WEEKLY: 168}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """What the detector says about one point, with only the data before it."""
+
+    ts: float
+    value: float
+    expected: float
+    expected_low: float
+    expected_high: float
+    score: float
+    is_anomaly: bool
+    learning: bool
+    seasonality: str
+
+
+def epoch_seconds(ts: dt.datetime | float | int) -> float:
+    """Epoch seconds of a timestamp; a datetime must be time-zone aware (it is read in UTC)."""
+    if isinstance(ts, dt.datetime):
+        if ts.tzinfo is None:
+            raise ValueError("timestamp has no time zone (give a UTC offset or Z)")
+        return ts.timestamp()
+    seconds = float(ts)
+    if not math.isfinite(seconds):
+        raise ValueError("timestamp is not a finite number")
+    return seconds
+
+
+class _Model:
+    """Robust additive Holt-Winters for one seasonality: the baseline one candidate keeps."""
+
+    __slots__ = ("period", "level", "trend", "season", "visits", "spread", "n_err", "mae", "run", "since_restart")
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.level: float | None = None
+        self.trend = 0.0
+        self.season = [0.0] * period
+        self.visits = [0] * period
+        self.spread = 0.0
+        self.n_err = 0  # errors the spread has learned from
+        self.mae = 0.0  # exponentially weighted |one-step error|, to choose the seasonality
+        self.run: list[float] = []  # consecutive errors beyond SHIFT_Z, all on one side
+        self.since_restart = -1  # points seen since restart(); -1 when not restarted
+
+    def predict(self, bucket: int) -> float:
+        return self.level + PHI * self.trend + self.season[bucket]
+
+    def sigma(self, expected: float) -> float:
+        floor = RELATIVE_FLOOR * abs(expected) + ABSOLUTE_FLOOR
+        spread = self.spread * NORMAL_SIGMA
+        return spread if spread > floor else floor
+
+    def learn(self, bucket: int, value: float, expected: float, sigma: float) -> None:
+        """Learn from one point whose forecast was ``expected`` (winsorised updates)."""
+        if self.level is None:
+            self.level = value
+            self.visits[bucket] = 1
+            return
+        visits = self.visits[bucket]
+        error = value - expected
+        if visits == 0:
+            # First visit of this hour: the profile takes the whole difference, the level none.
+            self.season[bucket] = value - self.level - PHI * self.trend
+            self.visits[bucket] = 1
+            self.level += PHI * self.trend
+            self.trend *= PHI
+            return
+        abs_error = -error if error < 0 else error
+        # The spread and the seasonality choice learn from forecasts of a known hour only.
+        self.mae += (abs_error - self.mae) * (ETA if self.n_err > 30 else 1.0 / (self.n_err + 1))
+        # While the spread is young, or the level is learned again after a restart, nothing is clipped.
+        learning = self.n_err < 10 or self.since_restart >= 0
+        limit = WINSOR_Z * sigma
+        clipped = error if learning or -limit <= error <= limit else (limit if error > 0 else -limit)
+        capped = abs_error if learning or abs_error <= 3.0 * sigma else 3.0 * sigma
+        self.spread += (capped - self.spread) * (ETA if self.n_err > 30 else 1.0 / (self.n_err + 1))
+        self.n_err += 1
+        alpha = ALPHA
+        if self.since_restart >= 0:
+            self.since_restart += 1
+            if self.since_restart < 1.0 / ALPHA:
+                alpha = 1.0 / self.since_restart
+            else:
+                self.since_restart = -1
+        gamma = GAMMA if visits >= 4 else 1.0 / (visits + 1)
+        if self.period == 1:
+            gamma = 0.0
+        level = self.level + PHI * self.trend + alpha * clipped
+        self.trend = PHI * self.trend + BETA * alpha * clipped
+        self.level = level
+        self.season[bucket] += gamma * (1.0 - alpha) * clipped
+        self.visits[bucket] = visits + 1
+        # A change point: SHIFT_Z exceeded on one side point after point.
+        if abs_error > SHIFT_Z * sigma and not learning:
+            run = self.run
+            if run and (run[-1] > 0) != (error > 0):
+                run.clear()
+            run.append(error)
+        else:
+            self.run.clear()
+
+    def shift_adapt(self, shift_points: int) -> bool:
+        """Move the level onto a persistent shift; True when it did."""
+        run = self.run
+        if len(run) < shift_points:
+            return False
+        ordered = sorted(run)
+        self.level += ordered[len(ordered) // 2]
+        self.trend = 0.0
+        run.clear()
+        return True
+
+    def restart(self) -> None:
+        self.trend = 0.0
+        self.run.clear()
+        self.since_restart = 0
+        # The shape is kept but the next visits of each hour move it strongly again.
+        self.visits = [min(v, 1) for v in self.visits]
+        self.n_err = min(self.n_err, 10)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "trend": self.trend,
+            "season": [round(s, 9) for s in self.season],
+            "visits": self.visits,
+            "spread": self.spread,
+            "n_err": self.n_err,
+            "mae": self.mae,
+            "run": self.run,
+            "since_restart": self.since_restart,
+        }
+
+    @classmethod
+    def from_dict(cls, period: int, data: dict[str, Any]) -> _Model:
+        model = cls(period)
+        model.level = data["level"]
+        model.trend = data["trend"]
+        model.season = [float(s) for s in data["season"]]
+        model.visits = [int(v) for v in data["visits"]]
+        model.spread = data["spread"]
+        model.n_err = data["n_err"]
+        model.mae = data["mae"]
+        model.run = [float(e) for e in data["run"]]
+        model.since_restart = data["since_restart"]
+        if len(model.season) != period or len(model.visits) != period:
+            raise ValueError("state does not match its seasonality")
+        return model
+
+
+class SeriesDetector:
+    """The anomaly detector of one series: call ``update`` with each point in time order.
+
+    ``sensitivity`` picks the score a point must reach (``SENSITIVITY_SCORE``); ``direction``
+    which side may alarm; ``seasonality`` forces one (``auto`` detects it). Nothing fires
+    before ``min_points`` points covering ``min_span_hours`` hours (the learning state), nor
+    for ``relearn_points`` points after ``restart``. ``shift_points`` consecutive points far
+    out on one side are taken as a level shift and learned.
+    """
+
+    STATE_VERSION = 1
+
+    def __init__(
+        self,
+        *,
+        sensitivity: str = Sensitivity.MEDIUM,
+        direction: str = Direction.BOTH,
+        seasonality: str = "auto",
+        min_points: int = 24,
+        min_span_hours: float = 8 * 24,
+        relearn_points: int = 6,
+        shift_points: int = 12,
+    ) -> None:
+        if sensitivity not in SENSITIVITY_SCORE:
+            raise ValueError(f"unknown sensitivity {sensitivity!r} (low, medium, high)")
+        if direction not in Direction.__members__.values():
+            raise ValueError(f"unknown direction {direction!r} (up, down, both)")
+        if seasonality != "auto" and seasonality not in _PERIODS:
+            raise ValueError(f"unknown seasonality {seasonality!r} (auto, none, daily, weekly)")
+        self.sensitivity = str(sensitivity)
+        self.direction = str(direction)
+        self.seasonality = str(seasonality)
+        self.min_points = min_points
+        self.min_span_hours = min_span_hours
+        self.relearn_points = relearn_points
+        self.shift_points = shift_points
+        self._threshold = SENSITIVITY_SCORE[sensitivity]
+        self._z = SENSITIVITY_Z[sensitivity]
+        names = list(_PERIODS) if seasonality == "auto" else [seasonality]
+        self.models: dict[str, _Model] = {name: _Model(_PERIODS[name]) for name in names}
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.points = 0
+        self.relearn_left = 0
+        self.restart_at: float | None = None
+
+    # -- the stream ---------------------------------------------------------------------------
+
+    def chosen(self) -> str:
+        """The seasonality in use: the forced one, or the candidate with the smallest error."""
+        if self.seasonality != "auto":
+            return self.seasonality
+        best = Seasonality.NONE
+        best_mae = None
+        for name in (Seasonality.NONE, Seasonality.DAILY, Seasonality.WEEKLY):
+            model = self.models[name]
+            if model.n_err < 24:
+                break
+            if best_mae is None or model.mae < SEASONALITY_MARGIN * best_mae:
+                best, best_mae = name, model.mae
+        return str(best)
+
+    def learning(self) -> bool:
+        if self.relearn_left > 0 or self.points < self.min_points or self.first_ts is None:
+            return True
+        return (self.last_ts - self.first_ts) < self.min_span_hours * 3600.0
+
+    def update(self, ts: dt.datetime | float | int, value: float) -> Point:
+        """Score ``value`` at ``ts`` against the baseline so far, then learn from it."""
+        seconds = ts.timestamp() if isinstance(ts, dt.datetime) and ts.tzinfo is not None else epoch_seconds(ts)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError("value is not a finite number")
+        if self.last_ts is not None and seconds <= self.last_ts:
+            raise ValueError("timestamps must increase")
+        if self.restart_at is not None and seconds >= self.restart_at:
+            self._restart_now()
+        hour = int((seconds // 3600.0 + EPOCH_MONDAY_OFFSET_H) % 168)
+        chosen = self.chosen()
+        learning = self.learning()
+        point = None
+        for name, model in self.models.items():
+            period = model.period
+            bucket = 0 if period == 1 else (hour % 24 if period == 24 else hour)
+            if model.level is None:
+                expected, sigma = value, 0.0
+            else:
+                expected = model.predict(bucket)
+                sigma = model.sigma(expected)
+            if name == chosen:
+                point = self._point(seconds, value, expected, sigma, learning or model.level is None, name)
+            model.learn(bucket, value, expected, sigma)
+            if model.run:
+                model.shift_adapt(self.shift_points)
+        if self.first_ts is None:
+            self.first_ts = seconds
+        self.last_ts = seconds
+        self.points += 1
+        if self.relearn_left > 0:
+            self.relearn_left -= 1
+        return point
+
+    def _point(self, ts: float, value: float, expected: float, sigma: float, learning: bool, name: str) -> Point:
+        half = self._z * sigma
+        error = value - expected
+        if self.direction == Direction.UP:
+            distance = error if error > 0 else 0.0
+        elif self.direction == Direction.DOWN:
+            distance = -error if error < 0 else 0.0
+        else:
+            distance = error if error > 0 else -error
+        if learning or sigma <= 0.0:
+            score = 0.0
+        else:
+            z = distance / sigma / SCORE_Z_SCALE
+            score = 1.0 - math.exp(-z * z)
+        return Point(
+            ts=ts,
+            value=value,
+            expected=expected,
+            expected_low=expected - half,
+            expected_high=expected + half,
+            score=score,
+            is_anomaly=score >= self._threshold and not learning,
+            learning=learning,
+            seasonality=name,
+        )
+
+    # -- known change points ------------------------------------------------------------------
+
+    def restart(self, at: dt.datetime | float | int) -> None:
+        """A known change point (a new loader version approved at ``at``): from the first point
+        at or after ``at`` the level is learned again and the detector is learning for a while."""
+        self.restart_at = epoch_seconds(at)
+        if self.last_ts is not None and self.restart_at <= self.last_ts:
+            self._restart_now()
+
+    def _restart_now(self) -> None:
+        self.restart_at = None
+        self.relearn_left = self.relearn_points
+        for model in self.models.values():
+            model.restart()
+
+    # -- state --------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole state as JSON-safe data (a few kilobytes with the weekly profile)."""
+        return {
+            "version": self.STATE_VERSION,
+            "config": {
+                "sensitivity": self.sensitivity,
+                "direction": self.direction,
+                "seasonality": self.seasonality,
+                "min_points": self.min_points,
+                "min_span_hours": self.min_span_hours,
+                "relearn_points": self.relearn_points,
+                "shift_points": self.shift_points,
+            },
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "points": self.points,
+            "relearn_left": self.relearn_left,
+            "restart_at": self.restart_at,
+            "models": {name: model.to_dict() for name, model in self.models.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SeriesDetector:
+        if data.get("version") != cls.STATE_VERSION:
+            raise ValueError(f"unknown detector state version {data.get('version')!r}")
+        detector = cls(**data["config"])
+        detector.first_ts = data["first_ts"]
+        detector.last_ts = data["last_ts"]
+        detector.points = data["points"]
+        detector.relearn_left = data["relearn_left"]
+        detector.restart_at = data["restart_at"]
+        if set(data["models"]) != set(detector.models):
+            raise ValueError("state does not match its seasonality setting")
+        detector.models = {name: _Model.from_dict(_PERIODS[name], data["models"][name]) for name in detector.models}
+        return detector
