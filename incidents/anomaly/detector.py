@@ -75,8 +75,10 @@ RELATIVE_FLOOR = 0.01
 ABSOLUTE_FLOOR = 1e-9
 # A more seasonal model must beat the simpler one's error by this factor to be chosen.
 SEASONALITY_MARGIN = 0.9
+# The seasonality choice compares the candidates' errors over about this many hours.
+CHOICE_MEMORY_HOURS = 14 * 24.0
 EPOCH_MONDAY_OFFSET_H = 72  # 1970-01-01 was a Thursday: +3 days puts hour 0 on a Monday
-_PERIODS = {Seasonality.NONE: 1, Seasonality.DAILY: 24, Seasonality.WEEKLY: 168}
+_PERIODS = {"none": 1, "daily": 24, "weekly": 168}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +133,7 @@ class _Model:
         spread = self.spread * NORMAL_SIGMA
         return spread if spread > floor else floor
 
-    def learn(self, bucket: int, value: float, expected: float, sigma: float) -> None:
+    def learn(self, bucket: int, value: float, expected: float, sigma: float, hours: float) -> None:
         """Learn from one point whose forecast was ``expected`` (winsorised updates)."""
         if self.level is None:
             self.level = value
@@ -148,13 +150,18 @@ class _Model:
             return
         abs_error = -error if error < 0 else error
         # The spread and the seasonality choice learn from forecasts of a known hour only.
-        self.mae += (abs_error - self.mae) * (ETA if self.n_err > 30 else 1.0 / (self.n_err + 1))
+        # Over weeks, not points: a weekly pattern shows in the error only once a week.
+        rate = hours / CHOICE_MEMORY_HOURS
+        warm = 1.0 / (self.n_err + 1)
+        self.mae += (abs_error - self.mae) * (warm if warm > rate else (rate if rate < 1.0 else 1.0))
         # While the spread is young, or the level is learned again after a restart, nothing is clipped.
         learning = self.n_err < 10 or self.since_restart >= 0
         limit = WINSOR_Z * sigma
         clipped = error if learning or -limit <= error <= limit else (limit if error > 0 else -limit)
-        capped = abs_error if learning or abs_error <= 3.0 * sigma else 3.0 * sigma
-        self.spread += (capped - self.spread) * (ETA if self.n_err > 30 else 1.0 / (self.n_err + 1))
+        # A point beyond SHIFT_Z spreads is an outlier: it must not widen the band it broke.
+        if learning or abs_error <= SHIFT_Z * sigma:
+            capped = abs_error if learning or abs_error <= limit else limit
+            self.spread += (capped - self.spread) * (ETA if self.n_err > 30 else 1.0 / (self.n_err + 1))
         self.n_err += 1
         alpha = ALPHA
         if self.since_restart >= 0:
@@ -189,6 +196,8 @@ class _Model:
         self.level += ordered[len(ordered) // 2]
         self.trend = 0.0
         run.clear()
+        # A shift often scales the daily shape too: let the next visit of each hour move it more.
+        self.visits = [min(v, 1) for v in self.visits]
         return True
 
     def restart(self) -> None:
@@ -267,7 +276,7 @@ class SeriesDetector:
         self.shift_points = shift_points
         self._threshold = SENSITIVITY_SCORE[sensitivity]
         self._z = SENSITIVITY_Z[sensitivity]
-        names = list(_PERIODS) if seasonality == "auto" else [seasonality]
+        names = [str(name) for name in _PERIODS] if seasonality == "auto" else [str(seasonality)]
         self.models: dict[str, _Model] = {name: _Model(_PERIODS[name]) for name in names}
         self.first_ts: float | None = None
         self.last_ts: float | None = None
@@ -281,15 +290,15 @@ class SeriesDetector:
         """The seasonality in use: the forced one, or the candidate with the smallest error."""
         if self.seasonality != "auto":
             return self.seasonality
-        best = Seasonality.NONE
+        best = "none"
         best_mae = None
-        for name in (Seasonality.NONE, Seasonality.DAILY, Seasonality.WEEKLY):
+        for name in _PERIODS:
             model = self.models[name]
             if model.n_err < 24:
                 break
             if best_mae is None or model.mae < SEASONALITY_MARGIN * best_mae:
                 best, best_mae = name, model.mae
-        return str(best)
+        return best
 
     def learning(self) -> bool:
         if self.relearn_left > 0 or self.points < self.min_points or self.first_ts is None:
@@ -307,6 +316,7 @@ class SeriesDetector:
         if self.restart_at is not None and seconds >= self.restart_at:
             self._restart_now()
         hour = int((seconds // 3600.0 + EPOCH_MONDAY_OFFSET_H) % 168)
+        hours = 1.0 if self.last_ts is None else (seconds - self.last_ts) / 3600.0
         chosen = self.chosen()
         learning = self.learning()
         point = None
@@ -320,7 +330,7 @@ class SeriesDetector:
                 sigma = model.sigma(expected)
             if name == chosen:
                 point = self._point(seconds, value, expected, sigma, learning or model.level is None, name)
-            model.learn(bucket, value, expected, sigma)
+            model.learn(bucket, value, expected, sigma, hours)
             if model.run:
                 model.shift_adapt(self.shift_points)
         if self.first_ts is None:
