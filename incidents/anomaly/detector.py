@@ -111,7 +111,7 @@ def epoch_seconds(ts: dt.datetime | float | int) -> float:
 class _Model:
     """Robust additive Holt-Winters for one seasonality: the baseline one candidate keeps."""
 
-    __slots__ = ("period", "level", "trend", "season", "visits", "spread", "n_err", "mae", "run", "since_restart")
+    __slots__ = ("level", "mae", "n_err", "period", "run", "season", "since_restart", "spread", "trend", "visits")
 
     def __init__(self, period: int) -> None:
         self.period = period
