@@ -128,6 +128,15 @@ class _Model:
     def predict(self, bucket: int) -> float:
         return self.level + PHI * self.trend + self.season[bucket]
 
+    def neighbour_season(self, bucket: int) -> float | None:
+        """For an hour never seen (a missing point): the mean of the nearest seen hours around it."""
+        period, visits, season = self.period, self.visits, self.season
+        for distance in (1, 2, 3):
+            seen = [season[b] for b in ((bucket - distance) % period, (bucket + distance) % period) if visits[b]]
+            if seen:
+                return sum(seen) / len(seen)
+        return None
+
     def sigma(self, expected: float) -> float:
         floor = RELATIVE_FLOOR * abs(expected) + ABSOLUTE_FLOOR
         spread = self.spread * NORMAL_SIGMA
@@ -212,7 +221,7 @@ class _Model:
         return {
             "level": self.level,
             "trend": self.trend,
-            "season": [round(s, 9) for s in self.season],
+            "season": self.season,
             "visits": self.visits,
             "spread": self.spread,
             "n_err": self.n_err,
@@ -300,10 +309,15 @@ class SeriesDetector:
                 best, best_mae = name, model.mae
         return best
 
-    def learning(self) -> bool:
+    def _index(self, name: str) -> int:
+        return list(self.models).index(name)
+
+    def learning(self, at: float | None = None) -> bool:
+        """True while the history before ``at`` (default: the last point) is too short to fire."""
         if self.relearn_left > 0 or self.points < self.min_points or self.first_ts is None:
             return True
-        return (self.last_ts - self.first_ts) < self.min_span_hours * 3600.0
+        at = self.last_ts if at is None else at
+        return (at - self.first_ts) < self.min_span_hours * 3600.0
 
     def update(self, ts: dt.datetime | float | int, value: float) -> Point:
         """Score ``value`` at ``ts`` against the baseline so far, then learn from it."""
@@ -315,21 +329,33 @@ class SeriesDetector:
             raise ValueError("timestamps must increase")
         if self.restart_at is not None and seconds >= self.restart_at:
             self._restart_now()
-        hour = int((seconds // 3600.0 + EPOCH_MONDAY_OFFSET_H) % 168)
+        # The nearest hour, so a run scheduled at 02:00 that starts at 01:58 or 02:07 is in the same bucket.
+        hour = int(((seconds + 1800.0) // 3600.0 + EPOCH_MONDAY_OFFSET_H) % 168)
         hours = 1.0 if self.last_ts is None else (seconds - self.last_ts) / 3600.0
         chosen = self.chosen()
-        learning = self.learning()
-        point = None
+        learning = self.learning(seconds)
+        forecasts = []
         for name, model in self.models.items():
             period = model.period
             bucket = 0 if period == 1 else (hour % 24 if period == 24 else hour)
             if model.level is None:
-                expected, sigma = value, 0.0
+                forecasts.append((name, model, bucket, value, 0.0, False))
             else:
+                known = model.visits[bucket] > 0
+                if not known and model.period > 1 and (nearby := model.neighbour_season(bucket)) is not None:
+                    model.season[bucket], known = nearby, True
                 expected = model.predict(bucket)
-                sigma = model.sigma(expected)
-            if name == chosen:
-                point = self._point(seconds, value, expected, sigma, learning or model.level is None, name)
+                forecasts.append((name, model, bucket, expected, model.sigma(expected), known))
+        # An hour the chosen profile has never seen (a missing point last week) is scored by the
+        # next simpler profile that has seen it; with none, the point cannot be judged yet.
+        point = None
+        for name, _model, _bucket, expected, sigma, known in reversed(forecasts[: self._index(chosen) + 1]):
+            if known:
+                point = self._point(seconds, value, expected, sigma, learning, name)
+                break
+        if point is None:
+            point = self._point(seconds, value, value, 0.0, True, chosen)
+        for _name, model, bucket, expected, sigma, _known in forecasts:
             model.learn(bucket, value, expected, sigma, hours)
             if model.run:
                 model.shift_adapt(self.shift_points)
