@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import math
 import random
+import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
@@ -116,12 +117,11 @@ def test_bad_input_is_a_clear_error_naming_the_row(tmp_path, text, message):
 
 
 def test_a_missing_input_file_is_a_clear_error(tmp_path):
-    with pytest.raises(CommandError, match="cannot open .*nothing.csv: No such file"):
+    with pytest.raises(CommandError, match=r"cannot open .*nothing\.csv: No such file"):
         call_command("anomaly_score", input=str(tmp_path / "nothing.csv"), output=str(tmp_path / "out.csv"))
 
 
 def test_bad_input_from_the_command_line_exits_without_a_traceback(tmp_path):
-    import subprocess
 
     source = write_csv(tmp_path / "bad.csv", "timestamp,value\n1767571200,5\n1767571100,6\n")
     result = subprocess.run(
