@@ -111,7 +111,7 @@ def epoch_seconds(ts: dt.datetime | float | int) -> float:
 class _Model:
     """Robust additive Holt-Winters for one seasonality: the baseline one candidate keeps."""
 
-    __slots__ = ("level", "mae", "n_err", "period", "run", "season", "since_restart", "spread", "trend", "visits")
+    __slots__ = ("level", "mae", "n_err", "period", "rebase_left", "run", "season", "spread", "trend", "visits")
 
     def __init__(self, period: int) -> None:
         self.period = period
@@ -122,8 +122,10 @@ class _Model:
         self.spread = 0.0
         self.n_err = 0  # errors the spread has learned from
         self.mae = 0.0  # exponentially weighted |one-step error|, to choose the seasonality
-        self.run: list[float] = []  # consecutive errors beyond SHIFT_Z, all on one side
-        self.since_restart = -1  # points seen since restart(); -1 when not restarted
+        # [value, expected] of consecutive points beyond SHIFT_Z on one side, or of the points
+        # collected after a restart to learn the new level from.
+        self.run: list[list[float]] = []
+        self.rebase_left = 0  # points still to collect after restart() before the level is set again
 
     def predict(self, bucket: int) -> float:
         return self.level + PHI * self.trend + self.season[bucket]
@@ -148,6 +150,12 @@ class _Model:
             self.level = value
             self.visits[bucket] = 1
             return
+        if self.rebase_left > 0:
+            self.run.append([value, expected])
+            self.rebase_left -= 1
+            if self.rebase_left == 0:
+                self._rebase()
+            return
         visits = self.visits[bucket]
         error = value - expected
         if visits == 0:
@@ -163,8 +171,8 @@ class _Model:
         rate = hours / CHOICE_MEMORY_HOURS
         warm = 1.0 / (self.n_err + 1)
         self.mae += (abs_error - self.mae) * (warm if warm > rate else (rate if rate < 1.0 else 1.0))
-        # While the spread is young, or the level is learned again after a restart, nothing is clipped.
-        learning = self.n_err < 10 or self.since_restart >= 0
+        # While the spread is young nothing is clipped.
+        learning = self.n_err < 10
         limit = WINSOR_Z * sigma
         clipped = error if learning or -limit <= error <= limit else (limit if error > 0 else -limit)
         # A point beyond SHIFT_Z spreads is an outlier: it must not widen the band it broke.
@@ -173,12 +181,6 @@ class _Model:
             self.spread += (capped - self.spread) * (ETA if self.n_err > 30 else 1.0 / (self.n_err + 1))
         self.n_err += 1
         alpha = ALPHA
-        if self.since_restart >= 0:
-            self.since_restart += 1
-            if self.since_restart < 1.0 / ALPHA:
-                alpha = 1.0 / self.since_restart
-            else:
-                self.since_restart = -1
         gamma = GAMMA if visits >= 4 else 1.0 / (visits + 1)
         if self.period == 1:
             gamma = 0.0
@@ -190,32 +192,47 @@ class _Model:
         # A change point: SHIFT_Z exceeded on one side point after point.
         if abs_error > SHIFT_Z * sigma and not learning:
             run = self.run
-            if run and (run[-1] > 0) != (error > 0):
+            if run and (run[-1][0] > run[-1][1]) != (error > 0):
                 run.clear()
-            run.append(error)
+            run.append([value, expected])
         else:
             self.run.clear()
 
     def shift_adapt(self, shift_points: int) -> bool:
         """Move the level onto a persistent shift; True when it did."""
-        run = self.run
-        if len(run) < shift_points:
+        if len(self.run) < shift_points:
             return False
-        ordered = sorted(run)
-        self.level += ordered[len(ordered) // 2]
-        self.trend = 0.0
-        run.clear()
-        # A shift often scales the daily shape too: let the next visit of each hour move it more.
-        self.visits = [min(v, 1) for v in self.visits]
+        self._rebase()
         return True
 
-    def restart(self) -> None:
-        self.trend = 0.0
+    def restart(self, points: int) -> None:
+        """Collect ``points`` points, then set the level (and scale) from them (``_rebase``)."""
         self.run.clear()
-        self.since_restart = 0
-        # The shape is kept but the next visits of each hour move it strongly again.
+        self.rebase_left = points
+
+    def _rebase(self) -> None:
+        """Move the baseline onto the points in ``run``: shifted (value = expected + d) or scaled
+        (value = expected × r), whichever fits them better. A new version that doubles the rows
+        scales the daily shape too; one that adds a fixed amount of work only shifts it."""
+        pairs, self.run = self.run, []
+        if not pairs or self.level is None:
+            return
+        differences = sorted(value - expected for value, expected in pairs)
+        shift = differences[len(differences) // 2]
+        shifted_error = sum(abs(value - expected - shift) for value, expected in pairs)
+        if all(expected > 0 and value >= 0 for value, expected in pairs):
+            ratios = sorted(value / expected for value, expected in pairs)
+            ratio = ratios[len(ratios) // 2]
+            if sum(abs(value - ratio * expected) for value, expected in pairs) < shifted_error:
+                self.level *= ratio
+                self.season = [part * ratio for part in self.season]
+                self.spread *= ratio
+                shift = None
+        if shift is not None:
+            self.level += shift
+        self.trend = 0.0
+        # The shape is kept, but the next visit of each hour moves it strongly again.
         self.visits = [min(v, 1) for v in self.visits]
-        self.n_err = min(self.n_err, 10)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -227,7 +244,7 @@ class _Model:
             "n_err": self.n_err,
             "mae": self.mae,
             "run": self.run,
-            "since_restart": self.since_restart,
+            "rebase_left": self.rebase_left,
         }
 
     @classmethod
@@ -240,8 +257,8 @@ class _Model:
         model.spread = data["spread"]
         model.n_err = data["n_err"]
         model.mae = data["mae"]
-        model.run = [float(e) for e in data["run"]]
-        model.since_restart = data["since_restart"]
+        model.run = [[float(value), float(expected)] for value, expected in data["run"]]
+        model.rebase_left = int(data["rebase_left"])
         if len(model.season) != period or len(model.visits) != period:
             raise ValueError("state does not match its seasonality")
         return model
@@ -406,7 +423,7 @@ class SeriesDetector:
         self.restart_at = None
         self.relearn_left = self.relearn_points
         for model in self.models.values():
-            model.restart()
+            model.restart(self.relearn_points)
 
     # -- state --------------------------------------------------------------------------------
 

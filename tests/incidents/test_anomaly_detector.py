@@ -233,3 +233,21 @@ def test_a_constant_series_does_not_alarm_on_a_tiny_change():
     assert not detector.update(start + 10 * DAY * HOUR, 1001.0).is_anomaly
     assert detector.update(start + 10 * DAY * HOUR + HOUR, 1500.0).is_anomaly
     assert not any(p.is_anomaly for p in points)
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_a_scaled_series_after_restart_does_not_alarm_at_the_weekend(factor):
+    # A new version that doubles (or halves) the rows scales the daily wave and the weekend dip too.
+    change_at = 29 * DAY + 9  # a Tuesday morning; the weekend follows four days later
+    detector = SeriesDetector()
+    detector.restart(MONDAY + dt.timedelta(hours=change_at))
+    points = score(series(40, change=lambda h, v: v * factor if h >= change_at else v), detector)
+    assert anomalies(points) == []
+
+
+def test_a_scaled_series_without_restart_alarms_first_then_adapts():
+    change_at = 29 * DAY
+    points = score(series(40, change=lambda h, v: v * 1.5 if h >= change_at else v))
+    flagged = anomalies(points, since=change_at)
+    assert flagged[0] == 0
+    assert max(flagged) < DAY
