@@ -10,11 +10,12 @@ Robustness, i.e. why an incident does not teach the baseline that it is normal:
 - every update is winsorised: an error beyond ``WINSOR_Z`` spreads moves the level, trend,
   seasonal profile and spread only as far as an error of exactly ``WINSOR_Z`` spreads would;
 - a persistent shift (``shift_points`` consecutive points beyond ``SHIFT_Z`` spreads on the
-  same side) is a change point: the level jumps by the median of those errors, so the detector
-  alarms first and then adapts instead of alarming forever;
+  same side) is a change point: the baseline is re-based on those points, shifted or scaled
+  (whichever fits them better), so the detector alarms first and then adapts instead of
+  alarming forever;
 - ``restart(at)`` is a *known* change point (a new approved loader version): from ``at`` the
-  level and trend are learned again from scratch, the seasonal shape is kept but weighs less,
-  and the detector is back in the learning state for ``relearn_points`` points.
+  detector is learning again for ``relearn_points`` points, then re-bases on them the same way;
+  the seasonal shape is kept, but its next visits move it strongly.
 
 Pure Python and Django-free on purpose: the engine keeps one small JSON state per series
 (``to_dict``/``from_dict``) and ``manage.py anomaly_score`` streams millions of rows through it.

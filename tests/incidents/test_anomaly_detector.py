@@ -251,3 +251,11 @@ def test_a_scaled_series_without_restart_alarms_first_then_adapts():
     flagged = anomalies(points, since=change_at)
     assert flagged[0] == 0
     assert max(flagged) < DAY
+
+
+def test_a_steady_trend_is_followed_without_alarms():
+    # Three more rows every hour, about +70 % over the five weeks after learning.
+    points = score(series(42, change=lambda h, v: v + 3.0 * h))
+    assert anomalies(points) == []
+    last = points[-1]
+    assert last.expected_low < last.value < last.expected_high
