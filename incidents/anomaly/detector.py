@@ -63,7 +63,7 @@ SENSITIVITY_Z: dict[str, float] = {name: score_to_z(score) for name, score in SE
 # Learning rates per point (exponential forgetting) and robustness constants. The spread is a
 # mean absolute error; NORMAL_SIGMA turns it into a standard deviation for Gaussian noise.
 ALPHA = 0.08  # level
-BETA = 0.01  # trend
+BETA = 0.05  # trend
 PHI = 0.98  # trend damping: a trend is believed less the further it is extrapolated
 GAMMA = 0.25  # seasonal profile (per visit of a bucket)
 ETA = 0.03  # spread
