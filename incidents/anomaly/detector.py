@@ -112,7 +112,19 @@ def epoch_seconds(ts: dt.datetime | float | int) -> float:
 class _Model:
     """Robust additive Holt-Winters for one seasonality: the baseline one candidate keeps."""
 
-    __slots__ = ("level", "mae", "n_err", "period", "rebase_left", "run", "season", "spread", "trend", "visits")
+    __slots__ = (
+        "first",
+        "level",
+        "mae",
+        "n_err",
+        "period",
+        "rebase_left",
+        "run",
+        "season",
+        "spread",
+        "trend",
+        "visits",
+    )
 
     def __init__(self, period: int) -> None:
         self.period = period
@@ -127,6 +139,9 @@ class _Model:
         # collected after a restart to learn the new level from.
         self.run: list[list[float]] = []
         self.rebase_left = 0  # points still to collect after restart() before the level is set again
+        # Until the first cycle is detrended: [first bucket, points in the first cycle, points
+        # since the start, sum and count of the errors at the start of the second cycle].
+        self.first: list[float] | None = None
 
     def predict(self, bucket: int) -> float:
         return self.level + PHI * self.trend + self.season[bucket]
@@ -150,7 +165,16 @@ class _Model:
         if self.level is None:
             self.level = value
             self.visits[bucket] = 1
+            if self.period > 1:
+                self.first = [bucket, 1, 1, 0.0, 0]
             return
+        first = self.first
+        if first is not None:
+            first[2] += 1
+            if self.visits[bucket] == 0 and first[4] == 0:
+                first[1] += 1
+            elif self._first_cycle_detrend(value - expected):
+                return
         if self.rebase_left > 0:
             self.run.append([value, expected])
             self.rebase_left -= 1
@@ -199,6 +223,26 @@ class _Model:
         else:
             self.run.clear()
 
+    def _first_cycle_detrend(self, error: float) -> bool:
+        """The second cycle starts: collect its first errors, then take their mean as the drift
+        over one cycle. The first cycle's profile was learned against a level that stood still,
+        so a trend in it would stay in the profile (late hours too high) and lag ever after:
+        the drift is moved from the profile into the level and trend. True while collecting."""
+        first = self.first
+        first[3] += error
+        first[4] += 1
+        if first[4] < max(3, self.period // 28):
+            return True
+        start, cycle_points, points = int(first[0]), first[1], first[2]
+        per_point = first[3] / first[4] / cycle_points
+        for bucket in range(self.period):
+            if self.visits[bucket]:
+                self.season[bucket] -= per_point * ((bucket - start) % self.period) * cycle_points / self.period
+        self.level += per_point * points
+        self.trend = per_point
+        self.first = None
+        return True
+
     def shift_adapt(self, shift_points: int) -> bool:
         """Move the level onto a persistent shift; True when it did."""
         if len(self.run) < shift_points:
@@ -246,6 +290,7 @@ class _Model:
             "mae": self.mae,
             "run": self.run,
             "rebase_left": self.rebase_left,
+            "first": self.first,
         }
 
     @classmethod
@@ -260,6 +305,7 @@ class _Model:
         model.mae = data["mae"]
         model.run = [[float(value), float(expected)] for value, expected in data["run"]]
         model.rebase_left = int(data["rebase_left"])
+        model.first = data["first"]
         if len(model.season) != period or len(model.visits) != period:
             raise ValueError("state does not match its seasonality")
         return model
@@ -321,7 +367,7 @@ class SeriesDetector:
         best_mae = None
         for name in _PERIODS:
             model = self.models[name]
-            if model.n_err < 24:
+            if model.n_err < 16:
                 break
             if best_mae is None or model.mae < SEASONALITY_MARGIN * best_mae:
                 best, best_mae = name, model.mae

@@ -254,8 +254,8 @@ def test_a_scaled_series_without_restart_alarms_first_then_adapts():
 
 
 def test_a_steady_trend_is_followed_without_alarms():
-    # One more row every hour: the volume doubles over the six weeks.
-    points = score(series(42, change=lambda h, v: v + 1.0 * h))
+    # Three more rows every hour: the volume quadruples over the six weeks.
+    points = score(series(42, change=lambda h, v: v + 3.0 * h))
     assert anomalies(points) == []
     last = points[-1]
     assert last.expected_low < last.value < last.expected_high
