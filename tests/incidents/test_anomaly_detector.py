@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import math
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -259,3 +261,13 @@ def test_a_steady_trend_is_followed_without_alarms():
     assert anomalies(points) == []
     last = points[-1]
     assert last.expected_low < last.value < last.expected_high
+
+
+def test_the_package_imports_without_django():
+    # The engine, the command and the benchmarks share it; it must stay a plain, fast import.
+    code = (
+        "import sys, incidents.anomaly, incidents.anomaly.csvscore; "
+        "print(sorted(m for m in sys.modules if m.startswith('django')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
