@@ -75,9 +75,10 @@ NORMAL_SIGMA = 1.2533
 RELATIVE_FLOOR = 0.01
 ABSOLUTE_FLOOR = 1e-9
 # A more seasonal model must beat the simpler one's error by this factor to be chosen.
-SEASONALITY_MARGIN = 0.9
+SEASONALITY_MARGIN = 0.95
 # The seasonality choice compares the candidates' errors over about this many hours.
 CHOICE_MEMORY_HOURS = 14 * 24.0
+EARLY_S = 299.0
 EPOCH_MONDAY_OFFSET_H = 72  # 1970-01-01 was a Thursday: +3 days puts hour 0 on a Monday
 _PERIODS = {"none": 1, "daily": 24, "weekly": 168}
 
@@ -140,7 +141,8 @@ class _Model:
         self.run: list[list[float]] = []
         self.rebase_left = 0  # points still to collect after restart() before the level is set again
         # Until the first cycle is detrended: [first bucket, points in the first cycle, points
-        # since the start, sum and count of the errors at the start of the second cycle].
+        # since the start, sum and count of the errors at the start of the second cycle, hours
+        # since the start].
         self.first: list[float] | None = None
 
     def predict(self, bucket: int) -> float:
@@ -166,12 +168,13 @@ class _Model:
             self.level = value
             self.visits[bucket] = 1
             if self.period > 1:
-                self.first = [bucket, 1, 1, 0.0, 0]
+                self.first = [bucket, 1, 1, 0.0, 0, 0.0]
             return
         first = self.first
         if first is not None:
             first[2] += 1
-            if self.visits[bucket] == 0 and first[4] == 0:
+            first[5] += hours
+            if first[4] == 0 and first[5] < self.period:
                 first[1] += 1
             elif self._first_cycle_detrend(value - expected):
                 return
@@ -206,11 +209,12 @@ class _Model:
             self.spread += (capped - self.spread) * (ETA if self.n_err > 30 else 1.0 / (self.n_err + 1))
         self.n_err += 1
         alpha = ALPHA
-        gamma = GAMMA if visits >= 4 else 1.0 / (visits + 1)
+        # Per hour of data, not per point: five-minute points visit an hour twelve times.
+        gamma = (GAMMA if hours >= 1.0 else GAMMA * hours) if visits >= 4 else 1.0 / (visits + 1)
         if self.period == 1:
             gamma = 0.0
         level = self.level + PHI * self.trend + alpha * clipped
-        self.trend = PHI * self.trend + BETA * alpha * clipped
+        self.trend = PHI * self.trend + (BETA if hours >= 1.0 else BETA * hours) * alpha * clipped
         self.level = level
         self.season[bucket] += gamma * (1.0 - alpha) * clipped
         self.visits[bucket] = visits + 1
@@ -393,8 +397,10 @@ class SeriesDetector:
             raise ValueError("timestamps must increase")
         if self.restart_at is not None and seconds >= self.restart_at:
             self._restart_now()
-        # The nearest hour, so a run scheduled at 02:00 that starts at 01:58 or 02:07 is in the same bucket.
-        hour = int(((seconds + 1800.0) // 3600.0 + EPOCH_MONDAY_OFFSET_H) % 168)
+        # A point up to EARLY_S before the hour counts for that hour, so a run scheduled at 02:00
+        # that starts at 01:58 is in the same bucket as one starting at 02:07 (and five-minute
+        # data still falls in its own hour but for the last point).
+        hour = int(((seconds + EARLY_S) // 3600.0 + EPOCH_MONDAY_OFFSET_H) % 168)
         hours = 1.0 if self.last_ts is None else (seconds - self.last_ts) / 3600.0
         chosen = self.chosen()
         learning = self.learning(seconds)
