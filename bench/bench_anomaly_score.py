@@ -3,7 +3,7 @@
 Method
 ------
 1. Write a CSV of 1,000,000 rows (``timestamp,value``; ISO 8601 timestamps with ``Z``, five
-   minutes apart, ~3.5 years): a daily wave, a weekend dip, noise, and a spike or a dip every
+   minutes apart, ~9.5 years): a daily wave, a weekend dip, noise, and a spike or a dip every
    few days, so the detector takes every path (learning, alarms, shifts).
 2. Baseline in the same run: the same file read and written back with ``csv.reader`` and
    ``csv.writer`` (what any streaming CSV tool pays), timed before and after the command so
