@@ -271,3 +271,19 @@ def test_the_package_imports_without_django():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_five_minute_data_with_a_weekend_does_not_alarm_at_the_edges_of_the_weekend():
+    # Every hour is visited twelve times a week here; the weekend starts exactly at midnight.
+    rng = random.Random(11)
+    start = MONDAY.timestamp()
+    rows = []
+    for i in range(12 * 24 * 28):
+        hour = i / 12
+        value = 1000 + 400 * math.sin(2 * math.pi * (hour % 24) / 24)
+        if (int(hour) // 24) % 7 >= 5:
+            value *= 0.6
+        rows.append((start + 300 * i, value + rng.gauss(0, 25)))
+    points = score(rows)
+    assert len(anomalies(points)) <= 2
+    assert points[-1].seasonality == "weekly"
