@@ -164,3 +164,15 @@ def test_a_large_file_streams_in_bounded_memory(tmp_path):
     assert peak < 1_000_000, peak
     with target.open() as handle:
         assert sum(1 for _ in handle) == rows + 1
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    source = tmp_path / "latin1.csv"
+    source.write_bytes(b"timestamp,value\n1767571200,5\n1767574800,\xff\n")
+    with pytest.raises(CommandError, match="the input is not UTF-8 text"):
+        call_command("anomaly_score", input=str(source), output=str(tmp_path / "out.csv"), stderr=io.StringIO())
+
+
+def test_a_header_without_rows_gives_a_header_without_rows(tmp_path):
+    assert score_file(tmp_path, "timestamp,value\n") == []
+    assert (tmp_path / "scores.csv").read_text() == ",".join(OUTPUT_COLUMNS) + "\n"
