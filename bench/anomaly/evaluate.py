@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append(Result(name, error=f"cannot import {exc.name or exc}"))
         print(f"{name}: done", file=sys.stderr)
     report = report_markdown(results, args.seed, args.series, args.tolerance)
-    print(report)
+    print(report, end="")
     if args.output:
         args.output.write_text(report)
 
