@@ -90,37 +90,50 @@ class StlResidual:
 
     Between refits the expected value is the last fit's trend plus the seasonal component one
     period back at the same phase; the spread is the median absolute deviation of the fit's
-    residuals (robust STL, so the outliers it fits around do not widen it). A point alarms when
-    its residual exceeds ``k`` robust standard deviations. Silent until the window is full.
+    residuals (robust STL, so the outliers it fits around do not widen it), or for skewed and
+    discrete data (error counts, where that deviation is near zero) the standard deviation of the
+    residuals without their top 1 %, or the median absolute deviation of its own recent prediction
+    errors (a fit over few cycles follows the noise, so its residuals understate the error of its
+    forecasts), whichever is largest. A point alarms when its error exceeds ``k`` of those. Silent
+    until the window is full.
     """
 
-    def __init__(self, period: int, window: int, refit: int, k: float = 4.0) -> None:
+    def __init__(self, period: int, window: int, refit: int, k: float = 4.0, robust: bool = True) -> None:
         import numpy as np
         from statsmodels.tsa.seasonal import STL
 
         self._np, self._stl = np, STL
-        self.period, self.window, self.refit, self.k = period, window, refit, k
+        self.period, self.window, self.refit, self.k, self.robust = period, window, refit, k, robust
         self.values: deque[float] = deque(maxlen=window)
+        self.errors: deque[float] = deque(maxlen=window)
         self.since_fit = 0
         self.seasonal: Any = None
         self.trend = 0.0
         self.scale = 0.0
+        self.forecast_scale = 0.0
 
     def _fit(self) -> None:
         np = self._np
         y = np.asarray(self.values, dtype=float)
-        result = self._stl(y, period=self.period, robust=True).fit()
+        result = self._stl(y, period=self.period, robust=self.robust).fit()
         self.seasonal = result.seasonal[-self.period :]
         self.trend = float(result.trend[-1])
         resid = result.resid
-        self.scale = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+        mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+        trimmed = resid[np.abs(resid) <= np.quantile(np.abs(resid), 0.99)]
+        self.scale = max(mad, float(trimmed.std()))
+        self.forecast_scale = 0.0
+        if len(self.errors) >= self.period:
+            errors = np.asarray(self.errors)
+            self.forecast_scale = 1.4826 * float(np.median(np.abs(errors - np.median(errors))))
         self.since_fit = 0
 
     def update(self, ts: datetime, value: float) -> bool:
         alarm = False
         if self.seasonal is not None:
             expected = self.trend + float(self.seasonal[self.since_fit % self.period])
-            scale = max(self.scale, 1e-9 + 0.01 * abs(expected))
+            self.errors.append(value - expected)
+            scale = max(self.scale, self.forecast_scale, 1e-9 + 0.01 * abs(expected))
             alarm = abs(value - expected) > self.k * scale
         self.values.append(value)
         self.since_fit += 1
@@ -130,19 +143,19 @@ class StlResidual:
 
 
 class RupturesChange:
-    """Candidate (d): a ruptures change-point search (PELT, RBF cost) on a sliding window.
+    """Candidate (d): a ruptures change-point search (PELT, least-squares cost) on a sliding window.
 
     Every ``refit`` points the last ``window`` points are segmented; a change point within the
     newest ``refit`` points raises an alarm on the point that triggered the search. Change points
     are what it finds: shifts in level or variance, not single spikes.
     """
 
-    def __init__(self, window: int, refit: int, penalty: float = 10.0) -> None:
+    def __init__(self, window: int, refit: int, penalty: float = 10.0, model: str = "l2") -> None:
         import numpy as np
         import ruptures
 
         self._np, self._rpt = np, ruptures
-        self.window, self.refit, self.penalty = window, refit, penalty
+        self.window, self.refit, self.penalty, self.model = window, refit, penalty, model
         self.values: deque[float] = deque(maxlen=window)
         self.since = 0
 
@@ -154,5 +167,5 @@ class RupturesChange:
         self.since = 0
         y = self._np.asarray(self.values, dtype=float)
         y = (y - y.mean()) / (y.std() or 1.0)
-        breaks = self._rpt.Pelt(model="rbf", min_size=3, jump=1).fit(y).predict(pen=self.penalty)
+        breaks = self._rpt.Pelt(model=self.model, min_size=3, jump=1).fit(y).predict(pen=self.penalty)
         return any(self.window - self.refit <= b < self.window for b in breaks)
