@@ -282,6 +282,21 @@ def corpus_write(corpus: list[Series], directory: Path) -> Path:
     return path
 
 
+def corpus_read(directory: Path) -> list[Series]:
+    """The corpus ``corpus_write`` wrote to ``directory`` (or one edited by hand, in that format)."""
+    labels = json.loads((directory / "labels.json").read_text())["series"]
+    corpus = []
+    for entry in labels:
+        series = Series(name=entry["series"], metric=entry["metric"], step=entry["step_seconds"], kind=entry["kind"])
+        with (directory / entry["file"]).open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                series.timestamps.append(datetime.fromisoformat(row["timestamp"]))
+                series.values.append(float(row["value"]))
+        series.windows = [Window(w["kind"], w["start"], w["end"]) for w in entry["windows"]]
+        corpus.append(series)
+    return corpus
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.anomaly.corpus import ANOMALY_KINDS, HEALTHY, HOURLY, Series, Window, corpus_generate
+from bench.anomaly.corpus import ANOMALY_KINDS, HEALTHY, HOURLY, Series, Window, corpus_generate, corpus_read
 from bench.anomaly.detectors import Detector, RollingZScore, RupturesChange, StaticThreshold, StlResidual
 
 TOLERANCE = 3  # points: an alarm this soon after a short window's start still detects it
@@ -202,10 +202,10 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def report_markdown(results: Sequence[Result], seed: int, count: int, tolerance: int) -> str:
+def report_markdown(results: Sequence[Result], source: str, tolerance: int) -> str:
     """The Markdown report: per detector × anomaly type, then one summary line per detector."""
     lines = [
-        f"Corpus: seed {seed}, {count} series; tolerance {tolerance} points.",
+        f"Corpus: {source}; tolerance {tolerance} points.",
         "",
         "| Detector | Anomaly type | P | R | F1 | Median delay (points) | TP | FN | FP |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -243,13 +243,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--detectors", default=",".join(DETECTORS), help=f"comma-separated, from: {', '.join(DETECTORS)}"
     )
+    parser.add_argument("--corpus", type=Path, help="read the corpus from this directory instead of generating it")
     parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
     unknown = [n for n in names if n not in DETECTORS]
     if unknown:
         parser.error(f"unknown detector(s): {', '.join(unknown)}")
-    corpus = corpus_generate(args.seed, args.series)
+    corpus = corpus_read(args.corpus) if args.corpus else corpus_generate(args.seed, args.series)
     results = []
     for name in names:
         try:
@@ -258,7 +259,8 @@ def main(argv: list[str] | None = None) -> None:
             # A candidate whose library is not installed (or the platform detector before it exists).
             results.append(Result(name, error=f"cannot import {exc.name or exc}"))
         print(f"{name}: done", file=sys.stderr)
-    report = report_markdown(results, args.seed, args.series, args.tolerance)
+    source = f"{args.corpus}, {len(corpus)} series" if args.corpus else f"seed {args.seed}, {len(corpus)} series"
+    report = report_markdown(results, source, args.tolerance)
     print(report, end="")
     if args.output:
         args.output.write_text(report)

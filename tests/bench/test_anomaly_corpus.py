@@ -8,7 +8,15 @@ from collections import Counter
 
 import pytest
 
-from bench.anomaly.corpus import ANOMALY_KINDS, FIVE_MINUTES, HEALTHY, HOURLY, corpus_generate, corpus_write
+from bench.anomaly.corpus import (
+    ANOMALY_KINDS,
+    FIVE_MINUTES,
+    HEALTHY,
+    HOURLY,
+    corpus_generate,
+    corpus_read,
+    corpus_write,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +79,12 @@ def test_it_writes_a_csv_per_series_and_a_labels_file(tmp_path):
         assert [float(v) for _, v in rows[1:]] == series.values
         for window in entry["windows"]:
             assert rows[1 + window["start"]][0] == window["start_timestamp"]
+
+
+def test_it_reads_back_the_corpus_it_wrote(tmp_path):
+    corpus = corpus_generate(seed=2, count=8)
+    corpus_write(corpus, tmp_path)
+    again = corpus_read(tmp_path)
+    assert [(s.name, s.kind, s.step, s.timestamps, s.values, s.windows) for s in again] == [
+        (s.name, s.kind, s.step, s.timestamps, s.values, s.windows) for s in corpus
+    ]
