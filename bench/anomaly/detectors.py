@@ -98,12 +98,17 @@ class StlResidual:
     until the window is full.
     """
 
-    def __init__(self, period: int, window: int, refit: int, k: float = 4.0, robust: bool = True) -> None:
+    def __init__(
+        self, period: int, window: int, refit: int, k: float = 4.0, robust: bool = True, log: bool = False
+    ) -> None:
         import numpy as np
         from statsmodels.tsa.seasonal import STL
 
         self._np, self._stl = np, STL
         self.period, self.window, self.refit, self.k, self.robust = period, window, refit, k, robust
+        # ETL metrics are non-negative, multiplicative and right-skewed: on log(1 + x) a weekend at
+        # half volume and a daily curve are additive, and a long tail is less long.
+        self.log = log
         self.values: deque[float] = deque(maxlen=window)
         self.errors: deque[float] = deque(maxlen=window)
         self.since_fit = 0
@@ -129,6 +134,8 @@ class StlResidual:
         self.since_fit = 0
 
     def update(self, ts: datetime, value: float) -> bool:
+        if self.log:
+            value = math.log1p(max(value, 0.0))
         alarm = False
         if self.seasonal is not None:
             expected = self.trend + float(self.seasonal[self.since_fit % self.period])

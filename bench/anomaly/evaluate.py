@@ -32,13 +32,13 @@ def _week(step: int) -> int:
     return 7 * 86400 // step
 
 
-def _stl(step: int) -> Detector:
+def _stl(step: int, log: bool = False, k: float = 4.0) -> Detector:
     # Hourly: a daily period over a week, refit daily (robust STL: 15 ms a fit). Five-minute data:
     # a daily period over four days, refit daily, not robust (a robust fit of 1,152 points takes
     # over a second; a weekly period, 2,016 points a cycle, is out of reach either way).
     if step == HOURLY:
-        return StlResidual(period=24, window=7 * 24, refit=24)
-    return StlResidual(period=288, window=4 * 288, refit=288, robust=False)
+        return StlResidual(period=24, window=7 * 24, refit=24, k=k, log=log)
+    return StlResidual(period=288, window=4 * 288, refit=288, robust=False, k=k, log=log)
 
 
 def _platform(step: int) -> Detector:
@@ -53,6 +53,7 @@ DETECTORS: dict[str, Callable[[int], Detector]] = {
     "static_threshold": lambda step: StaticThreshold(k=3.0),
     "rolling_zscore": lambda step: RollingZScore(window=_week(step), z=3.0),
     "stl_residual": _stl,
+    "stl_residual_log": lambda step: _stl(step, log=True, k=5.0),
     "ruptures_pelt": lambda step: RupturesChange(window=96, refit=24),
     "platform": _platform,
 }
