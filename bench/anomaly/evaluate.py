@@ -41,12 +41,15 @@ def _stl(step: int, log: bool = False, k: float = 4.0) -> Detector:
     return StlResidual(period=288, window=4 * 288, refit=288, robust=False, k=k, log=log)
 
 
-def _platform(step: int) -> Detector:
-    # The platform's detector (incidents/anomaly/, issue #19); imported here so this module runs
-    # before it exists. Adjust the constructor to its signature when it lands.
-    from incidents.anomaly import AnomalyDetector  # type: ignore[import-not-found]
+def _platform(sensitivity: str) -> Callable[[int], Detector]:
+    """The platform's detector (incidents/anomaly/, pure Python) at one of its named sensitivities."""
 
-    return AnomalyDetector()
+    def make(step: int) -> Detector:
+        from incidents.anomaly import SeriesDetector
+
+        return SeriesDetector(sensitivity=sensitivity)
+
+    return make
 
 
 DETECTORS: dict[str, Callable[[int], Detector]] = {
@@ -55,7 +58,9 @@ DETECTORS: dict[str, Callable[[int], Detector]] = {
     "stl_residual": _stl,
     "stl_residual_log": lambda step: _stl(step, log=True, k=5.0),
     "ruptures_pelt": lambda step: RupturesChange(window=96, refit=24),
-    "platform": _platform,
+    "platform_low": _platform("low"),
+    "platform": _platform("medium"),
+    "platform_high": _platform("high"),
 }
 BASELINES = ("static_threshold", "rolling_zscore")
 

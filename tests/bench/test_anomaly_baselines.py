@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -76,16 +75,3 @@ def test_the_command_writes_the_markdown_report_and_says_which_detectors_could_n
 def test_the_command_refuses_an_unknown_detector():
     with pytest.raises(SystemExit):
         main(["--series", "8", "--detectors", "prophet"])
-
-
-def test_the_stl_candidate_flags_a_spike_in_a_daily_pattern_but_not_the_pattern():
-    pytest.importorskip("statsmodels")
-    from bench.anomaly.detectors import StlResidual
-
-    rng = random.Random(2)
-    values = [1000 + 300 * math.sin(2 * math.pi * i / 24) + rng.uniform(-10, 10) for i in range(24 * 12)]
-    assert not any(stream(StlResidual(period=24, window=7 * 24, refit=24), values))
-    values[24 * 10 + 5] += 500
-    alarms = stream(StlResidual(period=24, window=7 * 24, refit=24), values)
-    assert alarms[24 * 10 + 5]
-    assert sum(alarms) == 1
