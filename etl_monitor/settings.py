@@ -365,6 +365,10 @@ DETECTION_BATCH_SIZE = env.int("DETECTION_BATCH_SIZE", default=50)
 # and a handful of statements per chunk (states, incidents, silences, timeline, deliveries). 0 = each
 # incident on its own path (a few dozen statements each), as before the bulk path.
 INCIDENT_OPEN_CHUNK_SIZE = env.int("INCIDENT_OPEN_CHUNK_SIZE", default=500)
+# Anomaly rules: a series seen for the first time is learned from this many days of its history;
+# an anomaly that begins within this many minutes of a loader version's approval names that version.
+ANOMALY_HISTORY_DAYS = env.int("ANOMALY_HISTORY_DAYS", default=14)
+ANOMALY_APPROVAL_NOTE_MINUTES = env.int("ANOMALY_APPROVAL_NOTE_MINUTES", default=1440)
 # A detection task not started within this time is dropped (the tick or the cycle enqueues it again).
 DETECTION_TASK_EXPIRES_SECONDS = env.int("DETECTION_TASK_EXPIRES_SECONDS", default=120)
 

@@ -11,7 +11,7 @@ class IncidentsConfig(AppConfig):
         # Built-in kinds register themselves on import.
         from etl_monitor.config import config_section_register
         from incidents.config import DetectionRulesSection
-        from incidents.kinds import etl, freshness  # noqa: F401
+        from incidents.kinds import anomaly, etl, freshness  # noqa: F401
         from signals_app.services import failure_ingested
 
         config_section_register(DetectionRulesSection())

@@ -226,6 +226,32 @@ class RuleSubjectState(models.Model):
         return f"{self.rule_id}:{self.subject}"
 
 
+class AnomalyState(models.Model):
+    """Per anomaly rule and subject: the series' learned baseline, so a detection cycle only feeds
+    the points that arrived since ``last_at`` (incremental, never a refit of the whole history).
+
+    ``detector`` is ``SeriesDetector.to_dict()``; ``verdict`` what the latest point scored (measured
+    again at every evaluation until a new point arrives); ``gap_seconds`` the usual time between
+    points (an exponential average), against which missing data is judged; ``version_number`` the
+    loader version whose approval was last taken as a known change point."""
+
+    rule = models.ForeignKey(DetectionRule, on_delete=models.CASCADE, related_name="anomaly_states")
+    subject = models.CharField(max_length=300)
+    loader = models.ForeignKey(Loader, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    detector = models.JSONField(default=dict)
+    verdict = models.JSONField(default=dict, blank=True)
+    last_at = models.DateTimeField(null=True, blank=True)
+    gap_seconds = models.FloatField(null=True, blank=True)
+    version_number = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "subject"], name="anomalystate_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}:{self.subject}"
+
+
 class Silence(models.Model):
     """A maintenance window: matching incidents are still recorded, but marked suppressed."""
 

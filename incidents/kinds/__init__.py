@@ -65,6 +65,35 @@ def source_known_down(name: str) -> None:
         raise SourceKnownDown(name, failures[name])
 
 
+@dataclass
+class Replay:
+    """A backtest in progress: kinds that keep state between evaluations (the anomaly detectors)
+    keep it in ``store`` instead of the database, and may read all the data of ``[start, end]``
+    at once instead of asking the database at every tick. Nothing a replay does is written."""
+
+    start: dt.datetime
+    end: dt.datetime
+    store: dict[Any, Any] = field(default_factory=dict)
+
+
+_REPLAY: ContextVar[Replay | None] = ContextVar("replay", default=None)
+
+
+@contextmanager
+def replay(start: dt.datetime, end: dt.datetime) -> Iterator[Replay]:
+    """Evaluate rules as a backtest of ``[start, end]``: see ``Replay``."""
+    token = _REPLAY.set(Replay(start, end))
+    try:
+        yield _REPLAY.get()
+    finally:
+        _REPLAY.reset(token)
+
+
+def replay_current() -> Replay | None:
+    """The backtest in progress, if any (kinds with state consult it)."""
+    return _REPLAY.get()
+
+
 class SourceKnownDown(SourceUnavailable):
     """The source already failed in this cycle (and its failure was reported then): not asked again."""
 
