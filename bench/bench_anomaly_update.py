@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from incidents.anomaly import SeriesDetector  # noqa: E402
+from incidents.anomaly import SeriesDetector
 
 TARGET_UPDATES_PER_S = 150_000
 MONDAY = 1767571200.0  # 2026-01-05 00:00 UTC
