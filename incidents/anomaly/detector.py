@@ -6,6 +6,13 @@ seasonal profile), run for three seasonalities at once (none, daily = hour of da
 hour of week). The one whose one-step-ahead errors have been smallest is the one used, so the
 seasonality is detected from the history, not configured (an override is allowed).
 
+While every value seen is non-negative the models work on log(1 + value): ETL noise is a share
+of the value (rows, durations), so the band is even in ratios, and right tails are shorter; the
+expected value and range are turned back into the series' units. The first negative value
+switches the series to its own units for good and it learns again. The spread is the larger of a
+winsorised mean absolute error and a tail estimate (the |error| one point in ten exceeds, moved
+by a fixed step per point), which keeps a mostly-zero count from learning that 1 is an outlier.
+
 Robustness, i.e. why an incident does not teach the baseline that it is normal:
 - every update is winsorised: an error beyond ``WINSOR_Z`` spreads moves the level, trend,
   seasonal profile and spread only as far as an error of exactly ``WINSOR_Z`` spreads would;
