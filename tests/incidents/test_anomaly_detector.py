@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -349,3 +350,12 @@ def test_a_state_of_the_previous_version_is_refused():
     state["version"] = 1
     with pytest.raises(ValueError, match="version"):
         SeriesDetector.from_dict(state)
+
+
+def test_its_points_are_frozen_dataclasses_like_any_other():
+    # update() fills a Point's slots directly for speed; callers must not see a difference.
+    point = SeriesDetector().update(MONDAY, 10.0)
+    same = Point(**dataclasses.asdict(point))
+    assert point == same and hash(point) == hash(same) and repr(point) == repr(same)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        point.score = 1.0  # type: ignore[misc]
