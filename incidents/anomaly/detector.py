@@ -196,9 +196,6 @@ class _Model:
         # since the start].
         self.first: list[float] | None = None
 
-    def predict(self, bucket: int) -> float:
-        return self.level + PHI * self.trend + self.season[bucket]
-
     def neighbour_season(self, bucket: int) -> float | None:
         """For an hour never seen (a missing point): the mean of the nearest seen hours around it."""
         period, visits, season = self.period, self.visits, self.season
@@ -207,14 +204,6 @@ class _Model:
             if seen:
                 return sum(seen) / len(seen)
         return None
-
-    def sigma(self, expected: float) -> float:
-        floor = LOG_FLOOR if self.log else RELATIVE_FLOOR * abs(expected) + ABSOLUTE_FLOOR
-        spread = self.spread * NORMAL_SIGMA
-        tail = self.tail * TAIL_SIGMA
-        if tail > spread:
-            spread = tail
-        return spread if spread > floor else floor
 
     def learn(self, bucket: int, value: float, expected: float, sigma: float, hours: float) -> None:
         """Learn from one point whose forecast was ``expected`` (winsorised updates).
@@ -515,9 +504,6 @@ class SeriesDetector:
                 best, best_mae = name, model.mae
         return best
 
-    def _index(self, name: str) -> int:
-        return list(self.models).index(name)
-
     def learning(self, at: float | None = None) -> bool:
         """True while the history before ``at`` (default: the last point) is too short to fire."""
         if self.relearn_left > 0 or self.points < self.min_points or self.first_ts is None:
@@ -572,6 +558,8 @@ class SeriesDetector:
                 if not known and period > 1 and (nearby := model.neighbour_season(bucket)) is not None:
                     model.season[bucket], known = nearby, True
                 expected = model.level + PHI * model.trend + model.season[bucket]
+                # The spread as a standard deviation: the larger of the mean-absolute and the tail
+                # estimates, never under the floor (a share of the value).
                 spread = model.spread * NORMAL_SIGMA
                 tail = model.tail * TAIL_SIGMA
                 if tail > spread:
