@@ -241,3 +241,26 @@ def test_bad_parameters_name_the_field(params, field):
     with pytest.raises(InvalidInput) as caught:
         kind_get("anomaly").validate_params(params)
     assert field in caught.value.errors
+
+
+def test_changing_the_rules_settings_relearns_its_series(active_loader, anomaly_rule):
+    add_hourly_runs(active_loader, START, NOW)
+    rule = anomaly_rule(sensitivity="low")
+    rule_evaluate(rule=rule, now=NOW - dt.timedelta(hours=2))
+    assert AnomalyState.objects.get(rule=rule).detector["config"]["sensitivity"] == "low"
+    rule.params = {**rule.params, "sensitivity": "high"}
+    rule.save()
+    rule_evaluate(rule=rule, now=NOW)
+    state = AnomalyState.objects.get(rule=rule)
+    assert state.detector["config"]["sensitivity"] == "high"
+    assert state.detector["points"] == 14 * 24, "learned again from ANOMALY_HISTORY_DAYS of history"
+
+
+def test_a_paused_loader_is_not_measured_and_keeps_its_state(active_loader, anomaly_rule):
+    add_hourly_runs(active_loader, START, NOW)
+    rule = anomaly_rule()
+    rule_evaluate(rule=rule, now=NOW - dt.timedelta(hours=1))
+    Loader.objects.filter(pk=active_loader.pk).update(is_paused=True)
+    report = rule_evaluate(rule=rule, now=NOW)
+    assert [(d.subject, d.action) for d in report.decisions] == []
+    assert AnomalyState.objects.filter(rule=rule, subject="SALES-DAILY").exists()
