@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.utils.text import slugify
 
+from incidents.anomaly.detector import SeriesDetector
 from incidents.anomaly.series import contract_history, series_points, source_label
 from incidents.kinds.anomaly import Anomaly, SeriesState, detector_for
 from loaders.models import Loader
@@ -52,6 +54,7 @@ class Band:
     total: int = 0
     status: str = "learning"
     status_words: str = ""
+    approvals: list[tuple[dt.datetime, int, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """For the chart: columns aligned on ``t`` (epoch seconds), None where there is no band."""
@@ -74,6 +77,7 @@ class Band:
             "score": [p["score"] for p in rows],
             "anomaly": [p["is_anomaly"] for p in rows],
             "learning": [p["learning"] for p in rows],
+            "approvals": [{"t": at.timestamp(), "label": f"v{number}"} for at, number, _by in self.approvals],
         }
 
 
@@ -117,8 +121,14 @@ def anomaly_band(
             shown.append(verdict)
     band = Band(rule.pk, subject, source_label(params), since, until, total=len(shown))
     band.points = band_thin(shown, limit)
-    band.status, band.status_words = _status(state, shown)
+    band.status, band.status_words = _status(state.detector, state.version_number, shown[-1] if shown else None)
+    band.approvals = [(a.at, a.number, a.by) for a in approvals if since <= a.at <= until]
     return band
+
+
+def band_anchor(rule_id: int, subject: str) -> str:
+    """The id of a series' chart on its loader page (the incident's "series chart" link points there)."""
+    return f"anomaly-{rule_id}-{slugify(subject)}"
 
 
 def band_thin(points: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
@@ -140,30 +150,74 @@ def band_thin(points: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     return kept
 
 
-def _status(state: SeriesState, shown: list[dict[str, Any]]) -> tuple[str, str]:
-    """ "learning: 3 of 7 days of history", "learning again after version 4 was approved",
-    "normal" or "anomalous" (the last point's verdict)."""
-    detector = state.detector
+def _status(detector: SeriesDetector, version_number: int | None, last: dict[str, Any] | None) -> tuple[str, str]:
+    """ "learning: 3 of 7 days of history", "learning again after version 4 was approved", "normal" or
+    "anomalous" (``last``: the latest point's verdict)."""
     if detector.first_ts is None:
         return "learning", "learning: no data yet"
     if detector.learning():
         if detector.relearn_left > 0:
-            number = state.version_number
+            done = detector.relearn_points - detector.relearn_left
             return "learning", (
-                f"learning again after version {number} was approved: "
-                f"{detector.relearn_points - detector.relearn_left} of {detector.relearn_points} new points"
+                f"learning again after version {version_number} was approved: "
+                f"{done} of {detector.relearn_points} new points"
             )
         span_days = ((detector.last_ts or detector.first_ts) - detector.first_ts) / 86400.0
         need_days = detector.min_span_hours / 24.0
         if detector.points < detector.min_points and span_days >= need_days:
             return "learning", f"learning: {detector.points} of {detector.min_points} points"
         return "learning", f"learning: {math.floor(span_days):g} of {need_days:g} days of history"
-    if not shown:
+    if not last:
         return "normal", "normal; no value in this window"
-    last = shown[-1]
     if last["is_anomaly"]:
         return "anomalous", f"anomalous: the last value is outside the expected range (score {last['score']:.2f})"
     return "normal", "normal: the last value is inside the expected range"
+
+
+# --- the loader page: the anomaly series that watch a loader ------------------------------------------
+
+
+@dataclass
+class SeriesCard:
+    """One anomaly series of a loader, as its loader page lists it (the chart comes from ``anomaly_band``)."""
+
+    rule_id: int
+    rule_name: str
+    subject: str
+    series: str
+    anchor: str
+    status: str
+    status_words: str
+
+
+def loader_anomaly_series(loader: Loader) -> list[SeriesCard]:
+    """The series of the enabled anomaly rules whose scope holds ``loader``, each with the engine's
+    current state (its ``AnomalyState``; "not evaluated yet" before the rule first ran for it)."""
+    from incidents.detection import rule_scope
+    from incidents.models import AnomalyState, DetectionRule
+
+    cards = []
+    for rule in DetectionRule.objects.filter(kind=Anomaly.name, enabled=True).order_by("name", "pk"):
+        if not rule_scope(rule).filter(pk=loader.pk).exists():
+            continue
+        params = anomaly_params(rule)
+        states = {s.subject: s for s in AnomalyState.objects.filter(rule=rule, loader=loader).order_by("subject")}
+        subjects = list(states) or ([] if params.get("per") == "signal_key" else [loader.loader_code])
+        for subject in subjects:
+            status, words = "learning", "not evaluated yet"
+            if (row := states.get(subject)) is not None:
+                try:
+                    detector = SeriesDetector.from_dict(row.detector)
+                except (ValueError, KeyError, TypeError):
+                    detector = None  # an older format: the engine learns it again at its next run
+                if detector is not None:
+                    status, words = _status(detector, row.version_number, row.verdict or None)
+            cards.append(
+                SeriesCard(
+                    rule.pk, rule.name, subject, source_label(params), band_anchor(rule.pk, subject), status, words
+                )
+            )
+    return cards
 
 
 def _finite(value: float | None) -> float | None:
