@@ -14,20 +14,25 @@
   function format(v) { return v == null ? "" : (Math.abs(v) >= 100 ? Math.round(v) : Math.round(v * 100) / 100).toLocaleString(); }
 
   function marks(data) {
+    // Approvals labelled on the first line of the plot, left of their line (what came before), the
+    // incident's opening on the second, right of its line unless near the right edge: an anomaly soon
+    // after an approval keeps both labels readable.
     return function (u) {
-      var ctx = u.ctx, box = u.bbox;
-      var lines = (data.approvals || []).slice();
-      if (data.opened_at != null) lines.push({ t: data.opened_at, label: "opened", colour: "#a16207" });
+      var ctx = u.ctx, box = u.bbox, px = devicePixelRatio;
+      var lines = (data.approvals || []).map(function (a) { return { t: a.t, label: a.label, row: 1, before: true }; });
+      if (data.opened_at != null) lines.push({ t: data.opened_at, label: "opened", colour: "#a16207", row: 2 });
       ctx.save();
-      ctx.setLineDash([6, 4]);
       ctx.lineWidth = 2;
-      ctx.font = Math.round(11 * devicePixelRatio) + "px sans-serif";
+      ctx.font = Math.round(11 * px) + "px sans-serif";
       lines.forEach(function (line) {
         var x = Math.round(u.valToPos(line.t, "x", true));
         if (x < box.left || x > box.left + box.width) return;
         ctx.strokeStyle = ctx.fillStyle = line.colour || cssVar("--body-quiet-color", "#666");
+        ctx.setLineDash([6, 4]);
         ctx.beginPath(); ctx.moveTo(x, box.top); ctx.lineTo(x, box.top + box.height); ctx.stroke();
-        ctx.fillText(line.label, x + 4, box.top + 12 * devicePixelRatio);
+        var width = ctx.measureText(line.label).width;
+        var left = line.before || x + 4 * px + width > box.left + box.width ? x - 4 * px - width : x + 4 * px;
+        ctx.fillText(line.label, left, box.top + 13 * px * line.row);
       });
       ctx.restore();
     };
@@ -45,7 +50,8 @@
     var band = "rgba(21, 128, 61, 0.16)", edge = "rgba(21, 128, 61, 0.55)";
     var opts = {
       width: Math.max(280, el.clientWidth), height: 260,
-      scales: { x: { time: true, range: [data.from, data.to] } },
+      // A little room after the last point, so a point (or an approval) at the very end is not cut.
+      scales: { x: { time: true, range: [data.from, data.to + (data.to - data.from) * 0.015] } },
       series: [
         {},
         { label: data.series, stroke: "#1d4ed8", width: 1.5, points: { show: data.t.length < 150 }, value: function (u, v) { return format(v); } },
