@@ -16,7 +16,7 @@ from incidents.models import DetectionRule, Incident
 from loaders import services
 from loaders.models import Loader, LoaderVersion
 from signals_app.models import Run
-from tests.browser.conftest import Page
+from tests.browser.conftest import PHONE, Page
 from tests.incidents.test_anomaly_rule import add_hourly_runs, hourly_rows
 
 
@@ -96,3 +96,11 @@ def test_an_anomaly_incident_shows_its_evidence_and_band(page: Page, viewer: Any
     card = page.find(f"#{anchor}").text
     assert "Rows written anomaly: rows written" in card and "Anomalous" in card
     page.screenshot_of("#anomaly", "loader-band", docs="anomaly-loader-band")
+
+
+def test_the_evidence_fits_a_phone(page: Page, operator: Any, orders: Loader) -> None:
+    incident = Incident.objects.filter(loader=orders).order_by("-first_seen").first()
+    page.login(operator).viewport(PHONE).open(f"/admin/incidents/incident/{incident.pk}/change/")
+    page.wait_for(lambda d: d.find_elements("css selector", "#evidence-chart[data-drawn=true] canvas"))
+    assert page.horizontal_overflow() == 0
+    page.screenshot_of("#evidence", "evidence-phone")
