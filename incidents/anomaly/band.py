@@ -26,7 +26,9 @@ from django.utils.text import slugify
 
 from incidents.anomaly.detector import SeriesDetector
 from incidents.anomaly.series import contract_history, series_points, source_label
+from incidents.detection import rule_scope
 from incidents.kinds.anomaly import Anomaly, SeriesState, detector_for
+from incidents.models import AnomalyState, DetectionRule
 from loaders.models import Loader
 
 BAND_POINTS_MAX = 5000
@@ -193,9 +195,6 @@ class SeriesCard:
 def loader_anomaly_series(loader: Loader) -> list[SeriesCard]:
     """The series of the enabled anomaly rules whose scope holds ``loader``, each with the engine's
     current state (its ``AnomalyState``; "not evaluated yet" before the rule first ran for it)."""
-    from incidents.detection import rule_scope
-    from incidents.models import AnomalyState, DetectionRule
-
     cards = []
     for rule in DetectionRule.objects.filter(kind=Anomaly.name, enabled=True).order_by("name", "pk"):
         if not rule_scope(rule).filter(pk=loader.pk).exists():

@@ -15,8 +15,8 @@ from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident
 from loaders import services
 from loaders.models import Loader, LoaderVersion
-from signals_app.models import Run
 from tests.browser.conftest import PHONE, Page
+from tests.incidents.conftest import add_run
 from tests.incidents.test_anomaly_rule import add_hourly_runs, hourly_rows
 
 
@@ -60,14 +60,7 @@ def orders(new_loader: Any, editor: Any, approver: Any) -> Loader:
     while at < now:
         rule_evaluate(rule=rule, now=at + dt.timedelta(minutes=10))
         at += dt.timedelta(hours=1)
-    Run.objects.create(
-        loader=loader,
-        status="SUCCEEDED",
-        started_at=now,
-        finished_at=now + dt.timedelta(minutes=1),
-        duration_seconds=60,
-        rows_written=2_150,
-    )
+    add_run(loader, started=now, seconds=60, rows_written=2_150)
     rule_evaluate(rule=rule, now=now + dt.timedelta(minutes=1, seconds=30))
     return loader
 

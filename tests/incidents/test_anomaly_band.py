@@ -10,7 +10,7 @@ from incidents.anomaly.band import BandUnavailable, anomaly_band, band_thin
 from incidents.models import AnomalyState
 from loaders import services
 from loaders.models import Loader, LoaderVersion
-from signals_app.models import Run
+from tests.incidents.conftest import add_run
 from tests.incidents.test_anomaly_rule import NOW, START, add_hourly_runs, anomaly_rule, evaluate_hourly, hourly_rows
 
 __all__ = ["anomaly_rule"]  # the fixture, imported to be used here
@@ -75,14 +75,7 @@ def test_the_band_is_learned_without_looking_ahead(active_loader, anomaly_rule):
 
 def test_a_drop_is_marked_anomalous(active_loader, anomaly_rule):
     add_hourly_runs(active_loader, START, NOW)
-    Run.objects.create(
-        loader=active_loader,
-        status="SUCCEEDED",
-        started_at=NOW,
-        finished_at=NOW + dt.timedelta(minutes=5),
-        duration_seconds=300,
-        rows_written=3_000,
-    )
+    add_run(active_loader, started=NOW, seconds=300, rows_written=3_000)  # 14:00 usually writes about 13,500
     band = anomaly_band(
         rule := anomaly_rule(), "SALES-DAILY", since=NOW - dt.timedelta(days=1), until=NOW + dt.timedelta(hours=1)
     )

@@ -17,7 +17,7 @@ from incidents.detection import rule_evaluate
 from incidents.models import Incident
 from loaders import services
 from loaders.models import Loader, LoaderVersion
-from signals_app.models import Run
+from tests.incidents.conftest import add_run
 from tests.incidents.test_anomaly_rule import NOW, START, add_hourly_runs, evaluate_hourly
 from tests.incidents.test_incident_page import incident_of_failed_run
 
@@ -48,9 +48,7 @@ def approve_version_2(loader: Loader, editor, approver, at: dt.datetime, **data)
 
 
 def a_drop(loader: Loader, at: dt.datetime = NOW, rows: int = 10) -> None:
-    Run.objects.create(
-        loader=loader, status="SUCCEEDED", started_at=at, finished_at=at, duration_seconds=1, rows_written=rows
-    )
+    add_run(loader, started=at, seconds=0, rows_written=rows)
 
 
 @pytest.fixture
