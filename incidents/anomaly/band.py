@@ -112,8 +112,11 @@ def anomaly_band(
     start = since - dt.timedelta(days=settings.ANOMALY_HISTORY_DAYS)
     approvals = contract_history([loader.pk], until).get(loader.pk, [])
     state = SeriesState(subject, loader.pk, detector_for(params))
+    read = dict(params)
+    if params.get("per") == "signal_key" and "/" in subject:
+        read["signal_key"] = subject.split("/", 1)[1]  # only this key's signals, not every key's
     shown: list[dict[str, Any]] = []
-    for point in series_points(params, [loader.pk], start, until):
+    for point in series_points(read, [loader.pk], start, until):
         if point.subject != subject:
             continue
         if state.last_at is not None and point.at <= state.last_at:

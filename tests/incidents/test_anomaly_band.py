@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
 
@@ -10,7 +11,7 @@ from incidents.anomaly.band import BandUnavailable, anomaly_band, band_thin
 from incidents.models import AnomalyState
 from loaders import services
 from loaders.models import Loader, LoaderVersion
-from tests.incidents.conftest import add_run
+from tests.incidents.conftest import add_run, add_signals
 from tests.incidents.test_anomaly_rule import NOW, START, add_hourly_runs, anomaly_rule, evaluate_hourly, hourly_rows
 
 __all__ = ["anomaly_rule"]  # the fixture, imported to be used here
@@ -124,3 +125,19 @@ def test_a_long_window_is_thinned(active_loader, anomaly_rule):
     band = anomaly_band(anomaly_rule(), "SALES-DAILY", since=START, until=NOW, limit=100)
     assert band.total == 21 * 24
     assert len(band.points) <= 100
+
+
+def test_a_series_per_signal_key_replays_only_its_key(active_loader, anomaly_rule, settings):
+    settings.ANOMALY_HISTORY_DAYS = 30
+    rng = random.Random(3)
+    at = START
+    while at < NOW:
+        for key, scale in (("rows_loaded", 1), ("rows_skipped", 0.01)):
+            add_signals(active_loader, failed=0, ok=1, at=at, key=key, value=hourly_rows(at.hour, rng) * scale)
+        at += dt.timedelta(hours=1)
+    rule = anomaly_rule(source="signal", metric_type="CUSTOM", per="signal_key")
+    evaluate_hourly(rule, NOW - dt.timedelta(hours=3), NOW)
+    for subject in ("SALES-DAILY/rows_loaded", "SALES-DAILY/rows_skipped"):
+        band = anomaly_band(rule, subject, since=NOW - dt.timedelta(days=2), until=NOW)
+        assert band.points[-1] == AnomalyState.objects.get(rule=rule, subject=subject).verdict
+        assert band.total == 47  # captured 30 s before each hour: 12:59:30 two days ago to 11:59:30
