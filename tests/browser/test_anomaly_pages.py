@@ -81,6 +81,7 @@ def test_an_anomaly_incident_shows_its_evidence_and_band(page: Page, viewer: Any
     page.click("#evidence-version a")
     page.wait_for_text("Changes from version 1")
     assert "Orders, with the new returns feed" in page.find("#changes").text
+    page.screenshot_of("#changes", "version-changes")
 
     page.open(f"/admin/incidents/incident/{incident.pk}/change/").click("#evidence-series-link")
     anchor = band_anchor(incident.rule_id, "ORDERS-HOURLY")
