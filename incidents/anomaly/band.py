@@ -27,7 +27,7 @@ from django.utils.text import slugify
 from incidents.anomaly.detector import SeriesDetector
 from incidents.anomaly.series import contract_history, series_points, source_label
 from incidents.detection import rule_scope
-from incidents.kinds.anomaly import Anomaly, SeriesState, detector_for
+from incidents.kinds.anomaly import Anomaly, SeriesState, detector_for, verdict_of
 from incidents.models import AnomalyState, DetectionRule
 from loaders.models import Loader
 
@@ -123,7 +123,7 @@ def anomaly_band(
             continue  # late or duplicate: the engine skips it too
         verdict = state.feed(point, approvals)
         if point.at >= since:
-            shown.append(verdict)
+            shown.append(verdict_of(verdict, point.at))
     band = Band(rule.pk, subject, source_label(params), since, until, total=len(shown))
     band.points = band_thin(shown, limit)
     band.status, band.status_words = _status(state.detector, state.version_number, shown[-1] if shown else None)

@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from etl_monitor.humanize import duration_words
 from incidents.anomaly.detector import SENSITIVITY_SCORE
-from incidents.kinds.anomaly import _num as number  # the title's way of writing a value
+from incidents.kinds.anomaly import number_words as number  # the title's way of writing a value
 
 # The chart around an incident: a week of normal before it, a little after it ended, and never
 # more than a month after it began (an incident open for a quarter still draws in a second).

@@ -372,17 +372,16 @@ class Anomaly(RuleKind):
             "direction": params.get("direction"),
             "point_at": verdict["at"],
             # For message templates: "{subject}: {series} {headline}".
-            "expected_range": f"{_num(verdict['expected_low'])}–{_num(verdict['expected_high'])}",
+            "expected_range": f"{number_words(verdict['expected_low'])}–{number_words(verdict['expected_high'])}",
         }
         m = Measurement(state.subject, verdict["value"], loader_id=state.loader_id, details=details)
         m.breached = bool(verdict["is_anomaly"])
         at = dt.datetime.fromisoformat(verdict["at"])
-        details["headline"] = f"{_num(verdict['value'])}, expected {details['expected_range']}"
+        details["headline"] = f"{number_words(verdict['value'])}, expected {details['expected_range']}"
         if m.breached:
             m.summary = (
-                f"{label} was {_num(verdict['value'])} at {at:%Y-%m-%d %H:%M} UTC, expected "
-                f"{_num(verdict['expected_low'])}–{_num(verdict['expected_high'])} (score {verdict['score']:.2f}, "
-                f"{verdict['seasonality']} seasonality)"
+                f"{label} was {number_words(verdict['value'])} at {at:%Y-%m-%d %H:%M} UTC, expected "
+                f"{details['expected_range']} (score {verdict['score']:.2f}, {verdict['seasonality']} seasonality)"
             )
         elif self._missing(params, state, now):
             silent = (now - state.last_at).total_seconds()  # type: ignore[operator]
@@ -431,7 +430,8 @@ def approval_note(approvals: list[Approval], at: dt.datetime) -> dict[str, Any] 
     }
 
 
-def _num(value: float | None) -> str:
+def number_words(value: float | None) -> str:
+    """A value as titles and evidence write it: 13,502 or 0.25."""
     if value is None:
         return "—"
     if abs(value) >= 100:

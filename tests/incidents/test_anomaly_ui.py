@@ -14,7 +14,7 @@ from etl_monitor.roles import Role
 from incidents.anomaly.band import band_anchor
 from incidents.anomaly.evidence import anomaly_evidence
 from incidents.detection import rule_evaluate
-from incidents.models import Incident
+from incidents.models import DetectionRule, Incident
 from loaders import services
 from loaders.models import Loader, LoaderVersion
 from tests.incidents.conftest import add_run
@@ -206,6 +206,7 @@ def test_a_loader_outside_every_anomaly_rule_has_no_section(client, viewer, acti
     rule.scope = "LOADERS"
     rule.save()
     rule.scope_loaders.set([other])
+    DetectionRule.objects.filter(kind="anomaly").exclude(pk=rule.pk).update(enabled=False)  # the seeded ones
     assert 'id="anomaly"' not in loader_page(client, viewer)
 
 
