@@ -93,7 +93,7 @@ def verdict_of(point: Point, at: dt.datetime) -> dict[str, Any]:
 def detector_for(params: dict[str, Any]) -> SeriesDetector:
     """A fresh detector with the rule's settings."""
     return SeriesDetector(
-        sensitivity=params.get("sensitivity", Sensitivity.LOW),
+        sensitivity=params.get("sensitivity", Sensitivity.MEDIUM),
         direction=params.get("direction", Direction.BOTH),
         seasonality=params.get("seasonality", "auto"),
         min_points=params.get("min_points", 24),
@@ -255,7 +255,7 @@ class Anomaly(RuleKind):
         ),
         "direction": Param(str, default="both", choices=tuple(d.value for d in Direction), help="Which side alarms."),
         "sensitivity": Param(
-            str, default="low", choices=tuple(s.value for s in Sensitivity), help="How unusual a value must be."
+            str, default="medium", choices=tuple(s.value for s in Sensitivity), help="How unusual a value must be."
         ),
         "seasonality": Param(str, default="auto", choices=SEASONALITIES, help="auto: detected from the history."),
         "min_points": Param(int, default=24, help="Points the series needs before it may fire."),

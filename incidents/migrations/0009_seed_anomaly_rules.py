@@ -12,7 +12,7 @@ RULES = [
     {
         "name": "Unusual rows written",
         "rule_type": "TRANSACTION", "kind": "anomaly", "operator": "GT", "threshold": None,
-        "params": {"source": "rows_written", "direction": "both", "sensitivity": "low", "missing_after": 0.0},
+        "params": {"source": "rows_written", "direction": "both", "sensitivity": "medium", "missing_after": 0.0},
         "window_seconds": 3600, "severity": "MEDIUM", "interval_seconds": 900, "enabled": True,
         "resolve_after_seconds": 0,
         "message": "{subject}: {series} {headline}",
@@ -22,7 +22,7 @@ RULES = [
     {
         "name": "Unusual run duration",
         "rule_type": "TRANSACTION", "kind": "anomaly", "operator": "GT", "threshold": None,
-        "params": {"source": "run_duration", "direction": "up", "sensitivity": "low", "missing_after": 0.0},
+        "params": {"source": "run_duration", "direction": "up", "sensitivity": "medium", "missing_after": 0.0},
         "window_seconds": 3600, "severity": "LOW", "interval_seconds": 900, "enabled": True,
         "resolve_after_seconds": 0,
         "message": "{subject}: {series} {headline}",

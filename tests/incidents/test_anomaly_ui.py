@@ -89,7 +89,7 @@ def test_it_shows_the_evidence_and_the_version_line(client, request, role, drop_
     assert 'id="evidence-observed">10 <span class="muted">at Fri 27 Nov 12:00</span>' in evidence
     low, high = metrics["expected_low"], metrics["expected_high"]
     assert f"{low:,.0f} – {high:,.0f}" in evidence
-    assert f"{metrics['score']:.2f} of 1 (fires at 0.90 or more: low sensitivity)" in evidence
+    assert f"{metrics['score']:.2f} of 1 (fires at 0.75 or more: medium sensitivity)" in evidence
     assert metrics["seasonality"] in ("daily", "weekly")
     assert f'id="evidence-seasonality">{metrics["seasonality"]} (by hour' in evidence
     assert 'id="evidence-learning">learned' in evidence
