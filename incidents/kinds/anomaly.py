@@ -345,8 +345,7 @@ class Anomaly(RuleKind):
     ) -> Iterable[SeriesPoint]:
         """The points to feed at ``now``: of series already known, those after ``since`` (their
         own last point filters the rest); of loaders never seen, their last ANOMALY_HISTORY_DAYS."""
-        if since > history:
-            fresh = loaders.exclude(pk__in=known) if known else loaders
+        if since > history and (fresh := sorted(store.scope_ids(loaders) - known)):
             for point in store.points(params, fresh, history, since):
                 if point.loader_id not in known:
                     yield point
