@@ -97,9 +97,28 @@ def test_the_worker_runs_on_redis_in_ci(require_redis, db, not_eager):
         wait_for_heartbeat(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), proc, timeout=60)
 
 
+def heartbeat_overdue() -> None:
+    """The heartbeat's schedule entry, as last run long ago: the scheduler sends it at its first tick.
+    The scheduler keeps an entry's last run when it installs etl_monitor/schedule.py over it (it
+    writes the schedule's own fields only)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every, _ = IntervalSchedule.objects.get_or_create(every=30, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="platform-heartbeat",
+        task="etl_monitor.tasks.platform_heartbeat",
+        interval=every,
+        last_run_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_beat_and_worker_run_the_scheduled_heartbeat(tmp_path, not_eager):
-    """The scheduler (django-celery-beat's database scheduler) sends the heartbeat; the worker runs it."""
+    """The scheduler (django-celery-beat's database scheduler) sends the heartbeat; the worker runs it.
+
+    The heartbeat's entry is in the database as last run long ago, so the scheduler sends it at its
+    first tick rather than one interval (30 s) after starting: the test waits for the scheduler and
+    the worker, not for the clock."""
 
     env = {}
     if connection.vendor == "sqlite":
@@ -115,7 +134,18 @@ def test_beat_and_worker_run_the_scheduled_heartbeat(tmp_path, not_eager):
         )
         assert migrated.returncode == 0, migrated.stderr
         env["DATABASE_URL"] = db_url
+        overdue_code = f"from {__name__} import heartbeat_overdue; heartbeat_overdue()"
+        overdue = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", overdue_code],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert overdue.returncode == 0, overdue.stderr
     else:
+        heartbeat_overdue()
         db_settings = settings.DATABASES["default"]
         env["DATABASE_URL"] = (
             f"postgres://{db_settings['USER']}@{db_settings['HOST'] or '127.0.0.1'}:{db_settings['PORT'] or 5432}/"
