@@ -267,9 +267,9 @@ class _Simulator:
             seen.add(m.subject)
             breached = m.breached if m.breached is not None else compare(m.value, rule.operator, rule.threshold)
             state = states.get(m.subject)
-            if not breached and (state is None or (state.breaches == 0 and state.clear_since is not None)):
-                if state is None or not state.active:
-                    continue  # settled: "clear", nothing written
+            settled = state is None or (state.breaches == 0 and state.clear_since is not None and not state.active)
+            if not breached and settled:
+                continue  # "clear": the engine writes nothing either
             if state is None:
                 state = states[m.subject] = _State()
             if breached:

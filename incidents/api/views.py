@@ -14,7 +14,6 @@ from rest_framework.response import Response
 
 from etl_monitor.permissions import RoleViewPermission
 from incidents import services, silences
-from incidents.backtest import rule_backtest, rule_draft_backtest
 from incidents.api.serializers import (
     BacktestRequestSerializer,
     BacktestSerializer,
@@ -27,6 +26,7 @@ from incidents.api.serializers import (
     RuleSerializer,
     SilenceSerializer,
 )
+from incidents.backtest import rule_backtest, rule_draft_backtest
 from incidents.kinds import kinds_all
 from incidents.models import DetectionRule, EventKind, Incident, Silence
 from incidents.selectors import incidents_of_run
@@ -71,7 +71,6 @@ class RuleViewSet(viewsets.ModelViewSet):
                 for name, kind in kinds_all().items()
             }
         )
-
 
     @extend_schema(
         summary="What this rule would have opened over the last N days (nothing is written)",

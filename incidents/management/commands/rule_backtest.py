@@ -41,7 +41,8 @@ class Command(BaseCommand):
             self._table(result)
 
     def _table(self, result: Backtest) -> None:
-        self.stdout.write(self.style.MIGRATE_HEADING(f"{result.rule}: {local_time(result.start)} → {local_time(result.end)}"))
+        span = f"{local_time(result.start)} → {local_time(result.end)}"
+        self.stdout.write(self.style.MIGRATE_HEADING(f"{result.rule}: {span}"))
         for note in result.notes:
             self.stdout.write(f"  {note}")
         for error in result.errors:
