@@ -73,6 +73,7 @@ class RuleViewSet(viewsets.ModelViewSet):
         )
 
     @extend_schema(
+        operation_id="v1_rules_backtest",
         summary="What this rule would have opened over the last N days (nothing is written)",
         request=BacktestRequestSerializer,
         responses={200: BacktestSerializer},
@@ -86,6 +87,7 @@ class RuleViewSet(viewsets.ModelViewSet):
         return Response(result.as_dict())
 
     @extend_schema(
+        operation_id="v1_rules_backtest_draft",
         summary="What a rule with these settings would have opened (a draft: validated, never saved)",
         request=RuleDraftBacktestSerializer,
         responses={200: BacktestSerializer},
