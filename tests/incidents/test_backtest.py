@@ -223,3 +223,21 @@ def test_failed_runs_open_and_resolve_as_in_the_engine(active_loader, rule_facto
     result = rule_backtest(rule=rule, days=2, now=NOW)
     assert listed(result.incidents) == engine_replay(rule, days=2, step=1800)
     assert len(result.incidents) == 2
+
+
+def test_a_past_tick_does_not_see_later_runs(active_loader, rule_factory):
+    """volume_out_of_range judges the latest run finished by the tick, not the latest run stored."""
+    for hours, rows in ((30, 5), (1, 500)):  # SALES-DAILY expects 100–1,000 rows
+        Run.objects.create(
+            loader=active_loader,
+            status="SUCCEEDED",
+            started_at=NOW - dt.timedelta(hours=hours, minutes=5),
+            finished_at=NOW - dt.timedelta(hours=hours),
+            rows_written=rows,
+        )
+    rule = rule_factory("volume_out_of_range", window_seconds=2 * 86400, interval_seconds=3600)
+    result = rule_backtest(rule=rule, days=2, now=NOW)
+    assert [(i.start, i.end, i.peak) for i in result.incidents] == [
+        (NOW - dt.timedelta(hours=30), NOW - dt.timedelta(hours=1), 5.0)
+    ]
+    assert listed(result.incidents) == engine_replay(rule, days=2, step=3600)
