@@ -149,7 +149,7 @@ def rule_backtest(
     except InvalidInput as exc:
         raise InvalidInput({"kind": exc.errors["kind"]}) from None
     began = time.perf_counter()
-    end = now or timezone.now()
+    end = (now or timezone.now()).replace(microsecond=0)
     start = end - dt.timedelta(days=days)
     span = (end - start).total_seconds()
     step = backtest_step(rule.interval_seconds or 60, span)
