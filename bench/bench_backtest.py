@@ -153,7 +153,7 @@ def main() -> list[str]:
     if Loader.objects.filter(loader_code__startswith="BT-").exists():
         # A database kept from an earlier run (DATABASE_URL given): the same data, an hour or so older.
         latest = Run.objects.filter(loader__loader_code__startswith="BT-").latest("finished_at").finished_at
-        now = latest.replace(minute=30)
+        now = (latest + dt.timedelta(hours=1)).replace(minute=30)  # as seeded: the last run finished 55 min before
         print(f"reusing {Run.objects.count():,} runs seeded before (backtest up to {now:%Y-%m-%d %H:%M})")
     else:
         _seed(now)
