@@ -207,7 +207,9 @@ def backtest_context(result: Backtest | None) -> dict[str, Any]:
             "loader_url": reverse("operations:loader", args=[codes[incident.loader_id]])
             if incident.loader_id in codes
             else "",
-            "duration": duration_words(incident.duration_seconds) if incident.end else "still open",
+            "duration": duration_words(incident.duration_seconds)
+            if incident.end
+            else f"{duration_words((result.end - incident.start).total_seconds())} so far",
             "peak": _peak_words(incident),
         }
         for incident in result.incidents
