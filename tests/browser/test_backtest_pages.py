@@ -30,6 +30,8 @@ def lag_rule(active_loader) -> DetectionRule:
 
 
 def body(page: Page) -> str:
+    """The page's text once it has loaded completely (stylesheets and scripts too)."""
+    page.wait_for(lambda d: d.execute_script("return document.readyState") == "complete")
     return page.js("return document.body.innerText")
 
 
