@@ -241,3 +241,13 @@ def test_a_past_tick_does_not_see_later_runs(active_loader, rule_factory):
         (NOW - dt.timedelta(hours=30), NOW - dt.timedelta(hours=1), 5.0)
     ]
     assert listed(result.incidents) == engine_replay(rule, days=2, step=3600)
+
+
+def test_a_source_that_cannot_be_queried_is_reported_not_raised(rule_factory, settings):
+    settings.PROMETHEUS_URL = ""
+    rule = rule_factory("promql_threshold", params={"query": "up"}, threshold=1, interval_seconds=3600)
+    result = rule_backtest(rule=rule, days=1, now=NOW)
+    assert result.incidents == []
+    assert len(result.errors) == 5 and "prometheus" in result.errors[0]
+    assert result.errors[0].startswith("2026-11-26T12:00:00+00:00: ")
+    assert "25 of 25 evaluations failed (the first errors are listed)." in result.notes
