@@ -49,10 +49,11 @@ docs: venv
 	$(PY) manage.py docs_schema
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean --site-dir var/site
 
-# The browser tests of tests/browser/test_docs_screenshots.py walk the documented screens on the demo data and,
+# The browser tests of tests/browser/test_docs_screenshots.py walk the documented screens on the demo data (and
+# test_anomaly_pages.py an anomaly incident on data of its own) and,
 # with DOCS_SCREENSHOTS set, write them as the PNGs the docs embed (needs Chromium and chromedriver).
 screenshots: venv
-	DOCS_SCREENSHOTS=docs/img $(VENV)/bin/pytest tests/browser/test_docs_screenshots.py tests/browser/test_onboarding_journey.py -q -p no:cacheprovider
+	DOCS_SCREENSHOTS=docs/img $(VENV)/bin/pytest tests/browser/test_docs_screenshots.py tests/browser/test_onboarding_journey.py tests/browser/test_anomaly_pages.py -q -p no:cacheprovider
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -27,6 +27,8 @@ from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
 from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents import detection, selectors, services, silences
+from incidents.anomaly.band import BandUnavailable, anomaly_band, band_anchor
+from incidents.anomaly.evidence import anomaly_evidence, evidence_window
 from incidents.backtest import Backtest, WouldBeIncident, rule_backtest, rule_draft_backtest
 from incidents.kinds import kinds_all
 from incidents.models import ACTIVE_STATUSES, DetectionRule, Incident, IncidentStatus
@@ -374,6 +376,11 @@ class IncidentAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(require_GET(self.series_view)),
                 name="incidents_incident_series",
             ),
+            path(
+                "<int:pk>/band/",
+                self.admin_site.admin_view(require_GET(self.band_view)),
+                name="incidents_incident_band",
+            ),
             *super().get_urls(),
         ]
 
@@ -429,6 +436,21 @@ class IncidentAdmin(admin.ModelAdmin):
             return JsonResponse({"hours": ["A whole number of hours from 1 to 72."]}, status=400)
         hidden = contract_fields_hidden(request.user)
         return JsonResponse(selectors.incident_series(incident, hidden=hidden, hours=int(hours)))
+
+    def band_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """An anomaly incident's series with its expected band as JSON, from a week before it began to
+        a little after it ended (Viewer and above, as the page)."""
+        if not self.has_view_permission(request):
+            return JsonResponse({"detail": "Your role does not allow you to read incidents."}, status=403)
+        incident = get_object_or_404(Incident.objects.select_related("rule", "loader"), pk=pk)
+        if incident.rule is None or incident.loader is None:
+            return JsonResponse({"detail": "This incident has no rule or loader to draw a band of."}, status=404)
+        since, until = evidence_window(incident.first_seen, incident.resolved_at or incident.closed_at, timezone.now())
+        try:
+            band = anomaly_band(incident.rule, incident.subject, since=since, until=until, loader=incident.loader)
+        except BandUnavailable as exc:
+            return JsonResponse({"detail": f"No expected band: {exc}."}, status=404)
+        return JsonResponse({**band.as_json(), "opened_at": incident.first_seen.timestamp()})
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         holds = key_holds(self.opts.pk, unquote(object_id))  # else Django's page says it does not exist
@@ -490,7 +512,28 @@ class IncidentAdmin(admin.ModelAdmin):
             "silence_scopes": scopes,
             "silence_until_default": timezone.localtime(now + dt.timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M"),
             "time_zone": timezone.get_current_timezone_name(),
+            **self._evidence_context(request, incident, hidden),
         }
+
+    def _evidence_context(self, request: HttpRequest, incident: Incident, hidden: set[str]) -> dict[str, Any]:
+        """An anomaly incident's Evidence panel: its lines, its chart's data and its links."""
+        evidence = anomaly_evidence(incident.metrics, hidden=hidden)
+        if evidence is None:
+            return {}
+        context: dict[str, Any] = {"evidence": evidence}
+        if incident.rule_id and incident.loader_id:
+            context["band_url"] = reverse("admin:incidents_incident_band", args=[incident.pk])
+            context["series_chart_url"] = (
+                reverse("operations:loader", args=[incident.loader.loader_code])
+                + "#"
+                + band_anchor(incident.rule_id, incident.subject)
+            )
+        version = evidence.version
+        if version and version.get("version_id") and request.user.has_perm("loaders.view_loaderversion"):
+            context["version_url"] = (
+                reverse("admin:loaders_loaderversion_change", args=[version["version_id"]]) + "#changes"
+            )
+        return context
 
 
 def silence_until_parse(form: Any) -> tuple[float | None, dt.datetime | None]:

@@ -918,16 +918,31 @@ def _schedule_display(version: LoaderVersion, policy: FieldPolicy) -> str:
 
 
 def version_comparison(version: LoaderVersion, policy: FieldPolicy) -> dict[str, Any] | None:
-    """Field-by-field differences between a draft/pending version and the ACTIVE one, under the
-    viewer's field policy (HIDDEN fields say only that they changed, MASKED ones are masked)."""
-    if version.state not in (VersionState.DRAFT, VersionState.PENDING_APPROVAL):
+    """Field-by-field differences under the viewer's field policy (HIDDEN fields say only that they
+    changed, MASKED ones are masked): a draft or pending version against the ACTIVE one; an approved
+    (ACTIVE or SUPERSEDED) version against the version approved before it, so "what did version 7
+    change?" has an answer after the fact (an anomaly incident links here)."""
+    if version.state in (VersionState.DRAFT, VersionState.PENDING_APPROVAL):
+        against = LoaderVersion.objects.filter(loader_id=version.loader_id, state=VersionState.ACTIVE).first()
+        approved = False
+    elif version.state in (VersionState.ACTIVE, VersionState.SUPERSEDED) and version.decided_at is not None:
+        against = (
+            LoaderVersion.objects.filter(
+                loader_id=version.loader_id,
+                state__in=[VersionState.ACTIVE, VersionState.SUPERSEDED],
+                decided_at__lt=version.decided_at,
+            )
+            .order_by("-decided_at", "-number")
+            .first()
+        )
+        approved = True
+    else:
         return None
-    active = LoaderVersion.objects.filter(loader_id=version.loader_id, state=VersionState.ACTIVE).first()
-    if active is None:
-        return {"against": None, "rows": []}
+    if against is None:
+        return {"against": None, "rows": [], "approved": approved}
     rows = []
     for field in LoaderVersion.CONTRACT_FIELDS:
-        old, new = getattr(active, field), getattr(version, field)
+        old, new = getattr(against, field), getattr(version, field)
         if old == new:
             continue
         label = str(LoaderVersion._meta.get_field(field).verbose_name)
@@ -937,7 +952,7 @@ def version_comparison(version: LoaderVersion, policy: FieldPolicy) -> dict[str,
                 (f"{MASK} (changed)" if new not in ("", None) else "(cleared)"),
             )
         rows.append((label, "—" if old in ("", None) else old, "—" if new in ("", None) else new))
-    return {"against": active, "rows": rows}
+    return {"against": against, "rows": rows, "approved": approved}
 
 
 @admin.register(PendingApproval)

@@ -10,4 +10,5 @@ admin_urlpatterns = [
     path("models/", views.models_index_view, name="models"),
     path("ops/loaders/<str:loader_code>/", views.loader_page_view, name="loader"),
     path("ops/loaders/<str:loader_code>/chart.json", views.loader_chart, name="loader-chart"),
+    path("ops/loaders/<str:loader_code>/anomaly/<int:rule_id>.json", views.loader_band, name="loader-band"),
 ]

@@ -3,16 +3,18 @@ one click away, each loader's operational page and its chart data.
 
 Thin: check the role, read the filters, call one selector, render. Every page needs a signed-in
 account holding ``loaders.view_loader`` (Viewer and above); the chart data needs
-``signals_app.view_run`` as well. Anonymous visitors go to the login page; the JSON endpoint
+``signals_app.view_run`` as well (the anomaly bands, read from runs and signals, also
+``signals_app.view_signal``). Anonymous visitors go to the login page; the JSON endpoint
 answers 401/403 instead, as a script would expect.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -20,14 +22,19 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from etl_monitor.errors import InvalidInput
+from incidents.anomaly.band import BandUnavailable, SeriesCard, anomaly_band, loader_anomaly_series
+from incidents.models import DetectionRule
 from loaders.models import Loader
 from operations import selectors
 from operations.selectors import Health, OverviewFilters
 
 VIEW_PERMISSION = "loaders.view_loader"
 CHART_PERMISSIONS = ("loaders.view_loader", "signals_app.view_run")
+BAND_PERMISSIONS = (*CHART_PERMISSIONS, "signals_app.view_signal")
+BAND_DAYS = 14  # the loader page's anomaly charts: the last two weeks
 
 
 def _page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -93,8 +100,15 @@ def loader_page(request: HttpRequest, loader_code: str) -> HttpResponse:
         "tokens": selectors.loader_tokens(loader=loader),
         "snippets": loader_snippets(base, loader.loader_code),
         "can_change": request.user.has_perm("loaders.change_loader"),
+        "anomaly_series": [(card, _band_url(loader, card)) for card in loader_anomaly_series(loader)],
+        "band_days": BAND_DAYS,
     }
     return TemplateResponse(request, "operations/loader.html", context)
+
+
+def _band_url(loader: Loader, card: SeriesCard) -> str:
+    url = reverse("operations:loader-band", args=[loader.loader_code, card.rule_id])
+    return f"{url}?{urlencode({'subject': card.subject})}"
 
 
 def loader_snippets(base: str, code: str) -> list[tuple[str, str]]:
@@ -135,6 +149,26 @@ def loader_chart(request: HttpRequest, loader_code: str) -> JsonResponse:
         return JsonResponse({"detail": "Your role does not allow you to see runs."}, status=403)
     loader = get_object_or_404(Loader, loader_code=loader_code)
     return JsonResponse(selectors.loader_chart_data(user=request.user, loader=loader))
+
+
+def loader_band(request: HttpRequest, loader_code: str, rule_id: int) -> JsonResponse:
+    """One anomaly series of the loader over the last ``BAND_DAYS`` days with its expected band
+    (``subject``: the series, default the loader itself)."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "Sign in to read chart data."}, status=401)
+    if not all(request.user.has_perm(p) for p in BAND_PERMISSIONS):
+        return JsonResponse({"detail": "Your role does not allow you to see runs and signals."}, status=403)
+    loader = get_object_or_404(Loader, loader_code=loader_code)
+    rule = get_object_or_404(DetectionRule, pk=rule_id)
+    subject = request.GET.get("subject", loader.loader_code)
+    if subject != loader.loader_code and not subject.startswith(f"{loader.loader_code}/"):
+        return JsonResponse({"subject": [f"Not a series of {loader.loader_code}: {subject!r}."]}, status=400)
+    until = timezone.now()
+    try:
+        band = anomaly_band(rule, subject, since=until - dt.timedelta(days=BAND_DAYS), until=until, loader=loader)
+    except BandUnavailable as exc:
+        return JsonResponse({"detail": f"No expected band: {exc}."}, status=404)
+    return JsonResponse(band.as_json())
 
 
 overview_view = _page(overview)

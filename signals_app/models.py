@@ -112,6 +112,8 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["loader", "-started_at"], name="run_loader_started"),
             models.Index(fields=["status", "started_at"], name="run_status_started"),
+            # Detection reads finished runs by the time they finished (run_failed, the anomaly series).
+            models.Index(fields=["finished_at"], name="run_finished"),
         ]
 
     def __str__(self) -> str:

@@ -30,6 +30,7 @@ MIGRATION_SEEDS: tuple[tuple[str, str], ...] = (
     ("etl_monitor", "0004_field_key_check"),
     ("incidents", "0002_default_rules"),
     ("incidents", "0005_freshness_rule_readable_messages"),
+    ("incidents", "0009_seed_anomaly_rules"),
     ("integrations", "0002_seed_roadmap_routing"),
     ("integrations", "0004_seed_jira"),
     ("integrations", "0009_seed_statistics_capture"),

@@ -6,6 +6,13 @@ seasonal profile), run for three seasonalities at once (none, daily = hour of da
 hour of week). The one whose one-step-ahead errors have been smallest is the one used, so the
 seasonality is detected from the history, not configured (an override is allowed).
 
+While every value seen is non-negative the models work on log(1 + value): ETL noise is a share
+of the value (rows, durations), so the band is even in ratios, and right tails are shorter; the
+expected value and range are turned back into the series' units. The first negative value
+switches the series to its own units for good and it learns again. The spread is the larger of a
+winsorised mean absolute error and a tail estimate (the |error| one point in ten exceeds, moved
+by a fixed step per point), which keeps a mostly-zero count from learning that 1 is an outlier.
+
 Robustness, i.e. why an incident does not teach the baseline that it is normal:
 - every update is winsorised: an error beyond ``WINSOR_Z`` spreads moves the level, trend,
   seasonal profile and spread only as far as an error of exactly ``WINSOR_Z`` spreads would;
@@ -74,6 +81,15 @@ NORMAL_SIGMA = 1.2533
 # (rows written exactly 1,000 every day) does not alarm on 1,001.
 RELATIVE_FLOOR = 0.01
 ABSOLUTE_FLOOR = 1e-9
+# The same floor in log space: a spread of 1 % of the value.
+LOG_FLOOR = math.log(1.0 + RELATIVE_FLOOR)
+# The tail spread: the |error| exceeded by TAIL_SHARE of the points, as a standard deviation
+# (for Gaussian noise, 10 % of the errors lie beyond 1.645 of them), tracked with steps of TAIL_RATE.
+TAIL_SHARE = 0.1
+TAIL_SIGMA = 1.0 / 1.645
+TAIL_RATE = 0.02
+_TAIL_UP = 1.0 + TAIL_RATE * (1.0 - TAIL_SHARE)
+_TAIL_DOWN = 1.0 - TAIL_RATE * TAIL_SHARE
 # A more seasonal model must beat the simpler one's error by this factor to be chosen.
 SEASONALITY_MARGIN = 0.95
 # The seasonality choice compares the candidates' errors over about this many hours.
@@ -98,6 +114,37 @@ class Point:
     seasonality: str
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__, which costs a third of
+# an update; the detector fills the slots directly instead (the same object, as frozen to callers).
+_POINT_NEW = object.__new__
+_POINT_SET = tuple(getattr(Point, name).__set__ for name in Point.__slots__)
+
+
+def _point_make(
+    ts: float,
+    value: float,
+    expected: float,
+    low: float,
+    high: float,
+    score: float,
+    is_anomaly: bool,
+    learning: bool,
+    seasonality: str,
+) -> Point:
+    point = _POINT_NEW(Point)
+    s_ts, s_value, s_expected, s_low, s_high, s_score, s_anomaly, s_learning, s_seasonality = _POINT_SET
+    s_ts(point, ts)
+    s_value(point, value)
+    s_expected(point, expected)
+    s_low(point, low)
+    s_high(point, high)
+    s_score(point, score)
+    s_anomaly(point, is_anomaly)
+    s_learning(point, learning)
+    s_seasonality(point, seasonality)
+    return point
+
+
 def epoch_seconds(ts: dt.datetime | float | int) -> float:
     """Epoch seconds of a timestamp; a datetime must be time-zone aware (it is read in UTC)."""
     if isinstance(ts, dt.datetime):
@@ -116,6 +163,7 @@ class _Model:
     __slots__ = (
         "first",
         "level",
+        "log",
         "mae",
         "n_err",
         "period",
@@ -123,17 +171,20 @@ class _Model:
         "run",
         "season",
         "spread",
+        "tail",
         "trend",
         "visits",
     )
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: int, log: bool = False) -> None:
         self.period = period
+        self.log = log  # values are log(1 + value): a shift is a ratio, the floor a relative one
         self.level: float | None = None
         self.trend = 0.0
         self.season = [0.0] * period
         self.visits = [0] * period
         self.spread = 0.0
+        self.tail = 0.0  # the TAIL_SHARE upper quantile of |one-step error|, tracked step by step
         self.n_err = 0  # errors the spread has learned from
         self.mae = 0.0  # exponentially weighted |one-step error|, to choose the seasonality
         # [value, expected] of consecutive points beyond SHIFT_Z on one side, or of the points
@@ -145,9 +196,6 @@ class _Model:
         # since the start].
         self.first: list[float] | None = None
 
-    def predict(self, bucket: int) -> float:
-        return self.level + PHI * self.trend + self.season[bucket]
-
     def neighbour_season(self, bucket: int) -> float | None:
         """For an hour never seen (a missing point): the mean of the nearest seen hours around it."""
         period, visits, season = self.period, self.visits, self.season
@@ -157,13 +205,62 @@ class _Model:
                 return sum(seen) / len(seen)
         return None
 
-    def sigma(self, expected: float) -> float:
-        floor = RELATIVE_FLOOR * abs(expected) + ABSOLUTE_FLOOR
-        spread = self.spread * NORMAL_SIGMA
-        return spread if spread > floor else floor
-
     def learn(self, bucket: int, value: float, expected: float, sigma: float, hours: float) -> None:
-        """Learn from one point whose forecast was ``expected`` (winsorised updates)."""
+        """Learn from one point whose forecast was ``expected`` (winsorised updates).
+
+        The steady state (a known hour, a grown spread, no restart pending) is written out flat:
+        it is almost every point, and the engine and backtests run millions of them. It does
+        exactly what ``_learn_any`` does in that state."""
+        n_err = self.n_err
+        visits = self.visits[bucket]
+        if n_err < 10 or not visits or self.first is not None or self.rebase_left:
+            self._learn_any(bucket, value, expected, sigma, hours)
+            return
+        error = value - expected
+        abs_error = -error if error < 0 else error
+        rate = hours / CHOICE_MEMORY_HOURS
+        warm = 1.0 / (n_err + 1)
+        mae = self.mae
+        self.mae = mae + (abs_error - mae) * (warm if warm > rate else (rate if rate < 1.0 else 1.0))
+        limit = WINSOR_Z * sigma
+        if abs_error <= limit:
+            clipped = error
+            capped = abs_error
+        else:
+            clipped = limit if error > 0 else -limit
+            capped = limit
+        outlier = abs_error > SHIFT_Z * sigma
+        if not outlier:
+            spread = self.spread
+            self.spread = spread + (capped - spread) * (ETA if n_err > 30 else warm)
+        tail = self.tail
+        if hours >= 1.0:
+            self.tail = tail * (_TAIL_UP if abs_error > tail else _TAIL_DOWN)
+        else:
+            step = TAIL_RATE * hours
+            self.tail = tail * (1.0 + step * (1.0 - TAIL_SHARE) if abs_error > tail else 1.0 - step * TAIL_SHARE)
+        self.n_err = n_err + 1
+        trend = self.trend
+        self.level = self.level + PHI * trend + ALPHA * clipped
+        if hours >= 1.0:
+            self.trend = PHI * trend + BETA * ALPHA * clipped
+            gamma = GAMMA if visits >= 4 else 1.0 / (visits + 1)
+        else:
+            self.trend = PHI * trend + BETA * hours * ALPHA * clipped
+            gamma = GAMMA * hours if visits >= 4 else 1.0 / (visits + 1)
+        if self.period > 1:
+            self.season[bucket] += gamma * (1.0 - ALPHA) * clipped
+        self.visits[bucket] = visits + 1
+        run = self.run
+        if outlier:
+            if run and (run[-1][0] > run[-1][1]) != (error > 0):
+                run.clear()
+            run.append([value, expected])
+        elif run:
+            run.clear()
+
+    def _learn_any(self, bucket: int, value: float, expected: float, sigma: float, hours: float) -> None:
+        """``learn`` in any state: the first point, the first cycle, a restart, a new hour."""
         if self.level is None:
             self.level = value
             self.visits[bucket] = 1
@@ -207,6 +304,14 @@ class _Model:
         if learning or abs_error <= SHIFT_Z * sigma:
             capped = abs_error if learning or abs_error <= limit else limit
             self.spread += (capped - self.spread) * (ETA if self.n_err > 30 else 1.0 / (self.n_err + 1))
+        # The tail moves by the same step whatever the size of the error beyond it: a spike
+        # moves it once, and errors that are large but frequent (a count that is mostly 0 and
+        # often 1) widen it until they are rare again; the spread above cannot, as it caps them.
+        if learning:
+            self.tail = self.spread * NORMAL_SIGMA / TAIL_SIGMA
+        else:
+            step = TAIL_RATE * (hours if hours < 1.0 else 1.0)
+            self.tail *= 1.0 + step * (1.0 - TAIL_SHARE) if abs_error > self.tail else 1.0 - step * TAIL_SHARE
         self.n_err += 1
         alpha = ALPHA
         # Per hour of data, not per point: five-minute points visit an hour twelve times.
@@ -266,6 +371,15 @@ class _Model:
         pairs, self.run = self.run, []
         if not pairs or self.level is None:
             return
+        if self.log:
+            self._rebase_log(pairs)
+        else:
+            self._rebase_linear(pairs)
+        self.trend = 0.0
+        # The shape is kept, but the next visit of each hour moves it strongly again.
+        self.visits = [min(v, 1) for v in self.visits]
+
+    def _rebase_linear(self, pairs: list[list[float]]) -> None:
         differences = sorted(value - expected for value, expected in pairs)
         shift = differences[len(differences) // 2]
         shifted_error = sum(abs(value - expected - shift) for value, expected in pairs)
@@ -276,40 +390,49 @@ class _Model:
                 self.level *= ratio
                 self.season = [part * ratio for part in self.season]
                 self.spread *= ratio
-                shift = None
-        if shift is not None:
-            self.level += shift
-        self.trend = 0.0
-        # The shape is kept, but the next visit of each hour moves it strongly again.
-        self.visits = [min(v, 1) for v in self.visits]
+                self.tail *= ratio
+                return
+        self.level += shift
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level,
-            "trend": self.trend,
-            "season": self.season,
-            "visits": self.visits,
-            "spread": self.spread,
-            "n_err": self.n_err,
-            "mae": self.mae,
-            "run": self.run,
-            "rebase_left": self.rebase_left,
-            "first": self.first,
-        }
+    def _rebase_log(self, pairs: list[list[float]]) -> None:
+        """In log space a shift of the level is a scaling; a fixed amount added is not, so that
+        case re-draws every hour of the profile in the series' units (judged in them too)."""
+        differences = sorted(value - expected for value, expected in pairs)
+        log_shift = differences[len(differences) // 2]
+        units = [(math.expm1(value), math.expm1(expected)) for value, expected in pairs]
+        added = sorted(value - expected for value, expected in units)
+        shift = added[len(added) // 2]
+        ratio = math.exp(log_shift)
+        scaled_error = sum(abs(value - (1.0 + expected) * ratio + 1.0) for value, expected in units)
+        if sum(abs(value - expected - shift) for value, expected in units) >= scaled_error:
+            self.level += log_shift
+            return
+        base = self.level + PHI * self.trend
+        self.season = [
+            math.log1p(max(math.expm1(base + part) + shift, 0.0)) - base if seen else part
+            for part, seen in zip(self.season, self.visits, strict=True)
+        ]
+        self.level = base
+
+    # The state as one list, in this order (compact JSON: the engine keeps one per series).
+    _FIELDS = ("level", "trend", "spread", "tail", "n_err", "mae", "rebase_left", "first", "run", "season", "visits")
+
+    def to_list(self) -> list[Any]:
+        return [getattr(self, name) for name in self._FIELDS]
 
     @classmethod
-    def from_dict(cls, period: int, data: dict[str, Any]) -> _Model:
-        model = cls(period)
-        model.level = data["level"]
-        model.trend = data["trend"]
-        model.season = [float(s) for s in data["season"]]
-        model.visits = [int(v) for v in data["visits"]]
-        model.spread = data["spread"]
-        model.n_err = data["n_err"]
-        model.mae = data["mae"]
-        model.run = [[float(value), float(expected)] for value, expected in data["run"]]
-        model.rebase_left = int(data["rebase_left"])
-        model.first = data["first"]
+    def from_list(cls, period: int, log: bool, data: list[Any]) -> _Model:
+        if not isinstance(data, list) or len(data) != len(cls._FIELDS):
+            raise ValueError("state of a profile is not a list of its fields")
+        model = cls(period, log=log)
+        level, trend, spread, tail, n_err, mae, rebase_left, first, run, season, visits = data
+        model.level = None if level is None else float(level)
+        model.trend, model.spread, model.tail, model.mae = float(trend), float(spread), float(tail), float(mae)
+        model.n_err, model.rebase_left = int(n_err), int(rebase_left)
+        model.first = None if first is None else [float(f) for f in first]
+        model.run = [[float(value), float(expected)] for value, expected in run]
+        model.season = [float(part) for part in season]
+        model.visits = [int(v) for v in visits]
         if len(model.season) != period or len(model.visits) != period:
             raise ValueError("state does not match its seasonality")
         return model
@@ -325,7 +448,8 @@ class SeriesDetector:
     out on one side are taken as a level shift and learned.
     """
 
-    STATE_VERSION = 1
+    # 2: log space, the tail spread, each profile as a list (version 1 states are refused).
+    STATE_VERSION = 2
 
     def __init__(
         self,
@@ -353,8 +477,11 @@ class SeriesDetector:
         self.shift_points = shift_points
         self._threshold = SENSITIVITY_SCORE[sensitivity]
         self._z = SENSITIVITY_Z[sensitivity]
+        self._watch = Direction(direction)
         names = [str(name) for name in _PERIODS] if seasonality == "auto" else [str(seasonality)]
-        self.models: dict[str, _Model] = {name: _Model(_PERIODS[name]) for name in names}
+        # Scored in log(1 + value) while every value seen is non-negative (see _linear_from_now).
+        self.log = True
+        self.models: dict[str, _Model] = {name: _Model(_PERIODS[name], log=True) for name in names}
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.points = 0
@@ -377,9 +504,6 @@ class SeriesDetector:
                 best, best_mae = name, model.mae
         return best
 
-    def _index(self, name: str) -> int:
-        return list(self.models).index(name)
-
     def learning(self, at: float | None = None) -> bool:
         """True while the history before ``at`` (default: the last point) is too short to fire."""
         if self.relearn_left > 0 or self.points < self.min_points or self.first_ts is None:
@@ -389,46 +513,70 @@ class SeriesDetector:
 
     def update(self, ts: dt.datetime | float | int, value: float) -> Point:
         """Score ``value`` at ``ts`` against the baseline so far, then learn from it."""
-        seconds = ts.timestamp() if isinstance(ts, dt.datetime) and ts.tzinfo is not None else epoch_seconds(ts)
+        if ts.__class__ is float and ts - ts == 0.0:  # finite epoch seconds: the engine's case
+            seconds = ts
+        elif isinstance(ts, dt.datetime) and ts.tzinfo is not None:
+            seconds = ts.timestamp()
+        else:
+            seconds = epoch_seconds(ts)
         value = float(value)
-        if not math.isfinite(value):
+        if value - value != 0.0:
             raise ValueError("value is not a finite number")
         if self.last_ts is not None and seconds <= self.last_ts:
             raise ValueError("timestamps must increase")
         if self.restart_at is not None and seconds >= self.restart_at:
             self._restart_now()
+        if value < 0.0 and self.log:
+            self._linear_from_now()
+        x = math.log1p(value) if self.log else value
         # A point up to EARLY_S before the hour counts for that hour, so a run scheduled at 02:00
         # that starts at 01:58 is in the same bucket as one starting at 02:07 (and five-minute
         # data still falls in its own hour but for the last point).
         hour = int(((seconds + EARLY_S) // 3600.0 + EPOCH_MONDAY_OFFSET_H) % 168)
         hours = 1.0 if self.last_ts is None else (seconds - self.last_ts) / 3600.0
         chosen = self.chosen()
-        learning = self.learning(seconds)
-        forecasts = []
+        # self.learning(seconds), written out: it runs for every point.
+        first_ts = self.first_ts
+        learning = (
+            self.relearn_left > 0
+            or self.points < self.min_points
+            or first_ts is None
+            or (seconds - first_ts) < self.min_span_hours * 3600.0
+        )
+        # Each profile forecasts the point, then learns from it (they are independent). An hour
+        # the chosen profile has never seen (a missing point last week) is scored by the next
+        # simpler profile that has seen it; with none, the point cannot be judged yet.
+        scored = None
+        simpler = True  # this profile is the chosen one or a simpler one
         for name, model in self.models.items():
             period = model.period
             bucket = 0 if period == 1 else (hour % 24 if period == 24 else hour)
             if model.level is None:
-                forecasts.append((name, model, bucket, value, 0.0, False))
+                expected, sigma = x, 0.0
             else:
                 known = model.visits[bucket] > 0
-                if not known and model.period > 1 and (nearby := model.neighbour_season(bucket)) is not None:
+                if not known and period > 1 and (nearby := model.neighbour_season(bucket)) is not None:
                     model.season[bucket], known = nearby, True
-                expected = model.predict(bucket)
-                forecasts.append((name, model, bucket, expected, model.sigma(expected), known))
-        # An hour the chosen profile has never seen (a missing point last week) is scored by the
-        # next simpler profile that has seen it; with none, the point cannot be judged yet.
-        point = None
-        for name, _model, _bucket, expected, sigma, known in reversed(forecasts[: self._index(chosen) + 1]):
-            if known:
-                point = self._point(seconds, value, expected, sigma, learning, name)
-                break
-        if point is None:
-            point = self._point(seconds, value, value, 0.0, True, chosen)
-        for _name, model, bucket, expected, sigma, _known in forecasts:
-            model.learn(bucket, value, expected, sigma, hours)
+                expected = model.level + PHI * model.trend + model.season[bucket]
+                # The spread as a standard deviation: the larger of the mean-absolute and the tail
+                # estimates, never under the floor (a share of the value).
+                spread = model.spread * NORMAL_SIGMA
+                tail = model.tail * TAIL_SIGMA
+                if tail > spread:
+                    spread = tail
+                floor = LOG_FLOOR if model.log else RELATIVE_FLOOR * abs(expected) + ABSOLUTE_FLOOR
+                sigma = spread if spread > floor else floor
+                if known and simpler:
+                    scored = (expected, sigma, name)
+            if name == chosen:
+                simpler = False
+            model.learn(bucket, x, expected, sigma, hours)
             if model.run:
                 model.shift_adapt(self.shift_points)
+        if scored is None:
+            point = self._point(seconds, value, x, x, 0.0, True, chosen)
+        else:
+            point = self._point(seconds, value, x, scored[0], scored[1], learning, scored[2])
         if self.first_ts is None:
             self.first_ts = seconds
         self.last_ts = seconds
@@ -437,30 +585,28 @@ class SeriesDetector:
             self.relearn_left -= 1
         return point
 
-    def _point(self, ts: float, value: float, expected: float, sigma: float, learning: bool, name: str) -> Point:
+    def _point(
+        self, ts: float, value: float, x: float, expected: float, sigma: float, learning: bool, name: str
+    ) -> Point:
         half = self._z * sigma
-        error = value - expected
-        if self.direction == Direction.UP:
-            distance = error if error > 0 else 0.0
-        elif self.direction == Direction.DOWN:
-            distance = -error if error < 0 else 0.0
-        else:
+        error = x - expected
+        if self._watch == Direction.BOTH:
             distance = error if error > 0 else -error
+        elif self._watch == Direction.UP:
+            distance = error if error > 0 else 0.0
+        else:
+            distance = -error if error < 0 else 0.0
         if learning or sigma <= 0.0:
             score = 0.0
         else:
             z = distance / sigma / SCORE_Z_SCALE
             score = 1.0 - math.exp(-z * z)
-        return Point(
-            ts=ts,
-            value=value,
-            expected=expected,
-            expected_low=expected - half,
-            expected_high=expected + half,
-            score=score,
-            is_anomaly=score >= self._threshold and not learning,
-            learning=learning,
-            seasonality=name,
+        low, high = expected - half, expected + half
+        if self.log:
+            # Back to the series' units: the band is as wide in ratios, so wider above than below.
+            expected, low, high = math.expm1(expected), math.expm1(low), math.expm1(high)
+        return _point_make(
+            ts, value, expected, low, high, score, score >= self._threshold and not learning, learning, name
         )
 
     # -- known change points ------------------------------------------------------------------
@@ -471,6 +617,15 @@ class SeriesDetector:
         self.restart_at = epoch_seconds(at)
         if self.last_ts is not None and self.restart_at <= self.last_ts:
             self._restart_now()
+
+    def _linear_from_now(self) -> None:
+        """A negative value: the series is not a count or a size, and log(1 + value) no longer
+        exists. The baseline learned in log space means nothing in the series' units, so the
+        detector starts over in them (learning again), once."""
+        self.log = False
+        self.models = {name: _Model(model.period, log=False) for name, model in self.models.items()}
+        self.first_ts = None
+        self.points = 0
 
     def _restart_now(self) -> None:
         self.restart_at = None
@@ -498,7 +653,8 @@ class SeriesDetector:
             "points": self.points,
             "relearn_left": self.relearn_left,
             "restart_at": self.restart_at,
-            "models": {name: model.to_dict() for name, model in self.models.items()},
+            "log": self.log,
+            "models": {name: model.to_list() for name, model in self.models.items()},
         }
 
     @classmethod
@@ -513,5 +669,8 @@ class SeriesDetector:
         detector.restart_at = data["restart_at"]
         if set(data["models"]) != set(detector.models):
             raise ValueError("state does not match its seasonality setting")
-        detector.models = {name: _Model.from_dict(_PERIODS[name], data["models"][name]) for name in detector.models}
+        detector.log = bool(data["log"])
+        detector.models = {
+            name: _Model.from_list(_PERIODS[name], detector.log, data["models"][name]) for name in detector.models
+        }
         return detector

@@ -98,15 +98,19 @@ def _run_points(
     runs = Run.objects.filter(
         loader__in=loaders, status=RunStatus.SUCCEEDED, finished_at__gt=since, finished_at__lte=until
     )
-    column = "duration_seconds" if source == "run_duration" else RUN_COLUMNS[source]
-    rows = runs.order_by("finished_at", "pk").values_list(
-        "loader_id", "loader__loader_code", "finished_at", "started_at", column
-    )
-    for loader_id, code, finished, started, value in rows.iterator(chunk_size=5000):
-        if value is None and source == "run_duration":
-            value = (finished - started).total_seconds()
-        if value is not None:
-            yield SeriesPoint(code, loader_id, finished, float(value))
+    if source == "run_duration":
+        rows = runs.order_by("finished_at", "pk").values_list(
+            "loader_id", "loader__loader_code", "finished_at", "started_at", "duration_seconds"
+        )
+        for loader_id, code, finished, started, value in rows.iterator(chunk_size=5000):
+            seconds = value if value is not None else (finished - started).total_seconds()
+            yield SeriesPoint(code, loader_id, finished, float(seconds))
+        return
+    rows = runs.exclude(**{f"{RUN_COLUMNS[source]}__isnull": True}).order_by("finished_at", "pk")
+    for loader_id, code, finished, value in rows.values_list(
+        "loader_id", "loader__loader_code", "finished_at", RUN_COLUMNS[source]
+    ).iterator(chunk_size=5000):
+        yield SeriesPoint(code, loader_id, finished, float(value))
 
 
 def _started_runs(

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from etl_monitor.humanize import duration_words
-from incidents.anomaly.detector import Direction, Sensitivity, SeriesDetector
+from incidents.anomaly.detector import Direction, Point, Sensitivity, SeriesDetector
 from incidents.anomaly.series import SOURCES, Approval, SeriesPoint, contract_history, series_points, source_label
 from incidents.kinds import Measurement, Param, Replay, RuleKind, kind_register, replay_current
 from loaders.models import Loader
@@ -57,38 +57,43 @@ class SeriesState:
     pk: int | None = None
     changed: bool = False
 
-    def feed(self, point: SeriesPoint, approvals: list[Approval]) -> dict[str, Any]:
+    def feed(self, point: SeriesPoint, approvals: list[Approval]) -> Point:
         """Score and learn one point, restarting the baseline first at a contract-changing
         approval that falls between the previous point and this one."""
-        for approval in approvals:
-            # Before the first point there is nothing learned to restart.
-            if approval.changed and self.last_at is not None and self.last_at < approval.at <= point.at:
-                self.detector.restart(approval.at)
-                self.version_number = approval.number
-        if self.last_at is not None:
-            gap = (point.at - self.last_at).total_seconds()
+        last = self.last_at
+        if last is not None:
+            for approval in approvals:
+                # Before the first point there is nothing learned to restart.
+                if approval.changed and last < approval.at <= point.at:
+                    self.detector.restart(approval.at)
+                    self.version_number = approval.number
+            gap = (point.at - last).total_seconds()
             usual = self.gap_seconds
             self.gap_seconds = gap if usual is None else (1 - GAP_MEMORY) * usual + GAP_MEMORY * gap
-        verdict = self.detector.update(point.at, point.value)
         self.last_at = point.at
         self.changed = True
-        return {
-            "at": point.at.isoformat(),
-            "value": verdict.value,
-            "expected": verdict.expected,
-            "expected_low": verdict.expected_low,
-            "expected_high": verdict.expected_high,
-            "score": round(verdict.score, 4),
-            "is_anomaly": verdict.is_anomaly,
-            "learning": verdict.learning,
-            "seasonality": verdict.seasonality,
-        }
+        return self.detector.update(point.at, point.value)
+
+
+def verdict_of(point: Point, at: dt.datetime) -> dict[str, Any]:
+    """A detector's verdict on a point as stored in AnomalyState.verdict (JSON)."""
+    return {
+        "at": at.isoformat(),
+        "value": point.value,
+        "expected": point.expected,
+        "expected_low": point.expected_low,
+        "expected_high": point.expected_high,
+        "score": round(point.score, 4),
+        "is_anomaly": point.is_anomaly,
+        "learning": point.learning,
+        "seasonality": point.seasonality,
+    }
 
 
 def detector_for(params: dict[str, Any]) -> SeriesDetector:
     """A fresh detector with the rule's settings."""
     return SeriesDetector(
-        sensitivity=params.get("sensitivity", Sensitivity.LOW),
+        sensitivity=params.get("sensitivity", Sensitivity.MEDIUM),
         direction=params.get("direction", Direction.BOTH),
         seasonality=params.get("seasonality", "auto"),
         min_points=params.get("min_points", 24),
@@ -160,7 +165,6 @@ class _Store:
             return
         rows = [
             AnomalyState(
-                pk=s.pk,
                 rule_id=self.rule.pk,
                 subject=s.subject,
                 loader_id=s.loader_id or None,
@@ -172,17 +176,17 @@ class _Store:
             )
             for s in changed
         ]
-        fields = ["detector", "verdict", "last_at", "gap_seconds", "version_number", "updated_at"]
-        existing = [r for r in rows if r.pk is not None]
-        for row in existing:
-            row.updated_at = dt.datetime.now(dt.UTC)
-        AnomalyState.objects.bulk_update(existing, fields, batch_size=200)
+        # One INSERT … ON CONFLICT DO UPDATE per batch: far cheaper to build than bulk_update's
+        # CASE per row and field, which cost seconds for a thousand states.
+        moment = dt.datetime.now(dt.UTC)
+        for row in rows:
+            row.updated_at = moment
         AnomalyState.objects.bulk_create(
-            [r for r in rows if r.pk is None],
-            batch_size=200,
+            rows,
+            batch_size=500,
             update_conflicts=True,
             unique_fields=["rule", "subject"],
-            update_fields=fields,
+            update_fields=["loader", "detector", "verdict", "last_at", "gap_seconds", "version_number", "updated_at"],
         )
 
 
@@ -257,7 +261,7 @@ class Anomaly(RuleKind):
         ),
         "direction": Param(str, default="both", choices=tuple(d.value for d in Direction), help="Which side alarms."),
         "sensitivity": Param(
-            str, default="low", choices=tuple(s.value for s in Sensitivity), help="How unusual a value must be."
+            str, default="medium", choices=tuple(s.value for s in Sensitivity), help="How unusual a value must be."
         ),
         "seasonality": Param(str, default="auto", choices=SEASONALITIES, help="auto: detected from the history."),
         "min_points": Param(int, default=24, help="Points the series needs before it may fire."),
@@ -306,19 +310,25 @@ class Anomaly(RuleKind):
         lasts = [s.last_at for s in states.values() if s.last_at is not None]
         since = max(min(lasts), history) if lasts else history
         approvals = store.approvals(loaders, now)
-        newest: dict[str, dict[str, Any]] = {}
+        newest: dict[str, tuple[Point, dt.datetime]] = {}
+        learned: set[str] = set()  # series learned from their history now: that history is not news
+        no_approvals: list[Approval] = []
         for point in self._due(store, params, loaders, states, known, since, history, now):
             state = states.get(point.subject)
-            if state is None:
-                state = states[point.subject] = SeriesState(point.subject, point.loader_id, detector_for(params))
-            if state.last_at is not None and point.at <= state.last_at:
+            if state is None or state.last_at is None:
+                if state is None:
+                    state = states[point.subject] = SeriesState(point.subject, point.loader_id, detector_for(params))
+                learned.add(point.subject)
+            elif point.at <= state.last_at:
                 continue  # late or duplicate: the detector never goes back
-            verdict = state.feed(point, approvals.get(point.loader_id, []))
+            verdict = state.feed(point, approvals.get(point.loader_id, no_approvals))
             worst = newest.get(point.subject)
-            if worst is None or verdict["is_anomaly"] or not worst["is_anomaly"]:
-                newest[point.subject] = verdict  # the latest, unless an earlier new point was anomalous
-        for subject, verdict in newest.items():
-            states[subject].verdict = verdict
+            if worst is None or not worst[0].is_anomaly or point.subject in learned or verdict.is_anomaly:
+                # The latest point, unless an earlier point that arrived since the last evaluation
+                # was anomalous (of a series learned from its history now, only the latest counts).
+                newest[point.subject] = (verdict, point.at)
+        for subject, (verdict, at) in newest.items():
+            states[subject].verdict = verdict_of(verdict, at)
         scope = store.scope_ids(loaders)
         measurements = [
             self._measure(rule, params, state, approvals.get(state.loader_id, []), now)
@@ -341,8 +351,7 @@ class Anomaly(RuleKind):
     ) -> Iterable[SeriesPoint]:
         """The points to feed at ``now``: of series already known, those after ``since`` (their
         own last point filters the rest); of loaders never seen, their last ANOMALY_HISTORY_DAYS."""
-        if since > history:
-            fresh = loaders.exclude(pk__in=known) if known else loaders
+        if since > history and (fresh := sorted(store.scope_ids(loaders) - known)):
             for point in store.points(params, fresh, history, since):
                 if point.loader_id not in known:
                     yield point
@@ -368,17 +377,16 @@ class Anomaly(RuleKind):
             "direction": params.get("direction"),
             "point_at": verdict["at"],
             # For message templates: "{subject}: {series} {headline}".
-            "expected_range": f"{_num(verdict['expected_low'])}–{_num(verdict['expected_high'])}",
+            "expected_range": f"{number_words(verdict['expected_low'])}–{number_words(verdict['expected_high'])}",
         }
         m = Measurement(state.subject, verdict["value"], loader_id=state.loader_id, details=details)
         m.breached = bool(verdict["is_anomaly"])
         at = dt.datetime.fromisoformat(verdict["at"])
-        details["headline"] = f"{_num(verdict['value'])}, expected {details['expected_range']}"
+        details["headline"] = f"{number_words(verdict['value'])}, expected {details['expected_range']}"
         if m.breached:
             m.summary = (
-                f"{label} was {_num(verdict['value'])} at {at:%Y-%m-%d %H:%M} UTC, expected "
-                f"{_num(verdict['expected_low'])}–{_num(verdict['expected_high'])} (score {verdict['score']:.2f}, "
-                f"{verdict['seasonality']} seasonality)"
+                f"{label} was {number_words(verdict['value'])} at {at:%Y-%m-%d %H:%M} UTC, expected "
+                f"{details['expected_range']} (score {verdict['score']:.2f}, {verdict['seasonality']} seasonality)"
             )
         elif self._missing(params, state, now):
             silent = (now - state.last_at).total_seconds()  # type: ignore[operator]
@@ -427,7 +435,8 @@ def approval_note(approvals: list[Approval], at: dt.datetime) -> dict[str, Any] 
     }
 
 
-def _num(value: float | None) -> str:
+def number_words(value: float | None) -> str:
+    """A value as titles and evidence write it: 13,502 or 0.25."""
     if value is None:
         return "—"
     if abs(value) >= 100:

@@ -138,6 +138,28 @@ class Page:
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
+    def screenshot_of(self, css: str, name: str, docs: str = "", margin: int = 8) -> Path:
+        """Like ``screenshot``, of one element's whole box (and ``margin`` px around it), wherever
+        it is on the page: a section further down than the window reaches."""
+        box = self.js(
+            "const r = arguments[0].getBoundingClientRect();"
+            "return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height];",
+            self.find(css),
+        )
+        left, top = max(0, box[0] - margin), max(0, box[1] - margin)
+        clip = {"x": left, "y": top, "width": box[2] + 2 * margin, "height": box[3] + 2 * margin, "scale": 1}
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True}
+        )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        paths = [ARTIFACTS / f"{self.test_name}--{name}.png"]
+        if docs and DOCS_SCREENSHOTS:
+            paths.append(Path(DOCS_SCREENSHOTS) / f"{docs}.png")
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(base64.b64decode(shot["data"]))
+        return paths[0]
+
     def viewport(self, size: tuple[int, int]) -> Page:
         self.driver.set_window_size(*size)
         return self
