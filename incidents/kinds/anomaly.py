@@ -56,6 +56,10 @@ class SeriesState:
     version_number: int | None = None
     pk: int | None = None
     changed: bool = False
+    # The measurement of the current verdict, reused while neither it nor the missing-data state
+    # changes (a backtest measures every subject at every tick; most ticks bring nothing new).
+    measured: tuple[int, Measurement] | None = None
+    verdicts: int = 0  # how many times the verdict was replaced: the key of ``measured``
 
     def feed(self, point: SeriesPoint, approvals: list[Approval]) -> Point:
         """Score and learn one point, restarting the baseline first at a contract-changing
@@ -329,12 +333,19 @@ class Anomaly(RuleKind):
                 newest[point.subject] = (verdict, point.at)
         for subject, (verdict, at) in newest.items():
             states[subject].verdict = verdict_of(verdict, at)
+            states[subject].verdicts += 1
         scope = store.scope_ids(loaders)
-        measurements = [
-            self._measure(rule, params, state, approvals.get(state.loader_id, []), now)
-            for state in states.values()
-            if state.verdict and state.loader_id in scope
-        ]
+        measurements = []
+        for state in states.values():
+            if not state.verdict or state.loader_id not in scope:
+                continue
+            cached = state.measured
+            if cached is not None and cached[0] == state.verdicts and not self._missing(params, state, now):
+                measurements.append(cached[1])
+                continue
+            m = self._measure(rule, params, state, approvals.get(state.loader_id, []), now)
+            state.measured = (state.verdicts, m) if m.details.get("missing_for_seconds") is None else None
+            measurements.append(m)
         store.save(states)
         return measurements
 
