@@ -369,6 +369,9 @@ INCIDENT_OPEN_CHUNK_SIZE = env.int("INCIDENT_OPEN_CHUNK_SIZE", default=500)
 # an anomaly that begins within this many minutes of a loader version's approval names that version.
 ANOMALY_HISTORY_DAYS = env.int("ANOMALY_HISTORY_DAYS", default=14)
 ANOMALY_APPROVAL_NOTE_MINUTES = env.int("ANOMALY_APPROVAL_NOTE_MINUTES", default=1440)
+# A backtest ("what would this rule have opened over N days") evaluates the rule at most this many
+# times: over a long span a short interval is stretched to fit (and the result says so).
+BACKTEST_MAX_EVALUATIONS = env.int("BACKTEST_MAX_EVALUATIONS", default=3000)
 # A detection task not started within this time is dropped (the tick or the cycle enqueues it again).
 DETECTION_TASK_EXPIRES_SECONDS = env.int("DETECTION_TASK_EXPIRES_SECONDS", default=120)
 

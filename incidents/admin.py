@@ -9,11 +9,14 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import InlineModelAdmin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -21,15 +24,17 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_GET, require_POST
 
 from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
-from etl_monitor.errors import InvalidInput, ServiceError
+from etl_monitor.errors import InvalidInput, PermissionRefused, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents import detection, selectors, services, silences
 from incidents.anomaly.band import BandUnavailable, anomaly_band, band_anchor
 from incidents.anomaly.evidence import anomaly_evidence, evidence_window
+from incidents.backtest import Backtest, WouldBeIncident, rule_backtest, rule_draft_backtest
 from incidents.kinds import kinds_all
 from incidents.models import ACTIVE_STATUSES, DetectionRule, Incident, IncidentStatus
 from incidents.selectors import contract_fields_hidden
 from incidents.wording import duration_words, what_fired
+from loaders.models import Loader
 
 
 class RuleForm(forms.ModelForm):
@@ -87,6 +92,99 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     def save_related(self, request: HttpRequest, form: RuleForm, formsets: Any, change: bool) -> None:
         return None  # the service saved the scope loaders
 
+    change_form_template = "admin/incidents/detectionrule/change_form.html"
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "<int:pk>/backtest/",
+                self.admin_site.admin_view(self.backtest_view),
+                name="incidents_detectionrule_backtest",
+            ),
+            *super().get_urls(),
+        ]
+
+    def backtest_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The rule's backtest page: reading the rule is enough (a backtest changes nothing)."""
+        rule = get_object_or_404(DetectionRule, pk=pk)
+        if not self.has_view_permission(request, rule):
+            raise PermissionDenied
+        days, result, problem = request.GET.get("days", "30"), None, ""
+        if "days" in request.GET:
+            try:
+                result = rule_backtest(rule=rule, days=days)
+            except InvalidInput as exc:
+                problem = "; ".join(" ".join(messages_) for messages_ in exc.errors.values())
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "rule": rule,
+            "title": f"Backtest {rule.name}",
+            "days": days,
+            "problem": problem,
+            **backtest_context(result),
+        }
+        return TemplateResponse(request, "admin/incidents/detectionrule/backtest.html", context)
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        if request.method == "POST" and "_backtest" in request.POST:
+            return self._draft_backtest_view(request, object_id, form_url)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _draft_backtest_view(self, request: HttpRequest, object_id: str | None, form_url: str) -> HttpResponse:
+        """ "Backtest these settings": the form validated as for saving, the backtest run on its values,
+        and the same form shown again with the result — nothing saved."""
+        add = object_id is None
+        obj = None
+        if not add:
+            if not key_holds(self.opts.pk, unquote(object_id)):
+                raise Http404
+            obj = self.get_object(request, unquote(object_id))
+            if obj is None:
+                raise Http404
+        if not (self.has_add_permission(request) if add else self.has_change_permission(request, obj)):
+            raise PermissionDenied
+        fieldsets = self.get_fieldsets(request, obj)
+        form_class = self.get_form(request, obj, change=not add, fields=flatten_fieldsets(fieldsets))
+        form = form_class(request.POST, request.FILES, instance=obj)
+        days = request.POST.get("_backtest_days", "30")
+        result = None
+        if form.is_valid():
+            data = {k: v for k, v in form.cleaned_data.items() if k in services.RULE_FIELDS}
+            data["scope_loaders"] = list(data.get("scope_loaders") or [])
+            try:
+                result = rule_draft_backtest(user=request.user, data=data, days=days, rule=obj)
+            except InvalidInput as exc:
+                for name, problems in exc.errors.items():
+                    field = name.split(".")[0]
+                    form.add_error(field if field in form.fields else None, "; ".join(problems))
+            except PermissionRefused as exc:
+                messages.error(request, exc.message)
+        admin_form = helpers.AdminForm(
+            form, list(fieldsets), self.get_prepopulated_fields(request, obj), self.get_readonly_fields(request, obj),
+            model_admin=self,
+        )  # fmt: skip
+        context = {
+            **self.admin_site.each_context(request),
+            "title": ("Add %s" if add else "Change %s") % self.opts.verbose_name,
+            "subtitle": str(obj) if obj else None,
+            "adminform": admin_form,
+            "object_id": object_id,
+            "original": obj,
+            "is_popup": False,
+            "to_field": None,
+            "media": self.media + admin_form.media,
+            "inline_admin_formsets": [],
+            "errors": helpers.AdminErrorList(form, []),
+            "preserved_filters": self.get_preserved_filters(request),
+            "backtest_days": days,
+            "backtest_draft": True,
+            **backtest_context(result),
+        }
+        return self.render_change_form(request, context, add=add, change=not add, obj=obj, form_url=form_url)
+
     @admin.action(description="Evaluate now and show the decisions", permissions=["change"])
     def evaluate_now(self, request: HttpRequest, queryset: QuerySet[DetectionRule]) -> None:
         for rule in queryset:
@@ -94,6 +192,45 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
             summary = "; ".join(f"{d.subject}: {d.action}" for d in report.decisions) or "nothing measured"
             level = messages.ERROR if report.error else messages.INFO
             messages.add_message(request, level, f"{rule.name}: {report.error or summary}")
+
+
+def backtest_context(result: Backtest | None) -> dict[str, Any]:
+    """What the backtest templates show of a result: each would-be incident with its loader's page."""
+    if result is None:
+        return {"backtest": None}
+    codes = dict(
+        Loader.objects.filter(pk__in={i.loader_id for i in result.incidents if i.loader_id}).values_list(
+            "pk", "loader_code"
+        )
+    )
+    rows = [
+        {
+            "incident": incident,
+            "loader_url": reverse("operations:loader", args=[codes[incident.loader_id]])
+            if incident.loader_id in codes
+            else "",
+            "duration": duration_words(incident.duration_seconds)
+            if incident.end
+            else f"{duration_words((result.end - incident.start).total_seconds())} so far",
+            "peak": _peak_words(incident),
+        }
+        for incident in result.incidents
+    ]
+    per_subject = sorted(result.per_subject.items(), key=lambda item: (-item[1], item[0]))
+    return {
+        "backtest": result,
+        "backtest_rows": rows,
+        "backtest_per_subject": per_subject,
+        "backtest_step": duration_words(result.step_seconds),
+        "backtest_took": duration_words(result.elapsed_seconds),
+    }
+
+
+def _peak_words(incident: WouldBeIncident) -> str:
+    if incident.peak is None:
+        return "—"
+    value = f"{incident.peak:,.2f}".rstrip("0").rstrip(".")
+    return f"{value} (score {incident.peak_score:.2f})" if incident.peak_score is not None else value
 
 
 class IncidentStatusFilter(admin.SimpleListFilter):

@@ -124,3 +124,47 @@ class SilenceSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         model = Silence
         fields = ("id", *SILENCE_FIELDS, "created_by", "created_at")
         read_only_fields = ("id", "created_by", "created_at")
+
+
+class BacktestRequestSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    days = serializers.IntegerField(default=30, help_text="How many days back, 1 to 90.")
+
+
+class RuleDraftBacktestSerializer(RuleSerializer):
+    """A rule's fields as for creating one (validated, never saved), and the days to backtest."""
+
+    days = serializers.IntegerField(default=30, write_only=True, help_text="How many days back, 1 to 90.")
+
+    class Meta(RuleSerializer.Meta):
+        fields = (*RuleSerializer.Meta.fields, "days")
+        extra_kwargs = {"name": {"validators": [], "required": False}}
+
+
+class WouldBeIncidentSerializer(serializers.Serializer):
+    subject = serializers.CharField()
+    loader_id = serializers.IntegerField(allow_null=True)
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(allow_null=True, help_text="Null: still open at the end of the backtest.")
+    duration_seconds = serializers.FloatField(allow_null=True)
+    peak = serializers.FloatField(allow_null=True, help_text="The most extreme value measured while it was open.")
+    peak_score = serializers.FloatField(allow_null=True, help_text="Anomaly rules: the highest score while open.")
+    peak_at = serializers.DateTimeField(allow_null=True)
+    occurrences = serializers.IntegerField()
+    reopened = serializers.IntegerField()
+    flapping = serializers.BooleanField()
+
+
+class BacktestSerializer(serializers.Serializer):
+    """What a rule would have opened (``incidents.backtest.Backtest.as_dict``)."""
+
+    rule = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    step_seconds = serializers.IntegerField(help_text="The time between two evaluations.")
+    evaluations = serializers.IntegerField()
+    subjects_measured = serializers.IntegerField()
+    incidents = WouldBeIncidentSerializer(many=True)
+    per_subject = serializers.DictField(child=serializers.IntegerField())
+    errors = serializers.ListField(child=serializers.CharField())
+    notes = serializers.ListField(child=serializers.CharField())
+    elapsed_seconds = serializers.FloatField()

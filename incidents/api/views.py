@@ -15,14 +15,18 @@ from rest_framework.response import Response
 from etl_monitor.permissions import RoleViewPermission
 from incidents import services, silences
 from incidents.api.serializers import (
+    BacktestRequestSerializer,
+    BacktestSerializer,
     CommentSerializer,
     EventSerializer,
     IncidentActionSerializer,
     IncidentDetailSerializer,
     IncidentSerializer,
+    RuleDraftBacktestSerializer,
     RuleSerializer,
     SilenceSerializer,
 )
+from incidents.backtest import rule_backtest, rule_draft_backtest
 from incidents.kinds import kinds_all
 from incidents.models import DetectionRule, EventKind, Incident, Silence
 from incidents.selectors import incidents_of_run
@@ -67,6 +71,35 @@ class RuleViewSet(viewsets.ModelViewSet):
                 for name, kind in kinds_all().items()
             }
         )
+
+    @extend_schema(
+        operation_id="v1_rules_backtest",
+        summary="What this rule would have opened over the last N days (nothing is written)",
+        request=BacktestRequestSerializer,
+        responses={200: BacktestSerializer},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[RoleViewPermission])
+    def backtest(self, request: Request, pk: str) -> Response:
+        """Reading the rule is enough: a backtest changes nothing."""
+        params = BacktestRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        result = rule_backtest(rule=self.get_object(), days=params.validated_data["days"])
+        return Response(result.as_dict())
+
+    @extend_schema(
+        operation_id="v1_rules_backtest_draft",
+        summary="What a rule with these settings would have opened (a draft: validated, never saved)",
+        request=RuleDraftBacktestSerializer,
+        responses={200: BacktestSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="backtest")
+    def backtest_draft(self, request: Request) -> Response:
+        """The permission to add rules, as creating it would need (the service checks it too)."""
+        draft = RuleDraftBacktestSerializer(data=request.data)
+        draft.is_valid(raise_exception=True)
+        data = dict(draft.validated_data)
+        days = data.pop("days")
+        return Response(rule_draft_backtest(user=request.user, data=data, days=days).as_dict())
 
 
 class SilenceViewSet(viewsets.ModelViewSet):

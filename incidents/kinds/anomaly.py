@@ -216,8 +216,14 @@ class _ReplayStore(_Store):
         self, params: dict[str, Any], loaders: QuerySet[Loader], since: dt.datetime, now: dt.datetime
     ) -> Iterable[SeriesPoint]:
         stamps, points = self._all(params, loaders)
-        low = bisect.bisect_right(stamps, since.timestamp())
+        # Points up to the previous evaluation were all offered then (the replay's points never
+        # arrive late), so each series' last point already covers them: offered again they would only
+        # be skipped. Without this, one series that stops makes every later evaluation re-read all
+        # points since its last one (up to ANOMALY_HISTORY_DAYS of every series).
+        offered = self.memory.get("offered_until", float("-inf"))
+        low = bisect.bisect_right(stamps, max(since.timestamp(), offered))
         high = bisect.bisect_right(stamps, now.timestamp())
+        self.memory["offered_until"] = max(offered, now.timestamp())
         return points[low:high]
 
     def approvals(self, loaders: QuerySet[Loader], now: dt.datetime) -> dict[int, list[Approval]]:

@@ -218,9 +218,9 @@ class RunDuration(RuleKind):
         mode = rule.params.get("mode", "max")
         runs = Run.objects.filter(loader__in=loaders).select_related("loader")
         if mode == "max":
-            runs = runs.filter(Q(status=RunStatus.RUNNING) | Q(finished_at__gte=since))
+            runs = runs.filter(Q(status=RunStatus.RUNNING) | Q(finished_at__gte=since, finished_at__lte=now))
         else:
-            runs = runs.filter(finished_at__gte=since, status=RunStatus.SUCCEEDED)
+            runs = runs.filter(finished_at__gte=since, finished_at__lte=now, status=RunStatus.SUCCEEDED)
         worst: dict[int, Measurement] = {}
         runs = list(
             runs.only(
@@ -293,7 +293,12 @@ class VolumeOutOfRange(RuleKind):
 
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         runs = (
-            Run.objects.filter(loader__in=loaders, finished_at__gte=window_start(rule, now), rows_written__isnull=False)
+            Run.objects.filter(
+                loader__in=loaders,
+                finished_at__gte=window_start(rule, now),
+                finished_at__lte=now,  # a backtest's past moment must not see later runs
+                rows_written__isnull=False,
+            )
             .order_by("loader_id", "-finished_at")
             .select_related("loader")
         )
@@ -524,7 +529,7 @@ class MissedRun(RuleKind):
             return []
         earliest = min(due - tolerance for due, tolerance, _v in expected.values())
         last_start = dict(
-            Run.objects.filter(loader_id__in=expected, started_at__gte=earliest)
+            Run.objects.filter(loader_id__in=expected, started_at__gte=earliest, started_at__lte=now)
             .values("loader_id")
             .annotate(last=Max("started_at"))
             .values_list("loader_id", "last")
