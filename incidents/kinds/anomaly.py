@@ -387,17 +387,19 @@ class Anomaly(RuleKind):
             "sensitivity": params.get("sensitivity"),
             "direction": params.get("direction"),
             "point_at": verdict["at"],
-            # For message templates: "{subject}: {series} {headline}".
-            "expected_range": f"{number_words(verdict['expected_low'])}–{number_words(verdict['expected_high'])}",
         }
         m = Measurement(state.subject, verdict["value"], loader_id=state.loader_id, details=details)
         m.breached = bool(verdict["is_anomaly"])
-        at = dt.datetime.fromisoformat(verdict["at"])
-        details["headline"] = f"{number_words(verdict['value'])}, expected {details['expected_range']}"
+        # The words for messages ("{subject}: {series} {headline}") only where a message is written:
+        # a clear measurement is never rendered, and a backtest makes hundreds of thousands of them.
         if m.breached:
+            at = dt.datetime.fromisoformat(verdict["at"])
+            expected_range = f"{number_words(verdict['expected_low'])}–{number_words(verdict['expected_high'])}"
+            details["expected_range"] = expected_range
+            details["headline"] = f"{number_words(verdict['value'])}, expected {expected_range}"
             m.summary = (
                 f"{label} was {number_words(verdict['value'])} at {at:%Y-%m-%d %H:%M} UTC, expected "
-                f"{details['expected_range']} (score {verdict['score']:.2f}, {verdict['seasonality']} seasonality)"
+                f"{expected_range} (score {verdict['score']:.2f}, {verdict['seasonality']} seasonality)"
             )
         elif self._missing(params, state, now):
             silent = (now - state.last_at).total_seconds()  # type: ignore[operator]
@@ -406,6 +408,9 @@ class Anomaly(RuleKind):
             details["missing_for_seconds"] = round(silent)
             details["usual_gap_seconds"] = round(state.gap_seconds or 0)
             at = now
+            details["expected_range"] = (
+                f"{number_words(verdict['expected_low'])}–{number_words(verdict['expected_high'])}"
+            )
             details["headline"] = f"missing for {duration_words(silent)}"
             m.summary = (
                 f"no new {label} for {duration_words(silent)} (usually every {duration_words(state.gap_seconds or 0)})"
