@@ -187,7 +187,9 @@ class BacktestJobSerializer(serializers.Serializer):
     rule_name = serializers.CharField()
     draft = serializers.SerializerMethodField(help_text="True: a draft's settings, not the saved rule.")
     days = serializers.IntegerField()
-    size = serializers.IntegerField(source="rows_total", help_text="The estimate: loaders in scope × evaluations.")
+    size = serializers.IntegerField(
+        source="rows_total", help_text="The estimate that queued it: (loaders in scope + 40) × evaluations."
+    )
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)

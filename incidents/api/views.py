@@ -36,7 +36,7 @@ from incidents.selectors import incidents_of_run
 from signals_app.models import Run
 
 BACKTEST_QUEUED_WORDS = (
-    "Up to BACKTEST_INLINE_MAX subject-evaluations (loaders in scope × evaluations) the backtest runs "
+    "Up to BACKTEST_INLINE_MAX in size ((loaders in scope + 40) × evaluations) the backtest runs "
     "while you wait: 200 with the result. A bigger one runs on the worker: 202 with the job's id and URL "
     "(also the Location header); GET that URL until its status is DONE (the result) or FAILED (the error)."
 )
@@ -84,7 +84,7 @@ class RuleViewSet(viewsets.ModelViewSet):
     @extend_schema(
         operation_id="v1_rules_backtest",
         summary="What this rule would have opened over the last N days (nothing is written)",
-        description=BACKTEST_QUEUED_WORDS,
+        description="Reading the rule is enough: a backtest changes nothing. " + BACKTEST_QUEUED_WORDS,
         request=BacktestRequestSerializer,
         responses={200: BacktestSerializer, 202: BacktestQueuedSerializer},
     )
@@ -99,7 +99,7 @@ class RuleViewSet(viewsets.ModelViewSet):
     @extend_schema(
         operation_id="v1_rules_backtest_draft",
         summary="What a rule with these settings would have opened (a draft: validated, never saved)",
-        description=BACKTEST_QUEUED_WORDS,
+        description="Needs the permission to add rules, as creating it would. " + BACKTEST_QUEUED_WORDS,
         request=RuleDraftBacktestSerializer,
         responses={200: BacktestSerializer, 202: BacktestQueuedSerializer},
     )
