@@ -110,6 +110,7 @@ def _job_create(
         rows_total=size,
     )
     transaction.on_commit(lambda: _job_enqueue(job.pk))
+    job.refresh_from_db()  # outside a transaction it is queued already, or FAILED if the queue was away
     return job
 
 

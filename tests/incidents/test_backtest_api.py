@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from incidents.backtest import rule_backtest
+from incidents.backtest_jobs import QUEUE_UNAVAILABLE
 from incidents.models import BacktestJob, DetectionRule, Incident, RuleSubjectState
 from tests.incidents.test_backtest import add_lag_signals
 
@@ -170,3 +171,13 @@ def test_only_the_requester_and_admins_read_a_job(viewer, operator, admin_user, 
     assert api(viewer).get("/api/v1/backtests/00000000-0000-0000-0000-000000000000/").status_code == 404
     assert api(viewer).get("/api/v1/backtests/not-a-job/").status_code == 404
     assert api(admin_user).get("/api/v1/backtests/").status_code == 404, "no list: a job is reached by its URL"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_big_backtest_that_cannot_be_queued_fails_at_once_saying_why(broker_down, viewer, lag_rule, settings):
+    settings.BACKTEST_INLINE_MAX = 1
+    response = api(viewer).post(f"/api/v1/rules/{lag_rule.pk}/backtest/", {"days": 2}, format="json")
+    assert response.status_code == 202 and response.json()["status"] == "FAILED"
+    body = api(viewer).get(response["Location"]).json()
+    assert (body["status"], body["error"], body["result"]) == ("FAILED", QUEUE_UNAVAILABLE, None)
+    assert body["finished_at"]
