@@ -37,6 +37,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "loaders.tasks.loader_import_cleanup",
         "schedule": timedelta(hours=1),
     },
+    # Rule backtests run as jobs: fail those the queue lost (never left RUNNING for ever) and delete
+    # those that ended BACKTEST_JOB_KEEP_DAYS ago (their results can be large).
+    "backtest-jobs-cleanup": {
+        "task": "incidents.tasks.backtest_jobs_cleanup",
+        "schedule": timedelta(hours=1),
+    },
     # Notifications: the outbox sweep resumes deliveries whose worker died mid-send and
     # sends due ones whose task was lost; escalation notifies the next tier of incidents
     # nobody acknowledged within their rule's escalation timeout.

@@ -372,6 +372,14 @@ ANOMALY_APPROVAL_NOTE_MINUTES = env.int("ANOMALY_APPROVAL_NOTE_MINUTES", default
 # A backtest ("what would this rule have opened over N days") evaluates the rule at most this many
 # times: over a long span a short interval is stretched to fit (and the result says so).
 BACKTEST_MAX_EVALUATIONS = env.int("BACKTEST_MAX_EVALUATIONS", default=3000)
+# A backtest up to this size ((loaders in scope + 40) × evaluations: incidents.backtest.backtest_size)
+# runs while the user waits, about 2 s at most as measured; a bigger one runs on the worker as a job
+# (a request must stay well under WEB_TIMEOUT).
+BACKTEST_INLINE_MAX = env.int("BACKTEST_INLINE_MAX", default=30_000)
+# Finished backtest jobs (and their results) are deleted this many days after they ended; one
+# queued or running for longer than BACKTEST_JOB_STALE_MINUTES is failed (its worker lost it).
+BACKTEST_JOB_KEEP_DAYS = env.int("BACKTEST_JOB_KEEP_DAYS", default=3)
+BACKTEST_JOB_STALE_MINUTES = env.int("BACKTEST_JOB_STALE_MINUTES", default=60)
 # A detection task not started within this time is dropped (the tick or the cycle enqueues it again).
 DETECTION_TASK_EXPIRES_SECONDS = env.int("DETECTION_TASK_EXPIRES_SECONDS", default=120)
 

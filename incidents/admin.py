@@ -29,9 +29,15 @@ from etl_monitor.history_admin import ReadOnlyHistoryAdmin
 from incidents import detection, selectors, services, silences
 from incidents.anomaly.band import BandUnavailable, anomaly_band, band_anchor
 from incidents.anomaly.evidence import anomaly_evidence, evidence_window
-from incidents.backtest import Backtest, WouldBeIncident, rule_backtest, rule_draft_backtest
+from incidents.backtest import Backtest, WouldBeIncident
+from incidents.backtest_jobs import (
+    backtest_job_result,
+    backtest_jobs_visible,
+    rule_backtest_start,
+    rule_draft_backtest_start,
+)
 from incidents.kinds import kinds_all
-from incidents.models import ACTIVE_STATUSES, DetectionRule, Incident, IncidentStatus
+from incidents.models import ACTIVE_STATUSES, BacktestJob, DetectionRule, Incident, IncidentStatus
 from incidents.selectors import contract_fields_hidden
 from incidents.wording import duration_words, what_fired
 from loaders.models import Loader
@@ -101,6 +107,11 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
                 self.admin_site.admin_view(self.backtest_view),
                 name="incidents_detectionrule_backtest",
             ),
+            path(
+                "backtests/<uuid:job_id>/",
+                self.admin_site.admin_view(self.backtest_job_view),
+                name="incidents_detectionrule_backtest_job",
+            ),
             *super().get_urls(),
         ]
 
@@ -112,9 +123,11 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
         days, result, problem = request.GET.get("days", "30"), None, ""
         if "days" in request.GET:
             try:
-                result = rule_backtest(rule=rule, days=days)
+                result = rule_backtest_start(user=request.user, rule=rule, days=days)
             except InvalidInput as exc:
                 problem = "; ".join(" ".join(messages_) for messages_ in exc.errors.values())
+            if isinstance(result, BacktestJob):  # too big to wait for: its page shows it running, then the result
+                return HttpResponseRedirect(reverse("admin:incidents_detectionrule_backtest_job", args=[result.pk]))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -155,13 +168,15 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
             data = {k: v for k, v in form.cleaned_data.items() if k in services.RULE_FIELDS}
             data["scope_loaders"] = list(data.get("scope_loaders") or [])
             try:
-                result = rule_draft_backtest(user=request.user, data=data, days=days, rule=obj)
+                result = rule_draft_backtest_start(user=request.user, data=data, days=days, rule=obj)
             except InvalidInput as exc:
                 for name, problems in exc.errors.items():
                     field = name.split(".")[0]
                     form.add_error(field if field in form.fields else None, "; ".join(problems))
             except PermissionRefused as exc:
                 messages.error(request, exc.message)
+            if isinstance(result, BacktestJob):
+                return HttpResponseRedirect(reverse("admin:incidents_detectionrule_backtest_job", args=[result.pk]))
         admin_form = helpers.AdminForm(
             form, list(fieldsets), self.get_prepopulated_fields(request, obj), self.get_readonly_fields(request, obj),
             model_admin=self,
@@ -184,6 +199,24 @@ class DetectionRuleAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
             **backtest_context(result),
         }
         return self.render_change_form(request, context, add=add, change=not add, obj=obj, form_url=form_url)
+
+    def backtest_job_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
+        """A backtest running on the worker: "Running…" (the page refreshes itself), then its result.
+        Only its requester and Admins see it; anyone else gets a 404, as if it did not exist."""
+        job = get_object_or_404(backtest_jobs_visible(user=request.user), pk=job_id)
+        running = job.status in (BacktestJob.Status.QUEUED, BacktestJob.Status.RUNNING)
+        since = job.started_at if job.status == BacktestJob.Status.RUNNING and job.started_at else job.created_at
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Backtest {job.rule_name}",
+            "job": job,
+            "running": running,
+            "since": duration_words(round((timezone.now() - since).total_seconds())),
+            "backtest_draft": job.draft is not None,
+            **backtest_context(backtest_job_result(job)),
+        }
+        return TemplateResponse(request, "admin/incidents/detectionrule/backtest_job.html", context)
 
     @admin.action(description="Evaluate now and show the decisions", permissions=["change"])
     def evaluate_now(self, request: HttpRequest, queryset: QuerySet[DetectionRule]) -> None:

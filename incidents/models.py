@@ -16,7 +16,7 @@ from django.db.models import Q
 from django_fsm import FSMField, FSMModelMixin, transition
 from simple_history.models import HistoricalRecords
 
-from loaders.models import Loader, Severity, Tag, Team
+from loaders.models import BackgroundJob, Loader, Severity, Tag, Team
 
 
 class RuleType(models.TextChoices):
@@ -278,3 +278,27 @@ class Silence(models.Model):
 
     def __str__(self) -> str:
         return self.comment[:60] or f"silence #{self.pk}"
+
+
+class BacktestJob(BackgroundJob):
+    """A rule backtest too big to run while the user waits (``incidents.backtest_jobs``).
+
+    Either a saved ``rule`` or a ``draft`` (the validated fields of a rule form or API body, never
+    saved) with its listed loaders; the worker runs it and keeps ``result`` (``Backtest.as_dict``).
+    ``rows_total`` is the size estimate that sent it here (subjects × evaluations). Only its
+    requester and Admins see it; the hourly cleanup deletes it BACKTEST_JOB_KEEP_DAYS after it ended.
+    """
+
+    rule = models.ForeignKey(DetectionRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rule_name = models.CharField(max_length=200, help_text="The rule's (or the draft's) name when it was asked for.")
+    draft = models.JSONField(null=True, blank=True, editable=False)
+    scope_loader_ids = models.JSONField(null=True, blank=True, editable=False)
+    days = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True, editable=False)
+
+    class Meta(BackgroundJob.Meta):
+        verbose_name = "rule backtest"
+
+    def __str__(self) -> str:
+        return f"backtest of {self.rule_name} over {self.days} days ({self.get_status_display().lower()})"

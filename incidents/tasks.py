@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import transaction
 
 from etl_monitor.outage import task_publish
+from incidents.backtest_jobs import backtest_job_run
+from incidents.backtest_jobs import backtest_jobs_cleanup as jobs_cleanup
 from incidents.detection import rule_evaluate_claimed, rules_due, rules_evaluate_claimed, rules_for_loader
 
 
@@ -53,6 +55,18 @@ def rules_evaluate_for_loader(loader_id: int, rule_ids: list[int] | None = None,
         rules_evaluate_for_loader.apply_async(
             (loader_id, busy, attempt + 1), countdown=1, expires=settings.DETECTION_TASK_EXPIRES_SECONDS
         )
+
+
+@shared_task(name="incidents.tasks.backtest_run", ignore_result=True, acks_late=True)
+def backtest_run(job_id: str) -> None:
+    """Run a queued rule backtest (a finished job is left alone; a redelivered one runs again)."""
+    backtest_job_run(job_id=job_id)
+
+
+@shared_task(name="incidents.tasks.backtest_jobs_cleanup")
+def backtest_jobs_cleanup() -> int:
+    """Fail backtest jobs the queue lost and delete old ones; returns how many."""
+    return jobs_cleanup()
 
 
 def failure_reported(loader_id: int) -> None:

@@ -9,7 +9,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from etl_monitor.api import RejectUnknownFieldsMixin
-from incidents.models import DetectionRule, Incident, IncidentEvent, Silence
+from incidents.models import BacktestJob, DetectionRule, Incident, IncidentEvent, Silence
 from incidents.selectors import LINKS_MAX, incident_triggering_runs
 from incidents.services import RULE_FIELDS
 from incidents.silences import SILENCE_FIELDS
@@ -168,3 +168,34 @@ class BacktestSerializer(serializers.Serializer):
     errors = serializers.ListField(child=serializers.CharField())
     notes = serializers.ListField(child=serializers.CharField())
     elapsed_seconds = serializers.FloatField()
+
+
+class BacktestQueuedSerializer(serializers.Serializer):
+    """A backtest too big to wait for (BACKTEST_INLINE_MAX): queued as a job; poll ``url``."""
+
+    id = serializers.UUIDField()
+    status = serializers.CharField(help_text="QUEUED (or FAILED at once, when the queue was unavailable).")
+    url = serializers.URLField(help_text="GET it for the job's status and, once DONE, its result.")
+
+
+class BacktestJobSerializer(serializers.Serializer):
+    """A backtest run by the worker: its status, and once DONE its result."""
+
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["QUEUED", "RUNNING", "DONE", "FAILED"])
+    rule = serializers.IntegerField(source="rule_id", allow_null=True, help_text="Null for a draft's backtest.")
+    rule_name = serializers.CharField()
+    draft = serializers.SerializerMethodField(help_text="True: a draft's settings, not the saved rule.")
+    days = serializers.IntegerField()
+    size = serializers.IntegerField(
+        source="rows_total", help_text="The estimate that queued it: (loaders in scope + 40) × evaluations."
+    )
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(help_text="Why it FAILED; empty otherwise.")
+    result = BacktestSerializer(allow_null=True, help_text="The backtest once DONE; null before, and when FAILED.")
+
+    def get_draft(self, job: BacktestJob) -> bool:
+        return job.draft is not None

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
@@ -15,6 +16,8 @@ from rest_framework.response import Response
 from etl_monitor.permissions import RoleViewPermission
 from incidents import services, silences
 from incidents.api.serializers import (
+    BacktestJobSerializer,
+    BacktestQueuedSerializer,
     BacktestRequestSerializer,
     BacktestSerializer,
     CommentSerializer,
@@ -26,11 +29,17 @@ from incidents.api.serializers import (
     RuleSerializer,
     SilenceSerializer,
 )
-from incidents.backtest import rule_backtest, rule_draft_backtest
+from incidents.backtest_jobs import backtest_jobs_visible, rule_backtest_start, rule_draft_backtest_start
 from incidents.kinds import kinds_all
-from incidents.models import DetectionRule, EventKind, Incident, Silence
+from incidents.models import BacktestJob, DetectionRule, EventKind, Incident, Silence
 from incidents.selectors import incidents_of_run
 from signals_app.models import Run
+
+BACKTEST_QUEUED_WORDS = (
+    "Up to BACKTEST_INLINE_MAX in size ((loaders in scope + 40) × evaluations) the backtest runs "
+    "while you wait: 200 with the result. A bigger one runs on the worker: 202 with the job's id and URL "
+    "(also the Location header); GET that URL until its status is DONE (the result) or FAILED (the error)."
+)
 
 
 class RuleViewSet(viewsets.ModelViewSet):
@@ -75,22 +84,24 @@ class RuleViewSet(viewsets.ModelViewSet):
     @extend_schema(
         operation_id="v1_rules_backtest",
         summary="What this rule would have opened over the last N days (nothing is written)",
+        description="Reading the rule is enough: a backtest changes nothing. " + BACKTEST_QUEUED_WORDS,
         request=BacktestRequestSerializer,
-        responses={200: BacktestSerializer},
+        responses={200: BacktestSerializer, 202: BacktestQueuedSerializer},
     )
     @action(detail=True, methods=["post"], permission_classes=[RoleViewPermission])
     def backtest(self, request: Request, pk: str) -> Response:
         """Reading the rule is enough: a backtest changes nothing."""
         params = BacktestRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        result = rule_backtest(rule=self.get_object(), days=params.validated_data["days"])
-        return Response(result.as_dict())
+        result = rule_backtest_start(user=request.user, rule=self.get_object(), days=params.validated_data["days"])
+        return _backtest_response(request, result)
 
     @extend_schema(
         operation_id="v1_rules_backtest_draft",
         summary="What a rule with these settings would have opened (a draft: validated, never saved)",
+        description="Needs the permission to add rules, as creating it would. " + BACKTEST_QUEUED_WORDS,
         request=RuleDraftBacktestSerializer,
-        responses={200: BacktestSerializer},
+        responses={200: BacktestSerializer, 202: BacktestQueuedSerializer},
     )
     @action(detail=False, methods=["post"], url_path="backtest")
     def backtest_draft(self, request: Request) -> Response:
@@ -99,7 +110,29 @@ class RuleViewSet(viewsets.ModelViewSet):
         draft.is_valid(raise_exception=True)
         data = dict(draft.validated_data)
         days = data.pop("days")
-        return Response(rule_draft_backtest(user=request.user, data=data, days=days).as_dict())
+        return _backtest_response(request, rule_draft_backtest_start(user=request.user, data=data, days=days))
+
+
+def _backtest_response(request: Request, result: Any) -> Response:
+    """200 with an inline result; 202 with the job's address for one queued."""
+    if not isinstance(result, BacktestJob):
+        return Response(result.as_dict())
+    url = request.build_absolute_uri(reverse("v1:backtest-detail", args=[result.pk]))
+    body = {"id": str(result.pk), "status": result.status, "url": url}
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+@extend_schema_view(retrieve=extend_schema(summary="A backtest job: its status and, once DONE, its result"))
+class BacktestJobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Backtests run by the worker. Only their requester and Admins see them: anyone else gets a 404."""
+
+    serializer_class = BacktestJobSerializer
+    permission_classes = [RoleViewPermission]
+    queryset = BacktestJob.objects.none()
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self) -> QuerySet[BacktestJob]:
+        return backtest_jobs_visible(user=self.request.user)
 
 
 class SilenceViewSet(viewsets.ModelViewSet):

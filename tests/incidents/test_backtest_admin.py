@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents.models import DetectionRule, Incident, RuleSubjectState
+from incidents.models import BacktestJob, DetectionRule, Incident, RuleSubjectState
 from tests.incidents.test_backtest import add_lag_signals
 
 FORM = {
@@ -99,3 +99,63 @@ def test_readers_cannot_backtest_drafts(client, viewer, lag_rule):
     assert response.status_code == 403
     changed = {**FORM, "name": lag_rule.name, "_backtest": "1"}
     assert client.post(f"/admin/incidents/detectionrule/{lag_rule.pk}/change/", changed).status_code == 403
+
+
+def test_a_big_backtest_goes_to_its_job_page_which_runs_then_shows_the_result(
+    client, viewer, lag_rule, settings, django_capture_on_commit_callbacks
+):
+    settings.BACKTEST_INLINE_MAX = 1
+    client.force_login(viewer)
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.get(f"/admin/incidents/detectionrule/{lag_rule.pk}/backtest/?days=2")
+    job = BacktestJob.objects.get()
+    page_url = f"/admin/incidents/detectionrule/backtests/{job.pk}/"
+    assert response.status_code == 302 and response["Location"] == page_url
+    page = client.get(page_url).content.decode()
+    assert "Queued… (asked for" in page and '<meta http-equiv="refresh" content="2">' in page
+    assert 'id="backtest-result"' not in page
+    BacktestJob.objects.filter(pk=job.pk).update(status="RUNNING", started_at=timezone.now())
+    page = client.get(page_url).content.decode()
+    assert "Running… (started 0 s ago)" in page or "Running… (started 1 s ago)" in page
+    BacktestJob.objects.filter(pk=job.pk).update(status="QUEUED", started_at=None)
+    for enqueue in queued:
+        enqueue()
+    page = client.get(page_url).content.decode()
+    assert 'http-equiv="refresh"' not in page and "Running…" not in page
+    assert 'id="backtest-incidents"' in page and "what this rule would have opened" in page
+    assert f'href="{reverse("operations:loader", args=["SALES-DAILY"])}"' in page and "49 evaluations" in page
+
+
+def test_a_big_draft_goes_to_its_job_page(
+    client, admin_user, active_loader, settings, django_capture_on_commit_callbacks
+):
+    add_lag_signals(active_loader, 1, end=timezone.now())
+    settings.BACKTEST_INLINE_MAX = 1
+    client.force_login(admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/incidents/detectionrule/add/", {**FORM, "_backtest": "1", "_backtest_days": "2"})
+    job = BacktestJob.objects.get()
+    assert response.status_code == 302 and response["Location"].endswith(f"/backtests/{job.pk}/")
+    page = client.get(response["Location"]).content.decode()
+    assert "unsaved settings of" in page and "what these settings would have opened" in page
+    assert not DetectionRule.objects.filter(name="lag watch").exists()
+
+
+def test_a_failed_job_page_says_why(client, viewer, lag_rule, settings, django_capture_on_commit_callbacks):
+    settings.BACKTEST_INLINE_MAX = 1
+    client.force_login(viewer)
+    with django_capture_on_commit_callbacks() as queued:
+        client.get(f"/admin/incidents/detectionrule/{lag_rule.pk}/backtest/?days=2")
+    DetectionRule.objects.filter(pk=lag_rule.pk).update(kind="retired_kind")
+    for enqueue in queued:
+        enqueue()
+    page = client.get(f"/admin/incidents/detectionrule/backtests/{BacktestJob.objects.get().pk}/").content.decode()
+    assert 'class="error"' in page and "retired_kind" in page and 'http-equiv="refresh"' not in page
+
+
+def test_only_the_requester_and_admins_see_a_job_page(client, viewer, operator, admin_user, lag_rule):
+    job = BacktestJob.objects.create(created_by=viewer, rule=lag_rule, rule_name=lag_rule.name, days=2)
+    url = f"/admin/incidents/detectionrule/backtests/{job.pk}/"
+    for user, expected in ((viewer, 200), (admin_user, 200), (operator, 404)):
+        client.force_login(user)
+        assert client.get(url).status_code == expected, user
