@@ -190,7 +190,7 @@ class BacktestJobSerializer(serializers.Serializer):
     size = serializers.IntegerField(
         source="rows_total", help_text="The estimate that queued it: (loaders in scope + 40) × evaluations."
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
