@@ -62,10 +62,10 @@ def anomaly_rule(platform: Platform) -> dict[str, Any]:
     return answer.json()
 
 
-def test_a_run_far_below_its_history_opens_an_incident_with_its_evidence(
-    platform: Platform, anomaly_rule: dict[str, Any]
-):
-    # First the rule learns the loader's history: no incident for a normal series.
+@pytest.fixture(scope="module")
+def incident(platform: Platform, anomaly_rule: dict[str, Any]) -> dict[str, Any]:
+    """The rule learns the loader's history (no incident for a normal series); then the job reports
+    one run writing 12 rows, and the worker opens the incident."""
     evaluated = wait_until(
         lambda: platform.get("Viewer", f"/api/v1/rules/{anomaly_rule['id']}/").json()["last_evaluated_at"],
         "the anomaly rule's first evaluation",
@@ -80,10 +80,11 @@ def test_a_run_far_below_its_history_opens_an_incident_with_its_evidence(
         platform.url(f"/api/v1/runs/{run_id}/"), json={"status": "SUCCEEDED", "rows_written": 12}, timeout=30
     )
     assert (started.status_code, finished.status_code) == (201, 200), finished.text
+    [opened] = wait_until(lambda: platform.incidents(CODE, rule="E2E unusual rows"), "the anomaly incident", timeout=90)
+    return opened
 
-    [incident] = wait_until(
-        lambda: platform.incidents(CODE, rule="E2E unusual rows"), "the anomaly incident", timeout=90
-    )
+
+def test_a_run_far_below_its_history_opens_an_incident_with_its_evidence(platform: Platform, incident: dict[str, Any]):
     evidence = incident["metrics"]
     assert evidence["kind"] == "anomaly" and evidence["observed"] == 12
     assert evidence["expected_low"] > 12 and evidence["learning"] is False
@@ -96,3 +97,27 @@ def test_a_run_far_below_its_history_opens_an_incident_with_its_evidence(
     band = viewer.get(platform.url(f"/admin/incidents/incident/{incident['id']}/band/"), timeout=HTTP_TIMEOUT)
     assert band.status_code == 200, band.text
     assert band.json()["value"][-1] == 12, "the band ends with the anomalous run"
+
+
+def test_a_viewer_backtests_the_rule_on_the_worker(
+    platform: Platform, anomaly_rule: dict[str, Any], incident: dict[str, Any]
+):
+    """Ten days at a 10-second interval is too big for a request (3,000 evaluations): the API
+    queues a job, the real worker runs it, and the result lists the drop the engine opened."""
+    answer = platform.post("Viewer", f"/api/v1/rules/{anomaly_rule['id']}/backtest/", {"days": 11})
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["Location"] == answer.json()["url"]
+    viewer = platform.api("Viewer")
+
+    def done() -> dict[str, Any] | None:
+        job = viewer.get(answer.headers["Location"], timeout=HTTP_TIMEOUT).json()
+        assert job["status"] != "FAILED", job["error"]
+        return job if job["status"] == "DONE" else None
+
+    job = wait_until(done, "the backtest job", timeout=120)
+    result = job["result"]
+    assert result["step_seconds"] > 10 and result["errors"] == [], "10-second ticks over 11 days are stretched"
+    assert [(i["subject"], i["end"]) for i in result["incidents"]] == [(CODE, None)], result["incidents"]
+    assert result["incidents"][0]["peak"] == 12
+    other = platform.get("Operator", f"/api/v1/backtests/{job['id']}/")
+    assert other.status_code == 404, "another user's job is not theirs to read"
