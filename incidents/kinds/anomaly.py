@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from etl_monitor.humanize import duration_words
 from incidents.anomaly.detector import Direction, Point, Sensitivity, SeriesDetector
 from incidents.anomaly.series import SOURCES, Approval, SeriesPoint, contract_history, series_points, source_label
 from incidents.kinds import Measurement, Param, Replay, RuleKind, kind_register, replay_current
+from incidents.models import AnomalyState
 from loaders.models import Loader
 
 SEASONALITIES = ("auto", "none", "daily", "weekly")
@@ -124,8 +125,6 @@ class _Store:
         self.rule = rule
 
     def load(self, params: dict[str, Any]) -> dict[str, SeriesState]:
-        from incidents.models import AnomalyState
-
         fresh = detector_for(params)
         states: dict[str, SeriesState] = {}
         for row in AnomalyState.objects.filter(rule_id=self.rule.pk):
@@ -162,8 +161,6 @@ class _Store:
         return set(loaders.values_list("pk", flat=True))
 
     def save(self, states: dict[str, SeriesState]) -> None:
-        from incidents.models import AnomalyState
-
         changed = [s for s in states.values() if s.changed]
         if not changed:
             return
@@ -293,17 +290,6 @@ class Anomaly(RuleKind):
             errors["params.missing_after"] = ["Zero (never) or more."]
         return params
 
-    def evaluate_many(
-        self, rules: list[Any], scope_of: Callable[[Any], QuerySet[Loader]], now: dt.datetime
-    ) -> dict[int, list[Measurement] | BaseException]:
-        results: dict[int, list[Measurement] | BaseException] = {}
-        for rule in rules:
-            try:
-                results[rule.pk] = self.evaluate(rule, scope_of(rule), now)
-            except Exception as exc:  # noqa: BLE001 — reported per rule by the engine
-                results[rule.pk] = exc
-        return results
-
     def evaluate(self, rule: Any, loaders: QuerySet[Loader], now: dt.datetime) -> list[Measurement]:
         replay = replay_current()
         store = _ReplayStore(rule, replay) if replay is not None else _Store(rule)
@@ -339,11 +325,12 @@ class Anomaly(RuleKind):
         for state in states.values():
             if not state.verdict or state.loader_id not in scope:
                 continue
+            missing = self._missing(params, state, now)
             cached = state.measured
-            if cached is not None and cached[0] == state.verdicts and not self._missing(params, state, now):
+            if cached is not None and cached[0] == state.verdicts and not missing:
                 measurements.append(cached[1])
                 continue
-            m = self._measure(rule, params, state, approvals.get(state.loader_id, []), now)
+            m = self._measure(params, state, approvals.get(state.loader_id, []), now, missing=missing)
             state.measured = (state.verdicts, m) if m.details.get("missing_for_seconds") is None else None
             measurements.append(m)
         store.save(states)
@@ -368,8 +355,9 @@ class Anomaly(RuleKind):
                     yield point
         yield from store.points(params, loaders, since, now)
 
+    @staticmethod
     def _measure(
-        self, rule: Any, params: dict[str, Any], state: SeriesState, approvals: list[Approval], now: dt.datetime
+        params: dict[str, Any], state: SeriesState, approvals: list[Approval], now: dt.datetime, *, missing: bool
     ) -> Measurement:
         verdict = state.verdict
         label = source_label(params)
@@ -401,7 +389,7 @@ class Anomaly(RuleKind):
                 f"{label} was {number_words(verdict['value'])} at {at:%Y-%m-%d %H:%M} UTC, expected "
                 f"{expected_range} (score {verdict['score']:.2f}, {verdict['seasonality']} seasonality)"
             )
-        elif self._missing(params, state, now):
+        elif missing:
             silent = (now - state.last_at).total_seconds()  # type: ignore[operator]
             m.breached = True
             m.value = None
