@@ -29,7 +29,7 @@ from django.utils import timezone
 from etl_monitor.errors import InvalidInput
 from etl_monitor.humanize import duration_words
 from etl_monitor.permissions import permission_require
-from incidents.detection import KindMissing, compare
+from incidents.detection import KindMissing, compare, rule_scope
 from incidents.kinds import Measurement, SourceUnavailable, kind_get, replay
 from incidents.models import DetectionRule, Operator, Scope
 from incidents.services import rule_check
@@ -269,19 +269,10 @@ def rule_draft_check(
 
 
 def _scope(rule: DetectionRule, scope_loader_ids: Iterable[int] | None) -> QuerySet[Loader]:
-    """The loaders the rule watches, as ``detection.rule_scope`` reads them — for a draft too."""
-    loaders = Loader.objects.filter(is_paused=False)
-    if rule.scope == Scope.LOADERS:
-        if scope_loader_ids is not None:
-            return loaders.filter(pk__in=list(scope_loader_ids))
-        if rule.pk is None:
-            raise InvalidInput({"scope_loaders": ["A loader scope needs at least one loader."]})
-        return loaders.filter(pk__in=rule.scope_loaders.values("pk"))
-    if rule.scope == Scope.TAG:
-        return loaders.filter(tags=rule.scope_tag_id)
-    if rule.scope == Scope.OWNER:
-        return loaders.filter(owner_id=rule.scope_owner_id)
-    return loaders
+    """The loaders the rule watches (``detection.rule_scope``) — for a draft, its listed loaders."""
+    if rule.scope == Scope.LOADERS and scope_loader_ids is None and rule.pk is None:
+        raise InvalidInput({"scope_loaders": ["A loader scope needs at least one loader."]})
+    return rule_scope(rule, scope_loader_ids)
 
 
 # --- the engine's decisions, in memory ---------------------------------------------------------------

@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,11 +109,13 @@ def fingerprint_of(rule: DetectionRule, subject: str) -> str:
 # --- scope --------------------------------------------------------------------------------------
 
 
-def rule_scope(rule: DetectionRule) -> QuerySet[Loader]:
-    """The loaders a rule watches: not paused, narrowed by the rule's scope."""
+def rule_scope(rule: DetectionRule, loader_ids: Iterable[int] | None = None) -> QuerySet[Loader]:
+    """The loaders a rule watches: not paused, narrowed by the rule's scope. ``loader_ids`` stand
+    for a LOADERS scope's list (a draft's, not saved: a backtest of unsaved settings)."""
     loaders = Loader.objects.filter(is_paused=False)
     if rule.scope == Scope.LOADERS:
-        loaders = loaders.filter(pk__in=rule.scope_loaders.values("pk"))
+        listed = rule.scope_loaders.values("pk") if loader_ids is None else list(loader_ids)
+        loaders = loaders.filter(pk__in=listed)
     elif rule.scope == Scope.TAG:
         loaders = loaders.filter(tags=rule.scope_tag_id)
     elif rule.scope == Scope.OWNER:
