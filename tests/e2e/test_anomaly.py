@@ -84,7 +84,9 @@ def incident(platform: Platform, anomaly_rule: dict[str, Any]) -> dict[str, Any]
     return opened
 
 
-def test_a_run_far_below_its_history_opens_an_incident_with_its_evidence(platform: Platform, incident: dict[str, Any]):
+def test_a_run_far_below_its_history_opens_an_incident_with_its_evidence(
+    platform: Platform, anomaly_rule: dict[str, Any], incident: dict[str, Any]
+):
     evidence = incident["metrics"]
     assert evidence["kind"] == "anomaly" and evidence["observed"] == 12
     assert evidence["expected_low"] > 12 and evidence["learning"] is False
@@ -97,6 +99,16 @@ def test_a_run_far_below_its_history_opens_an_incident_with_its_evidence(platfor
     band = viewer.get(platform.url(f"/admin/incidents/incident/{incident['id']}/band/"), timeout=HTTP_TIMEOUT)
     assert band.status_code == 200, band.text
     assert band.json()["value"][-1] == 12, "the band ends with the anomalous run"
+
+    loader_page = viewer.get(platform.url(f"/admin/ops/loaders/{CODE}/"), timeout=HTTP_TIMEOUT)
+    assert loader_page.status_code == 200 and "E2E unusual rows" in loader_page.text
+    series = viewer.get(
+        platform.url(f"/admin/ops/loaders/{CODE}/anomaly/{anomaly_rule['id']}.json"),
+        params={"subject": CODE},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert series.status_code == 200, series.text
+    assert series.json()["status"] == "anomalous" and series.json()["value"][-1] == 12
 
 
 def test_a_viewer_backtests_the_rule_on_the_worker(
