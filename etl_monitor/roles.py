@@ -24,7 +24,17 @@ class Role:
 
 
 # The apps whose models the roles govern. Admin additionally holds every permission.
-DOMAIN_APPS = ("loaders", "signals_app", "incidents", "integrations")
+DOMAIN_APPS = ("loaders", "signals_app", "incidents", "integrations", "oncall")
+
+# Views of the domain apps not every role has: people's phone numbers and paging preferences
+# (each person manages their own through the on-call services; Operators see contact methods).
+PRIVATE_VIEWS = {
+    "oncall.view_contactmethod",
+    "oncall.view_historicalcontactmethod",
+    "oncall.view_pagingpreference",
+    "oncall.view_historicalpagingpreference",
+    "oncall.view_calendartoken",
+}
 
 # Explicit grants beyond "view everything in the domain apps" (which every role has).
 ROLE_GRANTS: dict[str, set[str]] = {
@@ -53,6 +63,19 @@ ROLE_GRANTS: dict[str, set[str]] = {
         "incidents.change_silence",
         "incidents.delete_silence",
         "integrations.change_delivery",  # retry a delivery that gave up
+        # On-call: schedules, their layers and overrides; who can be reached how.
+        "oncall.add_schedule",
+        "oncall.change_schedule",
+        "oncall.add_rotation",
+        "oncall.change_rotation",
+        "oncall.delete_rotation",
+        "oncall.add_rotationmember",
+        "oncall.change_rotationmember",
+        "oncall.delete_rotationmember",
+        "oncall.add_override",
+        "oncall.change_override",
+        "oncall.delete_override",
+        "oncall.view_contactmethod",
     },
 }
 
@@ -75,7 +98,9 @@ def roles_sync(apps: Any = global_apps, using: str = DEFAULT_DB_ALIAS) -> None:
     Permission = apps.get_model("auth", "Permission")
     permissions = Permission.objects.using(using).select_related("content_type")
     by_name = {f"{p.content_type.app_label}.{p.codename}": p for p in permissions}
-    views = {name for name in by_name if name.split(".")[0] in DOMAIN_APPS and ".view_" in name}
+    views = {
+        name for name in by_name if name.split(".")[0] in DOMAIN_APPS and ".view_" in name and name not in PRIVATE_VIEWS
+    }
 
     for role in Role.ALL:
         group, _ = Group.objects.using(using).get_or_create(name=role)

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "loaders",
     "signals_app",
     "incidents",
+    "oncall",
     "integrations",
     "operations",
     "onboarding",
@@ -383,6 +384,22 @@ BACKTEST_JOB_STALE_MINUTES = env.int("BACKTEST_JOB_STALE_MINUTES", default=60)
 # A detection task not started within this time is dropped (the tick or the cycle enqueues it again).
 DETECTION_TASK_EXPIRES_SECONDS = env.int("DETECTION_TASK_EXPIRES_SECONDS", default=120)
 
+# --- On-call paging (SMS and voice) -------------------------------------------------
+# Twilio: every part is off until the account SID, auth token and sending number are set. The
+# auth token also verifies Twilio's webhook signatures. TWILIO_API_BASE_URL points elsewhere in tests.
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com")
+# A second SMS provider, used when Twilio fails: a generic HTTP gateway (JSON POST, bearer token).
+SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
+SMS_GATEWAY_TOKEN = env.str("SMS_GATEWAY_TOKEN", default="")
+# At most one SMS per person per this many seconds: pages in between are batched into the next one.
+PAGE_MIN_INTERVAL_SECONDS = env.int("PAGE_MIN_INTERVAL_SECONDS", default=60)
+# A phone verification code is valid this long and allows this many wrong tries.
+ONCALL_VERIFY_CODE_MINUTES = env.int("ONCALL_VERIFY_CODE_MINUTES", default=10)
+ONCALL_VERIFY_MAX_ATTEMPTS = env.int("ONCALL_VERIFY_MAX_ATTEMPTS", default=5)
+
 # --- Notifications -------------------------------------------------------------
 NOTIFICATIONS_ENABLED = env.bool("NOTIFICATIONS_ENABLED", default=True)
 # Where people open the app: links in emails and Slack buttons point here.
@@ -394,6 +411,9 @@ SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
 # with the bot), or the name of an enabled Slack incoming-webhook channel of the platform.
 APPROVALS_SLACK_CHANNEL = env.str("APPROVALS_SLACK_CHANNEL", default="")
 SLACK_API_BASE_URL = env.str("SLACK_API_BASE_URL", default="https://slack.com/api/")
+# Slack app interactivity (buttons, the /etl-monitor command): requests are refused unless signed
+# with this secret (Basic Information → Signing Secret). Empty = buttons are links, the endpoints off.
+SLACK_SIGNING_SECRET = env.str("SLACK_SIGNING_SECRET", default="")
 NOTIFY_HTTP_TIMEOUT = env.float("NOTIFY_HTTP_TIMEOUT", default=10.0)  # Slack and webhooks, per request
 # Deliveries sent by one task (they share their bookkeeping), and HTTP sends in parallel per task.
 NOTIFY_BATCH_SIZE = env.int("NOTIFY_BATCH_SIZE", default=100)

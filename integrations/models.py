@@ -28,6 +28,8 @@ class ChannelKind(models.TextChoices):
     SLACK_WEBHOOK = "SLACK_WEBHOOK", "Slack incoming webhook"
     WEBHOOK = "WEBHOOK", "Generic webhook (signed JSON)"
     JIRA = "JIRA", "Jira (tickets, JIRA_* settings)"
+    SMS = "SMS", "SMS to the people on call (Twilio, TWILIO_* settings)"
+    VOICE = "VOICE", "Voice call to the people on call (Twilio)"
 
 
 class Channel(models.Model):

@@ -1,0 +1,1 @@
+"""Contact methods and paging preferences in the admin."""

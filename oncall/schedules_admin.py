@@ -1,0 +1,1 @@
+"""Schedules, rotations, overrides and calendar tokens in the admin."""
