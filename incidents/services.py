@@ -30,8 +30,11 @@ def _locked(incident: Incident) -> Incident:
 
 
 @transaction.atomic
-def incident_acknowledge(*, user: AbstractBaseUser, incident: Incident, comment: str = "") -> Incident:
-    """OPEN → ACKNOWLEDGED: someone is on it (stops escalation in the notification feature)."""
+def incident_acknowledge(
+    *, user: AbstractBaseUser, incident: Incident, comment: str = "", source: str = ""
+) -> Incident:
+    """OPEN → ACKNOWLEDGED: someone is on it (stops escalation in the notification feature).
+    ``source``: where it was done when not here ("slack", "sms", "voice"), kept on the timeline."""
     permission_require(user, "incidents.change_incident", "acknowledge incidents")
     incident = _locked(incident)
     if incident.status != IncidentStatus.OPEN:
@@ -42,7 +45,8 @@ def incident_acknowledge(*, user: AbstractBaseUser, incident: Incident, comment:
     incident.acknowledge()
     incident.acknowledged_at, incident.acknowledged_by = now, user
     incident.save()
-    event_record(incident, EventKind.ACKNOWLEDGED, at=now, actor=user, message=comment)
+    data = {"source": source} if source else None
+    event_record(incident, EventKind.ACKNOWLEDGED, at=now, actor=user, message=comment, data=data)
     return incident
 
 

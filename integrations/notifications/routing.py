@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from etl_monitor.errors import StateConflict
+from etl_monitor.permissions import permission_require
 from etl_monitor.protection import scrub
 from incidents.events import event_record, events_record_bulk
 from incidents.models import EventKind, Incident, IncidentEvent, IncidentStatus
@@ -375,24 +377,61 @@ def escalations_run(now: dt.datetime | None = None) -> int:
                 state.next_escalation_at = None
                 state.save(update_fields=["next_escalation_at"])
                 continue
-            last = len(rule.tiers()) - 1
-            repeats_done = max(0, state.escalations - (last - 0))
-            if state.tier < last:
-                state.tier += 1
-            elif repeats_done >= rule.escalation_repeat:
-                state.next_escalation_at = None
-                state.save(update_fields=["next_escalation_at"])
-                continue
-            state.escalations += 1
-            more = state.tier < last or (state.escalations - last) < rule.escalation_repeat
-            state.next_escalation_at = now + dt.timedelta(seconds=rule.escalation_timeout) if more else None
-            state.save(update_fields=["tier", "escalations", "next_escalation_at"])
-            event_record(
-                incident,
-                EventKind.ESCALATED,
-                at=now,
-                message=f"Not acknowledged within {rule.escalation_timeout} s: tier {state.tier} notified.",
-                data={"tier": state.tier, "escalation": state.escalations},
-            )
-            done += 1
+            if _escalate(state, now, f"Not acknowledged within {rule.escalation_timeout} s"):
+                done += 1
     return done
+
+
+def _escalate(state: IncidentNotification, now: dt.datetime, why: str, actor: Any = None) -> bool:
+    """Move the incident (its notification state locked) to its rule's next tier and record it
+    (routing notifies the tier); past the last tier, notify the last one again while
+    ``escalation_repeat`` allows. False when there is nothing left to escalate to."""
+    rule = state.rule
+    last = len(rule.tiers()) - 1
+    repeats_done = max(0, state.escalations - last)
+    if state.tier < last:
+        state.tier += 1
+    elif repeats_done >= rule.escalation_repeat:
+        state.next_escalation_at = None
+        state.save(update_fields=["next_escalation_at"])
+        return False
+    state.escalations += 1
+    more = state.tier < last or (state.escalations - last) < rule.escalation_repeat
+    timeout = rule.escalation_timeout
+    state.next_escalation_at = now + dt.timedelta(seconds=timeout) if more and timeout else None
+    state.save(update_fields=["tier", "escalations", "next_escalation_at"])
+    event_record(
+        state.incident,
+        EventKind.ESCALATED,
+        at=now,
+        actor=actor,
+        message=f"{why}: tier {state.tier} notified.",
+        data={"tier": state.tier, "escalation": state.escalations},
+    )
+    return True
+
+
+@transaction.atomic
+def incident_escalate(*, user: Any, incident: Incident, source: str = "") -> int:
+    """A person pages the next tier now (the Escalate button in Slack, "press 2" on a call, the
+    admin): the same step as a timeout, recorded with who asked. Returns the tier notified."""
+    permission_require(user, "incidents.change_incident", "escalate incidents")
+    state = (
+        IncidentNotification.objects.select_for_update(of=("self",))
+        .select_related("rule", "incident")
+        .filter(incident=incident)
+        .first()
+    )
+    incident = state.incident if state else incident
+    if incident.status != IncidentStatus.OPEN:
+        raise StateConflict(
+            f"Incident #{incident.pk} is {incident.get_status_display().lower()}; only an open one can be escalated."
+        )
+    if state is None or state.rule is None:
+        raise StateConflict(
+            f"Incident #{incident.pk} was routed to no notification rule: there is nobody to escalate to."
+        )
+    via = f" from {source}" if source else ""
+    if not _escalate(state, timezone.now(), f"Escalated by {user}{via}", actor=user):
+        raise StateConflict(f"Incident #{incident.pk} has reached the last tier of its notification rule.")
+    return state.tier

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from etl_monitor.errors import PermissionRefused
 from incidents.detection import rule_evaluate
 from incidents.models import DetectionRule, Incident, Silence
 from incidents.services import incident_acknowledge, incident_resolve
@@ -257,3 +258,28 @@ def test_renaming_a_channel_keeps_the_rules_that_route_to_it(db, admin_user):
     assert critical.escalation_tiers[0]["channels"] == ["slack-main", "email"]
     assert NotificationRule.objects.get(severity="LOW", team=None, tag=None).channels == ["slack-main"]
     assert critical.history.first().history_user == admin_user
+
+
+def test_a_person_escalates_now_the_same_step_as_a_timeout_recorded_with_who_asked(fire, operator, viewer):
+    from etl_monitor.errors import StateConflict
+    from integrations.notifications.routing import incident_escalate
+
+    NotificationRule.objects.filter(severity="CRITICAL").update(
+        escalation_tiers=[{"channels": ["email"], "recipients": ["lead@example.com"]}], escalation_repeat=0
+    )
+    incident = fire("CRITICAL")
+    with pytest.raises(PermissionRefused):
+        incident_escalate(user=viewer, incident=incident)
+    assert incident_escalate(user=operator, incident=incident, source="Slack") == 1
+    assert sent(incident, "ESCALATED") == [("email", "lead@example.com", "ESCALATED")]
+    event = incident.events.get(kind="ESCALATED")
+    assert event.actor == operator
+    assert event.message == f"Escalated by {operator} from Slack: tier 1 notified."
+    # The last tier, no repeats: nothing left; the timeout's step finds nothing either.
+    with pytest.raises(StateConflict, match="last tier"):
+        incident_escalate(user=operator, incident=incident)
+    assert escalations_run(now=T0 + 3600 * S) == 0
+    incident_acknowledge(user=operator, incident=incident)
+    with pytest.raises(StateConflict, match="acknowledged; only an open one"):
+        incident_escalate(user=operator, incident=incident)
+    assert len(sent(incident, "ESCALATED")) == 1
