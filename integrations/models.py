@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
@@ -189,6 +190,14 @@ class Delivery(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A SENDING delivery past this is recovered.")
     sent_at = models.DateTimeField(null=True, blank=True)
     external_id = models.CharField(max_length=200, blank=True, help_text="Slack message ts, email Message-ID…")
+    page = models.ForeignKey(
+        "Page",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+        help_text="SMS and voice: the page (one SMS or call to one person) that carried this delivery.",
+    )
     possible_duplicate = models.BooleanField(
         default=False, help_text="Sent again after an attempt whose outcome was unknown (the receiver may have both)."
     )
@@ -277,6 +286,58 @@ class JiraWebhookReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.issue_key}"
+
+
+class PageMethod(models.TextChoices):
+    SMS = "SMS", "SMS"
+    VOICE = "VOICE", "Voice call"
+
+
+class Page(models.Model):
+    """One SMS or call to one person's phone: the unit the per-person rate limit counts.
+
+    A page covers one or more deliveries (``Delivery.page``): in a storm the SMS deliveries to
+    one phone within PAGE_MIN_INTERVAL_SECONDS are batched into one page. ``code`` is what the
+    person replies (``ACK 4821``); ``incidents`` what that reply acknowledges. ``status`` and
+    ``error_code`` follow the provider's status callbacks (Twilio's MessageStatus / CallStatus)."""
+
+    method = models.CharField(max_length=10, choices=PageMethod.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    phone = models.CharField(max_length=20)
+    code = models.CharField(max_length=8, blank=True)
+    incidents = models.ManyToManyField(Incident, blank=True, related_name="pages")
+    body = models.TextField(blank=True, help_text="The SMS text, or what the call says.")
+    provider = models.CharField(max_length=20, blank=True, help_text="twilio, gateway…")
+    external_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="Twilio's SM… / CA… sid.")
+    status = models.CharField(max_length=20, blank=True, help_text="queued, sent, delivered, undelivered, failed…")
+    error_code = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True, help_text="A reply or key press acted on it.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["phone", "-created_at"], name="page_phone_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} to {self.phone} ({self.status or 'pending'})"
+
+
+class TwilioWebhookReceipt(models.Model):
+    """A signed Twilio webhook request already handled: the same signed request again (a replay,
+    or Twilio's retry) is recognised by ``digest`` (of the signature and the signed URL and
+    parameters) and changes nothing."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=20, help_text="sms, voice, gather, status")
+    sid = models.CharField(max_length=64, blank=True, help_text="MessageSid / CallSid.")
+    outcome = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.sid}"
 
 
 def validate_service_url(value: str) -> None:
