@@ -313,7 +313,8 @@ def _route_opened(events: list[IncidentEvent]) -> None:
     for rule in NotificationRule.objects.filter(severity__in=severities, enabled=True):
         rules.setdefault(rule.severity, []).append(rule)
     specs = [spec for group in rules.values() for rule in group for spec in rule.tiers()]
-    oncall = _oncall([spec for group in rules.values() for rule in group for spec in rule.tiers()[:1]], timezone.now())
+    firsts = [rule.tiers()[0] for group in rules.values() for rule in group]
+    oncall_at: dict[dt.datetime, dict[str, list[Any]]] = {}  # per moment (a batch is usually one)
     names = {name for spec in specs for name in spec.get("channels") or []}
     channels = {c.name: c for c in Channel.objects.filter(name__in=names)} if names else {}
     states: list[IncidentNotification] = []
@@ -335,6 +336,9 @@ def _route_opened(events: list[IncidentEvent]) -> None:
             continue
         states.append(IncidentNotification(incident=incident, **_first_state(rule, event.at)))
         spec = _tier_spec(rule, 0)
+        if event.at not in oncall_at:
+            oncall_at[event.at] = _oncall(firsts, event.at)
+        oncall = oncall_at[event.at]
         made, skipped = _tier_deliveries(incident, event, spec, 0, Purpose.OPENED, channels, {}, oncall)
         fresh.extend(made)
         if skipped:

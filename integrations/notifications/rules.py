@@ -113,6 +113,8 @@ def _check_tiers(value: Any, channels: dict[str, Channel], errors: dict[str, lis
             continue
         spec = {key: tier.get(key) for key in TIER_KEYS}
         _check_target(spec, f"{prefix}.", channels, errors)
+        if not spec["oncall"]:
+            del spec["oncall"]  # stored as people write them: a tier without schedules has no key
         tiers.append(spec)
     return tiers
 

@@ -119,6 +119,9 @@ def test_rules_name_only_schedules_that_exist(schedule, admin_user):
     assert refused.value.errors == {
         "oncall": ["Unknown on-call schedule(s): nope."],
         "escalation_tiers[0].oncall": ["Must be a list of on-call schedule slugs."],
+        "escalation_tiers[0].recipients": [
+            "Channel email sends email: give at least one recipient or on-call schedule."
+        ],
     }
     saved = notification_rule_save(
         user=admin_user,
