@@ -38,11 +38,6 @@ User = get_user_model()
 PANEL_DAYS = 14
 
 
-def _service_errors(form: forms.BaseForm, exc: InvalidInput) -> None:
-    for name, problems in exc.errors.items():
-        form.add_error(name if name in form.fields else None, "; ".join(problems))
-
-
 def _active_people() -> QuerySet:
     return User.objects.filter(is_active=True).order_by("username")
 
@@ -50,25 +45,42 @@ def _active_people() -> QuerySet:
 # --- forms: the services' checks, their errors on the fields ------------------------------------
 
 
-class ScheduleForm(forms.ModelForm):
+class ServiceCheckedForm(forms.ModelForm):
+    """Runs its service's check (``check``) on the ``service_fields`` once the fields are clean,
+    so the service's errors land on the fields they name; a form marked for deletion is not checked."""
+
+    service_fields: tuple[str, ...] = ()
+
+    def check(self, stored: Any, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors or cleaned.get("DELETE"):
+            return cleaned
+        model = self._meta.model
+        stored = model.objects.get(pk=self.instance.pk) if self.instance.pk else None
+        data = {name: cleaned.get(name) for name in self.service_fields if name in cleaned}
+        try:
+            self.check(stored, data)
+        except InvalidInput as exc:
+            for name, problems in exc.errors.items():
+                self.add_error(name if name in self.fields else None, "; ".join(problems))
+        return cleaned
+
+
+class ScheduleForm(ServiceCheckedForm):
+    service_fields = services.SCHEDULE_FIELDS
+
     class Meta:
         model = Schedule
         fields = services.SCHEDULE_FIELDS
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        stored = Schedule.objects.get(pk=self.instance.pk) if self.instance.pk else None
-        data = {name: cleaned.get(name) for name in services.SCHEDULE_FIELDS if name in cleaned}
-        try:
-            services.schedule_check(data=data, schedule=stored)
-        except InvalidInput as exc:
-            _service_errors(self, exc)
-        return cleaned
+    def check(self, stored: Schedule | None, data: dict[str, Any]) -> None:
+        services.schedule_check(data=data, schedule=stored)
 
 
-class RotationForm(forms.ModelForm):
+class RotationForm(ServiceCheckedForm):
     """A layer, its people typed in turn order (usernames or emails), as people say a rota."""
 
     members = forms.CharField(
@@ -77,6 +89,8 @@ class RotationForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60, "placeholder": "alice, bob, carol"}),
         help_text="Usernames or emails, separated by commas or new lines; the first takes the first shift.",
     )
+
+    service_fields = services.ROTATION_FIELDS
 
     class Meta:
         model = Rotation
@@ -102,25 +116,15 @@ class RotationForm(forms.ModelForm):
             raise forms.ValidationError(f"Nobody is called {', '.join(unknown)}.")
         return [found[name.lower()] for name in names]
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if self.errors or cleaned.get("DELETE"):
-            return cleaned
-        stored = Rotation.objects.select_related("schedule").get(pk=self.instance.pk) if self.instance.pk else None
-        data = {name: cleaned.get(name) for name in services.ROTATION_FIELDS if name in cleaned}
-        try:
-            services.rotation_check(
-                schedule=stored.schedule if stored else Schedule(),
-                data=data,
-                members=cleaned.get("members"),
-                rotation=stored,
-            )
-        except InvalidInput as exc:
-            _service_errors(self, exc)
-        return cleaned
+    def check(self, stored: Rotation | None, data: dict[str, Any]) -> None:
+        schedule = stored.schedule if stored else Schedule()  # a new schedule's layer: saved with it
+        members = self.cleaned_data.get("members")
+        services.rotation_check(schedule=schedule, data=data, members=members, rotation=stored)
 
 
-class OverrideForm(forms.ModelForm):
+class OverrideForm(ServiceCheckedForm):
+    service_fields = services.OVERRIDE_FIELDS
+
     class Meta:
         model = Override
         fields = services.OVERRIDE_FIELDS
@@ -131,17 +135,8 @@ class OverrideForm(forms.ModelForm):
             if name in self.fields:
                 self.fields[name].queryset = _active_people()
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if self.errors or cleaned.get("DELETE"):
-            return cleaned
-        stored = Override.objects.select_related("schedule").get(pk=self.instance.pk) if self.instance.pk else None
-        data = {name: cleaned.get(name) for name in services.OVERRIDE_FIELDS if name in cleaned}
-        try:
-            services.override_check(schedule=stored.schedule if stored else Schedule(), data=data, override=stored)
-        except InvalidInput as exc:
-            _service_errors(self, exc)
-        return cleaned
+    def check(self, stored: Override | None, data: dict[str, Any]) -> None:
+        services.override_check(schedule=stored.schedule if stored else Schedule(), data=data, override=stored)
 
 
 # --- inlines --------------------------------------------------------------------------------------
