@@ -238,12 +238,13 @@ def schedule_days(schedule: Schedule, now: dt.datetime, days: int = PANEL_DAYS) 
                 "user": shift.user,
                 "override": shift.source == SOURCE_OVERRIDE,
                 "rotation": shift.rotation,
-                "now": shift.start <= now < shift.end,
+                "now": max(shift.start, day_start) <= now < min(shift.end, day_end),
             }
             for shift in found
             if shift.start < day_end and shift.end > day_start
         ]
-        table.append({"day": day_start.astimezone(zone), "entries": entries})
+        # Formatted here: a template's date filter would show the site's zone, not the schedule's.
+        table.append({"day": day_start.astimezone(zone).strftime("%a %d %b"), "entries": entries})
     return table
 
 
@@ -300,7 +301,7 @@ class ScheduleAdmin(ServiceErrorMessagesMixin, ReadOnlyHistoryAdmin):
         feeds = CalendarToken.objects.filter(revoked_at__isnull=True)
         return {
             "zone_name": schedule.timezone,
-            "now_local": now.astimezone(zone_of(schedule)),
+            "now_local": now.astimezone(zone_of(schedule)).strftime("%a %d %b %H:%M"),
             "oncall_now": [entry["user"] for entry in days[0]["entries"] if entry["now"]],
             "days": days,
             "can_manage_feeds": request.user.has_perm("oncall.change_schedule"),

@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from oncall.models import CalendarToken, Override, Rotation, Schedule
+from oncall.schedules_admin import schedule_days
 from oncall.services import override_save, rotation_save, schedule_save
 
 
@@ -226,3 +227,16 @@ def test_the_override_list_writes_through_the_service(schedule, operator, people
     saved = client_for(operator).post("/admin/oncall/override/add/", {**data, "end_1": "11:00:00"})
     assert saved.status_code == 302
     assert Override.objects.get().created_by == operator
+
+
+def test_the_fourteen_days_read_in_the_schedules_own_time_across_a_clock_change(operator, people):
+    paris = schedule_save(user=operator, data={"name": "Paris", "slug": "paris", "timezone": "Europe/Paris"})
+    data = {"name": "Primary", "handoff": "DAILY", "start_date": dt.date(2026, 3, 1)}
+    rotation_save(user=operator, schedule=paris, data=data, members=people[:2])
+    now = dt.datetime(2026, 3, 28, 23, 30, tzinfo=dt.UTC)  # 00:30 on Sunday 29 March in Paris
+    days = schedule_days(paris, now)
+    assert [row["day"] for row in days[:2]] == ["Sun 29 Mar", "Mon 30 Mar"]
+    first = days[0]["entries"]
+    assert [(e["from"], e["to"], e["now"]) for e in first] == [("00:00", "09:00", True), ("09:00", "24:00", False)]
+    # The clocks went forward that night: the day is 23 hours long, the hand-off still at 09:00.
+    assert all([e["from"] for e in row["entries"]] == ["00:00", "09:00"] for row in days)
