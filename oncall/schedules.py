@@ -250,11 +250,15 @@ def user_shifts(user: Any, start: dt.datetime, end: dt.datetime) -> list[tuple[S
     an override in the range), sorted by start: their personal calendar."""
     in_rotation = Q(rotations__members__user=user)
     covering = Q(overrides__user=user, overrides__start__lt=end, overrides__end__gt=start)
-    schedules = _with_layers(Schedule.objects.filter(in_rotation | covering).distinct())
-    result = []
-    for schedule in schedules:
-        overrides = Override.objects.filter(schedule=schedule, start__lt=end, end__gt=start).select_related("user")
-        for shift in timeline(zone_of(schedule), _layers(schedule), overrides, start, end):
-            if shift.user.pk == user.pk:
-                result.append((schedule, shift))
+    schedules = list(_with_layers(Schedule.objects.filter(in_rotation | covering).distinct()))
+    overrides: dict[int, list[Override]] = {}
+    in_range = Override.objects.filter(schedule__in=schedules, start__lt=end, end__gt=start).select_related("user")
+    for override in in_range:
+        overrides.setdefault(override.schedule_id, []).append(override)
+    result = [
+        (schedule, shift)
+        for schedule in schedules
+        for shift in timeline(zone_of(schedule), _layers(schedule), overrides.get(schedule.pk, []), start, end)
+        if shift.user.pk == user.pk
+    ]
     return sorted(result, key=lambda pair: (pair[1].start, pair[0].name))

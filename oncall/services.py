@@ -42,12 +42,9 @@ def _apply(instance: Any, data: dict[str, Any], allowed: tuple[str, ...]) -> Non
         setattr(instance, name, value)
 
 
-@transaction.atomic
-def schedule_save(*, user: AbstractBaseUser, data: dict[str, Any], schedule: Schedule | None = None) -> Schedule:
-    """Create or change a schedule: its name, slug (how notification rules name it), time zone
-    (where hand-offs are read), team and description."""
-    perm = "oncall.change_schedule" if schedule else "oncall.add_schedule"
-    permission_require(user, perm, "manage on-call schedules")
+def schedule_check(*, data: dict[str, Any], schedule: Schedule | None = None) -> Schedule:
+    """``data`` applied to ``schedule`` (or a new one) and validated, nothing saved: what
+    ``schedule_save`` checks, for a form to show the errors on its fields."""
     schedule = schedule or Schedule()
     _apply(schedule, data, SCHEDULE_FIELDS)
     errors: dict[str, list[str]] = {}
@@ -56,9 +53,55 @@ def schedule_save(*, user: AbstractBaseUser, data: dict[str, Any], schedule: Sch
     except ValidationError as exc:
         errors["timezone"] = exc.messages
     model_validate(schedule, errors)
+    return schedule
+
+
+@transaction.atomic
+def schedule_save(*, user: AbstractBaseUser, data: dict[str, Any], schedule: Schedule | None = None) -> Schedule:
+    """Create or change a schedule: its name, slug (how notification rules name it), time zone
+    (where hand-offs are read), team and description."""
+    perm = "oncall.change_schedule" if schedule else "oncall.add_schedule"
+    permission_require(user, perm, "manage on-call schedules")
+    schedule = schedule_check(data=data, schedule=schedule)
     schedule._history_user = user
     schedule.save()
     return schedule
+
+
+@transaction.atomic
+def schedule_delete(*, user: AbstractBaseUser, schedule: Schedule) -> None:
+    """Remove a schedule with its layers, overrides and feeds. Notification rules naming its slug
+    then find nobody on call there, and escalate past that tier as for any gap."""
+    permission_require(user, "oncall.delete_schedule", "delete on-call schedules")
+    schedule._history_user = user
+    schedule.delete()
+
+
+def rotation_check(
+    *,
+    schedule: Schedule,
+    data: dict[str, Any],
+    members: Sequence[AbstractBaseUser] | None = None,
+    rotation: Rotation | None = None,
+) -> Rotation:
+    """``data`` applied to ``rotation`` (or a new layer of ``schedule``) and validated with its
+    ``members``, nothing saved: what ``rotation_save`` checks, for a form to show on its fields."""
+    if rotation is not None and rotation.schedule_id != schedule.pk:
+        raise InvalidInput({"schedule": ["This rotation belongs to another schedule."]})
+    rotation = rotation or Rotation(schedule=schedule)
+    _apply(rotation, data, ROTATION_FIELDS)
+    errors: dict[str, list[str]] = {}
+    if (rotation.restrict_start is None) != (rotation.restrict_end is None):
+        missing = "restrict_end" if rotation.restrict_end is None else "restrict_start"
+        errors[missing] = ["Give both restriction times, or neither for the whole day."]
+    elif rotation.restrict_start is not None and rotation.restrict_start == rotation.restrict_end:
+        errors["restrict_end"] = ["Must differ from the start; leave both empty for the whole day."]
+    if members is not None:
+        inactive = [str(member) for member in members if not member.is_active]
+        if inactive:
+            errors["members"] = [f"Not an active account: {', '.join(inactive)}."]
+    model_validate(rotation, errors, exclude=("schedule",))
+    return rotation
 
 
 @transaction.atomic
@@ -78,21 +121,8 @@ def rotation_save(
     if members is not None:
         for needed in ("add", "delete"):
             permission_require(user, f"oncall.{needed}_rotationmember", "choose who is in a rotation")
-    if rotation is not None and rotation.schedule_id != schedule.pk:
-        raise InvalidInput({"schedule": ["This rotation belongs to another schedule."]})
-    rotation = rotation or Rotation(schedule=schedule)
-    _apply(rotation, data, ROTATION_FIELDS)
-    errors: dict[str, list[str]] = {}
-    if (rotation.restrict_start is None) != (rotation.restrict_end is None):
-        missing = "restrict_end" if rotation.restrict_end is None else "restrict_start"
-        errors[missing] = ["Give both restriction times, or neither for the whole day."]
-    elif rotation.restrict_start is not None and rotation.restrict_start == rotation.restrict_end:
-        errors["restrict_end"] = ["Must differ from the start; leave both empty for the whole day."]
-    if members is not None:
-        inactive = [str(member) for member in members if not member.is_active]
-        if inactive:
-            errors["members"] = [f"Not an active account: {', '.join(inactive)}."]
-    model_validate(rotation, errors, exclude=("schedule",))
+    rotation = rotation_check(schedule=schedule, data=data, members=members, rotation=rotation)
+    rotation.schedule = schedule  # saved by now, when the admin adds a schedule with its layers
     rotation._history_user = user
     rotation.save()
     if members is not None:
@@ -114,17 +144,12 @@ def rotation_delete(*, user: AbstractBaseUser, rotation: Rotation) -> None:
     rotation.delete()
 
 
-@transaction.atomic
-def override_save(
-    *, user: AbstractBaseUser, schedule: Schedule, data: dict[str, Any], override: Override | None = None
-) -> Override:
-    """Put ``data["user"]`` on call in ``schedule`` from ``start`` to ``end``, over every layer
-    (``covers``: whose shift it takes, for the record; ``reason``: why)."""
-    perm = "oncall.change_override" if override else "oncall.add_override"
-    permission_require(user, perm, "manage on-call overrides")
+def override_check(*, schedule: Schedule, data: dict[str, Any], override: Override | None = None) -> Override:
+    """``data`` applied to ``override`` (or a new one in ``schedule``) and validated, nothing
+    saved: what ``override_save`` checks, for a form to show on its fields."""
     if override is not None and override.schedule_id != schedule.pk:
         raise InvalidInput({"schedule": ["This override belongs to another schedule."]})
-    override = override or Override(schedule=schedule, created_by=user)
+    override = override or Override(schedule=schedule)
     _apply(override, data, OVERRIDE_FIELDS)
     errors: dict[str, list[str]] = {}
     for name in ("start", "end"):
@@ -137,6 +162,21 @@ def override_save(
     if person is not None and not person.is_active:
         errors["user"] = [f"{person} is not an active account."]
     model_validate(override, errors, exclude=("schedule", "created_by"))
+    return override
+
+
+@transaction.atomic
+def override_save(
+    *, user: AbstractBaseUser, schedule: Schedule, data: dict[str, Any], override: Override | None = None
+) -> Override:
+    """Put ``data["user"]`` on call in ``schedule`` from ``start`` to ``end``, over every layer
+    (``covers``: whose shift it takes, for the record; ``reason``: why)."""
+    perm = "oncall.change_override" if override else "oncall.add_override"
+    permission_require(user, perm, "manage on-call overrides")
+    override = override_check(schedule=schedule, data=data, override=override)
+    override.schedule = schedule
+    if override.pk is None:
+        override.created_by = user
     override._history_user = user
     override.save()
     return override
