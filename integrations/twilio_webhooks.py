@@ -319,7 +319,11 @@ def voice_gather(request: HttpRequest, page_id: int) -> Handled:
 def page_status_apply(*, sid: str, status: str, error_code: str = "") -> str:
     """Record Twilio's status of the page sent as ``sid``; write a failure on its incidents'
     timelines (once: only on the change into it). The outcome, in words."""
-    page = Page.objects.select_for_update().select_related("user").filter(external_id=sid).first() if sid else None
+    page = (
+        Page.objects.select_for_update(of=("self",)).select_related("user").filter(external_id=sid).first()
+        if sid
+        else None
+    )
     if page is None:
         return f"no page sent as {sid or '(no sid)'}"
     if STATUS_RANK.get(status, 0) < STATUS_RANK.get(page.status, 0) or status == page.status:

@@ -22,6 +22,7 @@ from incidents.services import incident_acknowledge
 from integrations.models import NotificationRule, Page, PageMethod, TwilioWebhookReceipt
 from oncall.models import ContactMethod
 from oncall.providers import call_start, sms_send
+from tests.conftest import at_once
 from tests.incidents.conftest import add_signals
 from tests.integrations.twilio_fake import AUTH_TOKEN, FakeTwilio, twilio_fixture  # noqa: F401 — fixture
 
@@ -153,6 +154,18 @@ def test_a_replayed_request_changes_nothing_the_second_time(paged):
     replay = signed_post(SMS, params)
 
     assert said(replay) == []  # an empty <Response/>: nothing texted back twice
+    assert incident.events.filter(kind=EventKind.ESCALATED).count() == 1
+    assert TwilioWebhookReceipt.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_signed_request_sent_at_once_escalates_once(require_postgres, paged):
+    _page, incident = paged
+    params = sms_params("4821 E")
+
+    answers = at_once(lambda: said(signed_post(SMS, params)), 4)
+
+    assert sorted(len(answer) for answer in answers) == [0, 0, 0, 1]  # one answer, three empty replays
     assert incident.events.filter(kind=EventKind.ESCALATED).count() == 1
     assert TwilioWebhookReceipt.objects.count() == 1
 
