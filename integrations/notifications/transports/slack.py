@@ -213,12 +213,14 @@ ACTION_BUTTONS = {
 }
 
 
-def _action_buttons(ctx: dict[str, Any]) -> list[dict[str, Any]]:
+def _action_buttons(ctx: dict[str, Any], incident: Incident) -> list[dict[str, Any]]:
     """The buttons Slack sends back to ``integrations.slack_app`` (value: the incident id), those
-    the incident's state allows; whether the clicker may is checked when they click."""
+    the incident's state allows; whether the clicker may is checked when they click. Silencing
+    needs a loader or a rule to silence (an Alertmanager incident may have neither)."""
+    silenceable = incident.loader_id is not None or incident.rule_id is not None
     buttons = []
     for action_id, (label, states) in ACTION_BUTTONS.items():
-        if ctx["status"] in states:
+        if ctx["status"] in states and (action_id != "etl_silence_1h" or silenceable):
             button = {
                 "type": "button",
                 "text": {"type": "plain_text", "text": label},
@@ -249,7 +251,7 @@ def _state_line(incident: Incident | None) -> str:
 
 
 def _slack_blocks(
-    ctx: dict[str, Any], purpose: str, *, state_line: str = "", interactive: bool = False
+    ctx: dict[str, Any], purpose: str, *, state_line: str = "", actions: list[dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
     """Block Kit for the incident. Every text from the context is escaped (``slack_escape``),
     plain_text included (Slack decodes the three entities there as well); the buttons' addresses
@@ -286,7 +288,7 @@ def _slack_blocks(
     if state_line:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": state_line}]})
     labels = {"incident": "View incident", "dashboard": "View dashboard", "logs": "View logs", "jira": "View Jira"}
-    buttons = _action_buttons(ctx) if interactive else []
+    buttons = list(actions or [])
     buttons += [
         {
             "type": "button",
@@ -309,9 +311,8 @@ def slack_render(message: Message, *, interactive: bool = False) -> dict[str, An
     text = slack_escape(one_line(message.text))
     if message.is_test:
         return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
-    blocks = _slack_blocks(
-        message.context, message.purpose, state_line=_state_line(message.incident), interactive=interactive
-    )
+    actions = _action_buttons(message.context, message.incident) if interactive else []
+    blocks = _slack_blocks(message.context, message.purpose, state_line=_state_line(message.incident), actions=actions)
     payload = {"text": text, "blocks": blocks, "update": message.update}
     if message.follow_up:
         payload["thread_text"] = slack_escape(message.follow_up)
