@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 
 import pytest
@@ -19,7 +18,7 @@ from incidents.models import EventKind, Incident, IncidentStatus
 from integrations.models import NotificationRule
 from oncall.models import ContactKind, ContactMethod
 from tests.integrations.slack_requests import INTERACTIVITY, click, signed_post, slack_app_serving
-from tests.processes import ROOT, celery_worker, postgres_test_url, process_stop
+from tests.processes import celery_worker, postgres_test_url, process_start, process_stop
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -36,7 +35,7 @@ def wait_for(condition, what: str, timeout: float = 30):
 
 
 def test_each_click_updates_its_message_within_a_second(
-    require_postgres, require_redis, monkeypatch, settings, client, active_loader, operator
+    require_postgres, require_redis, monkeypatch, settings, client, active_loader, operator, tmp_path
 ):
     from tests.platform.test_celery_worker import purge_broker
 
@@ -47,14 +46,7 @@ def test_each_click_updates_its_message_within_a_second(
         env = {**os.environ, "DATABASE_URL": postgres_test_url(), "SLACK_BOT_TOKEN": "xoxb-test"}
         env["SLACK_API_BASE_URL"] = slack.url
         purge_broker()
-        worker = subprocess.Popen(
-            celery_worker("--loglevel", "WARNING"),
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        worker = process_start(celery_worker("--loglevel", "WARNING"), env=env, log=tmp_path / "worker.log")
         try:
             incidents = []
             for number in range(CLICKS):
