@@ -188,7 +188,7 @@ def timeline(
             if piece.user.pk in seen:
                 continue
             seen.add(piece.user.pk)
-            key = (piece.user.pk, piece.source, piece.rotation, piece.override_id)
+            key = (piece.user.pk, piece.source, piece.rotation, piece.layer, piece.override_id)
             runs = merged.setdefault(key, [])
             if runs and runs[-1].end == seg_start:
                 runs[-1] = replace(runs[-1], end=seg_end)
