@@ -164,6 +164,7 @@ def timeline(
 ) -> list[Shift]:
     """The shifts of ``[start, end)`` from rotations (each with its members in order) and
     overrides already read: the computation itself, with no query (``shifts`` reads for it)."""
+    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if end <= start:
         return []
     pieces: list[_Piece] = []
@@ -171,7 +172,8 @@ def timeline(
         pieces += _rotation_pieces(rotation, members, zone, start, end, order)
     for order, override in enumerate(sorted(overrides, key=lambda o: (o.start, o.pk or 0))):
         if override.start < end and override.end > start:
-            piece = _Piece(override.start, override.end, override.user, (1, 0), order, SOURCE_OVERRIDE)
+            begins, ends = override.start.astimezone(dt.UTC), override.end.astimezone(dt.UTC)
+            piece = _Piece(begins, ends, override.user, (1, 0), order, SOURCE_OVERRIDE)
             pieces.append(replace(piece, override_id=override.pk))
     pieces = [p for p in pieces if p.user.is_active and p.start < end and p.end > start]
     cuts = sorted({start, end, *(p.start for p in pieces if p.start > start), *(p.end for p in pieces if p.end < end)})
@@ -186,7 +188,7 @@ def timeline(
             if piece.user.pk in seen:
                 continue
             seen.add(piece.user.pk)
-            key = (piece.user.pk, piece.source, piece.rotation, piece.override_id)
+            key = (piece.user.pk, piece.source, piece.rotation, piece.layer, piece.override_id)
             runs = merged.setdefault(key, [])
             if runs and runs[-1].end == seg_start:
                 runs[-1] = replace(runs[-1], end=seg_end)

@@ -126,14 +126,23 @@ def rotation_save(
     rotation._history_user = user
     rotation.save()
     if members is not None:
-        for old in rotation.members.all():
-            old._history_user = user
-            old.delete()
-        for position, member in enumerate(members):
-            row = RotationMember(rotation=rotation, user=member, position=position)
-            row._history_user = user
-            row.save()
+        _members_replace(user, rotation, members)
     return rotation
+
+
+def _members_replace(user: AbstractBaseUser, rotation: Rotation, members: Sequence[AbstractBaseUser]) -> None:
+    """The rotation's people become ``members`` in that order; the same list again writes
+    nothing (saving a layer's name must not rewrite the history of its people)."""
+    current = list(rotation.members.all())
+    if [row.user_id for row in current] == [member.pk for member in members]:
+        return
+    for old in current:
+        old._history_user = user
+        old.delete()
+    for position, member in enumerate(members):
+        row = RotationMember(rotation=rotation, user=member, position=position)
+        row._history_user = user
+        row.save()
 
 
 @transaction.atomic

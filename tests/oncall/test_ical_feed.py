@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from etl_monitor.errors import PermissionRefused
+from etl_monitor.log_filters import log_redact
 from oncall.models import CalendarToken
 from oncall.services import (
     calendar_token_create,
@@ -106,3 +107,11 @@ def test_a_viewer_may_have_their_own_feed_but_not_a_schedules(schedule, viewer, 
 def test_the_feed_answers_get_only(schedule, operator):
     _, raw = calendar_token_create(user=operator, schedule=schedule)
     assert Client().post(f"/oncall/calendar/{raw}.ics").status_code == 405
+
+
+def test_a_feeds_token_never_reaches_a_log_line():
+    path = "/oncall/calendar/etlc_AbC-12_xyz.ics"
+    line = f'WARNING django.request Not Found: {path} "GET {path} HTTP/1.1" 404'
+    redacted = log_redact(line)
+    assert "etlc_AbC" not in redacted
+    assert redacted.count("/oncall/calendar/••••••.ics") == 2

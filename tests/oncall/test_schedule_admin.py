@@ -240,3 +240,11 @@ def test_the_fourteen_days_read_in_the_schedules_own_time_across_a_clock_change(
     assert [(e["from"], e["to"], e["now"]) for e in first] == [("00:00", "09:00", True), ("09:00", "24:00", False)]
     # The clocks went forward that night: the day is 23 hours long, the hand-off still at 09:00.
     assert all([e["from"] for e in row["entries"]] == ["00:00", "09:00"] for row in days)
+
+
+def test_only_an_admin_deletes_a_schedule_and_the_history_says_who(schedule, operator, admin_user):
+    url = f"/admin/oncall/schedule/{schedule.pk}/delete/"
+    assert client_for(operator).post(url, {"post": "yes"}).status_code == 403
+    assert client_for(admin_user).post(url, {"post": "yes"}).status_code == 302
+    assert not Schedule.objects.exists() and not Rotation.objects.exists()
+    assert Schedule.history.filter(history_type="-").get().history_user == admin_user

@@ -90,6 +90,9 @@ def test_members_are_kept_in_the_order_given_and_replaced_as_a_whole(schedule, o
     assert [m.user for m in rotation.members.all()] == [bob, carol]
     assert RotationMember.history.filter(history_type="-").count() == 2
     assert set(RotationMember.history.values_list("history_user", flat=True)) == {operator.pk}
+    written = RotationMember.history.count()
+    rotation_save(user=operator, schedule=schedule, data={"layer": 2}, members=[bob, carol], rotation=rotation)
+    assert RotationMember.history.count() == written  # the same people: their rows stay as they were
 
 
 def test_members_must_be_active_accounts(schedule, operator, people):

@@ -55,6 +55,10 @@ def test_a_daily_paris_handoff_at_nine_is_at_eight_utc_in_winter_and_seven_in_su
         ("bob", utc(2026, 3, 30, 7)),
     ]
     assert [s.duration for s in found[:3]] == [24 * H, 23 * H, 24 * H]  # Saturday's shift is 23 h
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    asked_in_paris = shifts(schedule, utc(2026, 3, 27, 0).astimezone(paris), utc(2026, 3, 31, 0).astimezone(paris))
+    assert asked_in_paris == found
+    assert all(s.start.tzinfo is dt.UTC and s.end.tzinfo is dt.UTC for s in asked_in_paris)
 
 
 def test_the_paris_shift_over_the_autumn_change_lasts_twenty_five_hours(people):
