@@ -176,3 +176,10 @@ def test_a_viewer_cannot_open_someone_elses_preferences(viewer, editor, preferen
     )
     theirs.refresh_from_db()
     assert theirs.timezone == "Europe/Paris"
+
+
+def test_a_slack_id_someone_else_has_is_refused_with_a_message(viewer, editor):
+    contact_add(user=editor, owner=editor, kind="SLACK", value="U024BE7LH")
+    response = logged_in(viewer).post(ADD, {"kind": "SLACK", "value": "U024BE7LH"}, follow=True)
+    assert any("already verified by another person" in m for m in page_messages(response))
+    assert ContactMethod.objects.count() == 1
