@@ -325,6 +325,25 @@ class Page(models.Model):
         return f"{self.get_method_display()} to {self.phone} ({self.status or 'pending'})"
 
 
+class PageWindow(models.Model):
+    """When the next page by ``method`` to ``phone`` may go: the per-person rate limit
+    (PAGE_MIN_INTERVAL_SECONDS). One row per method and phone, taken by a conditional UPDATE
+    (``opens_at <= now``), so two workers never both page a phone in one window. ``holder`` is
+    the first delivery of the page that took it: when that page failed, its retry takes the window
+    again rather than wait for it to open."""
+
+    method = models.CharField(max_length=10, choices=PageMethod.choices)
+    phone = models.CharField(max_length=20)
+    opens_at = models.DateTimeField()
+    holder = models.BigIntegerField(null=True, blank=True, help_text="The delivery whose page took the window.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["method", "phone"], name="pagewindow_once_per_phone")]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} to {self.phone} from {self.opens_at:%Y-%m-%d %H:%M:%S}"
+
+
 class TwilioWebhookReceipt(models.Model):
     """A signed Twilio webhook request already handled: the same signed request again (a replay,
     or Twilio's retry) is recognised by ``digest`` (of the signature and the signed URL and

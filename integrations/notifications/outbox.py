@@ -224,7 +224,7 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
         for delivery in ready:
             delivery.status, delivery.attempts = DeliveryStatus.SENDING, delivery.attempts + 1
             delivery.attempt_started_at, delivery.lease_until = now, lease
-    for group, outcomes in _transmit(ready):
+    for group, outcomes in _transmit(ready, now):
         _outcomes_record(group, outcomes)
     return ready + waiting
 
@@ -244,7 +244,7 @@ def _outcomes_record(deliveries: list[Delivery], outcomes: list[str | Exception]
             _failed(delivery, f"{type(outcome).__name__}: {outcome}"[:300])
 
 
-def _transmit(deliveries: list[Delivery]) -> Iterator[tuple[list[Delivery], list[str | Exception]]]:
+def _transmit(deliveries: list[Delivery], now: dt.datetime) -> Iterator[tuple[list[Delivery], list[str | Exception]]]:
     """Send every delivery; each gets its external id or the exception that stopped it. Messages
     of one channel go together (email: one SMTP connection); HTTP channels in parallel threads.
 
@@ -261,6 +261,17 @@ def _transmit(deliveries: list[Delivery]) -> Iterator[tuple[list[Delivery], list
     transports = {channel_id: transport_for(group[0].channel) for channel_id, group in by_channel.items()}
     for transport in transports.values():
         transport.prepare()
+    # Each transport says what goes now (here, where the database is at hand): the ones it holds
+    # back are recorded at once; the ones it takes in (a batch to one person) go with the rest.
+    for channel_id, group in list(by_channel.items()):
+        admitted, held = transports[channel_id].admit(group, now)
+        if held:
+            kept = [d for d in group if d.pk in held]
+            yield kept, [held[d.pk] for d in kept]
+        if admitted:
+            by_channel[channel_id] = admitted
+        else:
+            del by_channel[channel_id]
 
     def run(group: list[Delivery]) -> tuple[list[Delivery], list[str | Exception]]:
         channel = group[0].channel

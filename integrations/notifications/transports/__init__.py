@@ -24,14 +24,15 @@ here is loaded when the app is ready) or in an integration of its own that the a
   a choice of ``Channel.kind``, so ``makemigrations`` records it);
 - ``targets(tier)``, ``render(message)`` and ``send(delivery)`` — the three every channel has;
 - where they differ from the defaults below: ``configured()``, ``check()``,
-  ``tier_problems(tier)``, ``test_target(user, tiers)``, ``prepare()``, ``send_many()``, ``find()``,
-  ``recorded()``, and the class attributes (``can_update``, ``can_find``, ``unrouted``,
+  ``tier_problems(tier)``, ``test_target(user, tiers)``, ``prepare()``, ``admit()``, ``send_many()``,
+  ``find()``, ``recorded()``, and the class attributes (``can_update``, ``can_find``, ``unrouted``,
   ``follow_ups``, ``test_prompt``, ``test_target_missing``, ``uses_admin_mail``);
 - and its tests: the real client against a local server (``tests/integrations/``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -137,6 +138,14 @@ class Transport:
         own thread; ``send`` and ``send_many`` may run in others, which touch no database). The
         channel row itself is read fresh for every attempt; a transport that sends by other
         settings (Jira's) reads them here, so a retry after a fix uses the fixed ones."""
+
+    def admit(self, deliveries: list[Delivery], now: dt.datetime) -> tuple[list[Delivery], dict[int, Exception]]:
+        """Which of the claimed ``deliveries`` go now: called by the outbox in its own thread (the
+        database may be read and written) after ``prepare``, before sending. Returns the deliveries
+        to send — these, fewer, or more: a transport that batches may take in other pending
+        deliveries of its kind, claimed by itself (SENDING, with a lease) — and the outcome of each
+        one held back (``Deferred``: not yet, no attempt used). A per-person rate limit lives here."""
+        return deliveries, {}
 
     def find(self, delivery: Delivery) -> str | None:
         return None
