@@ -95,6 +95,9 @@ def test_a_viewer_sees_only_their_own_and_cannot_open_anyone_elses(viewer, edito
     assert client.post(change_url(theirs), {"_send_code": "1"}).status_code == 302
     theirs.refresh_from_db()
     assert theirs.code_sent_at is None
+    history = "admin:oncall_contactmethod_history"
+    assert client.get(reverse(history, args=[mine.pk])).status_code == 200
+    assert client.get(reverse(history, args=[theirs.pk])).status_code == 403
 
 
 def test_an_operator_sees_everyones_but_changes_none(viewer, operator, twilio):
