@@ -28,6 +28,7 @@ api_v1 = [
     path("", include("incidents.api.urls")),
     path("", include("integrations.api.urls")),
     path("", include("loaders.api.urls")),
+    path("", include("oncall.api.urls")),
 ]
 
 urlpatterns = [
@@ -48,6 +49,7 @@ urlpatterns = [
     path("ping/<str:key>/<str:loader_code>/", ping),
     path("ping/<str:key>/<str:loader_code>/<str:action>/", ping),
     path("integrations/", include("integrations.urls")),
+    path("oncall/", include("oncall.urls")),
     path("metrics", metrics_view, name="metrics"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

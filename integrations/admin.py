@@ -50,6 +50,7 @@ from integrations.sources.captures import capture_run
 from integrations.sources.clients import source_check
 from integrations.sources.services import auth_problems, capture_save, data_source_save
 from loaders.models import Severity
+from oncall.models import Schedule
 
 CHANNEL_FIELDS = ("name", "kind", "enabled", "url", "secret")
 
@@ -294,13 +295,20 @@ class NotificationRuleForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Email addresses, one per line (or separated by commas).",
     )
+    oncall = forms.MultipleChoiceField(
+        choices=(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="On-call schedules",
+        help_text="Whoever is on call in these schedules is told (SMS, voice call, email); nobody on call → next tier.",
+    )
     escalation_tiers = forms.JSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text=(
             "Who next when nobody acknowledges within the escalation timeout, in order, e.g. "
-            '[{"channels": ["email"], "recipients": ["cto@company.com"]}]. '
-            "Keys: channels, recipients, slack_channel."
+            '[{"channels": ["voice"], "oncall": ["data-platform"]}, {"channels": ["email"], '
+            '"recipients": ["cto@company.com"]}]. Keys: channels, recipients, slack_channel, oncall.'
         ),
     )
 
@@ -314,6 +322,10 @@ class NotificationRuleForm(forms.ModelForm):
         for stored in self.instance.channels or []:
             names.setdefault(stored, f"{stored} (no such channel)")
         self.fields["channels"].choices = list(names.items())
+        schedules = dict(Schedule.objects.values_list("slug", "name"))
+        for stored in self.instance.oncall or []:
+            schedules.setdefault(stored, f"{stored} (no such schedule)")
+        self.fields["oncall"].choices = [(slug, f"{name} ({slug})") for slug, name in schedules.items()]
         if not self.is_bound:
             self.initial["recipients"] = "\n".join(self.instance.recipients or [])
             self.initial["escalation_tiers"] = self.instance.escalation_tiers or []
@@ -356,7 +368,7 @@ class NotificationRuleAdmin(ServiceErrorMessagesMixin, KeyCheckingAdminMixin, Re
     autocomplete_fields = ("team", "tag")
     fieldsets = (
         ("Which incidents", {"fields": ("severity", "team", "tag", "enabled")}),
-        ("Who is told first", {"fields": ("channels", "recipients", "slack_channel")}),
+        ("Who is told first", {"fields": ("channels", "recipients", "slack_channel", "oncall")}),
         (
             "Escalation and reminders",
             {"fields": ("escalation_timeout", "escalation_tiers", "escalation_repeat", "repeat_interval")},

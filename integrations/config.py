@@ -134,6 +134,7 @@ class NotificationRulesSection:
             channels: [email, slack]
             recipients: [oncall-team@company.com]
             slack_channel: "#alerts-critical"
+            oncall: [data-platform]           # optional: on-call schedules whose people are told
             escalation_timeout: 300           # seconds; null = no escalation
             escalation_tiers:                 # optional: who next, in order
               - {channels: [email], recipients: [cto@company.com]}

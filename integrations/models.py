@@ -66,8 +66,10 @@ class Channel(models.Model):
 class NotificationRule(models.Model):
     """Who hears about incidents of one severity, and who next when nobody acknowledges.
 
-    Tier 0 is the rule's own channels, recipients and Slack channel; ``escalation_tiers``
-    lists the next ones (each ``{"channels": [...], "recipients": [...], "slack_channel": "..."}``).
+    Tier 0 is the rule's own channels, recipients, Slack channel and on-call schedules;
+    ``escalation_tiers`` lists the next ones (each ``{"channels": [...], "recipients": [...],
+    "slack_channel": "...", "oncall": [...]}``). A tier naming schedules tells whoever is on call
+    in them; when nobody is, the next tier is told at once.
     An incident still unacknowledged ``escalation_timeout`` seconds after a tier was notified
     goes to the next tier; after the last one, the last tier is repeated ``escalation_repeat``
     times. A rule for a team or a tag wins over the plain severity rule.
@@ -83,6 +85,11 @@ class NotificationRule(models.Model):
     channels = models.JSONField(default=list, blank=True, help_text='Channel names, e.g. ["email", "slack"].')
     recipients = models.JSONField(default=list, blank=True, help_text="Email addresses.")
     slack_channel = models.CharField(max_length=100, blank=True, help_text="e.g. #alerts-critical")
+    oncall = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='On-call schedules (slugs), e.g. ["data-platform"]: whoever is on call is told (SMS, voice, email).',
+    )
     escalation_timeout = models.PositiveIntegerField(
         null=True, blank=True, help_text="Seconds without acknowledgement before the next tier; empty = no escalation."
     )
@@ -120,7 +127,12 @@ class NotificationRule(models.Model):
         return f"{self.severity}{narrowed}"
 
     def tiers(self) -> list[dict]:
-        first = {"channels": self.channels, "recipients": self.recipients, "slack_channel": self.slack_channel}
+        first = {
+            "channels": self.channels,
+            "recipients": self.recipients,
+            "slack_channel": self.slack_channel,
+            "oncall": self.oncall,
+        }
         return [first, *(self.escalation_tiers or [])]
 
 

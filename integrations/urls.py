@@ -1,6 +1,6 @@
 from django.urls import path
 
-from integrations import twilio_webhooks, views
+from integrations import slack_app, twilio_webhooks, views
 
 urlpatterns = [
     path("jira/webhook/", views.jira_webhook, name="jira-webhook"),
@@ -12,4 +12,7 @@ urlpatterns = [
     path("twilio/voice/<int:page_id>/", twilio_webhooks.voice_answer, name="twilio-voice"),
     path("twilio/voice/<int:page_id>/gather/", twilio_webhooks.voice_gather, name="twilio-voice-gather"),
     path("twilio/status/", twilio_webhooks.status_callback, name="twilio-status"),
+    # Slack app: button clicks and the /etl-monitor command (signed with SLACK_SIGNING_SECRET).
+    path("slack/interactivity/", slack_app.slack_interactivity, name="slack-interactivity"),
+    path("slack/commands/", slack_app.slack_command, name="slack-command"),
 ]

@@ -24,6 +24,7 @@ class TierSerializer(serializers.Serializer):
     channels = serializers.ListField(child=serializers.CharField())
     recipients = serializers.ListField(child=serializers.CharField(), required=False)
     slack_channel = serializers.CharField(required=False, allow_blank=True)
+    oncall = serializers.ListField(child=serializers.SlugField(), required=False)
 
 
 @extend_schema_field(TierSerializer(many=True))
@@ -36,6 +37,9 @@ class NotificationRuleSerializer(RejectUnknownFieldsMixin, serializers.ModelSeri
     tag = serializers.SlugRelatedField(slug_field="name", queryset=Tag.objects.all(), required=False, allow_null=True)
     channels = serializers.ListField(child=serializers.CharField(), required=False)
     recipients = serializers.ListField(child=serializers.CharField(), required=False)
+    oncall = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="On-call schedules (slugs) whose people are told."
+    )
     escalation_tiers = TiersField(required=False)
 
     class Meta:

@@ -143,8 +143,8 @@ def _follow_up_text(purpose: str, ctx: dict[str, Any], event: IncidentEvent | No
         return f"Resolved{who or ' automatically: the condition is clear'}."
     if purpose == Purpose.CLOSED:
         return f"Closed{who}."
-    if purpose == Purpose.ESCALATED:
-        return "Not acknowledged in time: escalated."
+    if purpose == Purpose.ESCALATED:  # by a person (the Escalate button), or the rule's timeout
+        return f"Escalated{who}." if who else "Not acknowledged in time: escalated."
     if purpose == Purpose.REMINDER:
         return still_firing(ctx)
     return ""

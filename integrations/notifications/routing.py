@@ -42,6 +42,7 @@ from integrations.notifications.outbox import (
 from integrations.notifications.payloads import FOLLOW_UP, payloads_batch
 from integrations.notifications.transports import Transport, kinds_unrouted, transport_for
 from loaders.models import Loader
+from oncall.schedules import oncall_users
 
 logger = logging.getLogger(__name__)
 
@@ -89,13 +90,44 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
     spec = _tier_spec(rule, tier)
     channels = {c.name: c for c in Channel.objects.filter(name__in=spec.get("channels") or [])}
     roots = _roots(incident) if purpose == Purpose.ESCALATED else {}
-    fresh, skipped = _tier_deliveries(incident, event, spec, tier, purpose, channels, roots)
+    oncall = _oncall([spec], event.at)
+    fresh, skipped = _tier_deliveries(incident, event, spec, tier, purpose, channels, roots, oncall)
     # A new event's deliveries are new (their keys name the event): one insert for them all.
     for delivery in Delivery.objects.bulk_create(fresh):
         enqueue_after_commit(delivery.pk)
     if skipped:
         incident_note(incident, *_skipped_note(skipped))
+    if nobody := _nobody_on_call(spec, oncall):
+        _escalate_past_nobody(incident, tier, nobody, event.at)
     return len(fresh)
+
+
+def _oncall(specs: list[dict[str, Any]], at: dt.datetime) -> dict[str, list[Any]]:
+    """Who is on call at ``at`` in every schedule the tiers name (one read for a whole batch)."""
+    slugs = sorted({slug for spec in specs for slug in spec.get("oncall") or []})
+    return oncall_users(slugs, at) if slugs else {}
+
+
+def _nobody_on_call(spec: dict[str, Any], oncall: dict[str, list[Any]]) -> list[str]:
+    """The tier's schedules when none of them has anyone on call ([] when someone is, or it names none)."""
+    slugs = spec.get("oncall") or []
+    return [] if any(oncall.get(slug) for slug in slugs) else list(slugs)
+
+
+def _escalate_past_nobody(incident: Incident, tier: int, schedules: list[str], at: dt.datetime) -> None:
+    """Nobody is on call in the tier's schedules: tell the next tier now (recorded on the timeline),
+    rather than wait for a timeout nobody can beat. The last tier has no next: that is noted."""
+    state = (
+        IncidentNotification.objects.select_for_update(of=("self",))
+        .select_related("rule", "incident")
+        .filter(incident=incident)
+        .first()
+    )
+    names = ", ".join(schedules)
+    if state is None or state.rule is None or state.tier != tier or tier >= len(state.rule.tiers()) - 1:
+        incident_note(incident, EventKind.NOT_NOTIFIED, f"Nobody on call in {names}, and no further tier to tell.")
+        return
+    _escalate(state, at, f"Nobody on call in {names}")
 
 
 def _tier_spec(rule: NotificationRule, tier: int) -> dict[str, Any]:
@@ -115,10 +147,25 @@ def _tier_deliveries(
     purpose: str,
     channels: dict[str, Channel],
     roots: dict[tuple[int, str], Delivery],
+    oncall: dict[str, list[Any]],
 ) -> tuple[list[Delivery], list[str]]:
-    """The (unsaved) deliveries of one tier's channels and targets, and the channels skipped (why)."""
+    """The (unsaved) deliveries of one tier's channels and targets, and the channels skipped (why).
+
+    A tier naming on-call schedules tells the people on call (``oncall``: who is, per schedule):
+    the transports find them in ``people`` (user ids; SMS and voice page their phones as their
+    preferences allow at this ``severity`` and time ``at``), and their emails join the recipients."""
     skipped: list[str] = []
     fresh: list[Delivery] = []
+    if spec.get("oncall"):
+        people = list({user.pk: user for slug in spec["oncall"] for user in oncall.get(slug, [])}.values())
+        emails = [user.email for user in people if user.email]
+        spec = {
+            **spec,
+            "people": [user.pk for user in people],
+            "recipients": list(dict.fromkeys([*(spec.get("recipients") or []), *emails])),
+            "severity": incident.severity,
+            "at": event.at,
+        }
     for name in spec.get("channels") or []:
         channel = channels.get(name)
         if channel is None:
@@ -133,7 +180,7 @@ def _tier_deliveries(
             continue
         targets = transport.targets(spec)
         if not targets:
-            skipped.append(f"{name}: no recipients / Slack channel in tier {tier}")
+            skipped.append(f"{name}: {_nobody_why(spec, tier)}")
         for target in targets:
             # An escalation to people already told goes in the first message's thread.
             root = roots.get((channel.pk, target))
@@ -149,6 +196,14 @@ def _tier_deliveries(
                 )
             )
     return fresh, skipped
+
+
+def _nobody_why(spec: dict[str, Any], tier: int) -> str:
+    if spec.get("oncall"):
+        if not spec.get("people"):
+            return f"nobody on call in {', '.join(spec['oncall'])} (tier {tier})"
+        return f"nobody on call in tier {tier} reachable this way (contact methods, paging preferences)"
+    return f"no recipients / Slack channel in tier {tier}"
 
 
 def on_incident_event(sender: Any, event: IncidentEvent, **kwargs: Any) -> None:
@@ -258,11 +313,14 @@ def _route_opened(events: list[IncidentEvent]) -> None:
     for rule in NotificationRule.objects.filter(severity__in=severities, enabled=True):
         rules.setdefault(rule.severity, []).append(rule)
     specs = [spec for group in rules.values() for rule in group for spec in rule.tiers()]
+    firsts = [rule.tiers()[0] for group in rules.values() for rule in group]
+    oncall_at: dict[dt.datetime, dict[str, list[Any]]] = {}  # per moment (a batch is usually one)
     names = {name for spec in specs for name in spec.get("channels") or []}
     channels = {c.name: c for c in Channel.objects.filter(name__in=names)} if names else {}
     states: list[IncidentNotification] = []
     fresh: list[Delivery] = []
     notes: list[tuple[Incident, str, str, dict[str, Any]]] = []
+    nobody: list[tuple[Incident, list[str], dt.datetime]] = []
     for event in events:
         incident = incidents[event.incident_id]
         if incident.loader_id is not None:
@@ -277,15 +335,23 @@ def _route_opened(events: list[IncidentEvent]) -> None:
             notes.append((incident, *_no_rule_note(incident), {}))
             continue
         states.append(IncidentNotification(incident=incident, **_first_state(rule, event.at)))
-        made, skipped = _tier_deliveries(incident, event, _tier_spec(rule, 0), 0, Purpose.OPENED, channels, {})
+        spec = _tier_spec(rule, 0)
+        if event.at not in oncall_at:
+            oncall_at[event.at] = _oncall(firsts, event.at)
+        oncall = oncall_at[event.at]
+        made, skipped = _tier_deliveries(incident, event, spec, 0, Purpose.OPENED, channels, {}, oncall)
         fresh.extend(made)
         if skipped:
             notes.append((incident, *_skipped_note(skipped)))
+        if schedules := _nobody_on_call(spec, oncall):
+            nobody.append((incident, schedules, event.at))
     IncidentNotification.objects.bulk_create(states)
     for delivery in Delivery.objects.bulk_create(fresh):
         enqueue_after_commit(delivery.pk)
     if notes:
         events_record_bulk(notes, at=timezone.now())
+    for incident, schedules, at in nobody:
+        _escalate_past_nobody(incident, 0, schedules, at)
 
 
 def _to_those_told(

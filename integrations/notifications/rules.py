@@ -20,6 +20,7 @@ from etl_monitor.permissions import permission_require
 from integrations.models import Channel, NotificationRule
 from integrations.notifications.transports import kinds_unrouted, transport_for
 from loaders.selectors import tag_named, team_named
+from oncall.models import Schedule
 
 RULE_FIELDS = (
     "severity",
@@ -28,13 +29,14 @@ RULE_FIELDS = (
     "channels",
     "recipients",
     "slack_channel",
+    "oncall",
     "escalation_timeout",
     "escalation_tiers",
     "escalation_repeat",
     "repeat_interval",
     "enabled",
 )
-TIER_KEYS = ("channels", "recipients", "slack_channel")
+TIER_KEYS = ("channels", "recipients", "slack_channel", "oncall")
 
 
 def _names(value: Any, field: str, errors: dict[str, list[str]], what: str) -> list[str]:
@@ -61,7 +63,12 @@ def _check_target(
     if not isinstance(slack_channel, str):
         errors.setdefault(f"{prefix}slack_channel", []).append("Must be text, e.g. #alerts-critical.")
         slack_channel = ""
-    spec.update(channels=names, recipients=recipients, slack_channel=slack_channel.strip())
+    schedules = _names(spec.get("oncall"), f"{prefix}oncall", errors, "on-call schedule slugs")
+    spec.update(channels=names, recipients=recipients, slack_channel=slack_channel.strip(), oncall=schedules)
+    if schedules:
+        known = set(Schedule.objects.filter(slug__in=schedules).values_list("slug", flat=True))
+        if missing := [slug for slug in schedules if slug not in known]:
+            errors.setdefault(f"{prefix}oncall", []).append(f"Unknown on-call schedule(s): {', '.join(missing)}.")
     if f"{prefix}channels" in errors:
         return
     if not names:
@@ -96,7 +103,7 @@ def _check_tiers(value: Any, channels: dict[str, Channel], errors: dict[str, lis
     for index, tier in enumerate(value):
         prefix = f"escalation_tiers[{index}]"
         if not isinstance(tier, dict):
-            errors.setdefault(prefix, []).append("Must be a mapping with channels, recipients, slack_channel.")
+            errors.setdefault(prefix, []).append("Must be a mapping with channels, recipients, slack_channel, oncall.")
             continue
         unknown = sorted(str(k) for k in tier if k not in TIER_KEYS)
         if unknown:
@@ -106,6 +113,8 @@ def _check_tiers(value: Any, channels: dict[str, Channel], errors: dict[str, lis
             continue
         spec = {key: tier.get(key) for key in TIER_KEYS}
         _check_target(spec, f"{prefix}.", channels, errors)
+        if not spec["oncall"]:
+            del spec["oncall"]  # stored as people write them: a tier without schedules has no key
         tiers.append(spec)
     return tiers
 
@@ -133,19 +142,20 @@ def notification_rule_check(*, data: dict[str, Any], rule: NotificationRule | No
             rule.team = team_named(value, name, errors)
         elif name == "tag":
             rule.tag = tag_named(value, name, errors)
-        elif name not in ("channels", "recipients", "slack_channel", "escalation_tiers"):
+        elif name not in (*TIER_KEYS, "escalation_tiers"):
             setattr(rule, name, value)
     # Some kinds are not for routing (Jira: tickets follow the Jira settings).
     channels = {c.name: c for c in Channel.objects.exclude(kind__in=kinds_unrouted())}
     first = {key: data.get(key, getattr(rule, key)) for key in TIER_KEYS}
     _check_target(first, "", channels, errors)
     rule.channels, rule.recipients, rule.slack_channel = first["channels"], first["recipients"], first["slack_channel"]
+    rule.oncall = first["oncall"]
     rule.escalation_tiers = _check_tiers(data.get("escalation_tiers", rule.escalation_tiers), channels, errors)
     if rule.team_id and rule.tag_id:
         errors.setdefault("tag", []).append("A rule narrows to a team or to a tag, not both.")
     try:
         rule.full_clean(
-            exclude=["team", "tag", "channels", "recipients", "escalation_tiers", *errors],
+            exclude=["team", "tag", "channels", "recipients", "oncall", "escalation_tiers", *errors],
             validate_constraints=False,  # answered below with a message a person understands
         )
     except ValidationError as exc:
@@ -172,8 +182,9 @@ def notification_rule_save(
 
     Only roles holding the notification rule permissions (Admin) may do it. Every channel
     named must exist, every recipient must be an email address, each channel must have a
-    target (recipients for email, a Slack channel for the Slack bot), and escalation tiers
-    may hold only ``channels``, ``recipients`` and ``slack_channel``.
+    target (recipients or on-call schedules for email, a Slack channel for the Slack bot, on-call
+    schedules for SMS and voice), every schedule named must exist, and escalation tiers may hold
+    only ``channels``, ``recipients``, ``slack_channel`` and ``oncall``.
     """
     perm = "integrations.change_notificationrule" if rule else "integrations.add_notificationrule"
     permission_require(user, perm, "manage notification rules")

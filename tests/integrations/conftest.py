@@ -6,10 +6,12 @@
   response shapes.
 - ``webhook``: a generic-webhook endpoint that checks the HMAC signature of every request.
 - ``open_incident``: detection opens a HIGH incident on SALES-DAILY, as it does in production.
+- ``fire``: the same for any severity at a chosen moment (routing tests on a controlled clock).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import itertools
@@ -28,6 +30,9 @@ from incidents.models import DetectionRule, Incident
 from loaders.models import Loader
 from tests.incidents.conftest import add_signals
 from tests.mailbox import Mailbox
+
+# The moment routing tests fire their incidents at.
+ROUTING_T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
 SIGNAL_FAILURE_RULE = "Signal failure rate above 5%"  # seeded, HIGH: routed to email and #alerts-high
 
@@ -294,3 +299,20 @@ def channel_pages(client: Any, channel: Any) -> list[Any]:
 def assert_never_shown(channel: Any, client: Any, *values: str) -> None:
     for page in channel_pages(client, channel):
         assert not any(value in page.content.decode() for value in values)
+
+
+@pytest.fixture
+def fire(active_loader):
+    """Open (or fire again) an incident of the given severity on SALES-DAILY at a moment."""
+    DetectionRule.objects.update(enabled=False)
+
+    def fire(severity: str = "CRITICAL", at: dt.datetime = ROUTING_T0) -> Incident:
+        rule, _ = DetectionRule.objects.get_or_create(
+            name=f"failures {severity}",
+            defaults={"kind": "signal_failure_rate", "threshold": 5.0, "severity": severity},
+        )
+        add_signals(active_loader, failed=5, ok=5, at=at)
+        rule_evaluate(rule=rule, now=at)
+        return Incident.objects.get(rule=rule, status__in=["OPEN", "ACKNOWLEDGED"])
+
+    return fire

@@ -5,7 +5,9 @@ while others are answered.
 The Slack responses follow https://api.slack.com/methods/chat.postMessage (``ok``, ``channel``,
 ``ts``, ``message``), chat.update, conversations.history (``messages`` with ``metadata`` when
 ``include_all_metadata`` is set) and the documented error shape ``{"ok": false, "error": ...}``;
-HTTP 429 carries ``Retry-After``.
+HTTP 429 carries ``Retry-After``. users.info answers as https://api.slack.com/methods/users.info
+(``user.profile.email``; ``user_not_found``), and ``response_url()`` gives an address that keeps
+what the app posts to an interaction's response_url (``responses``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from tests.mailbox import Mailbox
+
+RESPONSE_PREFIX = "response-"  # the last part of a response_url() address
 
 CHANNEL_IDS = {
     "#alerts-critical": "C0CRIT",
@@ -53,6 +57,25 @@ class FakeSlack:
         self.stored_at: dict[str, float] = {}  # ts → when the message was stored
         self.server: ThreadingHTTPServer | None = None
         self._seq = 0
+        self.users: dict[str, dict[str, Any]] = {}  # Slack user id → users.info's ``user``
+        self.responses: list[dict[str, Any]] = []  # what was posted to a response_url()
+
+    def user_add(self, slack_id: str, email: str, **fields: Any) -> None:
+        """A workspace member as users.info returns them."""
+        self.users[slack_id] = {
+            "id": slack_id,
+            "team_id": "T0ETL",
+            "name": email.split("@")[0],
+            "deleted": False,
+            "is_bot": False,
+            "profile": {"email": email, "real_name": email.split("@")[0]},
+            **fields,
+        }
+
+    def response_url(self, name: str = "1") -> str:
+        """An interaction's response_url served here (Slack's is on hooks.slack.com)."""
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/actions/T0ETL/{RESPONSE_PREFIX}{name}"
 
     # --- what tests read -------------------------------------------------------------------
     def posts(self) -> list[dict[str, Any]]:
@@ -77,6 +100,9 @@ class FakeSlack:
         with self.lock:
             self.calls.append(Received(method, body, time.time(), headers))
             step = self.script.pop(0) if method == "chat.postMessage" and self.script else None
+            if method.startswith(RESPONSE_PREFIX):  # a response_url: no token, answered "ok"
+                self.responses.append(body)
+                return 200, {"ok": True}, {}
         if not headers.get("Authorization", "").startswith("Bearer xoxb-"):
             return 200, {"ok": False, "error": "not_authed"}, {}
         if step is not None:
@@ -124,6 +150,12 @@ class FakeSlack:
             if str(body.get("include_all_metadata", "")).lower() not in ("1", "true"):
                 found = [{k: v for k, v in m.items() if k != "metadata"} for m in found]
             return 200, {"ok": True, "messages": list(reversed(found)), "has_more": False}, {}
+        if method == "users.info":
+            with self.lock:
+                user = self.users.get(body.get("user", ""))
+            if user is None:
+                return 200, {"ok": False, "error": "user_not_found"}, {}
+            return 200, {"ok": True, "user": user}, {}
         if method == "conversations.list":
             channels = [{"id": cid, "name": name.lstrip("#")} for name, cid in CHANNEL_IDS.items()]
             return 200, {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}, {}

@@ -209,7 +209,7 @@ def test_the_rule_form_names_bad_addresses_and_bad_tiers(client, admin_user):
     assert errors["recipients"] == ["Not valid email address(es): not-an-address, also, bad."]
     assert errors["escalation_tiers"] == [
         "escalation_tiers[0].channels: Unknown channel(s): pager (known: email, slack).",
-        "escalation_tiers[1]: Unknown key(s): phone (allowed: channels, recipients, slack_channel).",
+        "escalation_tiers[1]: Unknown key(s): phone (allowed: channels, recipients, slack_channel, oncall).",
     ]
     response = client.post("/admin/integrations/notificationrule/add/", rule_form(channels=[]))
     assert response.context["adminform"].form.errors["channels"] == ["Name at least one channel."]
@@ -302,7 +302,7 @@ def test_api_validation_errors_name_the_field(admin_user, team):
     assert bad.json() == {
         "channels": ["Unknown channel(s): pager, sms (known: email, slack)."],
         "recipients": ["Not valid email address(es): nobody."],
-        "escalation_tiers[0]": ["Unknown key(s): when (allowed: channels, recipients, slack_channel)."],
+        "escalation_tiers[0]": ["Unknown key(s): when (allowed: channels, recipients, slack_channel, oncall)."],
     }
     webhook = client.post("/api/v1/channels/", {"name": "hooks", "kind": "WEBHOOK"}, format="json")
     assert webhook.status_code == 400 and webhook.json() == {"url": ["A generic webhook needs a URL."]}

@@ -13,9 +13,9 @@ from incidents.services import incident_acknowledge, incident_resolve
 from integrations.models import Delivery, IncidentNotification, NotificationRule
 from integrations.notifications.routing import escalations_run
 from loaders.models import Tag, Team
-from tests.incidents.conftest import add_signals
+from tests.integrations.conftest import ROUTING_T0
 
-T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+T0 = ROUTING_T0
 S = dt.timedelta(seconds=1)
 
 
@@ -23,23 +23,6 @@ S = dt.timedelta(seconds=1)
 def _slack_configured(settings):
     # Deliveries are only created here (no after-commit send): no request leaves the test.
     settings.SLACK_BOT_TOKEN = "xoxb-test"
-
-
-@pytest.fixture
-def fire(active_loader):
-    """Open (or fire again) an incident of the given severity on SALES-DAILY at a moment."""
-    DetectionRule.objects.update(enabled=False)
-
-    def fire(severity: str = "CRITICAL", at: dt.datetime = T0) -> Incident:
-        rule, _ = DetectionRule.objects.get_or_create(
-            name=f"failures {severity}",
-            defaults={"kind": "signal_failure_rate", "threshold": 5.0, "severity": severity},
-        )
-        add_signals(active_loader, failed=5, ok=5, at=at)
-        rule_evaluate(rule=rule, now=at)
-        return Incident.objects.get(rule=rule, status__in=["OPEN", "ACKNOWLEDGED"])
-
-    return fire
 
 
 def breach_ends(at: dt.datetime) -> None:

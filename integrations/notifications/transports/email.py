@@ -69,9 +69,11 @@ class EmailTransport(Transport):
         return [",".join(sorted(recipients))] if recipients else []
 
     def tier_problems(self, tier: dict[str, Any]) -> dict[str, str]:
-        if self.targets(tier):
+        if self.targets(tier) or tier.get("oncall"):  # routing adds the people on call to the recipients
             return {}
-        return {"recipients": f"Channel {self.channel.name} sends email: give at least one recipient."}
+        return {
+            "recipients": f"Channel {self.channel.name} sends email: give at least one recipient or on-call schedule."
+        }
 
     def test_target(self, user: Any, tiers: list[dict[str, Any]]) -> str:
         return user.email if user is not None else ""

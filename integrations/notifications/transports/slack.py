@@ -1,14 +1,19 @@
 """Slack: the channel kind SLACK, a Slack app's bot token (slack-sdk's WebClient), and the Slack
-rendering the incoming webhook (``slack_webhook``) shares."""
+rendering the incoming webhook (``slack_webhook``) shares.
+
+With ``SLACK_SIGNING_SECRET`` set, the bot's incident message carries interactive buttons
+(Acknowledge, Resolve, Escalate, Silence 1 h) answered by ``integrations.slack_app``; without it,
+and always on an incoming webhook (which cannot update its message), the buttons are links."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.conf import settings
 
 from etl_monitor.metrics import TargetService, http_client_call
-from incidents.models import IncidentStatus
+from incidents.models import ACTIVE_STATUSES, Incident, IncidentStatus
 from integrations.models import ChannelKind, Delivery, Purpose
 from integrations.notifications.payloads import Message
 from integrations.notifications.transports import Permanent, Transient, Transport, transport_register
@@ -97,7 +102,7 @@ class SlackTransport(Transport):
         return next((target for tier in tiers for target in self.targets(tier)), "")
 
     def render(self, message: Message) -> dict[str, Any]:
-        return slack_render(message)
+        return slack_render(message, interactive=bool(settings.SLACK_SIGNING_SECRET))
 
     def client(self) -> Any:
         from slack_sdk import WebClient
@@ -198,7 +203,56 @@ SEVERITY_STYLE = {
 }
 
 
-def _slack_blocks(ctx: dict[str, Any], purpose: str) -> list[dict[str, Any]]:
+# The interactive buttons (action_id → label) and the incident states that offer each: the
+# services' own rules (acknowledge and escalate an open incident; resolve and silence an active one).
+ACTION_BUTTONS = {
+    "etl_ack": ("Acknowledge", (IncidentStatus.OPEN,)),
+    "etl_resolve": ("Resolve", ACTIVE_STATUSES),
+    "etl_escalate": ("Escalate", (IncidentStatus.OPEN,)),
+    "etl_silence_1h": ("Silence 1 h", ACTIVE_STATUSES),
+}
+
+
+def _action_buttons(ctx: dict[str, Any], incident: Incident) -> list[dict[str, Any]]:
+    """The buttons Slack sends back to ``integrations.slack_app`` (value: the incident id), those
+    the incident's state allows; whether the clicker may is checked when they click. Silencing
+    needs a loader or a rule to silence (an Alertmanager incident may have neither)."""
+    silenceable = incident.loader_id is not None or incident.rule_id is not None
+    buttons = []
+    for action_id, (label, states) in ACTION_BUTTONS.items():
+        if ctx["status"] in states and (action_id != "etl_silence_1h" or silenceable):
+            button = {
+                "type": "button",
+                "text": {"type": "plain_text", "text": label},
+                "action_id": action_id,
+                "value": str(ctx["id"]),
+            }
+            if action_id == "etl_ack":
+                button["style"] = "primary"
+            buttons.append(button)
+    return buttons
+
+
+def _state_line(incident: Incident | None) -> str:
+    """Who took the incident's last step ("Acknowledged by alice at 22:01 UTC"): what the updated
+    message shows everyone in the channel."""
+    if incident is None:
+        return ""
+    if incident.status == IncidentStatus.ACKNOWLEDGED and incident.acknowledged_by_id:
+        who, at = incident.acknowledged_by, incident.acknowledged_at
+        verb = "Acknowledged"
+    elif incident.status == IncidentStatus.RESOLVED and incident.resolved_by_id:
+        who, at = incident.resolved_by, incident.resolved_at
+        verb = "Resolved"
+    else:
+        return ""
+    when = f" at {at.astimezone(dt.UTC):%H:%M} UTC" if at else ""
+    return f"{verb} by {slack_escape(who.get_username())}{when}"
+
+
+def _slack_blocks(
+    ctx: dict[str, Any], purpose: str, *, state_line: str = "", actions: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Block Kit for the incident. Every text from the context is escaped (``slack_escape``),
     plain_text included (Slack decodes the three entities there as well); the buttons' addresses
     are ours."""
@@ -231,8 +285,11 @@ def _slack_blocks(ctx: dict[str, Any], purpose: str) -> list[dict[str, Any]]:
     if ctx["correlation_id"]:
         correlation = esc(one_line(ctx["correlation_id"])).replace("`", "'")  # stays inside its code span
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Correlation id `{correlation}`"}]})
+    if state_line:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": state_line}]})
     labels = {"incident": "View incident", "dashboard": "View dashboard", "logs": "View logs", "jira": "View Jira"}
-    buttons = [
+    buttons = list(actions or [])
+    buttons += [
         {
             "type": "button",
             "text": {"type": "plain_text", "text": labels[name]},
@@ -246,14 +303,17 @@ def _slack_blocks(ctx: dict[str, Any], purpose: str) -> list[dict[str, Any]]:
     return blocks
 
 
-def slack_render(message: Message) -> dict[str, Any]:
+def slack_render(message: Message, *, interactive: bool = False) -> dict[str, Any]:
     """The message in Slack: its line of text and Block Kit (the Slack bot and incoming webhooks);
-    a follow-up's line goes in the first message's thread (``thread_text``)."""
+    a follow-up's line goes in the first message's thread (``thread_text``). ``interactive``: the
+    bot's message with action buttons (see ``integrations.slack_app``)."""
     # The top-level text is mrkdwn too (and what notifications and screen readers show).
     text = slack_escape(one_line(message.text))
     if message.is_test:
         return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
-    payload = {"text": text, "blocks": _slack_blocks(message.context, message.purpose), "update": message.update}
+    actions = _action_buttons(message.context, message.incident) if interactive else []
+    blocks = _slack_blocks(message.context, message.purpose, state_line=_state_line(message.incident), actions=actions)
+    payload = {"text": text, "blocks": blocks, "update": message.update}
     if message.follow_up:
         payload["thread_text"] = slack_escape(message.follow_up)
     return payload
