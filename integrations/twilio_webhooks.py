@@ -56,7 +56,7 @@ from incidents.services import incident_acknowledge
 from integrations.models import Page, PageMethod, TwilioWebhookReceipt
 from integrations.notifications.outbox import incident_note
 from integrations.notifications.routing import incident_escalate
-from oncall.models import ContactKind, ContactMethod
+from oncall.paging import phone_owner
 
 logger = logging.getLogger(__name__)
 
@@ -161,15 +161,6 @@ def twilio_webhook(kind: str) -> Callable[[Callable[..., Handled]], Callable[...
 # --- people's actions ------------------------------------------------------------------------------
 
 
-def _phone_owner(phone: str) -> Any:
-    method = (
-        ContactMethod.objects.filter(kind=ContactKind.PHONE, value=phone, verified_at__isnull=False)
-        .select_related("user")
-        .first()
-    )
-    return method.user if method and method.user.is_active else None
-
-
 def _named(incident: Incident) -> str:
     title = incident.title if len(incident.title) <= 40 else incident.title[:39] + "…"
     return f"#{incident.pk} {title}"
@@ -218,7 +209,7 @@ def _sms_parse(body: str) -> tuple[str, str]:
 
 def sms_reply_apply(*, phone: str, body: str) -> tuple[str, str]:
     """An SMS from ``phone``: (the answer to text back, the outcome to record)."""
-    user = _phone_owner(phone)
+    user = phone_owner(phone)
     if user is None:
         return NOT_REGISTERED, "unknown sender"
     action, code = _sms_parse(body)

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from etl_monitor.admin import ServiceErrorMessagesMixin
 from etl_monitor.admin_input import KeyCheckingAdminMixin, key_holds
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
@@ -66,8 +67,38 @@ class ContactMethodForm(forms.ModelForm):
         return data
 
 
+class OwnRowsAdmin(ServiceErrorMessagesMixin, KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
+    """Rows that belong to a person (``user``): each person sees and changes their own, whatever
+    their role; ``view_all`` shows everyone's, ``change_all`` changes them."""
+
+    view_all: str
+    change_all: str
+
+    def _sees_all(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(self.view_all)
+
+    def _manages_all(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(self.change_all)
+
+    def _own(self, request: HttpRequest, obj: Any) -> bool:
+        return obj is None or obj.user_id == request.user.pk
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _staff(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _staff(request) and (self._own(request, obj) or self._sees_all(request))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _staff(request) and (self._own(request, obj) or self._manages_all(request))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request).select_related("user")
+        return queryset if self._sees_all(request) else queryset.filter(user=request.user)
+
+
 @admin.register(ContactMethod)
-class ContactMethodAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
+class ContactMethodAdmin(OwnRowsAdmin):
     form = ContactMethodForm
     list_display = ("value", "kind", "user", "verification")
     list_filter = ("kind",)
@@ -75,35 +106,14 @@ class ContactMethodAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     autocomplete_fields = ("user",)
     actions = ("send_verification_code", "delete_selected")
 
-    # --- who sees and changes what ---------------------------------------------------------------
-
-    def _sees_all(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("oncall.view_contactmethod")
-
-    def _manages_all(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("oncall.change_contactmethod")
-
-    def _own(self, request: HttpRequest, obj: ContactMethod | None) -> bool:
-        return obj is None or obj.user_id == request.user.pk
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _staff(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: ContactMethod | None = None) -> bool:
-        return _staff(request) and (self._own(request, obj) or self._sees_all(request))
+    view_all = "oncall.view_contactmethod"
+    change_all = "oncall.change_contactmethod"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return _staff(request)
 
-    def has_change_permission(self, request: HttpRequest, obj: ContactMethod | None = None) -> bool:
-        return _staff(request) and (self._own(request, obj) or self._manages_all(request))
-
     def has_delete_permission(self, request: HttpRequest, obj: ContactMethod | None = None) -> bool:
         return self.has_change_permission(request, obj)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ContactMethod]:
-        queryset = super().get_queryset(request).select_related("user")
-        return queryset if self._sees_all(request) else queryset.filter(user=request.user)
 
     # --- the form ----------------------------------------------------------------------------------
 
@@ -153,12 +163,9 @@ class ContactMethodAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     def save_model(self, request: HttpRequest, obj: ContactMethod, form: ContactMethodForm, change: bool) -> None:
         if not change:
             data = form.cleaned_data
-            try:
-                method = contacts.contact_add(
-                    user=request.user, owner=data.get("user") or request.user, kind=data["kind"], value=data["value"]
-                )
-            except ServiceError as exc:
-                raise _AddRefused(_refusal(exc)) from exc
+            method = contacts.contact_add(
+                user=request.user, owner=data.get("user") or request.user, kind=data["kind"], value=data["value"]
+            )
             obj.pk, obj.user, obj.verified_at = method.pk, method.user, method.verified_at
             return
         # A refusal here is a message, not an exception: the admin's transaction must keep a wrong
@@ -173,13 +180,6 @@ class ContactMethodAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
                 messages.success(request, f"{obj.value} is verified: pages can go there now.")
         except ServiceError as exc:
             messages.error(request, _refusal(exc))
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().changeform_view(request, object_id, *args, **kwargs)
-        except _AddRefused as exc:
-            messages.error(request, str(exc))
-            return HttpResponseRedirect(request.get_full_path())
 
     def response_change(self, request: HttpRequest, obj: ContactMethod) -> HttpResponse:
         """Back to the phone's page (the messages say what happened): the next step is there."""
@@ -201,10 +201,6 @@ class ContactMethodAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
                 messages.error(request, f"{method.value}: {_refusal(exc)}")
             else:
                 messages.success(request, f"A code was texted to {method.value}: enter it on its page.")
-
-
-class _AddRefused(Exception):
-    """A refused add, turned into a message once the admin's transaction has rolled back."""
 
 
 SEVERITY_CHOICES = Severity.choices
@@ -240,7 +236,7 @@ class PagingPreferenceForm(forms.ModelForm):
 
 
 @admin.register(PagingPreference)
-class PagingPreferenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
+class PagingPreferenceAdmin(OwnRowsAdmin):
     """ "My paging preferences": each person their own (one row, created on first save); an Admin
     everybody's."""
 
@@ -248,34 +244,16 @@ class PagingPreferenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
     list_display = ("user", "sms_severities", "voice_severities", "quiet_hours", "timezone")
     autocomplete_fields = ("user",)
 
-    def _manages_all(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("oncall.change_pagingpreference")
-
-    def _own(self, request: HttpRequest, obj: PagingPreference | None) -> bool:
-        return obj is None or obj.user_id == request.user.pk
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _staff(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: PagingPreference | None = None) -> bool:
-        return _staff(request) and (self._own(request, obj) or request.user.has_perm("oncall.view_pagingpreference"))
+    view_all = "oncall.view_pagingpreference"
+    change_all = "oncall.change_pagingpreference"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         if not _staff(request):
             return False
         return self._manages_all(request) or not PagingPreference.objects.filter(user=request.user).exists()
 
-    def has_change_permission(self, request: HttpRequest, obj: PagingPreference | None = None) -> bool:
-        return _staff(request) and (self._own(request, obj) or self._manages_all(request))
-
     def has_delete_permission(self, request: HttpRequest, obj: PagingPreference | None = None) -> bool:
         return False  # no row means the defaults; a person sets theirs back with the form
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[PagingPreference]:
-        queryset = super().get_queryset(request).select_related("user")
-        if request.user.has_perm("oncall.view_pagingpreference"):
-            return queryset
-        return queryset.filter(user=request.user)
 
     def get_fields(self, request: HttpRequest, obj: PagingPreference | None = None) -> tuple[str, ...]:
         fields = tuple(PagingPreferenceForm._meta.fields)
@@ -283,7 +261,7 @@ class PagingPreferenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         """A person who sees only their own goes straight to it ("My paging preferences")."""
-        if request.user.has_perm("oncall.view_pagingpreference"):
+        if self._sees_all(request):
             return super().changelist_view(request, extra_context)
         own = PagingPreference.objects.filter(user=request.user).first()
         if own is None:
@@ -307,10 +285,3 @@ class PagingPreferenceAdmin(KeyCheckingAdminMixin, ReadOnlyHistoryAdmin):
         owner = obj.user if change else (form.cleaned_data.get("user") or request.user)
         preference = contacts.preference_save(user=request.user, owner=owner, data=data)
         obj.pk, obj.user, obj.updated_at = preference.pk, preference.user, timezone.now()
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().changeform_view(request, object_id, *args, **kwargs)
-        except ServiceError as exc:
-            messages.error(request, _refusal(exc))
-            return HttpResponseRedirect(request.get_full_path())

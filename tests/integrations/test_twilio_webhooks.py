@@ -67,6 +67,14 @@ def said(response: Any, tag: str = "Message") -> list[str]:
     return [element.text or "" for element in root.iter(tag)]
 
 
+def assert_acknowledged(incident: Incident, page: Page, *, by: Any, source: str) -> None:
+    incident.refresh_from_db()
+    assert (incident.status, incident.acknowledged_by) == ("ACKNOWLEDGED", by)
+    assert incident.events.get(kind=EventKind.ACKNOWLEDGED).data == {"source": source}
+    page.refresh_from_db()
+    assert page.answered_at is not None
+
+
 @pytest.fixture
 def fire(active_loader):
     """Detection opens a CRITICAL incident on SALES-DAILY; its rule has a tier to escalate to."""
@@ -113,11 +121,7 @@ def test_a_reply_with_the_code_acknowledges_the_pages_incidents(paged, operator,
 
     [answer] = said(response)
     assert answer == f"Acknowledged #{incident.pk} {incident.title}."
-    incident.refresh_from_db()
-    assert (incident.status, incident.acknowledged_by) == ("ACKNOWLEDGED", operator)
-    assert incident.events.get(kind=EventKind.ACKNOWLEDGED).data == {"source": "sms"}
-    page.refresh_from_db()
-    assert page.answered_at is not None
+    assert_acknowledged(incident, page, by=operator, source="sms")
     assert TwilioWebhookReceipt.objects.get().kind == "sms"
 
 
@@ -294,11 +298,7 @@ def test_pressing_1_acknowledges_as_the_paged_person(called, operator):
     [speech] = said(_press(page, "1"), "Say")
 
     assert speech == f"Acknowledged #{incident.pk} {incident.title}. Goodbye."
-    incident.refresh_from_db()
-    assert (incident.status, incident.acknowledged_by) == ("ACKNOWLEDGED", operator)
-    assert incident.events.get(kind=EventKind.ACKNOWLEDGED).data == {"source": "voice"}
-    page.refresh_from_db()
-    assert page.answered_at is not None
+    assert_acknowledged(incident, page, by=operator, source="voice")
 
 
 def test_pressing_2_escalates(called, operator):

@@ -95,6 +95,9 @@ def test_a_viewer_sees_only_their_own_and_cannot_open_anyone_elses(viewer, edito
     assert client.post(change_url(theirs), {"_send_code": "1"}).status_code == 302
     theirs.refresh_from_db()
     assert theirs.code_sent_at is None
+    history = "admin:oncall_contactmethod_history"
+    assert client.get(reverse(history, args=[mine.pk])).status_code == 200
+    assert client.get(reverse(history, args=[theirs.pk])).status_code == 403
 
 
 def test_an_operator_sees_everyones_but_changes_none(viewer, operator, twilio):
@@ -176,3 +179,10 @@ def test_a_viewer_cannot_open_someone_elses_preferences(viewer, editor, preferen
     )
     theirs.refresh_from_db()
     assert theirs.timezone == "Europe/Paris"
+
+
+def test_a_slack_id_someone_else_has_is_refused_with_a_message(viewer, editor):
+    contact_add(user=editor, owner=editor, kind="SLACK", value="U024BE7LH")
+    response = logged_in(viewer).post(ADD, {"kind": "SLACK", "value": "U024BE7LH"}, follow=True)
+    assert any("already verified by another person" in m for m in page_messages(response))
+    assert ContactMethod.objects.count() == 1
