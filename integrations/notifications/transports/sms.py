@@ -352,13 +352,8 @@ def page_record(delivery: Delivery) -> None:
     if page is None:
         return
     if page.pk is None:
-        page.sent_at, page.status = timezone.now(), "queued"
+        page.sent_at, page.status = timezone.now(), "queued"  # accepted by the provider
         page.save()
-    elif not page.sent_at:
-        page.sent_at, page.status = timezone.now(), "queued"
-        Page.objects.filter(pk=page.pk).update(
-            sent_at=page.sent_at, status=page.status, provider=page.provider, external_id=page.external_id
-        )
     if delivery.incident_id:
         page.incidents.add(delivery.incident_id)
     Delivery.objects.filter(pk=delivery.pk).update(page=page)
