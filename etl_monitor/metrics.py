@@ -36,6 +36,8 @@ class TargetService(StrEnum):
     SLACK = "slack"  # the bot (Web API) and incoming webhooks alike
     SMTP = "smtp"
     WEBHOOK = "webhook"
+    TWILIO = "twilio"  # SMS and calls
+    SMS_GATEWAY = "sms_gateway"  # the fallback SMS provider
     ELASTICSEARCH = "elasticsearch"
     PROMETHEUS = "prometheus"
 

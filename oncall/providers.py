@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 
+from etl_monitor.metrics import TargetService, http_client_call
+
 # Twilio error codes (https://www.twilio.com/docs/api/errors).
 TWILIO_AUTH_FAILED = "20003"
 TWILIO_RATE_LIMITED = "20429"
@@ -148,9 +150,10 @@ class TwilioSms(SmsProvider):
         if problem := self.configured():
             raise ProviderError(problem, misconfigured=True)
         try:
-            message = twilio_client().messages.create(
-                to=to, from_=settings.TWILIO_FROM_NUMBER, body=body, status_callback=status_callback
-            )
+            with http_client_call(TargetService.TWILIO):
+                message = twilio_client().messages.create(
+                    to=to, from_=settings.TWILIO_FROM_NUMBER, body=body, status_callback=status_callback
+                )
         except Exception as exc:
             raise twilio_error(exc) from exc
         return message.sid
@@ -174,13 +177,15 @@ class HttpGatewaySms(SmsProvider):
         if problem := self.configured():
             raise ProviderError(problem, misconfigured=True)
         try:
-            response = requests.post(
-                settings.SMS_GATEWAY_URL,
-                json={"to": to, "from": settings.TWILIO_FROM_NUMBER, "body": body},
-                headers={"Authorization": f"Bearer {settings.SMS_GATEWAY_TOKEN}"},
-                timeout=settings.NOTIFY_HTTP_TIMEOUT,
-                allow_redirects=False,
-            )
+            with http_client_call(TargetService.SMS_GATEWAY) as call:
+                response = requests.post(
+                    settings.SMS_GATEWAY_URL,
+                    json={"to": to, "from": settings.TWILIO_FROM_NUMBER, "body": body},
+                    headers={"Authorization": f"Bearer {settings.SMS_GATEWAY_TOKEN}"},
+                    timeout=settings.NOTIFY_HTTP_TIMEOUT,
+                    allow_redirects=False,
+                )
+                call.status = response.status_code
         except (TimeoutError, requests.RequestException) as exc:
             raise ProviderError(f"SMS gateway unreachable: {type(exc).__name__}") from exc
         status = response.status_code
@@ -242,13 +247,14 @@ def call_start(to: str, *, url: str, status_callback: str) -> str:
     if problem := twilio_configured():
         raise ProviderError(problem, misconfigured=True)
     try:
-        call = twilio_client().calls.create(
-            to=to,
-            from_=settings.TWILIO_FROM_NUMBER,
-            url=url,
-            status_callback=status_callback,
-            status_callback_event=["initiated", "ringing", "answered", "completed"],
-        )
+        with http_client_call(TargetService.TWILIO):
+            call = twilio_client().calls.create(
+                to=to,
+                from_=settings.TWILIO_FROM_NUMBER,
+                url=url,
+                status_callback=status_callback,
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+            )
     except Exception as exc:
         raise twilio_error(exc) from exc
     return call.sid

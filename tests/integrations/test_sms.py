@@ -57,8 +57,8 @@ def queued(channel: Channel, incident: Incident, phone: str, purpose: str = Purp
         )
 
 
-@pytest.fixture
-def people(make_user) -> dict[str, Any]:
+@pytest.fixture(name="people")
+def people_fixture(make_user) -> dict[str, Any]:
     """alice and bob, each with a verified phone."""
     found = {}
     for name, number in (("alice", ALICE), ("bob", BOB)):
@@ -75,8 +75,8 @@ def sms(twilio: FakeTwilio, people, settings) -> Channel:
     return Channel.objects.create(name="sms", kind=ChannelKind.SMS)
 
 
-@pytest.fixture
-def t0() -> dt.datetime:
+@pytest.fixture(name="t0")
+def t0_fixture() -> dt.datetime:
     """Now, as the outbox's clock starts in these tests (deliveries are due from when they are queued)."""
     return timezone.now() + dt.timedelta(seconds=1)
 

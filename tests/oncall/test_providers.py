@@ -138,3 +138,21 @@ def test_the_fake_signs_its_status_callbacks_like_twilio(twilio: FakeTwilio):
     assert url == CALLBACK
     assert (params["MessageStatus"], params["ErrorCode"], params["MessageSid"]) == ("undelivered", "30003", sid)
     assert RequestValidator(twilio.auth_token).validate(url, params, signature)
+
+
+def test_each_provider_call_is_measured_once(twilio: FakeTwilio, sms_gateway: FakeSmsGateway):
+    from etl_monitor.metrics import Outcome, TargetService
+    from tests.integrations.test_outbound_metrics import one, recorded
+
+    assert recorded(lambda: sms_send(ALICE, "hello")) == one(TargetService.TWILIO, Outcome.SUCCESS)
+    twilio.fail(ALICE, "20503", times=1)
+    assert recorded(lambda: sms_send(ALICE, "hello")) == one(TargetService.TWILIO, Outcome.SERVER_ERROR) + one(
+        TargetService.SMS_GATEWAY, Outcome.SUCCESS
+    )
+    twilio.fail(ALICE, "21211")
+
+    def refused() -> None:
+        with pytest.raises(ProviderError):
+            call_start(ALICE, url=CALLBACK, status_callback=CALLBACK)
+
+    assert recorded(refused) == one(TargetService.TWILIO, Outcome.CLIENT_ERROR)

@@ -17,6 +17,7 @@ segment, and every segment is billed — so the text is folded to GSM-7 and the 
 from __future__ import annotations
 
 import datetime as dt
+import random
 import secrets
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ SMS_LIMIT = 160  # one GSM-7 segment
 # A reply code stays unique among the pages a phone received this long (what a reply may answer).
 PAGE_CODE_VALID = dt.timedelta(hours=24)
 SEVERITY_ORDER = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+WINDOW_SPREAD_SECONDS = 3.0
 
 # The GSM 03.38 basic character set, and its extension table (an escape and the character: two septets).
 GSM7_BASIC = set(
@@ -176,10 +178,14 @@ def page_code_new(phone: str, now: dt.datetime) -> str:
 
 
 def deferred_to_window(method: str, phone: str, opens_at: dt.datetime, now: dt.datetime) -> Deferred:
+    """Wait for the window. The waiting deliveries' tasks are spread over WINDOW_SPREAD_SECONDS
+    after it opens: the first takes the others along, and finds them pending rather than in the
+    hands of a worker that started at the same instant (which would hold them for one more window)."""
     noun = "SMS" if method == PageMethod.SMS else "call"
+    spread = random.uniform(0, WINDOW_SPREAD_SECONDS)
     return Deferred(
         f"one {noun} per {settings.PAGE_MIN_INTERVAL_SECONDS} s to {phone}: goes with the next page",
-        retry_after=max(0.0, (opens_at - now).total_seconds()),
+        retry_after=max(0.0, (opens_at - now).total_seconds()) + spread,
     )
 
 
@@ -346,13 +352,8 @@ def page_record(delivery: Delivery) -> None:
     if page is None:
         return
     if page.pk is None:
-        page.sent_at, page.status = timezone.now(), "queued"
+        page.sent_at, page.status = timezone.now(), "queued"  # accepted by the provider
         page.save()
-    elif not page.sent_at:
-        page.sent_at, page.status = timezone.now(), "queued"
-        Page.objects.filter(pk=page.pk).update(
-            sent_at=page.sent_at, status=page.status, provider=page.provider, external_id=page.external_id
-        )
     if delivery.incident_id:
         page.incidents.add(delivery.incident_id)
     Delivery.objects.filter(pk=delivery.pk).update(page=page)
