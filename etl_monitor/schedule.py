@@ -62,6 +62,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "integrations.tasks.jira_receipts_prune",
         "schedule": timedelta(hours=1),
     },
+    # Twilio webhook receipts (replay protection): kept twice PAGE_ANSWER_HOURS, after which a
+    # replayed request names a page that can no longer be answered.
+    "twilio-webhook-receipts-prune": {
+        "task": "integrations.tasks.twilio_receipts_prune",
+        "schedule": timedelta(hours=1),
+    },
     # Statistics capture: on the wall clock's 5-minute marks, 30 s late so the sources have
     # ingested the bucket's last samples; each capture stores the bucket that just ended
     # (CAPTURE_BUCKET_SECONDS), keyed so a rerun or a second scheduler stores nothing twice.

@@ -396,6 +396,9 @@ SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
 SMS_GATEWAY_TOKEN = env.str("SMS_GATEWAY_TOKEN", default="")
 # At most one SMS per person per this many seconds: pages in between are batched into the next one.
 PAGE_MIN_INTERVAL_SECONDS = env.int("PAGE_MIN_INTERVAL_SECONDS", default=60)
+# A page (SMS or call) may be answered (reply code, key press) this long after it was sent; Twilio
+# webhook receipts (replay protection) are kept twice as long.
+PAGE_ANSWER_HOURS = env.int("PAGE_ANSWER_HOURS", default=24)
 # A phone verification code is valid this long and allows this many wrong tries.
 ONCALL_VERIFY_CODE_MINUTES = env.int("ONCALL_VERIFY_CODE_MINUTES", default=10)
 ONCALL_VERIFY_MAX_ATTEMPTS = env.int("ONCALL_VERIFY_MAX_ATTEMPTS", default=5)

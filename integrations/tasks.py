@@ -8,6 +8,7 @@ from integrations.approvals import approvals_notify
 from integrations.jira import jira_receipts_prune
 from integrations.notifications import outbox, routing
 from integrations.sources.captures import captures_run
+from integrations.twilio_webhooks import twilio_receipts_prune
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ def captures_run_task() -> None:
 def jira_receipts_prune_task() -> None:
     """Drop Jira webhook receipts past their retention (never one a replay could still use)."""
     jira_receipts_prune()
+
+
+@shared_task(name="integrations.tasks.twilio_receipts_prune", ignore_result=True)
+def twilio_receipts_prune_task() -> None:
+    """Drop Twilio webhook receipts no replay could still use (their pages can no longer be answered)."""
+    twilio_receipts_prune()
 
 
 @shared_task(name="integrations.tasks.approvals_notify", ignore_result=True)

@@ -28,10 +28,16 @@ empty ``<Response/>``, changing nothing. 200 rather than 409 because Twilio retr
 failed: an error would fill its debugger with failures for work that was done, and an empty
 response sends the person nothing twice. A legitimate second press on the same call is not a
 replay: each ``<Gather>`` posts to its own URL (``?attempt=N``).
+
+Expiry: a page is answered only within PAGE_ANSWER_HOURS of being sent (an older reply or key
+press is told the page expired), and receipts are pruned only after twice that
+(``twilio_receipts_prune``): a request replayed after its receipt is gone names a page that can no
+longer be answered.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -218,9 +224,14 @@ def sms_reply_apply(*, phone: str, body: str) -> tuple[str, str]:
         return f"ETL Monitor: {usage}", f"help for {user}"
     if not action:
         return f"Not understood. {usage}", f"not understood from {user}"
-    page = Page.objects.filter(method=PageMethod.SMS, phone=phone, code=code).order_by("-created_at", "-pk").first()
+    page = (
+        Page.objects.filter(method=PageMethod.SMS, phone=phone, code=code, created_at__gte=_answerable_since())
+        .order_by("-created_at", "-pk")
+        .first()
+    )
     if page is None:
-        return f"No page with code {code} was sent to this number.", f"unknown code from {user}"
+        hours = settings.PAGE_ANSWER_HOURS
+        return f"No page with code {code} was sent to this number in the last {hours} h.", f"unknown code from {user}"
     try:
         said = page_answer(user=user, page=page, escalate=action == "escalate", source="sms")
     except PermissionRefused as exc:
@@ -240,8 +251,23 @@ def sms_inbound(request: HttpRequest) -> Handled:
 # --- calls -----------------------------------------------------------------------------------------
 
 
+def _answerable_since() -> Any:
+    return timezone.now() - dt.timedelta(hours=settings.PAGE_ANSWER_HOURS)
+
+
 def _voice_page(page_id: int) -> Page | None:
-    return Page.objects.filter(pk=page_id, method=PageMethod.VOICE).select_related("user").first()
+    """The call's page, while it may still be answered."""
+    pages = Page.objects.filter(pk=page_id, method=PageMethod.VOICE, created_at__gte=_answerable_since())
+    return pages.select_related("user").first()
+
+
+def twilio_receipts_prune(now: dt.datetime | None = None) -> int:
+    """Delete receipts older than twice PAGE_ANSWER_HOURS (a replay of such a request names a page
+    that can no longer be answered). Returns how many were deleted."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(hours=2 * settings.PAGE_ANSWER_HOURS)
+    deleted, _ = TwilioWebhookReceipt.objects.filter(received_at__lt=cutoff).delete()
+    return deleted
 
 
 def page_summary(page: Page) -> str:
@@ -270,7 +296,7 @@ def voice_answer(request: HttpRequest, page_id: int) -> Handled:
     response = VoiceResponse()
     page = _voice_page(page_id)
     if page is None:
-        response.say("This page is not known to ETL Monitor. Goodbye.")
+        response.say("This page is not known to ETL Monitor, or has expired. Goodbye.")
         return str(response), f"unknown page {page_id}"
     _prompt(response, page, 1)
     return str(response), f"call of page {page.pk} answered"
@@ -282,7 +308,7 @@ def voice_gather(request: HttpRequest, page_id: int) -> Handled:
     response = VoiceResponse()
     page = _voice_page(page_id)
     if page is None or page.user is None:
-        response.say("This page is not known to ETL Monitor. Goodbye.")
+        response.say("This page is not known to ETL Monitor, or has expired. Goodbye.")
         return str(response), f"unknown page {page_id}"
     digits = request.POST.get("Digits", "")
     if digits in ("1", "2"):

@@ -249,7 +249,7 @@ def test_help_and_unknown_words_and_codes_are_answered(paged):
     [unknown] = said(signed_post(SMS, sms_params("yes please", sid="SM2")))
     assert unknown.startswith("Not understood.")
     [wrong_code] = said(signed_post(SMS, sms_params("1234", sid="SM3")))
-    assert wrong_code == "No page with code 1234 was sent to this number."
+    assert wrong_code == "No page with code 1234 was sent to this number in the last 24 h."
     paged[1].refresh_from_db()
     assert paged[1].status == "OPEN"
 
@@ -329,7 +329,7 @@ def test_another_key_repeats_the_prompt_then_says_goodbye(called):
 
 def test_a_call_for_an_unknown_page_says_so(db):
     [speech] = said(signed_post("/integrations/twilio/voice/999/", voice_params()), "Say")
-    assert speech == "This page is not known to ETL Monitor. Goodbye."
+    assert speech == "This page is not known to ETL Monitor, or has expired. Goodbye."
 
 
 # --- status callbacks --------------------------------------------------------------------------------
@@ -390,3 +390,33 @@ def test_a_status_for_an_unknown_message_is_accepted_and_changes_nothing(db):
     params = {"MessageSid": "SM" + "c" * 32, "MessageStatus": "undelivered", "ErrorCode": "30003"}
     assert signed_post(STATUS, params).status_code == 200
     assert TwilioWebhookReceipt.objects.get().outcome.startswith("no page sent as SM")
+
+
+# --- expiry and the receipts' retention ----------------------------------------------------------
+
+
+def test_a_page_older_than_page_answer_hours_can_no_longer_be_answered(paged, operator, settings):
+    sms, incident = paged
+    call = Page.objects.create(method=PageMethod.VOICE, user=operator, phone=PHONE, status="in-progress")
+    call.incidents.set([incident])
+    settings.PAGE_ANSWER_HOURS = 24
+    Page.objects.filter(pk__in=[sms.pk, call.pk]).update(created_at=timezone.now() - dt.timedelta(hours=25))
+
+    [answer] = said(signed_post(SMS, sms_params("4821")))
+    [speech] = said(_press(call, "1"), "Say")
+
+    assert answer == "No page with code 4821 was sent to this number in the last 24 h."
+    assert speech == "This page is not known to ETL Monitor, or has expired. Goodbye."
+    incident.refresh_from_db()
+    assert incident.status == "OPEN"
+
+
+def test_receipts_are_pruned_once_their_pages_can_no_longer_be_answered(paged, settings):
+    settings.PAGE_ANSWER_HOURS = 24
+    said(signed_post(SMS, sms_params("4821")))
+    receipt = TwilioWebhookReceipt.objects.get()
+    from integrations.twilio_webhooks import twilio_receipts_prune
+
+    assert twilio_receipts_prune(now=receipt.received_at + dt.timedelta(hours=47)) == 0
+    assert twilio_receipts_prune(now=receipt.received_at + dt.timedelta(hours=48, seconds=1)) == 1
+    assert not TwilioWebhookReceipt.objects.exists()

@@ -22,8 +22,8 @@ from tests.integrations.test_twilio_webhooks import BASE, said, signed_post, sms
 from tests.integrations.twilio_fake import FakeTwilio, twilio_fixture  # noqa: F401 — fixture
 
 # The SMS channel tests' fixtures: alice and bob with verified phones; the outbox's clock.
-people = test_sms.people
-t0 = test_sms.t0
+people = test_sms.people_fixture
+t0 = test_sms.t0_fixture
 
 
 @pytest.fixture
