@@ -234,6 +234,14 @@ class PagingPreferenceForm(forms.ModelForm):
             "timezone",
         )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None and not self.is_bound:
+            # A first form shows what paging does today (the defaults), so setting quiet hours
+            # alone does not switch every SMS and call off.
+            for name in ("sms_severities", "voice_severities", "quiet_severities"):
+                self.initial.setdefault(name, PagingPreference._meta.get_field(name).get_default())
+
 
 @admin.register(PagingPreference)
 class PagingPreferenceAdmin(OwnRowsAdmin):
