@@ -412,7 +412,7 @@ def _remind(incident: Incident, event: IncidentEvent, now: dt.datetime) -> None:
         return
     state.last_reminder_at = now
     state.save(update_fields=["last_reminder_at"])
-    _to_those_told(incident, event, Purpose.REMINDER, key=str(event.pk))
+    _to_those_told(incident, event, Purpose.REMINDER, key=str(event.pk), wanted=lambda told: told.reminders)
 
 
 def escalations_run(now: dt.datetime | None = None) -> int:
@@ -479,8 +479,8 @@ def _escalate(state: IncidentNotification, now: dt.datetime, why: str, actor: An
 
 @transaction.atomic
 def incident_escalate(*, user: Any, incident: Incident, source: str = "") -> int:
-    """A person pages the next tier now (the Escalate button in Slack, "press 2" on a call, the
-    admin): the same step as a timeout, recorded with who asked. Returns the tier notified."""
+    """A person pages the next tier now (the Escalate button in Slack, "press 2" on a call, an SMS
+    reply "<code> E"): the same step as a timeout, recorded with who asked. Returns the tier notified."""
     permission_require(user, "incidents.change_incident", "escalate incidents")
     state = (
         IncidentNotification.objects.select_for_update(of=("self",))

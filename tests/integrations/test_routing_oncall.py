@@ -135,3 +135,23 @@ def test_rules_name_only_schedules_that_exist(schedule, admin_user):
     assert saved.oncall == ["data-platform"]
     assert saved.tiers()[1]["oncall"] == ["data-platform"]
     assert Delivery.objects.count() == 0
+
+
+def test_sms_and_voice_hear_no_still_firing_reminders(fire, schedule, settings):
+    from integrations.models import Channel
+
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC" + "0" * 32, "token"
+    settings.TWILIO_FROM_NUMBER = "+15005550006"
+    Channel.objects.create(name="sms", kind="SMS")
+    from oncall.models import ContactMethod
+
+    alice = schedule.rotations.get().members.get(position=0).user
+    ContactMethod.objects.create(user=alice, kind="PHONE", value="+14155550100", verified_at=T0)
+    settings.INCIDENT_REFIRE_EVENT_SECONDS = 60
+    _critical_rule(channels=["email", "sms"], recipients=[], oncall=["data-platform"], repeat_interval=60)
+    incident = fire("CRITICAL")
+    assert sent(incident) == [("email", "alice@example.com", "OPENED"), ("sms", "+14155550100", "OPENED")]
+    for minutes in (1, 2, 3):
+        fire("CRITICAL", at=T0 + minutes * 60 * S)  # fires again past the repeat interval: reminders
+    reminders = sent(incident, "REMINDER")
+    assert reminders and set(reminders) == {("email", "alice@example.com", "REMINDER")}

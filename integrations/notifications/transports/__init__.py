@@ -26,7 +26,7 @@ here is loaded when the app is ready) or in an integration of its own that the a
 - where they differ from the defaults below: ``configured()``, ``check()``,
   ``tier_problems(tier)``, ``test_target(user, tiers)``, ``prepare()``, ``admit()``, ``send_many()``,
   ``find()``, ``recorded()``, and the class attributes (``can_update``, ``can_find``, ``unrouted``,
-  ``follow_ups``, ``test_prompt``, ``test_target_missing``, ``uses_admin_mail``);
+  ``follow_ups``, ``reminders``, ``test_prompt``, ``test_target_missing``, ``uses_admin_mail``);
 - and its tests: the real client against a local server (``tests/integrations/``).
 """
 
@@ -81,6 +81,8 @@ class Transport:
     # The follow-ups (acknowledged, resolved, closed) told to whoever this channel told about an
     # incident; reminders go to all of them.
     follow_ups: ClassVar[frozenset[str]] = frozenset({Purpose.RESOLVED})
+    # Whether it hears the "still firing" reminders (a rule's repeat_interval) about what it told.
+    reminders: ClassVar[bool] = True
     # What the admin's test box asks for ("" = no box: a test goes where the channel points).
     test_prompt: ClassVar[str] = ""
     # Why a test has nowhere to go, when ``test_target`` finds no target and nobody gave one.

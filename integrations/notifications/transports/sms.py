@@ -224,10 +224,12 @@ def own_phone(user: Any) -> str:
 class PagingTransport(Transport):
     """What SMS and voice share: Twilio's settings, the people on call as targets, a test to one's
     own phone, nothing but first messages (a page wakes someone: a resolution needs no action, and
-    it would spend the person's one page of the window, delaying a real one)."""
+    it would spend the person's one page of the window, delaying a real one). No reminders either:
+    an incident nobody acknowledges pages again by escalation, tier by tier."""
 
     method: str  # PageMethod
     follow_ups = frozenset()
+    reminders = False
     test_target_missing = "Verify a phone number in your contact methods: a test page goes to your own phone."
 
     def configured(self) -> str | None:
