@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
 import statistics
 import time
 from typing import Any
@@ -215,6 +216,7 @@ def main() -> list[str]:
     from signals_app.retention import signals_partitions_ensure
     from tests.integrations.twilio_fake import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 
+    load_before = os.getloadavg()[0]
     roles_sync()
     signals_partitions_ensure(days_before=1, days_ahead=2)
     phones = _people_seed()
@@ -259,6 +261,10 @@ def main() -> list[str]:
         row, case_missed = _judge(case, arrivals, phones)
         print(row, flush=True)
         missed += case_missed
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average (1 min) {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
     from django.contrib.auth.models import User
 
     from oncall.models import Schedule

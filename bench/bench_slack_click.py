@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import statistics
 import threading
 import time
@@ -153,6 +154,7 @@ def main() -> list[str]:
     from integrations.models import Delivery
     from signals_app.retention import signals_partitions_ensure
 
+    load_before = os.getloadavg()[0]
     roles_sync()
     signals_partitions_ensure(days_before=1, days_ahead=2)
     rule_id = _seed()
@@ -215,6 +217,14 @@ def main() -> list[str]:
         f"| {statistics.median(answers):.3f} s | {_p95(answers):.3f} s | {max(answers):.3f} s "
         f"| {statistics.median(latencies):.3f} s | {_p95(latencies):.3f} s | {max(latencies):.3f} s |",
         flush=True,
+    )
+    order = sorted(clicks, key=lambda pk: clicks[pk][0])
+    slowest = sorted(range(len(order)), key=lambda n: -clicks[order[n]][1])[:5]
+    shown = ", ".join(f"{n + 1}: {clicks[order[n]][1]:.2f}" for n in slowest)
+    print(f"slowest answers (click number: seconds): {shown}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average (1 min) {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
     )
     missed = []
     if len(messages) != N_CLICKS or acknowledged != N_CLICKS or refused:
