@@ -6,14 +6,18 @@ Issue #20: a click is answered within Slack's 3 s, and the incident's message sh
 
 Method
 ------
-200 HIGH incidents are opened in one detection batch (bench/common.py's failing loaders) and their
+400 HIGH incidents are opened in one detection batch (bench/common.py's failing loaders) and their
 messages posted to #alerts-high by the worker. Then one Operator, linked to a Slack user by a
 verified contact method, clicks Acknowledge on each: the block_actions form Slack posts to the
 interactivity URL, signed with slack-sdk's own algorithm, sent to gunicorn (deploy/gunicorn.conf.py,
-production settings) at CLICKS_PER_SECOND, a busy channel's pace. One Celery worker process on
-Redis sends the follow-ups (chat.update and a thread line) to a threaded fake of Slack's Web API
-(tests/integrations/fakes.py) in a process of its own. Measured per click: the HTTP answer time,
-and the time from sending the click to the message's chat.update arriving at the fake.
+production settings): 200 clicks one after the other's answer, then 200 at 10 a second (a busy
+channel's pace, the clicks overlapping). One Celery worker process on Redis sends the follow-ups
+(chat.update and a thread line) to a threaded fake of Slack's Web API (tests/integrations/fakes.py)
+in a process of its own. Measured per click: the HTTP answer time, and the time from sending the
+click to the message's chat.update arriving at the fake.
+
+The machine is shared: the load average is printed with the results (on 2 CPUs busy with other
+test suites, load 10, the same run answered in 3.6 s p50 and missed both targets).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from django.conf import settings
 from django.db import connection
 
 N_CLICKS = 200
-CLICKS_PER_SECOND = 10
+PACES: tuple[float | None, ...] = (None, 10)  # one click at a time; then 10 a second (a busy channel)
 MAX_UPDATE_P95_S = 1.0
 MAX_ANSWER_S = 3.0  # Slack shows the clicker an error after 3 s
 SIGNING_SECRET = "bench-slack-signing-secret-0123456789"
@@ -73,7 +77,7 @@ def _seed() -> int:
     from integrations.models import Channel, NotificationRule
     from oncall.models import ContactKind, ContactMethod
 
-    failing_loaders_seed("CLK", N_CLICKS, "bench-click")
+    failing_loaders_seed("CLK", N_CLICKS * len(PACES), "bench-click")
     Channel.objects.update_or_create(name="slack", defaults={"kind": "SLACK", "enabled": True})
     NotificationRule.objects.filter(severity="HIGH", team=None, tag=None).update(
         channels=["slack"], recipients=[], slack_channel="#alerts-high"
@@ -105,9 +109,12 @@ def _click_form(incident_id: int, channel: str, ts: str, response_url: str) -> s
     return urlencode({"payload": json.dumps(payload)})
 
 
-def _clicks_post(messages: dict[int, tuple[str, str]], response_url: str) -> dict[int, tuple[float, float, int]]:
-    """Post one signed click per incident at CLICKS_PER_SECOND (each from its own thread, as
-    Slack's do not wait for each other); incident → (sent at, answer seconds, HTTP status)."""
+def _clicks_post(
+    messages: dict[int, tuple[str, str]], response_url: str, rate: float | None
+) -> dict[int, tuple[float, float, int]]:
+    """Post one signed click per incident: one after the other's answer (``rate`` None), or
+    ``rate`` a second, each from its own thread, as Slack's clicks do not wait for each other;
+    incident → (sent at, answer seconds, HTTP status)."""
     import requests
     from slack_sdk.signature import SignatureVerifier
 
@@ -128,10 +135,14 @@ def _clicks_post(messages: dict[int, tuple[str, str]], response_url: str) -> dic
         response = requests.post(url, data=body, headers=headers, timeout=30)
         results[incident_id] = (sent, time.time() - sent, response.status_code)
 
+    if rate is None:
+        for incident_id in sorted(messages):
+            post(incident_id)
+        return results
     threads = []
     started = time.time()
     for n, incident_id in enumerate(sorted(messages)):
-        time.sleep(max(0.0, started + n / CLICKS_PER_SECOND - time.time()))
+        time.sleep(max(0.0, started + n / rate - time.time()))
         thread = threading.Thread(target=post, args=(incident_id,))
         thread.start()
         threads.append(thread)
@@ -184,11 +195,15 @@ def main() -> list[str]:
             )
         }
         response_url = slack_url.removesuffix("/api/") + "/actions/T0ETL/response-bench"
-        clicks = _clicks_post(messages, response_url)
-        # Each click is answered once its acknowledgement committed, with the follow-up queued.
-        deadline = time.time() + 60
-        while Delivery.objects.exclude(status="SENT").exists() and time.time() < deadline:
-            time.sleep(0.2)
+        ordered = sorted(messages)
+        clicks = {}
+        for n, rate in enumerate(PACES):
+            share = {pk: messages[pk] for pk in ordered[n * N_CLICKS : (n + 1) * N_CLICKS]}
+            clicks[rate] = _clicks_post(share, response_url, rate)
+            # Each click is answered once its acknowledgement committed, with the follow-up queued.
+            deadline = time.time() + 60
+            while Delivery.objects.exclude(status="SENT").exists() and time.time() < deadline:
+                time.sleep(0.2)
         acknowledged = Incident.objects.filter(status="ACKNOWLEDGED").count()
     finally:
         stop([web, *workers])
@@ -199,44 +214,46 @@ def main() -> list[str]:
     for method, ts, at in calls:
         if method == "chat.update":
             updates.setdefault(ts, []).append(at)
-    answers = [seconds for _sent, seconds, _status in clicks.values()]
-    latencies = [
-        min(updates[ts]) - clicks[pk][0] for pk, (_channel, ts) in messages.items() if ts in updates and pk in clicks
-    ]
-    refused = sum(1 for _sent, _seconds, status in clicks.values() if status != 200)
     duplicates = sum(len(ats) - 1 for ats in updates.values()) + len(posts) - len(messages)
     print(
-        f"Slack clicks, gunicorn + 1 worker, PostgreSQL + Redis; {CLICKS_PER_SECOND} clicks/s; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+        f"Slack clicks, gunicorn + 1 worker, PostgreSQL + Redis; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
     )
-    print("| clicks | answered 200 | acknowledged | messages updated | duplicates | answer p50 | answer p95 "
-          "| answer max | click → chat.update p50 | p95 | max |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| clicks | answered 200 | messages updated | answer p50 | answer p95 | answer max "
+          "| click → chat.update p50 | p95 | max |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    missed = []
+    for rate, done in clicks.items():
+        pace = "one at a time" if rate is None else f"{rate:g} a second"
+        answers = [seconds for _sent, seconds, _status in done.values()]
+        latencies = [
+            min(updates[messages[pk][1]]) - sent for pk, (sent, _s, _st) in done.items() if messages[pk][1] in updates
+        ]
+        answered = sum(1 for _sent, _seconds, status in done.values() if status == 200)
+        print(
+            f"| {len(done)}, {pace} | {answered} | {len(latencies)} | {statistics.median(answers):.3f} s "
+            f"| {_p95(answers):.3f} s | {max(answers):.3f} s | {statistics.median(latencies):.3f} s "
+            f"| {_p95(latencies):.3f} s | {max(latencies):.3f} s |",
+            flush=True,
+        )
+        if answered != N_CLICKS or len(latencies) != N_CLICKS:
+            missed.append(f"slack_click {pace}: {answered} clicks answered 200, {len(latencies)} messages updated")
+        if max(answers) >= MAX_ANSWER_S:
+            missed.append(
+                f"slack_click {pace}: a click answered in {max(answers):.2f} s (Slack waits {MAX_ANSWER_S} s)"
+            )
+        if latencies and _p95(latencies) > MAX_UPDATE_P95_S:
+            missed.append(
+                f"slack_click {pace}: p95 click → chat.update {_p95(latencies):.2f} s (target ≤ {MAX_UPDATE_P95_S} s)"
+            )
     print(
-        f"| {len(clicks)} | {len(clicks) - refused} | {acknowledged} | {len(latencies)} | {duplicates} "
-        f"| {statistics.median(answers):.3f} s | {_p95(answers):.3f} s | {max(answers):.3f} s "
-        f"| {statistics.median(latencies):.3f} s | {_p95(latencies):.3f} s | {max(latencies):.3f} s |",
-        flush=True,
-    )
-    order = sorted(clicks, key=lambda pk: clicks[pk][0])
-    slowest = sorted(range(len(order)), key=lambda n: -clicks[order[n]][1])[:5]
-    shown = ", ".join(f"{n + 1}: {clicks[order[n]][1]:.2f}" for n in slowest)
-    print(f"slowest answers (click number: seconds): {shown}")
-    print(
+        f"{acknowledged} of {len(messages)} incidents acknowledged; {duplicates} duplicate updates or posts; "
         f"machine: {os.cpu_count()} CPUs, load average (1 min) {load_before:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end"
     )
-    missed = []
-    if len(messages) != N_CLICKS or acknowledged != N_CLICKS or refused:
-        missed.append(f"slack_click: {len(messages)} messages, {acknowledged} acknowledged, {refused} clicks refused")
-    if len(latencies) != N_CLICKS:
-        missed.append(f"slack_click: {N_CLICKS - len(latencies)} messages never updated")
+    if acknowledged != len(messages) or len(messages) != N_CLICKS * len(PACES):
+        missed.append(f"slack_click: {acknowledged} of {len(messages)} incidents acknowledged")
     if duplicates:
         missed.append(f"slack_click: {duplicates} duplicate updates or posts")
-    if max(answers) >= MAX_ANSWER_S:
-        missed.append(f"slack_click: a click answered in {max(answers):.2f} s (Slack waits {MAX_ANSWER_S} s)")
-    if latencies and _p95(latencies) > MAX_UPDATE_P95_S:
-        missed.append(f"slack_click: p95 click → chat.update {_p95(latencies):.2f} s (target ≤ {MAX_UPDATE_P95_S} s)")
     _clean(rule_id)
     return missed
 
