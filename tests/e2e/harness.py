@@ -4,7 +4,7 @@ One ``Platform`` per test session: a PostgreSQL database of its own (never pytes
 database), a Redis server the harness starts on a free port (so a test can stop it and start it
 again), gunicorn with two workers, a Celery worker and Celery beat, all as subprocesses with
 production settings (DEBUG off, real SECRET_KEY and FIELD_ENCRYPTION_KEY), and local fakes of
-Slack, Jira and an SMTP server in the test process. Tests talk to it over HTTP only, as its users and jobs do.
+Slack, Jira, Twilio and an SMTP server in the test process. Tests talk to it over HTTP only, as its users and jobs do.
 
 Every secret the harness configures contains ``MARKER`` (random per session), so one search of a
 page or a log file finds any of them.
@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from tests.integrations import fakes, jira_fake
+from tests.integrations.twilio_fake import FROM_NUMBER, FakeTwilio
 from tests.mailbox import Mailbox
 from tests.net import free_port
 from tests.processes import CELERY, GUNICORN, celery_worker, process_start, process_stop
@@ -122,6 +123,12 @@ class Platform:
     credentials: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     stops: list[Callable[[], None]] = field(default_factory=list)
+    twilio: FakeTwilio = field(default_factory=lambda: FakeTwilio(auth_token=f"{MARKER}-twilio-auth"))
+
+    @property
+    def slack_signing_secret(self) -> str:
+        """What the Slack app signs its requests with (SLACK_SIGNING_SECRET of the platform)."""
+        return f"{MARKER}-slack-signing"
 
     # --- addresses and clients -----------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -241,6 +248,8 @@ class Platform:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.stops.append(fakes.serve(self.slack))
         self.stops.append(jira_fake.serve(self.jira))
+        self.twilio.start()
+        self.stops.append(self.twilio.stop)
         self.inbox.start()
         self.stops.append(self.inbox.stop)
         self._database_create()
@@ -342,6 +351,11 @@ class Platform:
             "ALERTMANAGER_WEBHOOK_TOKEN": f"{MARKER}-alertmanager",
             "NOTIFY_BACKOFF_BASE_SECONDS": "1",
             "NOTIFY_BACKOFF_MAX_SECONDS": "5",
+            "SLACK_SIGNING_SECRET": self.slack_signing_secret,
+            "TWILIO_ACCOUNT_SID": self.twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
+            "TWILIO_FROM_NUMBER": FROM_NUMBER,
+            "TWILIO_API_BASE_URL": self.twilio.url,
         }
 
     def _manage(self, *args: str, env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen]:
@@ -349,6 +363,11 @@ class Platform:
         log = self.log_path(f"manage-{args[0]}")
         command = [sys.executable, "manage.py", *args]
         return args[0], process_start(command, env=self.env_for(f"manage-{args[0]}", env), log=log)
+
+    def shell(self, script: str, **env: str) -> None:
+        """Run ``script`` in the platform's ``manage.py shell`` (set-up no API offers), ``env`` added
+        to its environment; fail with its output if it fails."""
+        self._all_succeed([self._manage("shell", "-c", script, env={**self.env, **env})])
 
     def _all_succeed(self, started: list[tuple[str, subprocess.Popen]]) -> None:
         for command, proc in started:
@@ -419,7 +438,14 @@ class Platform:
                 body["username"] = "elastic"
             answer = self.post("Admin", "/api/v1/data-sources/", body)
             assert answer.status_code == 201, answer.text
-        self.credentials.extend([self.env["SECRET_KEY"], self.env["FIELD_ENCRYPTION_KEY"]])
+        self.credentials.extend(
+            [
+                self.env["SECRET_KEY"],
+                self.env["FIELD_ENCRYPTION_KEY"],
+                self.twilio.auth_token,
+                self.slack_signing_secret,
+            ]
+        )
         rules = self.get("Admin", "/api/v1/rules/", params={"page_size": 100}).json()["results"]
         for rule in rules:
             if rule["enabled"] and rule["kind"] in ("run_failed", "signal_failure_rate"):
