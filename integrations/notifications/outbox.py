@@ -43,7 +43,7 @@ from integrations.notifications.channels import (
     channels_mark_sent,
 )
 from integrations.notifications.payloads import FOLLOW_UP, Message, payload_digest
-from integrations.notifications.transports import Deferred, Permanent, Transient, transport_for
+from integrations.notifications.transports import Deferred, Permanent, Transient, deliveries_lease, transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -213,17 +213,7 @@ def deliveries_send(delivery_ids: list[int], now: dt.datetime | None = None) -> 
             )
             ids = [d.pk for d in waiting]
             transaction.on_commit(lambda: [_enqueue(pk, countdown=5) for pk in ids])
-        lease = now + dt.timedelta(seconds=settings.NOTIFY_LEASE_SECONDS)
-        Delivery.objects.filter(pk__in=[d.pk for d in ready]).update(
-            status=DeliveryStatus.SENDING,
-            attempts=F("attempts") + 1,
-            attempt_started_at=now,
-            lease_until=lease,
-            updated_at=now,
-        )
-        for delivery in ready:
-            delivery.status, delivery.attempts = DeliveryStatus.SENDING, delivery.attempts + 1
-            delivery.attempt_started_at, delivery.lease_until = now, lease
+        deliveries_lease(ready, now)
     for group, outcomes in _transmit(ready, now):
         _outcomes_record(group, outcomes)
     return ready + waiting

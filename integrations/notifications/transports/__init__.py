@@ -40,8 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.db.models import F
 
-from integrations.models import Channel, Delivery, Purpose
+from integrations.models import Channel, Delivery, DeliveryStatus, Purpose
 from integrations.notifications.payloads import Message
 
 
@@ -154,6 +155,23 @@ class Transport:
 
     def recorded(self, delivery: Delivery, external_id: str) -> None:
         """Called in the transaction that records the delivery SENT (Jira stores the ticket key)."""
+
+
+def deliveries_lease(deliveries: list[Delivery], now: dt.datetime) -> None:
+    """Mark ``deliveries`` (locked or claimed by the caller) SENDING for one attempt, leased for
+    NOTIFY_LEASE_SECONDS (a lease past its end is recovered), in one UPDATE and in memory: how the
+    outbox claims a batch, and how a transport that batches (``admit``) claims what it takes in."""
+    lease = now + dt.timedelta(seconds=settings.NOTIFY_LEASE_SECONDS)
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
+        status=DeliveryStatus.SENDING,
+        attempts=F("attempts") + 1,
+        attempt_started_at=now,
+        lease_until=lease,
+        updated_at=now,
+    )
+    for delivery in deliveries:
+        delivery.status, delivery.attempts = DeliveryStatus.SENDING, delivery.attempts + 1
+        delivery.attempt_started_at, delivery.lease_until = now, lease
 
 
 def send_outcome(send: Callable[[Delivery], str], delivery: Delivery) -> str | Exception:

@@ -25,12 +25,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from integrations.models import ChannelKind, Delivery, DeliveryStatus, Page, PageMethod, PageWindow, Purpose
 from integrations.notifications.payloads import Message
-from integrations.notifications.transports import Deferred, Permanent, Transient, Transport, transport_register
+from integrations.notifications.transports import (
+    Deferred,
+    Permanent,
+    Transient,
+    Transport,
+    deliveries_lease,
+    transport_register,
+)
 from oncall.models import ContactKind, ContactMethod
 from oncall.paging import pageable_phones, phone_owners
 from oncall.providers import ProviderError, sms_send, twilio_configured
@@ -305,17 +312,7 @@ class SmsTransport(PagingTransport):
         )
         if not waiting:
             return []
-        lease = now + dt.timedelta(seconds=settings.NOTIFY_LEASE_SECONDS)
-        Delivery.objects.filter(pk__in=[d.pk for d in waiting]).update(
-            status=DeliveryStatus.SENDING,
-            attempts=F("attempts") + 1,
-            attempt_started_at=now,
-            lease_until=lease,
-            updated_at=now,
-        )
-        for delivery in waiting:
-            delivery.status, delivery.attempts = DeliveryStatus.SENDING, delivery.attempts + 1
-            delivery.attempt_started_at, delivery.lease_until = now, lease
+        deliveries_lease(waiting, now)
         return waiting
 
     def send_many(self, deliveries: list[Delivery]) -> dict[int, str | Exception]:
