@@ -13,6 +13,7 @@ import datetime as dt
 import importlib
 import json
 import math
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -60,6 +61,32 @@ def api(user: Any) -> APIClient:
 # --- a real Prometheus ------------------------------------------------------------------------------
 
 
+# Prometheus scrapes the live server every second, between tests too. On SQLite the live server
+# shares the test's in-memory connection: a scrape running while a transactional test's database
+# is flushed makes that flush fail ("cannot start a transaction within a transaction"). Requests
+# to the live server take this lock, and ``prom`` holds it from its teardown through the
+# database's (``_scrapes_wait_for_the_flush`` releases it).
+_LIVE_SERVER = threading.Lock()
+_held = threading.Event()
+
+
+def _one_request_at_a_time(app: Any) -> Any:
+    def locked(environ: dict[str, Any], start_response: Any) -> Any:
+        with _LIVE_SERVER:
+            return app(environ, start_response)
+
+    return locked
+
+
+@pytest.fixture(autouse=True)
+def _scrapes_wait_for_the_flush() -> Iterator[None]:
+    """Set up before the database (autouse), so torn down after it: the end of the lock ``prom`` took."""
+    yield
+    if _held.is_set():
+        _held.clear()
+        _LIVE_SERVER.release()
+
+
 @pytest.fixture(scope="module")
 def prometheus(live_server: Any, django_db_blocker: Any) -> Iterator[Prometheus]:
     """One Prometheus for the module, scraping an exporter (latency histograms, pod memory and CPU)
@@ -69,6 +96,8 @@ def prometheus(live_server: Any, django_db_blocker: Any) -> Iterator[Prometheus]
     # Every request to the live server checks its database connection (close_old_connections), and
     # Prometheus scrapes it every second, between tests too: a refused scrape would lower the
     # availability of etl-monitor below 100 %.
+    httpd = live_server.thread.httpd
+    httpd.set_app(_one_request_at_a_time(httpd.get_app()))
     with django_db_blocker.unblock():
         yield from _prometheus_serving(live_server)
 
@@ -111,14 +140,16 @@ def _prometheus_serving(live_server: Any) -> Iterator[Prometheus]:
 
 
 @pytest.fixture
-def prom(prometheus: Prometheus, settings: Any, transactional_db: Any) -> Prometheus:
+def prom(prometheus: Prometheus, settings: Any, transactional_db: Any) -> Iterator[Prometheus]:
     # The flush after an earlier transactional test removed what the migrations seeded; the seed is
     # idempotent. (serialized_rollback cannot restore it: those flushes re-create the role groups.)
     SEEDED.seed(django_apps, None)
     settings.PROMETHEUS_URL = prometheus.url
     settings.ELASTICSEARCH_URL = ""
     settings.CAPTURE_BUCKET_SECONDS = 1  # with 5 minutes the bucket would end before this Prometheus started
-    return prometheus
+    yield prometheus
+    _LIVE_SERVER.acquire()  # no scrape until the database is flushed (see _LIVE_SERVER)
+    _held.set()
 
 
 def test_it_stores_the_p99_latency_of_each_service(prom):
