@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +43,7 @@ from integrations.notifications.outbox import (
 from integrations.notifications.payloads import FOLLOW_UP, payloads_batch
 from integrations.notifications.transports import Transport, kinds_unrouted, transport_for
 from loaders.models import Loader
+from oncall.models import ContactKind, ContactMethod
 from oncall.schedules import oncall_users
 
 logger = logging.getLogger(__name__)
@@ -102,16 +104,39 @@ def _notify_tier(incident: Incident, event: IncidentEvent, rule: NotificationRul
     return len(fresh)
 
 
-def _oncall(specs: list[dict[str, Any]], at: dt.datetime) -> dict[str, list[Any]]:
+@dataclass
+class OnCall:
+    """Who is on call in the schedules some tiers name, at one moment, and where each is emailed:
+    their verified email contact methods, else their account's address."""
+
+    people: dict[str, list[Any]] = field(default_factory=dict)  # schedule slug → users
+    emails: dict[int, list[str]] = field(default_factory=dict)  # user id → addresses
+
+    def of(self, slugs: list[str]) -> list[Any]:
+        return list({user.pk: user for slug in slugs for user in self.people.get(slug, [])}.values())
+
+    def email_of(self, user: Any) -> list[str]:
+        return self.emails.get(user.pk) or ([user.email] if user.email else [])
+
+
+def _oncall(specs: list[dict[str, Any]], at: dt.datetime) -> OnCall:
     """Who is on call at ``at`` in every schedule the tiers name (one read for a whole batch)."""
     slugs = sorted({slug for spec in specs for slug in spec.get("oncall") or []})
-    return oncall_users(slugs, at) if slugs else {}
+    if not slugs:
+        return OnCall()
+    people = oncall_users(slugs, at)
+    emails: dict[int, list[str]] = {}
+    user_ids = {user.pk for users in people.values() for user in users}
+    verified = ContactMethod.objects.filter(user_id__in=user_ids, kind=ContactKind.EMAIL, verified_at__isnull=False)
+    for user_id, address in verified.order_by("pk").values_list("user_id", "value"):
+        emails.setdefault(user_id, []).append(address)
+    return OnCall(people, emails)
 
 
-def _nobody_on_call(spec: dict[str, Any], oncall: dict[str, list[Any]]) -> list[str]:
+def _nobody_on_call(spec: dict[str, Any], oncall: OnCall) -> list[str]:
     """The tier's schedules when none of them has anyone on call ([] when someone is, or it names none)."""
     slugs = spec.get("oncall") or []
-    return [] if any(oncall.get(slug) for slug in slugs) else list(slugs)
+    return [] if oncall.of(slugs) else list(slugs)
 
 
 def _escalate_past_nobody(incident: Incident, tier: int, schedules: list[str], at: dt.datetime) -> None:
@@ -147,18 +172,19 @@ def _tier_deliveries(
     purpose: str,
     channels: dict[str, Channel],
     roots: dict[tuple[int, str], Delivery],
-    oncall: dict[str, list[Any]],
+    oncall: OnCall,
 ) -> tuple[list[Delivery], list[str]]:
     """The (unsaved) deliveries of one tier's channels and targets, and the channels skipped (why).
 
     A tier naming on-call schedules tells the people on call (``oncall``: who is, per schedule):
     the transports find them in ``people`` (user ids; SMS and voice page their phones as their
-    preferences allow at this ``severity`` and time ``at``), and their emails join the recipients."""
+    preferences allow at this ``severity`` and time ``at``), and their emails (verified email contact
+    methods, else their account's address) join the recipients."""
     skipped: list[str] = []
     fresh: list[Delivery] = []
     if spec.get("oncall"):
-        people = list({user.pk: user for slug in spec["oncall"] for user in oncall.get(slug, [])}.values())
-        emails = [user.email for user in people if user.email]
+        people = oncall.of(spec["oncall"])
+        emails = [address for user in people for address in oncall.email_of(user)]
         spec = {
             **spec,
             "people": [user.pk for user in people],
@@ -314,7 +340,7 @@ def _route_opened(events: list[IncidentEvent]) -> None:
         rules.setdefault(rule.severity, []).append(rule)
     specs = [spec for group in rules.values() for rule in group for spec in rule.tiers()]
     firsts = [rule.tiers()[0] for group in rules.values() for rule in group]
-    oncall_at: dict[dt.datetime, dict[str, list[Any]]] = {}  # per moment (a batch is usually one)
+    oncall_at: dict[dt.datetime, OnCall] = {}  # per moment (a batch is usually one)
     names = {name for spec in specs for name in spec.get("channels") or []}
     channels = {c.name: c for c in Channel.objects.filter(name__in=names)} if names else {}
     states: list[IncidentNotification] = []

@@ -155,3 +155,14 @@ def test_sms_and_voice_hear_no_still_firing_reminders(fire, schedule, settings):
         fire("CRITICAL", at=T0 + minutes * 60 * S)  # fires again past the repeat interval: reminders
     reminders = sent(incident, "REMINDER")
     assert reminders and set(reminders) == {("email", "alice@example.com", "REMINDER")}
+
+
+def test_the_person_on_call_is_emailed_at_their_verified_email_contact_methods(fire, schedule):
+    from oncall.models import ContactMethod
+
+    alice = schedule.rotations.get().members.get(position=0).user
+    ContactMethod.objects.create(user=alice, kind="EMAIL", value="alice.pager@example.com", verified_at=T0)
+    ContactMethod.objects.create(user=alice, kind="EMAIL", value="unverified@example.com")
+    _critical_rule(channels=["email"], recipients=[], oncall=["data-platform"])
+    incident = fire("CRITICAL")
+    assert sent(incident) == [("email", "alice.pager@example.com", "OPENED")]
