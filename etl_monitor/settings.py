@@ -143,6 +143,10 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
         {"visibility_timeout": 3600} if CELERY_BROKER_URL.startswith("redis") else {}
     )
+    if CELERY_BROKER_URL.startswith("redis://"):
+        # kombu's Redis transport, with a worker that reconnects after a Redis restart instead of
+        # exiting (etl_monitor/broker.py says why).
+        CELERY_BROKER_TRANSPORT = "etl_monitor.broker:Transport"
 else:
     # No Redis: a file cache and kombu's filesystem transport, both under var/,
     # so web, worker and beat share them without any service installed.

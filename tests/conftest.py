@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from django.test.utils import override_settings
 from etl_monitor.roles import Role, roles_sync
 from loaders import services
 from loaders.models import Loader, LoaderVersion, Team
+from tests.processes import RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -290,3 +293,15 @@ def at_once(work: Any, count: int) -> list[Any]:
         raise errors[0]
     assert len(results) == count, f"{count - len(results)} thread(s) did not finish"
     return results
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("The redis-server program is required in CI (CI=true).")
+        pytest.skip("redis-server is not installed.")
+    server = RedisServer(tmp_path / "redis.log")
+    server.start()
+    yield server
+    server.stop()

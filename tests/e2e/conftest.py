@@ -63,6 +63,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     report = outcome.get_result()
     if report.failed and _running:
         _failed.append(item.nodeid)
+        # A process that died explains a timeout at once (its log's tail says why).
+        states = [
+            f"{name}: " + ("running" if proc.poll() is None else f"EXITED with {proc.returncode}")
+            for name, proc in _running[0].procs.items()
+        ]
+        report.sections.append(("e2e platform: processes", "\n".join(states)))
         for name, text in _running[0].logs().items():
             tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
             report.sections.append((f"e2e platform: {name}.log (last {LOG_TAIL_LINES} lines)", tail))

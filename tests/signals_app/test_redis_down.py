@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,9 +23,8 @@ from rest_framework.test import APIClient
 from etl_monitor import outage
 from etl_monitor.celery import app
 from signals_app.models import IngestToken, Run, RunStatus, Signal
-from tests.conftest import IN_CI, redis_cache
-from tests.net import free_port
-from tests.processes import process_start, process_stop
+from tests.conftest import redis_cache
+from tests.processes import RedisServer
 from tests.signals_app.conftest import signal
 
 FAST_PATH_TASK = "incidents.tasks.rules_evaluate_for_loader"
@@ -273,57 +268,11 @@ def test_a_broker_that_never_answers_costs_one_request_its_timeout_and_the_next_
 # --- a real Redis stopped and started again --------------------------------------------------------
 
 
-class RedisServer:
-    """A redis-server of the test's own on a free port (never the shared one), stoppable."""
-
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log = log
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        import redis
-
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = process_start(args, env=os.environ, log=self.log)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            process_stop(self.process)
-            self.process = None
-
-    def queued(self) -> int:
-        import redis
-
-        return redis.Redis.from_url(self.url).llen("celery")
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("The redis-server program is required in CI (CI=true).")
-        pytest.skip("redis-server is not installed.")
-    server = RedisServer(tmp_path / "redis.log")
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
-def test_ingestion_goes_on_while_redis_restarts_and_recovers_without_a_restart(own_redis, broker_at, settings, job):
+def test_ingestion_goes_on_while_redis_restarts_and_recovers_without_a_restart(
+    own_redis: RedisServer, broker_at, settings, job
+):
     settings.CACHES = redis_cache(own_redis.url, timeout=1)
     settings.SIGNAL_INGEST_RATE = "3/min"
     settings.REDIS_RETRY_SECONDS = 0  # ask again at once: the recovery is seen by the next request
