@@ -35,22 +35,28 @@ def message_taken(conn: Connection, queue: Queue) -> object:
     return message
 
 
-def test_the_stock_redis_transport_fails_on_the_second_close_celery_5_7_makes(own_redis: RedisServer):
+def test_the_stock_redis_transport_fails_on_a_connection_celery_5_7_closed_twice(own_redis: RedisServer):
     """Why etl_monitor/broker.py exists: if this stops failing, kombu fixed it and that module can go."""
     queue = Queue("stock", Exchange("stock"), "stock")
     conn = Connection(own_redis.url)
-    message_taken(conn, queue)
+    held = message_taken(conn, queue)
     conn.transport.client = None  # what Connection.collect() leaves: the transport detached
     with pytest.raises(AttributeError, match="hostname"):
         conn.default_channel.close()
+    with pytest.raises(AttributeError, match="hostname"):
+        held.ack()  # the task that held it finishes afterwards
 
 
 def test_a_closed_connection_leaves_held_messages_to_the_visibility_timeout(own_redis: RedisServer):
     queue = Queue("held", Exchange("held"), "held")
     conn = Connection(own_redis.url, transport=PATCHED, transport_options={"visibility_timeout": 1})
-    message_taken(conn, queue)
+    held = message_taken(conn, queue)
     conn.transport.client = None
     conn.default_channel.close()  # no error: the message stays in Redis's unacked set
+    # What Celery logs as "Couldn't ack" and goes on (kombu's Message.ack_log_error catches the
+    # connection's errors), instead of an AttributeError that ends the worker.
+    with pytest.raises(conn.connection_errors, match="closed"):
+        held.ack()
 
     with Connection(own_redis.url, transport=PATCHED, transport_options={"visibility_timeout": 1}) as other:
         assert other.default_channel.basic_get(queue.name) is None  # not back yet: still held
