@@ -305,3 +305,13 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist with ``--dist loadgroup`` (CI's PostgreSQL pass), the end-to-end suite and
+    the browser suite each run on one worker: their platform and their browser start once per
+    worker that runs any of their tests."""
+    for item in items:
+        for group in ("e2e", "browser"):
+            if item.nodeid.startswith(f"tests/{group}/"):
+                item.add_marker(pytest.mark.xdist_group(group))
