@@ -19,14 +19,43 @@ from etl_monitor.protection import protectable_fields, protectable_models, secre
 
 
 class ServiceErrorMessagesMixin:
-    """Turn a refusal raised by a service during save into a message, not a 500."""
+    """A refusal a service raises while the admin saves, shown instead of a 500.
+
+    Input the service refuses (InvalidInput, each problem named by field) brings the form back as it
+    was typed, each problem under its field (or above the form for a name the form does not show),
+    and nothing saved: the save ran in the admin's transaction, rolled back by the refusal. Other
+    refusals (a permission, a state) are a message on the page the person came from."""
 
     def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().changeform_view(request, object_id, *args, **kwargs)
+        except InvalidInput as exc:
+            if request.method == "POST" and exc.errors and not hasattr(request, "service_refusal"):
+                request.service_refusal = exc
+                return self.changeform_view(request, object_id, *args, **kwargs)
+            messages.error(request, str(exc))
         except ServiceError as exc:
-            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
-            return HttpResponseRedirect(request.get_full_path())
+            messages.error(request, exc.message)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal: InvalidInput | None = getattr(request, "service_refusal", None)
+        if refusal is None:
+            return form
+
+        class Refused(form):
+            def clean(self) -> Any:
+                data = super().clean()
+                for field, problems in refusal.errors.items():
+                    if field in self.fields:
+                        self.add_error(field, problems)
+                    else:
+                        self.add_error(None, [f"{field}: {problem}" for problem in problems])
+                return data
+
+        Refused.__name__ = form.__name__
+        return Refused
 
 
 class FieldProtectionForm(forms.ModelForm):

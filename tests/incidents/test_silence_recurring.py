@@ -197,3 +197,28 @@ def test_a_new_silence_starts_now_and_lasts_an_hour_unless_changed(client, opera
     form = client.get("/admin/incidents/silence/add/").context["adminform"].form
     starts, ends = form.initial["starts_at"], form.initial["ends_at"]
     assert abs((starts - timezone.now()).total_seconds()) < 120 and ends - starts == dt.timedelta(hours=1)
+
+
+def test_a_silence_the_service_refuses_comes_back_as_typed_with_each_error_under_its_field(client, operator):
+    """The service's refusal (InvalidInput) in the admin: the form again with what was typed,
+    nothing saved, not a redirect to an empty form (etl_monitor.admin.ServiceErrorMessagesMixin)."""
+    client.force_login(operator)
+    response = client.post(
+        "/admin/incidents/silence/add/",
+        {
+            "starts_at_0": "2026-12-24",
+            "starts_at_1": "18:00:00",
+            "ends_at_0": "2026-12-24",
+            "ends_at_1": "17:00:00",
+            "timezone": "Europe/Paris",
+            "recurrence": "FREQ=YEARLY",
+            "comment": "",
+        },
+    )
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors["ends_at"] == ["Must be after the start."]
+    assert form.errors["comment"] == ["A silence of everything needs a comment saying why."]
+    page = response.content.decode()
+    assert 'value="FREQ=YEARLY"' in page and 'value="18:00:00"' in page and "Europe/Paris" in page
+    assert not Silence.objects.exists()
