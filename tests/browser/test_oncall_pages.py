@@ -1,6 +1,6 @@
 """On-call in a real browser, as each role uses it: an Operator builds a schedule and reads who is
 on call; a Viewer adds, verifies (with the code texted to the fake Twilio) and sets paging
-preferences for their own phone; an Admin routes CRITICAL to the schedule."""
+preferences for their own phone (a refused one keeps what was typed); an Admin routes CRITICAL to the schedule."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import pytest
 
 from integrations.models import NotificationRule
-from oncall.models import ContactMethod, Schedule
+from oncall.models import ContactMethod, PagingPreference, Schedule
 from tests.browser.conftest import Page
 from tests.integrations.twilio_fake import FakeTwilio, twilio_fixture  # noqa: F401 — fixture
 
@@ -79,7 +79,16 @@ def test_a_viewer_verifies_their_phone_and_sets_quiet_hours(page: Page, viewer, 
 
     page.open("/admin/oncall/pagingpreference/")
     page.wait_for(lambda d: d.find_elements("css selector", "#id_quiet_start"))
+    # One end only: refused under that field, with what was typed still there.
     fill(page, "#id_quiet_start", "22:00")
+    fill(page, "#id_timezone", "Europe/Paris")
+    page.click("input[name=_save]")
+    page.wait_for_text("Give both ends of the quiet hours, or neither.")
+    page.screenshot("paging-preferences-refused")
+    assert "Give both ends" in page.find(".field-quiet_end").text
+    assert page.find("#id_quiet_start").get_attribute("value") == "22:00"
+    assert page.find("#id_timezone").get_attribute("value") == "Europe/Paris"
+    assert not PagingPreference.objects.filter(user=viewer).exists()
     fill(page, "#id_quiet_end", "07:00")
     page.screenshot("paging-preferences")
     page.click("input[name=_save]")
