@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +15,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -423,21 +426,29 @@ class IncidentAdmin(admin.ModelAdmin):
     def do_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
         incident = get_object_or_404(Incident, pk=pk)
         text = request.POST.get("comment", "").strip()
-        run = {
+        own = {
             "acknowledge": lambda: services.incident_acknowledge(user=request.user, incident=incident, comment=text),
             "resolve": lambda: services.incident_resolve(user=request.user, incident=incident, comment=text),
             "close": lambda: services.incident_close(user=request.user, incident=incident, comment=text),
             "comment": lambda: services.incident_comment(user=request.user, incident=incident, text=text),
         }.get(action)
         done = {"acknowledge": "acknowledged", "resolve": "resolved", "close": "closed", "comment": "comment added"}
-        if run is None:
+        extra = INCIDENT_PAGE_ACTIONS.get(action)
+        if own is None and extra is None:
             messages.error(request, f"Unknown action {action!r}.")
-        else:
-            try:
-                run()
-                messages.success(request, f"Incident #{pk}: {done[action]}.")
-            except ServiceError as exc:
-                messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
+            return self._back(pk)
+        try:
+            with transaction.atomic():
+                if own is not None:
+                    own()
+                    said = f"Incident #{pk}: {done[action]}."
+                else:
+                    if text:  # typed in the shared comment box: kept on the timeline, not dropped
+                        services.incident_comment(user=request.user, incident=incident, text=text)
+                    said = extra.run(request.user, incident)
+            messages.success(request, said)
+        except ServiceError as exc:
+            messages.error(request, str(exc) if isinstance(exc, InvalidInput) else exc.message)
         return self._back(pk)
 
     def silence_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -538,6 +549,7 @@ class IncidentAdmin(admin.ModelAdmin):
             "can_acknowledge": "acknowledge" in allowed,
             "can_resolve": "resolve" in allowed,
             "can_close": "close" in allowed,
+            "page_actions": [extra for extra in INCIDENT_PAGE_ACTIONS.values() if extra.allowed(user, incident)],
             "can_comment": "comment" in allowed,
             "can_silence": user.has_perm("incidents.add_silence")
             and bool(scopes)
@@ -584,6 +596,28 @@ def silence_until_parse(form: Any) -> tuple[float | None, dt.datetime | None]:
             raise InvalidInput({"until": ["Must be a date and time, e.g. 2026-12-03 22:00."]})
         return None, parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
     return None, None
+
+
+@dataclass(frozen=True)
+class IncidentPageAction:
+    """A button of the incident page's action bar that an app above incidents provides
+    (integrations: Escalate now). ``allowed(user, incident)`` says whether it is shown;
+    ``run(user, incident)`` does it through that app's service and returns what to tell the person
+    (a ServiceError it raises is shown as the other buttons' refusals are)."""
+
+    name: str
+    label: str
+    title: str
+    allowed: Callable[[Any, Incident], bool]
+    run: Callable[[Any, Incident], str]
+
+
+INCIDENT_PAGE_ACTIONS: dict[str, IncidentPageAction] = {}
+
+
+def incident_page_action_register(action: IncidentPageAction) -> None:
+    """Add ``action`` to the incident page (after Resolve), so incidents imports no app above it."""
+    INCIDENT_PAGE_ACTIONS[action.name] = action
 
 
 def incident_inline_register(inline: type[InlineModelAdmin]) -> None:

@@ -30,7 +30,8 @@ from etl_monitor.admin_input import KeyCheckingAdminMixin
 from etl_monitor.crypto import secret_status, secret_undecryptable
 from etl_monitor.errors import InvalidInput, ServiceError
 from etl_monitor.history_admin import ReadOnlyHistoryAdmin
-from incidents.admin import incident_inline_register
+from incidents.admin import IncidentPageAction, incident_inline_register, incident_page_action_register
+from incidents.models import Incident
 from integrations.jira import JiraAuth, connection_check, jira_configured, jira_personal_access_token
 from integrations.models import (
     Capture,
@@ -44,6 +45,7 @@ from integrations.models import (
     NotificationRule,
 )
 from integrations.notifications import channels, outbox, rules
+from integrations.notifications.routing import incident_escalate, incident_escalation_possible
 from integrations.notifications.transports import transport_for
 from integrations.selectors import delivery_payload_visible
 from integrations.sources.captures import capture_run
@@ -417,6 +419,24 @@ class DeliveryInline(admin.TabularInline):
 
 
 incident_inline_register(DeliveryInline)
+
+
+def _escalate_now(user: Any, incident: Incident) -> str:
+    tier = incident_escalate(user=user, incident=incident, source="the incident page")
+    return f"Incident #{incident.pk}: escalated, tier {tier} of its notification rule is notified."
+
+
+incident_page_action_register(
+    IncidentPageAction(
+        name="escalate",
+        label="Escalate now",
+        title="Notify the next tier of its notification rule now instead of at the escalation timeout",
+        allowed=lambda user, incident: (
+            user.has_perm("incidents.change_incident") and incident_escalation_possible(incident)
+        ),
+        run=_escalate_now,
+    )
+)
 
 
 @admin.register(Delivery)

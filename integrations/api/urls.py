@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from integrations.api.views import (
@@ -5,6 +6,7 @@ from integrations.api.views import (
     ChannelViewSet,
     DataSourceViewSet,
     DeliveryViewSet,
+    IncidentEscalateView,
     NotificationRuleViewSet,
 )
 
@@ -15,4 +17,8 @@ router.register("deliveries", DeliveryViewSet, basename="delivery")
 router.register("data-sources", DataSourceViewSet, basename="data-source")
 router.register("captures", CaptureViewSet, basename="capture")
 
-urlpatterns = router.urls
+urlpatterns = [
+    # An incident's action that routing owns, beside the incidents API's own (acknowledge, resolve…).
+    path("incidents/<int:pk>/escalate/", IncidentEscalateView.as_view(), name="incident-escalate"),
+    *router.urls,
+]

@@ -7,13 +7,15 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from rest_framework import generics, mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from etl_monitor.permissions import RoleModelPermissions, RoleViewPermission
+from incidents.api.serializers import IncidentDetailSerializer
+from incidents.models import Incident
 from integrations.api.serializers import (
     CaptureRunSerializer,
     CaptureSerializer,
@@ -27,6 +29,7 @@ from integrations.api.serializers import (
 )
 from integrations.models import Capture, Channel, DataSource, Delivery, NotificationRule
 from integrations.notifications import channels, outbox, rules
+from integrations.notifications.routing import incident_escalate
 from integrations.sources import captures, clients, services
 
 MAX_ID = 2**63 - 1  # beyond any primary key, and beyond what the database can compare
@@ -226,3 +229,20 @@ class CaptureViewSet(viewsets.ModelViewSet):
     def run(self, request: Request, pk: str) -> Response:
         result = captures.capture_run(self.get_object())
         return Response(CaptureRunSerializer(result).data)
+
+
+class IncidentEscalateView(generics.GenericAPIView):
+    """Notify the next tier of the incident's notification rule now, instead of at its escalation
+    timeout: the same step as the timeout, recorded on the timeline with who asked ("from the API").
+    An Operator's or Admin's; 409 when the incident is not open, was routed to no rule, or has
+    reached its rule's last tier (repeats included)."""
+
+    queryset = Incident.objects.all()
+    permission_classes = [RoleViewPermission]  # the service checks escalating and says why
+    serializer_class = IncidentDetailSerializer
+
+    @extend_schema(request=None, responses=IncidentDetailSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        incident = self.get_object()
+        incident_escalate(user=request.user, incident=incident, source="the API")
+        return Response(IncidentDetailSerializer(Incident.objects.get(pk=incident.pk)).data)

@@ -474,16 +474,30 @@ def escalations_run(now: dt.datetime | None = None) -> int:
     return done
 
 
+def _step_left(state: IncidentNotification) -> bool:
+    """A next tier, or (on the last) a repeat ``escalation_repeat`` still allows."""
+    last = len(state.rule.tiers()) - 1
+    return state.tier < last or max(0, state.escalations - last) < state.rule.escalation_repeat
+
+
+def incident_escalation_possible(incident: Incident) -> bool:
+    """Whether ``incident_escalate`` has a step to take now: the incident is open and its rule has a
+    tier (or a repeat) left. Read-only: the incident page shows its Escalate button by this."""
+    if incident.status != IncidentStatus.OPEN:
+        return False
+    state = IncidentNotification.objects.select_related("rule").filter(incident=incident).first()
+    return state is not None and state.rule is not None and _step_left(state)
+
+
 def _escalate(state: IncidentNotification, now: dt.datetime, why: str, actor: Any = None) -> bool:
     """Move the incident (its notification state locked) to its rule's next tier and record it
     (routing notifies the tier); past the last tier, notify the last one again while
     ``escalation_repeat`` allows. False when there is nothing left to escalate to."""
     rule = state.rule
     last = len(rule.tiers()) - 1
-    repeats_done = max(0, state.escalations - last)
     if state.tier < last:
         state.tier += 1
-    elif repeats_done >= rule.escalation_repeat:
+    elif not _step_left(state):
         state.next_escalation_at = None
         state.save(update_fields=["next_escalation_at"])
         return False

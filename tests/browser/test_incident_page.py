@@ -145,3 +145,23 @@ def test_an_operator_sets_up_a_weekly_maintenance_window_and_the_list_says_it_in
     assert Silence.objects.get().recurrence == "FREQ=WEEKLY;BYDAY=MO,WE"
     assert "Every Mon, Wed 22:00–23:30 (Europe/Berlin)" in page.find("#result_list").text
     page.screenshot("silence-list")
+
+
+def test_an_operator_escalates_now_from_the_page_and_the_button_goes_at_the_last_tier(page: Page, operator, incident):
+    from integrations.models import IncidentNotification, NotificationRule
+
+    rule = NotificationRule.objects.filter(severity=incident.severity).first()
+    rule.escalation_tiers = [{"channels": ["email"], "recipients": ["lead@example.com"]}]
+    rule.escalation_repeat = 0
+    rule.save()
+    IncidentNotification.objects.create(incident=incident, rule=rule, tier=0)
+    open_incident(page.login(operator), incident)
+    page.find("input[name=comment]").send_keys("Nobody answered the page")
+    page.screenshot("escalate-now")
+    page.click("#do-escalate")
+    shows(page, f"Incident #{incident.pk}: escalated, tier 1 of its notification rule is notified.")
+    timeline = page.find("#timeline").text
+    assert "Escalated by otto-operator from the incident page: tier 1 notified." in timeline
+    assert "Nobody answered the page" in timeline
+    assert not page.find_all("#do-escalate")  # the last tier, no repeats: nothing left to escalate to
+    page.screenshot("escalated")
