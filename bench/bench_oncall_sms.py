@@ -31,13 +31,21 @@ burst case.
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import os
 import statistics
 import time
 from typing import Any
 
-from common import broker_use_and_purge, failing_loaders_drop, failing_loaders_seed, production_env, stop, workers_start
+from common import (
+    broker_use_and_purge,
+    failing_loaders_drop,
+    failing_loaders_seed,
+    fake_process_start,
+    platform_prepare,
+    production_env,
+    stop,
+    workers_start,
+)
 from django.conf import settings
 from django.db import connection
 
@@ -212,19 +220,11 @@ def _judge(case: dict[str, Any], arrivals: list[tuple[str, str, float]], phones:
 
 
 def main() -> list[str]:
-    from etl_monitor.roles import roles_sync
-    from signals_app.retention import signals_partitions_ensure
     from tests.integrations.twilio_fake import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 
-    load_before = os.getloadavg()[0]
-    roles_sync()
-    signals_partitions_ensure(days_before=1, days_ahead=2)
+    load_before = platform_prepare()
     phones = _people_seed()
-    context = multiprocessing.get_context("spawn")
-    pipe, theirs = context.Pipe()
-    receiver = context.Process(target=twilio_process, args=(theirs,), daemon=True)
-    receiver.start()
-    twilio_url = pipe.recv()
+    twilio_url, pipe, receiver = fake_process_start(twilio_process)
     twilio = {
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,

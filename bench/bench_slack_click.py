@@ -23,7 +23,6 @@ test suites, load 10, the same run answered in 3.6 s p50 and missed both targets
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import statistics
 import threading
@@ -35,8 +34,10 @@ from common import (
     broker_use_and_purge,
     failing_loaders_drop,
     failing_loaders_seed,
+    fake_process_start,
     gunicorn_command,
     healthz_wait,
+    platform_prepare,
     production_env,
     start,
     stop,
@@ -159,21 +160,13 @@ def _p95(values: list[float]) -> float:
 def main() -> list[str]:
     from django.utils import timezone
 
-    from etl_monitor.roles import roles_sync
     from incidents.detection import rules_evaluate_claimed
     from incidents.models import Incident
     from integrations.models import Delivery
-    from signals_app.retention import signals_partitions_ensure
 
-    load_before = os.getloadavg()[0]
-    roles_sync()
-    signals_partitions_ensure(days_before=1, days_ahead=2)
+    load_before = platform_prepare()
     rule_id = _seed()
-    context = multiprocessing.get_context("spawn")
-    pipe, theirs = context.Pipe()
-    receiver = context.Process(target=slack_process, args=(theirs,), daemon=True)
-    receiver.start()
-    slack_url = pipe.recv()
+    slack_url, pipe, receiver = fake_process_start(slack_process)
     settings.SLACK_BOT_TOKEN, settings.SLACK_API_BASE_URL = "xoxb-bench", slack_url
     broker_use_and_purge()
     env = production_env(

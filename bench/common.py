@@ -4,14 +4,17 @@ processes, starting and stopping them, and loaders with failing signals to open 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,3 +206,27 @@ def failing_loaders_drop(prefix: str, team_slug: str) -> None:
 
     Loader.objects.filter(loader_code__startswith=f"{prefix}-").delete()
     Team.objects.filter(slug=team_slug).delete()
+
+
+def platform_prepare() -> float:
+    """What a benchmark on a fresh database needs first: the roles and today's signal partitions.
+    Returns the load average before it starts (reported beside its figures)."""
+    from etl_monitor.roles import roles_sync
+    from signals_app.retention import signals_partitions_ensure
+
+    load_before = os.getloadavg()[0]
+    roles_sync()
+    signals_partitions_ensure(days_before=1, days_ahead=2)
+    return load_before
+
+
+def fake_process_start(target: Callable[[Connection], None]) -> tuple[str, Connection, BaseProcess]:
+    """A vendor's fake in a process of its own (spawned: no Django state inherited), so the platform
+    under test does not share its CPU time with the benchmark's own Python. ``target(pipe)`` sends
+    the fake's base URL, then answers the benchmark on that pipe (e.g. "stop" → what it received).
+    Returns the URL, the benchmark's end of the pipe and the process."""
+    context = multiprocessing.get_context("spawn")
+    pipe, theirs = context.Pipe()
+    process = context.Process(target=target, args=(theirs,), daemon=True)
+    process.start()
+    return pipe.recv(), pipe, process
