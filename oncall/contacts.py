@@ -231,20 +231,12 @@ def _time(value: Any, field: str, errors: dict[str, list[str]]) -> dt.time | Non
 
 def preference_save(*, user: Any, owner: Any, data: dict[str, Any]) -> PagingPreference:
     """Create or change ``owner``'s paging preference from ``data`` (any of PREFERENCE_FIELDS;
-    those left out keep their value)."""
+    those left out keep their value). Quiet hours are both ends or neither; an end before the
+    start crosses midnight."""
     _manage_require(user, owner, "oncall.change_pagingpreference", "change other people's paging preferences")
-    preference = PagingPreference.objects.filter(user=owner).first() or PagingPreference(user=owner)
-    preference_apply(preference, data)
-    preference.save()
-    return preference
-
-
-def preference_apply(preference: PagingPreference, data: dict[str, Any]) -> PagingPreference:
-    """Set ``data`` on ``preference`` without saving it; InvalidInput names each wrong field (the
-    admin form shows them on its fields, with what was typed kept). Quiet hours are both ends or
-    neither; an end before the start crosses midnight."""
     fields_known(data, PREFERENCE_FIELDS)
     errors: dict[str, list[str]] = {}
+    preference = PagingPreference.objects.filter(user=owner).first() or PagingPreference(user=owner)
     for field in ("sms_severities", "voice_severities", "quiet_severities"):
         if field in data:
             setattr(preference, field, _severities(data, field, errors))
@@ -264,4 +256,5 @@ def preference_apply(preference: PagingPreference, data: dict[str, Any]) -> Pagi
         elif start is not None and start == end:
             errors["quiet_end"] = ["The quiet hours end when they start: give a different end, or neither."]
     model_validate(preference, errors, exclude=("user",))
+    preference.save()
     return preference

@@ -10,7 +10,6 @@ of a phone sends the verification code and takes it back.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from django import forms
@@ -242,17 +241,6 @@ class PagingPreferenceForm(forms.ModelForm):
             # alone does not switch every SMS and call off.
             for name in ("sms_severities", "voice_severities", "quiet_severities"):
                 self.initial.setdefault(name, PagingPreference._meta.get_field(name).get_default())
-
-    def clean(self) -> dict[str, Any]:
-        """The service's checks, on the fields they concern: a refusal keeps what was typed."""
-        data = super().clean()
-        values = {name: data[name] for name in contacts.PREFERENCE_FIELDS if name in data}
-        try:
-            contacts.preference_apply(copy.copy(self.instance), values)
-        except InvalidInput as exc:
-            for field, problems in exc.errors.items():
-                self.add_error(field if field in self.fields else None, problems)
-        return data
 
 
 @admin.register(PagingPreference)
