@@ -1,8 +1,9 @@
 """Paging the person on call, end to end on the running platform (gunicorn, worker and beat on
 PostgreSQL and Redis; Slack and Twilio are local fakes speaking their wire formats): a CRITICAL
 incident texts the on-call Operator through Twilio; a forged Twilio webhook and a Viewer's Slack
-click change nothing; the Operator's signed SMS reply acknowledges the incident, which the API
-shows and the Slack message says (chat.update, in place)."""
+click and a Viewer's "escalate now" over the API change nothing; the Operator's signed SMS reply
+acknowledges the incident, which the API shows and the Slack message says (chat.update, in place);
+acknowledged, it is no longer escalated (409)."""
 
 from __future__ import annotations
 
@@ -153,6 +154,12 @@ def test_the_person_on_call_is_texted_and_acknowledges_by_replying(platform: Pla
     refused_at = time.time()
     assert acknowledgements(platform) == []
 
+    # A Viewer's "escalate now" over the API: refused, nothing changes.
+    escalate = f"/api/v1/incidents/{incident['id']}/escalate/"
+    denied = platform.post("Viewer", escalate, None)
+    assert denied.status_code == 403 and "not allow you to escalate" in denied.text
+    assert not [e for e in incident_read(platform, incident["id"])["events"] if e["kind"] == "ESCALATED"]
+
     # The Operator replies "ACK <code>": acknowledged by them, from the SMS.
     answer = twilio_post(platform, SMS_WEBHOOK, reply, validator.compute_signature(platform.url(SMS_WEBHOOK), reply))
     assert answer.status_code == 200 and "acknowledged" in answer.text.lower(), answer.text
@@ -170,3 +177,7 @@ def test_the_person_on_call_is_texted_and_acknowledges_by_replying(platform: Pla
     assert update.body["channel"] == "C0CRIT" and update.at > refused_at
     assert len([m for m in platform.slack.posts() if m["ts"] == post["ts"]]) == 1
     assert len(platform.twilio.sms_to(PHONE)) == 1  # the reply pages nobody again
+
+    # Acknowledged, it can no longer be escalated: 409 saying why, to the Operator too.
+    late = platform.post("Operator", escalate, None)
+    assert late.status_code == 409 and "only an open one can be escalated" in late.text
